@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// An order's timeline: one human-readable row per order event.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "order_activity")]
+pub struct Model {
+    /// The event's log position (one row per order event).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub position: i64,
+    pub tx_id: i64,
+    pub order_id: Uuid,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub description: String,
+    pub occurred_at: ChronoDateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Where each projection is in the log, and how it is doing.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "projection_checkpoint")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub name: String,
+    /// `async` or `inline`.
+    pub mode: String,
+    /// `running`, `stopped` or `rebuilding`.
+    pub status: String,
+    /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
+    pub last_tx_id: i64,
+    pub last_position: i64,
+    pub events_applied: i64,
+    pub last_error: Option<String>,
+    /// The instance currently running the projection, when known.
+    pub owner: Option<String>,
+    /// Fencing counter: bumped by every runner that takes the projection over.
+    pub fence: i64,
+    pub updated_at: ChronoDateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,47 @@
+//! Twofold's schema, as sea-orm-migration migrations.
+//!
+//! The DDL is written per backend (PostgreSQL and SQLite) as plain SQL rather
+//! than through the schema builder: the constraints are the point of the write
+//! model (named CHECK, UNIQUE and FOREIGN KEY constraints that the command
+//! layer maps to client errors), and PostgreSQL needs a column default
+//! (`pg_current_xact_id()`) that the builder cannot express portably.
+//!
+//! This crate never imports `entity`: migrations describe history, entities
+//! describe the present.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_write_model;
+mod m20261126_000002_event_log;
+mod m20261126_000003_read_model;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_write_model::Migration),
+            Box::new(m20261126_000002_event_log::Migration),
+            Box::new(m20261126_000003_read_model::Migration),
+        ]
+    }
+}
+
+/// Runs each statement of a `;`-separated script (no statement may contain a `;`).
+pub(crate) async fn run_script(manager: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
+/// Picks the script for the connected backend.
+pub(crate) fn pick<'a>(manager: &SchemaManager<'_>, postgres: &'a str, sqlite: &'a str) -> Result<&'a str, DbErr> {
+    match manager.get_database_backend() {
+        sea_orm::DbBackend::Postgres => Ok(postgres),
+        sea_orm::DbBackend::Sqlite => Ok(sqlite),
+        other => Err(DbErr::Migration(format!("unsupported database backend {other:?}: use PostgreSQL or SQLite"))),
+    }
+}

@@ -1,0 +1,90 @@
+//! Idempotent retries: a command sent again with the same `commandId`
+//! returns the first acknowledgement and appends nothing; the same
+//! `commandId` with a different command is a `CONFLICT`.
+//!
+//! The key is claimed by inserting its `command_log` row early in the
+//! command's transaction (right after the aggregate locks). A concurrent
+//! duplicate blocks on that row's unique index until the first commits, then
+//! fails, rolls back and replays the recorded result.
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
+
+use entity::log::command_log;
+
+use super::{Ack, CommandError};
+use crate::db::is_unique_violation;
+use crate::domain::DomainError;
+
+pub const MAX_COMMAND_ID_CHARS: usize = 200;
+
+/// A command's idempotency key and the fingerprint of its input.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub command_id: Option<String>,
+    pub command_type: &'static str,
+    /// The command's input as canonical JSON: equal inputs, equal fingerprints.
+    pub fingerprint: String,
+}
+
+impl Key {
+    pub fn new(command_id: Option<&str>, command_type: &'static str, input: &impl serde::Serialize) -> Result<Self, DomainError> {
+        let command_id = match command_id {
+            None => None,
+            Some(id) if id.trim().is_empty() => return Err(DomainError::validation("commandId must not be blank")),
+            Some(id) if id.chars().count() > MAX_COMMAND_ID_CHARS => {
+                return Err(DomainError::validation(format!("commandId must be at most {MAX_COMMAND_ID_CHARS} characters")))
+            }
+            Some(id) => Some(id.to_owned()),
+        };
+        let fingerprint = serde_json::to_string(input).map_err(|e| DomainError::validation(e.to_string()))?;
+        Ok(Self { command_id, command_type, fingerprint })
+    }
+}
+
+/// The recorded result for this key, if the command already ran; a
+/// `CONFLICT` if the key was used for a different command.
+pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>, CommandError> {
+    let Some(command_id) = &key.command_id else { return Ok(None) };
+    let Some(row) = command_log::Entity::find_by_id(command_id.clone()).one(db).await? else { return Ok(None) };
+    if row.command_type != key.command_type || row.fingerprint != key.fingerprint {
+        return Err(DomainError::conflict(format!(
+            "commandId '{command_id}' was already used for a different command ({}); use a new commandId for a new command",
+            row.command_type
+        ))
+        .into());
+    }
+    let ack: Ack = serde_json::from_value(row.result)
+        .map_err(|e| CommandError::Internal(format!("unreadable command_log result for {command_id}: {e}")))?;
+    Ok(Some(ack))
+}
+
+/// Claims the key inside the command's transaction. Call it after taking the
+/// aggregate locks and before deciding.
+pub async fn claim(txn: &impl ConnectionTrait, key: &Key) -> Result<(), CommandError> {
+    let Some(command_id) = &key.command_id else { return Ok(()) };
+    let row = command_log::ActiveModel {
+        command_id: Set(command_id.clone()),
+        command_type: Set(key.command_type.to_owned()),
+        fingerprint: Set(key.fingerprint.clone()),
+        result: Set(serde_json::Value::Null),
+        recorded_at: Set(chrono::Utc::now()),
+    };
+    match command_log::Entity::insert(row).exec_without_returning(txn).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e, "command_log_pkey") => Err(CommandError::AlreadyExecuted),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores the acknowledgement under the claimed key (same transaction).
+pub async fn record(txn: &impl ConnectionTrait, key: &Key, ack: &Ack) -> Result<(), CommandError> {
+    let Some(command_id) = &key.command_id else { return Ok(()) };
+    let result = serde_json::to_value(ack).map_err(|e| CommandError::Internal(e.to_string()))?;
+    command_log::ActiveModel {
+        command_id: Set(command_id.clone()),
+        result: Set(result),
+        ..Default::default()
+    }
+    .update(txn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The write side: one handler per command, grouped by aggregate
+//! (`customer`, `product`, `order`).
+//!
+//! Every command runs as one unit of work on the write database:
+//!
+//! 1. lock the aggregate rows it decides on (`SELECT … FOR UPDATE`, or
+//!    `FOR SHARE` for rows it only reads). Locking first makes the
+//!    transaction's PostgreSQL xid order agree with each stream's version
+//!    order, which the projections' `(tx_id, position)` reading relies on;
+//! 2. claim the idempotency key (`command_log`): a concurrent duplicate waits
+//!    on that row and then replays the first result;
+//! 3. let the domain aggregate decide the events (or reject the command);
+//! 4. save the new state, append the events, run inline projections, record
+//!    the acknowledgement, commit — all in the same transaction (the outbox:
+//!    there is no second write that could be lost);
+//! 5. after commit, signal the projectors that the log has grown.
+//!
+//! Concurrency: commands on one aggregate serialize on its row lock, so the
+//! second of two racing commands is decided against the state the first
+//! left (e.g. `cancelOrder` after `shipOrder` is an invariant violation). A
+//! stale `expectedVersion` is a `CONFLICT`; `UNIQUE (stream_id,
+//! stream_version)` on the log turns any race that slips past the lock into a
+//! `CONFLICT` too, never into a lost update.
+//!
+//! This module never reads the read model: it imports neither
+//! `entity::read`, nor `crate::query`, nor `crate::projection`. Inline
+//! projections are reached through the [`InlineProjections`] trait.
+pub mod customer;
+pub mod idempotency;
+pub mod log;
+pub mod order;
+pub mod product;
+pub mod store;
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseTransaction, DbErr};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::db::{Db, WriteTxn};
+use crate::domain::event::RecordedEvent;
+use crate::domain::{DomainError, DomainEvent};
+use crate::token::LogPosition;
+
+/// What a successful command returns: the id it created (if any) and the
+/// consistency token of its last event. Never a read view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub id: Option<Uuid>,
+    pub token: LogPosition,
+}
+
+/// Who sent a command and why, recorded in each event's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct CommandMeta {
+    /// The client's idempotency key.
+    pub command_id: Option<String>,
+    /// The HTTP request id, to correlate logs and events.
+    pub correlation_id: Option<String>,
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The idempotency key was claimed by a concurrent transaction that has
+    /// since committed; the caller replays its result.
+    #[error("command already executed")]
+    AlreadyExecuted,
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Projections applied inside the command's own transaction (mode `inline`).
+/// Implemented by the projection layer and injected at start-up, so the
+/// command side does not depend on it.
+#[async_trait::async_trait]
+pub trait InlineProjections: Send + Sync {
+    async fn apply_inline(&self, txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), String>;
+}
+
+/// Executes commands against the write database.
+#[derive(Clone)]
+pub struct CommandService {
+    db: Db,
+    inline: Option<Arc<dyn InlineProjections>>,
+    appended: Arc<watch::Sender<LogPosition>>,
+}
+
+impl CommandService {
+    /// `appended` is bumped to the latest token after every commit, to wake
+    /// the projectors of this process.
+    pub fn new(db: Db, inline: Option<Arc<dyn InlineProjections>>, appended: Arc<watch::Sender<LogPosition>>) -> Self {
+        Self { db, inline, appended }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Opens a unit of work for one command.
+    async fn begin(&self, command_type: &'static str, meta: &CommandMeta) -> Result<UnitOfWork, CommandError> {
+        Ok(UnitOfWork { txn: self.db.begin_write().await?, command_type, meta: meta.clone() })
+    }
+
+    /// Finishes a command attempt: on success signal the projectors; if a
+    /// concurrent duplicate won the idempotency key, replay its result.
+    async fn settle(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key) -> Result<Ack, CommandError> {
+        match attempt {
+            Ok(ack) => {
+                self.appended.send_if_modified(|head| {
+                    let newer = ack.token > *head;
+                    if newer {
+                        *head = ack.token;
+                    }
+                    newer
+                });
+                Ok(ack)
+            }
+            Err(CommandError::AlreadyExecuted) => match idempotency::replay(&self.db.conn, key).await? {
+                Some(ack) => Ok(ack),
+                None => Err(CommandError::Internal("an idempotency key vanished after a conflict".into())),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One command's transaction.
+pub struct UnitOfWork {
+    txn: WriteTxn,
+    command_type: &'static str,
+    meta: CommandMeta,
+}
+
+impl UnitOfWork {
+    pub fn txn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// Appends the events, runs inline projections, records the ack under
+    /// the idempotency key and commits.
+    async fn commit(
+        self,
+        service: &CommandService,
+        key: &idempotency::Key,
+        id: Option<Uuid>,
+        events: Vec<(DomainEvent, i64)>,
+    ) -> Result<Ack, CommandError> {
+        let recorded = log::append(&self.txn, &events, &self.meta, self.command_type).await?;
+        let token = recorded.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or_default();
+        if let Some(inline) = &service.inline {
+            inline.apply_inline(&self.txn, &recorded).await.map_err(CommandError::Internal)?;
+        }
+        let ack = Ack { id, token };
+        idempotency::record(&*self.txn, key, &ack).await?;
+        self.txn.commit().await?;
+        Ok(ack)
+    }
+}

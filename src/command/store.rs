@@ -1,0 +1,221 @@
+//! Loading, locking and saving aggregates in the normalized write model.
+//!
+//! The write model rows are the aggregates' snapshots: a command loads one
+//! row (plus an order's lines), never folds the stream, so there is no need
+//! for event snapshots however long a stream grows.
+use std::collections::HashMap;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use entity::write::{customer, customer_order, order_line, product};
+
+use super::CommandError;
+use crate::db::is_unique_violation;
+use crate::domain::customer::Customer;
+use crate::domain::order::{Order, OrderLine, OrderStatus};
+use crate::domain::product::Product;
+use crate::domain::DomainError;
+
+/// How a row is locked for the rest of the transaction (no-op on SQLite,
+/// whose single writer already serializes commands).
+#[derive(Debug, Clone, Copy)]
+pub enum Lock {
+    /// The command changes this aggregate.
+    ForUpdate,
+    /// The command only reads this aggregate but depends on its state.
+    ForShare,
+}
+
+fn locked<S: QuerySelect>(select: S, lock: Lock) -> S {
+    match lock {
+        Lock::ForUpdate => select.lock_exclusive(),
+        Lock::ForShare => select.lock_shared(),
+    }
+}
+
+fn customer_from_row(row: customer::Model) -> Customer {
+    Customer { id: row.id, name: row.name, email: row.email, version: row.version }
+}
+
+fn product_from_row(row: product::Model) -> Product {
+    Product { id: row.id, sku: row.sku, title: row.title, price_cents: row.price_cents, version: row.version }
+}
+
+pub async fn load_customer(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Customer, CommandError> {
+    let row = locked(customer::Entity::find_by_id(id), lock).one(txn).await?;
+    row.map(customer_from_row).ok_or_else(|| DomainError::not_found(format!("customer {id} does not exist")).into())
+}
+
+/// Loads and share-locks the given products, in id order (a fixed lock order
+/// cannot deadlock). Missing products are simply absent from the map.
+pub async fn load_products(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<HashMap<Uuid, Product>, CommandError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = product::Entity::find()
+        .filter(product::Column::Id.is_in(ids))
+        .order_by_asc(product::Column::Id)
+        .lock_shared()
+        .all(txn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, product_from_row(r))).collect())
+}
+
+pub async fn load_product(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Product, CommandError> {
+    let row = locked(product::Entity::find_by_id(id), lock).one(txn).await?;
+    row.map(product_from_row).ok_or_else(|| DomainError::not_found(format!("product {id} does not exist")).into())
+}
+
+pub async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Order, CommandError> {
+    let Some(row) = locked(customer_order::Entity::find_by_id(id), lock).one(txn).await? else {
+        return Err(DomainError::not_found(format!("order {id} does not exist")).into());
+    };
+    let lines = order_line::Entity::find()
+        .filter(order_line::Column::OrderId.eq(id))
+        .order_by_asc(order_line::Column::LineNo)
+        .all(txn)
+        .await?;
+    let status = OrderStatus::parse(&row.status)
+        .ok_or_else(|| CommandError::Internal(format!("order {id} has an unknown status {}", row.status)))?;
+    Ok(Order {
+        id: row.id,
+        customer_id: row.customer_id,
+        status,
+        total_cents: row.total_cents,
+        lines: lines
+            .into_iter()
+            .map(|l| OrderLine { line_no: l.line_no, product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+            .collect(),
+        cancel_reason: row.cancel_reason,
+        carrier: row.carrier,
+        tracking_number: row.tracking_number,
+        version: row.version,
+    })
+}
+
+pub async fn order_exists(txn: &DatabaseTransaction, id: Uuid) -> Result<bool, CommandError> {
+    Ok(customer_order::Entity::find_by_id(id).one(txn).await?.is_some())
+}
+
+pub async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
+    let now = chrono::Utc::now();
+    let row = customer::ActiveModel {
+        id: Set(c.id),
+        name: Set(c.name.clone()),
+        email: Set(c.email.clone()),
+        version: Set(c.version),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    customer::Entity::insert(row).exec_without_returning(txn).await.map_err(|e| {
+        if is_unique_violation(&e, "customer_email_key") {
+            DomainError::invariant(format!("a customer with email {} is already registered", c.email)).into()
+        } else {
+            CommandError::from(e)
+        }
+    })?;
+    Ok(())
+}
+
+/// Writes the new state of an existing aggregate row, guarded by its
+/// previous version (optimistic concurrency on top of the row lock).
+async fn update_guarded<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    update: sea_orm::UpdateMany<E>,
+    what: &str,
+) -> Result<(), CommandError> {
+    let result = update.exec(txn).await?;
+    if result.rows_affected != 1 {
+        return Err(DomainError::conflict(format!("{what} was changed by another command at the same time; reload it and retry")).into());
+    }
+    Ok(())
+}
+
+pub async fn update_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
+    let update = customer::Entity::update_many()
+        .col_expr(customer::Column::Name, c.name.clone().into())
+        .col_expr(customer::Column::Version, c.version.into())
+        .col_expr(customer::Column::UpdatedAt, chrono::Utc::now().into())
+        .filter(customer::Column::Id.eq(c.id))
+        .filter(customer::Column::Version.eq(c.version - 1));
+    update_guarded(txn, update, "the customer").await
+}
+
+pub async fn insert_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
+    let now = chrono::Utc::now();
+    let row = product::ActiveModel {
+        id: Set(p.id),
+        sku: Set(p.sku.clone()),
+        title: Set(p.title.clone()),
+        price_cents: Set(p.price_cents),
+        version: Set(p.version),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    product::Entity::insert(row).exec_without_returning(txn).await.map_err(|e| {
+        if is_unique_violation(&e, "product_sku_key") {
+            DomainError::invariant(format!("a product with sku {} already exists", p.sku)).into()
+        } else {
+            CommandError::from(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub async fn update_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
+    let update = product::Entity::update_many()
+        .col_expr(product::Column::PriceCents, p.price_cents.into())
+        .col_expr(product::Column::Version, p.version.into())
+        .col_expr(product::Column::UpdatedAt, chrono::Utc::now().into())
+        .filter(product::Column::Id.eq(p.id))
+        .filter(product::Column::Version.eq(p.version - 1));
+    update_guarded(txn, update, "the product").await
+}
+
+pub async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
+    let now = chrono::Utc::now();
+    let header = customer_order::ActiveModel {
+        id: Set(o.id),
+        customer_id: Set(o.customer_id),
+        status: Set(o.status.as_str().to_owned()),
+        total_cents: Set(o.total_cents),
+        cancel_reason: Set(None),
+        carrier: Set(None),
+        tracking_number: Set(None),
+        version: Set(o.version),
+        placed_at: Set(now),
+        updated_at: Set(now),
+    };
+    customer_order::Entity::insert(header).exec_without_returning(txn).await.map_err(|e| {
+        if is_unique_violation(&e, "customer_order_pkey") {
+            DomainError::invariant(format!("an order with id {} already exists", o.id)).into()
+        } else {
+            CommandError::from(e)
+        }
+    })?;
+    let lines = o.lines.iter().map(|l| order_line::ActiveModel {
+        order_id: Set(o.id),
+        line_no: Set(l.line_no),
+        product_id: Set(l.product_id),
+        quantity: Set(l.quantity),
+        unit_price_cents: Set(l.unit_price_cents),
+    });
+    order_line::Entity::insert_many(lines).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+pub async fn update_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
+    let update = customer_order::Entity::update_many()
+        .col_expr(customer_order::Column::Status, o.status.as_str().into())
+        .col_expr(customer_order::Column::CancelReason, o.cancel_reason.clone().into())
+        .col_expr(customer_order::Column::Carrier, o.carrier.clone().into())
+        .col_expr(customer_order::Column::TrackingNumber, o.tracking_number.clone().into())
+        .col_expr(customer_order::Column::Version, o.version.into())
+        .col_expr(customer_order::Column::UpdatedAt, chrono::Utc::now().into())
+        .filter(customer_order::Column::Id.eq(o.id))
+        .filter(customer_order::Column::Version.eq(o.version - 1));
+    update_guarded(txn, update, "the order").await
+}

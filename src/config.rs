@@ -1,0 +1,158 @@
+//! Configuration: the only place flags and environment variables are read.
+//! Every flag has an environment variable of the same name in capitals with
+//! a `TWOFOLD_` prefix (except `DATABASE_URL` and `READ_DATABASE_URL`).
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::graphql::SchemaLimits;
+use crate::http::HttpLimits;
+use crate::projection::runtime::{Mode, PoisonPolicy, RuntimeSettings};
+use crate::query::ConsistencySettings;
+
+#[derive(Debug, Parser)]
+#[command(name = "twofold", version, about = "Twofold: a CQRS order service with a GraphQL API", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the GraphQL API and run the projections (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Write database (write model, event log, command log): sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://twofold.db?mode=rwc")]
+    pub database_url: String,
+    /// Read database (read views and checkpoints); defaults to the write database.
+    #[arg(long, env = "READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+    /// Connection pool size per database.
+    #[arg(long, env = "TWOFOLD_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TWOFOLD_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Projection modes, e.g. `order_summary=inline,daily_sales=async` (default: all async).
+    #[arg(long, env = "TWOFOLD_PROJECTION_MODES", value_delimiter = ',', value_parser = parse_pair::<Mode>)]
+    pub projection_mode: Vec<(String, Mode)>,
+    /// Poison-event policies, e.g. `order_activity=skip` (default: all stop).
+    #[arg(long, env = "TWOFOLD_POISON_POLICIES", value_delimiter = ',', value_parser = parse_pair::<PoisonPolicy>)]
+    pub poison_policy: Vec<(String, PoisonPolicy)>,
+    /// Events per projection batch.
+    #[arg(long, env = "TWOFOLD_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: u64,
+    /// Safety-net poll of the event log, in milliseconds.
+    #[arg(long, env = "TWOFOLD_POLL_INTERVAL_MS", default_value_t = 500)]
+    pub poll_interval_ms: u64,
+    /// How long `consistentWith` waits by default, in milliseconds.
+    #[arg(long, env = "TWOFOLD_CONSISTENCY_WAIT_MS", default_value_t = 2000)]
+    pub consistency_wait_ms: u64,
+    /// The longest wait a client may ask for (`writeVisible.timeoutMs`), in milliseconds.
+    #[arg(long, env = "TWOFOLD_CONSISTENCY_MAX_WAIT_MS", default_value_t = 10_000)]
+    pub consistency_max_wait_ms: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "TWOFOLD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest a request may run, in milliseconds.
+    #[arg(long, env = "TWOFOLD_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
+    /// Deepest query accepted.
+    #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Most complex query accepted (each field costs 1, lists multiply).
+    #[arg(long, env = "TWOFOLD_MAX_COMPLEXITY", default_value_t = 5000)]
+    pub max_complexity: usize,
+    /// Log format.
+    #[arg(long, env = "TWOFOLD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(String, T), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
+    let name = name.trim();
+    let known = crate::projection::names();
+    if !known.contains(&name) {
+        return Err(format!("unknown projection '{name}'; known: {}", known.join(", ")));
+    }
+    let value = T::from_str(value.trim(), true).map_err(|e| format!("'{}': {e}", value.trim()))?;
+    Ok((name.to_owned(), value))
+}
+
+/// Everything the service needs to start, resolved from the CLI.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub read_database_url: Option<String>,
+    pub max_connections: u32,
+    pub runtime: RuntimeSettings,
+    pub consistency: ConsistencySettings,
+    pub http: HttpLimits,
+    pub schema: SchemaLimits,
+}
+
+impl Settings {
+    /// Defaults for a database URL (used by tests and tools).
+    pub fn for_database(url: &str) -> Self {
+        Self {
+            database_url: url.to_owned(),
+            read_database_url: None,
+            max_connections: 16,
+            runtime: RuntimeSettings::default(),
+            consistency: ConsistencySettings::default(),
+            http: HttpLimits::default(),
+            schema: SchemaLimits::default(),
+        }
+    }
+}
+
+impl From<&ServeArgs> for Settings {
+    fn from(args: &ServeArgs) -> Self {
+        let modes: HashMap<String, Mode> = args.projection_mode.iter().cloned().collect();
+        let policies: HashMap<String, PoisonPolicy> = args.poison_policy.iter().cloned().collect();
+        Self {
+            database_url: args.database.database_url.clone(),
+            read_database_url: args.database.read_database_url.clone(),
+            max_connections: args.database.max_connections.max(2),
+            runtime: RuntimeSettings {
+                batch_size: args.batch_size.max(1),
+                poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+                modes,
+                policies,
+            },
+            consistency: ConsistencySettings {
+                default_wait: Duration::from_millis(args.consistency_wait_ms),
+                max_wait: Duration::from_millis(args.consistency_max_wait_ms.max(args.consistency_wait_ms)),
+            },
+            http: HttpLimits {
+                max_body_bytes: args.max_body_bytes,
+                request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+            },
+            schema: SchemaLimits { max_depth: args.max_depth, max_complexity: args.max_complexity },
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The events: past-tense facts, versioned, serialized as camelCase JSON.
+//!
+//! Events carry the facts their consumers need (event-carried state
+//! transfer): `OrderPlaced` holds the customer's name and each line's sku,
+//! title and price; `OrderCancelled` holds the customer, total and lines it
+//! reverses. A projection is then a pure fold of the log: it never reads the
+//! write model, never reads another projection, and a rebuild is one pass.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The kind of aggregate a stream belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamType {
+    Customer,
+    Product,
+    Order,
+}
+
+impl StreamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Product => "product",
+            Self::Order => "order",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerRegistered {
+    pub customer_id: Uuid,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerRenamed {
+    pub customer_id: Uuid,
+    pub previous_name: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductAdded {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub title: String,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductPriceChanged {
+    pub product_id: Uuid,
+    pub previous_price_cents: i64,
+    pub price_cents: i64,
+}
+
+/// One line of a placed order, with the product as it was at order time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacedLine {
+    pub line_no: i32,
+    pub product_id: Uuid,
+    pub sku: String,
+    pub title: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+impl PlacedLine {
+    pub fn line_total_cents(&self) -> i64 {
+        self.unit_price_cents * i64::from(self.quantity)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPlaced {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_name: String,
+    pub customer_email: String,
+    /// The customer stream version the name and email were read at.
+    pub customer_version: i64,
+    pub lines: Vec<PlacedLine>,
+    pub total_cents: i64,
+}
+
+/// What a cancellation reverses, per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledLine {
+    pub product_id: Uuid,
+    pub quantity: i32,
+    pub line_total_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub reason: Option<String>,
+    pub total_cents: i64,
+    pub lines: Vec<CancelledLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderShipped {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+/// Every event Twofold records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainEvent {
+    CustomerRegistered(CustomerRegistered),
+    CustomerRenamed(CustomerRenamed),
+    ProductAdded(ProductAdded),
+    ProductPriceChanged(ProductPriceChanged),
+    OrderPlaced(OrderPlaced),
+    OrderCancelled(OrderCancelled),
+    OrderShipped(OrderShipped),
+}
+
+/// An event that could not be decoded from the log.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode {event_type} v{event_version}: {reason}")]
+pub struct DecodeError {
+    pub event_type: String,
+    pub event_version: i32,
+    pub reason: String,
+}
+
+impl DomainEvent {
+    /// The event type name stored in the log.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::CustomerRegistered(_) => "CustomerRegistered",
+            Self::CustomerRenamed(_) => "CustomerRenamed",
+            Self::ProductAdded(_) => "ProductAdded",
+            Self::ProductPriceChanged(_) => "ProductPriceChanged",
+            Self::OrderPlaced(_) => "OrderPlaced",
+            Self::OrderCancelled(_) => "OrderCancelled",
+            Self::OrderShipped(_) => "OrderShipped",
+        }
+    }
+
+    /// The payload schema version written for new events.
+    pub fn schema_version(&self) -> i32 {
+        1
+    }
+
+    pub fn stream(&self) -> (StreamType, Uuid) {
+        match self {
+            Self::CustomerRegistered(e) => (StreamType::Customer, e.customer_id),
+            Self::CustomerRenamed(e) => (StreamType::Customer, e.customer_id),
+            Self::ProductAdded(e) => (StreamType::Product, e.product_id),
+            Self::ProductPriceChanged(e) => (StreamType::Product, e.product_id),
+            Self::OrderPlaced(e) => (StreamType::Order, e.order_id),
+            Self::OrderCancelled(e) => (StreamType::Order, e.order_id),
+            Self::OrderShipped(e) => (StreamType::Order, e.order_id),
+        }
+    }
+
+    /// The JSON payload stored in the log.
+    pub fn to_payload(&self) -> serde_json::Value {
+        let value = match self {
+            Self::CustomerRegistered(e) => serde_json::to_value(e),
+            Self::CustomerRenamed(e) => serde_json::to_value(e),
+            Self::ProductAdded(e) => serde_json::to_value(e),
+            Self::ProductPriceChanged(e) => serde_json::to_value(e),
+            Self::OrderPlaced(e) => serde_json::to_value(e),
+            Self::OrderCancelled(e) => serde_json::to_value(e),
+            Self::OrderShipped(e) => serde_json::to_value(e),
+        };
+        // Serializing these plain structs to a `Value` cannot fail (no maps with non-string keys).
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Decodes a stored payload; older schema versions are upcast here, on
+    /// every read path.
+    pub fn decode(event_type: &str, event_version: i32, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+        let err = |reason: String| DecodeError { event_type: event_type.to_owned(), event_version, reason };
+        if event_version != 1 {
+            return Err(err(format!("unknown schema version {event_version}")));
+        }
+        fn de<T: serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Result<T, String> {
+            T::deserialize(payload).map_err(|e| e.to_string())
+        }
+        let event = match event_type {
+            "CustomerRegistered" => Self::CustomerRegistered(de(payload).map_err(err)?),
+            "CustomerRenamed" => Self::CustomerRenamed(de(payload).map_err(err)?),
+            "ProductAdded" => Self::ProductAdded(de(payload).map_err(err)?),
+            "ProductPriceChanged" => Self::ProductPriceChanged(de(payload).map_err(err)?),
+            "OrderPlaced" => Self::OrderPlaced(de(payload).map_err(err)?),
+            "OrderCancelled" => Self::OrderCancelled(de(payload).map_err(err)?),
+            "OrderShipped" => Self::OrderShipped(de(payload).map_err(err)?),
+            other => return Err(err(format!("unknown event type {other}"))),
+        };
+        Ok(event)
+    }
+}
+
+/// An event as read back from the log, with its place in it.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub tx_id: i64,
+    pub stream_id: Uuid,
+    pub stream_version: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: DomainEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_payload() {
+        let id = Uuid::now_v7();
+        let events = vec![
+            DomainEvent::CustomerRegistered(CustomerRegistered { customer_id: id, name: "Ada".into(), email: "ada@example.com".into() }),
+            DomainEvent::OrderShipped(OrderShipped { order_id: id, customer_id: id, carrier: "DHL".into(), tracking_number: "1Z".into() }),
+        ];
+        for event in events {
+            let decoded = DomainEvent::decode(event.event_type(), event.schema_version(), &event.to_payload()).unwrap();
+            assert_eq!(decoded, event);
+        }
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_decode_errors() {
+        assert!(DomainEvent::decode("Nope", 1, &serde_json::json!({})).is_err());
+        assert!(DomainEvent::decode("CustomerRegistered", 9, &serde_json::json!({})).is_err());
+        assert!(DomainEvent::decode("CustomerRegistered", 1, &serde_json::json!({"name": 1})).is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Mutations: one task-based command each. Each returns only the id it
+//! created (if any) and a consistency token, never a read view.
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::error::{from_command, validation};
+use super::scalars::{uuid, Token};
+use crate::command::customer::{RegisterCustomer, RenameCustomer};
+use crate::command::order::{CancelOrder, PlaceOrder, PlaceOrderLine, ShipOrder};
+use crate::command::product::{AddProduct, ChangeProductPrice};
+use crate::command::{Ack, CommandMeta, CommandService};
+
+/// The request id of the HTTP request, if any (set by the HTTP layer).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Acknowledges a command that created something.
+#[derive(SimpleObject)]
+pub struct Created {
+    /// The id of what was created.
+    pub id: ID,
+    /// Pass to `consistentWith` or `writeVisible` to read your own write.
+    pub token: Token,
+}
+
+/// Acknowledges a command on an existing aggregate.
+#[derive(SimpleObject)]
+pub struct Accepted {
+    /// Pass to `consistentWith` or `writeVisible` to read your own write.
+    pub token: Token,
+}
+
+#[derive(InputObject)]
+pub struct RegisterCustomerInput {
+    pub name: String,
+    pub email: String,
+    /// Idempotency key: a retry with the same key returns the first result.
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct RenameCustomerInput {
+    pub customer_id: ID,
+    pub name: String,
+    /// Reject with CONFLICT unless the customer is at this version.
+    pub expected_version: Option<i64>,
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct AddProductInput {
+    pub sku: String,
+    pub title: String,
+    /// Price in integer cents, greater than 0.
+    pub price_cents: i64,
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct ChangeProductPriceInput {
+    pub product_id: ID,
+    pub price_cents: i64,
+    pub expected_version: Option<i64>,
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct OrderLineInput {
+    pub product_id: ID,
+    pub quantity: i32,
+}
+
+#[derive(InputObject)]
+pub struct PlaceOrderInput {
+    /// Optional client-chosen order id (a UUID); a duplicate is rejected.
+    pub order_id: Option<ID>,
+    pub customer_id: ID,
+    pub lines: Vec<OrderLineInput>,
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct CancelOrderInput {
+    pub order_id: ID,
+    pub reason: Option<String>,
+    pub expected_version: Option<i64>,
+    pub command_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct ShipOrderInput {
+    pub order_id: ID,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub expected_version: Option<i64>,
+    pub command_id: Option<String>,
+}
+
+fn meta(ctx: &Context<'_>, command_id: Option<String>) -> CommandMeta {
+    CommandMeta { command_id, correlation_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()), actor: None }
+}
+
+fn created(ack: Ack) -> async_graphql::Result<Created> {
+    let id = ack.id.ok_or_else(|| validation("the command created nothing"))?;
+    Ok(Created { id: ID(id.to_string()), token: Token(ack.token) })
+}
+
+fn accepted(ack: Ack) -> Accepted {
+    Accepted { token: Token(ack.token) }
+}
+
+fn version(expected: Option<i64>) -> async_graphql::Result<Option<i64>> {
+    match expected {
+        Some(v) if v < 1 => Err(validation(format!("expectedVersion must be at least 1, got {v}"))),
+        other => Ok(other),
+    }
+}
+
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Registers a customer. Email addresses are unique (case-insensitive).
+    async fn register_customer(&self, ctx: &Context<'_>, input: RegisterCustomerInput) -> async_graphql::Result<Created> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = RegisterCustomer { name: input.name, email: input.email };
+        created(commands.register_customer(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
+    }
+
+    /// Renames a customer; every order summary shows the new name.
+    async fn rename_customer(&self, ctx: &Context<'_>, input: RenameCustomerInput) -> async_graphql::Result<Accepted> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = RenameCustomer {
+            customer_id: uuid("customerId", &input.customer_id)?,
+            name: input.name,
+            expected_version: version(input.expected_version)?,
+        };
+        Ok(accepted(commands.rename_customer(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
+    }
+
+    /// Adds a product to the catalog. SKUs are unique.
+    async fn add_product(&self, ctx: &Context<'_>, input: AddProductInput) -> async_graphql::Result<Created> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = AddProduct { sku: input.sku, title: input.title, price_cents: input.price_cents };
+        created(commands.add_product(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
+    }
+
+    /// Changes a product's price; orders already placed keep their prices.
+    async fn change_product_price(&self, ctx: &Context<'_>, input: ChangeProductPriceInput) -> async_graphql::Result<Accepted> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = ChangeProductPrice {
+            product_id: uuid("productId", &input.product_id)?,
+            price_cents: input.price_cents,
+            expected_version: version(input.expected_version)?,
+        };
+        Ok(accepted(commands.change_product_price(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
+    }
+
+    /// Places an order, pricing each line at the product's current price.
+    async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> async_graphql::Result<Created> {
+        let commands = ctx.data::<CommandService>()?;
+        let mut lines = Vec::with_capacity(input.lines.len());
+        for (i, line) in input.lines.iter().enumerate() {
+            lines.push(PlaceOrderLine { product_id: uuid(&format!("lines[{i}].productId"), &line.product_id)?, quantity: line.quantity });
+        }
+        let cmd = PlaceOrder {
+            order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,
+            customer_id: uuid("customerId", &input.customer_id)?,
+            lines,
+        };
+        created(commands.place_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
+    }
+
+    /// Cancels a placed order. A shipped or cancelled order cannot be cancelled.
+    async fn cancel_order(&self, ctx: &Context<'_>, input: CancelOrderInput) -> async_graphql::Result<Accepted> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = CancelOrder {
+            order_id: uuid("orderId", &input.order_id)?,
+            reason: input.reason,
+            expected_version: version(input.expected_version)?,
+        };
+        Ok(accepted(commands.cancel_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
+    }
+
+    /// Ships a placed order. A cancelled or shipped order cannot be shipped.
+    async fn ship_order(&self, ctx: &Context<'_>, input: ShipOrderInput) -> async_graphql::Result<Accepted> {
+        let commands = ctx.data::<CommandService>()?;
+        let cmd = ShipOrder {
+            order_id: uuid("orderId", &input.order_id)?,
+            carrier: input.carrier,
+            tracking_number: input.tracking_number,
+            expected_version: version(input.expected_version)?,
+        };
+        Ok(accepted(commands.ship_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
+    }
+}

@@ -1,0 +1,128 @@
+//! Queries: every field reads only the read views (through
+//! [`crate::query::ReadModel`]) and takes `consistentWith: Token` to read
+//! the caller's own write.
+use async_graphql::connection::{Connection, Edge, EmptyFields, OpaqueCursor};
+use async_graphql::{Context, Object, ID};
+use chrono::NaiveDate;
+
+use super::error::{from_query, validation};
+use super::scalars::{uuid, Token};
+use super::types::{Customer, DailySales, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
+use crate::projection::{customer_view, daily_sales, order_activity, order_summary, product_catalog};
+use crate::query::{page_size, ReadModel};
+
+pub struct QueryRoot;
+
+type Page<T> = Connection<OpaqueCursor<i64>, T, EmptyFields, EmptyFields>;
+
+async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token>) -> async_graphql::Result<ReadModel> {
+    let reads = ctx.data::<ReadModel>()?.clone();
+    reads.ensure_visible(projections, token.map(|t| t.0)).await.map_err(from_query)?;
+    Ok(reads)
+}
+
+fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
+    match after {
+        None => Ok(None),
+        Some(s) => async_graphql::connection::CursorType::decode_cursor(&s)
+            .map(|c: OpaqueCursor<i64>| Some(c.0))
+            .map_err(|_| validation("`after` is not a cursor from this list; pass an endCursor exactly as returned")),
+    }
+}
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// One order by id.
+    async fn order(&self, ctx: &Context<'_>, id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Option<OrderSummary>> {
+        let id = uuid("id", &id)?;
+        let reads = consistent(ctx, &[order_summary::NAME], consistent_with).await?;
+        Ok(reads.order(id).await.map_err(from_query)?.map(OrderSummary))
+    }
+
+    /// Orders, newest first, optionally by status and/or customer.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<OrderStatus>,
+        customer_id: Option<ID>,
+        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Page<OrderSummary>> {
+        let first = page_size(first).map_err(from_query)?;
+        let after = cursor(after)?;
+        let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
+        let reads = consistent(ctx, &[order_summary::NAME], consistent_with).await?;
+        let page = reads.orders(status.map(OrderStatus::as_str), customer_id, first, after).await.map_err(from_query)?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
+        Ok(connection)
+    }
+
+    /// One customer's dashboard.
+    async fn customer(&self, ctx: &Context<'_>, id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Option<Customer>> {
+        let id = uuid("id", &id)?;
+        let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
+        Ok(reads.customer(id).await.map_err(from_query)?.map(Customer))
+    }
+
+    /// Customers, newest first.
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Page<Customer>> {
+        let first = page_size(first).map_err(from_query)?;
+        let after = cursor(after)?;
+        let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
+        let page = reads.customers(first, after).await.map_err(from_query)?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.registered_position), Customer(r))));
+        Ok(connection)
+    }
+
+    /// The catalog, newest first; `search` matches title or sku.
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Page<Product>> {
+        let first = page_size(first).map_err(from_query)?;
+        let after = cursor(after)?;
+        let reads = consistent(ctx, &[product_catalog::NAME], consistent_with).await?;
+        let page = reads.products(search.as_deref(), first, after).await.map_err(from_query)?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.added_position), Product(r))));
+        Ok(connection)
+    }
+
+    /// Best sellers by revenue (default 10, at most 100).
+    async fn top_products(&self, ctx: &Context<'_>, limit: Option<i32>, consistent_with: Option<Token>) -> async_graphql::Result<Vec<Product>> {
+        let reads = consistent(ctx, &[product_catalog::NAME], consistent_with).await?;
+        Ok(reads.top_products(limit).await.map_err(from_query)?.into_iter().map(Product).collect())
+    }
+
+    /// Sales per UTC day from `from` to `to` inclusive (at most 366 days); days without sales are omitted.
+    async fn daily_sales(&self, ctx: &Context<'_>, from: NaiveDate, to: NaiveDate, consistent_with: Option<Token>) -> async_graphql::Result<Vec<DailySales>> {
+        let reads = consistent(ctx, &[daily_sales::NAME], consistent_with).await?;
+        Ok(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect())
+    }
+
+    /// An order's timeline, oldest first.
+    async fn order_activity(&self, ctx: &Context<'_>, order_id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Vec<OrderActivity>> {
+        let order_id = uuid("orderId", &order_id)?;
+        let reads = consistent(ctx, &[order_activity::NAME], consistent_with).await?;
+        Ok(reads.order_activity(order_id).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
+    }
+
+    /// Every projection's checkpoint, status and lag.
+    async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
+        let reads = ctx.data::<ReadModel>()?;
+        Ok(reads.projections().await.map_err(from_query)?.into_iter().map(|s| ProjectionStatus { row: s.row, lag: s.lag }).collect())
+    }
+}

@@ -1,0 +1,304 @@
+//! Output types: thin wrappers over the read rows.
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use super::error::from_query;
+use super::scalars::Token;
+use crate::query::loaders::{CustomerLoader, ProductLoader};
+use crate::query::{ActivityRow, CheckpointRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
+use crate::token::LogPosition;
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OrderStatus {
+    Placed,
+    Cancelled,
+    Shipped,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "PLACED",
+            Self::Cancelled => "CANCELLED",
+            Self::Shipped => "SHIPPED",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "CANCELLED" => Self::Cancelled,
+            "SHIPPED" => Self::Shipped,
+            _ => Self::Placed,
+        }
+    }
+}
+
+/// An order, as the `order_summary` view shows it.
+pub struct OrderSummary(pub OrderSummaryRow);
+
+/// One line of an order, with the product's sku and title as at order time.
+#[derive(SimpleObject, serde::Deserialize)]
+#[graphql(complex)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    #[graphql(skip)]
+    pub product_id: uuid::Uuid,
+    pub sku: String,
+    pub title: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+    pub line_total_cents: i64,
+}
+
+#[ComplexObject]
+impl OrderLine {
+    #[graphql(name = "productId")]
+    async fn product_id_field(&self) -> ID {
+        ID(self.product_id.to_string())
+    }
+
+    /// The product as the catalog shows it now (current price and sales).
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
+        let loader = ctx.data::<DataLoader<ProductLoader>>()?;
+        let row = loader.load_one(self.product_id).await.map_err(|e| from_query(unwrap_arc(e)))?;
+        Ok(row.map(Product))
+    }
+}
+
+fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
+    std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| crate::query::QueryError::Validation(shared.to_string()))
+}
+
+#[Object]
+impl OrderSummary {
+    async fn id(&self) -> ID {
+        ID(self.0.order_id.to_string())
+    }
+    async fn customer_id(&self) -> ID {
+        ID(self.0.customer_id.to_string())
+    }
+    /// The customer's current name (kept up to date on rename).
+    async fn customer_name(&self) -> &str {
+        &self.0.customer_name
+    }
+    async fn customer_email(&self) -> &str {
+        &self.0.customer_email
+    }
+    /// The customer's dashboard (batched through a DataLoader).
+    async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
+        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let row = loader.load_one(self.0.customer_id).await.map_err(|e| from_query(unwrap_arc(e)))?;
+        Ok(row.map(Customer))
+    }
+    async fn lines(&self) -> async_graphql::Result<Vec<OrderLine>> {
+        let value = match &self.0.lines {
+            // SQLite hands JSON text back as a JSON string.
+            serde_json::Value::String(text) => serde_json::from_str(text)?,
+            other => other.clone(),
+        };
+        Ok(serde_json::from_value(value)?)
+    }
+    async fn line_count(&self) -> i32 {
+        self.0.line_count
+    }
+    async fn total_cents(&self) -> i64 {
+        self.0.total_cents
+    }
+    async fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.0.status)
+    }
+    async fn cancel_reason(&self) -> Option<&str> {
+        self.0.cancel_reason.as_deref()
+    }
+    async fn carrier(&self) -> Option<&str> {
+        self.0.carrier.as_deref()
+    }
+    async fn tracking_number(&self) -> Option<&str> {
+        self.0.tracking_number.as_deref()
+    }
+    async fn placed_at(&self) -> DateTime<Utc> {
+        self.0.placed_at
+    }
+    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancelled_at
+    }
+    async fn shipped_at(&self) -> Option<DateTime<Utc>> {
+        self.0.shipped_at
+    }
+    /// The order's version; pass as `expectedVersion` to guard a command.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+}
+
+/// A customer dashboard (`customer_view`).
+pub struct Customer(pub CustomerRow);
+
+#[Object]
+impl Customer {
+    async fn id(&self) -> ID {
+        ID(self.0.customer_id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn registered_at(&self) -> DateTime<Utc> {
+        self.0.registered_at
+    }
+    /// All orders ever placed.
+    async fn orders_placed(&self) -> i64 {
+        self.0.orders_placed
+    }
+    /// Orders placed and neither cancelled nor shipped.
+    async fn orders_open(&self) -> i64 {
+        self.0.orders_open
+    }
+    async fn orders_cancelled(&self) -> i64 {
+        self.0.orders_cancelled
+    }
+    async fn orders_shipped(&self) -> i64 {
+        self.0.orders_shipped
+    }
+    /// Sum of the totals of orders that are not cancelled.
+    async fn lifetime_value_cents(&self) -> i64 {
+        self.0.lifetime_value_cents
+    }
+    async fn last_order_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_order_at
+    }
+    /// Pass as `expectedVersion` to guard a command.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+}
+
+/// A catalog entry with its sales (`product_catalog`).
+pub struct Product(pub ProductRow);
+
+#[Object]
+impl Product {
+    async fn id(&self) -> ID {
+        ID(self.0.product_id.to_string())
+    }
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn price_cents(&self) -> i64 {
+        self.0.price_cents
+    }
+    /// Units on orders that are not cancelled.
+    async fn units_sold(&self) -> i64 {
+        self.0.units_sold
+    }
+    /// Revenue of orders that are not cancelled, at the prices paid.
+    async fn revenue_cents(&self) -> i64 {
+        self.0.revenue_cents
+    }
+    async fn added_at(&self) -> DateTime<Utc> {
+        self.0.added_at
+    }
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+}
+
+/// Sales of one UTC day. A cancellation counts on the day it happens.
+pub struct DailySales(pub DailySalesRow);
+
+#[Object]
+impl DailySales {
+    /// `YYYY-MM-DD` (UTC).
+    async fn day(&self) -> &str {
+        &self.0.day
+    }
+    async fn orders_placed(&self) -> i64 {
+        self.0.orders_placed
+    }
+    async fn orders_cancelled(&self) -> i64 {
+        self.0.orders_cancelled
+    }
+    /// Totals of the orders placed on this day.
+    async fn gross_cents(&self) -> i64 {
+        self.0.gross_cents
+    }
+    /// Totals of the orders cancelled on this day.
+    async fn cancelled_cents(&self) -> i64 {
+        self.0.cancelled_cents
+    }
+    /// Gross minus cancellations.
+    async fn net_cents(&self) -> i64 {
+        self.0.net_cents
+    }
+}
+
+/// One entry of an order's timeline.
+pub struct OrderActivity(pub ActivityRow);
+
+#[Object]
+impl OrderActivity {
+    async fn order_id(&self) -> ID {
+        ID(self.0.order_id.to_string())
+    }
+    /// The order version this event brought the order to.
+    async fn version(&self) -> i64 {
+        self.0.stream_version
+    }
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.occurred_at
+    }
+    /// The event's position in the log.
+    async fn token(&self) -> Token {
+        Token(LogPosition::new(self.0.tx_id, self.0.position))
+    }
+}
+
+/// A projection's progress through the log.
+pub struct ProjectionStatus {
+    pub row: CheckpointRow,
+    pub lag: i64,
+}
+
+#[Object]
+impl ProjectionStatus {
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    /// `async` or `inline`.
+    async fn mode(&self) -> &str {
+        &self.row.mode
+    }
+    /// `running`, `stopped` or `rebuilding`.
+    async fn status(&self) -> &str {
+        &self.row.status
+    }
+    /// Every write with a token at or before this one is visible in the projection.
+    async fn checkpoint(&self) -> Token {
+        Token(LogPosition::new(self.row.last_tx_id, self.row.last_position))
+    }
+    /// Committed events not yet applied.
+    async fn lag(&self) -> i64 {
+        self.lag
+    }
+    async fn events_applied(&self) -> i64 {
+        self.row.events_applied
+    }
+    async fn last_error(&self) -> Option<&str> {
+        self.row.last_error.as_deref()
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+}

@@ -1,0 +1,408 @@
+//! The projection runtime: one projector task per projection.
+//!
+//! A step (see [`Projector::step`], which tests drive directly) is:
+//!
+//! 1. read up to `batch_size` committed events after the checkpoint from the
+//!    event log (commit-safe order, see [`super::reader`]);
+//! 2. in ONE read-database transaction: lock the checkpoint row and check it
+//!    has not moved (fencing: a second runner, or a stale one, that read the
+//!    same batch finds the checkpoint moved and applies nothing), apply the
+//!    batch, advance the checkpoint, commit;
+//! 3. only then publish a [`ProjectionUpdated`] notice.
+//!
+//! A crash anywhere before the commit leaves both the rows and the
+//! checkpoint as they were; the batch is simply read again.
+//!
+//! Wake-ups: the command side bumps a watch after every commit; a slow poll
+//! is the safety net (and what wakes a projector for commits made by other
+//! processes until LISTEN/NOTIFY is wired in).
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use entity::read::{dead_letter, projection_checkpoint};
+
+use super::reader::{self, Undecodable};
+use super::{ApplyContext, ApplyError, Projection};
+use crate::command::InlineProjections;
+use crate::db::Db;
+use crate::domain::event::RecordedEvent;
+use crate::notice::{Notices, ProjectionUpdated};
+use crate::token::LogPosition;
+
+/// Where a projection is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// By its projector, after the command commits (eventual consistency).
+    #[default]
+    Async,
+    /// Inside the command's transaction (strong consistency; same database only).
+    Inline,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::Inline => "inline",
+        }
+    }
+}
+
+/// What to do with a poison event (one whose apply fails deterministically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PoisonPolicy {
+    /// Dead-letter it and stop this projection until an operator intervenes.
+    #[default]
+    Stop,
+    /// Dead-letter it and go on with the next event.
+    Skip,
+}
+
+pub const STATUS_RUNNING: &str = "running";
+pub const STATUS_STOPPED: &str = "stopped";
+pub const STATUS_REBUILDING: &str = "rebuilding";
+
+/// Settings shared by every projector.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub batch_size: u64,
+    /// Safety-net poll when no wake-up arrives.
+    pub poll_interval: Duration,
+    pub modes: HashMap<String, Mode>,
+    pub policies: HashMap<String, PoisonPolicy>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self { batch_size: 500, poll_interval: Duration::from_millis(500), modes: HashMap::new(), policies: HashMap::new() }
+    }
+}
+
+impl RuntimeSettings {
+    pub fn mode_of(&self, name: &str) -> Mode {
+        self.modes.get(name).copied().unwrap_or_default()
+    }
+    pub fn policy_of(&self, name: &str) -> PoisonPolicy {
+        self.policies.get(name).copied().unwrap_or_default()
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// A batch was committed (or, for inline projections, acknowledged).
+    Applied { events: usize, checkpoint: LogPosition },
+    /// A poison event was dead-lettered (and, under `stop`, the projection stopped).
+    DeadLettered { position: i64 },
+    /// Another runner moved the checkpoint first; nothing was applied.
+    Fenced,
+    /// Nothing new in the log.
+    Idle,
+    /// The projection is stopped (after a poison event under `stop`).
+    Stopped,
+}
+
+/// Runs one projection.
+pub struct Projector {
+    pub projection: Arc<dyn Projection>,
+    pub mode: Mode,
+    pub policy: PoisonPolicy,
+    events_db: Db,
+    read_db: Db,
+    notices: Notices,
+    batch_size: u64,
+}
+
+impl Projector {
+    pub fn new(projection: Arc<dyn Projection>, events_db: Db, read_db: Db, notices: Notices, settings: &RuntimeSettings) -> Self {
+        let name = projection.name();
+        Self {
+            mode: settings.mode_of(name),
+            policy: settings.policy_of(name),
+            projection,
+            events_db,
+            read_db,
+            notices,
+            batch_size: settings.batch_size.max(1),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Creates the checkpoint row if missing and records the configured mode.
+    pub async fn register(&self) -> Result<projection_checkpoint::Model, DbErr> {
+        let conn = &self.read_db.conn;
+        let existing = projection_checkpoint::Entity::find_by_id(self.name()).one(conn).await?;
+        let row = match existing {
+            Some(row) if row.mode == self.mode.as_str() => row,
+            Some(row) => {
+                let mut active: projection_checkpoint::ActiveModel = row.into();
+                active.mode = Set(self.mode.as_str().to_owned());
+                active.updated_at = Set(chrono::Utc::now());
+                active.update(conn).await?
+            }
+            None => {
+                let row = projection_checkpoint::ActiveModel {
+                    name: Set(self.name().to_owned()),
+                    mode: Set(self.mode.as_str().to_owned()),
+                    status: Set(STATUS_RUNNING.to_owned()),
+                    last_tx_id: Set(0),
+                    last_position: Set(0),
+                    events_applied: Set(0),
+                    last_error: Set(None),
+                    owner: Set(None),
+                    fence: Set(0),
+                    updated_at: Set(chrono::Utc::now()),
+                };
+                // Two instances may register at once; the loser just reads the row.
+                let _ = projection_checkpoint::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(conn).await?;
+                projection_checkpoint::Entity::find_by_id(self.name())
+                    .one(conn)
+                    .await?
+                    .ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {}", self.name())))?
+            }
+        };
+        self.notices.advance(self.name(), LogPosition::new(row.last_tx_id, row.last_position));
+        Ok(row)
+    }
+
+    async fn checkpoint(&self) -> Result<projection_checkpoint::Model, DbErr> {
+        match projection_checkpoint::Entity::find_by_id(self.name()).one(&self.read_db.conn).await? {
+            Some(row) => Ok(row),
+            None => self.register().await,
+        }
+    }
+
+    /// One step, applying events (async mode and start-up catch-up).
+    pub async fn step(&self) -> Result<StepOutcome, DbErr> {
+        self.step_with(self.mode == Mode::Async).await
+    }
+
+    /// Brings an inline projection up to the head before commands start
+    /// applying it themselves (e.g. after switching from async to inline).
+    pub async fn catch_up(&self) -> Result<(), DbErr> {
+        loop {
+            match self.step_with(true).await? {
+                StepOutcome::Idle | StepOutcome::Stopped => return Ok(()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// One step. `apply` is false for inline projections, whose events were
+    /// applied by the commands themselves: the step then only advances the
+    /// checkpoint and publishes.
+    pub async fn step_with(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+        let checkpoint = self.checkpoint().await?;
+        if checkpoint.status == STATUS_STOPPED {
+            return Ok(StepOutcome::Stopped);
+        }
+        let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
+        let batch = reader::read_after(&self.events_db.conn, from, self.batch_size).await?;
+        if batch.is_empty() {
+            return Ok(StepOutcome::Idle);
+        }
+        // Undecodable rows are poison for every projection that applies.
+        let decoded_prefix: Vec<RecordedEvent> = batch.iter().map_while(|e| e.as_ref().ok().cloned()).collect();
+        if apply && decoded_prefix.is_empty() {
+            if let Some(Err(bad)) = batch.first() {
+                return self.dead_letter(from, bad.clone()).await;
+            }
+        }
+        let events: Vec<RecordedEvent> =
+            if apply { decoded_prefix } else { batch.iter().filter_map(|e| e.as_ref().ok().cloned()).collect() };
+        let last = match batch.last() {
+            Some(Ok(e)) if !apply || events.len() == batch.len() => LogPosition::new(e.tx_id, e.position),
+            Some(Err(bad)) if !apply => LogPosition::new(bad.tx_id, bad.position),
+            _ => match events.last() {
+                Some(e) => LogPosition::new(e.tx_id, e.position),
+                None => return Ok(StepOutcome::Idle),
+            },
+        };
+        match self.commit_batch(from, last, &events, apply, batch.len()).await? {
+            Ok(outcome) => Ok(outcome),
+            Err(ApplyError::Poison { position, reason }) => {
+                // Commit what precedes the poison event, then dead-letter it.
+                let before: Vec<RecordedEvent> = events.iter().take_while(|e| e.position != position).cloned().collect();
+                let mut from = from;
+                if let Some(prev) = before.last() {
+                    let upto = LogPosition::new(prev.tx_id, prev.position);
+                    match self.commit_batch(from, upto, &before, true, before.len()).await? {
+                        Ok(StepOutcome::Applied { .. }) => from = upto,
+                        Ok(other) => return Ok(other),
+                        Err(e) => return Err(DbErr::Custom(e.to_string())),
+                    }
+                }
+                let Some(bad) = events.iter().find(|e| e.position == position) else {
+                    return Err(DbErr::Custom(format!("poison event {position} not in batch")));
+                };
+                let bad = Undecodable {
+                    position,
+                    tx_id: bad.tx_id,
+                    stream_id: bad.stream_id,
+                    event_type: bad.event.event_type().to_owned(),
+                    error: reason,
+                };
+                self.dead_letter(from, bad).await
+            }
+            Err(ApplyError::Database(e)) => Err(e),
+        }
+    }
+
+    /// Applies `events` and moves the checkpoint from `from` to `to`, in one
+    /// transaction, then publishes. `Ok(Err(poison))` rolls everything back.
+    async fn commit_batch(
+        &self,
+        from: LogPosition,
+        to: LogPosition,
+        events: &[RecordedEvent],
+        apply: bool,
+        read: usize,
+    ) -> Result<Result<StepOutcome, ApplyError>, DbErr> {
+        let txn = self.read_db.begin_write().await?;
+        if !self.fence(&txn, from).await? {
+            return Ok(Ok(StepOutcome::Fenced));
+        }
+        if apply {
+            if let Err(e) = self.projection.apply(&txn, events, ApplyContext { position_guard: true }).await {
+                return Ok(Err(e));
+            }
+        }
+        projection_checkpoint::Entity::update_many()
+            .col_expr(projection_checkpoint::Column::LastTxId, to.tx_id.into())
+            .col_expr(projection_checkpoint::Column::LastPosition, to.position.into())
+            .col_expr(
+                projection_checkpoint::Column::EventsApplied,
+                sea_orm::sea_query::ExprTrait::add(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::EventsApplied), read as i64),
+            )
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        self.publish(to, events);
+        Ok(Ok(StepOutcome::Applied { events: read, checkpoint: to }))
+    }
+
+    /// Locks the checkpoint row and checks it is still at `from`.
+    async fn fence(&self, txn: &DatabaseTransaction, from: LogPosition) -> Result<bool, DbErr> {
+        let row = projection_checkpoint::Entity::find_by_id(self.name()).lock_exclusive().one(txn).await?;
+        Ok(matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != STATUS_STOPPED))
+    }
+
+    fn publish(&self, to: LogPosition, events: &[RecordedEvent]) {
+        let stream_ids: BTreeSet<uuid::Uuid> = events.iter().map(|e| e.stream_id).collect();
+        let event_types: BTreeSet<&str> = events.iter().map(|e| e.event.event_type()).collect();
+        self.notices.publish(ProjectionUpdated {
+            projection: self.name().to_owned(),
+            token: to,
+            stream_ids: stream_ids.into_iter().collect(),
+            event_types: event_types.into_iter().map(str::to_owned).collect(),
+        });
+    }
+
+    /// Records a poison event and applies the policy, in one transaction.
+    async fn dead_letter(&self, from: LogPosition, bad: Undecodable) -> Result<StepOutcome, DbErr> {
+        tracing::error!(projection = self.name(), position = bad.position, error = %bad.error, "poison event dead-lettered");
+        let txn = self.read_db.begin_write().await?;
+        if !self.fence(&txn, from).await? {
+            return Ok(StepOutcome::Fenced);
+        }
+        let row = dead_letter::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            projection: Set(self.name().to_owned()),
+            event_position: Set(bad.position),
+            event_tx_id: Set(bad.tx_id),
+            stream_id: Set(bad.stream_id),
+            event_type: Set(bad.event_type.clone()),
+            error: Set(bad.error.clone()),
+            recorded_at: Set(chrono::Utc::now()),
+        };
+        dead_letter::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(&*txn).await?;
+        let message = format!("event at position {} ({}): {}", bad.position, bad.event_type, bad.error);
+        let mut update = projection_checkpoint::Entity::update_many()
+            .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()));
+        let skipped_to = LogPosition::new(bad.tx_id, bad.position);
+        update = match self.policy {
+            PoisonPolicy::Stop => update.col_expr(projection_checkpoint::Column::Status, STATUS_STOPPED.into()),
+            PoisonPolicy::Skip => update
+                .col_expr(projection_checkpoint::Column::LastTxId, skipped_to.tx_id.into())
+                .col_expr(projection_checkpoint::Column::LastPosition, skipped_to.position.into()),
+        };
+        update.exec(&*txn).await?;
+        txn.commit().await?;
+        if self.policy == PoisonPolicy::Skip {
+            self.notices.advance(self.name(), skipped_to);
+        }
+        Ok(StepOutcome::DeadLettered { position: bad.position })
+    }
+
+    /// Runs until `shutdown`: step while there is work, then sleep until a
+    /// wake-up or the poll interval. Database errors back off and retry.
+    pub async fn run(self, mut appended: watch::Receiver<LogPosition>, poll_interval: Duration, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let outcome = self.step().await;
+            let pause = match outcome {
+                Ok(StepOutcome::Applied { .. } | StepOutcome::Fenced | StepOutcome::DeadLettered { .. }) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Ok(StepOutcome::Idle) => poll_interval,
+                Ok(StepOutcome::Stopped) => poll_interval * 4,
+                Err(e) => {
+                    tracing::warn!(projection = self.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = appended.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// The inline projections, applied by commands inside their transaction.
+pub struct InlineApplier {
+    projections: Vec<Arc<dyn Projection>>,
+}
+
+impl InlineApplier {
+    /// `None` when no projection is inline.
+    pub fn new(settings: &RuntimeSettings) -> Option<Self> {
+        let projections: Vec<_> = super::all().into_iter().filter(|p| settings.mode_of(p.name()) == Mode::Inline).collect();
+        (!projections.is_empty()).then_some(Self { projections })
+    }
+}
+
+#[async_trait::async_trait]
+impl InlineProjections for InlineApplier {
+    async fn apply_inline(&self, txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), String> {
+        for projection in &self.projections {
+            projection
+                .apply(txn, events, ApplyContext { position_guard: false })
+                .await
+                .map_err(|e| format!("inline projection {} failed: {e}", projection.name()))?;
+        }
+        Ok(())
+    }
+}

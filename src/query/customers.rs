@@ -1,0 +1,34 @@
+//! Customers: `customer_view`.
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use uuid::Uuid;
+
+use entity::read::customer_view;
+
+use super::{CustomerRow, QueryError, ReadModel};
+
+pub struct CustomerPage {
+    pub rows: Vec<CustomerRow>,
+    pub has_next: bool,
+}
+
+impl ReadModel {
+    pub async fn customer(&self, id: Uuid) -> Result<Option<CustomerRow>, QueryError> {
+        Ok(customer_view::Entity::find_by_id(id).one(&self.db.conn).await?)
+    }
+
+    /// Customers, newest registration first, after the cursor (a registered_position).
+    pub async fn customers(&self, first: u64, after: Option<i64>) -> Result<CustomerPage, QueryError> {
+        let mut select = customer_view::Entity::find();
+        if let Some(after) = after {
+            select = select.filter(customer_view::Column::RegisteredPosition.lt(after));
+        }
+        let mut rows = select.order_by_desc(customer_view::Column::RegisteredPosition).limit(first + 1).all(&self.db.conn).await?;
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(first as usize);
+        Ok(CustomerPage { rows, has_next })
+    }
+
+    pub async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<CustomerRow>, QueryError> {
+        Ok(customer_view::Entity::find().filter(customer_view::Column::CustomerId.is_in(ids.iter().copied())).all(&self.db.conn).await?)
+    }
+}

@@ -1,0 +1,32 @@
+//! DataLoaders: cross-view lookups batched into one query per view per
+//! request (no N+1), e.g. `OrderSummary.customer` → `customer_view`.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use uuid::Uuid;
+
+use super::{CustomerRow, ProductRow, ReadModel};
+
+pub struct CustomerLoader(pub ReadModel);
+pub struct ProductLoader(pub ReadModel);
+
+impl Loader<Uuid> for CustomerLoader {
+    type Value = CustomerRow;
+    type Error = Arc<super::QueryError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = self.0.customers_by_ids(keys).await.map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|r| (r.customer_id, r)).collect())
+    }
+}
+
+impl Loader<Uuid> for ProductLoader {
+    type Value = ProductRow;
+    type Error = Arc<super::QueryError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = self.0.products_by_ids(keys).await.map_err(Arc::new)?;
+        Ok(rows.into_iter().map(|r| (r.product_id, r)).collect())
+    }
+}

@@ -1,0 +1,76 @@
+//! The read side: data access over the read views only (`entity::read`),
+//! DataLoaders for cross-view lookups, and read-your-own-writes waits.
+//!
+//! Never imports `entity::write`, `entity::log` or `crate::command`
+//! (enforced by `tests/architecture.rs`).
+pub mod consistency;
+pub mod customers;
+pub mod loaders;
+pub mod orders;
+pub mod products;
+pub mod projections;
+pub mod sales;
+
+use std::time::Duration;
+
+use sea_orm::DbErr;
+
+use crate::db::Db;
+use crate::notice::Notices;
+
+pub use entity::read::customer_view::Model as CustomerRow;
+pub use entity::read::daily_sales::Model as DailySalesRow;
+pub use entity::read::order_activity::Model as ActivityRow;
+pub use entity::read::order_summary::Model as OrderSummaryRow;
+pub use entity::read::product_catalog::Model as ProductRow;
+pub use entity::read::projection_checkpoint::Model as CheckpointRow;
+
+/// Largest page a list query returns; larger requests are a `VALIDATION` error.
+pub const MAX_PAGE_SIZE: u64 = 100;
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Validation(String),
+    /// The projections did not reach the token within the wait.
+    #[error("{0}")]
+    NotVisibleYet(String),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+/// How long `consistentWith` waits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsistencySettings {
+    pub default_wait: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for ConsistencySettings {
+    fn default() -> Self {
+        Self { default_wait: Duration::from_secs(2), max_wait: Duration::from_secs(10) }
+    }
+}
+
+/// Handle to the read store.
+#[derive(Clone)]
+pub struct ReadModel {
+    pub db: Db,
+    /// The event log's database, used only to report projection lag.
+    pub events_db: Db,
+    pub notices: Notices,
+    pub consistency: ConsistencySettings,
+}
+
+/// Validates `first` against the page-size cap.
+pub fn page_size(first: Option<i32>) -> Result<u64, QueryError> {
+    match first {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n < 0 => Err(QueryError::Validation(format!("first must not be negative, got {n}"))),
+        Some(n) if n as u64 > MAX_PAGE_SIZE => {
+            Err(QueryError::Validation(format!("first must be at most {MAX_PAGE_SIZE}, got {n}; page through with `after`")))
+        }
+        Some(n) => Ok(n as u64),
+    }
+}
