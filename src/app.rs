@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{CommandService, InlineProjections};
+use crate::command::CommandService;
+use crate::inline::InlineProjections;
 use crate::config::Settings;
 use crate::db::{ConnectError, Db};
 use crate::graphql::TwofoldSchema;
@@ -93,7 +94,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     }
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
-    let reads = ReadModel { db: read_db.clone(), events_db: write_db.clone(), notices: notices.clone(), consistency: settings.consistency };
+    let reads = ReadModel::new(read_db.clone(), write_db.clone(), notices.clone(), settings.consistency);
     let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
     Ok(Services { write_db, read_db, commands, reads, notices, schema, appended })
 }
@@ -113,8 +114,12 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
 /// Serves HTTP on `listener` and runs the projectors until `shutdown`;
 /// then lets in-flight requests finish and stops the projectors between batches.
 pub async fn serve(listener: TcpListener, services: Services, settings: &Settings, shutdown: CancellationToken) -> Result<(), StartError> {
-    let projectors = spawn_projectors(&services, settings, &shutdown);
-    let router = crate::http::router(services.clone(), settings.http);
+    let projectors = if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
+    let router = if settings.role.serves_api() {
+        crate::http::router(services.clone(), settings.http)
+    } else {
+        crate::http::health_router(services.clone(), settings.http)
+    };
     let server_shutdown = shutdown.clone();
     let served = axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })

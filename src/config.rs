@@ -50,11 +50,35 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a `serve` process does, so API and projector instances scale apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Role {
+    /// Serve the API and run the projections.
+    #[default]
+    All,
+    /// Serve the API only (projections run elsewhere).
+    Api,
+    /// Run the projections only (plus /healthz and /readyz).
+    Projector,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        self != Self::Projector
+    }
+    pub fn runs_projections(self) -> bool {
+        self != Self::Api
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TWOFOLD_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
+    /// What this process does: all, api or projector.
+    #[arg(long, env = "TWOFOLD_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Projection modes, e.g. `order_summary=inline,daily_sales=async` (default: all async).
@@ -106,6 +130,7 @@ fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(
 /// Everything the service needs to start, resolved from the CLI.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub role: Role,
     pub database_url: String,
     pub read_database_url: Option<String>,
     pub max_connections: u32,
@@ -119,6 +144,7 @@ impl Settings {
     /// Defaults for a database URL (used by tests and tools).
     pub fn for_database(url: &str) -> Self {
         Self {
+            role: Role::All,
             database_url: url.to_owned(),
             read_database_url: None,
             max_connections: 16,
@@ -135,6 +161,7 @@ impl From<&ServeArgs> for Settings {
         let modes: HashMap<String, Mode> = args.projection_mode.iter().cloned().collect();
         let policies: HashMap<String, PoisonPolicy> = args.poison_policy.iter().cloned().collect();
         Self {
+            role: args.role,
             database_url: args.database.database_url.clone(),
             read_database_url: args.database.read_database_url.clone(),
             max_connections: args.database.max_connections.max(2),

@@ -68,6 +68,11 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
         .with_state(state)
 }
 
+/// Only `/healthz` and `/readyz` (for `--role projector`).
+pub fn health_router(services: Services, limits: HttpLimits) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(AppState { services, limits })
+}
+
 async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("Twofold").finish())
 }
@@ -185,7 +190,8 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let request = request.data(mutation::RequestId(request_id.clone()));
+    let (customers, products) = crate::graphql::request_loaders(&state.services.reads);
+    let request = request.data(mutation::RequestId(request_id.clone())).data(customers).data(products);
     let span = tracing::info_span!("graphql", request_id = %request_id);
     let execution = tracing::Instrument::instrument(state.services.schema.execute(request), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {

@@ -31,6 +31,7 @@ pub mod db;
 pub mod domain;
 pub mod graphql;
 pub mod http;
+pub mod inline;
 pub mod notice;
 pub mod projection;
 pub mod query;

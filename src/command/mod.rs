@@ -24,7 +24,7 @@
 //!
 //! This module never reads the read model: it imports neither
 //! `entity::read`, nor `crate::query`, nor `crate::projection`. Inline
-//! projections are reached through the [`InlineProjections`] trait.
+//! projections are reached through the [`crate::inline::InlineProjections`] trait.
 pub mod customer;
 pub mod idempotency;
 pub mod log;
@@ -40,8 +40,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::{Db, WriteTxn};
-use crate::domain::event::RecordedEvent;
 use crate::domain::{DomainError, DomainEvent};
+pub use crate::inline::InlineProjections;
 use crate::token::LogPosition;
 
 /// What a successful command returns: the id it created (if any) and the
@@ -74,14 +74,6 @@ pub enum CommandError {
     Database(#[from] DbErr),
     #[error("{0}")]
     Internal(String),
-}
-
-/// Projections applied inside the command's own transaction (mode `inline`).
-/// Implemented by the projection layer and injected at start-up, so the
-/// command side does not depend on it.
-#[async_trait::async_trait]
-pub trait InlineProjections: Send + Sync {
-    async fn apply_inline(&self, txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), String>;
 }
 
 /// Executes commands against the write database.

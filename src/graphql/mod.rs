@@ -15,13 +15,28 @@ pub mod scalars;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::Schema;
 
 use crate::command::CommandService;
 use crate::notice::Notices;
 use crate::query::loaders::{CustomerLoader, ProductLoader};
 use crate::query::ReadModel;
+
+/// `OrderSummary.customer` → `customer_view`, batched (and, per request, cached).
+pub type CustomerLoaderHandle = DataLoader<CustomerLoader, HashMapCache>;
+/// `OrderLine.product` → `product_catalog`, batched (and, per request, cached).
+pub type ProductLoaderHandle = DataLoader<ProductLoader, HashMapCache>;
+
+/// Loaders for one request: batched, and cached for the request's lifetime
+/// only, so a page's nested lookups cost one query per view and no request
+/// ever sees another's results.
+pub fn request_loaders(reads: &ReadModel) -> (CustomerLoaderHandle, ProductLoaderHandle) {
+    (
+        DataLoader::with_cache(CustomerLoader(reads.clone()), tokio::spawn, HashMapCache::default()),
+        DataLoader::with_cache(ProductLoader(reads.clone()), tokio::spawn, HashMapCache::default()),
+    )
+}
 
 pub type TwofoldSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
@@ -49,10 +64,12 @@ pub fn build(commands: Option<CommandService>, reads: Option<ReadModel>, notices
         builder = builder.data(commands);
     }
     if let Some(reads) = reads {
-        builder = builder
-            .data(DataLoader::new(CustomerLoader(reads.clone()), tokio::spawn))
-            .data(DataLoader::new(ProductLoader(reads.clone()), tokio::spawn))
-            .data(reads);
+        // Schema-wide fallback loaders (used by operations over WebSocket):
+        // batching only, never caching across operations.
+        let (customers, products) = request_loaders(&reads);
+        customers.enable_all_cache(false);
+        products.enable_all_cache(false);
+        builder = builder.data(customers).data(products).data(reads);
     }
     builder.finish()
 }

@@ -7,11 +7,16 @@ use chrono::NaiveDate;
 
 use super::error::{from_query, validation};
 use super::scalars::{uuid, Token};
+use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use super::types::{Customer, DailySales, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
 use crate::projection::{customer_view, daily_sales, order_activity, order_summary, product_catalog};
 use crate::query::{page_size, ReadModel};
 
 pub struct QueryRoot;
+
+/// What an order field can reach: the summary, and through nested fields
+/// the customer dashboard and the catalog.
+const ORDER_VIEWS: &[&str] = &[order_summary::NAME, customer_view::NAME, product_catalog::NAME];
 
 type Page<T> = Connection<OpaqueCursor<i64>, T, EmptyFields, EmptyFields>;
 
@@ -19,6 +24,12 @@ async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token
     let reads = ctx.data::<ReadModel>()?.clone();
     reads.ensure_visible(projections, token.map(|t| t.0)).await.map_err(from_query)?;
     Ok(reads)
+}
+
+/// A page costs its selection once per row it may return.
+fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let rows = first.map_or(crate::query::DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, crate::query::MAX_PAGE_SIZE as i32) as usize);
+    1 + rows.max(1) * child_complexity
 }
 
 fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
@@ -30,16 +41,37 @@ fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
     }
 }
 
+/// Loads, in one batch each, the customers and products a page of orders
+/// will ask for, so nested fields are served from the request's cache
+/// whatever the resolution timing.
+async fn prefetch(ctx: &Context<'_>, rows: &[crate::query::OrderSummaryRow]) -> async_graphql::Result<()> {
+    let node = ctx.look_ahead().field("edges").field("node");
+    if node.field("customer").exists() {
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.customer_id).collect();
+        ctx.data::<CustomerLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
+    }
+    if node.field("lines").field("product").exists() {
+        let ids: Vec<uuid::Uuid> = rows.iter().flat_map(|r| super::types::line_product_ids(&r.lines)).collect();
+        ctx.data::<ProductLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
+    }
+    Ok(())
+}
+
+fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
+    std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| crate::query::QueryError::Validation(shared.to_string()))
+}
+
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One order by id.
     async fn order(&self, ctx: &Context<'_>, id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Option<OrderSummary>> {
         let id = uuid("id", &id)?;
-        let reads = consistent(ctx, &[order_summary::NAME], consistent_with).await?;
+        let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
         Ok(reads.order(id).await.map_err(from_query)?.map(OrderSummary))
     }
 
     /// Orders, newest first, optionally by status and/or customer.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -52,8 +84,9 @@ impl QueryRoot {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
         let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
-        let reads = consistent(ctx, &[order_summary::NAME], consistent_with).await?;
+        let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
         let page = reads.orders(status.map(OrderStatus::as_str), customer_id, first, after).await.map_err(from_query)?;
+        prefetch(ctx, &page.rows).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
         Ok(connection)
@@ -67,6 +100,7 @@ impl QueryRoot {
     }
 
     /// Customers, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn customers(
         &self,
         ctx: &Context<'_>,
@@ -84,6 +118,7 @@ impl QueryRoot {
     }
 
     /// The catalog, newest first; `search` matches title or sku.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

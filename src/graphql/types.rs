@@ -1,11 +1,10 @@
 //! Output types: thin wrappers over the read rows.
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::error::from_query;
 use super::scalars::Token;
-use crate::query::loaders::{CustomerLoader, ProductLoader};
+use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::query::{ActivityRow, CheckpointRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
 
@@ -60,10 +59,26 @@ impl OrderLine {
 
     /// The product as the catalog shows it now (current price and sales).
     async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Product>> {
-        let loader = ctx.data::<DataLoader<ProductLoader>>()?;
+        let loader = ctx.data::<ProductLoaderHandle>()?;
         let row = loader.load_one(self.product_id).await.map_err(|e| from_query(unwrap_arc(e)))?;
         Ok(row.map(Product))
     }
+}
+
+/// The product ids in an order summary's `lines` JSON.
+pub fn line_product_ids(lines: &serde_json::Value) -> Vec<uuid::Uuid> {
+    let parsed;
+    let value = match lines {
+        serde_json::Value::String(text) => {
+            parsed = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
+            &parsed
+        }
+        other => other,
+    };
+    value
+        .as_array()
+        .map(|lines| lines.iter().filter_map(|l| l.get("productId")?.as_str()?.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
@@ -87,7 +102,7 @@ impl OrderSummary {
     }
     /// The customer's dashboard (batched through a DataLoader).
     async fn customer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Customer>> {
-        let loader = ctx.data::<DataLoader<CustomerLoader>>()?;
+        let loader = ctx.data::<CustomerLoaderHandle>()?;
         let row = loader.load_one(self.0.customer_id).await.map_err(|e| from_query(unwrap_arc(e)))?;
         Ok(row.map(Customer))
     }

@@ -30,7 +30,7 @@ use entity::read::{dead_letter, projection_checkpoint};
 
 use super::reader::{self, Undecodable};
 use super::{ApplyContext, ApplyError, Projection};
-use crate::command::InlineProjections;
+use crate::inline::InlineProjections;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
 use crate::notice::{Notices, ProjectionUpdated};

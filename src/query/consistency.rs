@@ -34,7 +34,7 @@ impl ReadModel {
     pub async fn visible(&self, projections: &[&str], token: LogPosition) -> Result<bool, QueryError> {
         let rows = projection_checkpoint::Entity::find()
             .filter(projection_checkpoint::Column::Name.is_in(projections.iter().copied()))
-            .all(&self.db.conn)
+            .all(self.conn())
             .await?;
         let mut reached = 0;
         for row in &rows {

@@ -57,10 +57,29 @@ impl Default for ConsistencySettings {
 #[derive(Clone)]
 pub struct ReadModel {
     pub db: Db,
+    /// SQL statements issued by the query layer (for tests and metrics: a
+    /// page of orders with their customers must cost a constant number).
+    pub statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The event log's database, used only to report projection lag.
     pub events_db: Db,
     pub notices: Notices,
     pub consistency: ConsistencySettings,
+}
+
+impl ReadModel {
+    pub fn new(db: Db, events_db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
+        Self { db, events_db, notices, consistency, statements: Default::default() }
+    }
+
+    /// The read connection, counting one statement.
+    pub(crate) fn conn(&self) -> &sea_orm::DatabaseConnection {
+        self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.db.conn
+    }
+
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Validates `first` against the page-size cap.

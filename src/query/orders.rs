@@ -14,7 +14,7 @@ pub struct OrderPage {
 
 impl ReadModel {
     pub async fn order(&self, id: Uuid) -> Result<Option<OrderSummaryRow>, QueryError> {
-        Ok(order_summary::Entity::find_by_id(id).one(&self.db.conn).await?)
+        Ok(order_summary::Entity::find_by_id(id).one(self.conn()).await?)
     }
 
     /// Orders newest first (by the log position of `OrderPlaced`), filtered
@@ -30,7 +30,7 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(order_summary::Column::PlacedPosition.lt(after));
         }
-        let mut rows = select.order_by_desc(order_summary::Column::PlacedPosition).limit(first + 1).all(&self.db.conn).await?;
+        let mut rows = select.order_by_desc(order_summary::Column::PlacedPosition).limit(first + 1).all(self.conn()).await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(OrderPage { rows, has_next })
@@ -41,7 +41,7 @@ impl ReadModel {
             .filter(order_activity::Column::OrderId.eq(order_id))
             .order_by_asc(order_activity::Column::StreamVersion)
             .order_by_asc(order_activity::Column::Position)
-            .all(&self.db.conn)
+            .all(self.conn())
             .await?)
     }
 }

@@ -22,7 +22,7 @@ impl ReadModel {
             .filter(daily_sales::Column::Day.gte(from.format("%Y-%m-%d").to_string()))
             .filter(daily_sales::Column::Day.lte(to.format("%Y-%m-%d").to_string()))
             .order_by_asc(daily_sales::Column::Day)
-            .all(&self.db.conn)
+            .all(self.conn())
             .await?)
     }
 }

@@ -1,0 +1,298 @@
+//! Test helpers: spawn the real server on a fresh database, talk GraphQL over
+//! HTTP, and look at the event log directly to assert what was appended.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use twofold::app::{self, Services};
+use twofold::config::Settings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$body` (an async block using `app: TestApp`) once per backend:
+/// `mod $name { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                $body.await;
+                $app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
+                $body.await;
+                $app.stop().await;
+            }
+        }
+    };
+}
+
+/// A database made for one test and removed after it.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("twofold.db").display());
+                Some(Self { url, backend, admin_url: None, name: String::new(), _dir: Some(dir) })
+            }
+            Backend::Postgres => {
+                let Some(base) = pg_base_url() else { return None };
+                let name = format!("twofold_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to PostgreSQL");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+                admin.close().await.ok();
+                Some(Self { url: format!("{base}/{name}"), backend, admin_url: Some(format!("{base}/postgres")), name, _dir: None })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.clone() else { return };
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(admin_url).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `TWOFOLD_TEST_PG_URL` without a trailing database name, e.g. `postgres://postgres@127.0.0.1:5432`.
+pub fn pg_base_url() -> Option<String> {
+    match std::env::var("TWOFOLD_TEST_PG_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
+        _ => {
+            if std::env::var("TWOFOLD_REQUIRE_PG").is_ok_and(|v| v == "1") {
+                panic!("TWOFOLD_REQUIRE_PG=1 but TWOFOLD_TEST_PG_URL is not set");
+            }
+            eprintln!("skipped: set TWOFOLD_TEST_PG_URL to run the PostgreSQL variant");
+            None
+        }
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub services: Services,
+    pub settings: Settings,
+    pub db: DatabaseConnection,
+    pub backend: Backend,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await.expect("backend available")
+    }
+
+    pub async fn spawn_postgres() -> Option<Self> {
+        Self::spawn_with(Backend::Postgres, |_| {}).await
+    }
+
+    /// Spawns with adjusted settings; `None` when the backend is not configured.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let mut settings = Settings::for_database(&database.url);
+        settings.runtime.poll_interval = Duration::from_millis(200);
+        adjust(&mut settings);
+        Some(Self::start(database, settings).await)
+    }
+
+    pub async fn start(database: TestDatabase, settings: Settings) -> Self {
+        let services = app::start(&settings).await.expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let server = {
+            let (services, settings, shutdown) = (services.clone(), settings.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                app::serve(listener, services, &settings, shutdown).await.expect("server runs");
+            })
+        };
+        let db = Database::connect(&database.url).await.expect("test connection");
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            services,
+            settings,
+            db,
+            backend: database.backend,
+            shutdown,
+            server: Some(server),
+            database,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        let _ = self.db.clone().close().await;
+    }
+
+    /// POSTs a GraphQL request and returns the JSON response.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request sent");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("JSON response")
+    }
+
+    /// Runs a query expecting no errors; returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.gql(query, variables).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+        response["data"].clone()
+    }
+
+    pub async fn register_customer(&self, name: &str, email: &str) -> (String, String) {
+        let d = self
+            .data(
+                "mutation($name: String!, $email: String!) { registerCustomer(input: {name: $name, email: $email}) { id token } }",
+                json!({ "name": name, "email": email }),
+            )
+            .await;
+        (s(&d["registerCustomer"]["id"]), s(&d["registerCustomer"]["token"]))
+    }
+
+    pub async fn add_product(&self, sku: &str, title: &str, price_cents: i64) -> (String, String) {
+        let d = self
+            .data(
+                "mutation($sku: String!, $title: String!, $price: Int!) { addProduct(input: {sku: $sku, title: $title, priceCents: $price}) { id token } }",
+                json!({ "sku": sku, "title": title, "price": price_cents }),
+            )
+            .await;
+        (s(&d["addProduct"]["id"]), s(&d["addProduct"]["token"]))
+    }
+
+    /// Places an order with `(product id, quantity)` lines.
+    pub async fn place_order(&self, customer_id: &str, lines: &[(&str, i32)]) -> (String, String) {
+        let response = self.place_order_raw(customer_id, lines, json!(null), json!(null)).await;
+        assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+        (s(&response["data"]["placeOrder"]["id"]), s(&response["data"]["placeOrder"]["token"]))
+    }
+
+    pub async fn place_order_raw(&self, customer_id: &str, lines: &[(&str, i32)], order_id: Value, command_id: Value) -> Value {
+        let lines: Vec<Value> = lines.iter().map(|(p, q)| json!({ "productId": p, "quantity": q })).collect();
+        self.gql(
+            "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id token } }",
+            json!({ "input": { "customerId": customer_id, "lines": lines, "orderId": order_id, "commandId": command_id } }),
+        )
+        .await
+    }
+
+    pub async fn cancel_order(&self, order_id: &str, reason: Option<&str>) -> Value {
+        self.gql(
+            "mutation($id: ID!, $reason: String) { cancelOrder(input: {orderId: $id, reason: $reason}) { token } }",
+            json!({ "id": order_id, "reason": reason }),
+        )
+        .await
+    }
+
+    pub async fn ship_order(&self, order_id: &str) -> Value {
+        self.gql(
+            "mutation($id: ID!) { shipOrder(input: {orderId: $id, carrier: \"DHL\", trackingNumber: \"1Z999\"}) { token } }",
+            json!({ "id": order_id }),
+        )
+        .await
+    }
+
+    /// A customer and two products to order.
+    pub async fn seed(&self) -> Seed {
+        let (customer, _) = self.register_customer("Ada Lovelace", &format!("ada-{}@example.com", uuid::Uuid::new_v4().simple())).await;
+        let (tea, _) = self.add_product(&format!("TEA-{}", short()), "Green tea", 450).await;
+        let (cake, _) = self.add_product(&format!("CAKE-{}", short()), "Lemon cake", 1200).await;
+        Seed { customer, tea, cake }
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        let backend = self.db.get_database_backend();
+        let row = self.db.query_one_raw(Statement::from_string(backend, sql.to_owned())).await.expect("query").expect("a row");
+        row.try_get_by_index::<i64>(0).expect("an integer")
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        self.scalar_i64("SELECT count(*) FROM event").await
+    }
+
+    /// Waits until every projection has applied the whole log.
+    pub async fn settle(&self) {
+        for _ in 0..200 {
+            let lagging = self.data("{ projections { name lag } }", json!({})).await["projections"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|p| p["lag"].as_i64() != Some(0));
+            if !lagging {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("projections did not catch up");
+    }
+
+    pub fn backend_name(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+}
+
+pub struct Seed {
+    pub customer: String,
+    pub tea: String,
+    pub cake: String,
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_owned()
+}
+
+pub fn short() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// The `extensions.code` of the first error.
+pub fn code(response: &Value) -> String {
+    response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error code in {response}")).to_owned()
+}

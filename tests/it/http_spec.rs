@@ -1,0 +1,122 @@
+//! GraphQL over HTTP: media types, status codes, GET rules, limits, health.
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn app() -> TestApp {
+    TestApp::spawn(Backend::Sqlite).await
+}
+
+#[tokio::test]
+async fn get_runs_queries_but_never_mutations() {
+    let app = app().await;
+    let ok = app.client.get(format!("{}/graphql", app.base)).query(&[("query", "{ projections { name } }")]).send().await.expect("send");
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.expect("json");
+    assert_eq!(body["data"]["projections"].as_array().expect("list").len(), 5);
+
+    let mutation = "mutation { registerCustomer(input: {name: \"Eve\", email: \"eve@example.com\"}) { id } }";
+    let refused = app.client.get(format!("{}/graphql", app.base)).query(&[("query", mutation)]).send().await.expect("send");
+    assert_eq!(refused.status(), 405);
+    assert_eq!(refused.headers()["allow"], "POST");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(code(&body), "VALIDATION");
+    assert_eq!(app.event_count().await, 0, "the mutation did not run");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn graphql_response_media_type_gets_status_codes() {
+    let app = app().await;
+    let post = |accept: &'static str, query: &'static str| {
+        app.client
+            .post(format!("{}/graphql", app.base))
+            .header("accept", accept)
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let ok = post("application/graphql-response+json", "{ projections { name } }").await.expect("send");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["content-type"], "application/graphql-response+json");
+    let invalid = post("application/graphql-response+json", "{ nope }").await.expect("send");
+    assert_eq!(invalid.status(), 400, "a request that fails validation is a 400");
+    let body: Value = invalid.json().await.expect("json");
+    assert_eq!(code(&body), "VALIDATION");
+    let syntax = post("application/graphql-response+json", "{ projections {").await.expect("send");
+    assert_eq!(syntax.status(), 400);
+    let legacy = post("application/json", "{ nope }").await.expect("send");
+    assert_eq!(legacy.status(), 200, "application/json keeps 200");
+    assert_eq!(legacy.headers()["content-type"], "application/json");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors() {
+    let app = app().await;
+    let url = format!("{}/graphql", app.base);
+    let not_json = app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.expect("send");
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(code(&not_json.json::<Value>().await.expect("json")), "VALIDATION");
+    let wrong_type = app.client.post(&url).header("content-type", "text/plain").body("{ projections { name } }").send().await.expect("send");
+    assert_eq!(wrong_type.status(), 415);
+    let wrong_variable = app.gql("query($id: ID!) { order(id: $id) { id } }", json!({ "id": 5 })).await;
+    assert_eq!(code(&wrong_variable), "VALIDATION");
+    let missing_input = app.gql("mutation { placeOrder(input: {customerId: \"x\"}) { id } }", json!({})).await;
+    assert_eq!(code(&missing_input), "VALIDATION");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_deep_and_complex_queries_are_refused() {
+    let app = app().await;
+    let url = format!("{}/graphql", app.base);
+    let huge = format!("{{\"query\": \"{{ projections {{ name }} }}\", \"variables\": {{\"pad\": \"{}\"}}}}", "x".repeat(300 * 1024));
+    let too_big = app.client.post(&url).header("content-type", "application/json").body(huge).send().await.expect("send");
+    assert_eq!(too_big.status(), 413);
+    let deep = format!("{{ orders {{ edges {{ node {{ lines {{ product {{ title }} }} {} }} }} }} }}", "");
+    let nested = "{ orders { edges { node { customer { name } lines { product { sku } } } } } }";
+    assert!(app.gql(nested, json!({})).await.get("errors").is_none(), "a sane query passes: {deep}");
+    let mut too_deep = String::from("__typename");
+    for _ in 0..4 {
+        too_deep = format!("__type(name: \"Query\") {{ fields {{ type {{ ofType {{ {too_deep} }} }} }} }}");
+    }
+    let refused = app.gql(&format!("{{ {too_deep} }}"), json!({})).await;
+    assert_eq!(code(&refused), "VALIDATION");
+    assert!(refused["errors"][0]["message"].as_str().expect("message").to_lowercase().contains("nested"), "{refused}");
+    let aliases: String = (0..400).map(|i| format!("a{i}: orders(first: 100) {{ edges {{ node {{ id customerName }} }} }} ")).collect();
+    let complex = app.gql(&format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(code(&complex), "VALIDATION");
+    assert!(complex["errors"][0]["message"].as_str().expect("message").to_lowercase().contains("complex"), "{complex}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_graphiql_and_request_ids() {
+    let app = app().await;
+    let health = app.client.get(format!("{}/healthz", app.base)).send().await.expect("send");
+    assert_eq!(health.status(), 200);
+    let ready: Value = app.client.get(format!("{}/readyz", app.base)).send().await.expect("send").json().await.expect("json");
+    assert_eq!(ready["status"], "ready");
+    let page = app.client.get(&app.base).send().await.expect("send");
+    assert_eq!(page.status(), 200);
+    assert!(page.headers().contains_key("x-request-id"));
+    assert!(page.text().await.expect("html").to_lowercase().contains("graphiql"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_id_is_recorded_in_event_metadata() {
+    let app = app().await;
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("x-request-id", "req-42")
+        .json(&json!({ "query": "mutation { registerCustomer(input: {name: \"Ida\", email: \"ida@example.com\", commandId: \"cmd-7\"}) { id } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let count = app.scalar_i64("SELECT count(*) FROM event WHERE metadata LIKE '%req-42%' AND metadata LIKE '%cmd-7%'").await;
+    assert_eq!(count, 1);
+    app.stop().await;
+}

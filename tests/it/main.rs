@@ -1,0 +1,17 @@
+//! Twofold's integration tests: one binary, the real server on
+//! `127.0.0.1:0`, each test with its own SQLite file or PostgreSQL database.
+//!
+//! PostgreSQL variants run when `TWOFOLD_TEST_PG_URL` is set (e.g.
+//! `postgres://postgres@127.0.0.1:5432`); with `TWOFOLD_REQUIRE_PG=1` (set by
+//! `.ci/run`) a missing URL fails them instead of skipping.
+mod helpers;
+
+mod architecture;
+mod commands;
+mod concurrency;
+mod http_spec;
+mod idempotency;
+mod invariants;
+mod projections;
+mod queries;
+mod schema_file;

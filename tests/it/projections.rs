@@ -1,0 +1,374 @@
+//! Projections: correct views, idempotent apply, inline = async, crash
+//! safety, poison events, late commits.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, TransactionTrait};
+use serde_json::{json, Value};
+use twofold::config::Role;
+use twofold::domain::event::RecordedEvent;
+use twofold::projection::runtime::{Mode, PoisonPolicy, Projector, StepOutcome};
+use twofold::projection::{self, ApplyContext, ApplyError, Projection};
+use twofold::token::LogPosition;
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+/// Every read view, row by row, as JSON (primary-key order).
+pub async fn dump(db: &impl ConnectionTrait) -> BTreeMap<&'static str, Vec<Value>> {
+    use entity::read::*;
+    fn json_rows<T: serde::Serialize>(rows: Vec<T>) -> Vec<Value> {
+        rows.into_iter().map(|r| serde_json::to_value(r).expect("serializable")).collect()
+    }
+    let mut out = BTreeMap::new();
+    out.insert("order_summary", json_rows(order_summary::Entity::find().order_by_asc(order_summary::Column::OrderId).all(db).await.expect("dump")));
+    out.insert("customer_view", json_rows(customer_view::Entity::find().order_by_asc(customer_view::Column::CustomerId).all(db).await.expect("dump")));
+    out.insert(
+        "product_catalog",
+        json_rows(product_catalog::Entity::find().order_by_asc(product_catalog::Column::ProductId).all(db).await.expect("dump")),
+    );
+    out.insert("daily_sales", json_rows(daily_sales::Entity::find().order_by_asc(daily_sales::Column::Day).all(db).await.expect("dump")));
+    out.insert("order_activity", json_rows(order_activity::Entity::find().order_by_asc(order_activity::Column::Position).all(db).await.expect("dump")));
+    out
+}
+
+/// Empties the read views and rewinds every checkpoint.
+pub async fn reset_read_model(app: &TestApp) {
+    for table in ["order_summary", "customer_view", "product_catalog", "daily_sales", "order_activity", "dead_letter"] {
+        app.db.execute_unprepared(&format!("DELETE FROM {table}")).await.expect("clear");
+    }
+    app.db
+        .execute_unprepared("UPDATE projection_checkpoint SET last_tx_id = 0, last_position = 0, status = 'running', last_error = NULL, events_applied = 0")
+        .await
+        .expect("rewind");
+}
+
+/// A projector for `projection` on the app's databases.
+pub fn projector(app: &TestApp, projection: Arc<dyn Projection>, mode: Mode, policy: PoisonPolicy) -> Projector {
+    let mut settings = app.settings.runtime.clone();
+    settings.modes.insert(projection.name().to_owned(), mode);
+    settings.policies.insert(projection.name().to_owned(), policy);
+    Projector::new(projection, app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone(), &settings)
+}
+
+/// Steps every projection (async) until the log is drained.
+pub async fn drain(app: &TestApp) {
+    for p in projection::all() {
+        let projector = projector(app, p, Mode::Async, PoisonPolicy::Stop);
+        loop {
+            match projector.step().await.expect("step") {
+                StepOutcome::Idle | StepOutcome::Stopped => break,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A little history touching every event type.
+pub async fn history(app: &TestApp) -> Seed {
+    let seed = app.seed().await;
+    let (other, _) = app.register_customer("Charles Babbage", &format!("cb-{}@example.com", short())).await;
+    let (o1, _) = app.place_order(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1), (&seed.tea, 1)]).await;
+    let (o2, _) = app.place_order(&other, &[(&seed.cake, 3)]).await;
+    let (o3, _) = app.place_order(&seed.customer, &[(&seed.tea, 5)]).await;
+    assert!(app.cancel_order(&o1, Some("too much tea")).await.get("errors").is_none());
+    assert!(app.ship_order(&o2).await.get("errors").is_none());
+    app.gql("mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 500}) { token } }", json!({ "id": seed.tea })).await;
+    app.gql("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Ada King\"}) { token } }", json!({ "id": seed.customer })).await;
+    let _ = o3;
+    seed
+}
+
+async fn api_only(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |s| s.role = Role::Api).await
+}
+
+macro_rules! on_both_backends_api_only {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let $app = api_only(Backend::Sqlite).await.expect("sqlite");
+                $body.await;
+                $app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Some($app) = api_only(Backend::Postgres).await else { return };
+                $body.await;
+                $app.stop().await;
+            }
+        }
+    };
+}
+
+on_both_backends!(views_show_the_joined_denormalized_rows, |app| async {
+    let seed = history(&app).await;
+    app.settle().await;
+    let d = app
+        .data(
+            "query($c: ID!) { orders(customerId: $c) { edges { node { customerName status totalCents lineCount lines { title quantity unitPriceCents } } } }
+               customer(id: $c) { name ordersPlaced ordersOpen ordersCancelled ordersShipped lifetimeValueCents }
+               topProducts(limit: 2) { title unitsSold revenueCents priceCents } }",
+            json!({ "c": seed.customer }),
+        )
+        .await;
+    let orders = d["orders"]["edges"].as_array().expect("edges");
+    assert_eq!(orders.len(), 2);
+    assert!(orders.iter().all(|o| o["node"]["customerName"] == "Ada King"), "rename reached every order: {orders:?}");
+    assert_eq!(orders[0]["node"]["status"], "PLACED", "newest first");
+    assert_eq!(orders[1]["node"]["status"], "CANCELLED");
+    assert_eq!(orders[1]["node"]["lineCount"], 3);
+    assert_eq!(orders[1]["node"]["lines"][1]["title"], "Lemon cake");
+    let c = &d["customer"];
+    assert_eq!((c["ordersPlaced"].as_i64(), c["ordersOpen"].as_i64(), c["ordersCancelled"].as_i64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(c["lifetimeValueCents"], 5 * 450);
+    let top = d["topProducts"].as_array().expect("list");
+    // Cake: 3 shipped units (3600); tea: 5 units of the live order (2250); the cancelled order counts for nothing.
+    assert_eq!(top[0]["title"], "Lemon cake");
+    assert_eq!((top[0]["unitsSold"].as_i64(), top[0]["revenueCents"].as_i64()), (Some(3), Some(3600)));
+    assert_eq!((top[1]["unitsSold"].as_i64(), top[1]["revenueCents"].as_i64(), top[1]["priceCents"].as_i64()), (Some(5), Some(2250), Some(500)));
+});
+
+on_both_backends!(renaming_a_customer_reaches_every_order_summary, |app| async {
+    let seed = app.seed().await;
+    let mut orders = Vec::new();
+    for _ in 0..5 {
+        orders.push(app.place_order(&seed.customer, &[(&seed.tea, 1)]).await.0);
+    }
+    let r = app
+        .data("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Countess of Lovelace\"}) { token } }", json!({ "id": seed.customer }))
+        .await;
+    let token = s(&r["renameCustomer"]["token"]);
+    let d = app
+        .data("query($c: ID!, $t: Token) { orders(customerId: $c, consistentWith: $t) { edges { node { id customerName } } } }", json!({ "c": seed.customer, "t": token }))
+        .await;
+    let names: Vec<&Value> = d["orders"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["customerName"]).collect();
+    assert_eq!(names.len(), 5);
+    assert!(names.iter().all(|n| *n == "Countess of Lovelace"), "{names:?}");
+});
+
+on_both_backends_api_only!(reapplying_any_batch_leaves_the_views_byte_identical, |app| async {
+    history(&app).await;
+    drain(&app).await;
+    let before = dump(&app.db).await;
+    assert!(!before["order_summary"].is_empty());
+    // Replay the whole log, in batches of every size, straight into the views.
+    let events: Vec<RecordedEvent> = twofold::projection::reader::read_after(&app.db, LogPosition::START, 10_000)
+        .await
+        .expect("read log")
+        .into_iter()
+        .map(|e| e.expect("decodable"))
+        .collect();
+    for size in [1, 3, events.len()] {
+        for chunk in events.chunks(size) {
+            let txn = app.db.begin().await.expect("begin");
+            for p in projection::all() {
+                p.apply(&txn, chunk, ApplyContext { position_guard: true }).await.expect("apply");
+            }
+            txn.commit().await.expect("commit");
+        }
+        assert_eq!(dump(&app.db).await, before, "replaying in chunks of {size} changed a view");
+    }
+});
+
+on_both_backends_api_only!(inline_and_async_modes_build_identical_rows, |app| async {
+    history(&app).await;
+    drain(&app).await;
+    let async_rows = dump(&app.db).await;
+    // Rebuild the same log by applying inline-style (no position guard, in log order), as commands do.
+    reset_read_model(&app).await;
+    let events: Vec<RecordedEvent> = twofold::projection::reader::read_after(&app.db, LogPosition::START, 10_000)
+        .await
+        .expect("read log")
+        .into_iter()
+        .map(|e| e.expect("decodable"))
+        .collect();
+    for e in &events {
+        let txn = app.db.begin().await.expect("begin");
+        for p in projection::all() {
+            p.apply(&txn, std::slice::from_ref(e), ApplyContext { position_guard: false }).await.expect("apply");
+        }
+        txn.commit().await.expect("commit");
+    }
+    assert_eq!(dump(&app.db).await, async_rows);
+});
+
+/// Wraps a projection and fails once, after applying, before the checkpoint commits.
+struct CrashOnce {
+    inner: Arc<dyn Projection>,
+    crashed: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Projection for CrashOnce {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+        self.inner.apply(txn, events, ctx).await?;
+        if !self.crashed.swap(true, Ordering::SeqCst) {
+            return Err(ApplyError::Database(sea_orm::DbErr::Custom("simulated crash between apply and checkpoint".into())));
+        }
+        Ok(())
+    }
+}
+
+on_both_backends_api_only!(a_crash_between_apply_and_checkpoint_applies_nothing_twice, |app| async {
+    history(&app).await;
+    drain(&app).await;
+    let expected = dump(&app.db).await;
+    reset_read_model(&app).await;
+    for p in projection::all() {
+        let crashing = Arc::new(CrashOnce { inner: p, crashed: AtomicBool::new(false) });
+        let projector = projector(&app, crashing, Mode::Async, PoisonPolicy::Stop);
+        assert!(projector.step().await.is_err(), "the first batch crashes");
+        loop {
+            match projector.step().await.expect("step") {
+                StepOutcome::Idle => break,
+                StepOutcome::Applied { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(dump(&app.db).await, expected);
+});
+
+on_both_backends!(a_poison_event_is_dead_lettered_and_stops_only_its_projection, |app| async {
+    let seed = app.seed().await;
+    // A shipment for an order the log never placed: order_summary cannot apply it.
+    let ghost = uuid::Uuid::new_v4();
+    let payload = json!({ "orderId": ghost, "customerId": seed.customer, "carrier": "DHL", "trackingNumber": "X" });
+    insert_raw_event(&app, ghost, 2, "OrderShipped", 1, payload).await;
+    // Something after the poison event.
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = app.data("{ projections { name status lag lastError } }", json!({})).await;
+        let stopped = status["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row")["status"] == "stopped";
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let list = status["projections"].as_array().expect("list");
+    let summary = list.iter().find(|p| p["name"] == "order_summary").expect("row");
+    assert_eq!(summary["status"], "stopped", "{status}");
+    assert!(summary["lastError"].as_str().is_some_and(|e| e.contains("OrderShipped")), "{summary}");
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letter WHERE projection = 'order_summary'").await, 1);
+    // The other projections went on past the poison event.
+    let activity = app.data("query($id: ID!, $t: Token) { orderActivity(orderId: $id, consistentWith: $t) { eventType } }", json!({ "id": order, "t": token })).await;
+    assert_eq!(activity["orderActivity"][0]["eventType"], "OrderPlaced");
+    // Reads of the stopped view say so instead of serving stale data.
+    let stale = app.gql("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    assert_eq!(code(&stale), "NOT_VISIBLE_YET");
+    // The service stays up and /readyz names the stopped projection.
+    let ready: Value = app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["stoppedProjections"][0]["name"], "order_summary");
+});
+
+on_both_backends_api_only!(the_skip_policy_dead_letters_and_goes_on, |app| async {
+    let seed = app.seed().await;
+    insert_raw_event(&app, uuid::Uuid::new_v4(), 1, "OrderTeleported", 1, json!({})).await;
+    let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let projector = projector(&app, Arc::new(twofold::projection::order_summary::OrderSummary), Mode::Async, PoisonPolicy::Skip);
+    let mut dead = 0;
+    loop {
+        match projector.step().await.expect("step") {
+            StepOutcome::Idle => break,
+            StepOutcome::DeadLettered { .. } => dead += 1,
+            StepOutcome::Applied { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(dead, 1);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letter").await, 1);
+    let found = app.scalar_i64(&format!("SELECT count(*) FROM order_summary WHERE status = 'PLACED'")).await;
+    assert_eq!(found, 1, "the order after the poison event was applied ({order})");
+});
+
+on_both_backends_api_only!(out_of_order_delivery_is_detected_not_applied, |app| async {
+    let seed = app.seed().await;
+    let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    assert!(app.ship_order(&order).await.get("errors").is_none());
+    // Deliver version 2 of the order before version 1.
+    let mut events: Vec<RecordedEvent> = twofold::projection::reader::read_after(&app.db, LogPosition::START, 100)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| e.expect("decodable"))
+        .filter(|e| e.event.event_type().starts_with("Order"))
+        .collect();
+    events.reverse();
+    let txn = app.db.begin().await.expect("begin");
+    let result = twofold::projection::order_summary::OrderSummary.apply(&txn, &events, ApplyContext { position_guard: true }).await;
+    assert!(matches!(result, Err(ApplyError::Poison { .. })), "{result:?}");
+});
+
+/// Appends an event row directly (as a buggy or older writer might have).
+pub async fn insert_raw_event(app: &TestApp, stream: uuid::Uuid, version: i64, event_type: &str, event_version: i32, payload: Value) {
+    let backend = app.db.get_database_backend();
+    let (sql, recorded_at): (&str, sea_orm::Value) = match backend {
+        sea_orm::DbBackend::Postgres => (
+            "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) VALUES ('order', $1, $2, $3, $4, $5, '{}', $6)",
+            chrono::Utc::now().into(),
+        ),
+        _ => (
+            "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) VALUES ('order', ?1, ?2, ?3, ?4, ?5, '{}', ?6)",
+            chrono::Utc::now().into(),
+        ),
+    };
+    let payload_value: sea_orm::Value = match backend {
+        sea_orm::DbBackend::Postgres => payload.into(),
+        _ => payload.to_string().into(),
+    };
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            vec![stream.into(), version.into(), event_type.into(), event_version.into(), payload_value, recorded_at],
+        ))
+        .await
+        .expect("raw insert");
+    // Wake the projectors as a real append would.
+    app.services.appended.send_modify(|_| {});
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_commit_is_never_skipped_on_postgres() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    // A transaction takes its xid and appends, but does not commit yet.
+    let late = app.db.begin().await.expect("begin");
+    let ghost_customer = uuid::Uuid::new_v4();
+    late.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) \
+         VALUES ('customer', $1, 1, 'CustomerRegistered', 1, $2, '{}', now())",
+        vec![ghost_customer.into(), json!({ "customerId": ghost_customer, "name": "Late Larry", "email": "late@example.com" }).into()],
+    ))
+    .await
+    .expect("late insert");
+    // Later transactions commit and the projectors run meanwhile.
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let early = app.gql("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    // The horizon holds the projection at the open transaction: delayed, not skipped.
+    assert_eq!(code(&early), "NOT_VISIBLE_YET", "{early}");
+    late.commit().await.expect("commit late");
+    app.services.appended.send_modify(|_| {});
+    let d = app.data("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    assert_eq!(s(&d["order"]["id"]), order);
+    app.settle().await;
+    let larry = app.data("query($id: ID!) { customer(id: $id) { name } }", json!({ "id": ghost_customer.to_string() })).await;
+    assert_eq!(larry["customer"]["name"], "Late Larry", "the late event was applied");
+    app.stop().await;
+}

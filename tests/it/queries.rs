@@ -1,0 +1,150 @@
+//! Queries: every field on both backends, pagination, DataLoader batching,
+//! read-your-own-writes.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+const PAGE: &str = "query($first: Int, $after: String) { orders(first: $first, after: $after) {
+    edges { cursor node { id customerName customer { name ordersPlaced } lines { title product { sku unitsSold } } } }
+    pageInfo { hasNextPage hasPreviousPage endCursor } } }";
+
+on_both_backends!(orders_page_newest_first_with_cursors, |app| async {
+    let seed = app.seed().await;
+    let mut placed = Vec::new();
+    for i in 0..7 {
+        placed.push(app.place_order(&seed.customer, &[(&seed.tea, i + 1)]).await.0);
+    }
+    app.settle().await;
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let d = app.data(PAGE, json!({ "first": 3, "after": after })).await;
+        let conn = &d["orders"];
+        seen.extend(conn["edges"].as_array().expect("edges").iter().map(|e| s(&e["node"]["id"])));
+        if !conn["pageInfo"]["hasNextPage"].as_bool().expect("bool") {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    placed.reverse();
+    assert_eq!(seen, placed, "every order once, newest first");
+    let bad = app.gql(PAGE, json!({ "first": 3, "after": "garbage" })).await;
+    assert_eq!(code(&bad), "VALIDATION");
+    let too_big = app.gql(PAGE, json!({ "first": 101 })).await;
+    assert_eq!(code(&too_big), "VALIDATION");
+});
+
+on_both_backends!(a_page_of_orders_costs_a_constant_number_of_statements, |app| async {
+    let (t1, _) = app.add_product(&format!("A-{}", short()), "Alpha", 100).await;
+    let (t2, _) = app.add_product(&format!("B-{}", short()), "Beta", 200).await;
+    let mut customers = Vec::new();
+    for i in 0..10 {
+        customers.push(app.register_customer(&format!("Customer {i}"), &format!("c{i}-{}@example.com", short())).await.0);
+    }
+    let mut last = String::new();
+    for i in 0..100 {
+        last = app.place_order(&customers[i % customers.len()], &[(&t1, 1), (&t2, 2)]).await.1;
+    }
+    app.data("query($t: Token) { order(id: \"00000000-0000-0000-0000-000000000000\", consistentWith: $t) { id } }", json!({ "t": last })).await;
+    let count = |first: i64| {
+        let app = &app;
+        async move {
+            let before = app.services.reads.statement_count();
+            let d = app.data(PAGE, json!({ "first": first })).await;
+            assert_eq!(d["orders"]["edges"].as_array().expect("edges").len() as i64, first);
+            app.services.reads.statement_count() - before
+        }
+    };
+    let small = count(5).await;
+    let large = count(100).await;
+    assert_eq!(small, large, "statements must not grow with the page size");
+    assert!(large <= 3, "orders + customers + products, got {large}");
+});
+
+on_both_backends!(every_query_field_answers_from_the_read_views, |app| async {
+    let seed = app.seed().await;
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 2)]).await;
+    let today = chrono::Utc::now().date_naive();
+    let d = app
+        .data(
+            "query($o: ID!, $c: ID!, $t: Token, $from: NaiveDate!, $to: NaiveDate!) {
+               order(id: $o, consistentWith: $t) { id status totalCents placedAt customerEmail }
+               orders(status: PLACED, consistentWith: $t) { edges { node { id } } }
+               customer(id: $c, consistentWith: $t) { id name email ordersOpen lastOrderAt }
+               customers(first: 5, consistentWith: $t) { edges { node { id } } pageInfo { hasNextPage } }
+               products(search: \"TEA\", consistentWith: $t) { edges { node { title unitsSold } } }
+               topProducts(limit: 1, consistentWith: $t) { title }
+               dailySales(from: $from, to: $to, consistentWith: $t) { day ordersPlaced grossCents netCents }
+               orderActivity(orderId: $o, consistentWith: $t) { eventType description version }
+               projections { name mode status checkpoint lag eventsApplied }
+             }",
+            json!({ "o": order, "c": seed.customer, "t": token, "from": today.to_string(), "to": today.to_string() }),
+        )
+        .await;
+    assert_eq!(d["order"]["totalCents"], 900);
+    assert_eq!(d["orders"]["edges"].as_array().expect("edges").len(), 1);
+    assert_eq!(d["customer"]["ordersOpen"], 1);
+    assert!(d["customer"]["lastOrderAt"].is_string());
+    assert_eq!(d["customers"]["edges"].as_array().expect("edges").len(), 1);
+    assert_eq!(d["products"]["edges"][0]["node"]["title"], "Green tea");
+    assert_eq!(d["products"]["edges"][0]["node"]["unitsSold"], 2);
+    assert_eq!(d["topProducts"][0]["title"], "Green tea");
+    assert_eq!(d["dailySales"][0]["ordersPlaced"], 1);
+    assert_eq!(d["dailySales"][0]["netCents"], 900);
+    assert_eq!(d["orderActivity"][0]["eventType"], "OrderPlaced");
+    assert_eq!(d["projections"].as_array().expect("list").len(), 5);
+    // Search matches titles case-insensitively and treats % and _ literally.
+    let none = app.data("{ products(search: \"%\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(none["products"]["edges"].as_array().expect("edges").len(), 0);
+    let title = app.data("{ products(search: \"green\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(title["products"]["edges"].as_array().expect("edges").len(), 1);
+    // Bad ranges and limits are validation errors.
+    let backwards = app.gql("{ dailySales(from: \"2026-02-01\", to: \"2026-01-01\") { day } }", json!({})).await;
+    assert_eq!(code(&backwards), "VALIDATION");
+    let top = app.gql("{ topProducts(limit: 0) { title } }", json!({})).await;
+    assert_eq!(code(&top), "VALIDATION");
+    let unknown = app.data("{ order(id: \"00000000-0000-0000-0000-000000000000\") { id } }", json!({})).await;
+    assert!(unknown["order"].is_null());
+});
+
+on_both_backends!(consistent_with_reads_your_own_write_under_load, |app| async {
+    let seed = app.seed().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Background load: other clients placing and cancelling orders.
+    let background = {
+        let (base, customer, cake, stop) = (app.base.clone(), seed.customer.clone(), seed.cake.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 500 {
+                let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+                                   "variables": { "c": customer, "p": cake } });
+                let _ = client.post(format!("{base}/graphql")).json(&body).send().await;
+                n += 1;
+            }
+        })
+    };
+    for _ in 0..30 {
+        let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+        let d = app
+            .data("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id status } }", json!({ "id": order, "t": token }))
+            .await;
+        assert_eq!(d["order"]["id"], order, "the order is visible at once with its token");
+    }
+    stop.store(true, Ordering::Relaxed);
+    background.await.expect("background load");
+});
+
+on_both_backends!(a_token_from_the_future_is_not_visible_yet, |app| async {
+    let future = "999999999.999999999";
+    let started = std::time::Instant::now();
+    let r = app.gql("query($t: Token) { orders(consistentWith: $t) { edges { node { id } } } }", json!({ "t": future })).await;
+    assert_eq!(code(&r), "NOT_VISIBLE_YET");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1900), "it waited the default 2 s");
+    let bad = app.gql("query { orders(consistentWith: \"nonsense\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(code(&bad), "VALIDATION");
+});
