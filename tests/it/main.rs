@@ -13,5 +13,6 @@ mod http_spec;
 mod idempotency;
 mod invariants;
 mod projections;
+mod property;
 mod queries;
 mod schema_file;
