@@ -114,7 +114,15 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
 /// Serves HTTP on `listener` and runs the projectors until `shutdown`;
 /// then lets in-flight requests finish and stops the projectors between batches.
 pub async fn serve(listener: TcpListener, services: Services, settings: &Settings, shutdown: CancellationToken) -> Result<(), StartError> {
-    let projectors = if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
+    let mut background = if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
+    background.extend(crate::notice::postgres::spawn(
+        services.read_db.clone(),
+        services.write_db.clone(),
+        services.notices.clone(),
+        services.appended.clone(),
+        settings.runtime.poll_interval,
+        shutdown.child_token(),
+    ));
     let router = if settings.role.serves_api() {
         crate::http::router(services.clone(), settings.http)
     } else {
@@ -125,8 +133,8 @@ pub async fn serve(listener: TcpListener, services: Services, settings: &Setting
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
         .await;
     shutdown.cancel();
-    for projector in projectors {
-        let _ = projector.await;
+    for task in background {
+        let _ = task.await;
     }
     served.map_err(StartError::Serve)
 }

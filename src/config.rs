@@ -105,6 +105,15 @@ pub struct ServeArgs {
     /// Longest a request may run, in milliseconds.
     #[arg(long, env = "TWOFOLD_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
+    /// Most WebSocket connections served at once (more get HTTP 503).
+    #[arg(long, env = "TWOFOLD_WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub ws_max_connections: usize,
+    /// Most subscriptions on one WebSocket connection.
+    #[arg(long, env = "TWOFOLD_WS_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub ws_max_subscriptions: usize,
+    /// How long a WebSocket client may take to accept one message before it is disconnected, in milliseconds.
+    #[arg(long, env = "TWOFOLD_WS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ws_send_timeout_ms: u64,
     /// Deepest query accepted.
     #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -178,6 +187,12 @@ impl From<&ServeArgs> for Settings {
             http: HttpLimits {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+                ws: crate::http::ws::WsLimits {
+                    max_connections: args.ws_max_connections.max(1),
+                    max_subscriptions_per_connection: args.ws_max_subscriptions.max(1),
+                    send_timeout: Duration::from_millis(args.ws_send_timeout_ms.max(1)),
+                    ..Default::default()
+                },
             },
             schema: SchemaLimits { max_depth: args.max_depth, max_complexity: args.max_complexity },
         }

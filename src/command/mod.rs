@@ -151,6 +151,15 @@ impl UnitOfWork {
         }
         let ack = Ack { id, token };
         idempotency::record(&*self.txn, key, &ack).await?;
+        if service.db.is_postgres() {
+            // Delivered at commit, to every process listening: their projectors wake at once.
+            let notify = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                vec![crate::notice::postgres::LOG_CHANNEL.into(), token.to_string().into()],
+            );
+            sea_orm::ConnectionTrait::execute_raw(&*self.txn, notify).await?;
+        }
         self.txn.commit().await?;
         Ok(ack)
     }

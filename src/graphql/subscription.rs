@@ -2,10 +2,9 @@
 use std::time::Duration;
 
 use async_graphql::{Context, SimpleObject, Subscription, ID};
-use futures_util::stream::{self, Stream, StreamExt};
-use tokio_stream::wrappers::BroadcastStream;
+use futures_util::stream::{self, Stream};
 
-use super::error::{from_query, validation};
+use super::error::{coded, from_query, validation};
 use super::scalars::{uuid, Token};
 use crate::notice::Notices;
 use crate::query::ReadModel;
@@ -55,27 +54,31 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         projections: Option<Vec<String>>,
         stream_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = ProjectionUpdate>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ProjectionUpdate>>> {
         let names = known_projections(projections)?;
         let stream_id = stream_id.as_ref().map(|id| uuid("streamId", id)).transpose()?;
-        let receiver = ctx.data::<Notices>()?.subscribe();
-        Ok(BroadcastStream::new(receiver).filter_map(move |item| {
-            let keep = match &item {
-                Ok(u) => names.contains(&u.projection) && stream_id.is_none_or(|id| u.stream_ids.contains(&id)),
-                Err(_) => false,
-            };
-            async move {
-                match item {
-                    Ok(u) if keep => Some(ProjectionUpdate {
-                        projection: u.projection,
-                        token: Token(u.token),
-                        stream_ids: u.stream_ids.into_iter().map(|id| ID(id.to_string())).collect(),
-                        event_types: u.event_types,
-                    }),
-                    _ => None,
+        let mut receiver = ctx.data::<Notices>()?.subscribe();
+        Ok(async_stream::stream! {
+            loop {
+                match receiver.recv().await {
+                    Ok(u) if names.contains(&u.projection) && stream_id.is_none_or(|id| u.may_touch(&id)) => {
+                        yield Ok(ProjectionUpdate {
+                            projection: u.projection,
+                            token: Token(u.token),
+                            stream_ids: u.stream_ids.into_iter().map(|id| ID(id.to_string())).collect(),
+                            event_types: u.event_types,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        // Bounded memory: a consumer this far behind is cut off, not buffered for.
+                        yield Err(coded("SLOW_CONSUMER", format!("this subscription fell {missed} notices behind and was ended; resubscribe and re-query")));
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
-        }))
+        })
     }
 
     /// Exactly one item, as soon as every named projection (default: all)

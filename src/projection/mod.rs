@@ -21,6 +21,7 @@
 //! the write model or the command side.
 pub mod customer_view;
 pub mod daily_sales;
+pub mod leader;
 pub mod order_activity;
 pub mod order_summary;
 pub mod product_catalog;

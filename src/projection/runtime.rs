@@ -288,8 +288,19 @@ impl Projector {
             .filter(projection_checkpoint::Column::Name.eq(self.name()))
             .exec(&*txn)
             .await?;
+        let update = self.update(to, events);
+        if self.read_db.is_postgres() {
+            // Delivered at commit to the other instances' subscribers.
+            let payload = crate::notice::postgres::ProjectionNotice::encode(self.notices.instance_id(), &update);
+            let notify = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()],
+            );
+            sea_orm::ConnectionTrait::execute_raw(&*txn, notify).await?;
+        }
         txn.commit().await?;
-        self.publish(to, events);
+        self.notices.publish(update);
         Ok(Ok(StepOutcome::Applied { events: read, checkpoint: to }))
     }
 
@@ -299,15 +310,16 @@ impl Projector {
         Ok(matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != STATUS_STOPPED))
     }
 
-    fn publish(&self, to: LogPosition, events: &[RecordedEvent]) {
+    fn update(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
         let stream_ids: BTreeSet<uuid::Uuid> = events.iter().map(|e| e.stream_id).collect();
         let event_types: BTreeSet<&str> = events.iter().map(|e| e.event.event_type()).collect();
-        self.notices.publish(ProjectionUpdated {
+        ProjectionUpdated {
             projection: self.name().to_owned(),
             token: to,
             stream_ids: stream_ids.into_iter().collect(),
             event_types: event_types.into_iter().map(str::to_owned).collect(),
-        });
+            complete: true,
+        }
     }
 
     /// Records a poison event and applies the policy, in one transaction.
@@ -348,13 +360,48 @@ impl Projector {
         Ok(StepOutcome::DeadLettered { position: bad.position })
     }
 
+    /// Records this process as the projection's runner and bumps the fence.
+    async fn take_over(&self) -> Result<(), DbErr> {
+        projection_checkpoint::Entity::update_many()
+            .col_expr(
+                projection_checkpoint::Column::Fence,
+                sea_orm::sea_query::ExprTrait::add(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Fence), 1),
+            )
+            .col_expr(projection_checkpoint::Column::Owner, Some(self.notices.instance_id().to_owned()).into())
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()))
+            .exec(&self.read_db.conn)
+            .await?;
+        tracing::info!(projection = self.name(), instance = self.notices.instance_id(), "running projection");
+        Ok(())
+    }
+
     /// Runs until `shutdown`: step while there is work, then sleep until a
-    /// wake-up or the poll interval. Database errors back off and retry.
+    /// wake-up or the poll interval. Database errors back off and retry. On
+    /// PostgreSQL only the holder of the projection's advisory lock steps;
+    /// the others stand by and take over when it goes away.
     pub async fn run(self, mut appended: watch::Receiver<LogPosition>, poll_interval: Duration, shutdown: CancellationToken) {
+        let mut leadership = self.read_db.is_postgres().then(|| super::leader::Leadership::new(&self.read_db.url, self.name()));
         let mut backoff = Duration::from_millis(100);
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
+            }
+            if let Some(lead) = &mut leadership {
+                match lead.hold().await {
+                    super::leader::Held::Acquired => {
+                        if let Err(e) = self.take_over().await {
+                            tracing::warn!(projection = self.name(), error = %e, "could not record the take-over");
+                        }
+                    }
+                    super::leader::Held::Kept => {}
+                    super::leader::Held::No => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                }
             }
             let outcome = self.step().await;
             let pause = match outcome {
@@ -373,10 +420,13 @@ impl Projector {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = appended.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
+        }
+        if let Some(lead) = &mut leadership {
+            lead.release().await;
         }
     }
 }

@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use crate::token::LogPosition;
 
+pub mod postgres;
+
 /// One committed projection batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionUpdated {
@@ -17,6 +19,17 @@ pub struct ProjectionUpdated {
     pub token: LogPosition,
     pub stream_ids: Vec<Uuid>,
     pub event_types: Vec<String>,
+    /// False when `stream_ids` is unknown or cut short (a notice relayed
+    /// from another instance with a large batch, or synthesized by the
+    /// checkpoint poll): a stream filter must then let it through.
+    pub complete: bool,
+}
+
+impl ProjectionUpdated {
+    /// Whether this notice may concern `stream_id`.
+    pub fn may_touch(&self, stream_id: &Uuid) -> bool {
+        !self.complete || self.stream_ids.contains(stream_id)
+    }
 }
 
 /// The notice bus: a broadcast of batches plus a watch per projection that
@@ -24,6 +37,8 @@ pub struct ProjectionUpdated {
 /// where a projection is, only intermediate steps).
 #[derive(Clone)]
 pub struct Notices {
+    /// This process, in cross-instance notifications.
+    instance_id: Arc<str>,
     updates: broadcast::Sender<ProjectionUpdated>,
     checkpoints: Arc<Mutex<HashMap<String, watch::Sender<LogPosition>>>>,
 }
@@ -36,18 +51,30 @@ impl Default for Notices {
 
 impl Notices {
     pub fn new(capacity: usize) -> Self {
-        Self { updates: broadcast::channel(capacity).0, checkpoints: Arc::default() }
+        let instance = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
+        Self { instance_id: instance.into(), updates: broadcast::channel(capacity).0, checkpoints: Arc::default() }
     }
 
-    /// Publishes a committed batch. Call only after the commit.
-    pub fn publish(&self, update: ProjectionUpdated) {
-        self.advance(&update.projection, update.token);
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Publishes a committed batch (call only after the commit). A notice
+    /// that does not move the projection forward — the same batch heard
+    /// twice, through NOTIFY and the poll — is dropped; returns whether it
+    /// was published.
+    pub fn publish(&self, update: ProjectionUpdated) -> bool {
+        if !self.advance(&update.projection, update.token) {
+            return false;
+        }
         // No receiver is not an error: nobody is listening right now.
         let _ = self.updates.send(update);
+        true
     }
 
-    /// Records that `projection` is known to be at `token` (never moves back).
-    pub fn advance(&self, projection: &str, token: LogPosition) {
+    /// Records that `projection` is known to be at `token` (never moves
+    /// back); returns whether that is news.
+    pub fn advance(&self, projection: &str, token: LogPosition) -> bool {
         let sender = self.checkpoint_sender(projection);
         sender.send_if_modified(|current| {
             let newer = token > *current;
@@ -55,7 +82,12 @@ impl Notices {
                 *current = token;
             }
             newer
-        });
+        })
+    }
+
+    /// The latest checkpoint known for `projection`.
+    pub fn known(&self, projection: &str) -> LogPosition {
+        *self.checkpoint_sender(projection).borrow()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ProjectionUpdated> {

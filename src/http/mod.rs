@@ -12,12 +12,15 @@
 //!
 //! Limits: request body size (413), request timeout, and, in the schema,
 //! query depth and complexity.
+pub mod ws;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::OperationType;
 use async_graphql::ErrorExtensions;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::WebSocketProtocols;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -40,11 +43,12 @@ pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub ws: ws::WsLimits,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, request_timeout: Duration::from_secs(15) }
+        Self { max_body_bytes: 256 * 1024, request_timeout: Duration::from_secs(15), ws: ws::WsLimits::default() }
     }
 }
 
@@ -52,10 +56,11 @@ impl Default for HttpLimits {
 struct AppState {
     services: Services,
     limits: HttpLimits,
+    ws_connections: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(services: Services, limits: HttpLimits) -> Router {
-    let state = AppState { services, limits };
+    let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -70,7 +75,8 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
 
 /// Only `/healthz` and `/readyz` (for `--role projector`).
 pub fn health_router(services: Services, limits: HttpLimits) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(AppState { services, limits })
+    let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
@@ -102,18 +108,32 @@ async fn readyz(State(state): State<AppState>) -> Response {
     Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "stoppedProjections": stopped })).into_response()
 }
 
-/// Serves subscriptions on an upgraded connection.
-fn websocket(state: &AppState, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+/// Serves subscriptions on an upgraded connection (see [`ws`]).
+fn websocket(state: &AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let Some(protocol) = protocol_of(headers) else {
+        return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws").into_response();
+    };
+    let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
+        let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": "UNAVAILABLE" } }] });
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body)).into_response();
+    };
     let schema = state.services.schema.clone();
+    let limits = state.limits.ws;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).keepalive_timeout(Duration::from_secs(30)).serve())
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+        .on_upgrade(move |socket| ws::serve(socket, schema, protocol, limits, permit))
 }
 
-async fn graphql_ws(State(state): State<AppState>, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    websocket(&state, protocol, upgrade)
+/// The first GraphQL subprotocol the client offers.
+fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    offered.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+}
+
+async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    websocket(&state, &headers, upgrade)
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
@@ -131,12 +151,8 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
     let (mut parts, _body) = request.into_parts();
     // A WebSocket upgrade on /graphql serves subscriptions too.
     if parts.headers.contains_key(header::UPGRADE) {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-            Ok(p) => p,
-            Err(status) => return (status, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws").into_response(),
-        };
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket(&state, protocol, upgrade),
+            Ok(upgrade) => websocket(&state, &parts.headers, upgrade),
             Err(rejection) => rejection.into_response(),
         };
     }

@@ -1,0 +1,179 @@
+//! Notices across instances, over PostgreSQL LISTEN/NOTIFY.
+//!
+//! - Commands `NOTIFY twofold_log, '<token>'` inside their transaction
+//!   (delivered at commit): projectors in every process wake at once.
+//! - Projectors `NOTIFY twofold_projection, '{…}'` inside their batch
+//!   transaction: every instance republishes the batch to its own
+//!   subscribers. Payloads stay small (names, a token, a bounded list of
+//!   stream ids), far below PostgreSQL's 8000-byte limit.
+//!
+//! The listener runs on a dedicated connection and reconnects with back-off
+//! when it drops. Because a notification can still be missed (sent while
+//! reconnecting), a periodic poll of the checkpoint table publishes any
+//! advance it has not heard of: a missed notification delays a notice, it
+//! never loses one.
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::EntityTrait;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use entity::read::projection_checkpoint;
+
+use super::{Notices, ProjectionUpdated};
+use crate::db::Db;
+use crate::token::LogPosition;
+
+pub const LOG_CHANNEL: &str = "twofold_log";
+pub const PROJECTION_CHANNEL: &str = "twofold_projection";
+/// Stream ids carried in one notification at most (the rest: `complete: false`).
+const MAX_STREAM_IDS: usize = 100;
+
+/// The wire form of a projection notice.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProjectionNotice {
+    /// The publishing instance (its own notifications are ignored).
+    pub i: String,
+    pub p: String,
+    pub t: String,
+    pub s: Vec<Uuid>,
+    pub e: Vec<String>,
+    pub c: bool,
+}
+
+impl ProjectionNotice {
+    pub fn encode(instance: &str, update: &ProjectionUpdated) -> String {
+        let complete = update.complete && update.stream_ids.len() <= MAX_STREAM_IDS;
+        let notice = ProjectionNotice {
+            i: instance.to_owned(),
+            p: update.projection.clone(),
+            t: update.token.to_string(),
+            s: update.stream_ids.iter().take(MAX_STREAM_IDS).copied().collect(),
+            e: update.event_types.iter().take(20).cloned().collect(),
+            c: complete,
+        };
+        serde_json::to_string(&notice).unwrap_or_default()
+    }
+}
+
+/// Runs the listener and the checkpoint poll until `shutdown`.
+pub fn spawn(
+    read_db: Db,
+    write_db: Db,
+    notices: Notices,
+    appended: Arc<watch::Sender<LogPosition>>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if read_db.is_postgres() {
+        let channels: Vec<&'static str> =
+            if write_db.same_database_as(&read_db) { vec![PROJECTION_CHANNEL, LOG_CHANNEL] } else { vec![PROJECTION_CHANNEL] };
+        tasks.push(tokio::spawn(listen(read_db.url.clone(), channels, notices.clone(), appended.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(poll_checkpoints(read_db.clone(), notices.clone(), poll_interval, shutdown.clone())));
+    }
+    if write_db.is_postgres() && !write_db.same_database_as(&read_db) {
+        tasks.push(tokio::spawn(listen(write_db.url.clone(), vec![LOG_CHANNEL], notices, appended, shutdown)));
+    }
+    tasks
+}
+
+async fn listen(
+    url: String,
+    channels: Vec<&'static str>,
+    notices: Notices,
+    appended: Arc<watch::Sender<LogPosition>>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match connect(&url, &channels).await {
+            Ok(l) => {
+                backoff = Duration::from_millis(100);
+                l
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.try_recv() => r,
+            };
+            match received {
+                Ok(Some(n)) => handle(n.channel(), n.payload(), &notices, &appended),
+                // The connection dropped; sqlx would reconnect silently, we
+                // reconnect explicitly so the gap is logged.
+                Ok(None) => {
+                    tracing::warn!("LISTEN connection lost; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn connect(url: &str, channels: &[&'static str]) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen_all(channels.iter().copied()).await?;
+    Ok(listener)
+}
+
+fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sender<LogPosition>) {
+    match channel {
+        LOG_CHANNEL => {
+            if let Ok(token) = payload.parse::<LogPosition>() {
+                appended.send_if_modified(|head| {
+                    let newer = token > *head;
+                    if newer {
+                        *head = token;
+                    }
+                    newer
+                });
+            }
+        }
+        PROJECTION_CHANNEL => {
+            let Ok(notice) = serde_json::from_str::<ProjectionNotice>(payload) else { return };
+            if notice.i == notices.instance_id() {
+                return;
+            }
+            let Ok(token) = notice.t.parse::<LogPosition>() else { return };
+            notices.publish(ProjectionUpdated { projection: notice.p, token, stream_ids: notice.s, event_types: notice.e, complete: notice.c });
+        }
+        _ => {}
+    }
+}
+
+/// Publishes checkpoint advances that no notification announced.
+async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Ok(rows) = projection_checkpoint::Entity::find().all(&read_db.conn).await else { continue };
+        for row in rows {
+            let token = LogPosition::new(row.last_tx_id, row.last_position);
+            if token > notices.known(&row.name) {
+                notices.publish(ProjectionUpdated { projection: row.name, token, stream_ids: Vec::new(), event_types: Vec::new(), complete: false });
+            }
+        }
+    }
+}
