@@ -7,6 +7,7 @@
 mod helpers;
 
 mod architecture;
+mod cluster;
 mod commands;
 mod concurrency;
 mod http_spec;
@@ -16,3 +17,5 @@ mod projections;
 mod property;
 mod queries;
 mod schema_file;
+mod subscriptions;
+mod ws_client;
