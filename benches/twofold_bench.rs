@@ -1,4 +1,140 @@
-//! Placeholder: the benchmark harness is being written (see issue 6).
-fn main() {
-    println!("twofold_bench: not yet implemented");
+//! Twofold benchmark harness (issue 6).
+//!
+//! Starts the real `twofold` server as a child process against a fresh
+//! PostgreSQL database (or a temporary SQLite file with `--backend sqlite`),
+//! seeds it through the real command path (GraphQL mutations over HTTP) and
+//! measures, each time next to a baseline that shows the database's own limit:
+//!
+//! 1. command throughput and latency (`placeOrder` vs plain-SQL inserts),
+//! 2. the read payoff (the projected `order_summary` vs joins over the write model),
+//! 3. propagation lag (`writeVisible`, `projectionUpdated`, 1,000-subscriber fan-out),
+//! 4. rebuild speed (`twofold rebuild` vs bulk INSERT into an identical table),
+//! 5. server resources (peak RSS, CPU seconds per 1,000 commands).
+//!
+//! It prints a Markdown table at the end and writes every figure to
+//! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
+//!
+//! ```text
+//! cargo bench --bench twofold_bench -- --quick                    # CI smoke test, < 2 min
+//! cargo bench --bench twofold_bench -- --quick --backend sqlite
+//! cargo bench --bench twofold_bench                               # full mode, PostgreSQL
+//! cargo bench --bench twofold_bench -- --pg-url postgres://postgres@127.0.0.1:5432 --out bench-results
+//! ```
+//!
+//! The modules live in `benches/twofold_bench/` and are included with
+//! `#[path]`, so Cargo does not mistake them for bench targets of their own.
+
+#[path = "twofold_bench/cli.rs"]
+mod cli;
+#[path = "twofold_bench/commands.rs"]
+mod commands;
+#[path = "twofold_bench/gql.rs"]
+mod gql;
+#[path = "twofold_bench/lag.rs"]
+mod lag;
+#[path = "twofold_bench/load.rs"]
+mod load;
+#[path = "twofold_bench/reads.rs"]
+mod reads;
+#[path = "twofold_bench/rebuild.rs"]
+mod rebuild;
+#[path = "twofold_bench/report.rs"]
+mod report;
+#[path = "twofold_bench/server.rs"]
+mod server;
+#[path = "twofold_bench/sql.rs"]
+mod sql;
+#[path = "twofold_bench/stats.rs"]
+mod stats;
+#[path = "twofold_bench/workload.rs"]
+mod workload;
+#[path = "twofold_bench/ws.rs"]
+mod ws;
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use cli::Options;
+use report::Report;
+
+/// Prints a progress line to stderr, prefixed with the seconds since start.
+#[macro_export]
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        eprintln!("[bench {:>6.1}s] {}", $crate::elapsed_secs(), format!($($arg)*))
+    };
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Seconds since the harness started (for progress lines).
+pub fn elapsed_secs() -> f64 {
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+fn main() -> std::process::ExitCode {
+    elapsed_secs();
+    let options = match Options::from_args(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("twofold_bench: {e:#}\n\n{}", cli::USAGE);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if options.help {
+        println!("{}", cli::USAGE);
+        return std::process::ExitCode::SUCCESS;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("build the tokio runtime");
+    match runtime.block_on(run(options)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twofold_bench: failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every phase in order. The database and the server are guards: they
+/// are dropped (database dropped, process killed) however this returns.
+async fn run(options: Options) -> anyhow::Result<()> {
+    let scale = options.scale();
+    progress!("mode {} on {}: {}", options.mode_name(), options.backend.name(), scale.describe());
+    let mut report = Report::new(&options, &scale);
+
+    let database = server::BenchDatabase::create(&options).await.context("create the bench database")?;
+    let outcome = run_phases(&options, &scale, &database, &mut report).await;
+    database.drop_now().await;
+    outcome?;
+
+    std::fs::create_dir_all(&options.out).with_context(|| format!("create {}", options.out.display()))?;
+    let json_path = options.out.join(format!("{}.json", options.file_stem()));
+    let svg_path = options.out.join(format!("{}-lag.svg", options.file_stem()));
+    report.write_json(&json_path)?;
+    if let Err(e) = report.write_lag_chart(&svg_path) {
+        progress!("could not draw the lag chart: {e:#}");
+    }
+    println!("{}", report.markdown_table());
+    progress!("wrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+async fn run_phases(options: &Options, scale: &cli::Scale, database: &server::BenchDatabase, report: &mut Report) -> anyhow::Result<()> {
+    let server = server::Server::start(&database.url, &options.out).await.context("start the twofold server")?;
+    let gql = gql::Gql::new(&server.base_url, 64)?;
+    // The bench's own pool: plain-SQL baselines and direct reads.
+    let db = twofold::db::Db::connect(&database.url, 34).await.context("connect the bench to the database")?;
+
+    let catalog = load::seed_catalog(&gql, scale).await?;
+    commands::measure(&gql, &db, &catalog, scale, report).await?;
+    let seeded = load::seed_orders(&gql, &server, &catalog, scale, report).await?;
+    reads::measure(&db, &server.base_url, scale, report).await?;
+    lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    report.set_resources(server.peak_rss_kib(), seeded);
+    server.stop().await;
+
+    rebuild::measure(options, &database.url, &db, &catalog, scale, report).await?;
+    db.conn.close().await.ok();
+    Ok(())
 }

@@ -1,15 +1,38 @@
 //! `customer_view`: a customer dashboard — profile, order counts by status,
 //! lifetime value (totals of orders not cancelled) and last order time.
-use sea_orm::{DatabaseTransaction, Value};
+//!
+//! A batch is applied as: new customers in one multi-row insert, renames
+//! (rare) one by one under a version guard, and the order counters summed per
+//! customer in memory — skipping events a row has already applied — then
+//! written with one additive update per customer. Additive updates keep
+//! concurrent inline writers from overwriting each other.
+use std::collections::BTreeMap;
 
-use super::sql::{advance_marker, execute, not_yet_applied};
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseTransaction, Value};
+use uuid::Uuid;
+
+use super::sql::{execute, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
+use crate::token::LogPosition;
 
 pub struct CustomerView;
 
 pub const NAME: &str = "customer_view";
+
+/// What a batch adds to one customer's counters.
+#[derive(Default)]
+struct Delta {
+    placed: i64,
+    open: i64,
+    cancelled: i64,
+    shipped: i64,
+    lifetime_value: i64,
+    last_order_at: Option<DateTime<Utc>>,
+    last: LogPosition,
+}
 
 #[async_trait::async_trait]
 impl Projection for CustomerView {
@@ -18,74 +41,108 @@ impl Projection for CustomerView {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+        insert_registrations(txn, events).await?;
         for e in events {
-            apply_one(txn, e, ctx).await?;
+            if let DomainEvent::CustomerRenamed(r) = &e.event {
+                execute(
+                    txn,
+                    "UPDATE customer_view SET name = $1, version = $2 WHERE customer_id = $3 AND version < $2",
+                    vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
+                )
+                .await?;
+            }
+        }
+        let mut customers: Vec<Uuid> = events.iter().filter_map(|e| order_customer(&e.event)).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        if customers.is_empty() {
+            return Ok(());
+        }
+        let markers = if ctx.position_guard { load_markers(txn, "customer_view", "customer_id", &customers).await? } else { Default::default() };
+        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+        for e in events {
+            let Some(customer) = order_customer(&e.event) else { continue };
+            let at = LogPosition::new(e.tx_id, e.position);
+            if !pending(markers.get(&customer), at, ctx.position_guard) {
+                continue;
+            }
+            let d = deltas.entry(customer).or_default();
+            match &e.event {
+                DomainEvent::OrderPlaced(p) => {
+                    d.placed += 1;
+                    d.open += 1;
+                    d.lifetime_value += p.total_cents;
+                    d.last_order_at = d.last_order_at.max(Some(e.recorded_at));
+                }
+                DomainEvent::OrderCancelled(c) => {
+                    d.open -= 1;
+                    d.cancelled += 1;
+                    d.lifetime_value -= c.total_cents;
+                }
+                DomainEvent::OrderShipped(_) => {
+                    d.open -= 1;
+                    d.shipped += 1;
+                }
+                _ => {}
+            }
+            d.last = d.last.max(at);
+        }
+        for (customer, d) in deltas {
+            execute(
+                txn,
+                "UPDATE customer_view SET orders_placed = orders_placed + $2, orders_open = orders_open + $3, \
+                 orders_cancelled = orders_cancelled + $4, orders_shipped = orders_shipped + $5, \
+                 lifetime_value_cents = lifetime_value_cents + $6, \
+                 last_order_at = CASE WHEN $7 IS NOT NULL AND (last_order_at IS NULL OR last_order_at < $7) THEN $7 ELSE last_order_at END, \
+                 last_tx_id = CASE WHEN (last_tx_id, last_position) < ($8, $9) THEN $8 ELSE last_tx_id END, \
+                 last_position = CASE WHEN (last_tx_id, last_position) < ($8, $9) THEN $9 ELSE last_position END \
+                 WHERE customer_id = $1",
+                vec![
+                    customer.into(),
+                    d.placed.into(),
+                    d.open.into(),
+                    d.cancelled.into(),
+                    d.shipped.into(),
+                    d.lifetime_value.into(),
+                    d.last_order_at.into(),
+                    d.last.tx_id.into(),
+                    d.last.position.into(),
+                ],
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
-/// Applies an order event's effect on the customer's counters, once.
-async fn bump(txn: &DatabaseTransaction, e: &RecordedEvent, ctx: ApplyContext, customer_id: uuid::Uuid, set: &str, extra: Vec<Value>) -> Result<(), ApplyError> {
-    // $1 customer, $2 tx, $3 position, $4 guard, then the `set` fragment's own values from $5.
-    let sql = format!(
-        "UPDATE customer_view SET {set}, {} WHERE customer_id = $1 AND {}",
-        advance_marker(2, 3),
-        not_yet_applied(2, 3, 4)
-    );
-    let mut values = vec![customer_id.into(), e.tx_id.into(), e.position.into(), i32::from(ctx.position_guard).into()];
-    values.extend(extra);
-    execute(txn, &sql, values).await?;
-    Ok(())
+/// The customer whose counters an order event moves.
+fn order_customer(event: &DomainEvent) -> Option<Uuid> {
+    match event {
+        DomainEvent::OrderPlaced(p) => Some(p.customer_id),
+        DomainEvent::OrderCancelled(c) => Some(c.customer_id),
+        DomainEvent::OrderShipped(s) => Some(s.customer_id),
+        _ => None,
+    }
 }
 
-async fn apply_one(txn: &DatabaseTransaction, e: &RecordedEvent, ctx: ApplyContext) -> Result<(), ApplyError> {
-    match &e.event {
-        DomainEvent::CustomerRegistered(r) => {
-            execute(
-                txn,
-                "INSERT INTO customer_view (customer_id, name, email, registered_at, registered_position, orders_placed, orders_open, \
-                 orders_cancelled, orders_shipped, lifetime_value_cents, last_order_at, version, last_tx_id, last_position) \
-                 VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, 0, NULL, 1, $6, $5) ON CONFLICT (customer_id) DO NOTHING",
-                vec![r.customer_id.into(), r.name.clone().into(), r.email.clone().into(), e.recorded_at.into(), e.position.into(), e.tx_id.into()],
-            )
-            .await?;
+async fn insert_registrations(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
+    let registered: Vec<&RecordedEvent> = events.iter().filter(|e| matches!(e.event, DomainEvent::CustomerRegistered(_))).collect();
+    for chunk in registered.chunks(500) {
+        let mut tuples = Vec::with_capacity(chunk.len());
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for (i, e) in chunk.iter().enumerate() {
+            let DomainEvent::CustomerRegistered(r) = &e.event else { continue };
+            let b = i * 6;
+            tuples.push(format!("(${}, ${}, ${}, ${}, ${}, 0, 0, 0, 0, 0, NULL, 1, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 5));
+            values.extend([r.customer_id.into(), r.name.clone().into(), r.email.clone().into(), e.recorded_at.into(), e.position.into(), e.tx_id.into()]);
         }
-        DomainEvent::CustomerRenamed(r) => {
-            execute(
-                txn,
-                "UPDATE customer_view SET name = $1, version = $2 WHERE customer_id = $3 AND version < $2",
-                vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
-            )
-            .await?;
-        }
-        DomainEvent::OrderPlaced(p) => {
-            bump(
-                txn,
-                e,
-                ctx,
-                p.customer_id,
-                "orders_placed = orders_placed + 1, orders_open = orders_open + 1, lifetime_value_cents = lifetime_value_cents + $5, \
-                 last_order_at = CASE WHEN last_order_at IS NULL OR last_order_at < $6 THEN $6 ELSE last_order_at END",
-                vec![p.total_cents.into(), e.recorded_at.into()],
-            )
-            .await?;
-        }
-        DomainEvent::OrderCancelled(c) => {
-            bump(
-                txn,
-                e,
-                ctx,
-                c.customer_id,
-                "orders_open = orders_open - 1, orders_cancelled = orders_cancelled + 1, lifetime_value_cents = lifetime_value_cents - $5",
-                vec![c.total_cents.into()],
-            )
-            .await?;
-        }
-        DomainEvent::OrderShipped(s) => {
-            bump(txn, e, ctx, s.customer_id, "orders_open = orders_open - 1, orders_shipped = orders_shipped + 1", vec![]).await?;
-        }
-        DomainEvent::ProductAdded(_) | DomainEvent::ProductPriceChanged(_) => {}
+        let sql = format!(
+            "INSERT INTO customer_view (customer_id, name, email, registered_at, registered_position, orders_placed, orders_open, \
+             orders_cancelled, orders_shipped, lifetime_value_cents, last_order_at, version, last_tx_id, last_position) VALUES {} \
+             ON CONFLICT (customer_id) DO NOTHING",
+            tuples.join(", ")
+        );
+        execute(txn, &sql, values).await?;
     }
     Ok(())
 }

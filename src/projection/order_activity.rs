@@ -1,6 +1,7 @@
 //! `order_activity`: an order's timeline, one human-readable row per order
 //! event, keyed by the event's log position (so a replay inserts nothing).
-use sea_orm::DatabaseTransaction;
+//! A batch is written with multi-row inserts.
+use sea_orm::{DatabaseTransaction, Value};
 
 use super::sql::execute;
 use super::{ApplyContext, ApplyError, Projection};
@@ -10,6 +11,8 @@ use crate::domain::DomainEvent;
 pub struct OrderActivity;
 
 pub const NAME: &str = "order_activity";
+
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Cents as a dollar amount, e.g. `12.05`.
 pub fn money(cents: i64) -> String {
@@ -48,23 +51,29 @@ impl Projection for OrderActivity {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
-        for e in events {
-            let Some(description) = describe(&e.event) else { continue };
-            execute(
-                txn,
-                "INSERT INTO order_activity (position, tx_id, order_id, stream_version, event_type, description, occurred_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (position) DO NOTHING",
-                vec![
+        let rows: Vec<(&RecordedEvent, String)> = events.iter().filter_map(|e| describe(&e.event).map(|d| (e, d))).collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut tuples = Vec::with_capacity(chunk.len());
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
+            for (i, (e, description)) in chunk.iter().enumerate() {
+                let base = i * 7;
+                tuples.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7));
+                values.extend([
                     e.position.into(),
                     e.tx_id.into(),
                     e.stream_id.into(),
                     e.stream_version.into(),
                     e.event.event_type().into(),
-                    description.into(),
+                    description.clone().into(),
                     e.recorded_at.into(),
-                ],
-            )
-            .await?;
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO order_activity (position, tx_id, order_id, stream_version, event_type, description, occurred_at) VALUES {} \
+                 ON CONFLICT (position) DO NOTHING",
+                tuples.join(", ")
+            );
+            execute(txn, &sql, values).await?;
         }
         Ok(())
     }

@@ -1,8 +1,19 @@
 //! `order_summary`: one wide row per order, with the customer's name and
 //! email (kept current on rename) and the lines' skus and titles (as at
 //! order time) joined in once, here, instead of on every read.
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
+//!
+//! Applied a batch at a time: the rows the batch touches are loaded in one
+//! query, the events are folded into them in memory, and the result is
+//! written back with multi-row upserts. The upsert merges by version (a
+//! column group is only overwritten by a newer order or customer version),
+//! so it is idempotent and safe against concurrent inline writers.
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Value};
 use serde_json::json;
+use uuid::Uuid;
+
+use entity::read::order_summary::{self, Model as Row};
 
 use super::sql::execute;
 use super::{ApplyContext, ApplyError, Projection};
@@ -13,6 +24,15 @@ pub struct OrderSummary;
 
 pub const NAME: &str = "order_summary";
 
+const COLUMNS: [&str; 19] = [
+    "order_id", "customer_id", "customer_name", "customer_email", "customer_version", "lines", "line_count", "total_cents", "status",
+    "cancel_reason", "carrier", "tracking_number", "placed_at", "cancelled_at", "shipped_at", "placed_position", "version",
+    "last_tx_id", "last_position",
+];
+
+/// Rows per INSERT statement (19 parameters each).
+const ROWS_PER_STATEMENT: usize = 500;
+
 #[async_trait::async_trait]
 impl Projection for OrderSummary {
     fn name(&self) -> &'static str {
@@ -20,116 +40,177 @@ impl Projection for OrderSummary {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
+        let order_ids: Vec<Uuid> = events.iter().filter(|e| is_order_event(&e.event)).map(|e| e.stream_id).collect();
+        let mut rows: HashMap<Uuid, Row> = HashMap::new();
+        for chunk in order_ids.chunks(1000) {
+            let existing = order_summary::Entity::find().filter(order_summary::Column::OrderId.is_in(chunk.iter().copied())).all(txn).await?;
+            rows.extend(existing.into_iter().map(|r| (r.order_id, r)));
+        }
+        let mut dirty: Vec<Uuid> = Vec::new();
         for e in events {
-            apply_one(txn, e).await?;
+            match &e.event {
+                DomainEvent::CustomerRenamed(r) => {
+                    // Rows outside this batch, in the database…
+                    execute(
+                        txn,
+                        "UPDATE order_summary SET customer_name = $1, customer_version = $2 WHERE customer_id = $3 AND customer_version < $2",
+                        vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
+                    )
+                    .await?;
+                    // …and the ones folded in memory.
+                    for row in rows.values_mut().filter(|row| row.customer_id == r.customer_id && row.customer_version < e.stream_version) {
+                        row.customer_name = r.name.clone();
+                        row.customer_version = e.stream_version;
+                    }
+                }
+                event if is_order_event(event) => {
+                    if fold(&mut rows, e)? {
+                        dirty.push(e.stream_id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        let changed: Vec<&Row> = dirty.iter().filter_map(|id| rows.get(id)).collect();
+        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+            upsert(txn, chunk).await?;
         }
         Ok(())
     }
 }
 
-async fn apply_one(txn: &DatabaseTransaction, e: &RecordedEvent) -> Result<(), ApplyError> {
-    let (tx, pos) = (Value::from(e.tx_id), Value::from(e.position));
-    match &e.event {
-        DomainEvent::OrderPlaced(p) => {
-            let lines: Vec<_> = p
-                .lines
-                .iter()
-                .map(|l| {
-                    json!({
-                        "productId": l.product_id, "sku": l.sku, "title": l.title, "quantity": l.quantity,
-                        "unitPriceCents": l.unit_price_cents, "lineTotalCents": l.line_total_cents(),
-                    })
-                })
-                .collect();
-            if e.stream_version != 1 {
-                return Err(poison(e, format!("OrderPlaced at stream version {} (expected 1)", e.stream_version)));
-            }
-            // The first event of the stream creates the row; a replay finds it and changes nothing.
-            execute(
-                txn,
-                "INSERT INTO order_summary (order_id, customer_id, customer_name, customer_email, customer_version, lines, \
-                 line_count, total_cents, status, placed_at, placed_position, version, last_tx_id, last_position) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'PLACED', $9, $10, 1, $11, $12) ON CONFLICT (order_id) DO NOTHING",
-                vec![
-                    p.order_id.into(),
-                    p.customer_id.into(),
-                    p.customer_name.clone().into(),
-                    p.customer_email.clone().into(),
-                    p.customer_version.into(),
-                    json_value(txn, serde_json::Value::Array(lines)),
-                    (p.lines.len() as i32).into(),
-                    p.total_cents.into(),
-                    e.recorded_at.into(),
-                    pos.clone(),
-                    tx,
-                    pos,
-                ],
-            )
-            .await?;
-        }
-        DomainEvent::OrderCancelled(c) => {
-            let updated = execute(
-                txn,
-                "UPDATE order_summary SET status = 'CANCELLED', cancel_reason = $1, cancelled_at = $2, version = $3, \
-                 last_tx_id = $4, last_position = $5 WHERE order_id = $6 AND version = $3 - 1",
-                vec![c.reason.clone().into(), e.recorded_at.into(), e.stream_version.into(), tx, pos, c.order_id.into()],
-            )
-            .await?;
-            if updated.rows_affected() == 0 {
-                check_duplicate(txn, e).await?;
-            }
-        }
-        DomainEvent::OrderShipped(s) => {
-            let updated = execute(
-                txn,
-                "UPDATE order_summary SET status = 'SHIPPED', carrier = $1, tracking_number = $2, shipped_at = $3, version = $4, \
-                 last_tx_id = $5, last_position = $6 WHERE order_id = $7 AND version = $4 - 1",
-                vec![
-                    s.carrier.clone().into(),
-                    s.tracking_number.clone().into(),
-                    e.recorded_at.into(),
-                    e.stream_version.into(),
-                    tx,
-                    pos,
-                    s.order_id.into(),
-                ],
-            )
-            .await?;
-            if updated.rows_affected() == 0 {
-                check_duplicate(txn, e).await?;
-            }
-        }
-        DomainEvent::CustomerRenamed(r) => {
-            // Every order of the customer shows the current name; the
-            // customer version guard makes a replayed rename a no-op.
-            execute(
-                txn,
-                "UPDATE order_summary SET customer_name = $1, customer_version = $2 WHERE customer_id = $3 AND customer_version < $2",
-                vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
-            )
-            .await?;
-        }
-        DomainEvent::CustomerRegistered(_) | DomainEvent::ProductAdded(_) | DomainEvent::ProductPriceChanged(_) => {}
-    }
-    Ok(())
+fn is_order_event(event: &DomainEvent) -> bool {
+    matches!(event, DomainEvent::OrderPlaced(_) | DomainEvent::OrderCancelled(_) | DomainEvent::OrderShipped(_))
 }
 
-/// An update matched no row: fine if the row already applied this version
-/// (a duplicate); otherwise the stream arrived out of order.
-async fn check_duplicate(txn: &DatabaseTransaction, e: &RecordedEvent) -> Result<(), ApplyError> {
-    let row = txn
-        .query_one_raw(super::sql::statement(
-            txn.get_database_backend(),
-            "SELECT version FROM order_summary WHERE order_id = $1",
-            vec![e.stream_id.into()],
-        ))
-        .await?;
-    let applied: Option<i64> = row.map(|r| r.try_get("", "version")).transpose()?;
-    match applied {
-        Some(v) if v >= e.stream_version => Ok(()),
-        Some(v) => Err(poison(e, format!("order {} is at version {v}; version {} arrived out of order", e.stream_id, e.stream_version))),
-        None => Err(poison(e, format!("order {} has no summary row; version {} arrived before OrderPlaced", e.stream_id, e.stream_version))),
+/// Folds one order event into its row; `Ok(false)` for a duplicate.
+fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyError> {
+    if let DomainEvent::OrderPlaced(p) = &e.event {
+        if rows.contains_key(&p.order_id) {
+            return Ok(false); // replayed
+        }
+        if e.stream_version != 1 {
+            return Err(poison(e, format!("OrderPlaced at stream version {} (expected 1)", e.stream_version)));
+        }
+        let lines: Vec<_> = p
+            .lines
+            .iter()
+            .map(|l| {
+                json!({
+                    "productId": l.product_id, "sku": l.sku, "title": l.title, "quantity": l.quantity,
+                    "unitPriceCents": l.unit_price_cents, "lineTotalCents": l.line_total_cents(),
+                })
+            })
+            .collect();
+        rows.insert(
+            p.order_id,
+            Row {
+                order_id: p.order_id,
+                customer_id: p.customer_id,
+                customer_name: p.customer_name.clone(),
+                customer_email: p.customer_email.clone(),
+                customer_version: p.customer_version,
+                lines: serde_json::Value::Array(lines),
+                line_count: p.lines.len() as i32,
+                total_cents: p.total_cents,
+                status: "PLACED".into(),
+                cancel_reason: None,
+                carrier: None,
+                tracking_number: None,
+                placed_at: e.recorded_at,
+                cancelled_at: None,
+                shipped_at: None,
+                placed_position: e.position,
+                version: 1,
+                last_tx_id: e.tx_id,
+                last_position: e.position,
+            },
+        );
+        return Ok(true);
     }
+    let Some(row) = rows.get_mut(&e.stream_id) else {
+        return Err(poison(e, format!("order {} has no summary row; version {} arrived before OrderPlaced", e.stream_id, e.stream_version)));
+    };
+    if row.version >= e.stream_version {
+        return Ok(false); // replayed
+    }
+    if row.version + 1 != e.stream_version {
+        return Err(poison(e, format!("order {} is at version {}; version {} arrived out of order", e.stream_id, row.version, e.stream_version)));
+    }
+    match &e.event {
+        DomainEvent::OrderCancelled(c) => {
+            row.status = "CANCELLED".into();
+            row.cancel_reason = c.reason.clone();
+            row.cancelled_at = Some(e.recorded_at);
+        }
+        DomainEvent::OrderShipped(s) => {
+            row.status = "SHIPPED".into();
+            row.carrier = Some(s.carrier.clone());
+            row.tracking_number = Some(s.tracking_number.clone());
+            row.shipped_at = Some(e.recorded_at);
+        }
+        _ => return Ok(false),
+    }
+    row.version = e.stream_version;
+    row.last_tx_id = e.tx_id;
+    row.last_position = e.position;
+    Ok(true)
+}
+
+/// Writes rows with one multi-row upsert, merging by version.
+async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let width = COLUMNS.len();
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * width);
+    let mut tuples = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let placeholders: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
+        tuples.push(format!("({})", placeholders.join(", ")));
+        values.extend([
+            row.order_id.into(),
+            row.customer_id.into(),
+            row.customer_name.clone().into(),
+            row.customer_email.clone().into(),
+            row.customer_version.into(),
+            json_value(txn, row.lines.clone()),
+            row.line_count.into(),
+            row.total_cents.into(),
+            row.status.clone().into(),
+            row.cancel_reason.clone().into(),
+            row.carrier.clone().into(),
+            row.tracking_number.clone().into(),
+            row.placed_at.into(),
+            row.cancelled_at.into(),
+            row.shipped_at.into(),
+            row.placed_position.into(),
+            row.version.into(),
+            row.last_tx_id.into(),
+            row.last_position.into(),
+        ]);
+    }
+    let newer_order = "excluded.version > order_summary.version";
+    let newer_customer = "excluded.customer_version > order_summary.customer_version";
+    let merge = |column: &str, condition: &str| format!("{column} = CASE WHEN {condition} THEN excluded.{column} ELSE order_summary.{column} END");
+    let mut sets: Vec<String> = ["status", "cancel_reason", "carrier", "tracking_number", "cancelled_at", "shipped_at", "last_tx_id", "last_position"]
+        .iter()
+        .map(|c| merge(c, newer_order))
+        .collect();
+    sets.extend(["customer_name", "customer_email"].iter().map(|c| merge(c, newer_customer)));
+    // (In an UPDATE every CASE sees the old row, so the order of these does not matter.)
+    sets.push(merge("version", newer_order));
+    sets.push(merge("customer_version", newer_customer));
+    let sql = format!(
+        "INSERT INTO order_summary ({}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET {}",
+        COLUMNS.join(", "),
+        tuples.join(", "),
+        sets.join(", ")
+    );
+    execute(txn, &sql, values).await?;
+    Ok(())
 }
 
 pub(crate) fn poison(e: &RecordedEvent, reason: String) -> ApplyError {
@@ -138,8 +219,14 @@ pub(crate) fn poison(e: &RecordedEvent, reason: String) -> ApplyError {
 
 /// A JSON value bound for the backend: JSONB on PostgreSQL, TEXT on SQLite.
 pub(crate) fn json_value(txn: &DatabaseTransaction, value: serde_json::Value) -> Value {
-    match txn.get_database_backend() {
-        sea_orm::DbBackend::Postgres => value.into(),
-        _ => value.to_string().into(),
+    use sea_orm::ConnectionTrait;
+    // A row read back on SQLite may hold its JSON as a string: never encode it twice.
+    match (txn.get_database_backend(), value) {
+        (sea_orm::DbBackend::Postgres, serde_json::Value::String(text)) => {
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::String(text)).into()
+        }
+        (sea_orm::DbBackend::Postgres, value) => value.into(),
+        (_, serde_json::Value::String(text)) if text.starts_with('[') || text.starts_with('{') => text.into(),
+        (_, value) => value.to_string().into(),
     }
 }

@@ -1,18 +1,54 @@
 //! `product_catalog`: the catalog with current prices and per-product sales
 //! (units and revenue over orders that are not cancelled).
+//!
+//! A batch is applied as: new products in one multi-row insert, price
+//! changes one by one under a version guard, and sales summed per product in
+//! memory — skipping events a row has already applied — then written with
+//! one additive update per product.
 use std::collections::BTreeMap;
 
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, Value};
 use uuid::Uuid;
 
-use super::sql::{advance_marker, execute, not_yet_applied};
+use super::sql::{execute, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
+use crate::token::LogPosition;
 
 pub struct ProductCatalog;
 
 pub const NAME: &str = "product_catalog";
+
+#[derive(Default)]
+struct Delta {
+    units: i64,
+    revenue: i64,
+    last: LogPosition,
+}
+
+/// `(product, units, revenue)` an order event moves, lines of one product summed.
+fn sales(event: &DomainEvent) -> Vec<(Uuid, i64, i64)> {
+    let mut per_product: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    match event {
+        DomainEvent::OrderPlaced(o) => {
+            for l in &o.lines {
+                let entry = per_product.entry(l.product_id).or_default();
+                entry.0 += i64::from(l.quantity);
+                entry.1 += l.line_total_cents();
+            }
+        }
+        DomainEvent::OrderCancelled(c) => {
+            for l in &c.lines {
+                let entry = per_product.entry(l.product_id).or_default();
+                entry.0 -= i64::from(l.quantity);
+                entry.1 -= l.line_total_cents;
+            }
+        }
+        _ => {}
+    }
+    per_product.into_iter().map(|(p, (u, r))| (p, u, r)).collect()
+}
 
 #[async_trait::async_trait]
 impl Projection for ProductCatalog {
@@ -21,79 +57,77 @@ impl Projection for ProductCatalog {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+        insert_products(txn, events).await?;
         for e in events {
-            apply_one(txn, e, ctx).await?;
+            if let DomainEvent::ProductPriceChanged(p) = &e.event {
+                execute(
+                    txn,
+                    "UPDATE product_catalog SET price_cents = $1, version = $2 WHERE product_id = $3 AND version < $2",
+                    vec![p.price_cents.into(), e.stream_version.into(), p.product_id.into()],
+                )
+                .await?;
+            }
+        }
+        let mut products: Vec<Uuid> = events.iter().flat_map(|e| sales(&e.event)).map(|(p, _, _)| p).collect();
+        products.sort_unstable();
+        products.dedup();
+        if products.is_empty() {
+            return Ok(());
+        }
+        let markers = if ctx.position_guard { load_markers(txn, "product_catalog", "product_id", &products).await? } else { Default::default() };
+        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+        for e in events {
+            let at = LogPosition::new(e.tx_id, e.position);
+            for (product, units, revenue) in sales(&e.event) {
+                if !pending(markers.get(&product), at, ctx.position_guard) {
+                    continue;
+                }
+                let d = deltas.entry(product).or_default();
+                d.units += units;
+                d.revenue += revenue;
+                d.last = d.last.max(at);
+            }
+        }
+        for (product, d) in deltas {
+            execute(
+                txn,
+                "UPDATE product_catalog SET units_sold = units_sold + $2, revenue_cents = revenue_cents + $3, \
+                 last_tx_id = CASE WHEN (last_tx_id, last_position) < ($4, $5) THEN $4 ELSE last_tx_id END, \
+                 last_position = CASE WHEN (last_tx_id, last_position) < ($4, $5) THEN $5 ELSE last_position END \
+                 WHERE product_id = $1",
+                vec![product.into(), d.units.into(), d.revenue.into(), d.last.tx_id.into(), d.last.position.into()],
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
-/// Adds `(units, revenue)` per product for one event. Lines of the same
-/// product are summed first: the row's marker admits one update per event.
-async fn add_sales(txn: &DatabaseTransaction, e: &RecordedEvent, ctx: ApplyContext, per_product: BTreeMap<Uuid, (i64, i64)>) -> Result<(), ApplyError> {
-    let sql = format!(
-        "UPDATE product_catalog SET units_sold = units_sold + $5, revenue_cents = revenue_cents + $6, {} \
-         WHERE product_id = $1 AND {}",
-        advance_marker(2, 3),
-        not_yet_applied(2, 3, 4)
-    );
-    for (product_id, (units, revenue)) in per_product {
-        execute(
-            txn,
-            &sql,
-            vec![product_id.into(), e.tx_id.into(), e.position.into(), i32::from(ctx.position_guard).into(), units.into(), revenue.into()],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn apply_one(txn: &DatabaseTransaction, e: &RecordedEvent, ctx: ApplyContext) -> Result<(), ApplyError> {
-    match &e.event {
-        DomainEvent::ProductAdded(p) => {
-            execute(
-                txn,
-                "INSERT INTO product_catalog (product_id, sku, title, price_cents, units_sold, revenue_cents, added_at, added_position, \
-                 version, last_tx_id, last_position) VALUES ($1, $2, $3, $4, 0, 0, $5, $6, 1, $7, $6) ON CONFLICT (product_id) DO NOTHING",
-                vec![
-                    p.product_id.into(),
-                    p.sku.clone().into(),
-                    p.title.clone().into(),
-                    p.price_cents.into(),
-                    e.recorded_at.into(),
-                    e.position.into(),
-                    e.tx_id.into(),
-                ],
-            )
-            .await?;
+async fn insert_products(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
+    let added: Vec<&RecordedEvent> = events.iter().filter(|e| matches!(e.event, DomainEvent::ProductAdded(_))).collect();
+    for chunk in added.chunks(500) {
+        let mut tuples = Vec::with_capacity(chunk.len());
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
+        for (i, e) in chunk.iter().enumerate() {
+            let DomainEvent::ProductAdded(p) = &e.event else { continue };
+            let b = i * 7;
+            tuples.push(format!("(${}, ${}, ${}, ${}, 0, 0, ${}, ${}, 1, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 6));
+            values.extend([
+                p.product_id.into(),
+                p.sku.clone().into(),
+                p.title.clone().into(),
+                p.price_cents.into(),
+                e.recorded_at.into(),
+                e.position.into(),
+                e.tx_id.into(),
+            ]);
         }
-        DomainEvent::ProductPriceChanged(p) => {
-            execute(
-                txn,
-                "UPDATE product_catalog SET price_cents = $1, version = $2 WHERE product_id = $3 AND version < $2",
-                vec![p.price_cents.into(), e.stream_version.into(), p.product_id.into()],
-            )
-            .await?;
-        }
-        DomainEvent::OrderPlaced(o) => {
-            let mut per_product: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-            for l in &o.lines {
-                let entry = per_product.entry(l.product_id).or_default();
-                entry.0 += i64::from(l.quantity);
-                entry.1 += l.line_total_cents();
-            }
-            add_sales(txn, e, ctx, per_product).await?;
-        }
-        DomainEvent::OrderCancelled(c) => {
-            let mut per_product: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-            for l in &c.lines {
-                let entry = per_product.entry(l.product_id).or_default();
-                entry.0 -= i64::from(l.quantity);
-                entry.1 -= l.line_total_cents;
-            }
-            add_sales(txn, e, ctx, per_product).await?;
-        }
-        DomainEvent::CustomerRegistered(_) | DomainEvent::CustomerRenamed(_) | DomainEvent::OrderShipped(_) => {}
+        let sql = format!(
+            "INSERT INTO product_catalog (product_id, sku, title, price_cents, units_sold, revenue_cents, added_at, added_position, \
+             version, last_tx_id, last_position) VALUES {} ON CONFLICT (product_id) DO NOTHING",
+            tuples.join(", ")
+        );
+        execute(txn, &sql, values).await?;
     }
     Ok(())
 }

@@ -1,0 +1,184 @@
+//! Command-line flags and the size of each phase.
+//!
+//! Parsed by hand rather than with clap: `cargo bench` appends `--bench`
+//! (and any filter the user typed) to a `harness = false` bench, and those
+//! must be ignored, not rejected.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [--backend postgres|sqlite] [--pg-url postgres://USER@HOST:PORT] [--out DIR]
+
+  --quick     small data set, short phases (CI smoke test, under 2 minutes)
+  --backend   postgres (default) or sqlite (a temporary file)
+  --pg-url    PostgreSQL server without a database name (default postgres://postgres@127.0.0.1:5432)
+  --out       where the JSON results and the SVG chart go (default bench-results)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub backend: Backend,
+    pub pg_url: String,
+    pub out: PathBuf,
+    pub help: bool,
+}
+
+impl Options {
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Self> {
+        let mut options = Self {
+            quick: false,
+            backend: Backend::Postgres,
+            pg_url: "postgres://postgres@127.0.0.1:5432".to_owned(),
+            out: PathBuf::from("bench-results"),
+            help: false,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline_value) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> anyhow::Result<String> {
+                match inline_value.clone() {
+                    Some(v) => Ok(v),
+                    None => args.next().with_context(|| format!("{name} needs a value")),
+                }
+            };
+            match flag.as_str() {
+                "--quick" => options.quick = true,
+                "--full" => options.quick = false,
+                "--backend" => {
+                    options.backend = match value("--backend")?.as_str() {
+                        "postgres" | "postgresql" | "pg" => Backend::Postgres,
+                        "sqlite" => Backend::Sqlite,
+                        other => bail!("unknown backend '{other}' (postgres or sqlite)"),
+                    }
+                }
+                "--pg-url" => options.pg_url = value("--pg-url")?.trim_end_matches('/').to_owned(),
+                "--out" => options.out = PathBuf::from(value("--out")?),
+                "--help" | "-h" => options.help = true,
+                // Added by `cargo bench` to harness=false targets.
+                "--bench" => {}
+                other => eprintln!("twofold_bench: ignoring argument '{other}'"),
+            }
+        }
+        if !options.pg_url.starts_with("postgres://") && !options.pg_url.starts_with("postgresql://") {
+            bail!("--pg-url must start with postgres://");
+        }
+        Ok(options)
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        if self.quick {
+            "quick"
+        } else {
+            "full"
+        }
+    }
+
+    /// `postgres-quick`, `sqlite-full`, ...: the stem of the output files.
+    pub fn file_stem(&self) -> String {
+        format!("{}-{}", self.backend.name(), self.mode_name())
+    }
+
+    pub fn scale(&self) -> Scale {
+        if self.quick {
+            Scale::quick()
+        } else {
+            Scale::full()
+        }
+    }
+}
+
+/// How much work each phase does. Every loop is bounded by both a count and
+/// a time, so a slow machine makes the numbers worse, never the run endless.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub customers: usize,
+    pub products: usize,
+    /// Per concurrency level, for the HTTP commands and for the SQL baseline.
+    pub throughput_time: Duration,
+    pub throughput_max_ops: u64,
+    /// Orders in the database before the read phase.
+    pub orders: u64,
+    /// Upper bound on the time spent seeding orders.
+    pub seed_time: Duration,
+    /// Per read variant.
+    pub read_time: Duration,
+    pub lag_time_200: Duration,
+    pub lag_time_1000: Duration,
+    pub subscribers: usize,
+    /// Events wanted in the log for the rebuild (topped up by SQL if short).
+    pub rebuild_events: u64,
+    /// Upper bound on one `twofold rebuild` run.
+    pub rebuild_timeout: Duration,
+    /// Upper bound on waiting for the projections to catch up.
+    pub catch_up_timeout: Duration,
+}
+
+impl Scale {
+    fn quick() -> Self {
+        Self {
+            customers: 200,
+            products: 100,
+            throughput_time: Duration::from_secs(2),
+            throughput_max_ops: 5_000,
+            orders: 5_000,
+            seed_time: Duration::from_secs(40),
+            read_time: Duration::from_secs(2),
+            lag_time_200: Duration::from_secs(3),
+            lag_time_1000: Duration::from_secs(3),
+            subscribers: 1_000,
+            rebuild_events: 0,
+            rebuild_timeout: Duration::from_secs(60),
+            catch_up_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn full() -> Self {
+        Self {
+            customers: 2_000,
+            products: 500,
+            throughput_time: Duration::from_secs(10),
+            throughput_max_ops: 200_000,
+            orders: 100_000,
+            seed_time: Duration::from_secs(20 * 60),
+            read_time: Duration::from_secs(10),
+            lag_time_200: Duration::from_secs(30),
+            lag_time_1000: Duration::from_secs(15),
+            subscribers: 1_000,
+            rebuild_events: 1_000_000,
+            rebuild_timeout: Duration::from_secs(30 * 60),
+            catch_up_timeout: Duration::from_secs(10 * 60),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} customers, {} products, {} orders, {} s per throughput level, {} s per read variant, {} subscribers, rebuild target {} events",
+            self.customers,
+            self.products,
+            self.orders,
+            self.throughput_time.as_secs(),
+            self.read_time.as_secs(),
+            self.subscribers,
+            self.rebuild_events
+        )
+    }
+}
