@@ -128,7 +128,7 @@ async fn run_phases(options: &Options, scale: &cli::Scale, database: &server::Be
 
     let catalog = load::seed_catalog(&gql, scale).await?;
     commands::measure(&gql, &db, &catalog, scale, report).await?;
-    let seeded = load::seed_orders(&gql, &server, &catalog, scale, report).await?;
+    let seeded = load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     reads::measure(&db, &server.base_url, scale, report).await?;
     lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
     report.set_resources(server.peak_rss_kib(), seeded);

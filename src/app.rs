@@ -46,6 +46,7 @@ pub struct Services {
     pub notices: Notices,
     pub schema: TwofoldSchema,
     pub appended: Arc<watch::Sender<LogPosition>>,
+    pub admin: crate::ops::AdminService,
 }
 
 /// Applies migrations to the write database and, when separate, the read database.
@@ -95,8 +96,9 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let reads = ReadModel::new(read_db.clone(), write_db.clone(), notices.clone(), settings.consistency);
+    let admin = crate::ops::AdminService::new(write_db.clone(), read_db.clone(), notices.clone(), settings.admin_token.clone());
     let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
-    Ok(Services { write_db, read_db, commands, reads, notices, schema, appended })
+    Ok(Services { write_db, read_db, commands, reads, notices, schema, appended, admin })
 }
 
 /// Starts one projector task per projection.

@@ -29,6 +29,48 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
+    /// Rebuild projections by replaying the event log (blue/green, while the service runs).
+    Rebuild(RebuildArgs),
+    /// Print each projection's mode, status, checkpoint, lag and last error.
+    Projections(DatabaseArgs),
+    /// Fill the database with demo data through the real command path.
+    DemoData(DemoDataArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    /// Projections to rebuild (see `twofold projections`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub projections: Vec<String>,
+    /// Rebuild every projection (in one pass over the log).
+    #[arg(long)]
+    pub all: bool,
+    /// Replay only up to this token (inclusive), into a named copy `<table>__<as>` (time travel, for audits).
+    #[arg(long, requires = "copy_name")]
+    pub until: Option<String>,
+    /// The copy's name with `--until` (a-z, 0-9, _).
+    #[arg(long = "as", value_name = "NAME")]
+    pub copy_name: Option<String>,
+    /// Events per replay transaction.
+    #[arg(long, default_value_t = crate::projection::rebuild::REPLAY_BATCH)]
+    pub batch_size: u64,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoDataArgs {
+    #[arg(long, default_value_t = 100)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 50)]
+    pub products: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub orders: usize,
+    /// Commands in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +156,9 @@ pub struct ServeArgs {
     /// How long a WebSocket client may take to accept one message before it is disconnected, in milliseconds.
     #[arg(long, env = "TWOFOLD_WS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
     pub ws_send_timeout_ms: u64,
+    /// Enables the admin mutations (e.g. `rebuildProjection`) for requests with `Authorization: Bearer <token>`.
+    #[arg(long, env = "TWOFOLD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Deepest query accepted.
     #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: usize,
@@ -140,6 +185,8 @@ fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub role: Role,
+    /// Bearer token for admin mutations; `None` disables them.
+    pub admin_token: Option<String>,
     pub database_url: String,
     pub read_database_url: Option<String>,
     pub max_connections: u32,
@@ -154,6 +201,7 @@ impl Settings {
     pub fn for_database(url: &str) -> Self {
         Self {
             role: Role::All,
+            admin_token: None,
             database_url: url.to_owned(),
             read_database_url: None,
             max_connections: 16,
@@ -171,6 +219,7 @@ impl From<&ServeArgs> for Settings {
         let policies: HashMap<String, PoisonPolicy> = args.poison_policy.iter().cloned().collect();
         Self {
             role: args.role,
+            admin_token: args.admin_token.clone().filter(|t| !t.trim().is_empty()),
             database_url: args.database.database_url.clone(),
             read_database_url: args.database.read_database_url.clone(),
             max_connections: args.database.max_connections.max(2),

@@ -80,6 +80,25 @@ impl Db {
         Ok(Self { conn, url: url.to_owned(), sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
     }
 
+    /// One long-lived connection that is never recycled (a rebuild keeps
+    /// its shadow tables on it: SQLite temp tables live per connection).
+    pub async fn connect_dedicated(url: &str) -> Result<Self, ConnectError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None::<Duration>)
+            .max_lifetime(None::<Duration>)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(60))
+            .sqlx_logging(false);
+        if url.starts_with("sqlite:") {
+            options.map_sqlx_sqlite_opts(|o| o.foreign_keys(true).busy_timeout(Duration::from_secs(30)));
+        }
+        let conn = SeaDatabase::connect(options).await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
+        Ok(Self { conn, url: url.to_owned(), sqlite_writer: None })
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }

@@ -33,6 +33,7 @@ pub mod graphql;
 pub mod http;
 pub mod inline;
 pub mod notice;
+pub mod ops;
 pub mod projection;
 pub mod query;
 pub mod token;

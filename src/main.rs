@@ -27,6 +27,18 @@ async fn main() -> ExitCode {
             init_tracing(LogFormat::Text);
             twofold::app::migrate(&db.database_url, db.read_database_url.as_deref()).await
         }
+        Some(Command::Rebuild(args)) => {
+            init_tracing(LogFormat::Text);
+            twofold::ops::rebuild(&args).await
+        }
+        Some(Command::Projections(db)) => {
+            init_tracing(LogFormat::Text);
+            twofold::ops::projections(&db.database_url, db.read_database_url.as_deref()).await
+        }
+        Some(Command::DemoData(args)) => {
+            init_tracing(LogFormat::Text);
+            twofold::ops::demo_data(&args).await
+        }
         Some(Command::Serve(args)) => {
             init_tracing(args.log_format);
             serve(Settings::from(&args), args.bind).await

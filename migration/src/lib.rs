@@ -14,6 +14,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_write_model;
 mod m20261126_000002_event_log;
 mod m20261126_000003_read_model;
+mod m20261126_000004_rebuild_progress;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_write_model::Migration),
             Box::new(m20261126_000002_event_log::Migration),
             Box::new(m20261126_000003_read_model::Migration),
+            Box::new(m20261126_000004_rebuild_progress::Migration),
         ]
     }
 }

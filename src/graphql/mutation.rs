@@ -115,6 +115,24 @@ fn version(expected: Option<i64>) -> async_graphql::Result<Option<i64>> {
     }
 }
 
+/// Acknowledges an admin operation started in the background.
+#[derive(SimpleObject)]
+pub struct RebuildStarted {
+    pub projection: String,
+    /// Follow progress in `projections` (status `rebuilding`, `rebuildPercent`) or `projectionUpdated`.
+    pub accepted: bool,
+}
+
+fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::ops::AdminService> {
+    use crate::ops::AdminAccess;
+    match ctx.data_opt::<AdminAccess>().copied().unwrap_or(AdminAccess::Missing) {
+        AdminAccess::Granted => Ok(ctx.data::<crate::ops::AdminService>()?.clone()),
+        AdminAccess::Disabled => Err(super::error::coded(super::error::FORBIDDEN, "admin operations are disabled on this server (no --admin-token)")),
+        AdminAccess::Missing => Err(super::error::coded(super::error::UNAUTHORIZED, "send the admin token as `Authorization: Bearer <token>`")),
+        AdminAccess::Denied => Err(super::error::coded(super::error::FORBIDDEN, "the admin token is not valid")),
+    }
+}
+
 pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
@@ -179,6 +197,15 @@ impl MutationRoot {
             expected_version: version(input.expected_version)?,
         };
         Ok(accepted(commands.cancel_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
+    }
+
+    /// Admin: rebuilds a projection by replaying the event log into fresh
+    /// tables while the old ones keep serving, then switches atomically.
+    /// Requires `Authorization: Bearer <admin token>`.
+    async fn rebuild_projection(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<RebuildStarted> {
+        let admin = require_admin(ctx)?;
+        admin.start_rebuild(&name).map_err(validation)?;
+        Ok(RebuildStarted { projection: name, accepted: true })
     }
 
     /// Ships a placed order. A cancelled or shipped order cannot be shipped.

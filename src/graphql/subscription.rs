@@ -17,6 +17,8 @@ pub struct ProjectionUpdate {
     pub token: Token,
     pub stream_ids: Vec<ID>,
     pub event_types: Vec<String>,
+    /// Set on the progress notices of a rebuild.
+    pub rebuild_percent: Option<f64>,
 }
 
 /// The answer of `writeVisible`.
@@ -67,6 +69,7 @@ impl SubscriptionRoot {
                             token: Token(u.token),
                             stream_ids: u.stream_ids.into_iter().map(|id| ID(id.to_string())).collect(),
                             event_types: u.event_types,
+                            rebuild_percent: u.rebuild_percent,
                         });
                     }
                     Ok(_) => {}

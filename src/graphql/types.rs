@@ -313,6 +313,11 @@ impl ProjectionStatus {
     async fn last_error(&self) -> Option<&str> {
         self.row.last_error.as_deref()
     }
+    /// While `rebuilding`: how far the replay has come, in percent.
+    async fn rebuild_percent(&self) -> Option<f64> {
+        (self.row.status == crate::projection::runtime::STATUS_REBUILDING && self.row.rebuild_total > 0)
+            .then(|| 100.0 * self.row.rebuild_done as f64 / self.row.rebuild_total as f64)
+    }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.row.updated_at
     }

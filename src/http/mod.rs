@@ -207,7 +207,14 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (customers, products) = crate::graphql::request_loaders(&state.services.reads);
-    let request = request.data(mutation::RequestId(request_id.clone())).data(customers).data(products);
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let admin = state.services.admin.access(authorization);
+    let request = request
+        .data(mutation::RequestId(request_id.clone()))
+        .data(customers)
+        .data(products)
+        .data(admin)
+        .data(state.services.admin.clone());
     let span = tracing::info_span!("graphql", request_id = %request_id);
     let execution = tracing::Instrument::instrument(state.services.schema.execute(request), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {

@@ -12,7 +12,7 @@ use crate::token::LogPosition;
 pub mod postgres;
 
 /// One committed projection batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProjectionUpdated {
     pub projection: String,
     /// The projection's checkpoint after the batch.
@@ -23,6 +23,8 @@ pub struct ProjectionUpdated {
     /// from another instance with a large batch, or synthesized by the
     /// checkpoint poll): a stream filter must then let it through.
     pub complete: bool,
+    /// Set on progress notices of a rebuild (the checkpoint does not move).
+    pub rebuild_percent: Option<f64>,
 }
 
 impl ProjectionUpdated {
@@ -70,6 +72,18 @@ impl Notices {
         // No receiver is not an error: nobody is listening right now.
         let _ = self.updates.send(update);
         true
+    }
+
+    /// Announces a rebuild's progress (the projection's checkpoint does not move).
+    pub fn publish_progress(&self, projection: &str, percent: f64) {
+        let _ = self.updates.send(ProjectionUpdated {
+            projection: projection.to_owned(),
+            token: self.known(projection),
+            stream_ids: Vec::new(),
+            event_types: Vec::new(),
+            complete: false,
+            rebuild_percent: Some(percent),
+        });
     }
 
     /// Records that `projection` is known to be at `token` (never moves

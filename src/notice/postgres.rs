@@ -153,7 +153,7 @@ fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sen
                 return;
             }
             let Ok(token) = notice.t.parse::<LogPosition>() else { return };
-            notices.publish(ProjectionUpdated { projection: notice.p, token, stream_ids: notice.s, event_types: notice.e, complete: notice.c });
+            notices.publish(ProjectionUpdated { projection: notice.p, token, stream_ids: notice.s, event_types: notice.e, complete: notice.c, rebuild_percent: None });
         }
         _ => {}
     }
@@ -172,7 +172,7 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
         for row in rows {
             let token = LogPosition::new(row.last_tx_id, row.last_position);
             if token > notices.known(&row.name) {
-                notices.publish(ProjectionUpdated { projection: row.name, token, stream_ids: Vec::new(), event_types: Vec::new(), complete: false });
+                notices.publish(ProjectionUpdated { projection: row.name, token, stream_ids: Vec::new(), event_types: Vec::new(), complete: false, rebuild_percent: None });
             }
         }
     }

@@ -26,6 +26,7 @@ pub mod order_activity;
 pub mod order_summary;
 pub mod product_catalog;
 pub mod reader;
+pub mod rebuild;
 pub mod runtime;
 pub mod sql;
 

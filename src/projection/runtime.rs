@@ -162,6 +162,8 @@ impl Projector {
                     owner: Set(None),
                     fence: Set(0),
                     updated_at: Set(chrono::Utc::now()),
+                    rebuild_done: Set(0),
+                    rebuild_total: Set(0),
                 };
                 // Two instances may register at once; the loser just reads the row.
                 let _ = projection_checkpoint::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(conn).await?;
@@ -319,6 +321,7 @@ impl Projector {
             stream_ids: stream_ids.into_iter().collect(),
             event_types: event_types.into_iter().map(str::to_owned).collect(),
             complete: true,
+            rebuild_percent: None,
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Model {
     /// Fencing counter: bumped by every runner that takes the projection over.
     pub fence: i64,
     pub updated_at: ChronoDateTimeUtc,
+    /// While `rebuilding`: events replayed so far, and the log's size when the rebuild began.
+    pub rebuild_done: i64,
+    pub rebuild_total: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,299 @@
+//! Figure 3: propagation lag, from a mutation's HTTP response to the
+//! notice reaching a WebSocket client.
+//!
+//! Open loop at a steady 200 and 1,000 commands/s: every command has a
+//! scheduled send time, whatever happened to the previous ones. Per command:
+//!
+//! 1. 50 ms before its send time, subscribe `projectionUpdated` filtered on
+//!    the order id the client chose (so the subscription is in place);
+//! 2. at its send time, `placeOrder` over HTTP;
+//! 3. right after the response, subscribe `writeVisible(token)`;
+//! 4. lag = arrival of each first notice − arrival of the HTTP response.
+//!
+//! Then the fan-out: 1,000 connections each subscribed to
+//! `projectionUpdated(streamId: X)`, one command on X.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::{stream, StreamExt};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::time::{sleep_until, timeout_at};
+
+use crate::cli::Scale;
+use crate::gql::Gql;
+use crate::progress;
+use crate::report::Report;
+use crate::server::open_file_soft_limit;
+use crate::stats::Summary;
+use crate::workload::Catalog;
+use crate::ws::{Notice, WsMux};
+
+const WRITE_VISIBLE: &str = "subscription($token: Token!) { writeVisible(token: $token, timeoutMs: 5000) { visible } }";
+const PROJECTION_UPDATED: &str =
+    "subscription($streamId: ID!) { projectionUpdated(projections: [\"order_summary\"], streamId: $streamId) { projection token streamIds } }";
+
+/// Subscriptions are spread over this many connections (the server allows
+/// 100 subscriptions per connection by default).
+const CONNECTIONS: usize = 32;
+/// Commands allowed in flight at once; beyond that a scheduled command is
+/// skipped (and counted), so an overloaded server cannot exhaust the bench.
+const MAX_IN_FLIGHT: usize = 512;
+const PRESUBSCRIBE: Duration = Duration::from_millis(50);
+/// How long a notice may take before it counts as missed.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The outcome of one open-loop run.
+#[derive(Debug, Default)]
+pub struct LagRun {
+    pub target_rate: u64,
+    pub scheduled: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub first_error: Option<String>,
+    pub ok: u64,
+    pub elapsed: Duration,
+    pub write_visible: Vec<Duration>,
+    pub write_visible_missed: u64,
+    pub projection_updated: Vec<Duration>,
+    pub projection_updated_missed: u64,
+    /// `projectionUpdated` notices that beat the HTTP response (counted as 0 lag).
+    pub projection_updated_early: u64,
+    pub send_lateness: Vec<Duration>,
+}
+
+impl LagRun {
+    pub fn achieved_rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn brief(&self) -> String {
+        format!(
+            "target {}/s, achieved {:.0}/s ({} ok, {} failed, {} skipped); writeVisible {} ({} missed); projectionUpdated {} ({} missed, {} before the response)",
+            self.target_rate,
+            self.achieved_rate(),
+            self.ok,
+            self.failed,
+            self.skipped,
+            Summary::of(&self.write_visible).brief(),
+            self.write_visible_missed,
+            Summary::of(&self.projection_updated).brief(),
+            self.projection_updated_missed,
+            self.projection_updated_early
+        )
+    }
+}
+
+/// The outcome of the fan-out.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    pub wanted: usize,
+    pub connected: usize,
+    pub connect_errors: usize,
+    pub first_error: Option<String>,
+    pub lags: Vec<Duration>,
+    pub missed: usize,
+}
+
+pub async fn measure(gql: &Gql, base_url: &str, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+    let muxes = connect_many(base_url, CONNECTIONS).await.context("open the lag-measurement WebSockets")?;
+    let muxes: Arc<Vec<WsMux>> = Arc::new(muxes);
+    let catalog = Arc::new(catalog.clone());
+    for (rate, duration) in [(200, scale.lag_time_200), (1_000, scale.lag_time_1000)] {
+        let run = open_loop(gql, &muxes, &catalog, rate, duration).await;
+        progress!("lag at {rate}/s: {}", run.brief());
+        report.set_lag(run);
+    }
+    drop(muxes);
+
+    let subscribers = subscriber_count(scale.subscribers);
+    let fan_out = fan_out(gql, base_url, &catalog, subscribers).await?;
+    progress!(
+        "fan-out: {}/{} subscribers got the notice; {}",
+        fan_out.lags.len(),
+        fan_out.wanted,
+        Summary::of(&fan_out.lags).brief()
+    );
+    report.set_fan_out(fan_out);
+    Ok(())
+}
+
+async fn connect_many(base_url: &str, n: usize) -> anyhow::Result<Vec<WsMux>> {
+    let mut muxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        muxes.push(WsMux::connect(base_url).await?);
+    }
+    Ok(muxes)
+}
+
+/// Sends `rate` commands per second for `duration` on a fixed schedule.
+async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, rate: u64, duration: Duration) -> LagRun {
+    let scheduled = (rate as f64 * duration.as_secs_f64()).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now() + PRESUBSCRIBE + Duration::from_millis(50);
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut run = LagRun { target_rate: rate, scheduled, ..Default::default() };
+    let mut tasks = Vec::with_capacity(scheduled as usize);
+    for i in 0..scheduled {
+        let send_at = start + interval.mul_f64(i as f64);
+        sleep_until((send_at - PRESUBSCRIBE).into()).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            run.skipped += 1;
+            continue;
+        };
+        let (gql, muxes, catalog) = (gql.clone(), muxes.clone(), catalog.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let n = muxes.len();
+            let order = catalog.random_order(0x1A6_0000_0000 + rate * 1_000_000_000 + i);
+            one_command(&gql, &muxes[i as usize % n], &muxes[(i as usize + n / 2) % n], &catalog, order, send_at).await
+        }));
+    }
+    for task in tasks {
+        match task.await {
+            Ok(Ok(outcome)) => run.add(outcome),
+            Ok(Err(e)) => {
+                run.failed += 1;
+                run.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(e) => {
+                run.failed += 1;
+                run.first_error.get_or_insert_with(|| format!("task panicked: {e}"));
+            }
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
+}
+
+/// What one command of the open loop saw.
+struct CommandLag {
+    send_lateness: Duration,
+    write_visible: Option<Duration>,
+    projection_updated: Option<Duration>,
+    projection_updated_early: bool,
+}
+
+impl LagRun {
+    fn add(&mut self, c: CommandLag) {
+        self.ok += 1;
+        self.send_lateness.push(c.send_lateness);
+        match c.write_visible {
+            Some(lag) => self.write_visible.push(lag),
+            None => self.write_visible_missed += 1,
+        }
+        match c.projection_updated {
+            Some(lag) => self.projection_updated.push(lag),
+            None => self.projection_updated_missed += 1,
+        }
+        self.projection_updated_early += u64::from(c.projection_updated_early);
+    }
+}
+
+async fn one_command(
+    gql: &Gql,
+    updates: &WsMux,
+    visibility: &WsMux,
+    catalog: &Catalog,
+    order: crate::workload::OrderSpec,
+    send_at: Instant,
+) -> anyhow::Result<CommandLag> {
+    let (update_id, update) = updates.subscribe(PROJECTION_UPDATED, json!({ "streamId": order.order_id }));
+    sleep_until(send_at.into()).await;
+    let send_lateness = send_at.elapsed();
+    let placed = tokio::time::timeout(NOTICE_TIMEOUT, gql.place_order(catalog, &order)).await;
+    let token = match placed {
+        Ok(Ok(token)) => token,
+        Ok(Err(e)) => {
+            updates.unsubscribe(update_id);
+            return Err(e);
+        }
+        Err(_) => {
+            updates.unsubscribe(update_id);
+            anyhow::bail!("placeOrder took longer than {NOTICE_TIMEOUT:?}");
+        }
+    };
+    let responded = Instant::now();
+    let (visible_id, visible) = visibility.subscribe(WRITE_VISIBLE, json!({ "token": token }));
+    let deadline = (responded + NOTICE_TIMEOUT).into();
+    let visible = timeout_at(deadline, visible).await.ok().and_then(Result::ok);
+    let update = timeout_at(deadline, update).await.ok().and_then(Result::ok);
+    updates.unsubscribe(update_id);
+    if visible.is_none() {
+        visibility.unsubscribe(visible_id);
+    }
+    let write_visible = visible.filter(is_visible).map(|n| n.at.saturating_duration_since(responded));
+    Ok(CommandLag {
+        send_lateness,
+        write_visible,
+        projection_updated_early: update.as_ref().is_some_and(|n| n.at < responded),
+        projection_updated: update.map(|n| n.at.saturating_duration_since(responded)),
+    })
+}
+
+fn is_visible(notice: &Notice) -> bool {
+    notice.payload["data"]["writeVisible"]["visible"].as_bool() == Some(true)
+}
+
+/// The fan-out size, reduced (with a warning) if the open-file limit is too
+/// low for that many sockets.
+fn subscriber_count(wanted: usize) -> usize {
+    match open_file_soft_limit() {
+        Some(limit) if limit < 4_096 => {
+            let fits = (limit.saturating_sub(300) as usize).clamp(10, wanted);
+            progress!("warning: the open-file soft limit is {limit} (< 4096): fan-out reduced to {fits} subscribers; raise it with `ulimit -n 4096`");
+            fits
+        }
+        _ => wanted,
+    }
+}
+
+/// Opens `wanted` connections, each with one `projectionUpdated(streamId: X)`
+/// subscription, then places order X once and times every arrival.
+async fn fan_out(gql: &Gql, base_url: &str, catalog: &Catalog, wanted: usize) -> anyhow::Result<FanOut> {
+    let order = catalog.random_order(0xFA0_0000_0000);
+    let variables = json!({ "streamId": order.order_id });
+    let connected: Vec<anyhow::Result<(WsMux, tokio::sync::oneshot::Receiver<Notice>)>> = stream::iter(0..wanted)
+        .map(|_| {
+            let variables = variables.clone();
+            async move {
+                let mux = WsMux::connect(base_url).await?;
+                let (_, notice) = mux.subscribe(PROJECTION_UPDATED, variables);
+                anyhow::Ok((mux, notice))
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut result = FanOut { wanted, ..Default::default() };
+    let mut subscribers = Vec::with_capacity(wanted);
+    for outcome in connected {
+        match outcome {
+            Ok(subscriber) => subscribers.push(subscriber),
+            Err(e) => {
+                result.connect_errors += 1;
+                result.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    result.connected = subscribers.len();
+    progress!("fan-out: {} connections subscribed ({} failed)", result.connected, result.connect_errors);
+    // Give the server time to register every subscription.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    gql.place_order(catalog, &order).await.context("fan-out placeOrder")?;
+    let responded = Instant::now();
+    let deadline = responded + NOTICE_TIMEOUT;
+    let (muxes, notices): (Vec<WsMux>, Vec<_>) = subscribers.into_iter().unzip();
+    let arrivals = futures_util::future::join_all(notices.into_iter().map(|n| timeout_at(deadline.into(), n))).await;
+    for arrival in arrivals {
+        match arrival {
+            Ok(Ok(notice)) => result.lags.push(notice.at.saturating_duration_since(responded)),
+            _ => result.missed += 1,
+        }
+    }
+    result.missed += result.connect_errors;
+    drop(muxes);
+    Ok(result)
+}

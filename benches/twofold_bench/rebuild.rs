@@ -1,0 +1,233 @@
+//! Figure 4: rebuild speed. `twofold rebuild order_summary` and
+//! `twofold rebuild --all` replay the event log (the server is stopped
+//! first); the baseline bulk-inserts the same number of finished
+//! `order_summary` rows into an identical table (multi-row INSERTs of 1,000).
+//!
+//! In full mode the log is first grown to `scale.rebuild_events` by plain-SQL
+//! appends of complete order histories (see `sql::append_orders`): pushing a
+//! million events through HTTP would dominate the run.
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sea_orm::sea_query::{Alias, Query};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Iterable, ModelTrait, QuerySelect, Statement};
+use uuid::Uuid;
+
+use entity::read::order_summary;
+use twofold::db::Db;
+
+use crate::cli::{Options, Scale};
+use crate::load::count;
+use crate::progress;
+use crate::report::Report;
+use crate::server::TWOFOLD_BIN;
+use crate::sql::{self, Fate};
+use crate::workload::Catalog;
+
+const BULK_TABLE: &str = "bench_bulk_order_summary";
+const BULK_BATCH: usize = 1_000;
+const TOP_UP_BATCH: u64 = 500;
+
+/// One `rebuilt <name>: <N> events in <S> s (<R> events/s)` line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rebuilt {
+    pub projection: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+}
+
+/// What one `twofold rebuild` invocation gave.
+#[derive(Debug, Clone)]
+pub enum RebuildOutcome {
+    Done { lines: Vec<Rebuilt>, wall: Duration },
+    /// The CLI is missing or failed; the reason is shown in the report.
+    NotAvailable(String),
+}
+
+/// The bulk-insert baseline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BulkInsert {
+    pub rows: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+pub async fn measure(options: &Options, url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+    let before = count(db, "SELECT COUNT(*) FROM event").await?;
+    let appended = if before < scale.rebuild_events { top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await? } else { 0 };
+    let events = count(db, "SELECT COUNT(*) FROM event").await?;
+    progress!("event log: {events} events ({appended} appended by plain SQL)");
+
+    let single = run_rebuild(url, &["order_summary"], scale.rebuild_timeout).await;
+    log_outcome("rebuild order_summary", &single);
+    let all = run_rebuild(url, &["--all"], scale.rebuild_timeout).await;
+    log_outcome("rebuild --all", &all);
+
+    let rows = match &single {
+        RebuildOutcome::Done { lines, .. } => lines.first().map_or(events, |l| l.events),
+        RebuildOutcome::NotAvailable(_) => events,
+    };
+    let bulk = match bulk_insert(db, rows, scale.rebuild_timeout).await {
+        Ok(bulk) => {
+            progress!("bulk-insert baseline: {} rows in {:.2} s ({:.0} rows/s)", bulk.rows, bulk.seconds, bulk.rows_per_second);
+            Some(bulk)
+        }
+        Err(e) => {
+            progress!("bulk-insert baseline failed: {e:#}");
+            None
+        }
+    };
+    report.set_rebuild(options, events, appended, single, all, bulk);
+    Ok(())
+}
+
+fn log_outcome(what: &str, outcome: &RebuildOutcome) {
+    match outcome {
+        RebuildOutcome::Done { lines, wall } => {
+            for l in lines {
+                progress!("{what}: {}: {} events in {:.2} s ({:.0} events/s)", l.projection, l.events, l.seconds, l.events_per_second);
+            }
+            progress!("{what}: {:.2} s wall", wall.as_secs_f64());
+        }
+        RebuildOutcome::NotAvailable(reason) => progress!("{what}: not available ({reason})"),
+    }
+}
+
+/// Appends complete order histories until `wanted` more events are in the
+/// log (or time runs out). Returns the number appended.
+async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration) -> anyhow::Result<u64> {
+    progress!("growing the event log by {wanted} events (plain-SQL batches of {TOP_UP_BATCH} orders)");
+    let started = Instant::now();
+    let mut appended = 0;
+    let mut next_report = 100_000;
+    let mut seq = 0u64;
+    while appended < wanted && started.elapsed() < timeout {
+        let batch: Vec<_> = (0..TOP_UP_BATCH)
+            .map(|_| {
+                seq += 1;
+                let fate = match seq % 4 {
+                    0 | 1 => Fate::Shipped,
+                    2 => Fate::Cancelled,
+                    _ => Fate::Placed,
+                };
+                (catalog.random_order(0x70B_0000_0000 + seq), fate)
+            })
+            .collect();
+        appended += sql::append_orders(db, catalog, &batch).await.context("append a batch of orders")?;
+        if appended >= next_report {
+            progress!("  appended {appended}/{wanted} events");
+            next_report += 100_000;
+        }
+    }
+    progress!("appended {appended} events in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(appended)
+}
+
+/// Runs `twofold rebuild <args> --database-url URL`, bounded by `timeout`.
+async fn run_rebuild(url: &str, args: &[&str], timeout: Duration) -> RebuildOutcome {
+    let started = Instant::now();
+    let child = tokio::process::Command::new(TWOFOLD_BIN)
+        .arg("rebuild")
+        .args(args)
+        .args(["--database-url", url])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(timeout, child).await {
+        Err(_) => return RebuildOutcome::NotAvailable(format!("timed out after {timeout:?}")),
+        Ok(Err(e)) => return RebuildOutcome::NotAvailable(format!("cannot run {TWOFOLD_BIN}: {e}")),
+        Ok(Ok(output)) => output,
+    };
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Rebuilt> = stdout.lines().filter_map(parse_rebuilt).collect();
+    if !output.status.success() || lines.is_empty() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no `rebuilt` line on stdout");
+        return RebuildOutcome::NotAvailable(format!("{}: {reason}", output.status));
+    }
+    RebuildOutcome::Done { lines, wall }
+}
+
+/// Parses `rebuilt <name>: <N> events in <S> s (<R> events/s)`.
+fn parse_rebuilt(line: &str) -> Option<Rebuilt> {
+    let rest = line.trim().strip_prefix("rebuilt ")?;
+    let (name, rest) = rest.split_once(':')?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    // ["<N>", "events", "in", "<S>", "s", "(<R>", "events/s)"]
+    if words.len() < 7 || words[1] != "events" || words[2] != "in" {
+        return None;
+    }
+    Some(Rebuilt {
+        projection: name.trim().to_owned(),
+        events: words[0].parse().ok()?,
+        seconds: words[3].parse().ok()?,
+        events_per_second: words[5].trim_start_matches('(').parse().ok()?,
+    })
+}
+
+/// Inserts `rows` finished `order_summary` rows (real rows with fresh ids)
+/// into an identical empty table, 1,000 per INSERT; drops the table after.
+async fn bulk_insert(db: &Db, rows: u64, timeout: Duration) -> anyhow::Result<BulkInsert> {
+    let templates = order_summary::Entity::find().limit(BULK_BATCH as u64).all(&db.conn).await?;
+    if templates.is_empty() {
+        bail!("order_summary is empty: no rows to copy");
+    }
+    create_bulk_table(db).await?;
+    let started = Instant::now();
+    let mut inserted = 0u64;
+    while inserted < rows && started.elapsed() < timeout {
+        let n = (rows - inserted).min(BULK_BATCH as u64);
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new(BULK_TABLE)).columns(order_summary::Column::iter());
+        for i in 0..n {
+            let mut row = templates[(i as usize) % templates.len()].clone();
+            row.order_id = Uuid::now_v7();
+            row.placed_position = (inserted + i) as i64;
+            insert.values(order_summary::Column::iter().map(|c| row.get(c).into())).context("build the bulk INSERT")?;
+        }
+        db.conn.execute(&insert).await.context("bulk INSERT")?;
+        inserted += n;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    db.conn.execute_unprepared(&format!("DROP TABLE {BULK_TABLE}")).await.ok();
+    Ok(BulkInsert { rows: inserted, seconds, rows_per_second: inserted as f64 / seconds.max(1e-9) })
+}
+
+/// `order_summary`'s twin: same columns, primary key and indexes.
+async fn create_bulk_table(db: &Db) -> anyhow::Result<()> {
+    db.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS {BULK_TABLE}")).await?;
+    match db.backend() {
+        DbBackend::Postgres => {
+            db.conn.execute_unprepared(&format!("CREATE TABLE {BULK_TABLE} (LIKE order_summary INCLUDING ALL)")).await?;
+        }
+        _ => {
+            let ddl = db
+                .conn
+                .query_all_raw(Statement::from_string(
+                    db.backend(),
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'order_summary' AND sql IS NOT NULL ORDER BY type DESC".to_owned(),
+                ))
+                .await?;
+            for row in ddl {
+                let statement: String = row.try_get_by_index(0)?;
+                db.conn.execute_unprepared(&statement.replace("order_summary", BULK_TABLE)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_rebuild_contract_line() {
+        let r = super::parse_rebuilt("rebuilt order_summary: 1000000 events in 8.5 s (117647 events/s)").expect("parses");
+        assert_eq!(r.projection, "order_summary");
+        assert_eq!(r.events, 1_000_000);
+        assert_eq!(r.seconds, 8.5);
+        assert_eq!(r.events_per_second, 117_647.0);
+    }
+}

@@ -1,0 +1,475 @@
+//! Collects every measurement and turns it into the three outputs: the
+//! Markdown table (figure, value, baseline, ratio, target, met?), the JSON
+//! file with every figure and its details, and the SVG lag chart.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cli::{Options, Scale};
+use crate::lag::{FanOut, LagRun};
+use crate::rebuild::{BulkInsert, RebuildOutcome};
+use crate::stats::{percentile, sorted_ms, LoopResult, Summary};
+
+/// One row of the table (and of `figures` in the JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub figure: String,
+    pub value: String,
+    pub baseline: String,
+    pub ratio: String,
+    pub target: String,
+    /// `yes`, `no`, or `—` when the figure has no target or was not measured.
+    pub met: String,
+    /// The main number of `value`, `baseline` and `ratio`, for machines.
+    pub value_num: Option<f64>,
+    pub baseline_num: Option<f64>,
+    pub ratio_num: Option<f64>,
+}
+
+impl Figure {
+    fn new(figure: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            figure: figure.into(),
+            value: value.into(),
+            baseline: "—".into(),
+            ratio: "—".into(),
+            target: "—".into(),
+            met: "—".into(),
+            value_num: None,
+            baseline_num: None,
+            ratio_num: None,
+        }
+    }
+    fn num(mut self, v: f64) -> Self {
+        self.value_num = Some(v);
+        self
+    }
+    fn baseline(mut self, text: impl Into<String>, v: Option<f64>) -> Self {
+        self.baseline = text.into();
+        self.baseline_num = v;
+        self
+    }
+    fn ratio(mut self, r: Option<f64>, format: impl Fn(f64) -> String) -> Self {
+        self.ratio = r.map(&format).unwrap_or_else(|| "—".into());
+        self.ratio_num = r;
+        self
+    }
+    fn target(mut self, target: &str, met: Option<bool>) -> Self {
+        self.target = target.into();
+        self.met = match met {
+            Some(true) => "yes".into(),
+            Some(false) => "**no**".into(),
+            None => "n/a".into(),
+        };
+        self
+    }
+}
+
+struct ReadResult {
+    result: LoopResult,
+    page_orders: usize,
+}
+
+struct RebuildSection {
+    events_in_log: u64,
+    appended_by_sql: u64,
+    single: RebuildOutcome,
+    all: RebuildOutcome,
+    bulk: Option<BulkInsert>,
+}
+
+struct Seeding {
+    placed: LoopResult,
+    changed: LoopResult,
+    server_cpu_s: Option<f64>,
+    commands: u64,
+}
+
+/// Everything measured so far.
+pub struct Report {
+    backend: &'static str,
+    mode: &'static str,
+    scale: String,
+    started_at: String,
+    command_http: BTreeMap<usize, LoopResult>,
+    command_sql: BTreeMap<usize, LoopResult>,
+    seeding: Option<Seeding>,
+    reads: BTreeMap<String, ReadResult>,
+    lag: Vec<LagRun>,
+    fan_out: Option<FanOut>,
+    peak_rss_kib: Option<u64>,
+    rebuild: Option<RebuildSection>,
+}
+
+fn per_s(v: f64) -> String {
+    format!("{v:.0}/s")
+}
+fn times(v: f64) -> String {
+    format!("{v:.2}×")
+}
+fn percent(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+fn ratio_of(a: f64, b: f64) -> Option<f64> {
+    (a > 0.0 && b > 0.0).then(|| a / b)
+}
+fn latency(s: &Summary) -> String {
+    format!("p50 {:.2} ms, p99 {:.2} ms", s.p50_ms, s.p99_ms)
+}
+fn lag_text(s: &Summary) -> String {
+    format!("p50 {:.1} / p95 {:.1} / p99 {:.1} / max {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms)
+}
+
+impl Report {
+    pub fn new(options: &Options, scale: &Scale) -> Self {
+        Self {
+            backend: options.backend.name(),
+            mode: options.mode_name(),
+            scale: scale.describe(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            command_http: BTreeMap::new(),
+            command_sql: BTreeMap::new(),
+            seeding: None,
+            reads: BTreeMap::new(),
+            lag: Vec::new(),
+            fan_out: None,
+            peak_rss_kib: None,
+            rebuild: None,
+        }
+    }
+
+    pub fn set_command_http(&mut self, concurrency: usize, result: LoopResult) {
+        self.command_http.insert(concurrency, result);
+    }
+    pub fn set_command_sql(&mut self, concurrency: usize, result: LoopResult) {
+        self.command_sql.insert(concurrency, result);
+    }
+    pub fn set_seeding(&mut self, placed: &LoopResult, changed: &LoopResult, server_cpu_s: Option<f64>, commands: u64) {
+        self.seeding = Some(Seeding { placed: placed.clone(), changed: changed.clone(), server_cpu_s, commands });
+    }
+    pub fn set_read(&mut self, name: &str, result: LoopResult, page_orders: usize) {
+        self.reads.insert(name.to_owned(), ReadResult { result, page_orders });
+    }
+    pub fn set_lag(&mut self, run: LagRun) {
+        self.lag.push(run);
+    }
+    pub fn set_fan_out(&mut self, fan_out: FanOut) {
+        self.fan_out = Some(fan_out);
+    }
+    pub fn set_resources(&mut self, peak_rss_kib: Option<u64>, _seeded_commands: u64) {
+        self.peak_rss_kib = peak_rss_kib;
+    }
+    pub fn set_rebuild(
+        &mut self,
+        _options: &Options,
+        events_in_log: u64,
+        appended_by_sql: u64,
+        single: RebuildOutcome,
+        all: RebuildOutcome,
+        bulk: Option<BulkInsert>,
+    ) {
+        self.rebuild = Some(RebuildSection { events_in_log, appended_by_sql, single, all, bulk });
+    }
+
+    /// Every row of the table, in order.
+    pub fn figures(&self) -> Vec<Figure> {
+        let mut rows = Vec::new();
+        self.command_figures(&mut rows);
+        self.read_figures(&mut rows);
+        self.lag_figures(&mut rows);
+        self.rebuild_figures(&mut rows);
+        self.resource_figures(&mut rows);
+        rows
+    }
+
+    fn command_figures(&self, rows: &mut Vec<Figure>) {
+        for (concurrency, http) in &self.command_http {
+            let sql = self.command_sql.get(concurrency);
+            let sql_rate = sql.map(LoopResult::per_second);
+            let ratio = sql_rate.and_then(|s| ratio_of(http.per_second(), s));
+            let mut row = Figure::new(format!("placeOrder throughput, concurrency {concurrency}"), per_s(http.per_second()))
+                .num(http.per_second())
+                .baseline(sql_rate.map_or("—".into(), |s| format!("{} (plain SQL)", per_s(s))), sql_rate)
+                .ratio(ratio, percent);
+            if *concurrency == 32 {
+                row = row.target("≥ 50% of plain SQL", ratio.map(|r| r >= 0.5));
+            }
+            rows.push(row);
+            let http_latency = http.summary();
+            rows.push(
+                Figure::new(format!("placeOrder latency, concurrency {concurrency}"), latency(&http_latency))
+                    .num(http_latency.p99_ms)
+                    .baseline(sql.map_or("—".into(), |s| latency(&s.summary())), sql.map(|s| s.summary().p99_ms)),
+            );
+        }
+    }
+
+    fn read_figures(&self, rows: &mut Vec<Figure>) {
+        let labels = [
+            ("a_order_summary_seaorm", "read (a) order_summary via SeaORM"),
+            ("b_best_join", "read (b) best join over write tables"),
+            ("b_naive_join", "read (b′) naive join over write tables"),
+            ("c_graphql_orders", "read (c) GraphQL orders, 16 connections"),
+        ];
+        for (key, label) in labels {
+            let Some(read) = self.reads.get(key) else { continue };
+            let summary = read.result.summary();
+            let mut row = Figure::new(label, format!("{}, {}", per_s(read.result.per_second()), latency(&summary))).num(read.result.per_second());
+            if key == "c_graphql_orders" {
+                let met = read.result.per_second() >= 3_000.0 && summary.p99_ms < 10.0 && read.result.errors == 0;
+                row = row.target("≥ 3,000 req/s, p99 < 10 ms", Some(met));
+            }
+            rows.push(row);
+        }
+        let view = self.reads.get("a_order_summary_seaorm").map(|r| r.result.per_second());
+        for (key, label, target) in [("b_best_join", "read payoff (b)/(a)", Some(5.0)), ("b_naive_join", "read payoff (b′)/(a)", None)] {
+            let (Some(view), Some(join)) = (view, self.reads.get(key).map(|r| r.result.per_second())) else { continue };
+            let ratio = ratio_of(view, join);
+            let mut row = Figure::new(label, format!("(a) {}", per_s(view)))
+                .num(view)
+                .baseline(format!("{} {}", if key == "b_best_join" { "(b)" } else { "(b′)" }, per_s(join)), Some(join))
+                .ratio(ratio, times);
+            if let Some(target) = target {
+                row = row.target("≥ 5×", ratio.map(|r| r >= target));
+            }
+            rows.push(row);
+        }
+    }
+
+    fn lag_figures(&self, rows: &mut Vec<Figure>) {
+        for run in &self.lag {
+            let bound = if run.target_rate <= 200 { 10.0 } else { 50.0 };
+            let target = format!("p99 ≤ {bound:.0} ms");
+            rows.push(
+                Figure::new(format!("command rate, target {}/s (open loop)", run.target_rate), format!("{:.0}/s achieved", run.achieved_rate()))
+                    .num(run.achieved_rate())
+                    .baseline(format!("{} failed, {} skipped", run.failed, run.skipped), None),
+            );
+            for (what, samples, missed) in [
+                ("writeVisible", &run.write_visible, run.write_visible_missed),
+                ("projectionUpdated", &run.projection_updated, run.projection_updated_missed),
+            ] {
+                let s = Summary::of(samples);
+                let met = (s.count > 0).then(|| s.p99_ms <= bound && missed == 0);
+                rows.push(
+                    Figure::new(format!("lag to {what} at {}/s", run.target_rate), lag_text(&s))
+                        .num(s.p99_ms)
+                        .baseline(format!("{missed} missed of {}", s.count as u64 + missed), None)
+                        .target(&target, met),
+                );
+            }
+        }
+        if let Some(fan) = &self.fan_out {
+            let s = Summary::of(&fan.lags);
+            let all = fan.lags.len() == fan.wanted && fan.wanted > 0;
+            rows.push(
+                Figure::new(format!("fan-out to {} subscribers", fan.wanted), lag_text(&s))
+                    .num(s.p99_ms)
+                    .baseline(format!("{}/{} received", fan.lags.len(), fan.wanted), Some(fan.lags.len() as f64))
+                    .target("all receive, p99 ≤ 50 ms", Some(all && s.p99_ms <= 50.0)),
+            );
+        }
+    }
+
+    fn rebuild_figures(&self, rows: &mut Vec<Figure>) {
+        let Some(rebuild) = &self.rebuild else { return };
+        rows.push(Figure::new(
+            "event log size for the rebuild",
+            format!("{} events ({} appended by plain SQL)", rebuild.events_in_log, rebuild.appended_by_sql),
+        ));
+        let bulk_rate = rebuild.bulk.as_ref().map(|b| b.rows_per_second);
+        let bulk_text = rebuild.bulk.as_ref().map_or("—".into(), |b| format!("{} rows/s bulk INSERT ({} rows)", b.rows_per_second.round(), b.rows));
+        match &rebuild.single {
+            RebuildOutcome::Done { lines, .. } => {
+                let rate = lines.first().map_or(0.0, |l| l.events_per_second);
+                let ratio = bulk_rate.and_then(|b| ratio_of(rate, b));
+                let met = ratio.map(|r| r >= 0.5 && rate >= 100_000.0);
+                rows.push(
+                    Figure::new("rebuild order_summary", format!("{rate:.0} events/s"))
+                        .num(rate)
+                        .baseline(bulk_text.clone(), bulk_rate)
+                        .ratio(ratio, percent)
+                        .target("≥ 100,000 events/s and ≥ 50% of bulk INSERT", met),
+                );
+            }
+            RebuildOutcome::NotAvailable(reason) => rows.push(
+                Figure::new("rebuild order_summary", format!("not available ({})", first_words(reason)))
+                    .baseline(bulk_text.clone(), bulk_rate)
+                    .target("≥ 100,000 events/s and ≥ 50% of bulk INSERT", None),
+            ),
+        }
+        match &rebuild.all {
+            RebuildOutcome::Done { lines, wall } => {
+                let events: u64 = lines.iter().map(|l| l.events).sum();
+                let rate = events as f64 / wall.as_secs_f64().max(1e-9);
+                rows.push(
+                    Figure::new("rebuild --all", format!("{} projections, {events} events applied in {:.1} s ({rate:.0} events/s)", lines.len(), wall.as_secs_f64()))
+                        .num(rate),
+                );
+            }
+            RebuildOutcome::NotAvailable(reason) => rows.push(Figure::new("rebuild --all", format!("not available ({})", first_words(reason)))),
+        }
+    }
+
+    fn resource_figures(&self, rows: &mut Vec<Figure>) {
+        if let Some(kib) = self.peak_rss_kib {
+            rows.push(Figure::new("server peak RSS", format!("{:.1} MiB", kib as f64 / 1024.0)).num(kib as f64 / 1024.0));
+        }
+        if let Some(seeding) = &self.seeding {
+            if let (Some(cpu), true) = (seeding.server_cpu_s, seeding.commands > 0) {
+                let per_1000 = cpu / seeding.commands as f64 * 1000.0;
+                rows.push(
+                    Figure::new("server CPU per 1,000 commands", format!("{per_1000:.2} CPU s"))
+                        .num(per_1000)
+                        .baseline(format!("{cpu:.1} CPU s over {} seeding commands, projections included", seeding.commands), Some(cpu)),
+                );
+            }
+        }
+    }
+
+    /// The Markdown table printed at the end.
+    pub fn markdown_table(&self) -> String {
+        let mut out = format!("\n## Twofold benchmark — {} / {} mode\n\n{}\n\n", self.backend, self.mode, self.scale);
+        out.push_str("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|\n");
+        for f in self.figures() {
+            out.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", f.figure, f.value, f.baseline, f.ratio, f.target, f.met));
+        }
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.to_json()).context("serialize the results")?;
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+    }
+
+    fn to_json(&self) -> Value {
+        let commands: Vec<Value> = self
+            .command_http
+            .iter()
+            .map(|(c, http)| json!({ "concurrency": c, "graphql_http": http.to_json(), "plain_sql": self.command_sql.get(c).map(LoopResult::to_json) }))
+            .collect();
+        let reads: BTreeMap<&String, Value> =
+            self.reads.iter().map(|(k, r)| (k, json!({ "page_orders": r.page_orders, "run": r.result.to_json() }))).collect();
+        let lag: Vec<Value> = self.lag.iter().map(lag_json).collect();
+        json!({
+            "backend": self.backend,
+            "mode": self.mode,
+            "scale": self.scale,
+            "started_at": self.started_at,
+            "finished_at": chrono::Utc::now().to_rfc3339(),
+            "figures": self.figures(),
+            "details": {
+                "commands": commands,
+                "seeding": self.seeding.as_ref().map(|s| json!({
+                    "placed": s.placed.to_json(),
+                    "cancelled_or_shipped": s.changed.to_json(),
+                    "server_cpu_s": s.server_cpu_s,
+                    "commands": s.commands,
+                })),
+                "reads": reads,
+                "lag": lag,
+                "fan_out": self.fan_out.as_ref().map(|f| json!({
+                    "wanted": f.wanted,
+                    "connected": f.connected,
+                    "connect_errors": f.connect_errors,
+                    "first_error": f.first_error,
+                    "received": f.lags.len(),
+                    "missed": f.missed,
+                    "lag": Summary::of(&f.lags),
+                })),
+                "resources": { "server_peak_rss_kib": self.peak_rss_kib },
+                "rebuild": self.rebuild.as_ref().map(|r| json!({
+                    "events_in_log": r.events_in_log,
+                    "appended_by_sql": r.appended_by_sql,
+                    "order_summary": outcome_json(&r.single),
+                    "all": outcome_json(&r.all),
+                    "bulk_insert_baseline": r.bulk,
+                })),
+            },
+        })
+    }
+
+    /// Percentile curves (log-scale lag) of every lag series.
+    pub fn write_lag_chart(&self, path: &Path) -> anyhow::Result<()> {
+        use plotters::prelude::*;
+
+        let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+        for run in &self.lag {
+            series.push((format!("writeVisible @ {}/s", run.target_rate), sorted_ms(&run.write_visible)));
+            series.push((format!("projectionUpdated @ {}/s", run.target_rate), sorted_ms(&run.projection_updated)));
+        }
+        if let Some(fan) = &self.fan_out {
+            series.push((format!("fan-out, {} subscribers", fan.wanted), sorted_ms(&fan.lags)));
+        }
+        series.retain(|(_, s)| !s.is_empty());
+        const FLOOR_MS: f64 = 0.05;
+        let top = series.iter().filter_map(|(_, s)| s.last().copied()).fold(1.0_f64, f64::max) * 1.5;
+
+        let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("Twofold propagation lag — {} / {}", self.backend, self.mode), ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..100f64, (FLOOR_MS..top).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile of commands (or subscribers)")
+            .y_desc("lag after the HTTP response, ms (log)")
+            .draw()?;
+        for (i, (name, sorted)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points = (0..=1000).map(|k| {
+                let p = k as f64 / 10.0;
+                (p, percentile(sorted, p.max(0.1)).max(FLOOR_MS))
+            });
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(format!("{name} (n={})", sorted.len()))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+        root.present()?;
+        Ok(())
+    }
+}
+
+fn lag_json(run: &LagRun) -> Value {
+    json!({
+        "target_rate": run.target_rate,
+        "achieved_rate": run.achieved_rate(),
+        "scheduled": run.scheduled,
+        "ok": run.ok,
+        "failed": run.failed,
+        "skipped": run.skipped,
+        "first_error": run.first_error,
+        "elapsed_s": run.elapsed.as_secs_f64(),
+        "send_lateness": Summary::of(&run.send_lateness),
+        "write_visible": Summary::of(&run.write_visible),
+        "write_visible_missed": run.write_visible_missed,
+        "projection_updated": Summary::of(&run.projection_updated),
+        "projection_updated_missed": run.projection_updated_missed,
+        "projection_updated_before_response": run.projection_updated_early,
+    })
+}
+
+fn outcome_json(outcome: &RebuildOutcome) -> Value {
+    match outcome {
+        RebuildOutcome::Done { lines, wall } => json!({ "available": true, "wall_s": wall.as_secs_f64(), "projections": lines }),
+        RebuildOutcome::NotAvailable(reason) => json!({ "available": false, "reason": reason }),
+    }
+}
+
+/// A reason short enough for a table cell.
+fn first_words(reason: &str) -> String {
+    let cleaned = reason.replace('|', "/");
+    if cleaned.chars().count() > 80 {
+        format!("{}…", cleaned.chars().take(80).collect::<String>())
+    } else {
+        cleaned
+    }
+}

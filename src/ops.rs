@@ -1,0 +1,305 @@
+//! Operator commands: `twofold rebuild`, `twofold projections`,
+//! `twofold demo-data`. Progress goes to stderr (a bar on a terminal, plain
+//! lines otherwise); results go to stdout.
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::StartError;
+use crate::command::customer::RegisterCustomer;
+use crate::command::order::{CancelOrder, PlaceOrder, PlaceOrderLine, ShipOrder};
+use crate::command::product::AddProduct;
+use crate::command::{CommandMeta, CommandService};
+use crate::config::{DemoDataArgs, RebuildArgs};
+use crate::db::Db;
+use crate::projection::rebuild::{self, RebuildOptions};
+use crate::token::LogPosition;
+
+/// A progress display: a bar on a terminal, a line a second otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    label: String,
+    last_line: Instant,
+}
+
+impl Reporter {
+    fn new(label: &str, unit: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            let template = format!("{{prefix}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(label.to_owned());
+            bar
+        });
+        Self { bar, label: label.to_owned(), last_line: Instant::now() }
+    }
+
+    fn update(&mut self, done: u64, total: u64, elapsed: Duration) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(1) || done == total => {
+                let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+                let eta = if rate > 0.0 { (total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+                eprintln!("{}: {done}/{total} ({rate:.0}/s, eta {eta:.0} s)", self.label);
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
+    crate::app::migrate(&args.database.database_url, args.database.read_database_url.as_deref()).await?;
+    let events_db = Db::connect(&args.database.database_url, 4).await?;
+    let read_db = match &args.database.read_database_url {
+        Some(url) if *url != args.database.database_url => Db::connect(url, 4).await?,
+        _ => events_db.clone(),
+    };
+    let projections: Vec<String> =
+        if args.all { crate::projection::names().into_iter().map(str::to_owned).collect() } else { args.projections.clone() };
+    let until = match &args.until {
+        Some(t) => Some(t.parse::<LogPosition>().map_err(|e| StartError::Config(e.to_string()))?),
+        None => None,
+    };
+    let options = RebuildOptions { projections, until, copy_name: args.copy_name.clone(), batch_size: args.batch_size.max(1) };
+    let mut reporter = Reporter::new("rebuild", "events");
+    let reports = rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed))
+        .await
+        .map_err(|e| StartError::Config(format!("rebuild failed: {e}")))?;
+    reporter.finish();
+    for r in &reports {
+        println!("rebuilt {}: {} events in {:.3} s ({:.0} events/s)", r.projection, r.events, r.elapsed.as_secs_f64(), r.events_per_second());
+        for table in &r.copy_tables {
+            println!("  as of {}: table {table}", r.checkpoint);
+        }
+    }
+    Ok(())
+}
+
+pub async fn projections(database_url: &str, read_database_url: Option<&str>) -> Result<(), StartError> {
+    let events_db = Db::connect(database_url, 2).await?;
+    let read_db = match read_database_url {
+        Some(url) if url != database_url => Db::connect(url, 2).await?,
+        _ => events_db.clone(),
+    };
+    let reads = crate::query::ReadModel::new(read_db, events_db, crate::notice::Notices::default(), Default::default());
+    let states = reads.projections().await.map_err(|e| StartError::Config(e.to_string()))?;
+    println!("{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  last error", "projection", "mode", "status", "checkpoint", "lag", "applied");
+    for s in states {
+        let checkpoint = LogPosition::new(s.row.last_tx_id, s.row.last_position).to_string();
+        let status = if s.row.status == crate::projection::runtime::STATUS_REBUILDING && s.row.rebuild_total > 0 {
+            format!("{} {}%", s.row.status, s.row.rebuild_done * 100 / s.row.rebuild_total)
+        } else {
+            s.row.status.clone()
+        };
+        println!(
+            "{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  {}",
+            s.row.name,
+            s.row.mode,
+            status,
+            checkpoint,
+            s.lag,
+            s.row.events_applied,
+            s.row.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// Registers customers, adds products and places orders through the
+/// command handlers (so the event log and the views are real); about one
+/// order in five is then cancelled and one in three shipped.
+pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
+    let mut settings = crate::config::Settings::for_database(&args.database.database_url);
+    settings.read_database_url = args.database.read_database_url.clone();
+    let services = crate::app::start(&settings).await?;
+    let commands = services.commands.clone();
+    let run = format!("{:x}", chrono::Utc::now().timestamp());
+    let customers = run_many(&commands, "customers", args.customers, args.concurrency, {
+        let run = run.clone();
+        move |c, i| {
+            let run = run.clone();
+            async move {
+                let cmd = RegisterCustomer { name: demo_name(i), email: format!("customer{i}.{run}@example.com") };
+                c.register_customer(cmd, CommandMeta::default()).await.map(|a| a.id)
+            }
+        }
+    })
+    .await?;
+    let products = run_many(&commands, "products", args.products, args.concurrency, {
+        let run = run.clone();
+        move |c, i| {
+            let run = run.clone();
+            async move {
+                let cmd = AddProduct { sku: format!("SKU-{run}-{i:05}"), title: demo_title(i), price_cents: 199 + (i as i64 * 137) % 9800 };
+                c.add_product(cmd, CommandMeta::default()).await.map(|a| a.id)
+            }
+        }
+    })
+    .await?;
+    if customers.is_empty() || products.is_empty() {
+        return Err(StartError::Config("demo data needs at least one customer and one product".into()));
+    }
+    let (customers, products) = (Arc::new(customers), Arc::new(products));
+    run_many(&commands, "orders", args.orders, args.concurrency, move |c, i| {
+        let (customers, products) = (customers.clone(), products.clone());
+        async move {
+            let lines = (0..1 + i % 5)
+                .map(|k| PlaceOrderLine { product_id: products[(i * 7 + k * 13) % products.len()], quantity: 1 + ((i + k) % 3) as i32 })
+                .collect();
+            let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines };
+            let ack = c.place_order(cmd, CommandMeta::default()).await?;
+            let order_id = ack.id.unwrap_or_default();
+            if i % 5 == 1 {
+                c.cancel_order(CancelOrder { order_id, reason: Some("changed my mind".into()), expected_version: None }, CommandMeta::default()).await?;
+            } else if i % 3 == 0 {
+                let ship = ShipOrder { order_id, carrier: "DHL".into(), tracking_number: format!("1Z{i:08}"), expected_version: None };
+                c.ship_order(ship, CommandMeta::default()).await?;
+            }
+            Ok(Some(order_id))
+        }
+    })
+    .await?;
+    println!("demo data: {} customers, {} products, {} orders", args.customers, args.products, args.orders);
+    Ok(())
+}
+
+/// Runs `count` commands, `concurrency` at a time, with a progress display.
+async fn run_many<F, Fut>(commands: &CommandService, label: &str, count: usize, concurrency: usize, make: F) -> Result<Vec<uuid::Uuid>, StartError>
+where
+    F: Fn(CommandService, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Option<uuid::Uuid>, crate::command::CommandError>> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut reporter = Reporter::new(label, label);
+    let make = Arc::new(make);
+    let mut results = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let (make, commands, done) = (make.clone(), commands.clone(), done.clone());
+            async move {
+                let r = make(commands, i).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                r
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut ids = Vec::with_capacity(count);
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(Some(id)) => ids.push(id),
+            Ok(None) => {}
+            Err(e) => return Err(StartError::Config(format!("demo data: a command failed: {e}"))),
+        }
+        reporter.update(done.load(Ordering::Relaxed) as u64, count as u64, started.elapsed());
+    }
+    reporter.finish();
+    Ok(ids)
+}
+
+fn demo_name(i: usize) -> String {
+    const FIRST: [&str; 10] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tony"];
+    const LAST: [&str; 10] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Hoare"];
+    format!("{} {} {}", FIRST[i % 10], LAST[(i / 10) % 10], i)
+}
+
+fn demo_title(i: usize) -> String {
+    const KIND: [&str; 8] = ["tea", "coffee", "cake", "biscuits", "honey", "jam", "chocolate", "bread"];
+    const ADJ: [&str; 6] = ["Green", "Smoky", "Lemon", "Dark", "Wild", "Golden"];
+    format!("{} {} #{i}", ADJ[i % 6], KIND[(i / 6) % 8])
+}
+
+/// Admin operations while serving (behind `--admin-token`).
+#[derive(Clone)]
+pub struct AdminService {
+    events_db: Db,
+    read_db: Db,
+    notices: crate::notice::Notices,
+    token: Option<Arc<str>>,
+    running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Whether a request may use admin operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccess {
+    Granted,
+    /// No admin token is configured: admin operations are disabled.
+    Disabled,
+    /// No credentials were sent.
+    Missing,
+    /// Wrong credentials.
+    Denied,
+}
+
+impl AdminService {
+    pub fn new(events_db: Db, read_db: Db, notices: crate::notice::Notices, token: Option<String>) -> Self {
+        Self { events_db, read_db, notices, token: token.map(Into::into), running: Arc::default() }
+    }
+
+    /// Checks an `Authorization` header value.
+    pub fn access(&self, authorization: Option<&str>) -> AdminAccess {
+        let Some(expected) = &self.token else { return AdminAccess::Disabled };
+        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else { return AdminAccess::Missing };
+        // Constant-time comparison: no early exit on the first differing byte.
+        let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
+        let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+        if diff == 0 {
+            AdminAccess::Granted
+        } else {
+            AdminAccess::Denied
+        }
+    }
+
+    /// Starts a rebuild in the background; progress shows in `projections`
+    /// and `projectionUpdated`. Refuses a projection already rebuilding here.
+    pub fn start_rebuild(&self, projection: &str) -> Result<(), String> {
+        if !crate::projection::names().contains(&projection) {
+            return Err(format!("unknown projection '{projection}'; known: {}", crate::projection::names().join(", ")));
+        }
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if !running.insert(projection.to_owned()) {
+                return Err(format!("{projection} is already being rebuilt"));
+            }
+        }
+        let this = self.clone();
+        let name = projection.to_owned();
+        tokio::spawn(async move {
+            let options = RebuildOptions { projections: vec![name.clone()], until: None, copy_name: None, batch_size: rebuild::REPLAY_BATCH };
+            let notices = this.notices.clone();
+            let mut last = Instant::now();
+            let progress = |p: rebuild::Progress| {
+                if last.elapsed() >= Duration::from_millis(250) || p.done == p.total {
+                    notices.publish_progress(&name, 100.0 * p.done as f64 / p.total.max(1) as f64);
+                    last = Instant::now();
+                }
+            };
+            match rebuild::rebuild(&this.events_db, &this.read_db, &options, progress).await {
+                Ok(reports) => {
+                    for r in reports {
+                        tracing::info!(projection = %r.projection, events = r.events, events_per_second = r.events_per_second() as u64, "rebuild finished");
+                        this.notices.advance(&r.projection, r.checkpoint);
+                    }
+                }
+                Err(e) => tracing::error!(projection = %name, error = %e, "rebuild failed"),
+            }
+            this.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! Rebuild by replay, blue/green.
+//!
+//! The whole log is replayed into *shadow* tables while the service keeps
+//! serving (and the live projector keeps updating) the current ones; then,
+//! in one transaction that holds the checkpoint row, the shadow catches up
+//! with the last events, replaces the live table, and the checkpoint moves
+//! to where the replay ended. The live projector goes on from there: its
+//! next batch is fenced out if it raced the switch, so no event is skipped
+//! or applied twice.
+//!
+//! The projection code is not told it is rebuilding: it writes unqualified
+//! table names, and the shadow tables shadow them on a dedicated connection
+//! (PostgreSQL: a schema first on `search_path`; SQLite: TEMP tables, which
+//! SQLite resolves before `main`).
+//!
+//! With `until`, the replay stops at that token and the result is kept as a
+//! named copy (`<table>__<name>`) for audits; the live view is untouched.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
+
+use super::reader;
+use super::runtime::{STATUS_REBUILDING, STATUS_RUNNING};
+use super::{ApplyContext, Projection};
+use crate::db::Db;
+use crate::domain::event::RecordedEvent;
+use crate::token::LogPosition;
+
+/// Events read and applied per replay transaction.
+pub const REPLAY_BATCH: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("unknown projection '{0}'")]
+    UnknownProjection(String),
+    #[error("the copy name '{0}' must be 1-40 characters of a-z, 0-9 and _")]
+    BadCopyName(String),
+    #[error("event at position {position} cannot be applied: {reason}; fix the projection and rebuild again")]
+    Poison { position: i64, reason: String },
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Connect(#[from] crate::db::ConnectError),
+}
+
+/// What to rebuild.
+#[derive(Debug, Clone)]
+pub struct RebuildOptions {
+    pub projections: Vec<String>,
+    /// Replay only up to this token (inclusive) into a named copy.
+    pub until: Option<LogPosition>,
+    /// The copy's name, with `until`.
+    pub copy_name: Option<String>,
+    pub batch_size: u64,
+}
+
+/// Progress, reported after every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub elapsed: Duration,
+}
+
+/// One rebuilt projection.
+#[derive(Debug, Clone)]
+pub struct RebuildReport {
+    pub projection: String,
+    pub events: u64,
+    pub elapsed: Duration,
+    pub checkpoint: LogPosition,
+    /// For `until`: the tables the copy was written to.
+    pub copy_tables: Vec<String>,
+}
+
+impl RebuildReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn shadow_schema(projection: &str) -> String {
+    format!("twofold_rebuild_{projection}")
+}
+
+fn stmt(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    super::sql::statement(db.backend(), sql, values)
+}
+
+/// Rebuilds the named projections in one pass over the log.
+pub async fn rebuild(
+    events_db: &Db,
+    read_db: &Db,
+    options: &RebuildOptions,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<Vec<RebuildReport>, RebuildError> {
+    let all = super::all();
+    let mut chosen: Vec<Arc<dyn Projection>> = Vec::new();
+    for name in &options.projections {
+        let p = all.iter().find(|p| p.name() == name).ok_or_else(|| RebuildError::UnknownProjection(name.clone()))?;
+        chosen.push(p.clone());
+    }
+    if let Some(name) = &options.copy_name {
+        if name.is_empty() || name.len() > 40 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(RebuildError::BadCopyName(name.clone()));
+        }
+    }
+    let started = Instant::now();
+    let shadow = Db::connect_dedicated(&read_db.url).await?;
+    for p in &chosen {
+        create_shadow(&shadow, p.name()).await?;
+    }
+    let total = match options.until {
+        Some(until) => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0).min(until.position.max(0) as u64),
+        None => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0),
+    };
+    if options.until.is_none() {
+        set_status(read_db, &chosen, STATUS_REBUILDING, 0, total as i64).await?;
+    }
+    let result = replay(events_db, read_db, &shadow, &chosen, options, total, started, &mut progress).await;
+    if result.is_err() && options.until.is_none() {
+        let _ = set_status(read_db, &chosen, STATUS_RUNNING, 0, 0).await;
+    }
+    for p in &chosen {
+        let _ = drop_shadow(&shadow, p.name()).await;
+    }
+    let _ = shadow.conn.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn replay(
+    events_db: &Db,
+    read_db: &Db,
+    shadow: &Db,
+    chosen: &[Arc<dyn Projection>],
+    options: &RebuildOptions,
+    total: u64,
+    started: Instant,
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<Vec<RebuildReport>, RebuildError> {
+    let mut from = LogPosition::START;
+    let mut done: u64 = 0;
+    let mut last_reported = Instant::now();
+    loop {
+        let batch = read_batch(events_db, from, options.until, options.batch_size).await?;
+        let Some(last) = batch.last() else { break };
+        from = LogPosition::new(last.tx_id, last.position);
+        apply_batch(shadow, chosen, &batch, None).await?;
+        done += batch.len() as u64;
+        progress(Progress { done, total: total.max(done), elapsed: started.elapsed() });
+        if options.until.is_none() && last_reported.elapsed() > Duration::from_millis(500) {
+            set_status(read_db, chosen, STATUS_REBUILDING, done as i64, total.max(done) as i64).await?;
+            last_reported = Instant::now();
+        }
+    }
+    let mut copy_tables = Vec::new();
+    let checkpoint = match (options.until, &options.copy_name) {
+        (Some(_), name) => {
+            let name = name.clone().unwrap_or_else(|| format!("as_of_{}", from.position));
+            for p in chosen {
+                copy_tables.push(keep_copy(shadow, p.name(), &name).await?);
+            }
+            from
+        }
+        (None, _) => {
+            let (switched_at, extra) = switch(events_db, shadow, chosen, from, options.batch_size).await?;
+            done += extra;
+            switched_at
+        }
+    };
+    progress(Progress { done, total: total.max(done), elapsed: started.elapsed() });
+    Ok(chosen
+        .iter()
+        .map(|p| RebuildReport {
+            projection: p.name().to_owned(),
+            events: done,
+            elapsed: started.elapsed(),
+            checkpoint,
+            copy_tables: copy_tables.iter().filter(|t| t.starts_with(p.name())).cloned().collect(),
+        })
+        .collect())
+}
+
+async fn read_batch(events_db: &Db, from: LogPosition, until: Option<LogPosition>, limit: u64) -> Result<Vec<RecordedEvent>, RebuildError> {
+    let rows = reader::read_range(&events_db.conn, from, until, limit).await?;
+    rows.into_iter()
+        .map(|r| r.map_err(|bad| RebuildError::Poison { position: bad.position, reason: bad.error }))
+        .collect()
+}
+
+/// Applies a batch to every shadow, in its own transaction or in `txn`.
+async fn apply_batch(
+    shadow: &Db,
+    chosen: &[Arc<dyn Projection>],
+    batch: &[RecordedEvent],
+    txn: Option<&sea_orm::DatabaseTransaction>,
+) -> Result<(), RebuildError> {
+    match txn {
+        Some(txn) => apply_in(txn, chosen, batch).await,
+        None => {
+            let txn = shadow.conn.begin().await?;
+            apply_in(&txn, chosen, batch).await?;
+            txn.commit().await?;
+            Ok(())
+        }
+    }
+}
+
+async fn apply_in(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projection>], batch: &[RecordedEvent]) -> Result<(), RebuildError> {
+    use_shadow(txn, chosen).await?;
+    for p in chosen {
+        p.apply(txn, batch, ApplyContext { position_guard: true }).await.map_err(|e| match e {
+            super::ApplyError::Poison { position, reason } => RebuildError::Poison { position, reason },
+            super::ApplyError::Database(db) => RebuildError::Database(db),
+        })?;
+    }
+    Ok(())
+}
+
+/// Points unqualified table names at the shadows for this transaction.
+async fn use_shadow(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projection>]) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let schemas: Vec<String> = chosen.iter().map(|p| shadow_schema(p.name())).collect();
+        txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", schemas.join(", "))).await?;
+    }
+    Ok(())
+}
+
+async fn create_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
+    match shadow.backend() {
+        DbBackend::Postgres => {
+            let schema = shadow_schema(table);
+            shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+            shadow.conn.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await?;
+            shadow.conn.execute_unprepared(&format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)")).await?;
+        }
+        _ => {
+            let row = shadow
+                .conn
+                .query_one_raw(stmt(shadow, "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = $1", vec![table.into()]))
+                .await?
+                .ok_or_else(|| DbErr::Custom(format!("no table {table}")))?;
+            let ddl: String = row.try_get("", "sql")?;
+            let ddl = ddl.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
+            shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?;
+            shadow.conn.execute_unprepared(&ddl).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
+    match shadow.backend() {
+        DbBackend::Postgres => shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", shadow_schema(table))).await?,
+        _ => shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?,
+    };
+    Ok(())
+}
+
+/// Keeps a shadow as `<table>__<name>` beside the live table.
+async fn keep_copy(shadow: &Db, table: &str, name: &str) -> Result<String, DbErr> {
+    let copy = format!("{table}__{name}");
+    match shadow.backend() {
+        DbBackend::Postgres => {
+            let schema = shadow_schema(table);
+            let txn = shadow.conn.begin().await?;
+            // A plain copy (no indexes: their names would clash with the live table's).
+            txn.execute_unprepared(&format!("DROP TABLE IF EXISTS public.{copy}")).await?;
+            txn.execute_unprepared(&format!("CREATE TABLE public.{copy} AS SELECT * FROM {schema}.{table}")).await?;
+            txn.commit().await?;
+        }
+        _ => {
+            let txn = shadow.conn.begin().await?;
+            txn.execute_unprepared(&format!("DROP TABLE IF EXISTS main.{copy}")).await?;
+            txn.execute_unprepared(&format!("CREATE TABLE main.{copy} AS SELECT * FROM temp.{table}")).await?;
+            txn.commit().await?;
+        }
+    }
+    Ok(copy)
+}
+
+/// The atomic switch: hold the checkpoint rows, catch the shadows up with
+/// the log, replace the live tables, move the checkpoints. Returns where the
+/// projections now stand and how many events the catch-up applied.
+async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut from: LogPosition, batch_size: u64) -> Result<(LogPosition, u64), RebuildError> {
+    let txn = match shadow.backend() {
+        DbBackend::Sqlite => {
+            shadow
+                .conn
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?
+        }
+        _ => shadow.conn.begin().await?,
+    };
+    let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
+    if shadow.backend() == DbBackend::Postgres {
+        let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        txn.execute_unprepared(&format!("SELECT name FROM public.projection_checkpoint WHERE name IN ({}) FOR UPDATE", list.join(", "))).await?;
+    }
+    // With the live runners held off, apply whatever arrived meanwhile.
+    let mut extra = 0u64;
+    loop {
+        let batch = read_batch(events_db, from, None, batch_size).await?;
+        let Some(last) = batch.last() else { break };
+        from = LogPosition::new(last.tx_id, last.position);
+        apply_batch(shadow, chosen, &batch, Some(&txn)).await?;
+        extra += batch.len() as u64;
+    }
+    if shadow.backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL search_path TO public").await?;
+    }
+    let applied = i64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0);
+    for name in &names {
+        match shadow.backend() {
+            DbBackend::Postgres => {
+                let schema = shadow_schema(name);
+                txn.execute_unprepared(&format!("DROP TABLE public.{name}")).await?;
+                txn.execute_unprepared(&format!("ALTER TABLE {schema}.{name} SET SCHEMA public")).await?;
+            }
+            _ => {
+                txn.execute_unprepared(&format!("DELETE FROM main.{name}")).await?;
+                txn.execute_unprepared(&format!("INSERT INTO main.{name} SELECT * FROM temp.{name}")).await?;
+            }
+        }
+        txn.execute_raw(stmt(
+            shadow,
+            "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, status = $3, last_error = NULL, \
+             events_applied = $4, fence = fence + 1, rebuild_done = 0, rebuild_total = 0, updated_at = $5 WHERE name = $6",
+            vec![from.tx_id.into(), from.position.into(), STATUS_RUNNING.into(), applied.into(), chrono::Utc::now().into(), (*name).into()],
+        ))
+        .await?;
+        if shadow.backend() == DbBackend::Postgres {
+            let update = crate::notice::ProjectionUpdated {
+                projection: (*name).to_owned(),
+                token: from,
+                stream_ids: Vec::new(),
+                event_types: Vec::new(),
+                complete: false,
+                rebuild_percent: None,
+            };
+            let payload = crate::notice::postgres::ProjectionNotice::encode("rebuild", &update);
+            txn.execute_raw(stmt(shadow, "SELECT pg_notify($1, $2)", vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()])).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok((from, extra))
+}
+
+async fn set_status(read_db: &Db, chosen: &[Arc<dyn Projection>], status: &str, done: i64, total: i64) -> Result<(), DbErr> {
+    for p in chosen {
+        read_db
+            .conn
+            .execute_raw(stmt(
+                read_db,
+                "UPDATE projection_checkpoint SET status = $1, rebuild_done = $2, rebuild_total = $3, updated_at = $4 WHERE name = $5",
+                vec![status.into(), done.into(), total.into(), chrono::Utc::now().into(), p.name().into()],
+            ))
+            .await?;
+    }
+    Ok(())
+}
