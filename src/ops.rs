@@ -15,6 +15,7 @@ use crate::command::product::AddProduct;
 use crate::command::{CommandMeta, CommandService};
 use crate::config::{DemoDataArgs, RebuildArgs};
 use crate::db::Db;
+use crate::domain::event::SalesChannel;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 
@@ -161,7 +162,8 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
             let lines = (0..1 + i % 5)
                 .map(|k| PlaceOrderLine { product_id: products[(i * 7 + k * 13) % products.len()], quantity: 1 + ((i + k) % 3) as i32 })
                 .collect();
-            let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines };
+            let channel = [SalesChannel::Web, SalesChannel::Mobile, SalesChannel::Api][i % 3];
+            let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines, channel };
             let ack = c.place_order(cmd, CommandMeta::default()).await?;
             let order_id = ack.id.unwrap_or_default();
             if i % 5 == 1 {

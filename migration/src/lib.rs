@@ -15,6 +15,7 @@ mod m20261126_000001_write_model;
 mod m20261126_000002_event_log;
 mod m20261126_000003_read_model;
 mod m20261126_000004_rebuild_progress;
+mod m20261126_000005_order_channel;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_event_log::Migration),
             Box::new(m20261126_000003_read_model::Migration),
             Box::new(m20261126_000004_rebuild_progress::Migration),
+            Box::new(m20261126_000005_order_channel::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use super::idempotency::{self, Key};
 use super::store::{self, Lock};
 use super::{Ack, CommandError, CommandMeta, CommandService};
+use crate::domain::event::SalesChannel;
 use crate::domain::order::{validate_lines, LineRequest, Order};
 use crate::domain::DomainError;
 
@@ -16,6 +17,8 @@ pub struct PlaceOrder {
     pub order_id: Option<Uuid>,
     pub customer_id: Uuid,
     pub lines: Vec<PlaceOrderLine>,
+    /// Where the order comes from (`UNKNOWN` when the client does not say).
+    pub channel: SalesChannel,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -62,7 +65,7 @@ impl CommandService {
             if store::order_exists(uow.txn(), order_id).await? {
                 return Err(DomainError::invariant(format!("an order with id {order_id} already exists")).into());
             }
-            let event = Order::place(order_id, &customer, &lines, &products)?;
+            let event = Order::place(order_id, &customer, &lines, &products, cmd.channel)?;
             let order = Order::apply(None, &event).ok_or_else(|| CommandError::Internal("placement did not apply".into()))?;
             store::insert_order(uow.txn(), &order).await?;
             uow.commit(self, &key, Some(order_id), vec![(event, order.version)]).await

@@ -78,6 +78,31 @@ impl PlacedLine {
     }
 }
 
+/// Where an order was placed. Added in `OrderPlaced` v2; v1 events are
+/// upcast with `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SalesChannel {
+    Web,
+    Mobile,
+    Api,
+    #[default]
+    Unknown,
+}
+
+impl SalesChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "WEB",
+            Self::Mobile => "MOBILE",
+            Self::Api => "API",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Schema history: v1 `{orderId, customerId, customerName, customerEmail,
+/// customerVersion, lines, totalCents}`; v2 adds `channel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPlaced {
@@ -89,6 +114,8 @@ pub struct OrderPlaced {
     pub customer_version: i64,
     pub lines: Vec<PlacedLine>,
     pub total_cents: i64,
+    /// Since v2.
+    pub channel: SalesChannel,
 }
 
 /// What a cancellation reverses, per line.
@@ -156,7 +183,10 @@ impl DomainEvent {
 
     /// The payload schema version written for new events.
     pub fn schema_version(&self) -> i32 {
-        1
+        match self {
+            Self::OrderPlaced(_) => 2,
+            _ => 1,
+        }
     }
 
     pub fn stream(&self) -> (StreamType, Uuid) {
@@ -186,28 +216,41 @@ impl DomainEvent {
         value.unwrap_or(serde_json::Value::Null)
     }
 
-    /// Decodes a stored payload; older schema versions are upcast here, on
-    /// every read path.
+    /// Decodes a stored payload. Older schema versions are upcast to the
+    /// current shape here, so every read path (projections, rebuild, audit)
+    /// sees only current events.
     pub fn decode(event_type: &str, event_version: i32, payload: &serde_json::Value) -> Result<Self, DecodeError> {
         let err = |reason: String| DecodeError { event_type: event_type.to_owned(), event_version, reason };
-        if event_version != 1 {
-            return Err(err(format!("unknown schema version {event_version}")));
-        }
-        fn de<T: serde::de::DeserializeOwned>(payload: &serde_json::Value) -> Result<T, String> {
+        let current = match (event_type, event_version) {
+            ("OrderPlaced", 1) => upcast_order_placed_v1(payload),
+            ("OrderPlaced", 2) => payload.clone(),
+            (_, 1) => payload.clone(),
+            (_, v) => return Err(err(format!("unknown schema version {v}"))),
+        };
+        fn de<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, String> {
             T::deserialize(payload).map_err(|e| e.to_string())
         }
         let event = match event_type {
-            "CustomerRegistered" => Self::CustomerRegistered(de(payload).map_err(err)?),
-            "CustomerRenamed" => Self::CustomerRenamed(de(payload).map_err(err)?),
-            "ProductAdded" => Self::ProductAdded(de(payload).map_err(err)?),
-            "ProductPriceChanged" => Self::ProductPriceChanged(de(payload).map_err(err)?),
-            "OrderPlaced" => Self::OrderPlaced(de(payload).map_err(err)?),
-            "OrderCancelled" => Self::OrderCancelled(de(payload).map_err(err)?),
-            "OrderShipped" => Self::OrderShipped(de(payload).map_err(err)?),
+            "CustomerRegistered" => Self::CustomerRegistered(de(current).map_err(err)?),
+            "CustomerRenamed" => Self::CustomerRenamed(de(current).map_err(err)?),
+            "ProductAdded" => Self::ProductAdded(de(current).map_err(err)?),
+            "ProductPriceChanged" => Self::ProductPriceChanged(de(current).map_err(err)?),
+            "OrderPlaced" => Self::OrderPlaced(de(current).map_err(err)?),
+            "OrderCancelled" => Self::OrderCancelled(de(current).map_err(err)?),
+            "OrderShipped" => Self::OrderShipped(de(current).map_err(err)?),
             other => return Err(err(format!("unknown event type {other}"))),
         };
         Ok(event)
     }
+}
+
+/// `OrderPlaced` v1 → v2: the channel was not recorded, so it is `UNKNOWN`.
+fn upcast_order_placed_v1(payload: &serde_json::Value) -> serde_json::Value {
+    let mut upcast = payload.clone();
+    if let serde_json::Value::Object(fields) = &mut upcast {
+        fields.entry("channel").or_insert_with(|| serde_json::Value::String(SalesChannel::Unknown.as_str().to_owned()));
+    }
+    upcast
 }
 
 /// An event as read back from the log, with its place in it.
@@ -243,5 +286,25 @@ mod tests {
         assert!(DomainEvent::decode("Nope", 1, &serde_json::json!({})).is_err());
         assert!(DomainEvent::decode("CustomerRegistered", 9, &serde_json::json!({})).is_err());
         assert!(DomainEvent::decode("CustomerRegistered", 1, &serde_json::json!({"name": 1})).is_err());
+        assert!(DomainEvent::decode("OrderPlaced", 3, &serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn order_placed_v1_is_upcast_with_an_unknown_channel() {
+        let id = Uuid::now_v7();
+        let v1 = serde_json::json!({
+            "orderId": id, "customerId": id, "customerName": "Ada", "customerEmail": "ada@example.com",
+            "customerVersion": 1, "totalCents": 900,
+            "lines": [{"lineNo": 1, "productId": id, "sku": "TEA", "title": "Tea", "quantity": 2, "unitPriceCents": 450}]
+        });
+        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 1, &v1).unwrap() else { panic!("OrderPlaced") };
+        assert_eq!(e.channel, SalesChannel::Unknown);
+        assert_eq!(e.total_cents, 900);
+        // A v2 payload keeps its channel, and new events are written as v2.
+        let mut v2 = v1.clone();
+        v2["channel"] = serde_json::json!("MOBILE");
+        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 2, &v2).unwrap() else { panic!("OrderPlaced") };
+        assert_eq!(e.channel, SalesChannel::Mobile);
+        assert_eq!(DomainEvent::OrderPlaced(e).schema_version(), 2);
     }
 }

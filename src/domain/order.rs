@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::customer::Customer;
-use super::event::{CancelledLine, OrderCancelled, OrderPlaced, OrderShipped, PlacedLine};
+use super::event::{CancelledLine, OrderCancelled, OrderPlaced, OrderShipped, PlacedLine, SalesChannel};
 use super::product::Product;
 use super::validate::{self, MAX_ORDER_LINES, MAX_QUANTITY, MAX_TEXT_CHARS};
 use super::{DomainError, DomainEvent};
@@ -94,6 +94,7 @@ impl Order {
         customer: &Customer,
         lines: &[LineRequest],
         products: &HashMap<Uuid, Product>,
+        channel: SalesChannel,
     ) -> Result<DomainEvent, DomainError> {
         validate_lines(lines)?;
         let mut placed = Vec::with_capacity(lines.len());
@@ -123,6 +124,7 @@ impl Order {
             customer_version: customer.version,
             lines: placed,
             total_cents: total,
+            channel,
         }))
     }
 
@@ -224,7 +226,7 @@ mod tests {
 
     fn given_placed(w: &World) -> Order {
         let lines = [LineRequest { product_id: w.tea, quantity: 2 }, LineRequest { product_id: w.cake, quantity: 1 }];
-        let placed = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products).unwrap();
+        let placed = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap();
         Order::apply(None, &placed).unwrap()
     }
 
@@ -233,7 +235,7 @@ mod tests {
         let w = world();
         // when
         let lines = [LineRequest { product_id: w.tea, quantity: 2 }, LineRequest { product_id: w.cake, quantity: 1 }];
-        let DomainEvent::OrderPlaced(e) = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products).unwrap() else {
+        let DomainEvent::OrderPlaced(e) = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap() else {
             panic!("expected OrderPlaced")
         };
         // then
@@ -246,10 +248,10 @@ mod tests {
     #[test]
     fn an_empty_order_or_a_non_positive_quantity_is_rejected() {
         let w = world();
-        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &[], &w.products), Err(DomainError::Validation(_))));
+        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &[], &w.products, SalesChannel::Web), Err(DomainError::Validation(_))));
         for quantity in [0, -3] {
             let lines = [LineRequest { product_id: w.tea, quantity }];
-            assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products), Err(DomainError::Validation(_))));
+            assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web), Err(DomainError::Validation(_))));
         }
     }
 
@@ -257,7 +259,7 @@ mod tests {
     fn ordering_an_unknown_product_is_not_found() {
         let w = world();
         let lines = [LineRequest { product_id: Uuid::now_v7(), quantity: 1 }];
-        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products), Err(DomainError::NotFound(_))));
+        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web), Err(DomainError::NotFound(_))));
     }
 
     #[test]

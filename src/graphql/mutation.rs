@@ -69,12 +69,35 @@ pub struct OrderLineInput {
     pub quantity: i32,
 }
 
+/// Where an order was placed.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SalesChannel {
+    Web,
+    Mobile,
+    Api,
+    /// Not recorded (orders placed before channels were tracked, or the client did not say).
+    Unknown,
+}
+
+impl From<SalesChannel> for crate::domain::event::SalesChannel {
+    fn from(c: SalesChannel) -> Self {
+        match c {
+            SalesChannel::Web => Self::Web,
+            SalesChannel::Mobile => Self::Mobile,
+            SalesChannel::Api => Self::Api,
+            SalesChannel::Unknown => Self::Unknown,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct PlaceOrderInput {
     /// Optional client-chosen order id (a UUID); a duplicate is rejected.
     pub order_id: Option<ID>,
     pub customer_id: ID,
     pub lines: Vec<OrderLineInput>,
+    /// Where the order comes from (default UNKNOWN).
+    pub channel: Option<SalesChannel>,
     pub command_id: Option<String>,
 }
 
@@ -184,6 +207,7 @@ impl MutationRoot {
             order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,
             customer_id: uuid("customerId", &input.customer_id)?,
             lines,
+            channel: input.channel.unwrap_or(SalesChannel::Unknown).into(),
         };
         created(commands.place_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
     }

@@ -141,6 +141,16 @@ impl OrderSummary {
     async fn shipped_at(&self) -> Option<DateTime<Utc>> {
         self.0.shipped_at
     }
+    /// Where the order was placed.
+    async fn channel(&self) -> super::mutation::SalesChannel {
+        use super::mutation::SalesChannel;
+        match self.0.channel.as_str() {
+            "WEB" => SalesChannel::Web,
+            "MOBILE" => SalesChannel::Mobile,
+            "API" => SalesChannel::Api,
+            _ => SalesChannel::Unknown,
+        }
+    }
     /// The order's version; pass as `expectedVersion` to guard a command.
     async fn version(&self) -> i64 {
         self.0.version

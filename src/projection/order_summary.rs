@@ -24,13 +24,13 @@ pub struct OrderSummary;
 
 pub const NAME: &str = "order_summary";
 
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 20] = [
     "order_id", "customer_id", "customer_name", "customer_email", "customer_version", "lines", "line_count", "total_cents", "status",
     "cancel_reason", "carrier", "tracking_number", "placed_at", "cancelled_at", "shipped_at", "placed_position", "version",
-    "last_tx_id", "last_position",
+    "last_tx_id", "last_position", "channel",
 ];
 
-/// Rows per INSERT statement (19 parameters each).
+/// Rows per INSERT statement (20 parameters each).
 const ROWS_PER_STATEMENT: usize = 500;
 
 #[async_trait::async_trait]
@@ -126,6 +126,7 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
                 version: 1,
                 last_tx_id: e.tx_id,
                 last_position: e.position,
+                channel: p.channel.as_str().to_owned(),
             },
         );
         return Ok(true);
@@ -190,6 +191,7 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
             row.version.into(),
             row.last_tx_id.into(),
             row.last_position.into(),
+            row.channel.clone().into(),
         ]);
     }
     let newer_order = "excluded.version > order_summary.version";

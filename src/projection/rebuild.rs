@@ -314,7 +314,8 @@ async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut
     if shadow.backend() == DbBackend::Postgres {
         txn.execute_unprepared("SET LOCAL search_path TO public").await?;
     }
-    let applied = i64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0);
+    // Events at or before the new checkpoint (later ones are the live runner's to count).
+    let applied = reader::count_after(&events_db.conn, LogPosition::START).await? - reader::count_after(&events_db.conn, from).await?;
     for name in &names {
         match shadow.backend() {
             DbBackend::Postgres => {

@@ -16,6 +16,7 @@ mod invariants;
 mod projections;
 mod property;
 mod queries;
+mod rebuild;
 mod schema_file;
 mod subscriptions;
 mod ws_client;

@@ -30,6 +30,8 @@ pub struct Model {
     pub version: i64,
     pub last_tx_id: i64,
     pub last_position: i64,
+    /// `WEB`, `MOBILE`, `API` or `UNKNOWN` (from `OrderPlaced` v2).
+    pub channel: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
