@@ -67,6 +67,7 @@ async fn migrate_db(db: &Db) -> Result<(), StartError> {
 
 /// Connects, migrates, registers the projections and catches inline ones up.
 pub async fn start(settings: &Settings) -> Result<Services, StartError> {
+    crate::metrics::install();
     let write_db = Db::connect(&settings.database_url, settings.max_connections).await?;
     migrate_db(&write_db).await?;
     let read_db = match settings.read_database_url.as_deref().filter(|u| *u != settings.database_url) {

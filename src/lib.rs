@@ -32,6 +32,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod inline;
+pub mod metrics;
 pub mod notice;
 pub mod ops;
 pub mod projection;

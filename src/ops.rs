@@ -286,6 +286,7 @@ impl AdminService {
             let notices = this.notices.clone();
             let mut last = Instant::now();
             let progress = |p: rebuild::Progress| {
+                metrics::gauge!(crate::metrics::REBUILD_PROGRESS, "projection" => name.clone()).set(p.done as f64 / p.total.max(1) as f64);
                 if last.elapsed() >= Duration::from_millis(250) || p.done == p.total {
                     notices.publish_progress(&name, 100.0 * p.done as f64 / p.total.max(1) as f64);
                     last = Instant::now();

@@ -4,17 +4,18 @@
 //! the rebuild is measured at.
 //!
 //! The rows are exactly what the command path writes (the events are built
-//! with the service's own `DomainEvent` types), so the running projector
-//! folds them like any other event.
+//! and serialized by the service's own `DomainEvent`), so the running
+//! projector folds them like any other event.
 use chrono::Utc;
 use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, EntityTrait};
-use serde_json::json;
+use anyhow::Context;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use entity::log::event;
 use entity::write::{customer_order, order_line};
 use twofold::db::Db;
-use twofold::domain::event::{CancelledLine, DomainEvent, OrderCancelled, OrderPlaced, OrderShipped, PlacedLine};
+use twofold::domain::event::DomainEvent;
 
 use crate::workload::{Catalog, OrderSpec};
 
@@ -29,7 +30,7 @@ pub enum Fate {
 /// One `placeOrder` as plain SQL, in one transaction: the order row, its
 /// lines and one event row. No reads, no locks, no idempotency record.
 pub async fn insert_order(db: &Db, catalog: &Catalog, order: &OrderSpec) -> anyhow::Result<()> {
-    let rows = OrderRows::build(catalog, order, Fate::Placed);
+    let rows = OrderRows::build(catalog, order, Fate::Placed)?;
     let txn = db.begin_write().await?;
     customer_order::Entity::insert(rows.header).exec_without_returning(&*txn).await?;
     order_line::Entity::insert_many(rows.lines).exec_without_returning(&*txn).await?;
@@ -46,7 +47,7 @@ pub async fn append_orders(db: &Db, catalog: &Catalog, orders: &[(OrderSpec, Fat
     let mut lines = Vec::new();
     let mut events = Vec::new();
     for (order, fate) in orders {
-        let rows = OrderRows::build(catalog, order, *fate);
+        let rows = OrderRows::build(catalog, order, *fate)?;
         headers.push(rows.header);
         lines.extend(rows.lines);
         events.extend(rows.events);
@@ -82,54 +83,59 @@ struct OrderRows {
 }
 
 impl OrderRows {
-    fn build(catalog: &Catalog, order: &OrderSpec, fate: Fate) -> Self {
+    fn build(catalog: &Catalog, order: &OrderSpec, fate: Fate) -> anyhow::Result<Self> {
         let now = Utc::now();
         let customer = &catalog.customers[order.customer];
-        let placed_lines: Vec<PlacedLine> = order
+        let lines: Vec<Value> = order
             .lines
             .iter()
             .enumerate()
             .map(|(i, (p, quantity))| {
                 let product = &catalog.products[*p];
-                PlacedLine {
-                    line_no: i as i32 + 1,
-                    product_id: product.id,
-                    sku: product.sku.clone(),
-                    title: product.title.clone(),
-                    quantity: *quantity,
-                    unit_price_cents: product.price_cents,
-                }
+                json!({
+                    "lineNo": i + 1,
+                    "productId": product.id,
+                    "sku": product.sku,
+                    "title": product.title,
+                    "quantity": quantity,
+                    "unitPriceCents": product.price_cents,
+                })
             })
             .collect();
         let total_cents = catalog.total_cents(order);
-        let mut events = vec![DomainEvent::OrderPlaced(OrderPlaced {
-            order_id: order.order_id,
-            customer_id: customer.id,
-            customer_name: customer.name.clone(),
-            customer_email: customer.email.clone(),
-            customer_version: 1,
-            lines: placed_lines.clone(),
-            total_cents,
-        })];
+        let mut events = vec![event(
+            "OrderPlaced",
+            json!({
+                "orderId": order.order_id,
+                "customerId": customer.id,
+                "customerName": customer.name,
+                "customerEmail": customer.email,
+                "customerVersion": 1,
+                "lines": lines,
+                "totalCents": total_cents,
+            }),
+        )?];
         let tracking = format!("1Z{}", order.order_id.simple());
         match fate {
             Fate::Placed => {}
-            Fate::Cancelled => events.push(DomainEvent::OrderCancelled(OrderCancelled {
-                order_id: order.order_id,
-                customer_id: customer.id,
-                reason: Some("bench".into()),
-                total_cents,
-                lines: placed_lines
+            Fate::Cancelled => {
+                let reversed: Vec<Value> = order
+                    .lines
                     .iter()
-                    .map(|l| CancelledLine { product_id: l.product_id, quantity: l.quantity, line_total_cents: l.line_total_cents() })
-                    .collect(),
-            })),
-            Fate::Shipped => events.push(DomainEvent::OrderShipped(OrderShipped {
-                order_id: order.order_id,
-                customer_id: customer.id,
-                carrier: "DHL".into(),
-                tracking_number: tracking.clone(),
-            })),
+                    .map(|(p, q)| {
+                        let product = &catalog.products[*p];
+                        json!({ "productId": product.id, "quantity": q, "lineTotalCents": product.price_cents * i64::from(*q) })
+                    })
+                    .collect();
+                events.push(event(
+                    "OrderCancelled",
+                    json!({ "orderId": order.order_id, "customerId": customer.id, "reason": "bench", "totalCents": total_cents, "lines": reversed }),
+                )?);
+            }
+            Fate::Shipped => events.push(event(
+                "OrderShipped",
+                json!({ "orderId": order.order_id, "customerId": customer.id, "carrier": "DHL", "trackingNumber": tracking }),
+            )?),
         }
         let (status, reason, carrier, tracking_number) = match fate {
             Fate::Placed => ("PLACED", None, None, None),
@@ -148,19 +154,28 @@ impl OrderRows {
             placed_at: Set(now),
             updated_at: Set(now),
         };
-        let lines = placed_lines
+        let lines = order
+            .lines
             .iter()
-            .map(|l| order_line::ActiveModel {
+            .enumerate()
+            .map(|(i, (p, quantity))| order_line::ActiveModel {
                 order_id: Set(order.order_id),
-                line_no: Set(l.line_no),
-                product_id: Set(l.product_id),
-                quantity: Set(l.quantity),
-                unit_price_cents: Set(l.unit_price_cents),
+                line_no: Set(i as i32 + 1),
+                product_id: Set(catalog.products[*p].id),
+                quantity: Set(*quantity),
+                unit_price_cents: Set(catalog.products[*p].price_cents),
             })
             .collect();
         let events = events.iter().enumerate().map(|(i, e)| event_row(e, i as i64 + 1, now)).collect();
-        Self { header, lines, events }
+        Ok(Self { header, lines, events })
     }
+}
+
+/// A domain event from its schema-v1 JSON. Going through the service's own
+/// decoder (which upcasts old versions) keeps these rows in the current
+/// schema even as events gain fields.
+fn event(event_type: &str, v1_payload: Value) -> anyhow::Result<DomainEvent> {
+    DomainEvent::decode(event_type, 1, &v1_payload).with_context(|| format!("build a {event_type} event"))
 }
 
 /// An event row as `command::log::append` writes it.

@@ -28,6 +28,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let event = Customer::register(Uuid::now_v7(), &cmd.name, &cmd.email)?;
             let uow = self.begin(key.command_type, &meta).await?;
@@ -36,7 +37,8 @@ impl CommandService {
             store::insert_customer(uow.txn(), &customer).await?;
             uow.commit(self, &key, Some(customer.id), vec![(event, customer.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 
     pub async fn rename_customer(&self, cmd: RenameCustomer, meta: CommandMeta) -> Result<Ack, CommandError> {
@@ -44,6 +46,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let uow = self.begin(key.command_type, &meta).await?;
             let customer = store::load_customer(uow.txn(), cmd.customer_id, Lock::ForUpdate).await?;
@@ -53,6 +56,7 @@ impl CommandService {
             store::update_customer(uow.txn(), &customer).await?;
             uow.commit(self, &key, None, vec![(event, customer.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 }

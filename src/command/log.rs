@@ -68,5 +68,6 @@ pub async fn append(
         });
     }
     recorded.sort_by_key(|e| e.position);
+    metrics::counter!(crate::metrics::EVENTS_APPENDED).increment(recorded.len() as u64);
     Ok(recorded)
 }

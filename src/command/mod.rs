@@ -102,7 +102,23 @@ impl CommandService {
 
     /// Finishes a command attempt: on success signal the projectors; if a
     /// concurrent duplicate won the idempotency key, replay its result.
-    async fn settle(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key) -> Result<Ack, CommandError> {
+    /// Records the outcome and latency.
+    async fn settle(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key, started: std::time::Instant) -> Result<Ack, CommandError> {
+        let result = self.settle_inner(attempt, key).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(DomainError::Validation(_))) => "validation",
+            Err(CommandError::Rejected(DomainError::NotFound(_))) => "not_found",
+            Err(CommandError::Rejected(DomainError::InvariantViolation(_))) => "invariant_violation",
+            Err(CommandError::Rejected(DomainError::Conflict(_))) | Err(CommandError::AlreadyExecuted) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::counter!(crate::metrics::COMMANDS, "command" => key.command_type, "outcome" => outcome).increment(1);
+        metrics::histogram!(crate::metrics::COMMAND_DURATION, "command" => key.command_type).record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn settle_inner(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key) -> Result<Ack, CommandError> {
         match attempt {
             Ok(ack) => {
                 self.appended.send_if_modified(|head| {
@@ -121,6 +137,16 @@ impl CommandService {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The span every command runs in: its type, idempotency key and request.
+pub(crate) fn span(command_type: &'static str, meta: &CommandMeta) -> tracing::Span {
+    tracing::info_span!(
+        "command",
+        command = command_type,
+        command_id = meta.command_id.as_deref().unwrap_or(""),
+        request_id = meta.correlation_id.as_deref().unwrap_or("")
+    )
 }
 
 /// One command's transaction.

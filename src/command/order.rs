@@ -51,6 +51,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let lines: Vec<LineRequest> = cmd.lines.iter().map(|l| LineRequest { product_id: l.product_id, quantity: l.quantity }).collect();
             validate_lines(&lines)?;
@@ -70,7 +71,8 @@ impl CommandService {
             store::insert_order(uow.txn(), &order).await?;
             uow.commit(self, &key, Some(order_id), vec![(event, order.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 
     pub async fn cancel_order(&self, cmd: CancelOrder, meta: CommandMeta) -> Result<Ack, CommandError> {
@@ -78,6 +80,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let uow = self.begin(key.command_type, &meta).await?;
             let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
@@ -87,7 +90,8 @@ impl CommandService {
             store::update_order(uow.txn(), &order).await?;
             uow.commit(self, &key, None, vec![(event, order.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 
     pub async fn ship_order(&self, cmd: ShipOrder, meta: CommandMeta) -> Result<Ack, CommandError> {
@@ -95,6 +99,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let uow = self.begin(key.command_type, &meta).await?;
             let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
@@ -104,6 +109,7 @@ impl CommandService {
             store::update_order(uow.txn(), &order).await?;
             uow.commit(self, &key, None, vec![(event, order.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 }

@@ -29,6 +29,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let event = Product::add(Uuid::now_v7(), &cmd.sku, &cmd.title, cmd.price_cents)?;
             let uow = self.begin(key.command_type, &meta).await?;
@@ -37,7 +38,8 @@ impl CommandService {
             store::insert_product(uow.txn(), &product).await?;
             uow.commit(self, &key, Some(product.id), vec![(event, product.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 
     pub async fn change_product_price(&self, cmd: ChangeProductPrice, meta: CommandMeta) -> Result<Ack, CommandError> {
@@ -45,6 +47,7 @@ impl CommandService {
         if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
             return Ok(ack);
         }
+        let started = std::time::Instant::now();
         let attempt = async {
             let uow = self.begin(key.command_type, &meta).await?;
             let product = store::load_product(uow.txn(), cmd.product_id, Lock::ForUpdate).await?;
@@ -54,6 +57,7 @@ impl CommandService {
             store::update_product(uow.txn(), &product).await?;
             uow.commit(self, &key, None, vec![(event, product.version)]).await
         };
-        self.settle(attempt.await, &key).await
+        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
+        self.settle(attempt, &key, started).await
     }
 }

@@ -67,6 +67,7 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -76,11 +77,16 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
 /// Only `/healthz` and `/readyz` (for `--role projector`).
 pub fn health_router(services: Services, limits: HttpLimits) -> Router {
     let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text)).with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("Twofold").finish())
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let body = crate::metrics::render(&state.services.reads).await;
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -172,15 +172,33 @@ async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, c
 }
 
 /// Serves one upgraded connection until either side ends it.
+/// Keeps the active-subscriptions gauge in step with a connection's set.
+struct SubscriptionGauge(usize);
+
+impl SubscriptionGauge {
+    fn set(&mut self, now: usize) {
+        let gauge = metrics::gauge!(crate::metrics::SUBSCRIPTIONS);
+        if now > self.0 {
+            gauge.increment((now - self.0) as f64);
+        } else if now < self.0 {
+            gauge.decrement((self.0 - now) as f64);
+        }
+        self.0 = now;
+    }
+}
+
 pub async fn serve(socket: WebSocket, schema: TwofoldSchema, protocol: WebSocketProtocols, limits: WsLimits, _permit: OwnedSemaphorePermit) {
+    metrics::gauge!(crate::metrics::WS_CONNECTIONS).increment(1.0);
     let (mut sink, mut source) = socket.split();
     let (to_graphql, from_client) = mpsc::channel::<String>(8);
     let mut graphql = GraphQLProtocolStream::new(schema, ReceiverStream::new(from_client), protocol);
     let mut conn = Connection { protocol, initialized: false, active: HashSet::new(), max_subscriptions: limits.max_subscriptions_per_connection };
     let init_deadline = tokio::time::sleep(limits.init_timeout);
     tokio::pin!(init_deadline);
+    let mut subscriptions = SubscriptionGauge(0);
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
     loop {
+        subscriptions.set(conn.active.len());
         tokio::select! {
             incoming = source.next() => match incoming {
                 Some(Ok(Message::Text(text))) => match conn.check(text.as_str()) {
@@ -244,6 +262,8 @@ pub async fn serve(socket: WebSocket, schema: TwofoldSchema, protocol: WebSocket
             }
         }
     }
+    subscriptions.set(0);
+    metrics::gauge!(crate::metrics::WS_CONNECTIONS).decrement(1.0);
 }
 
 /// Shared connection budget.

@@ -270,6 +270,7 @@ impl Projector {
         apply: bool,
         read: usize,
     ) -> Result<Result<StepOutcome, ApplyError>, DbErr> {
+        let started = std::time::Instant::now();
         let txn = self.read_db.begin_write().await?;
         if !self.fence(&txn, from).await? {
             return Ok(Ok(StepOutcome::Fenced));
@@ -303,6 +304,12 @@ impl Projector {
         }
         txn.commit().await?;
         self.notices.publish(update);
+        metrics::histogram!(crate::metrics::BATCH_SIZE, "projection" => self.name()).record(read as f64);
+        metrics::histogram!(crate::metrics::BATCH_DURATION, "projection" => self.name()).record(started.elapsed().as_secs_f64());
+        if let Some(newest) = events.iter().map(|e| e.recorded_at).max() {
+            let latency = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+            metrics::histogram!(crate::metrics::NOTICE_LATENCY, "projection" => self.name()).record(latency.as_secs_f64());
+        }
         Ok(Ok(StepOutcome::Applied { events: read, checkpoint: to }))
     }
 
@@ -328,6 +335,7 @@ impl Projector {
     /// Records a poison event and applies the policy, in one transaction.
     async fn dead_letter(&self, from: LogPosition, bad: Undecodable) -> Result<StepOutcome, DbErr> {
         tracing::error!(projection = self.name(), position = bad.position, error = %bad.error, "poison event dead-lettered");
+        metrics::counter!(crate::metrics::DEAD_LETTERS, "projection" => self.name()).increment(1);
         let txn = self.read_db.begin_write().await?;
         if !self.fence(&txn, from).await? {
             return Ok(StepOutcome::Fenced);

@@ -12,6 +12,7 @@ mod commands;
 mod concurrency;
 mod http_spec;
 mod idempotency;
+mod metrics;
 mod invariants;
 mod projections;
 mod property;

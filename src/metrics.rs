@@ -1,0 +1,90 @@
+//! Prometheus metrics (`/metrics`).
+//!
+//! Counters and histograms are recorded where things happen (commands,
+//! projector batches, WebSockets) through the `metrics` facade; per-projection
+//! checkpoint and lag are read from the database at scrape time, so each
+//! instance reports the truth of its own store.
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const COMMANDS: &str = "twofold_commands_total";
+pub const COMMAND_DURATION: &str = "twofold_command_duration_seconds";
+pub const EVENTS_APPENDED: &str = "twofold_events_appended_total";
+pub const BATCH_SIZE: &str = "twofold_projection_batch_size";
+pub const BATCH_DURATION: &str = "twofold_projection_batch_duration_seconds";
+pub const DEAD_LETTERS: &str = "twofold_dead_letters_total";
+pub const REBUILD_PROGRESS: &str = "twofold_rebuild_progress_ratio";
+pub const WS_CONNECTIONS: &str = "twofold_ws_connections";
+pub const SUBSCRIPTIONS: &str = "twofold_subscriptions_active";
+pub const NOTICE_LATENCY: &str = "twofold_notice_latency_seconds";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let latency_buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &[1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]));
+            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                Ok(handle) => {
+                    describe_and_zero();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Every series exists from the start (at zero), so dashboards and alerts
+/// never see a missing series.
+fn describe_and_zero() {
+    metrics::describe_counter!(COMMANDS, "Commands by type and outcome.");
+    metrics::describe_histogram!(COMMAND_DURATION, metrics::Unit::Seconds, "Command latency, from decode to commit.");
+    metrics::describe_counter!(EVENTS_APPENDED, "Events appended to the log.");
+    metrics::describe_histogram!(BATCH_SIZE, "Events per committed projection batch.");
+    metrics::describe_histogram!(BATCH_DURATION, metrics::Unit::Seconds, "Duration of a projection batch transaction.");
+    metrics::describe_counter!(DEAD_LETTERS, "Poison events written to dead_letter.");
+    metrics::describe_gauge!(REBUILD_PROGRESS, "Progress of a running rebuild, 0 to 1.");
+    metrics::describe_gauge!(WS_CONNECTIONS, "Open GraphQL WebSocket connections.");
+    metrics::describe_gauge!(SUBSCRIPTIONS, "Active subscriptions.");
+    metrics::describe_histogram!(NOTICE_LATENCY, metrics::Unit::Seconds, "From an event's append to the notice of its projection batch.");
+    metrics::counter!(EVENTS_APPENDED).increment(0);
+    metrics::gauge!(WS_CONNECTIONS).increment(0.0);
+    metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
+    for projection in crate::projection::names() {
+        metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
+        metrics::gauge!(REBUILD_PROGRESS, "projection" => projection).increment(0.0);
+    }
+}
+
+/// Renders the recorded metrics plus per-projection gauges read now.
+pub async fn render(reads: &crate::query::ReadModel) -> String {
+    let mut out = install().map(|h| h.render()).unwrap_or_default();
+    if let Ok(states) = reads.projections().await {
+        out.push_str("# HELP twofold_projection_checkpoint_position Log position of each projection's checkpoint.\n");
+        out.push_str("# TYPE twofold_projection_checkpoint_position gauge\n");
+        for s in &states {
+            out.push_str(&format!("twofold_projection_checkpoint_position{{projection=\"{}\"}} {}\n", s.row.name, s.row.last_position));
+        }
+        out.push_str("# HELP twofold_projection_lag_events Committed events each projection has not applied yet.\n");
+        out.push_str("# TYPE twofold_projection_lag_events gauge\n");
+        for s in &states {
+            out.push_str(&format!("twofold_projection_lag_events{{projection=\"{}\"}} {}\n", s.row.name, s.lag));
+        }
+        out.push_str("# HELP twofold_projection_stopped 1 when a poison event stopped the projection.\n");
+        out.push_str("# TYPE twofold_projection_stopped gauge\n");
+        for s in &states {
+            let stopped = u8::from(s.row.status == crate::projection::runtime::STATUS_STOPPED);
+            out.push_str(&format!("twofold_projection_stopped{{projection=\"{}\"}} {stopped}\n", s.row.name));
+        }
+    }
+    out
+}
