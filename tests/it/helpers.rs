@@ -159,6 +159,14 @@ impl TestApp {
         }
     }
 
+    /// Stops the server and its projectors; the databases stay usable.
+    pub async fn halt(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
