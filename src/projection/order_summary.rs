@@ -63,11 +63,7 @@ impl Projection for OrderSummary {
                         row.customer_version = e.stream_version;
                     }
                 }
-                event if is_order_event(event) => {
-                    if fold(&mut rows, e)? {
-                        dirty.push(e.stream_id);
-                    }
-                }
+                event if is_order_event(event) && fold(&mut rows, e)? => dirty.push(e.stream_id),
                 _ => {}
             }
         }

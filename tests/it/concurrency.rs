@@ -26,7 +26,7 @@ on_both_backends!(twenty_concurrent_cancels_and_ships_have_exactly_one_winner, |
         assert!(c == "INVARIANT_VIOLATION" || c == "CONFLICT", "a loser is rejected cleanly, got {loser}");
     }
     // The order's stream: versions 1 and 2, nothing else, no duplicate version.
-    let versions = app.scalar_i64(&format!("SELECT count(*) FROM event WHERE stream_type = 'order'")).await;
+    let versions = app.scalar_i64("SELECT count(*) FROM event WHERE stream_type = 'order'").await;
     assert_eq!(versions, 2);
     assert_eq!(app.scalar_i64("SELECT count(DISTINCT stream_version) FROM event WHERE stream_type = 'order'").await, 2);
     assert_eq!(app.scalar_i64("SELECT version FROM customer_order").await, 2);

@@ -60,7 +60,7 @@ impl TestDatabase {
                 Some(Self { url, backend, admin_url: None, name: String::new(), _dir: Some(dir) })
             }
             Backend::Postgres => {
-                let Some(base) = pg_base_url() else { return None };
+                let base = pg_base_url()?;
                 let name = format!("twofold_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to PostgreSQL");
                 admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");

@@ -301,7 +301,7 @@ on_both_backends_api_only!(the_skip_policy_dead_letters_and_goes_on, |app| async
     let dead = catch_up(&app, &projector).await.into_iter().filter(|o| matches!(o, StepOutcome::DeadLettered { .. })).count();
     assert_eq!(dead, 1);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letter").await, 1);
-    let found = app.scalar_i64(&format!("SELECT count(*) FROM order_summary WHERE status = 'PLACED'")).await;
+    let found = app.scalar_i64("SELECT count(*) FROM order_summary WHERE status = 'PLACED'").await;
     assert_eq!(found, 1, "the order after the poison event was applied ({order})");
 });
 
