@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, Value};
 use uuid::Uuid;
 
-use super::sql::{execute, load_markers, pending};
+use super::sql::{execute, insert_rows, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -126,23 +126,32 @@ fn order_customer(event: &DomainEvent) -> Option<Uuid> {
 }
 
 async fn insert_registrations(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
-    let registered: Vec<&RecordedEvent> = events.iter().filter(|e| matches!(e.event, DomainEvent::CustomerRegistered(_))).collect();
-    for chunk in registered.chunks(500) {
-        let mut tuples = Vec::with_capacity(chunk.len());
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
-        for (i, e) in chunk.iter().enumerate() {
-            let DomainEvent::CustomerRegistered(r) = &e.event else { continue };
-            let b = i * 6;
-            tuples.push(format!("(${}, ${}, ${}, ${}, ${}, 0, 0, 0, 0, 0, NULL, 1, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 5));
-            values.extend([r.customer_id.into(), r.name.clone().into(), r.email.clone().into(), e.recorded_at.into(), e.position.into(), e.tx_id.into()]);
-        }
-        let sql = format!(
-            "INSERT INTO customer_view (customer_id, name, email, registered_at, registered_position, orders_placed, orders_open, \
-             orders_cancelled, orders_shipped, lifetime_value_cents, last_order_at, version, last_tx_id, last_position) VALUES {} \
-             ON CONFLICT (customer_id) DO NOTHING",
-            tuples.join(", ")
-        );
-        execute(txn, &sql, values).await?;
-    }
+    let rows: Vec<Vec<Value>> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            DomainEvent::CustomerRegistered(r) => Some(vec![
+                r.customer_id.into(),
+                r.name.clone().into(),
+                r.email.clone().into(),
+                e.recorded_at.into(),
+                e.position.into(),
+                0i64.into(),
+                0i64.into(),
+                0i64.into(),
+                0i64.into(),
+                0i64.into(),
+                Option::<DateTime<Utc>>::None.into(),
+                1i64.into(),
+                e.tx_id.into(),
+                e.position.into(),
+            ]),
+            _ => None,
+        })
+        .collect();
+    let columns = [
+        "customer_id", "name", "email", "registered_at", "registered_position", "orders_placed", "orders_open", "orders_cancelled",
+        "orders_shipped", "lifetime_value_cents", "last_order_at", "version", "last_tx_id", "last_position",
+    ];
+    insert_rows(txn, "customer_view", &columns, rows, "ON CONFLICT (customer_id) DO NOTHING", 500).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! A batch is written with multi-row inserts.
 use sea_orm::{DatabaseTransaction, Value};
 
-use super::sql::execute;
+use super::sql::insert_rows;
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -51,30 +51,23 @@ impl Projection for OrderActivity {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
-        let rows: Vec<(&RecordedEvent, String)> = events.iter().filter_map(|e| describe(&e.event).map(|d| (e, d))).collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut tuples = Vec::with_capacity(chunk.len());
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
-            for (i, (e, description)) in chunk.iter().enumerate() {
-                let base = i * 7;
-                tuples.push(format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7));
-                values.extend([
+        let rows: Vec<Vec<Value>> = events
+            .iter()
+            .filter_map(|e| {
+                let description = describe(&e.event)?;
+                Some(vec![
                     e.position.into(),
                     e.tx_id.into(),
                     e.stream_id.into(),
                     e.stream_version.into(),
                     e.event.event_type().into(),
-                    description.clone().into(),
+                    description.into(),
                     e.recorded_at.into(),
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO order_activity (position, tx_id, order_id, stream_version, event_type, description, occurred_at) VALUES {} \
-                 ON CONFLICT (position) DO NOTHING",
-                tuples.join(", ")
-            );
-            execute(txn, &sql, values).await?;
-        }
+                ])
+            })
+            .collect();
+        let columns = ["position", "tx_id", "order_id", "stream_version", "event_type", "description", "occurred_at"];
+        insert_rows(txn, "order_activity", &columns, rows, "ON CONFLICT (position) DO NOTHING", ROWS_PER_STATEMENT).await?;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
 
-use super::sql::execute;
+use super::sql::{execute, insert_rows};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -70,9 +70,7 @@ impl Projection for OrderSummary {
         dirty.sort_unstable();
         dirty.dedup();
         let changed: Vec<&Row> = dirty.iter().filter_map(|id| rows.get(id)).collect();
-        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-            upsert(txn, chunk).await?;
-        }
+        upsert(txn, &changed).await?;
         Ok(())
     }
 }
@@ -156,58 +154,47 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
     Ok(true)
 }
 
-/// Writes rows with one multi-row upsert, merging by version.
+/// Writes rows with multi-row upserts that merge by version: a column group
+/// is only overwritten by a newer order (or customer) version.
 async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let width = COLUMNS.len();
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * width);
-    let mut tuples = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let placeholders: Vec<String> = (1..=width).map(|c| format!("${}", i * width + c)).collect();
-        tuples.push(format!("({})", placeholders.join(", ")));
-        values.extend([
-            row.order_id.into(),
-            row.customer_id.into(),
-            row.customer_name.clone().into(),
-            row.customer_email.clone().into(),
-            row.customer_version.into(),
-            json_value(txn, row.lines.clone()),
-            row.line_count.into(),
-            row.total_cents.into(),
-            row.status.clone().into(),
-            row.cancel_reason.clone().into(),
-            row.carrier.clone().into(),
-            row.tracking_number.clone().into(),
-            row.placed_at.into(),
-            row.cancelled_at.into(),
-            row.shipped_at.into(),
-            row.placed_position.into(),
-            row.version.into(),
-            row.last_tx_id.into(),
-            row.last_position.into(),
-            row.channel.clone().into(),
-        ]);
-    }
+    let values: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.order_id.into(),
+                row.customer_id.into(),
+                row.customer_name.clone().into(),
+                row.customer_email.clone().into(),
+                row.customer_version.into(),
+                json_value(txn, row.lines.clone()),
+                row.line_count.into(),
+                row.total_cents.into(),
+                row.status.clone().into(),
+                row.cancel_reason.clone().into(),
+                row.carrier.clone().into(),
+                row.tracking_number.clone().into(),
+                row.placed_at.into(),
+                row.cancelled_at.into(),
+                row.shipped_at.into(),
+                row.placed_position.into(),
+                row.version.into(),
+                row.last_tx_id.into(),
+                row.last_position.into(),
+                row.channel.clone().into(),
+            ]
+        })
+        .collect();
     let newer_order = "excluded.version > order_summary.version";
     let newer_customer = "excluded.customer_version > order_summary.customer_version";
     let merge = |column: &str, condition: &str| format!("{column} = CASE WHEN {condition} THEN excluded.{column} ELSE order_summary.{column} END");
-    let mut sets: Vec<String> = ["status", "cancel_reason", "carrier", "tracking_number", "cancelled_at", "shipped_at", "last_tx_id", "last_position"]
+    // (In an UPDATE every CASE sees the old row, so the order of these does not matter.)
+    let mut sets: Vec<String> = ["status", "cancel_reason", "carrier", "tracking_number", "cancelled_at", "shipped_at", "last_tx_id", "last_position", "version"]
         .iter()
         .map(|c| merge(c, newer_order))
         .collect();
-    sets.extend(["customer_name", "customer_email"].iter().map(|c| merge(c, newer_customer)));
-    // (In an UPDATE every CASE sees the old row, so the order of these does not matter.)
-    sets.push(merge("version", newer_order));
-    sets.push(merge("customer_version", newer_customer));
-    let sql = format!(
-        "INSERT INTO order_summary ({}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET {}",
-        COLUMNS.join(", "),
-        tuples.join(", "),
-        sets.join(", ")
-    );
-    execute(txn, &sql, values).await?;
+    sets.extend(["customer_name", "customer_email", "customer_version"].iter().map(|c| merge(c, newer_customer)));
+    let on_conflict = format!("ON CONFLICT (order_id) DO UPDATE SET {}", sets.join(", "));
+    insert_rows(txn, "order_summary", &COLUMNS, values, &on_conflict, ROWS_PER_STATEMENT).await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use sea_orm::{DatabaseTransaction, Value};
 use uuid::Uuid;
 
-use super::sql::{execute, load_markers, pending};
+use super::sql::{execute, insert_rows, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -104,30 +104,26 @@ impl Projection for ProductCatalog {
 }
 
 async fn insert_products(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
-    let added: Vec<&RecordedEvent> = events.iter().filter(|e| matches!(e.event, DomainEvent::ProductAdded(_))).collect();
-    for chunk in added.chunks(500) {
-        let mut tuples = Vec::with_capacity(chunk.len());
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
-        for (i, e) in chunk.iter().enumerate() {
-            let DomainEvent::ProductAdded(p) = &e.event else { continue };
-            let b = i * 7;
-            tuples.push(format!("(${}, ${}, ${}, ${}, 0, 0, ${}, ${}, 1, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 6));
-            values.extend([
+    let rows: Vec<Vec<Value>> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            DomainEvent::ProductAdded(p) => Some(vec![
                 p.product_id.into(),
                 p.sku.clone().into(),
                 p.title.clone().into(),
                 p.price_cents.into(),
+                0i64.into(),
+                0i64.into(),
                 e.recorded_at.into(),
                 e.position.into(),
+                1i64.into(),
                 e.tx_id.into(),
-            ]);
-        }
-        let sql = format!(
-            "INSERT INTO product_catalog (product_id, sku, title, price_cents, units_sold, revenue_cents, added_at, added_position, \
-             version, last_tx_id, last_position) VALUES {} ON CONFLICT (product_id) DO NOTHING",
-            tuples.join(", ")
-        );
-        execute(txn, &sql, values).await?;
-    }
+                e.position.into(),
+            ]),
+            _ => None,
+        })
+        .collect();
+    let columns = ["product_id", "sku", "title", "price_cents", "units_sold", "revenue_cents", "added_at", "added_position", "version", "last_tx_id", "last_position"];
+    insert_rows(txn, "product_catalog", &columns, rows, "ON CONFLICT (product_id) DO NOTHING", 500).await?;
     Ok(())
 }
