@@ -1,0 +1,108 @@
+//! The binary: start-up errors are one clear line and a non-zero exit;
+//! SIGTERM lets in-flight requests finish; `schema` prints the SDL.
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn twofold(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_twofold")).args(args).env("RUST_LOG", "off").output().expect("run twofold")
+}
+
+fn one_error_line(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "expected a failure");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
+    assert!(stderr.starts_with("twofold: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_database_url_is_one_clear_line() {
+    let line = one_error_line(&twofold(&["serve", "--bind", "127.0.0.1:0", "--database-url", "mysql://nope"]));
+    assert!(line.contains("unsupported database URL"), "{line}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_line() {
+    let line = one_error_line(&twofold(&["serve", "--bind", "127.0.0.1:0", "--database-url", "postgres://postgres:secret@127.0.0.1:1/none"]));
+    assert!(line.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"), "the password is redacted: {line}");
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let line = one_error_line(&twofold(&["serve", "--bind", &addr, "--database-url", &url]));
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+}
+
+#[test]
+fn bad_flags_are_refused_with_usage() {
+    let out = twofold(&["serve", "--projection-mode", "nonsense=inline"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown projection 'nonsense'"));
+}
+
+#[test]
+fn schema_prints_the_sdl() {
+    let out = twofold(&["schema"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), twofold::graphql::sdl());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", &url, "--consistency-wait-ms", "1500"])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(ready.elapsed() < Duration::from_secs(20), "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A request that takes 1.5 s (waiting for a token that never comes)…
+    let slow = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let body = json!({ "query": "{ orders(consistentWith: \"999999999.1\") { edges { node { id } } } }" });
+            client.post(format!("{base}/graphql")).json(&body).send().await.expect("answered").json::<Value>().await.expect("json")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …is still answered after SIGTERM, and then the process exits cleanly.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let answer = slow.await.expect("task");
+    assert_eq!(code(&answer), "NOT_VISIBLE_YET");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_a_timeout_error() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.http.request_timeout = Duration::from_millis(200)).await.expect("app");
+    let r = app.gql("{ orders(consistentWith: \"999999999.1\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(code(&r), "TIMEOUT");
+    app.stop().await;
+}
