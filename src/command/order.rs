@@ -7,7 +7,6 @@ use super::store::{self, Lock};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::event::SalesChannel;
 use crate::domain::order::{validate_lines, LineRequest, Order};
-use crate::domain::DomainError;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,9 +62,7 @@ impl CommandService {
             let product_ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
             let products = store::load_products(uow.txn(), &product_ids).await?;
             idempotency::claim(uow.txn(), &key).await?;
-            if store::order_exists(uow.txn(), order_id).await? {
-                return Err(DomainError::invariant(format!("an order with id {order_id} already exists")).into());
-            }
+            // A duplicate order id is caught by the primary key on insert (one round trip fewer).
             let event = Order::place(order_id, &customer, &lines, &products, cmd.channel)?;
             let order = Order::apply(None, &event).ok_or_else(|| CommandError::Internal("placement did not apply".into()))?;
             store::insert_order(uow.txn(), &order).await?;

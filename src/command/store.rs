@@ -96,10 +96,6 @@ pub async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Resu
     })
 }
 
-pub async fn order_exists(txn: &DatabaseTransaction, id: Uuid) -> Result<bool, CommandError> {
-    Ok(customer_order::Entity::find_by_id(id).one(txn).await?.is_some())
-}
-
 pub async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
     let now = chrono::Utc::now();
     let row = customer::ActiveModel {
