@@ -433,3 +433,44 @@ on_both_backends_inline!(an_inline_service_builds_the_rows_async_replay_builds, 
     drain(&app).await;
     assert_eq!(dump(&app.db).await, inline_rows);
 });
+
+async fn separate_read_store(backend: Backend) -> Option<(TestApp, TestDatabase)> {
+    let read = TestDatabase::create(backend).await?;
+    let url = read.url.clone();
+    let app = TestApp::spawn_with(backend, move |s| s.read_database_url = Some(url)).await?;
+    Some((app, read))
+}
+
+async fn views_live_in_the_read_store(backend: Backend) {
+    let Some((app, read)) = separate_read_store(backend).await else { return };
+    let seed = app.seed().await;
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 3)]).await;
+    let d = app.data("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { totalCents customer { ordersPlaced } } }", json!({ "id": order, "t": token })).await;
+    assert_eq!(d["order"]["totalCents"], 1350);
+    assert_eq!(d["order"]["customer"]["ordersPlaced"], 1);
+    app.settle().await;
+    let read_db = sea_orm::Database::connect(&read.url).await.expect("read store");
+    let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned())).await.expect("query").expect("row");
+            row.try_get_by_index::<i64>(0).expect("integer")
+        }
+    };
+    assert_eq!(count(&read_db, "SELECT count(*) FROM order_summary").await, 1, "the view is in the read store");
+    assert_eq!(count(&read_db, "SELECT count(*) FROM event").await, 0, "the log is not");
+    assert_eq!(count(&app.db, "SELECT count(*) FROM order_summary").await, 0, "the write store has no views");
+    assert_eq!(count(&read_db, "SELECT min(events_applied) FROM projection_checkpoint").await, app.event_count().await);
+    read_db.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_separate_read_store_holds_views_and_checkpoints_on_sqlite() {
+    views_live_in_the_read_store(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_separate_read_store_holds_views_and_checkpoints_on_postgres() {
+    views_live_in_the_read_store(Backend::Postgres).await;
+}
