@@ -127,7 +127,7 @@ async fn run_phases(options: &Options, scale: &cli::Scale, database: &server::Be
     let db = twofold::db::Db::connect(&database.url, 34).await.context("connect the bench to the database")?;
 
     let catalog = load::seed_catalog(&gql, scale).await?;
-    commands::measure(&gql, &db, &catalog, scale, report).await?;
+    commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
     let seeded = load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     reads::measure(&db, &server.base_url, scale, report).await?;
     lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;

@@ -186,7 +186,10 @@ pub async fn seed_orders(
         started.elapsed().as_secs_f64(),
         caught_up.as_secs_f64()
     );
-    report.set_seeding(&placed, &changed, cpu, commands);
+    report.set_seeding(&placed, &changed);
+    if let Some(cpu) = cpu {
+        report.add_cpu_window(cpu, commands);
+    }
     let total = count(db, "SELECT COUNT(*) FROM customer_order").await?;
     if total < scale.orders {
         progress!("warning: only {total} orders were seeded (wanted {}); the figures below are for {total}", scale.orders);

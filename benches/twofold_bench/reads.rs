@@ -18,7 +18,7 @@ use twofold::db::Db;
 
 use crate::cli::Scale;
 use crate::gql::Gql;
-use crate::load::closed_loop;
+use crate::load::{closed_loop, count};
 use crate::progress;
 use crate::report::Report;
 
@@ -102,6 +102,10 @@ impl DbVariant {
 }
 
 pub async fn measure(db: &Db, base_url: &str, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+    let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
+    let placed = count(db, "SELECT COUNT(*) FROM customer_order WHERE status = 'PLACED'").await?;
+    progress!("reading the 50 newest PLACED of {orders} orders ({placed} PLACED)");
+    report.set_data_set(orders, placed);
     for variant in DbVariant::ALL {
         let name = variant.name();
         let page = variant.read(db).await.with_context(|| format!("read variant {name}"))?;

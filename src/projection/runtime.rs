@@ -230,7 +230,9 @@ impl Projector {
                 None => return Ok(StepOutcome::Idle),
             },
         };
-        match self.commit_batch(from, last, &events, apply, batch.len()).await? {
+        // Inline runners acknowledge the whole batch; appliers what they applied.
+        let counted = if apply { events.len() } else { batch.len() };
+        match self.commit_batch(from, last, &events, apply, counted).await? {
             Ok(outcome) => Ok(outcome),
             Err(ApplyError::Poison { position, reason }) => {
                 // Commit what precedes the poison event, then dead-letter it.
