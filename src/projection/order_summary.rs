@@ -40,7 +40,14 @@ impl Projection for OrderSummary {
     }
 
     async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
-        let order_ids: Vec<Uuid> = events.iter().filter(|e| is_order_event(&e.event)).map(|e| e.stream_id).collect();
+        // Rows are loaded only for orders placed before this batch: an order
+        // placed in the batch starts from its event, and if it turns out to
+        // exist already (a replay), the version merge of the upsert keeps
+        // the stored row.
+        let placed_here: std::collections::HashSet<Uuid> =
+            events.iter().filter(|e| matches!(e.event, DomainEvent::OrderPlaced(_))).map(|e| e.stream_id).collect();
+        let order_ids: Vec<Uuid> =
+            events.iter().filter(|e| is_order_event(&e.event) && !placed_here.contains(&e.stream_id)).map(|e| e.stream_id).collect();
         let mut rows: HashMap<Uuid, Row> = HashMap::new();
         for chunk in order_ids.chunks(1000) {
             let existing = order_summary::Entity::find().filter(order_summary::Column::OrderId.is_in(chunk.iter().copied())).all(txn).await?;
@@ -83,7 +90,7 @@ fn is_order_event(event: &DomainEvent) -> bool {
 fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyError> {
     if let DomainEvent::OrderPlaced(p) = &e.event {
         if rows.contains_key(&p.order_id) {
-            return Ok(false); // replayed
+            return Ok(false); // placed twice in one batch: a duplicate
         }
         if e.stream_version != 1 {
             return Err(poison(e, format!("OrderPlaced at stream version {} (expected 1)", e.stream_version)));
