@@ -41,6 +41,8 @@ pub enum StartError {
 pub struct Services {
     pub write_db: Db,
     pub read_db: Db,
+    /// The read database, through sessions marked as projectors (PostgreSQL).
+    pub projector_db: Db,
     pub commands: CommandService,
     pub reads: ReadModel,
     pub notices: Notices,
@@ -84,11 +86,12 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
             "inline projections need the read views in the write database; drop --read-database-url or use async mode".into(),
         ));
     }
+    let projector_db = read_db.for_projectors(8).await?;
     let notices = Notices::default();
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
-        let projector = Projector::new(projection, write_db.clone(), read_db.clone(), notices.clone(), &settings.runtime);
+        let projector = Projector::new(projection, write_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
@@ -99,7 +102,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let reads = ReadModel::new(read_db.clone(), write_db.clone(), notices.clone(), settings.consistency);
     let admin = crate::ops::AdminService::new(write_db.clone(), read_db.clone(), notices.clone(), settings.admin_token.clone());
     let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
-    Ok(Services { write_db, read_db, commands, reads, notices, schema, appended, admin })
+    Ok(Services { write_db, read_db, projector_db, commands, reads, notices, schema, appended, admin })
 }
 
 /// Starts one projector task per projection.
@@ -108,7 +111,7 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
         .into_iter()
         .map(|projection| {
             let projector =
-                Projector::new(projection, services.write_db.clone(), services.read_db.clone(), services.notices.clone(), &settings.runtime);
+                Projector::new(projection, services.write_db.clone(), services.projector_db.clone(), services.notices.clone(), &settings.runtime);
             tokio::spawn(projector.run(services.appended.subscribe(), settings.runtime.poll_interval, shutdown.child_token()))
         })
         .collect()

@@ -10,6 +10,9 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// `application_name` of projector sessions on PostgreSQL (see [`Db::for_projectors`]).
+pub const PROJECTOR_APPLICATION: &str = "twofold-projector";
+
 /// A connection pool plus what the backend needs to write safely.
 #[derive(Clone)]
 pub struct Db {
@@ -51,6 +54,22 @@ pub enum ConnectError {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        Self::connect_as(url, max_connections, "twofold").await
+    }
+
+    /// A pool for the projectors. On PostgreSQL its sessions are named
+    /// [`PROJECTOR_APPLICATION`], which lets log readers tell projector
+    /// transactions (which never append events) from writers; on SQLite the
+    /// same pool (and writer slot) as `self`.
+    pub async fn for_projectors(&self, max_connections: u32) -> Result<Self, ConnectError> {
+        if self.is_postgres() {
+            Self::connect_as(&self.url, max_connections, PROJECTOR_APPLICATION).await
+        } else {
+            Ok(self.clone())
+        }
+    }
+
+    async fn connect_as(url: &str, max_connections: u32, application_name: &str) -> Result<Self, ConnectError> {
         let is_sqlite = url.starts_with("sqlite:");
         if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(ConnectError::UnsupportedUrl(redact(url)));
@@ -71,7 +90,10 @@ impl Db {
             });
         } else {
             // A stuck session must not hold the projection horizon back forever.
-            options.map_sqlx_postgres_opts(|o| o.options([("idle_in_transaction_session_timeout", "30s")]));
+            let application_name = application_name.to_owned();
+            options.map_sqlx_postgres_opts(move |o| {
+                o.options([("idle_in_transaction_session_timeout", "30s")]).application_name(&application_name)
+            });
         }
         let conn = SeaDatabase::connect(options)
             .await
@@ -94,6 +116,9 @@ impl Db {
             .sqlx_logging(false);
         if url.starts_with("sqlite:") {
             options.map_sqlx_sqlite_opts(|o| o.foreign_keys(true).busy_timeout(Duration::from_secs(30)));
+        } else {
+            // A rebuild's replay transactions never append events either.
+            options.map_sqlx_postgres_opts(|o| o.application_name(PROJECTOR_APPLICATION));
         }
         let conn = SeaDatabase::connect(options).await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
         Ok(Self { conn, url: url.to_owned(), sqlite_writer: None })

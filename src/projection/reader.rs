@@ -3,9 +3,10 @@
 //! PostgreSQL: a `GENERATED … AS IDENTITY` position is taken at INSERT but
 //! becomes visible at COMMIT, so position order is not commit order and a
 //! reader that skipped a "gap" would lose a late commit. We read in
-//! `(tx_id, position)` order and only below the snapshot's xmin: every
-//! transaction with an xid below xmin has finished, so nothing can later
-//! appear behind the checkpoint. No wall-clock gap timeout anywhere.
+//! `(tx_id, position)` order and only below a horizon under which every
+//! transaction that could still append has finished (the snapshot's xmin,
+//! refined to ignore projector sessions, see [`HORIZON`]), so nothing can
+//! later appear behind the checkpoint. No wall-clock gap timeout anywhere.
 //!
 //! SQLite: writers are serialized, so `position` (the rowid) is commit order.
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Value};
@@ -31,6 +32,21 @@ pub struct Undecodable {
 /// A decoded event, or the row that could not be decoded.
 pub type ReadEvent = Result<RecordedEvent, Undecodable>;
 
+/// The horizon below which every transaction that could append has ended:
+/// the oldest transaction still running in this statement's snapshot, not
+/// counting projector sessions (they only write read tables, never events),
+/// or the snapshot's xmax when none is running. Ignoring projectors matters:
+/// counted, every projector batch in flight would hold every other
+/// projection back. A session whose name cannot be read (no privilege) is
+/// counted: the horizon is then merely more cautious.
+const HORIZON: &str = "WITH snap AS (SELECT pg_current_snapshot() AS s), \
+     horizon AS (SELECT COALESCE( \
+       (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+                           WHERE a.application_name = 'twofold-projector' AND a.backend_xid IS NOT NULL \
+                             AND a.backend_xid::text::bigint = (x::text::bigint & 4294967295))), \
+       (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS h)";
+
 const COLUMNS: &str = "position, tx_id, stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at";
 
 /// Reads up to `limit` committed events after `after`, in checkpoint order.
@@ -51,12 +67,9 @@ pub async fn read_range(
     let stmt = match backend {
         DbBackend::Postgres => statement(
             backend,
-            &format!(
-                "SELECT {COLUMNS} FROM event \
-                 WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) \
-                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                 ORDER BY tx_id, position LIMIT $5"
-            ),
+            &format!("{HORIZON} SELECT {COLUMNS} FROM event, horizon \
+                 WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) AND tx_id < horizon.h \
+                 ORDER BY tx_id, position LIMIT $5"),
             vec![after.tx_id.into(), after.position.into(), until.tx_id.into(), until.position.into(), limit.into()],
         ),
         _ => statement(
@@ -74,13 +87,10 @@ pub async fn read_range(
 pub async fn head(db: &impl ConnectionTrait) -> Result<LogPosition, DbErr> {
     let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => {
-            "SELECT tx_id, position FROM event WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-             ORDER BY tx_id DESC, position DESC LIMIT 1"
-        }
-        _ => "SELECT tx_id, position FROM event ORDER BY position DESC LIMIT 1",
+        DbBackend::Postgres => format!("{HORIZON} SELECT tx_id, position FROM event, horizon WHERE tx_id < horizon.h ORDER BY tx_id DESC, position DESC LIMIT 1"),
+        _ => "SELECT tx_id, position FROM event ORDER BY position DESC LIMIT 1".to_owned(),
     };
-    let row = db.query_one_raw(statement(backend, sql, vec![])).await?;
+    let row = db.query_one_raw(statement(backend, &sql, vec![])).await?;
     match row {
         Some(row) => Ok(LogPosition::new(row.try_get("", "tx_id")?, row.try_get("", "position")?)),
         None => Ok(LogPosition::START),

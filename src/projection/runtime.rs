@@ -118,6 +118,9 @@ pub struct Projector {
     read_db: Db,
     notices: Notices,
     batch_size: u64,
+    /// The checkpoint this runner last committed (saves a read per batch;
+    /// the fence in every batch catches a checkpoint moved by anyone else).
+    cached: std::sync::Mutex<Option<LogPosition>>,
 }
 
 impl Projector {
@@ -131,6 +134,7 @@ impl Projector {
             read_db,
             notices,
             batch_size: settings.batch_size.max(1),
+            cached: std::sync::Mutex::new(None),
         }
     }
 
@@ -204,11 +208,35 @@ impl Projector {
     /// applied by the commands themselves: the step then only advances the
     /// checkpoint and publishes.
     pub async fn step_with(&self, apply: bool) -> Result<StepOutcome, DbErr> {
-        let checkpoint = self.checkpoint().await?;
-        if checkpoint.status == STATUS_STOPPED {
-            return Ok(StepOutcome::Stopped);
+        let outcome = self.step_inner(apply).await;
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        match &outcome {
+            Ok(StepOutcome::Applied { checkpoint, .. }) => *cached = Some(*checkpoint),
+            Ok(StepOutcome::Idle) => {}
+            _ => *cached = None,
         }
-        let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
+        outcome
+    }
+
+    /// The checkpoint this runner knows, if any.
+    pub fn known_checkpoint(&self) -> Option<LogPosition> {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn step_inner(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+        let known = self.known_checkpoint();
+        let from = match known {
+            Some(from) => from,
+            None => {
+                let checkpoint = self.checkpoint().await?;
+                if checkpoint.status == STATUS_STOPPED {
+                    return Ok(StepOutcome::Stopped);
+                }
+                let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
+                *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(from);
+                from
+            }
+        };
         let batch = reader::read_after(&self.events_db.conn, from, self.batch_size).await?;
         if batch.is_empty() {
             return Ok(StepOutcome::Idle);
@@ -396,6 +424,7 @@ impl Projector {
     pub async fn run(self, mut appended: watch::Receiver<LogPosition>, poll_interval: Duration, shutdown: CancellationToken) {
         let mut leadership = self.read_db.is_postgres().then(|| super::leader::Leadership::new(&self.read_db.url, self.name()));
         let mut backoff = Duration::from_millis(100);
+        let mut behind_retry = Duration::from_millis(2);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -420,8 +449,17 @@ impl Projector {
             let pause = match outcome {
                 Ok(StepOutcome::Applied { .. } | StepOutcome::Fenced | StepOutcome::DeadLettered { .. }) => {
                     backoff = Duration::from_millis(100);
+                    behind_retry = Duration::from_millis(2);
                     tokio::task::yield_now().await;
                     continue;
+                }
+                // Nothing readable, yet this process appended past the
+                // checkpoint: an open transaction holds the horizon back.
+                // Look again soon (backing off) rather than at the next poll.
+                Ok(StepOutcome::Idle) if self.known_checkpoint().is_some_and(|c| *appended.borrow() > c) => {
+                    let pause = behind_retry;
+                    behind_retry = (behind_retry * 2).min(poll_interval);
+                    pause
                 }
                 Ok(StepOutcome::Idle) => poll_interval,
                 Ok(StepOutcome::Stopped) => poll_interval * 4,
