@@ -272,7 +272,7 @@ async fn keep_copy(shadow: &Db, table: &str, name: &str) -> Result<String, DbErr
             txn.commit().await?;
         }
         _ => {
-            let txn = shadow.conn.begin().await?;
+            let txn = begin_immediate(shadow).await?;
             txn.execute_unprepared(&format!("DROP TABLE IF EXISTS main.{copy}")).await?;
             txn.execute_unprepared(&format!("CREATE TABLE main.{copy} AS SELECT * FROM temp.{table}")).await?;
             txn.commit().await?;
@@ -285,18 +285,7 @@ async fn keep_copy(shadow: &Db, table: &str, name: &str) -> Result<String, DbErr
 /// the log, replace the live tables, move the checkpoints. Returns where the
 /// projections now stand and how many events the catch-up applied.
 async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut from: LogPosition, batch_size: u64) -> Result<(LogPosition, u64), RebuildError> {
-    let txn = match shadow.backend() {
-        DbBackend::Sqlite => {
-            shadow
-                .conn
-                .begin_with_options(sea_orm::TransactionOptions {
-                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?
-        }
-        _ => shadow.conn.begin().await?,
-    };
+    let txn = begin_immediate(shadow).await?;
     let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
     if shadow.backend() == DbBackend::Postgres {
         let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
@@ -350,6 +339,22 @@ async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut
     }
     txn.commit().await?;
     Ok((from, extra))
+}
+
+/// A transaction that takes SQLite's write lock up front (waiting for it)
+/// instead of failing on upgrade; a plain transaction on PostgreSQL.
+async fn begin_immediate(db: &Db) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    match db.backend() {
+        DbBackend::Sqlite => {
+            db.conn
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await
+        }
+        _ => db.conn.begin().await,
+    }
 }
 
 async fn set_status(read_db: &Db, chosen: &[Arc<dyn Projection>], status: &str, done: i64, total: i64) -> Result<(), DbErr> {

@@ -3,9 +3,11 @@
 //! that silently predates the client's own write.
 //!
 //! The wait subscribes to in-process checkpoint notices first and then reads
-//! the durable checkpoints, so no advance can fall between the two; it
-//! re-reads the durable checkpoints on a short tick as well, so it also sees
-//! projectors running in other processes.
+//! the durable checkpoints once, so no advance can fall between the two.
+//! After that it only listens: the notices are fed by this process's
+//! projectors, by LISTEN/NOTIFY from other instances and by the periodic
+//! checkpoint poll (PostgreSQL), so a thousand waiting clients cost no
+//! database queries until one last durable check at the deadline.
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -15,9 +17,6 @@ use entity::read::projection_checkpoint;
 
 use super::{QueryError, ReadModel};
 use crate::token::LogPosition;
-
-/// How often the durable checkpoints are re-read while waiting.
-const RECHECK: Duration = Duration::from_millis(100);
 
 impl ReadModel {
     /// Clamps a client-requested wait to the configured maximum.
@@ -51,18 +50,21 @@ impl ReadModel {
     pub async fn wait_visible(&self, projections: &[&str], token: LogPosition, wait: Duration) -> Result<bool, QueryError> {
         let mut watches: Vec<_> = projections.iter().map(|p| self.notices.watch_checkpoint(p)).collect();
         let deadline = Instant::now() + wait;
+        // Subscribed first; now the durable truth (this also seeds the watches).
+        if self.visible(projections, token).await? {
+            return Ok(true);
+        }
         loop {
-            // Cheap in-process check first, then the durable one.
-            if watches.iter_mut().all(|w| *w.borrow_and_update() >= token) || self.visible(projections, token).await? {
+            if watches.iter_mut().all(|w| *w.borrow_and_update() >= token) {
                 return Ok(true);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(false);
+                // A last look at the database, in case a notice went missing.
+                return self.visible(projections, token).await;
             }
-            let tick = (deadline - now).min(RECHECK);
             let changed = futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            let _ = tokio::time::timeout(tick, changed).await;
+            let _ = tokio::time::timeout(deadline - now, changed).await;
         }
     }
 
