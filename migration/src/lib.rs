@@ -16,6 +16,7 @@ mod m20261126_000002_event_log;
 mod m20261126_000003_read_model;
 mod m20261126_000004_rebuild_progress;
 mod m20261126_000005_order_channel;
+mod m20261126_000006_order_lines_text;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_read_model::Migration),
             Box::new(m20261126_000004_rebuild_progress::Migration),
             Box::new(m20261126_000005_order_channel::Migration),
+            Box::new(m20261126_000006_order_lines_text::Migration),
         ]
     }
 }

@@ -66,19 +66,13 @@ impl OrderLine {
 }
 
 /// The product ids in an order summary's `lines` JSON.
-pub fn line_product_ids(lines: &serde_json::Value) -> Vec<uuid::Uuid> {
-    let parsed;
-    let value = match lines {
-        serde_json::Value::String(text) => {
-            parsed = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
-            &parsed
-        }
-        other => other,
-    };
-    value
-        .as_array()
-        .map(|lines| lines.iter().filter_map(|l| l.get("productId")?.as_str()?.parse().ok()).collect())
-        .unwrap_or_default()
+pub fn line_product_ids(lines: &str) -> Vec<uuid::Uuid> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Id {
+        product_id: uuid::Uuid,
+    }
+    serde_json::from_str::<Vec<Id>>(lines).map(|ids| ids.into_iter().map(|i| i.product_id).collect()).unwrap_or_default()
 }
 
 fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
@@ -107,12 +101,7 @@ impl OrderSummary {
         Ok(row.map(Customer))
     }
     async fn lines(&self) -> async_graphql::Result<Vec<OrderLine>> {
-        let value = match &self.0.lines {
-            // SQLite hands JSON text back as a JSON string.
-            serde_json::Value::String(text) => serde_json::from_str(text)?,
-            other => other.clone(),
-        };
-        Ok(serde_json::from_value(value)?)
+        Ok(serde_json::from_str(&self.0.lines)?)
     }
     async fn line_count(&self) -> i32 {
         self.0.line_count

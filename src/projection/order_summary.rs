@@ -9,13 +9,12 @@
 //! so it is idempotent and safe against concurrent inline writers.
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Value};
-use serde_json::json;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, Value};
 use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
 
-use super::sql::{execute, insert_rows};
+use super::sql::{execute, insert_records, insert_rows};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -23,6 +22,15 @@ use crate::domain::DomainEvent;
 pub struct OrderSummary;
 
 pub const NAME: &str = "order_summary";
+
+/// The columns with their PostgreSQL types (for the JSON bulk path).
+const TYPED_COLUMNS: [(&str, &str); 20] = [
+    ("order_id", "uuid"), ("customer_id", "uuid"), ("customer_name", "text"), ("customer_email", "text"), ("customer_version", "bigint"),
+    ("lines", "text"), ("line_count", "integer"), ("total_cents", "bigint"), ("status", "text"), ("cancel_reason", "text"),
+    ("carrier", "text"), ("tracking_number", "text"), ("placed_at", "timestamptz"), ("cancelled_at", "timestamptz"),
+    ("shipped_at", "timestamptz"), ("placed_position", "bigint"), ("version", "bigint"), ("last_tx_id", "bigint"),
+    ("last_position", "bigint"), ("channel", "text"),
+];
 
 const COLUMNS: [&str; 20] = [
     "order_id", "customer_id", "customer_name", "customer_email", "customer_version", "lines", "line_count", "total_cents", "status",
@@ -82,6 +90,18 @@ impl Projection for OrderSummary {
     }
 }
 
+/// One line as the view stores it (JSON text in `lines`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LineView<'a> {
+    product_id: Uuid,
+    sku: &'a str,
+    title: &'a str,
+    quantity: i32,
+    unit_price_cents: i64,
+    line_total_cents: i64,
+}
+
 fn is_order_event(event: &DomainEvent) -> bool {
     matches!(event, DomainEvent::OrderPlaced(_) | DomainEvent::OrderCancelled(_) | DomainEvent::OrderShipped(_))
 }
@@ -95,14 +115,16 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
         if e.stream_version != 1 {
             return Err(poison(e, format!("OrderPlaced at stream version {} (expected 1)", e.stream_version)));
         }
-        let lines: Vec<_> = p
+        let lines: Vec<LineView> = p
             .lines
             .iter()
-            .map(|l| {
-                json!({
-                    "productId": l.product_id, "sku": l.sku, "title": l.title, "quantity": l.quantity,
-                    "unitPriceCents": l.unit_price_cents, "lineTotalCents": l.line_total_cents(),
-                })
+            .map(|l| LineView {
+                product_id: l.product_id,
+                sku: &l.sku,
+                title: &l.title,
+                quantity: l.quantity,
+                unit_price_cents: l.unit_price_cents,
+                line_total_cents: l.line_total_cents(),
             })
             .collect();
         rows.insert(
@@ -113,7 +135,7 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
                 customer_name: p.customer_name.clone(),
                 customer_email: p.customer_email.clone(),
                 customer_version: p.customer_version,
-                lines: serde_json::Value::Array(lines),
+                lines: serde_json::to_string(&lines).unwrap_or_else(|_| "[]".to_owned()),
                 line_count: p.lines.len() as i32,
                 total_cents: p.total_cents,
                 status: "PLACED".into(),
@@ -164,6 +186,11 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
 /// Writes rows with multi-row upserts that merge by version: a column group
 /// is only overwritten by a newer order (or customer) version.
 async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyError> {
+    let on_conflict = merge_clause();
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        insert_records(txn, "order_summary", &TYPED_COLUMNS, rows, &on_conflict).await?;
+        return Ok(());
+    }
     let values: Vec<Vec<Value>> = rows
         .iter()
         .map(|row| {
@@ -173,7 +200,7 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
                 row.customer_name.clone().into(),
                 row.customer_email.clone().into(),
                 row.customer_version.into(),
-                json_value(txn, row.lines.clone()),
+                row.lines.clone().into(),
                 row.line_count.into(),
                 row.total_cents.into(),
                 row.status.clone().into(),
@@ -191,6 +218,13 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
             ]
         })
         .collect();
+    insert_rows(txn, "order_summary", &COLUMNS, values, &on_conflict, ROWS_PER_STATEMENT).await?;
+    Ok(())
+}
+
+/// `ON CONFLICT` clause that merges by version: a column group is only
+/// overwritten by a newer order (or customer) version.
+fn merge_clause() -> String {
     let newer_order = "excluded.version > order_summary.version";
     let newer_customer = "excluded.customer_version > order_summary.customer_version";
     let merge = |column: &str, condition: &str| format!("{column} = CASE WHEN {condition} THEN excluded.{column} ELSE order_summary.{column} END");
@@ -200,25 +234,9 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
         .map(|c| merge(c, newer_order))
         .collect();
     sets.extend(["customer_name", "customer_email", "customer_version"].iter().map(|c| merge(c, newer_customer)));
-    let on_conflict = format!("ON CONFLICT (order_id) DO UPDATE SET {}", sets.join(", "));
-    insert_rows(txn, "order_summary", &COLUMNS, values, &on_conflict, ROWS_PER_STATEMENT).await?;
-    Ok(())
+    format!("ON CONFLICT (order_id) DO UPDATE SET {}", sets.join(", "))
 }
 
 pub(crate) fn poison(e: &RecordedEvent, reason: String) -> ApplyError {
     ApplyError::Poison { position: e.position, reason }
-}
-
-/// A JSON value bound for the backend: JSONB on PostgreSQL, TEXT on SQLite.
-pub(crate) fn json_value(txn: &DatabaseTransaction, value: serde_json::Value) -> Value {
-    use sea_orm::ConnectionTrait;
-    // A row read back on SQLite may hold its JSON as a string: never encode it twice.
-    match (txn.get_database_backend(), value) {
-        (sea_orm::DbBackend::Postgres, serde_json::Value::String(text)) => {
-            serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::String(text)).into()
-        }
-        (sea_orm::DbBackend::Postgres, value) => value.into(),
-        (_, serde_json::Value::String(text)) if text.starts_with('[') || text.starts_with('{') => text.into(),
-        (_, value) => value.to_string().into(),
-    }
 }

@@ -13,8 +13,9 @@ pub struct Model {
     pub customer_email: String,
     /// The customer stream version the name and email come from.
     pub customer_version: i64,
-    /// `[{productId, sku, title, quantity, unitPriceCents, lineTotalCents}]`, titles as at order time.
-    pub lines: Json,
+    /// JSON text: `[{productId, sku, title, quantity, unitPriceCents, lineTotalCents}]`, titles as at order time.
+    #[sea_orm(column_type = "Text")]
+    pub lines: String,
     pub line_count: i32,
     pub total_cents: i64,
     pub status: String,
