@@ -9,12 +9,12 @@
 //! so it is idempotent and safe against concurrent inline writers.
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, Value};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Value};
 use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
 
-use super::sql::{execute, insert_records, insert_rows};
+use super::sql::{execute, insert_rows};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -22,15 +22,6 @@ use crate::domain::DomainEvent;
 pub struct OrderSummary;
 
 pub const NAME: &str = "order_summary";
-
-/// The columns with their PostgreSQL types (for the JSON bulk path).
-const TYPED_COLUMNS: [(&str, &str); 20] = [
-    ("order_id", "uuid"), ("customer_id", "uuid"), ("customer_name", "text"), ("customer_email", "text"), ("customer_version", "bigint"),
-    ("lines", "text"), ("line_count", "integer"), ("total_cents", "bigint"), ("status", "text"), ("cancel_reason", "text"),
-    ("carrier", "text"), ("tracking_number", "text"), ("placed_at", "timestamptz"), ("cancelled_at", "timestamptz"),
-    ("shipped_at", "timestamptz"), ("placed_position", "bigint"), ("version", "bigint"), ("last_tx_id", "bigint"),
-    ("last_position", "bigint"), ("channel", "text"),
-];
 
 const COLUMNS: [&str; 20] = [
     "order_id", "customer_id", "customer_name", "customer_email", "customer_version", "lines", "line_count", "total_cents", "status",
@@ -57,9 +48,8 @@ impl Projection for OrderSummary {
         let order_ids: Vec<Uuid> =
             events.iter().filter(|e| is_order_event(&e.event) && !placed_here.contains(&e.stream_id)).map(|e| e.stream_id).collect();
         let mut rows: HashMap<Uuid, Row> = HashMap::new();
-        for chunk in order_ids.chunks(1000) {
-            let existing = order_summary::Entity::find().filter(order_summary::Column::OrderId.is_in(chunk.iter().copied())).all(txn).await?;
-            rows.extend(existing.into_iter().map(|r| (r.order_id, r)));
+        for existing in load_rows(txn, &order_ids).await? {
+            rows.insert(existing.order_id, existing);
         }
         let mut dirty: Vec<Uuid> = Vec::new();
         for e in events {
@@ -100,6 +90,24 @@ struct LineView<'a> {
     quantity: i32,
     unit_price_cents: i64,
     line_total_cents: i64,
+}
+
+/// The stored rows of these orders (one array parameter on PostgreSQL).
+async fn load_rows(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Vec<Row>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let ids: Vec<Value> = ids.iter().map(|id| (*id).into()).collect();
+        let ids = Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(ids)));
+        let stmt = super::sql::statement(sea_orm::DbBackend::Postgres, "SELECT * FROM order_summary WHERE order_id = ANY($1)", vec![ids]);
+        return Row::find_by_statement(stmt).all(txn).await;
+    }
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
+        rows.extend(order_summary::Entity::find().filter(order_summary::Column::OrderId.is_in(chunk.iter().copied())).all(txn).await?);
+    }
+    Ok(rows)
 }
 
 fn is_order_event(event: &DomainEvent) -> bool {
@@ -188,8 +196,7 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
 async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyError> {
     let on_conflict = merge_clause();
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        insert_records(txn, "order_summary", &TYPED_COLUMNS, rows, &on_conflict).await?;
-        return Ok(());
+        return upsert_unnest(txn, rows, &on_conflict).await;
     }
     let values: Vec<Vec<Value>> = rows
         .iter()
@@ -219,6 +226,62 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
         })
         .collect();
     insert_rows(txn, "order_summary", &COLUMNS, values, &on_conflict, ROWS_PER_STATEMENT).await?;
+    Ok(())
+}
+
+/// PostgreSQL bulk path: one array parameter per column, expanded by
+/// `UNNEST` — one statement and twenty parameters per batch however many
+/// rows, in the binary protocol (no VALUES list to parse and plan, no JSON
+/// to parse). Arrays cannot carry NULLs here, so nullable text travels as ''
+/// (never a stored value: those fields are either absent or non-blank).
+async fn upsert_unnest(txn: &DatabaseTransaction, rows: &[&Row], on_conflict: &str) -> Result<(), ApplyError> {
+    use sea_orm::sea_query::ArrayType;
+    fn array(ty: ArrayType, values: Vec<Value>) -> Value {
+        Value::Array(ty, Some(Box::new(values)))
+    }
+    fn text(v: &Option<String>) -> Value {
+        v.clone().unwrap_or_default().into()
+    }
+    fn time(v: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
+        v.map(|t| t.to_rfc3339()).unwrap_or_default().into()
+    }
+    let col = |ty: ArrayType, f: &dyn Fn(&Row) -> Value| array(ty, rows.iter().map(|r| f(r)).collect());
+    let values = vec![
+        col(ArrayType::Uuid, &|r| r.order_id.into()),
+        col(ArrayType::Uuid, &|r| r.customer_id.into()),
+        col(ArrayType::String, &|r| r.customer_name.clone().into()),
+        col(ArrayType::String, &|r| r.customer_email.clone().into()),
+        col(ArrayType::BigInt, &|r| r.customer_version.into()),
+        col(ArrayType::String, &|r| r.lines.clone().into()),
+        col(ArrayType::Int, &|r| r.line_count.into()),
+        col(ArrayType::BigInt, &|r| r.total_cents.into()),
+        col(ArrayType::String, &|r| r.status.clone().into()),
+        col(ArrayType::String, &|r| text(&r.cancel_reason)),
+        col(ArrayType::String, &|r| text(&r.carrier)),
+        col(ArrayType::String, &|r| text(&r.tracking_number)),
+        col(ArrayType::ChronoDateTimeUtc, &|r| r.placed_at.into()),
+        col(ArrayType::String, &|r| time(&r.cancelled_at)),
+        col(ArrayType::String, &|r| time(&r.shipped_at)),
+        col(ArrayType::BigInt, &|r| r.placed_position.into()),
+        col(ArrayType::BigInt, &|r| r.version.into()),
+        col(ArrayType::BigInt, &|r| r.last_tx_id.into()),
+        col(ArrayType::BigInt, &|r| r.last_position.into()),
+        col(ArrayType::String, &|r| r.channel.clone().into()),
+    ];
+    let sql = format!(
+        "INSERT INTO order_summary ({}) \
+         SELECT order_id, customer_id, customer_name, customer_email, customer_version, lines, line_count, total_cents, status, \
+                NULLIF(cancel_reason, ''), NULLIF(carrier, ''), NULLIF(tracking_number, ''), placed_at, \
+                NULLIF(cancelled_at, '')::timestamptz, NULLIF(shipped_at, '')::timestamptz, placed_position, version, \
+                last_tx_id, last_position, channel \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[], $8::bigint[], \
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], \
+                     $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[]) \
+              AS u({}) {on_conflict}",
+        COLUMNS.join(", "),
+        COLUMNS.join(", ")
+    );
+    execute(txn, &sql, values).await?;
     Ok(())
 }
 

@@ -108,8 +108,9 @@ pub async fn rebuild(
     }
     let started = Instant::now();
     let shadow = Db::connect_dedicated(&read_db.url).await?;
+    let mut deferred_indexes = Vec::new();
     for p in &chosen {
-        create_shadow(&shadow, p.name()).await?;
+        deferred_indexes.extend(create_shadow(&shadow, p.name()).await?);
     }
     let total = match options.until {
         Some(until) => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0).min(until.position.max(0) as u64),
@@ -118,7 +119,7 @@ pub async fn rebuild(
     if options.until.is_none() {
         set_status(read_db, &chosen, STATUS_REBUILDING, 0, total as i64).await?;
     }
-    let result = replay(events_db, read_db, &shadow, &chosen, options, total, started, &mut progress).await;
+    let result = replay(events_db, read_db, &shadow, &chosen, options, total, started, &deferred_indexes, &mut progress).await;
     if result.is_err() && options.until.is_none() {
         let _ = set_status(read_db, &chosen, STATUS_RUNNING, 0, 0).await;
     }
@@ -138,6 +139,7 @@ async fn replay(
     options: &RebuildOptions,
     total: u64,
     started: Instant,
+    deferred_indexes: &[String],
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<Vec<RebuildReport>, RebuildError> {
     let mut from = LogPosition::START;
@@ -165,6 +167,10 @@ async fn replay(
             from
         }
         (None, _) => {
+            // The secondary indexes, in one sort each, before the switch.
+            for index in deferred_indexes {
+                shadow.conn.execute_unprepared(index).await?;
+            }
             let (switched_at, extra) = switch(events_db, shadow, chosen, from, options.batch_size).await?;
             done += extra;
             switched_at
@@ -228,13 +234,44 @@ async fn use_shadow(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projec
     Ok(())
 }
 
-async fn create_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
+/// Creates a shadow table. On PostgreSQL it starts with its primary key
+/// only: the other indexes are returned, to be built once the replay is
+/// done (one sort beats a million index insertions).
+async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
+    let mut deferred = Vec::new();
     match shadow.backend() {
         DbBackend::Postgres => {
             let schema = shadow_schema(table);
             shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
             shadow.conn.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await?;
-            shadow.conn.execute_unprepared(&format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)")).await?;
+            shadow
+                .conn
+                .execute_unprepared(&format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+                .await?;
+            let indexes = shadow
+                .conn
+                .query_all_raw(stmt(
+                    shadow,
+                    "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisprimary AS is_primary \
+                     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                     WHERE i.indrelid = to_regclass('public.' || $1)",
+                    vec![table.into()],
+                ))
+                .await?;
+            for index in indexes {
+                let name: String = index.try_get("", "name")?;
+                let def: String = index.try_get("", "def")?;
+                let def = def.replacen(&format!(" ON public.{table} "), &format!(" ON {schema}.{table} "), 1);
+                if index.try_get::<bool>("", "is_primary")? {
+                    shadow.conn.execute_unprepared(&def).await?;
+                    shadow
+                        .conn
+                        .execute_unprepared(&format!("ALTER TABLE {schema}.{table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"))
+                        .await?;
+                } else {
+                    deferred.push(def);
+                }
+            }
         }
         _ => {
             let row = shadow
@@ -248,7 +285,7 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
             shadow.conn.execute_unprepared(&ddl).await?;
         }
     }
-    Ok(())
+    Ok(deferred)
 }
 
 async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {

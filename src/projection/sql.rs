@@ -69,30 +69,3 @@ pub async fn insert_rows(
     }
     Ok(())
 }
-
-/// PostgreSQL bulk path: all rows as ONE JSON parameter, expanded by
-/// `json_to_recordset` — one statement and one parameter per batch,
-/// however many rows (a VALUES list of thousands of parameters costs more
-/// to parse and plan than to execute). `columns` are `(name, SQL type)`;
-/// each row serializes to an object with those keys.
-pub async fn insert_records<T: serde::Serialize>(
-    txn: &DatabaseTransaction,
-    table: &str,
-    columns: &[(&str, &str)],
-    rows: &[T],
-    on_conflict: &str,
-) -> Result<(), DbErr> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let json = serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("cannot encode {table} rows: {e}")))?;
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let record: Vec<String> = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect();
-    let sql = format!(
-        "INSERT INTO {table} ({names}) SELECT {names} FROM json_to_recordset($1::json) AS r({record}) {on_conflict}",
-        names = names.join(", "),
-        record = record.join(", ")
-    );
-    execute(txn, &sql, vec![json.into()]).await?;
-    Ok(())
-}
