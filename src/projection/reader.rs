@@ -47,7 +47,21 @@ const HORIZON: &str = "WITH snap AS (SELECT pg_current_snapshot() AS s), \
                              AND a.backend_xid::text::bigint = (x::text::bigint & 4294967295))), \
        (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS h)";
 
-const COLUMNS: &str = "position, tx_id, stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at";
+/// What a reader needs of an event row: the payload as JSON text (decoded
+/// straight into the typed event), no metadata.
+const COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_type, event_version, CAST(payload AS TEXT) AS payload, recorded_at";
+
+#[derive(Debug, FromQueryResult)]
+struct LogRow {
+    position: i64,
+    tx_id: i64,
+    stream_id: uuid::Uuid,
+    stream_version: i64,
+    event_type: String,
+    event_version: i32,
+    payload: String,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// Reads up to `limit` committed events after `after`, in checkpoint order.
 pub async fn read_after(db: &impl ConnectionTrait, after: LogPosition, limit: u64) -> Result<Vec<ReadEvent>, DbErr> {
@@ -78,8 +92,8 @@ pub async fn read_range(
             vec![after.position.into(), until.position.into(), limit.into()],
         ),
     };
-    let rows = event::Model::find_by_statement(stmt).all(db).await?;
-    Ok(rows.into_iter().map(decode).collect())
+    let rows = LogRow::find_by_statement(stmt).all(db).await?;
+    Ok(rows.into_iter().map(decode_row).collect())
 }
 
 /// The position of the newest committed event that a reader may take
@@ -112,7 +126,27 @@ pub async fn count_after(db: &impl ConnectionTrait, after: LogPosition) -> Resul
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
 
-/// Decodes a row through the upcasters of [`DomainEvent::decode`].
+fn decode_row(row: LogRow) -> ReadEvent {
+    match DomainEvent::decode_json(&row.event_type, row.event_version, &row.payload) {
+        Ok(event) => Ok(RecordedEvent {
+            position: row.position,
+            tx_id: row.tx_id,
+            stream_id: row.stream_id,
+            stream_version: row.stream_version,
+            recorded_at: row.recorded_at,
+            event,
+        }),
+        Err(e) => Err(Undecodable {
+            position: row.position,
+            tx_id: row.tx_id,
+            stream_id: row.stream_id,
+            event_type: row.event_type,
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// Decodes an entity row through the upcasters of [`DomainEvent::decode`].
 pub fn decode(row: event::Model) -> ReadEvent {
     match DomainEvent::decode(&row.event_type, row.event_version, &row.payload) {
         Ok(event) => Ok(RecordedEvent {

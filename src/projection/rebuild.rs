@@ -145,10 +145,17 @@ async fn replay(
     let mut from = LogPosition::START;
     let mut done: u64 = 0;
     let mut last_reported = Instant::now();
+    // Read ahead: the next batch is fetched while this one is applied.
+    let fetch = |from: LogPosition| {
+        let (events_db, until, size) = (events_db.clone(), options.until, options.batch_size);
+        tokio::spawn(async move { read_batch(&events_db, from, until, size).await })
+    };
+    let mut next = fetch(from);
     loop {
-        let batch = read_batch(events_db, from, options.until, options.batch_size).await?;
+        let batch = next.await.map_err(|e| RebuildError::Database(DbErr::Custom(format!("read-ahead task failed: {e}"))))??;
         let Some(last) = batch.last() else { break };
         from = LogPosition::new(last.tx_id, last.position);
+        next = fetch(from);
         apply_batch(shadow, chosen, &batch, None).await?;
         done += batch.len() as u64;
         progress(Progress { done, total: total.max(done), elapsed: started.elapsed() });
