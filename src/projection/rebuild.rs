@@ -174,7 +174,12 @@ async fn replay(
             from
         }
         (None, _) => {
-            // The secondary indexes, in one sort each, before the switch.
+            // Durable, then the secondary indexes in one sort each, before the switch.
+            if shadow.backend() == DbBackend::Postgres {
+                for p in chosen {
+                    shadow.conn.execute_unprepared(&format!("ALTER TABLE {}.{} SET LOGGED", shadow_schema(p.name()), p.name())).await?;
+                }
+            }
             for index in deferred_indexes {
                 shadow.conn.execute_unprepared(index).await?;
             }
@@ -241,9 +246,11 @@ async fn use_shadow(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projec
     Ok(())
 }
 
-/// Creates a shadow table. On PostgreSQL it starts with its primary key
-/// only: the other indexes are returned, to be built once the replay is
-/// done (one sort beats a million index insertions).
+/// Creates a shadow table. On PostgreSQL it is UNLOGGED while it fills (a
+/// crash simply loses the shadow, which a rebuild recreates anyway) and
+/// starts with its primary key only: the other indexes are returned, to be
+/// built once the replay is done (one sort beats a million index
+/// insertions), after the table is made durable (`SET LOGGED`).
 async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
     let mut deferred = Vec::new();
     match shadow.backend() {
@@ -253,7 +260,7 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
             shadow.conn.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await?;
             shadow
                 .conn
-                .execute_unprepared(&format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+                .execute_unprepared(&format!("CREATE UNLOGGED TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
                 .await?;
             let indexes = shadow
                 .conn
