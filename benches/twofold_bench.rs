@@ -87,7 +87,15 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("build the tokio runtime");
-    match runtime.block_on(run(options)) {
+    // On Ctrl-C the `run` future is dropped, and with it the guards that
+    // kill the server and drop the database.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(options) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("twofold_bench: failed: {e:#}");
@@ -121,20 +129,21 @@ async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 async fn run_phases(options: &Options, scale: &cli::Scale, database: &server::BenchDatabase, report: &mut Report) -> anyhow::Result<()> {
-    let server = server::Server::start(&database.url, &options.out).await.context("start the twofold server")?;
+    let server_log = options.out.join(format!("{}-server.log", options.file_stem()));
+    let server = server::Server::start(&database.url, &server_log).await.context("start the twofold server")?;
     let gql = gql::Gql::new(&server.base_url, 64)?;
     // The bench's own pool: plain-SQL baselines and direct reads.
     let db = twofold::db::Db::connect(&database.url, 34).await.context("connect the bench to the database")?;
 
     let catalog = load::seed_catalog(&gql, scale).await?;
     commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
-    let seeded = load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
+    load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     reads::measure(&db, &server.base_url, scale, report).await?;
     lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
-    report.set_resources(server.peak_rss_kib(), seeded);
+    report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;
 
-    rebuild::measure(options, &database.url, &db, &catalog, scale, report).await?;
+    rebuild::measure(&database.url, &db, &catalog, scale, report).await?;
     db.conn.close().await.ok();
     Ok(())
 }

@@ -2,13 +2,17 @@
 //! notice reaching a WebSocket client.
 //!
 //! Open loop at a steady 200 and 1,000 commands/s: every command has a
-//! scheduled send time, whatever happened to the previous ones. Per command:
+//! scheduled send time, whatever happened to the previous ones. One run per
+//! rate and notice kind (the two kinds are measured apart: a `writeVisible`
+//! check can advance the server's known checkpoint before the projector
+//! publishes its batch, which then swallows that `projectionUpdated`).
+//! Per command:
 //!
-//! 1. 50 ms before its send time, subscribe `projectionUpdated` filtered on
-//!    the order id the client chose (so the subscription is in place);
-//! 2. at its send time, `placeOrder` over HTTP;
-//! 3. right after the response, subscribe `writeVisible(token)`;
-//! 4. lag = arrival of each first notice − arrival of the HTTP response.
+//! - `projectionUpdated`: 300 ms before the send time, subscribe filtered on
+//!   the order id the client chose (so the subscription is in place);
+//! - at the send time, `placeOrder` over HTTP;
+//! - `writeVisible`: right after the response, subscribe with its token;
+//! - lag = arrival of the first notice − arrival of the HTTP response.
 //!
 //! Then the fan-out: 1,000 connections each subscribed to
 //! `projectionUpdated(streamId: X)`, one command on X.
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::{stream, StreamExt};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, timeout_at};
 
 use crate::cli::Scale;
@@ -44,13 +48,31 @@ const MAX_IN_FLIGHT: usize = 2_000;
 /// HTTP requests in flight at once (more wait, which shows as send lateness):
 /// keeps an overloaded run from opening thousands of sockets.
 const HTTP_SLOTS: usize = 256;
-const PRESUBSCRIBE: Duration = Duration::from_millis(50);
+const PRESUBSCRIBE: Duration = Duration::from_millis(300);
 /// How long a notice may take before it counts as missed.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which notice a run waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Probe {
+    #[default]
+    WriteVisible,
+    ProjectionUpdated,
+}
+
+impl Probe {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WriteVisible => "writeVisible",
+            Self::ProjectionUpdated => "projectionUpdated",
+        }
+    }
+}
 
 /// The outcome of one open-loop run.
 #[derive(Debug, Default)]
 pub struct LagRun {
+    pub probe: Probe,
     pub target_rate: u64,
     pub scheduled: u64,
     pub skipped: u64,
@@ -65,9 +87,12 @@ pub struct LagRun {
     pub write_visible_missed: u64,
     pub projection_updated: Vec<Duration>,
     pub projection_updated_missed: u64,
-    /// `projectionUpdated` notices that beat the HTTP response (counted as 0 lag).
-    pub projection_updated_early: u64,
+    /// Notices that beat the HTTP response (counted as 0 lag).
+    pub early_notices: u64,
     pub send_lateness: Vec<Duration>,
+    /// Errors the server sent on the subscriptions (these explain misses).
+    pub subscription_errors: u64,
+    pub first_subscription_error: Option<String>,
 }
 
 impl LagRun {
@@ -75,19 +100,29 @@ impl LagRun {
         self.ok as f64 / self.sending.as_secs_f64().max(1e-9)
     }
 
+    /// The lags of the probed notice, and how many never came.
+    pub fn lags(&self) -> (&[Duration], u64) {
+        match self.probe {
+            Probe::WriteVisible => (&self.write_visible, self.write_visible_missed),
+            Probe::ProjectionUpdated => (&self.projection_updated, self.projection_updated_missed),
+        }
+    }
+
     pub fn brief(&self) -> String {
+        let (lags, missed) = self.lags();
         format!(
-            "target {}/s, achieved {:.0}/s ({} ok, {} failed, {} skipped); writeVisible {} ({} missed); projectionUpdated {} ({} missed, {} before the response)",
+            "target {}/s, achieved {:.0}/s ({} ok, {} failed, {} skipped); {} {} ({} missed, {} before the response); {} subscription errors{}",
             self.target_rate,
             self.achieved_rate(),
             self.ok,
             self.failed,
             self.skipped,
-            Summary::of(&self.write_visible).brief(),
-            self.write_visible_missed,
-            Summary::of(&self.projection_updated).brief(),
-            self.projection_updated_missed,
-            self.projection_updated_early
+            self.probe.name(),
+            Summary::of(lags).brief(),
+            missed,
+            self.early_notices,
+            self.subscription_errors,
+            self.first_subscription_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
         )
     }
 }
@@ -108,9 +143,11 @@ pub async fn measure(gql: &Gql, base_url: &str, catalog: &Catalog, scale: &Scale
     let muxes: Arc<Vec<WsMux>> = Arc::new(muxes);
     let catalog = Arc::new(catalog.clone());
     for (rate, duration) in [(200, scale.lag_time_200), (1_000, scale.lag_time_1000)] {
-        let run = open_loop(gql, &muxes, &catalog, rate, duration).await;
-        progress!("lag at {rate}/s: {}", run.brief());
-        report.set_lag(run);
+        for probe in [Probe::WriteVisible, Probe::ProjectionUpdated] {
+            let run = open_loop(gql, &muxes, &catalog, probe, rate, duration).await;
+            progress!("lag at {rate}/s: {}", run.brief());
+            report.set_lag(run);
+        }
     }
     drop(muxes);
 
@@ -135,13 +172,14 @@ async fn connect_many(base_url: &str, n: usize) -> anyhow::Result<Vec<WsMux>> {
 }
 
 /// Sends `rate` commands per second for `duration` on a fixed schedule.
-async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, rate: u64, duration: Duration) -> LagRun {
+async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, probe: Probe, rate: u64, duration: Duration) -> LagRun {
     let scheduled = (rate as f64 * duration.as_secs_f64()).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now() + PRESUBSCRIBE + Duration::from_millis(50);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let http_slots = Arc::new(Semaphore::new(HTTP_SLOTS));
-    let mut run = LagRun { target_rate: rate, scheduled, ..Default::default() };
+    let mut run = LagRun { probe, target_rate: rate, scheduled, ..Default::default() };
+    let errors_so_far = subscription_errors(muxes);
     let mut tasks = Vec::with_capacity(scheduled as usize);
     for i in 0..scheduled {
         let send_at = start + interval.mul_f64(i as f64);
@@ -155,8 +193,7 @@ async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, r
             let _permit = permit;
             let n = muxes.len();
             let order = catalog.random_order(0x1A6_0000_0000 + rate * 1_000_000_000 + i);
-            let connections = (&muxes[i as usize % n], &muxes[(i as usize + n / 2) % n]);
-            one_command(&gql, &http_slots, connections, &catalog, order, send_at).await
+            one_command(&gql, &http_slots, &muxes[i as usize % n], probe, &catalog, order, send_at).await
         }));
     }
     let mut last_response = start;
@@ -177,44 +214,60 @@ async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, r
         }
     }
     run.elapsed = start.elapsed();
+    let (errors_before, _) = errors_so_far;
+    let (errors_after, first) = subscription_errors(muxes);
+    run.subscription_errors = errors_after - errors_before;
+    run.first_subscription_error = first;
     run.sending = last_response.saturating_duration_since(start).max(duration);
     run
 }
 
-/// What one command of the open loop saw.
+/// Errors received on all connections: `(count, first message)`.
+fn subscription_errors(muxes: &[WsMux]) -> (u64, Option<String>) {
+    muxes.iter().map(WsMux::errors).fold((0, None), |(count, first), (n, e)| (count + n, first.or(e)))
+}
+
+/// What one command of the open loop saw (the lag of its probe, `None`
+/// if the notice never came).
 struct CommandLag {
+    probe: Probe,
     responded: Instant,
     send_lateness: Duration,
-    write_visible: Option<Duration>,
-    projection_updated: Option<Duration>,
-    projection_updated_early: bool,
+    lag: Option<Duration>,
+    early: bool,
 }
 
 impl LagRun {
     fn add(&mut self, c: CommandLag) {
         self.ok += 1;
         self.send_lateness.push(c.send_lateness);
-        match c.write_visible {
-            Some(lag) => self.write_visible.push(lag),
-            None => self.write_visible_missed += 1,
+        let (lags, missed) = match c.probe {
+            Probe::WriteVisible => (&mut self.write_visible, &mut self.write_visible_missed),
+            Probe::ProjectionUpdated => (&mut self.projection_updated, &mut self.projection_updated_missed),
+        };
+        match c.lag {
+            Some(lag) => lags.push(lag),
+            None => *missed += 1,
         }
-        match c.projection_updated {
-            Some(lag) => self.projection_updated.push(lag),
-            None => self.projection_updated_missed += 1,
-        }
-        self.projection_updated_early += u64::from(c.projection_updated_early);
+        self.early_notices += u64::from(c.early);
     }
 }
 
 async fn one_command(
     gql: &Gql,
     http_slots: &Semaphore,
-    (updates, visibility): (&WsMux, &WsMux),
+    ws: &WsMux,
+    probe: Probe,
     catalog: &Catalog,
     order: crate::workload::OrderSpec,
     send_at: Instant,
 ) -> anyhow::Result<CommandLag> {
-    let (update_id, update) = updates.subscribe(PROJECTION_UPDATED, json!({ "streamId": order.order_id }));
+    let update = (probe == Probe::ProjectionUpdated).then(|| ws.subscribe(PROJECTION_UPDATED, json!({ "streamId": order.order_id })));
+    let unsubscribe = |sub: &Option<(u64, _)>| {
+        if let Some((id, _)) = sub {
+            ws.unsubscribe(*id);
+        }
+    };
     sleep_until(send_at.into()).await;
     let slot = http_slots.acquire().await?;
     let send_lateness = send_at.elapsed();
@@ -223,31 +276,59 @@ async fn one_command(
     let token = match placed {
         Ok(Ok(token)) => token,
         Ok(Err(e)) => {
-            updates.unsubscribe(update_id);
+            unsubscribe(&update);
             return Err(e);
         }
         Err(_) => {
-            updates.unsubscribe(update_id);
+            unsubscribe(&update);
             anyhow::bail!("placeOrder took longer than {NOTICE_TIMEOUT:?}");
         }
     };
     let responded = Instant::now();
-    let (visible_id, visible) = visibility.subscribe(WRITE_VISIBLE, json!({ "token": token }));
     let deadline = (responded + NOTICE_TIMEOUT).into();
-    let visible = timeout_at(deadline, visible).await.ok().and_then(Result::ok);
-    let update = timeout_at(deadline, update).await.ok().and_then(Result::ok);
-    updates.unsubscribe(update_id);
-    if visible.is_none() {
-        visibility.unsubscribe(visible_id);
-    }
-    let write_visible = visible.filter(is_visible).map(|n| n.at.saturating_duration_since(responded));
+    let notice = match update {
+        Some((id, mut notices)) => {
+            let notice = first_about(&mut notices, &order.order_id.to_string(), responded, deadline).await;
+            ws.unsubscribe(id);
+            notice
+        }
+        None => {
+            let (id, mut notices) = ws.subscribe(WRITE_VISIBLE, json!({ "token": token }));
+            let notice = timeout_at(deadline, notices.recv()).await.ok().flatten().filter(is_visible);
+            if notice.is_none() {
+                ws.unsubscribe(id);
+            }
+            notice
+        }
+    };
     Ok(CommandLag {
+        probe,
         responded,
         send_lateness,
-        write_visible,
-        projection_updated_early: update.as_ref().is_some_and(|n| n.at < responded),
-        projection_updated: update.map(|n| n.at.saturating_duration_since(responded)),
+        early: notice.as_ref().is_some_and(|n| n.at < responded),
+        lag: notice.map(|n| n.at.saturating_duration_since(responded)),
     })
+}
+
+/// The first `projectionUpdated` notice that reports the order: one naming
+/// it in `streamIds`, or one naming no stream (the server sends those when it
+/// cannot tell, and documents that they may concern any stream) that arrives
+/// after the HTTP response. `None` if none came before `deadline`.
+async fn first_about(
+    notices: &mut mpsc::UnboundedReceiver<Notice>,
+    order_id: &str,
+    responded: Instant,
+    deadline: tokio::time::Instant,
+) -> Option<Notice> {
+    loop {
+        let notice = timeout_at(deadline, notices.recv()).await.ok()??;
+        let ids = notice.payload["data"]["projectionUpdated"]["streamIds"].as_array();
+        let names_it = ids.is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(order_id)));
+        let names_none = ids.is_none_or(|ids| ids.is_empty());
+        if names_it || (names_none && notice.at >= responded) {
+            return Some(notice);
+        }
+    }
 }
 
 fn is_visible(notice: &Notice) -> bool {
@@ -272,13 +353,13 @@ fn subscriber_count(wanted: usize) -> usize {
 async fn fan_out(gql: &Gql, base_url: &str, catalog: &Catalog, wanted: usize) -> anyhow::Result<FanOut> {
     let order = catalog.random_order(0xFA0_0000_0000);
     let variables = json!({ "streamId": order.order_id });
-    let connected: Vec<anyhow::Result<(WsMux, tokio::sync::oneshot::Receiver<Notice>)>> = stream::iter(0..wanted)
+    let connected: Vec<anyhow::Result<(WsMux, mpsc::UnboundedReceiver<Notice>)>> = stream::iter(0..wanted)
         .map(|_| {
             let variables = variables.clone();
             async move {
                 let mux = WsMux::connect(base_url).await?;
-                let (_, notice) = mux.subscribe(PROJECTION_UPDATED, variables);
-                anyhow::Ok((mux, notice))
+                let (_, notices) = mux.subscribe(PROJECTION_UPDATED, variables);
+                anyhow::Ok((mux, notices))
             }
         })
         .buffer_unordered(64)
@@ -302,13 +383,14 @@ async fn fan_out(gql: &Gql, base_url: &str, catalog: &Catalog, wanted: usize) ->
 
     gql.place_order(catalog, &order).await.context("fan-out placeOrder")?;
     let responded = Instant::now();
-    let deadline = responded + NOTICE_TIMEOUT;
-    let (muxes, notices): (Vec<WsMux>, Vec<_>) = subscribers.into_iter().unzip();
-    let arrivals = futures_util::future::join_all(notices.into_iter().map(|n| timeout_at(deadline.into(), n))).await;
+    let deadline = (responded + NOTICE_TIMEOUT).into();
+    let order_id = order.order_id.to_string();
+    let (muxes, mut notices): (Vec<WsMux>, Vec<_>) = subscribers.into_iter().unzip();
+    let arrivals = futures_util::future::join_all(notices.iter_mut().map(|n| first_about(n, &order_id, responded, deadline))).await;
     for arrival in arrivals {
         match arrival {
-            Ok(Ok(notice)) => result.lags.push(notice.at.saturating_duration_since(responded)),
-            _ => result.missed += 1,
+            Some(notice) => result.lags.push(notice.at.saturating_duration_since(responded)),
+            None => result.missed += 1,
         }
     }
     result.missed += result.connect_errors;

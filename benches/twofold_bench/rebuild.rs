@@ -16,7 +16,7 @@ use uuid::Uuid;
 use entity::read::order_summary;
 use twofold::db::Db;
 
-use crate::cli::{Options, Scale};
+use crate::cli::Scale;
 use crate::load::count;
 use crate::progress;
 use crate::report::Report;
@@ -53,7 +53,7 @@ pub struct BulkInsert {
     pub rows_per_second: f64,
 }
 
-pub async fn measure(options: &Options, url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
     let before = count(db, "SELECT COUNT(*) FROM event").await?;
     let appended = if before < scale.rebuild_events { top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await? } else { 0 };
     let events = count(db, "SELECT COUNT(*) FROM event").await?;
@@ -78,7 +78,7 @@ pub async fn measure(options: &Options, url: &str, db: &Db, catalog: &Catalog, s
             None
         }
     };
-    report.set_rebuild(options, events, appended, single, all, bulk);
+    report.set_rebuild(events, appended, single, all, bulk);
     Ok(())
 }
 

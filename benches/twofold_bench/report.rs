@@ -175,12 +175,11 @@ impl Report {
     pub fn set_fan_out(&mut self, fan_out: FanOut) {
         self.fan_out = Some(fan_out);
     }
-    pub fn set_resources(&mut self, peak_rss_kib: Option<u64>, _seeded_commands: u64) {
+    pub fn set_peak_rss(&mut self, peak_rss_kib: Option<u64>) {
         self.peak_rss_kib = peak_rss_kib;
     }
     pub fn set_rebuild(
         &mut self,
-        _options: &Options,
         events_in_log: u64,
         appended_by_sql: u64,
         single: RebuildOutcome,
@@ -262,25 +261,24 @@ impl Report {
     fn lag_figures(&self, rows: &mut Vec<Figure>) {
         for run in &self.lag {
             let bound = if run.target_rate <= 200 { 10.0 } else { 50.0 };
-            let target = format!("p99 ≤ {bound:.0} ms");
+            let (samples, missed) = run.lags();
+            let s = Summary::of(samples);
+            let met = (s.count > 0).then(|| s.p99_ms <= bound && missed == 0);
             rows.push(
-                Figure::new(format!("command rate, target {}/s (open loop)", run.target_rate), format!("{:.0}/s achieved", run.achieved_rate()))
-                    .num(run.achieved_rate())
-                    .baseline(format!("{} failed, {} skipped", run.failed, run.skipped), None),
+                Figure::new(format!("lag to {} at {}/s", run.probe.name(), run.target_rate), lag_text(&s))
+                    .num(s.p99_ms)
+                    .baseline(
+                        format!(
+                            "{:.0}/s achieved; {missed} of {} notices missed; {} sends failed, {} skipped",
+                            run.achieved_rate(),
+                            s.count as u64 + missed,
+                            run.failed,
+                            run.skipped
+                        ),
+                        Some(run.achieved_rate()),
+                    )
+                    .target(&format!("p99 ≤ {bound:.0} ms"), met),
             );
-            for (what, samples, missed) in [
-                ("writeVisible", &run.write_visible, run.write_visible_missed),
-                ("projectionUpdated", &run.projection_updated, run.projection_updated_missed),
-            ] {
-                let s = Summary::of(samples);
-                let met = (s.count > 0).then(|| s.p99_ms <= bound && missed == 0);
-                rows.push(
-                    Figure::new(format!("lag to {what} at {}/s", run.target_rate), lag_text(&s))
-                        .num(s.p99_ms)
-                        .baseline(format!("{missed} missed of {}", s.count as u64 + missed), None)
-                        .target(&target, met),
-                );
-            }
         }
         if let Some(fan) = &self.fan_out {
             let s = Summary::of(&fan.lags);
@@ -423,8 +421,7 @@ impl Report {
 
         let mut series: Vec<(String, Vec<f64>)> = Vec::new();
         for run in &self.lag {
-            series.push((format!("writeVisible @ {}/s", run.target_rate), sorted_ms(&run.write_visible)));
-            series.push((format!("projectionUpdated @ {}/s", run.target_rate), sorted_ms(&run.projection_updated)));
+            series.push((format!("{} @ {}/s", run.probe.name(), run.target_rate), sorted_ms(run.lags().0)));
         }
         if let Some(fan) = &self.fan_out {
             series.push((format!("fan-out, {} subscribers", fan.wanted), sorted_ms(&fan.lags)));
@@ -465,6 +462,7 @@ impl Report {
 
 fn lag_json(run: &LagRun) -> Value {
     json!({
+        "probe": run.probe.name(),
         "target_rate": run.target_rate,
         "achieved_rate": run.achieved_rate(),
         "scheduled": run.scheduled,
@@ -475,11 +473,11 @@ fn lag_json(run: &LagRun) -> Value {
         "elapsed_s": run.elapsed.as_secs_f64(),
         "sending_s": run.sending.as_secs_f64(),
         "send_lateness": Summary::of(&run.send_lateness),
-        "write_visible": Summary::of(&run.write_visible),
-        "write_visible_missed": run.write_visible_missed,
-        "projection_updated": Summary::of(&run.projection_updated),
-        "projection_updated_missed": run.projection_updated_missed,
-        "projection_updated_before_response": run.projection_updated_early,
+        "lag": Summary::of(run.lags().0),
+        "missed": run.lags().1,
+        "notices_before_response": run.early_notices,
+        "subscription_errors": run.subscription_errors,
+        "first_subscription_error": run.first_subscription_error,
     })
 }
 

@@ -93,11 +93,12 @@ pub struct Server {
 
 impl Server {
     /// Spawns `twofold serve` on a free port and waits for `/readyz`. Its log
-    /// goes to `<out>/server.log`, not the terminal.
-    pub async fn start(database_url: &str, out: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
-        let log_path = out.join("server.log");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+    /// goes to `log_path`, not the terminal.
+    pub async fn start(database_url: &str, log_path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        let log = std::fs::File::create(log_path).with_context(|| format!("create {}", log_path.display()))?;
         let port = free_port()?;
         let child = Command::new(TWOFOLD_BIN)
             .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url, "--max-connections", "32"])

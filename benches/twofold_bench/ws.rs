@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -19,19 +19,31 @@ use tokio_tungstenite::tungstenite::Message;
 const PROTOCOL: &str = "graphql-transport-ws";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The first `next` of a subscription: when it arrived and its payload.
+/// One `next` of a subscription: when it arrived and its payload.
 #[derive(Debug)]
 pub struct Notice {
     pub at: Instant,
     pub payload: Value,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Notice>>>>;
+/// Where each live subscription's notices go, by id.
+type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Notice>>>>;
+
+/// Subscription errors the server sent, counted, with the first one kept
+/// (a missed notice is then explained in the report).
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    pub count: u64,
+    pub first: Option<String>,
+}
+
+pub type SharedErrorLog = Arc<Mutex<ErrorLog>>;
 
 /// One open, acknowledged connection.
 pub struct WsMux {
     outgoing: mpsc::UnboundedSender<Message>,
     pending: Pending,
+    errors: SharedErrorLog,
     next_id: AtomicU64,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -74,21 +86,28 @@ impl WsMux {
             }
         });
         let pending: Pending = Arc::default();
-        let reader = tokio::spawn(read_loop(stream, pending.clone(), outgoing.clone()));
-        Ok(Self { outgoing, pending, next_id: AtomicU64::new(1), reader, writer })
+        let errors: SharedErrorLog = Arc::default();
+        let reader = tokio::spawn(read_loop(stream, pending.clone(), errors.clone(), outgoing.clone()));
+        Ok(Self { outgoing, pending, errors, next_id: AtomicU64::new(1), reader, writer })
     }
 
-    /// Starts a subscription; the receiver yields its first `next`. It
-    /// fails (the sender is dropped) on `error`, `complete` before data, or
-    /// when the connection ends.
-    pub fn subscribe(&self, query: &str, variables: Value) -> (u64, oneshot::Receiver<Notice>) {
+    /// Starts a subscription; the receiver yields each `next`, and ends on
+    /// `error`, `complete`, [`unsubscribe`](Self::unsubscribe) or when the
+    /// connection ends.
+    pub fn subscribe(&self, query: &str, variables: Value) -> (u64, mpsc::UnboundedReceiver<Notice>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending subscriptions lock").insert(id, tx);
+        let (sender, rx) = mpsc::unbounded_channel();
+        self.pending.lock().expect("pending subscriptions lock").insert(id, sender);
         let message = json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": query, "variables": variables } });
         // A closed writer drops nothing here: the reader's exit clears `pending`.
         let _ = self.outgoing.send(Message::Text(message.to_string().into()));
         (id, rx)
+    }
+
+    /// The subscription errors received so far: `(count, first message)`.
+    pub fn errors(&self) -> (u64, Option<String>) {
+        let log = self.errors.lock().expect("error log lock");
+        (log.count, log.first.clone())
     }
 
     /// Stops a subscription (harmless if the server already completed it).
@@ -110,7 +129,7 @@ fn pong() -> Message {
 }
 
 /// Routes each server message to its subscription; answers pings.
-async fn read_loop<S>(mut stream: S, pending: Pending, outgoing: mpsc::UnboundedSender<Message>)
+async fn read_loop<S>(mut stream: S, pending: Pending, errors: SharedErrorLog, outgoing: mpsc::UnboundedSender<Message>)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -121,12 +140,17 @@ where
         let id = value["id"].as_str().and_then(|id| id.parse::<u64>().ok());
         match (value["type"].as_str(), id) {
             (Some("next"), Some(id)) => {
-                let waiter = pending.lock().expect("pending subscriptions lock").remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(Notice { at, payload: value["payload"].clone() });
+                if let Some(sender) = pending.lock().expect("pending subscriptions lock").get(&id) {
+                    let _ = sender.send(Notice { at, payload: value["payload"].clone() });
                 }
             }
-            (Some("error" | "complete"), Some(id)) => {
+            (Some("error"), Some(id)) => {
+                pending.lock().expect("pending subscriptions lock").remove(&id);
+                let mut log = errors.lock().expect("error log lock");
+                log.count += 1;
+                log.first.get_or_insert_with(|| value["payload"].to_string());
+            }
+            (Some("complete"), Some(id)) => {
                 pending.lock().expect("pending subscriptions lock").remove(&id);
             }
             (Some("ping"), _) => {
@@ -136,4 +160,7 @@ where
         }
     }
     pending.lock().expect("pending subscriptions lock").clear();
+    let mut log = errors.lock().expect("error log lock");
+    log.count += 1;
+    log.first.get_or_insert_with(|| "the connection closed".to_owned());
 }

@@ -61,17 +61,16 @@ impl Notices {
         &self.instance_id
     }
 
-    /// Publishes a committed batch (call only after the commit). A notice
-    /// that does not move the projection forward — the same batch heard
-    /// twice, through NOTIFY and the poll — is dropped; returns whether it
-    /// was published.
-    pub fn publish(&self, update: ProjectionUpdated) -> bool {
-        if !self.advance(&update.projection, update.token) {
-            return false;
-        }
+    /// Publishes a committed batch (call only after the commit) and moves
+    /// the projection's known checkpoint. Always broadcast: a durable
+    /// checkpoint read (`writeVisible`, the poll) may already have moved the
+    /// watch, but subscribers still need this batch's stream ids. Delivery
+    /// is at least once: a batch announced by the poll and then by NOTIFY
+    /// reaches a subscriber twice, never zero times.
+    pub fn publish(&self, update: ProjectionUpdated) {
+        self.advance(&update.projection, update.token);
         // No receiver is not an error: nobody is listening right now.
         let _ = self.updates.send(update);
-        true
     }
 
     /// Announces a rebuild's progress (the projection's checkpoint does not move).
@@ -115,5 +114,44 @@ impl Notices {
     fn checkpoint_sender(&self, projection: &str) -> watch::Sender<LogPosition> {
         let mut map = self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         map.entry(projection.to_owned()).or_insert_with(|| watch::channel(LogPosition::START).0).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(token: LogPosition, stream: Uuid) -> ProjectionUpdated {
+        ProjectionUpdated {
+            projection: "order_summary".into(),
+            token,
+            stream_ids: vec![stream],
+            event_types: vec!["OrderPlaced".into()],
+            complete: true,
+            rebuild_percent: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_announced_even_when_a_durable_read_saw_its_checkpoint_first() {
+        let notices = Notices::new(16);
+        let mut rx = notices.subscribe();
+        let token = LogPosition::new(7, 42);
+        // writeVisible (or the poll) read the committed checkpoint before the projector published…
+        notices.advance("order_summary", token);
+        // …the projector's own notice still reaches subscribers, with its stream ids.
+        let stream = Uuid::new_v4();
+        notices.publish(update(token, stream));
+        let got = rx.try_recv().expect("the batch is announced");
+        assert!(got.complete && got.may_touch(&stream));
+        assert_eq!(notices.known("order_summary"), token);
+    }
+
+    #[test]
+    fn checkpoints_never_move_back() {
+        let notices = Notices::new(16);
+        assert!(notices.advance("p", LogPosition::new(1, 10)));
+        assert!(!notices.advance("p", LogPosition::new(1, 9)));
+        assert_eq!(notices.known("p"), LogPosition::new(1, 10));
     }
 }

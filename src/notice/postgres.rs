@@ -171,6 +171,7 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
         let Ok(rows) = projection_checkpoint::Entity::find().all(&read_db.conn).await else { continue };
         for row in rows {
             let token = LogPosition::new(row.last_tx_id, row.last_position);
+            // Only advances nobody announced become (stream-less) notices.
             if token > notices.known(&row.name) {
                 notices.publish(ProjectionUpdated { projection: row.name, token, stream_ids: Vec::new(), event_types: Vec::new(), complete: false, rebuild_percent: None });
             }

@@ -146,6 +146,22 @@ fn decode_row(row: LogRow) -> ReadEvent {
     }
 }
 
+/// How many committed events lie at or before `upto` (one statement, so a
+/// concurrent append cannot fall between two counts).
+pub async fn count_upto(db: &impl ConnectionTrait, upto: LogPosition) -> Result<i64, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = match backend {
+        DbBackend::Postgres => statement(
+            backend,
+            "SELECT count(*) AS n FROM event WHERE (tx_id, position) <= ($1, $2)",
+            vec![upto.tx_id.into(), upto.position.into()],
+        ),
+        _ => statement(backend, "SELECT count(*) AS n FROM event WHERE position <= $1", vec![Value::from(upto.position)]),
+    };
+    let row = db.query_one_raw(stmt).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
 /// Decodes an entity row through the upcasters of [`DomainEvent::decode`].
 pub fn decode(row: event::Model) -> ReadEvent {
     match DomainEvent::decode(&row.event_type, row.event_version, &row.payload) {

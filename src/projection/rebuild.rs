@@ -355,7 +355,7 @@ async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut
         txn.execute_unprepared("SET LOCAL search_path TO public").await?;
     }
     // Events at or before the new checkpoint (later ones are the live runner's to count).
-    let applied = reader::count_after(&events_db.conn, LogPosition::START).await? - reader::count_after(&events_db.conn, from).await?;
+    let applied = reader::count_upto(&events_db.conn, from).await?;
     for name in &names {
         match shadow.backend() {
             DbBackend::Postgres => {
