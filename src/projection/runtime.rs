@@ -301,36 +301,18 @@ impl Projector {
         read: usize,
     ) -> Result<Result<StepOutcome, ApplyError>, DbErr> {
         let started = std::time::Instant::now();
+        let update = self.update(to, events);
         let txn = self.read_db.begin_write().await?;
-        if !self.fence(&txn, from).await? {
+        // First statement: claim the batch by moving the checkpoint (a
+        // compare-and-set that also locks the row and queues the NOTIFY,
+        // delivered at commit). Should the apply fail, the rollback undoes both.
+        if !self.claim(&txn, from, to, read, &update).await? {
             return Ok(Ok(StepOutcome::Fenced));
         }
         if apply {
             if let Err(e) = self.projection.apply(&txn, events, ApplyContext { position_guard: true }).await {
                 return Ok(Err(e));
             }
-        }
-        projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::LastTxId, to.tx_id.into())
-            .col_expr(projection_checkpoint::Column::LastPosition, to.position.into())
-            .col_expr(
-                projection_checkpoint::Column::EventsApplied,
-                sea_orm::sea_query::ExprTrait::add(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::EventsApplied), read as i64),
-            )
-            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
-            .filter(projection_checkpoint::Column::Name.eq(self.name()))
-            .exec(&*txn)
-            .await?;
-        let update = self.update(to, events);
-        if self.read_db.is_postgres() {
-            // Delivered at commit to the other instances' subscribers.
-            let payload = crate::notice::postgres::ProjectionNotice::encode(self.notices.instance_id(), &update);
-            let notify = sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()],
-            );
-            sea_orm::ConnectionTrait::execute_raw(&*txn, notify).await?;
         }
         txn.commit().await?;
         self.notices.publish(update);
@@ -341,6 +323,35 @@ impl Projector {
             metrics::histogram!(crate::metrics::NOTICE_LATENCY, "projection" => self.name()).record(latency.as_secs_f64());
         }
         Ok(Ok(StepOutcome::Applied { events: read, checkpoint: to }))
+    }
+
+    /// Moves the checkpoint from `from` to `to` if it is still at `from` and
+    /// the projection is not stopped (fencing), in one statement; on
+    /// PostgreSQL the same statement queues the cross-instance NOTIFY.
+    async fn claim(&self, txn: &DatabaseTransaction, from: LogPosition, to: LogPosition, read: usize, update: &ProjectionUpdated) -> Result<bool, DbErr> {
+        use sea_orm::ConnectionTrait;
+        let now = chrono::Utc::now();
+        let mut values: Vec<sea_orm::Value> = vec![
+            to.tx_id.into(),
+            to.position.into(),
+            (read as i64).into(),
+            now.into(),
+            self.name().into(),
+            from.tx_id.into(),
+            from.position.into(),
+        ];
+        let cas = "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, events_applied = events_applied + $3, updated_at = $4 \
+                   WHERE name = $5 AND last_tx_id = $6 AND last_position = $7 AND status <> 'stopped'";
+        if self.read_db.is_postgres() {
+            values.push(crate::notice::postgres::PROJECTION_CHANNEL.into());
+            values.push(crate::notice::postgres::ProjectionNotice::encode(self.notices.instance_id(), update).into());
+            let sql = format!("WITH claimed AS ({cas} RETURNING 1) SELECT pg_notify($8, $9) FROM claimed");
+            let rows = txn.query_all_raw(super::sql::statement(sea_orm::DbBackend::Postgres, &sql, values)).await?;
+            Ok(rows.len() == 1)
+        } else {
+            let result = txn.execute_raw(super::sql::statement(txn.get_database_backend(), cas, values)).await?;
+            Ok(result.rows_affected() == 1)
+        }
     }
 
     /// Locks the checkpoint row and checks it is still at `from`.
