@@ -263,7 +263,7 @@ impl Report {
             let bound = if run.target_rate <= 200 { 10.0 } else { 50.0 };
             let (samples, missed) = run.lags();
             let s = Summary::of(samples);
-            let met = (s.count > 0).then(|| s.p99_ms <= bound && missed == 0);
+            let met = (s.count > 0).then_some(s.p99_ms <= bound && missed == 0);
             rows.push(
                 Figure::new(format!("lag to {} at {}/s", run.probe.name(), run.target_rate), lag_text(&s))
                     .num(s.p99_ms)

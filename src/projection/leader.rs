@@ -48,10 +48,6 @@ impl Leadership {
         Self { url: url.to_owned(), key: lock_key(projection), conn: None, checked_at: Instant::now() }
     }
 
-    pub fn is_held(&self) -> bool {
-        self.conn.is_some()
-    }
-
     /// Keeps or tries to take the lock.
     pub async fn hold(&mut self) -> Held {
         if let Some(conn) = &mut self.conn {

@@ -11,8 +11,6 @@
 //! SQLite: writers are serialized, so `position` (the rowid) is commit order.
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Value};
 
-use entity::log::event;
-
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::projection::sql::statement;
@@ -96,21 +94,6 @@ pub async fn read_range(
     Ok(rows.into_iter().map(decode_row).collect())
 }
 
-/// The position of the newest committed event that a reader may take
-/// (the head of the log, as far as projections are concerned).
-pub async fn head(db: &impl ConnectionTrait) -> Result<LogPosition, DbErr> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => format!("{HORIZON} SELECT tx_id, position FROM event, horizon WHERE tx_id < horizon.h ORDER BY tx_id DESC, position DESC LIMIT 1"),
-        _ => "SELECT tx_id, position FROM event ORDER BY position DESC LIMIT 1".to_owned(),
-    };
-    let row = db.query_one_raw(statement(backend, &sql, vec![])).await?;
-    match row {
-        Some(row) => Ok(LogPosition::new(row.try_get("", "tx_id")?, row.try_get("", "position")?)),
-        None => Ok(LogPosition::START),
-    }
-}
-
 /// How many committed events lie after `after`.
 pub async fn count_after(db: &impl ConnectionTrait, after: LogPosition) -> Result<i64, DbErr> {
     let backend = db.get_database_backend();
@@ -160,25 +143,4 @@ pub async fn count_upto(db: &impl ConnectionTrait, upto: LogPosition) -> Result<
     };
     let row = db.query_one_raw(stmt).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
-}
-
-/// Decodes an entity row through the upcasters of [`DomainEvent::decode`].
-pub fn decode(row: event::Model) -> ReadEvent {
-    match DomainEvent::decode(&row.event_type, row.event_version, &row.payload) {
-        Ok(event) => Ok(RecordedEvent {
-            position: row.position,
-            tx_id: row.tx_id,
-            stream_id: row.stream_id,
-            stream_version: row.stream_version,
-            recorded_at: row.recorded_at,
-            event,
-        }),
-        Err(e) => Err(Undecodable {
-            position: row.position,
-            tx_id: row.tx_id,
-            stream_id: row.stream_id,
-            event_type: row.event_type,
-            error: e.to_string(),
-        }),
-    }
 }
