@@ -7,7 +7,7 @@
 //! one additive update per product.
 use std::collections::BTreeMap;
 
-use sea_orm::{DatabaseTransaction, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
 use super::sql::{execute, insert_rows, load_markers, pending};
@@ -88,6 +88,12 @@ impl Projection for ProductCatalog {
                 d.last = d.last.max(at);
             }
         }
+        // One statement for all rows on PostgreSQL when a single runner
+        // applies (async, rebuild). Inline, concurrent commands update rows
+        // one by one in key order instead, so their row locks cannot deadlock.
+        if ctx.position_guard && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            return add_sales_unnest(txn, &deltas).await;
+        }
         for (product, d) in deltas {
             execute(
                 txn,
@@ -101,6 +107,33 @@ impl Projection for ProductCatalog {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL: every product's sales delta in one `UPDATE … FROM UNNEST`.
+async fn add_sales_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
+    use sea_orm::sea_query::ArrayType;
+    fn array(ty: ArrayType, values: Vec<Value>) -> Value {
+        Value::Array(ty, Some(Box::new(values)))
+    }
+    let col = |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
+    let values = vec![
+        col(ArrayType::Uuid, &|k, _| (*k).into()),
+        col(ArrayType::BigInt, &|_, d| d.units.into()),
+        col(ArrayType::BigInt, &|_, d| d.revenue.into()),
+        col(ArrayType::BigInt, &|_, d| d.last.tx_id.into()),
+        col(ArrayType::BigInt, &|_, d| d.last.position.into()),
+    ];
+    execute(
+        txn,
+        "UPDATE product_catalog p SET units_sold = p.units_sold + u.units, revenue_cents = p.revenue_cents + u.revenue, \
+         last_tx_id = CASE WHEN (p.last_tx_id, p.last_position) < (u.tx, u.pos) THEN u.tx ELSE p.last_tx_id END, \
+         last_position = CASE WHEN (p.last_tx_id, p.last_position) < (u.tx, u.pos) THEN u.pos ELSE p.last_position END \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, units, revenue, tx, pos) \
+         WHERE p.product_id = u.id",
+        values,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn insert_products(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
