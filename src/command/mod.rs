@@ -22,8 +22,8 @@
 //! stream_version)` on the log turns any race that slips past the lock into a
 //! `CONFLICT` too, never into a lost update.
 //!
-//! This module never reads the read model: it imports neither
-//! `entity::read`, nor `crate::query`, nor `crate::projection`. Inline
+//! This module never reads the read model: it imports no read entity, nor
+//! the query or projection layers. Inline
 //! projections are reached through the [`crate::inline::InlineProjections`] trait.
 pub mod customer;
 pub mod idempotency;

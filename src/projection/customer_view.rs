@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
-use super::sql::{execute, insert_rows, load_markers, pending};
+use super::sql::{array, execute, insert_rows, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -124,9 +124,6 @@ impl Projection for CustomerView {
 /// PostgreSQL: every customer's delta in one `UPDATE … FROM UNNEST`.
 async fn add_deltas_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    fn array(ty: ArrayType, values: Vec<Value>) -> Value {
-        Value::Array(ty, Some(Box::new(values)))
-    }
     let col = |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
     let values = vec![
         col(ArrayType::Uuid, &|k, _| (*k).into()),

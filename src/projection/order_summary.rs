@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
 
-use super::sql::{execute, insert_rows};
+use super::sql::{array, execute, insert_rows};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -99,7 +99,7 @@ async fn load_rows(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Vec<Row>, 
     }
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         let ids: Vec<Value> = ids.iter().map(|id| (*id).into()).collect();
-        let ids = Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(ids)));
+        let ids = array(sea_orm::sea_query::ArrayType::Uuid, ids);
         let stmt = super::sql::statement(sea_orm::DbBackend::Postgres, "SELECT * FROM order_summary WHERE order_id = ANY($1)", vec![ids]);
         return Row::find_by_statement(stmt).all(txn).await;
     }
@@ -236,9 +236,6 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
 /// (never a stored value: those fields are either absent or non-blank).
 async fn upsert_unnest(txn: &DatabaseTransaction, rows: &[&Row], on_conflict: &str) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    fn array(ty: ArrayType, values: Vec<Value>) -> Value {
-        Value::Array(ty, Some(Box::new(values)))
-    }
     fn text(v: &Option<String>) -> Value {
         v.clone().unwrap_or_default().into()
     }

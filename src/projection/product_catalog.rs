@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
-use super::sql::{execute, insert_rows, load_markers, pending};
+use super::sql::{array, execute, insert_rows, load_markers, pending};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
@@ -112,9 +112,6 @@ impl Projection for ProductCatalog {
 /// PostgreSQL: every product's sales delta in one `UPDATE … FROM UNNEST`.
 async fn add_sales_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    fn array(ty: ArrayType, values: Vec<Value>) -> Value {
-        Value::Array(ty, Some(Box::new(values)))
-    }
     let col = |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
     let values = vec![
         col(ArrayType::Uuid, &|k, _| (*k).into()),

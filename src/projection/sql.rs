@@ -69,3 +69,10 @@ pub async fn insert_rows(
     }
     Ok(())
 }
+
+/// A PostgreSQL array parameter (for `UNNEST` bulk statements). Its
+/// elements cannot be NULL: nullable columns travel as '' and come back
+/// through `NULLIF`.
+pub fn array(ty: sea_orm::sea_query::ArrayType, values: Vec<Value>) -> Value {
+    Value::Array(ty, Some(Box::new(values)))
+}

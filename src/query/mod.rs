@@ -1,7 +1,7 @@
 //! The read side: data access over the read views only (`entity::read`),
 //! DataLoaders for cross-view lookups, and read-your-own-writes waits.
 //!
-//! Never imports `entity::write`, `entity::log` or `crate::command`
+//! Never imports the write-model or event-log entities, nor the command layer
 //! (enforced by `tests/architecture.rs`).
 pub mod consistency;
 pub mod customers;
