@@ -96,14 +96,25 @@ pub async fn read_range(
 
 /// How many committed events lie after `after`.
 pub async fn count_after(db: &impl ConnectionTrait, after: LogPosition) -> Result<i64, DbErr> {
+    count_where(db, ">", after).await
+}
+
+/// How many committed events lie at or before `upto` (one statement, so a
+/// concurrent append cannot fall between two counts).
+pub async fn count_upto(db: &impl ConnectionTrait, upto: LogPosition) -> Result<i64, DbErr> {
+    count_where(db, "<=", upto).await
+}
+
+/// Counts the events on one side (`cmp`: `>` or `<=`) of `at`, in checkpoint order.
+async fn count_where(db: &impl ConnectionTrait, cmp: &str, at: LogPosition) -> Result<i64, DbErr> {
     let backend = db.get_database_backend();
     let stmt = match backend {
         DbBackend::Postgres => statement(
             backend,
-            "SELECT count(*) AS n FROM event WHERE (tx_id, position) > ($1, $2)",
-            vec![after.tx_id.into(), after.position.into()],
+            &format!("SELECT count(*) AS n FROM event WHERE (tx_id, position) {cmp} ($1, $2)"),
+            vec![at.tx_id.into(), at.position.into()],
         ),
-        _ => statement(backend, "SELECT count(*) AS n FROM event WHERE position > $1", vec![Value::from(after.position)]),
+        _ => statement(backend, &format!("SELECT count(*) AS n FROM event WHERE position {cmp} $1"), vec![Value::from(at.position)]),
     };
     let row = db.query_one_raw(stmt).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
@@ -127,20 +138,4 @@ fn decode_row(row: LogRow) -> ReadEvent {
             error: e.to_string(),
         }),
     }
-}
-
-/// How many committed events lie at or before `upto` (one statement, so a
-/// concurrent append cannot fall between two counts).
-pub async fn count_upto(db: &impl ConnectionTrait, upto: LogPosition) -> Result<i64, DbErr> {
-    let backend = db.get_database_backend();
-    let stmt = match backend {
-        DbBackend::Postgres => statement(
-            backend,
-            "SELECT count(*) AS n FROM event WHERE (tx_id, position) <= ($1, $2)",
-            vec![upto.tx_id.into(), upto.position.into()],
-        ),
-        _ => statement(backend, "SELECT count(*) AS n FROM event WHERE position <= $1", vec![Value::from(upto.position)]),
-    };
-    let row = db.query_one_raw(stmt).await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
