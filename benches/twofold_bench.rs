@@ -128,7 +128,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_phases(options: &Options, scale: &cli::Scale, database: &server::BenchDatabase, report: &mut Report) -> anyhow::Result<()> {
+async fn run_phases(
+    options: &Options,
+    scale: &cli::Scale,
+    database: &server::BenchDatabase,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let server_log = options.out.join(format!("{}-server.log", options.file_stem()));
     let server = server::Server::start(&database.url, &server_log).await.context("start the twofold server")?;
     let gql = gql::Gql::new(&server.base_url, 64)?;

@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::CommandService;
-use crate::inline::InlineProjections;
 use crate::config::Settings;
 use crate::db::{ConnectError, Db};
 use crate::graphql::TwofoldSchema;
+use crate::inline::InlineProjections;
 use crate::notice::Notices;
 use crate::projection::runtime::{InlineApplier, Mode, Projector};
 use crate::query::ReadModel;
@@ -62,9 +62,7 @@ pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Res
 }
 
 async fn migrate_db(db: &Db) -> Result<(), StartError> {
-    Migrator::up(&db.conn, None)
-        .await
-        .map_err(|source| StartError::Migrate { url: crate::db::redact(&db.url), source })
+    Migrator::up(&db.conn, None).await.map_err(|source| StartError::Migrate { url: crate::db::redact(&db.url), source })
 }
 
 /// Connects, migrates, registers the projections and catches inline ones up.
@@ -83,7 +81,8 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let inline = InlineApplier::new(&settings.runtime);
     if inline.is_some() && !write_db.same_database_as(&read_db) {
         return Err(StartError::Config(
-            "inline projections need the read views in the write database; drop --read-database-url or use async mode".into(),
+            "inline projections need the read views in the write database; drop --read-database-url or use async mode"
+                .into(),
         ));
     }
     let projector_db = read_db.for_projectors(8).await?;
@@ -91,7 +90,8 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
-        let projector = Projector::new(projection, write_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
+        let projector =
+            Projector::new(projection, write_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
@@ -100,7 +100,8 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let reads = ReadModel::new(read_db.clone(), write_db.clone(), notices.clone(), settings.consistency);
-    let admin = crate::ops::AdminService::new(write_db.clone(), read_db.clone(), notices.clone(), settings.admin_token.clone());
+    let admin =
+        crate::ops::AdminService::new(write_db.clone(), read_db.clone(), notices.clone(), settings.admin_token.clone());
     let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
     Ok(Services { write_db, read_db, projector_db, commands, reads, notices, schema, appended, admin })
 }
@@ -110,17 +111,32 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
     crate::projection::all()
         .into_iter()
         .map(|projection| {
-            let projector =
-                Projector::new(projection, services.write_db.clone(), services.projector_db.clone(), services.notices.clone(), &settings.runtime);
-            tokio::spawn(projector.run(services.appended.subscribe(), settings.runtime.poll_interval, shutdown.child_token()))
+            let projector = Projector::new(
+                projection,
+                services.write_db.clone(),
+                services.projector_db.clone(),
+                services.notices.clone(),
+                &settings.runtime,
+            );
+            tokio::spawn(projector.run(
+                services.appended.subscribe(),
+                settings.runtime.poll_interval,
+                shutdown.child_token(),
+            ))
         })
         .collect()
 }
 
 /// Serves HTTP on `listener` and runs the projectors until `shutdown`;
 /// then lets in-flight requests finish and stops the projectors between batches.
-pub async fn serve(listener: TcpListener, services: Services, settings: &Settings, shutdown: CancellationToken) -> Result<(), StartError> {
-    let mut background = if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let mut background =
+        if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
     background.extend(crate::notice::postgres::spawn(
         services.read_db.clone(),
         services.write_db.clone(),

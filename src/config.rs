@@ -13,7 +13,12 @@ use crate::projection::runtime::{Mode, PoisonPolicy, RuntimeSettings};
 use crate::query::ConsistencySettings;
 
 #[derive(Debug, Parser)]
-#[command(name = "twofold", version, about = "Twofold: a CQRS order service with a GraphQL API", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "twofold",
+    version,
+    about = "Twofold: a CQRS order service with a GraphQL API",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

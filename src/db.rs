@@ -120,7 +120,9 @@ impl Db {
             // A rebuild's replay transactions never append events either.
             options.map_sqlx_postgres_opts(|o| o.application_name(PROJECTOR_APPLICATION));
         }
-        let conn = SeaDatabase::connect(options).await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
+        let conn = SeaDatabase::connect(options)
+            .await
+            .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
         Ok(Self { conn, url: url.to_owned(), sqlite_writer: None })
     }
 
@@ -177,7 +179,8 @@ pub fn redact(url: &str) -> String {
 /// is empty, of any UNIQUE constraint).
 pub fn is_unique_violation(err: &DbErr, name: &str) -> bool {
     let text = err.to_string();
-    let unique = text.contains("duplicate key value") || text.contains("UNIQUE constraint failed") || text.contains("23505");
+    let unique =
+        text.contains("duplicate key value") || text.contains("UNIQUE constraint failed") || text.contains("23505");
     unique && (name.is_empty() || text.contains(name) || sqlite_names_columns_of(name, &text))
 }
 

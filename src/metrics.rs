@@ -28,7 +28,12 @@ pub fn install() -> Option<PrometheusHandle> {
             let latency_buckets = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &[1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]));
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(BATCH_SIZE.into()),
+                        &[1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0],
+                    )
+                });
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => {
                     describe_and_zero();
@@ -55,7 +60,11 @@ fn describe_and_zero() {
     metrics::describe_gauge!(REBUILD_PROGRESS, "Progress of a running rebuild, 0 to 1.");
     metrics::describe_gauge!(WS_CONNECTIONS, "Open GraphQL WebSocket connections.");
     metrics::describe_gauge!(SUBSCRIPTIONS, "Active subscriptions.");
-    metrics::describe_histogram!(NOTICE_LATENCY, metrics::Unit::Seconds, "From an event's append to the notice of its projection batch.");
+    metrics::describe_histogram!(
+        NOTICE_LATENCY,
+        metrics::Unit::Seconds,
+        "From an event's append to the notice of its projection batch."
+    );
     metrics::counter!(EVENTS_APPENDED).increment(0);
     metrics::gauge!(WS_CONNECTIONS).increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
@@ -72,7 +81,10 @@ pub async fn render(reads: &crate::query::ReadModel) -> String {
         out.push_str("# HELP twofold_projection_checkpoint_position Log position of each projection's checkpoint.\n");
         out.push_str("# TYPE twofold_projection_checkpoint_position gauge\n");
         for s in &states {
-            out.push_str(&format!("twofold_projection_checkpoint_position{{projection=\"{}\"}} {}\n", s.row.name, s.row.last_position));
+            out.push_str(&format!(
+                "twofold_projection_checkpoint_position{{projection=\"{}\"}} {}\n",
+                s.row.name, s.row.last_position
+            ));
         }
         out.push_str("# HELP twofold_projection_lag_events Committed events each projection has not applied yet.\n");
         out.push_str("# TYPE twofold_projection_lag_events gauge\n");

@@ -70,20 +70,30 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
         Some(url) if *url != args.database.database_url => Db::connect(url, 4).await?,
         _ => events_db.clone(),
     };
-    let projections: Vec<String> =
-        if args.all { crate::projection::names().into_iter().map(str::to_owned).collect() } else { args.projections.clone() };
+    let projections: Vec<String> = if args.all {
+        crate::projection::names().into_iter().map(str::to_owned).collect()
+    } else {
+        args.projections.clone()
+    };
     let until = match &args.until {
         Some(t) => Some(t.parse::<LogPosition>().map_err(|e| StartError::Config(e.to_string()))?),
         None => None,
     };
-    let options = RebuildOptions { projections, until, copy_name: args.copy_name.clone(), batch_size: args.batch_size.max(1) };
+    let options =
+        RebuildOptions { projections, until, copy_name: args.copy_name.clone(), batch_size: args.batch_size.max(1) };
     let mut reporter = Reporter::new("rebuild", "events");
     let reports = rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed))
         .await
         .map_err(|e| StartError::Config(format!("rebuild failed: {e}")))?;
     reporter.finish();
     for r in &reports {
-        println!("rebuilt {}: {} events in {:.3} s ({:.0} events/s)", r.projection, r.events, r.elapsed.as_secs_f64(), r.events_per_second());
+        println!(
+            "rebuilt {}: {} events in {:.3} s ({:.0} events/s)",
+            r.projection,
+            r.events,
+            r.elapsed.as_secs_f64(),
+            r.events_per_second()
+        );
         for table in &r.copy_tables {
             println!("  as of {}: table {table}", r.checkpoint);
         }
@@ -99,7 +109,10 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
     };
     let reads = crate::query::ReadModel::new(read_db, events_db, crate::notice::Notices::default(), Default::default());
     let states = reads.projections().await.map_err(|e| StartError::Config(e.to_string()))?;
-    println!("{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  last error", "projection", "mode", "status", "checkpoint", "lag", "applied");
+    println!(
+        "{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  last error",
+        "projection", "mode", "status", "checkpoint", "lag", "applied"
+    );
     for s in states {
         let checkpoint = LogPosition::new(s.row.last_tx_id, s.row.last_position).to_string();
         let status = if s.row.status == crate::projection::runtime::STATUS_REBUILDING && s.row.rebuild_total > 0 {
@@ -146,7 +159,11 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
         move |c, i| {
             let run = run.clone();
             async move {
-                let cmd = AddProduct { sku: format!("SKU-{run}-{i:05}"), title: demo_title(i), price_cents: 199 + (i as i64 * 137) % 9800 };
+                let cmd = AddProduct {
+                    sku: format!("SKU-{run}-{i:05}"),
+                    title: demo_title(i),
+                    price_cents: 199 + (i as i64 * 137) % 9800,
+                };
                 c.add_product(cmd, CommandMeta::default()).await.map(|a| a.id)
             }
         }
@@ -160,16 +177,28 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
         let (customers, products) = (customers.clone(), products.clone());
         async move {
             let lines = (0..1 + i % 5)
-                .map(|k| PlaceOrderLine { product_id: products[(i * 7 + k * 13) % products.len()], quantity: 1 + ((i + k) % 3) as i32 })
+                .map(|k| PlaceOrderLine {
+                    product_id: products[(i * 7 + k * 13) % products.len()],
+                    quantity: 1 + ((i + k) % 3) as i32,
+                })
                 .collect();
             let channel = [SalesChannel::Web, SalesChannel::Mobile, SalesChannel::Api][i % 3];
             let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines, channel };
             let ack = c.place_order(cmd, CommandMeta::default()).await?;
             let order_id = ack.id.unwrap_or_default();
             if i % 5 == 1 {
-                c.cancel_order(CancelOrder { order_id, reason: Some("changed my mind".into()), expected_version: None }, CommandMeta::default()).await?;
+                c.cancel_order(
+                    CancelOrder { order_id, reason: Some("changed my mind".into()), expected_version: None },
+                    CommandMeta::default(),
+                )
+                .await?;
             } else if i % 3 == 0 {
-                let ship = ShipOrder { order_id, carrier: "DHL".into(), tracking_number: format!("1Z{i:08}"), expected_version: None };
+                let ship = ShipOrder {
+                    order_id,
+                    carrier: "DHL".into(),
+                    tracking_number: format!("1Z{i:08}"),
+                    expected_version: None,
+                };
                 c.ship_order(ship, CommandMeta::default()).await?;
             }
             Ok(Some(order_id))
@@ -181,7 +210,13 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
 }
 
 /// Runs `count` commands, `concurrency` at a time, with a progress display.
-async fn run_many<F, Fut>(commands: &CommandService, label: &str, count: usize, concurrency: usize, make: F) -> Result<Vec<uuid::Uuid>, StartError>
+async fn run_many<F, Fut>(
+    commands: &CommandService,
+    label: &str,
+    count: usize,
+    concurrency: usize,
+    make: F,
+) -> Result<Vec<uuid::Uuid>, StartError>
 where
     F: Fn(CommandService, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Option<uuid::Uuid>, crate::command::CommandError>> + Send + 'static,
@@ -215,8 +250,10 @@ where
 }
 
 fn demo_name(i: usize) -> String {
-    const FIRST: [&str; 10] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tony"];
-    const LAST: [&str; 10] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Hoare"];
+    const FIRST: [&str; 10] =
+        ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tony"];
+    const LAST: [&str; 10] =
+        ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Hoare"];
     format!("{} {} {}", FIRST[i % 10], LAST[(i / 10) % 10], i)
 }
 
@@ -282,11 +319,17 @@ impl AdminService {
         let this = self.clone();
         let name = projection.to_owned();
         tokio::spawn(async move {
-            let options = RebuildOptions { projections: vec![name.clone()], until: None, copy_name: None, batch_size: rebuild::REPLAY_BATCH };
+            let options = RebuildOptions {
+                projections: vec![name.clone()],
+                until: None,
+                copy_name: None,
+                batch_size: rebuild::REPLAY_BATCH,
+            };
             let notices = this.notices.clone();
             let mut last = Instant::now();
             let progress = |p: rebuild::Progress| {
-                metrics::gauge!(crate::metrics::REBUILD_PROGRESS, "projection" => name.clone()).set(p.done as f64 / p.total.max(1) as f64);
+                metrics::gauge!(crate::metrics::REBUILD_PROGRESS, "projection" => name.clone())
+                    .set(p.done as f64 / p.total.max(1) as f64);
                 if last.elapsed() >= Duration::from_millis(250) || p.done == p.total {
                     notices.publish_progress(&name, 100.0 * p.done as f64 / p.total.max(1) as f64);
                     last = Instant::now();

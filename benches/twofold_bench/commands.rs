@@ -30,14 +30,15 @@ pub async fn measure(
     for concurrency in CONCURRENCY_LEVELS {
         let (gql, catalog) = (gql.clone(), catalog.clone());
         let salt = 0xC0DE_0000_0000 + (concurrency as u64) * 1_000_000_000;
-        let result = closed_loop("placeOrder", concurrency, scale.throughput_time, scale.throughput_max_ops, move |seq| {
-            let (gql, catalog) = (gql.clone(), catalog.clone());
-            async move {
-                let order = catalog.random_order(salt + seq);
-                gql.place_order(&catalog, &order).await.map(drop)
-            }
-        })
-        .await;
+        let result =
+            closed_loop("placeOrder", concurrency, scale.throughput_time, scale.throughput_max_ops, move |seq| {
+                let (gql, catalog) = (gql.clone(), catalog.clone());
+                async move {
+                    let order = catalog.random_order(salt + seq);
+                    gql.place_order(&catalog, &order).await.map(drop)
+                }
+            })
+            .await;
         progress!("placeOrder over HTTP, concurrency {concurrency}: {}", result.brief());
         commands += result.ok() as u64;
         report.set_command_http(concurrency, result);
@@ -50,14 +51,15 @@ pub async fn measure(
     for concurrency in CONCURRENCY_LEVELS {
         let (db, catalog) = (db.clone(), catalog.clone());
         let salt = 0x5A1_0000_0000 + (concurrency as u64) * 1_000_000_000;
-        let result = closed_loop("plain SQL", concurrency, scale.throughput_time, scale.throughput_max_ops, move |seq| {
-            let (db, catalog) = (db.clone(), catalog.clone());
-            async move {
-                let order = catalog.random_order(salt + seq);
-                sql::insert_order(&db, &catalog, &order).await
-            }
-        })
-        .await;
+        let result =
+            closed_loop("plain SQL", concurrency, scale.throughput_time, scale.throughput_max_ops, move |seq| {
+                let (db, catalog) = (db.clone(), catalog.clone());
+                async move {
+                    let order = catalog.random_order(salt + seq);
+                    sql::insert_order(&db, &catalog, &order).await
+                }
+            })
+            .await;
         progress!("plain SQL baseline, concurrency {concurrency}: {}", result.brief());
         report.set_command_sql(concurrency, result);
     }

@@ -138,7 +138,13 @@ pub struct FanOut {
     pub missed: usize,
 }
 
-pub async fn measure(gql: &Gql, base_url: &str, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+pub async fn measure(
+    gql: &Gql,
+    base_url: &str,
+    catalog: &Catalog,
+    scale: &Scale,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let muxes = connect_many(base_url, CONNECTIONS).await.context("open the lag-measurement WebSockets")?;
     let muxes: Arc<Vec<WsMux>> = Arc::new(muxes);
     let catalog = Arc::new(catalog.clone());
@@ -172,7 +178,14 @@ async fn connect_many(base_url: &str, n: usize) -> anyhow::Result<Vec<WsMux>> {
 }
 
 /// Sends `rate` commands per second for `duration` on a fixed schedule.
-async fn open_loop(gql: &Gql, muxes: &Arc<Vec<WsMux>>, catalog: &Arc<Catalog>, probe: Probe, rate: u64, duration: Duration) -> LagRun {
+async fn open_loop(
+    gql: &Gql,
+    muxes: &Arc<Vec<WsMux>>,
+    catalog: &Arc<Catalog>,
+    probe: Probe,
+    rate: u64,
+    duration: Duration,
+) -> LagRun {
     let scheduled = (rate as f64 * duration.as_secs_f64()).round() as u64;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now() + PRESUBSCRIBE + Duration::from_millis(50);
@@ -262,7 +275,8 @@ async fn one_command(
     order: crate::workload::OrderSpec,
     send_at: Instant,
 ) -> anyhow::Result<CommandLag> {
-    let update = (probe == Probe::ProjectionUpdated).then(|| ws.subscribe(PROJECTION_UPDATED, json!({ "streamId": order.order_id })));
+    let update = (probe == Probe::ProjectionUpdated)
+        .then(|| ws.subscribe(PROJECTION_UPDATED, json!({ "streamId": order.order_id })));
     let unsubscribe = |sub: &Option<(u64, _)>| {
         if let Some((id, _)) = sub {
             ws.unsubscribe(*id);
@@ -386,7 +400,9 @@ async fn fan_out(gql: &Gql, base_url: &str, catalog: &Catalog, wanted: usize) ->
     let deadline = (responded + NOTICE_TIMEOUT).into();
     let order_id = order.order_id.to_string();
     let (muxes, mut notices): (Vec<WsMux>, Vec<_>) = subscribers.into_iter().unzip();
-    let arrivals = futures_util::future::join_all(notices.iter_mut().map(|n| first_about(n, &order_id, responded, deadline))).await;
+    let arrivals =
+        futures_util::future::join_all(notices.iter_mut().map(|n| first_about(n, &order_id, responded, deadline)))
+            .await;
     for arrival in arrivals {
         match arrival {
             Some(notice) => result.lags.push(notice.at.saturating_duration_since(responded)),

@@ -123,7 +123,12 @@ pub async fn seed_catalog(gql: &Gql, scale: &Scale) -> anyhow::Result<Catalog> {
         .buffer_unordered(16)
         .try_collect()
         .await?;
-    progress!("seeded {} customers and {} products in {:.1} s", customers.len(), products.len(), started.elapsed().as_secs_f64());
+    progress!(
+        "seeded {} customers and {} products in {:.1} s",
+        customers.len(),
+        products.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(Catalog { customers, products })
 }
 
@@ -192,7 +197,10 @@ pub async fn seed_orders(
     }
     let total = count(db, "SELECT COUNT(*) FROM customer_order").await?;
     if total < scale.orders {
-        progress!("warning: only {total} orders were seeded (wanted {}); the figures below are for {total}", scale.orders);
+        progress!(
+            "warning: only {total} orders were seeded (wanted {}); the figures below are for {total}",
+            scale.orders
+        );
     }
     Ok(())
 }
@@ -217,7 +225,11 @@ fn changes_for(ids: &[Uuid]) -> Vec<Change> {
 /// Every PLACED order, oldest first.
 async fn placed_order_ids(db: &twofold::db::Db) -> anyhow::Result<Vec<Uuid>> {
     let sql = "SELECT id FROM customer_order WHERE status = 'PLACED' ORDER BY placed_at, id";
-    let rows = db.conn.query_all_raw(Statement::from_string(db.backend(), sql.to_owned())).await.context("list the placed orders")?;
+    let rows = db
+        .conn
+        .query_all_raw(Statement::from_string(db.backend(), sql.to_owned()))
+        .await
+        .context("list the placed orders")?;
     rows.iter().map(|row| row.try_get_by_index::<Uuid>(0).context("read an order id")).collect()
 }
 

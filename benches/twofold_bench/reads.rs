@@ -154,7 +154,9 @@ async fn read_view(db: &Db) -> anyhow::Result<Vec<PageOrder>> {
         .all(&db.conn)
         .await?;
     rows.into_iter()
-        .map(|row| Ok(PageOrder { id: row.order_id, lines: parse_lines(&row.lines)?, customer_name: row.customer_name }))
+        .map(|row| {
+            Ok(PageOrder { id: row.order_id, lines: parse_lines(&row.lines)?, customer_name: row.customer_name })
+        })
         .collect()
 }
 
@@ -162,7 +164,10 @@ async fn read_view(db: &Db) -> anyhow::Result<Vec<PageOrder>> {
 fn parse_lines(json_text: &str) -> anyhow::Result<Vec<(String, i64)>> {
     let lines: serde_json::Value = serde_json::from_str(json_text).context("order lines are not JSON")?;
     let lines = lines.as_array().context("order lines are not a JSON array")?;
-    Ok(lines.iter().map(|l| (l["title"].as_str().unwrap_or_default().to_owned(), l["quantity"].as_i64().unwrap_or(0))).collect())
+    Ok(lines
+        .iter()
+        .map(|l| (l["title"].as_str().unwrap_or_default().to_owned(), l["quantity"].as_i64().unwrap_or(0)))
+        .collect())
 }
 
 /// (b) The best join: rows come back one per line, grouped here.
@@ -175,7 +180,11 @@ async fn read_best_join(db: &Db) -> anyhow::Result<Vec<PageOrder>> {
         let quantity: i32 = row.try_get("", "quantity")?;
         match page.last_mut() {
             Some(order) if order.id == id => order.lines.push((title, i64::from(quantity))),
-            _ => page.push(PageOrder { id, customer_name: row.try_get("", "customer_name")?, lines: vec![(title, i64::from(quantity))] }),
+            _ => page.push(PageOrder {
+                id,
+                customer_name: row.try_get("", "customer_name")?,
+                lines: vec![(title, i64::from(quantity))],
+            }),
         }
     }
     Ok(page)
@@ -191,7 +200,11 @@ async fn read_naive_join(db: &Db) -> anyhow::Result<Vec<PageOrder>> {
     rows.into_iter()
         .map(|row| {
             let lines: String = row.try_get("", "lines")?;
-            Ok(PageOrder { id: row.try_get("", "order_id")?, customer_name: row.try_get("", "customer_name")?, lines: parse_lines(&lines)? })
+            Ok(PageOrder {
+                id: row.try_get("", "order_id")?,
+                customer_name: row.try_get("", "customer_name")?,
+                lines: parse_lines(&lines)?,
+            })
         })
         .collect()
 }

@@ -40,7 +40,10 @@ pub struct Rebuilt {
 /// What one `twofold rebuild` invocation gave.
 #[derive(Debug, Clone)]
 pub enum RebuildOutcome {
-    Done { lines: Vec<Rebuilt>, wall: Duration },
+    Done {
+        lines: Vec<Rebuilt>,
+        wall: Duration,
+    },
     /// The CLI is missing or failed; the reason is shown in the report.
     NotAvailable(String),
 }
@@ -55,7 +58,11 @@ pub struct BulkInsert {
 
 pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
     let before = count(db, "SELECT COUNT(*) FROM event").await?;
-    let appended = if before < scale.rebuild_events { top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await? } else { 0 };
+    let appended = if before < scale.rebuild_events {
+        top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await?
+    } else {
+        0
+    };
     let events = count(db, "SELECT COUNT(*) FROM event").await?;
     progress!("event log: {events} events ({appended} appended by plain SQL)");
 
@@ -70,7 +77,12 @@ pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, repor
     };
     let bulk = match bulk_insert(db, rows, scale.rebuild_timeout).await {
         Ok(bulk) => {
-            progress!("bulk-insert baseline: {} rows in {:.2} s ({:.0} rows/s)", bulk.rows, bulk.seconds, bulk.rows_per_second);
+            progress!(
+                "bulk-insert baseline: {} rows in {:.2} s ({:.0} rows/s)",
+                bulk.rows,
+                bulk.seconds,
+                bulk.rows_per_second
+            );
             Some(bulk)
         }
         Err(e) => {
@@ -86,7 +98,13 @@ fn log_outcome(what: &str, outcome: &RebuildOutcome) {
     match outcome {
         RebuildOutcome::Done { lines, wall } => {
             for l in lines {
-                progress!("{what}: {}: {} events in {:.2} s ({:.0} events/s)", l.projection, l.events, l.seconds, l.events_per_second);
+                progress!(
+                    "{what}: {}: {} events in {:.2} s ({:.0} events/s)",
+                    l.projection,
+                    l.events,
+                    l.seconds,
+                    l.events_per_second
+                );
             }
             progress!("{what}: {:.2} s wall", wall.as_secs_f64());
         }
@@ -201,7 +219,9 @@ async fn create_bulk_table(db: &Db) -> anyhow::Result<()> {
     db.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS {BULK_TABLE}")).await?;
     match db.backend() {
         DbBackend::Postgres => {
-            db.conn.execute_unprepared(&format!("CREATE TABLE {BULK_TABLE} (LIKE order_summary INCLUDING ALL)")).await?;
+            db.conn
+                .execute_unprepared(&format!("CREATE TABLE {BULK_TABLE} (LIKE order_summary INCLUDING ALL)"))
+                .await?;
         }
         _ => {
             let ddl = db
@@ -224,7 +244,8 @@ async fn create_bulk_table(db: &Db) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn parses_the_rebuild_contract_line() {
-        let r = super::parse_rebuilt("rebuilt order_summary: 1000000 events in 8.5 s (117647 events/s)").expect("parses");
+        let r =
+            super::parse_rebuilt("rebuilt order_summary: 1000000 events in 8.5 s (117647 events/s)").expect("parses");
         assert_eq!(r.projection, "order_summary");
         assert_eq!(r.events, 1_000_000);
         assert_eq!(r.seconds, 8.5);

@@ -205,10 +205,11 @@ impl Report {
             let sql = self.command_sql.get(concurrency);
             let sql_rate = sql.map(LoopResult::per_second);
             let ratio = sql_rate.and_then(|s| ratio_of(http.per_second(), s));
-            let mut row = Figure::new(format!("placeOrder throughput, concurrency {concurrency}"), per_s(http.per_second()))
-                .num(http.per_second())
-                .baseline(sql_rate.map_or("—".into(), |s| format!("{} (plain SQL)", per_s(s))), sql_rate)
-                .ratio(ratio, percent);
+            let mut row =
+                Figure::new(format!("placeOrder throughput, concurrency {concurrency}"), per_s(http.per_second()))
+                    .num(http.per_second())
+                    .baseline(sql_rate.map_or("—".into(), |s| format!("{} (plain SQL)", per_s(s))), sql_rate)
+                    .ratio(ratio, percent);
             if *concurrency == 32 {
                 row = row.target("≥ 50% of plain SQL", ratio.map(|r| r >= 0.5));
             }
@@ -225,7 +226,10 @@ impl Report {
     fn read_figures(&self, rows: &mut Vec<Figure>) {
         if let Some((orders, placed)) = self.data_set {
             let note = if self.mode == "quick" { " (quick mode: fewer than the 100,000 of full mode)" } else { "" };
-            rows.push(Figure::new("read data set", format!("{orders} orders, {placed} PLACED, 1–5 lines each{note}")).num(orders as f64));
+            rows.push(
+                Figure::new("read data set", format!("{orders} orders, {placed} PLACED, 1–5 lines each{note}"))
+                    .num(orders as f64),
+            );
         }
         let labels = [
             ("a_order_summary_seaorm", "read (a) order_summary via SeaORM"),
@@ -236,7 +240,8 @@ impl Report {
         for (key, label) in labels {
             let Some(read) = self.reads.get(key) else { continue };
             let summary = read.result.summary();
-            let mut row = Figure::new(label, format!("{}, {}", per_s(read.result.per_second()), latency(&summary))).num(read.result.per_second());
+            let mut row = Figure::new(label, format!("{}, {}", per_s(read.result.per_second()), latency(&summary)))
+                .num(read.result.per_second());
             if key == "c_graphql_orders" {
                 let met = read.result.per_second() >= 3_000.0 && summary.p99_ms < 10.0 && read.result.errors == 0;
                 row = row.target("≥ 3,000 req/s, p99 < 10 ms", Some(met));
@@ -244,7 +249,9 @@ impl Report {
             rows.push(row);
         }
         let view = self.reads.get("a_order_summary_seaorm").map(|r| r.result.per_second());
-        for (key, label, target) in [("b_best_join", "read payoff (b)/(a)", Some(5.0)), ("b_naive_join", "read payoff (b′)/(a)", None)] {
+        for (key, label, target) in
+            [("b_best_join", "read payoff (b)/(a)", Some(5.0)), ("b_naive_join", "read payoff (b′)/(a)", None)]
+        {
             let (Some(view), Some(join)) = (view, self.reads.get(key).map(|r| r.result.per_second())) else { continue };
             let ratio = ratio_of(view, join);
             let mut row = Figure::new(label, format!("(a) {}", per_s(view)))
@@ -299,7 +306,10 @@ impl Report {
             format!("{} events ({} appended by plain SQL)", rebuild.events_in_log, rebuild.appended_by_sql),
         ));
         let bulk_rate = rebuild.bulk.as_ref().map(|b| b.rows_per_second);
-        let bulk_text = rebuild.bulk.as_ref().map_or("—".into(), |b| format!("{} rows/s bulk INSERT ({} rows)", b.rows_per_second.round(), b.rows));
+        let bulk_text = rebuild
+            .bulk
+            .as_ref()
+            .map_or("—".into(), |b| format!("{} rows/s bulk INSERT ({} rows)", b.rows_per_second.round(), b.rows));
         match &rebuild.single {
             RebuildOutcome::Done { lines, .. } => {
                 let rate = lines.first().map_or(0.0, |l| l.events_per_second);
@@ -327,19 +337,29 @@ impl Report {
                     rows.push(
                         Figure::new(
                             "rebuild --all",
-                            format!("{:.0} events/s ({} projections, {} events, {:.1} s wall)", l.events_per_second, lines.len(), l.events, wall.as_secs_f64()),
+                            format!(
+                                "{:.0} events/s ({} projections, {} events, {:.1} s wall)",
+                                l.events_per_second,
+                                lines.len(),
+                                l.events,
+                                wall.as_secs_f64()
+                            ),
                         )
                         .num(l.events_per_second),
                     );
                 }
             }
-            RebuildOutcome::NotAvailable(reason) => rows.push(Figure::new("rebuild --all", format!("not available ({})", first_words(reason)))),
+            RebuildOutcome::NotAvailable(reason) => {
+                rows.push(Figure::new("rebuild --all", format!("not available ({})", first_words(reason))))
+            }
         }
     }
 
     fn resource_figures(&self, rows: &mut Vec<Figure>) {
         if let Some(kib) = self.peak_rss_kib {
-            rows.push(Figure::new("server peak RSS", format!("{:.1} MiB", kib as f64 / 1024.0)).num(kib as f64 / 1024.0));
+            rows.push(
+                Figure::new("server peak RSS", format!("{:.1} MiB", kib as f64 / 1024.0)).num(kib as f64 / 1024.0),
+            );
         }
         let cpu: f64 = self.cpu_windows.iter().map(|w| w.cpu_s).sum();
         let commands: u64 = self.cpu_windows.iter().map(|w| w.commands).sum();
@@ -358,7 +378,10 @@ impl Report {
         let mut out = format!("\n## Twofold benchmark — {} / {} mode\n\n{}\n\n", self.backend, self.mode, self.scale);
         out.push_str("| figure | value | baseline | ratio | target | met? |\n|---|---|---|---|---|---|\n");
         for f in self.figures() {
-            out.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", f.figure, f.value, f.baseline, f.ratio, f.target, f.met));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                f.figure, f.value, f.baseline, f.ratio, f.target, f.met
+            ));
         }
         out
     }
@@ -374,8 +397,11 @@ impl Report {
             .iter()
             .map(|(c, http)| json!({ "concurrency": c, "graphql_http": http.to_json(), "plain_sql": self.command_sql.get(c).map(LoopResult::to_json) }))
             .collect();
-        let reads: BTreeMap<&String, Value> =
-            self.reads.iter().map(|(k, r)| (k, json!({ "page_orders": r.page_orders, "run": r.result.to_json() }))).collect();
+        let reads: BTreeMap<&String, Value> = self
+            .reads
+            .iter()
+            .map(|(k, r)| (k, json!({ "page_orders": r.page_orders, "run": r.result.to_json() })))
+            .collect();
         let lag: Vec<Value> = self.lag.iter().map(lag_json).collect();
         json!({
             "backend": self.backend,
@@ -454,7 +480,12 @@ impl Report {
                 .label(format!("{name} (n={})", sorted.len()))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
         root.present()?;
         Ok(())
     }
@@ -483,7 +514,9 @@ fn lag_json(run: &LagRun) -> Value {
 
 fn outcome_json(outcome: &RebuildOutcome) -> Value {
     match outcome {
-        RebuildOutcome::Done { lines, wall } => json!({ "available": true, "wall_s": wall.as_secs_f64(), "projections": lines }),
+        RebuildOutcome::Done { lines, wall } => {
+            json!({ "available": true, "wall_s": wall.as_secs_f64(), "projections": lines })
+        }
         RebuildOutcome::NotAvailable(reason) => json!({ "available": false, "reason": reason }),
     }
 }

@@ -35,14 +35,23 @@ impl BenchDatabase {
                 Ok(Self { url, postgres: None, _sqlite_dir: Some(dir), dropped: false })
             }
             Backend::Postgres => {
-                let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+                let unix =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
                 let name = format!("twofold_bench_{unix}_{}", std::process::id());
                 let admin_url = format!("{}/postgres", options.pg_url);
                 let admin = Database::connect(&admin_url).await.with_context(|| format!("connect to {admin_url}"))?;
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.with_context(|| format!("CREATE DATABASE {name}"))?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .with_context(|| format!("CREATE DATABASE {name}"))?;
                 admin.close().await.ok();
                 progress!("database: PostgreSQL {name}");
-                Ok(Self { url: format!("{}/{name}", options.pg_url), postgres: Some((admin_url, name)), _sqlite_dir: None, dropped: false })
+                Ok(Self {
+                    url: format!("{}/{name}", options.pg_url),
+                    postgres: Some((admin_url, name)),
+                    _sqlite_dir: None,
+                    dropped: false,
+                })
             }
         }
     }
@@ -101,7 +110,15 @@ impl Server {
         let log = std::fs::File::create(log_path).with_context(|| format!("create {}", log_path.display()))?;
         let port = free_port()?;
         let child = Command::new(TWOFOLD_BIN)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url, "--max-connections", "32"])
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+                "--max-connections",
+                "32",
+            ])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("clone the log file handle")?)
@@ -110,7 +127,10 @@ impl Server {
             .with_context(|| format!("spawn {TWOFOLD_BIN}"))?;
         let pid = child.id();
         let mut server = Self { child, base_url: format!("http://127.0.0.1:{port}"), pid };
-        server.wait_ready(Duration::from_secs(60)).await.with_context(|| format!("server log: {}", log_path.display()))?;
+        server
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .with_context(|| format!("server log: {}", log_path.display()))?;
         progress!("server pid {pid} ready at {}", server.base_url);
         Ok(server)
     }

@@ -6,9 +6,9 @@
 //! The rows are exactly what the command path writes (the events are built
 //! and serialized by the service's own `DomainEvent`), so the running
 //! projector folds them like any other event.
+use anyhow::Context;
 use chrono::Utc;
 use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, EntityTrait};
-use anyhow::Context;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -190,7 +190,9 @@ fn event_row(e: &DomainEvent, stream_version: i64, now: chrono::DateTime<Utc>) -
         event_type: Set(e.event_type().to_owned()),
         event_version: Set(e.schema_version()),
         payload: Set(e.to_payload()),
-        metadata: Set(json!({ "commandType": "PlaceOrder", "commandId": null, "correlationId": null, "actor": "twofold_bench" })),
+        metadata: Set(
+            json!({ "commandType": "PlaceOrder", "commandId": null, "correlationId": null, "actor": "twofold_bench" }),
+        ),
         recorded_at: Set(now),
     }
 }

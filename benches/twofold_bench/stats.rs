@@ -36,7 +36,10 @@ impl Summary {
     }
 
     pub fn brief(&self) -> String {
-        format!("p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})", self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms, self.count)
+        format!(
+            "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+            self.p50_ms, self.p95_ms, self.p99_ms, self.max_ms, self.count
+        )
     }
 }
 

@@ -60,7 +60,9 @@ impl WsMux {
             .map_err(|_| anyhow!("WebSocket handshake timed out"))?
             .context("WebSocket handshake")?;
         let (mut sink, mut stream) = ws.split();
-        sink.send(Message::Text(json!({ "type": "connection_init" }).to_string().into())).await.context("send connection_init")?;
+        sink.send(Message::Text(json!({ "type": "connection_init" }).to_string().into()))
+            .await
+            .context("send connection_init")?;
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             while let Some(message) = stream.next().await {
                 if let Message::Text(text) = message.context("read connection_ack")? {
@@ -98,7 +100,8 @@ impl WsMux {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, rx) = mpsc::unbounded_channel();
         self.pending.lock().expect("pending subscriptions lock").insert(id, sender);
-        let message = json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": query, "variables": variables } });
+        let message =
+            json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": query, "variables": variables } });
         // A closed writer drops nothing here: the reader's exit clears `pending`.
         let _ = self.outgoing.send(Message::Text(message.to_string().into()));
         (id, rx)
@@ -113,7 +116,8 @@ impl WsMux {
     /// Stops a subscription (harmless if the server already completed it).
     pub fn unsubscribe(&self, id: u64) {
         self.pending.lock().expect("pending subscriptions lock").remove(&id);
-        let _ = self.outgoing.send(Message::Text(json!({ "id": id.to_string(), "type": "complete" }).to_string().into()));
+        let _ =
+            self.outgoing.send(Message::Text(json!({ "id": id.to_string(), "type": "complete" }).to_string().into()));
     }
 }
 

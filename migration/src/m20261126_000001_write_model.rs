@@ -106,6 +106,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_script(manager, "DROP TABLE order_line; DROP TABLE customer_order; DROP TABLE product; DROP TABLE customer").await
+        crate::run_script(
+            manager,
+            "DROP TABLE order_line; DROP TABLE customer_order; DROP TABLE product; DROP TABLE customer",
+        )
+        .await
     }
 }

@@ -17,7 +17,15 @@ impl MigrationName for Migration {
 }
 
 /// The read tables, by name (also used to drop them in order).
-pub const READ_TABLES: [&str; 7] = ["order_summary", "customer_view", "product_catalog", "daily_sales", "order_activity", "projection_checkpoint", "dead_letter"];
+pub const READ_TABLES: [&str; 7] = [
+    "order_summary",
+    "customer_view",
+    "product_catalog",
+    "daily_sales",
+    "order_activity",
+    "projection_checkpoint",
+    "dead_letter",
+];
 
 const POSTGRES: &str = r#"
 CREATE TABLE order_summary (

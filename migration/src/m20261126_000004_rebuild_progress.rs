@@ -13,8 +13,10 @@ impl MigrationName for Migration {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
-        conn.execute_unprepared("ALTER TABLE projection_checkpoint ADD COLUMN rebuild_done BIGINT NOT NULL DEFAULT 0").await?;
-        conn.execute_unprepared("ALTER TABLE projection_checkpoint ADD COLUMN rebuild_total BIGINT NOT NULL DEFAULT 0").await?;
+        conn.execute_unprepared("ALTER TABLE projection_checkpoint ADD COLUMN rebuild_done BIGINT NOT NULL DEFAULT 0")
+            .await?;
+        conn.execute_unprepared("ALTER TABLE projection_checkpoint ADD COLUMN rebuild_total BIGINT NOT NULL DEFAULT 0")
+            .await?;
         Ok(())
     }
 

@@ -14,7 +14,10 @@ impl MigrationName for Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared("ALTER TABLE order_summary ADD COLUMN channel TEXT NOT NULL DEFAULT 'UNKNOWN'").await?;
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE order_summary ADD COLUMN channel TEXT NOT NULL DEFAULT 'UNKNOWN'")
+            .await?;
         Ok(())
     }
 

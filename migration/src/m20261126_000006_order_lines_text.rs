@@ -16,14 +16,20 @@ impl MigrationName for Migration {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            manager.get_connection().execute_unprepared("ALTER TABLE order_summary ALTER COLUMN lines TYPE TEXT USING lines::text").await?;
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE order_summary ALTER COLUMN lines TYPE TEXT USING lines::text")
+                .await?;
         }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            manager.get_connection().execute_unprepared("ALTER TABLE order_summary ALTER COLUMN lines TYPE JSONB USING lines::jsonb").await?;
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE order_summary ALTER COLUMN lines TYPE JSONB USING lines::jsonb")
+                .await?;
         }
         Ok(())
     }

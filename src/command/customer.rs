@@ -33,7 +33,8 @@ impl CommandService {
             let event = Customer::register(Uuid::now_v7(), &cmd.name, &cmd.email)?;
             let uow = self.begin(key.command_type, &meta).await?;
             idempotency::claim(uow.txn(), &key).await?;
-            let customer = Customer::apply(None, &event).ok_or_else(|| CommandError::Internal("registration did not apply".into()))?;
+            let customer = Customer::apply(None, &event)
+                .ok_or_else(|| CommandError::Internal("registration did not apply".into()))?;
             store::insert_customer(uow.txn(), &customer).await?;
             uow.commit(self, &key, Some(customer.id), vec![(event, customer.version)]).await
         };
@@ -52,7 +53,8 @@ impl CommandService {
             let customer = store::load_customer(uow.txn(), cmd.customer_id, Lock::ForUpdate).await?;
             idempotency::claim(uow.txn(), &key).await?;
             let event = customer.rename(&cmd.name, cmd.expected_version)?;
-            let customer = Customer::apply(Some(customer), &event).ok_or_else(|| CommandError::Internal("rename did not apply".into()))?;
+            let customer = Customer::apply(Some(customer), &event)
+                .ok_or_else(|| CommandError::Internal("rename did not apply".into()))?;
             store::update_customer(uow.txn(), &customer).await?;
             uow.commit(self, &key, None, vec![(event, customer.version)]).await
         };

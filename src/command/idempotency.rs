@@ -26,12 +26,18 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn new(command_id: Option<&str>, command_type: &'static str, input: &impl serde::Serialize) -> Result<Self, DomainError> {
+    pub fn new(
+        command_id: Option<&str>,
+        command_type: &'static str,
+        input: &impl serde::Serialize,
+    ) -> Result<Self, DomainError> {
         let command_id = match command_id {
             None => None,
             Some(id) if id.trim().is_empty() => return Err(DomainError::validation("commandId must not be blank")),
             Some(id) if id.chars().count() > MAX_COMMAND_ID_CHARS => {
-                return Err(DomainError::validation(format!("commandId must be at most {MAX_COMMAND_ID_CHARS} characters")))
+                return Err(DomainError::validation(format!(
+                    "commandId must be at most {MAX_COMMAND_ID_CHARS} characters"
+                )))
             }
             Some(id) => Some(id.to_owned()),
         };
@@ -79,12 +85,8 @@ pub async fn claim(txn: &impl ConnectionTrait, key: &Key) -> Result<(), CommandE
 pub async fn record(txn: &impl ConnectionTrait, key: &Key, ack: &Ack) -> Result<(), CommandError> {
     let Some(command_id) = &key.command_id else { return Ok(()) };
     let result = serde_json::to_value(ack).map_err(|e| CommandError::Internal(e.to_string()))?;
-    command_log::ActiveModel {
-        command_id: Set(command_id.clone()),
-        result: Set(result),
-        ..Default::default()
-    }
-    .update(txn)
-    .await?;
+    command_log::ActiveModel { command_id: Set(command_id.clone()), result: Set(result), ..Default::default() }
+        .update(txn)
+        .await?;
     Ok(())
 }

@@ -45,7 +45,9 @@ pub async fn append(
     });
     let inserted = event::Entity::insert_many(rows).exec_with_returning(txn).await.map_err(|e| {
         if is_unique_violation(&e, "event_stream_version_key") {
-            CommandError::Rejected(DomainError::conflict("another command changed this aggregate at the same time; reload it and retry"))
+            CommandError::Rejected(DomainError::conflict(
+                "another command changed this aggregate at the same time; reload it and retry",
+            ))
         } else {
             CommandError::Database(e)
         }

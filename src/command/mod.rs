@@ -103,7 +103,12 @@ impl CommandService {
     /// Finishes a command attempt: on success signal the projectors; if a
     /// concurrent duplicate won the idempotency key, replay its result.
     /// Records the outcome and latency.
-    async fn settle(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key, started: std::time::Instant) -> Result<Ack, CommandError> {
+    async fn settle(
+        &self,
+        attempt: Result<Ack, CommandError>,
+        key: &idempotency::Key,
+        started: std::time::Instant,
+    ) -> Result<Ack, CommandError> {
         let result = self.settle_inner(attempt, key).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -114,11 +119,16 @@ impl CommandService {
             Err(_) => "error",
         };
         metrics::counter!(crate::metrics::COMMANDS, "command" => key.command_type, "outcome" => outcome).increment(1);
-        metrics::histogram!(crate::metrics::COMMAND_DURATION, "command" => key.command_type).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::COMMAND_DURATION, "command" => key.command_type)
+            .record(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn settle_inner(&self, attempt: Result<Ack, CommandError>, key: &idempotency::Key) -> Result<Ack, CommandError> {
+    async fn settle_inner(
+        &self,
+        attempt: Result<Ack, CommandError>,
+        key: &idempotency::Key,
+    ) -> Result<Ack, CommandError> {
         match attempt {
             Ok(ack) => {
                 self.appended.send_if_modified(|head| {

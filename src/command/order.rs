@@ -52,7 +52,8 @@ impl CommandService {
         }
         let started = std::time::Instant::now();
         let attempt = async {
-            let lines: Vec<LineRequest> = cmd.lines.iter().map(|l| LineRequest { product_id: l.product_id, quantity: l.quantity }).collect();
+            let lines: Vec<LineRequest> =
+                cmd.lines.iter().map(|l| LineRequest { product_id: l.product_id, quantity: l.quantity }).collect();
             validate_lines(&lines)?;
             let order_id = cmd.order_id.unwrap_or_else(Uuid::now_v7);
             let uow = self.begin(key.command_type, &meta).await?;
@@ -64,7 +65,8 @@ impl CommandService {
             idempotency::claim(uow.txn(), &key).await?;
             // A duplicate order id is caught by the primary key on insert (one round trip fewer).
             let event = Order::place(order_id, &customer, &lines, &products, cmd.channel)?;
-            let order = Order::apply(None, &event).ok_or_else(|| CommandError::Internal("placement did not apply".into()))?;
+            let order =
+                Order::apply(None, &event).ok_or_else(|| CommandError::Internal("placement did not apply".into()))?;
             store::insert_order(uow.txn(), &order).await?;
             uow.commit(self, &key, Some(order_id), vec![(event, order.version)]).await
         };
@@ -83,7 +85,8 @@ impl CommandService {
             let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
             idempotency::claim(uow.txn(), &key).await?;
             let event = order.cancel(cmd.reason.as_deref(), cmd.expected_version)?;
-            let order = Order::apply(Some(order), &event).ok_or_else(|| CommandError::Internal("cancellation did not apply".into()))?;
+            let order = Order::apply(Some(order), &event)
+                .ok_or_else(|| CommandError::Internal("cancellation did not apply".into()))?;
             store::update_order(uow.txn(), &order).await?;
             uow.commit(self, &key, None, vec![(event, order.version)]).await
         };
@@ -102,7 +105,8 @@ impl CommandService {
             let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
             idempotency::claim(uow.txn(), &key).await?;
             let event = order.ship(&cmd.carrier, &cmd.tracking_number, cmd.expected_version)?;
-            let order = Order::apply(Some(order), &event).ok_or_else(|| CommandError::Internal("shipment did not apply".into()))?;
+            let order = Order::apply(Some(order), &event)
+                .ok_or_else(|| CommandError::Internal("shipment did not apply".into()))?;
             store::update_order(uow.txn(), &order).await?;
             uow.commit(self, &key, None, vec![(event, order.version)]).await
         };

@@ -34,7 +34,8 @@ impl CommandService {
             let event = Product::add(Uuid::now_v7(), &cmd.sku, &cmd.title, cmd.price_cents)?;
             let uow = self.begin(key.command_type, &meta).await?;
             idempotency::claim(uow.txn(), &key).await?;
-            let product = Product::apply(None, &event).ok_or_else(|| CommandError::Internal("addition did not apply".into()))?;
+            let product =
+                Product::apply(None, &event).ok_or_else(|| CommandError::Internal("addition did not apply".into()))?;
             store::insert_product(uow.txn(), &product).await?;
             uow.commit(self, &key, Some(product.id), vec![(event, product.version)]).await
         };
@@ -53,7 +54,8 @@ impl CommandService {
             let product = store::load_product(uow.txn(), cmd.product_id, Lock::ForUpdate).await?;
             idempotency::claim(uow.txn(), &key).await?;
             let event = product.change_price(cmd.price_cents, cmd.expected_version)?;
-            let product = Product::apply(Some(product), &event).ok_or_else(|| CommandError::Internal("price change did not apply".into()))?;
+            let product = Product::apply(Some(product), &event)
+                .ok_or_else(|| CommandError::Internal("price change did not apply".into()))?;
             store::update_product(uow.txn(), &product).await?;
             uow.commit(self, &key, None, vec![(event, product.version)]).await
         };

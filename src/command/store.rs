@@ -5,9 +5,7 @@
 //! for event snapshots however long a stream grows.
 use std::collections::HashMap;
 
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use entity::write::{customer, customer_order, order_line, product};
@@ -87,7 +85,12 @@ pub async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Resu
         total_cents: row.total_cents,
         lines: lines
             .into_iter()
-            .map(|l| OrderLine { line_no: l.line_no, product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+            .map(|l| OrderLine {
+                line_no: l.line_no,
+                product_id: l.product_id,
+                quantity: l.quantity,
+                unit_price_cents: l.unit_price_cents,
+            })
             .collect(),
         cancel_reason: row.cancel_reason,
         carrier: row.carrier,
@@ -125,7 +128,10 @@ async fn update_guarded<E: EntityTrait>(
 ) -> Result<(), CommandError> {
     let result = update.exec(txn).await?;
     if result.rows_affected != 1 {
-        return Err(DomainError::conflict(format!("{what} was changed by another command at the same time; reload it and retry")).into());
+        return Err(DomainError::conflict(format!(
+            "{what} was changed by another command at the same time; reload it and retry"
+        ))
+        .into());
     }
     Ok(())
 }

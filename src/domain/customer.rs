@@ -27,7 +27,11 @@ impl Customer {
     pub fn rename(&self, name: &str, expected_version: Option<i64>) -> Result<DomainEvent, DomainError> {
         let name = validate::required_text("name", name, MAX_NAME_CHARS)?;
         DomainError::check_expected_version("customer", expected_version, self.version)?;
-        Ok(DomainEvent::CustomerRenamed(CustomerRenamed { customer_id: self.id, previous_name: self.name.clone(), name }))
+        Ok(DomainEvent::CustomerRenamed(CustomerRenamed {
+            customer_id: self.id,
+            previous_name: self.name.clone(),
+            name,
+        }))
     }
 
     /// Folds one of this customer's events into its state.
@@ -62,7 +66,11 @@ mod tests {
         // then
         assert_eq!(
             event,
-            DomainEvent::CustomerRegistered(CustomerRegistered { customer_id: id, name: "Ada Lovelace".into(), email: "ada@example.com".into() })
+            DomainEvent::CustomerRegistered(CustomerRegistered {
+                customer_id: id,
+                name: "Ada Lovelace".into(),
+                email: "ada@example.com".into()
+            })
         );
     }
 
@@ -82,7 +90,11 @@ mod tests {
         // then
         assert_eq!(
             event,
-            DomainEvent::CustomerRenamed(CustomerRenamed { customer_id: id, previous_name: "Ada".into(), name: "Ada King".into() })
+            DomainEvent::CustomerRenamed(CustomerRenamed {
+                customer_id: id,
+                previous_name: "Ada".into(),
+                name: "Ada King".into()
+            })
         );
         assert_eq!(Customer::apply(Some(customer), &event).unwrap().version, 2);
     }

@@ -301,13 +301,24 @@ mod tests {
     fn every_event_round_trips_through_its_payload() {
         let id = Uuid::now_v7();
         let events = vec![
-            DomainEvent::CustomerRegistered(CustomerRegistered { customer_id: id, name: "Ada".into(), email: "ada@example.com".into() }),
-            DomainEvent::OrderShipped(OrderShipped { order_id: id, customer_id: id, carrier: "DHL".into(), tracking_number: "1Z".into() }),
+            DomainEvent::CustomerRegistered(CustomerRegistered {
+                customer_id: id,
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+            }),
+            DomainEvent::OrderShipped(OrderShipped {
+                order_id: id,
+                customer_id: id,
+                carrier: "DHL".into(),
+                tracking_number: "1Z".into(),
+            }),
         ];
         for event in events {
             let decoded = DomainEvent::decode(event.event_type(), event.schema_version(), &event.to_payload()).unwrap();
             assert_eq!(decoded, event);
-            let from_text = DomainEvent::decode_json(event.event_type(), event.schema_version(), &event.to_payload().to_string()).unwrap();
+            let from_text =
+                DomainEvent::decode_json(event.event_type(), event.schema_version(), &event.to_payload().to_string())
+                    .unwrap();
             assert_eq!(from_text, event);
         }
     }
@@ -328,15 +339,22 @@ mod tests {
             "customerVersion": 1, "totalCents": 900,
             "lines": [{"lineNo": 1, "productId": id, "sku": "TEA", "title": "Tea", "quantity": 2, "unitPriceCents": 450}]
         });
-        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 1, &v1).unwrap() else { panic!("OrderPlaced") };
+        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 1, &v1).unwrap() else {
+            panic!("OrderPlaced")
+        };
         assert_eq!(e.channel, SalesChannel::Unknown);
         // The text path (what projections use) agrees.
-        assert_eq!(DomainEvent::decode_json("OrderPlaced", 1, &v1.to_string()).unwrap(), DomainEvent::OrderPlaced(e.clone()));
+        assert_eq!(
+            DomainEvent::decode_json("OrderPlaced", 1, &v1.to_string()).unwrap(),
+            DomainEvent::OrderPlaced(e.clone())
+        );
         assert_eq!(e.total_cents, 900);
         // A v2 payload keeps its channel, and new events are written as v2.
         let mut v2 = v1.clone();
         v2["channel"] = serde_json::json!("MOBILE");
-        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 2, &v2).unwrap() else { panic!("OrderPlaced") };
+        let DomainEvent::OrderPlaced(e) = DomainEvent::decode("OrderPlaced", 2, &v2).unwrap() else {
+            panic!("OrderPlaced")
+        };
         assert_eq!(e.channel, SalesChannel::Mobile);
         assert_eq!(DomainEvent::OrderPlaced(e).schema_version(), 2);
     }

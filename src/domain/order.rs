@@ -76,7 +76,11 @@ pub fn validate_lines(lines: &[LineRequest]) -> Result<(), DomainError> {
     }
     for (i, line) in lines.iter().enumerate() {
         if line.quantity <= 0 {
-            return Err(DomainError::validation(format!("line {}: quantity must be greater than 0, got {}", i + 1, line.quantity)));
+            return Err(DomainError::validation(format!(
+                "line {}: quantity must be greater than 0, got {}",
+                i + 1,
+                line.quantity
+            )));
         }
         if line.quantity > MAX_QUANTITY {
             return Err(DomainError::validation(format!("line {}: quantity must be at most {MAX_QUANTITY}", i + 1)));
@@ -136,9 +140,14 @@ impl Order {
         DomainError::check_expected_version("order", expected_version, self.version)?;
         match self.status {
             OrderStatus::Placed => {}
-            OrderStatus::Cancelled => return Err(DomainError::invariant(format!("order {} is already cancelled", self.id))),
+            OrderStatus::Cancelled => {
+                return Err(DomainError::invariant(format!("order {} is already cancelled", self.id)))
+            }
             OrderStatus::Shipped => {
-                return Err(DomainError::invariant(format!("order {} has been shipped and can no longer be cancelled", self.id)))
+                return Err(DomainError::invariant(format!(
+                    "order {} has been shipped and can no longer be cancelled",
+                    self.id
+                )))
             }
         }
         Ok(DomainEvent::OrderCancelled(OrderCancelled {
@@ -158,16 +167,30 @@ impl Order {
         }))
     }
 
-    pub fn ship(&self, carrier: &str, tracking_number: &str, expected_version: Option<i64>) -> Result<DomainEvent, DomainError> {
+    pub fn ship(
+        &self,
+        carrier: &str,
+        tracking_number: &str,
+        expected_version: Option<i64>,
+    ) -> Result<DomainEvent, DomainError> {
         let carrier = validate::required_text("carrier", carrier, MAX_TEXT_CHARS)?;
         let tracking_number = validate::required_text("trackingNumber", tracking_number, MAX_TEXT_CHARS)?;
         DomainError::check_expected_version("order", expected_version, self.version)?;
         match self.status {
             OrderStatus::Placed => {}
-            OrderStatus::Cancelled => return Err(DomainError::invariant(format!("order {} is cancelled and cannot be shipped", self.id))),
-            OrderStatus::Shipped => return Err(DomainError::invariant(format!("order {} has already been shipped", self.id))),
+            OrderStatus::Cancelled => {
+                return Err(DomainError::invariant(format!("order {} is cancelled and cannot be shipped", self.id)))
+            }
+            OrderStatus::Shipped => {
+                return Err(DomainError::invariant(format!("order {} has already been shipped", self.id)))
+            }
         }
-        Ok(DomainEvent::OrderShipped(OrderShipped { order_id: self.id, customer_id: self.customer_id, carrier, tracking_number }))
+        Ok(DomainEvent::OrderShipped(OrderShipped {
+            order_id: self.id,
+            customer_id: self.customer_id,
+            carrier,
+            tracking_number,
+        }))
     }
 
     pub fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self> {
@@ -180,7 +203,12 @@ impl Order {
                 lines: e
                     .lines
                     .iter()
-                    .map(|l| OrderLine { line_no: l.line_no, product_id: l.product_id, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+                    .map(|l| OrderLine {
+                        line_no: l.line_no,
+                        product_id: l.product_id,
+                        quantity: l.quantity,
+                        unit_price_cents: l.unit_price_cents,
+                    })
                     .collect(),
                 cancel_reason: None,
                 carrier: None,
@@ -219,7 +247,8 @@ mod tests {
     fn world() -> World {
         let customer = Customer { id: Uuid::now_v7(), name: "Ada".into(), email: "ada@example.com".into(), version: 1 };
         let tea = Product { id: Uuid::now_v7(), sku: "TEA".into(), title: "Tea".into(), price_cents: 450, version: 1 };
-        let cake = Product { id: Uuid::now_v7(), sku: "CAKE".into(), title: "Cake".into(), price_cents: 1200, version: 3 };
+        let cake =
+            Product { id: Uuid::now_v7(), sku: "CAKE".into(), title: "Cake".into(), price_cents: 1200, version: 3 };
         let (tea_id, cake_id) = (tea.id, cake.id);
         World { customer, products: HashMap::from([(tea.id, tea), (cake.id, cake)]), tea: tea_id, cake: cake_id }
     }
@@ -235,7 +264,9 @@ mod tests {
         let w = world();
         // when
         let lines = [LineRequest { product_id: w.tea, quantity: 2 }, LineRequest { product_id: w.cake, quantity: 1 }];
-        let DomainEvent::OrderPlaced(e) = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap() else {
+        let DomainEvent::OrderPlaced(e) =
+            Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap()
+        else {
             panic!("expected OrderPlaced")
         };
         // then
@@ -248,10 +279,16 @@ mod tests {
     #[test]
     fn an_empty_order_or_a_non_positive_quantity_is_rejected() {
         let w = world();
-        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &[], &w.products, SalesChannel::Web), Err(DomainError::Validation(_))));
+        assert!(matches!(
+            Order::place(Uuid::now_v7(), &w.customer, &[], &w.products, SalesChannel::Web),
+            Err(DomainError::Validation(_))
+        ));
         for quantity in [0, -3] {
             let lines = [LineRequest { product_id: w.tea, quantity }];
-            assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web), Err(DomainError::Validation(_))));
+            assert!(matches!(
+                Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web),
+                Err(DomainError::Validation(_))
+            ));
         }
     }
 
@@ -259,14 +296,19 @@ mod tests {
     fn ordering_an_unknown_product_is_not_found() {
         let w = world();
         let lines = [LineRequest { product_id: Uuid::now_v7(), quantity: 1 }];
-        assert!(matches!(Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web), Err(DomainError::NotFound(_))));
+        assert!(matches!(
+            Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web),
+            Err(DomainError::NotFound(_))
+        ));
     }
 
     #[test]
     fn cancelling_a_placed_order_reverses_its_lines() {
         let w = world();
         let order = given_placed(&w);
-        let DomainEvent::OrderCancelled(e) = order.cancel(Some(" changed my mind "), Some(1)).unwrap() else { panic!() };
+        let DomainEvent::OrderCancelled(e) = order.cancel(Some(" changed my mind "), Some(1)).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.reason.as_deref(), Some("changed my mind"));
         assert_eq!(e.total_cents, 2100);
         assert_eq!(e.lines.iter().map(|l| l.line_total_cents).sum::<i64>(), 2100);

@@ -76,7 +76,14 @@ mod tests {
         // when
         let event = product.change_price(500, Some(1)).unwrap();
         // then
-        assert_eq!(event, DomainEvent::ProductPriceChanged(ProductPriceChanged { product_id: id, previous_price_cents: 450, price_cents: 500 }));
+        assert_eq!(
+            event,
+            DomainEvent::ProductPriceChanged(ProductPriceChanged {
+                product_id: id,
+                previous_price_cents: 450,
+                price_cents: 500
+            })
+        );
         let product = Product::apply(Some(product), &event).unwrap();
         assert_eq!((product.price_cents, product.version), (500, 2));
     }

@@ -30,11 +30,19 @@ pub fn required_text(field: &str, value: &str, max_chars: usize) -> Result<Strin
 pub fn email(value: &str) -> Result<String, DomainError> {
     let email = value.trim().to_lowercase();
     let bad = || DomainError::validation(format!("'{}' is not a valid email address", value.trim()));
-    if email.is_empty() || email.chars().count() > MAX_EMAIL_CHARS || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.is_empty()
+        || email.chars().count() > MAX_EMAIL_CHARS
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(bad());
     }
     let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(bad());
     }
     Ok(email)

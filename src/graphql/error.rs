@@ -61,5 +61,8 @@ pub fn from_query(e: QueryError) -> Error {
 
 /// PostgreSQL deadlock or serialization failure: the client may retry.
 fn is_serialization_failure(text: &str) -> bool {
-    text.contains("40001") || text.contains("40P01") || text.contains("deadlock detected") || text.contains("could not serialize")
+    text.contains("40001")
+        || text.contains("40P01")
+        || text.contains("deadlock detected")
+        || text.contains("could not serialize")
 }

@@ -55,7 +55,12 @@ impl Default for SchemaLimits {
 
 /// Builds the schema with its services. `None` services give a schema for
 /// printing the SDL only.
-pub fn build(commands: Option<CommandService>, reads: Option<ReadModel>, notices: Notices, limits: SchemaLimits) -> TwofoldSchema {
+pub fn build(
+    commands: Option<CommandService>,
+    reads: Option<ReadModel>,
+    notices: Notices,
+    limits: SchemaLimits,
+) -> TwofoldSchema {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)

@@ -150,8 +150,14 @@ fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::ops::AdminSe
     use crate::ops::AdminAccess;
     match ctx.data_opt::<AdminAccess>().copied().unwrap_or(AdminAccess::Missing) {
         AdminAccess::Granted => Ok(ctx.data::<crate::ops::AdminService>()?.clone()),
-        AdminAccess::Disabled => Err(super::error::coded(super::error::FORBIDDEN, "admin operations are disabled on this server (no --admin-token)")),
-        AdminAccess::Missing => Err(super::error::coded(super::error::UNAUTHORIZED, "send the admin token as `Authorization: Bearer <token>`")),
+        AdminAccess::Disabled => Err(super::error::coded(
+            super::error::FORBIDDEN,
+            "admin operations are disabled on this server (no --admin-token)",
+        )),
+        AdminAccess::Missing => Err(super::error::coded(
+            super::error::UNAUTHORIZED,
+            "send the admin token as `Authorization: Bearer <token>`",
+        )),
         AdminAccess::Denied => Err(super::error::coded(super::error::FORBIDDEN, "the admin token is not valid")),
     }
 }
@@ -161,7 +167,11 @@ pub struct MutationRoot;
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Registers a customer. Email addresses are unique (case-insensitive).
-    async fn register_customer(&self, ctx: &Context<'_>, input: RegisterCustomerInput) -> async_graphql::Result<Created> {
+    async fn register_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterCustomerInput,
+    ) -> async_graphql::Result<Created> {
         let commands = ctx.data::<CommandService>()?;
         let cmd = RegisterCustomer { name: input.name, email: input.email };
         created(commands.register_customer(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
@@ -186,7 +196,11 @@ impl MutationRoot {
     }
 
     /// Changes a product's price; orders already placed keep their prices.
-    async fn change_product_price(&self, ctx: &Context<'_>, input: ChangeProductPriceInput) -> async_graphql::Result<Accepted> {
+    async fn change_product_price(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangeProductPriceInput,
+    ) -> async_graphql::Result<Accepted> {
         let commands = ctx.data::<CommandService>()?;
         let cmd = ChangeProductPrice {
             product_id: uuid("productId", &input.product_id)?,
@@ -201,7 +215,10 @@ impl MutationRoot {
         let commands = ctx.data::<CommandService>()?;
         let mut lines = Vec::with_capacity(input.lines.len());
         for (i, line) in input.lines.iter().enumerate() {
-            lines.push(PlaceOrderLine { product_id: uuid(&format!("lines[{i}].productId"), &line.product_id)?, quantity: line.quantity });
+            lines.push(PlaceOrderLine {
+                product_id: uuid(&format!("lines[{i}].productId"), &line.product_id)?,
+                quantity: line.quantity,
+            });
         }
         let cmd = PlaceOrder {
             order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,

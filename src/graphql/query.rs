@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 
 use super::error::{from_query, validation};
 use super::scalars::{uuid, Token};
-use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use super::types::{Customer, DailySales, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
+use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::projection::{customer_view, daily_sales, order_activity, order_summary, product_catalog};
 use crate::query::{page_size, ReadModel};
 
@@ -28,7 +28,8 @@ async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token
 
 /// A page costs its selection once per row it may return.
 fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let rows = first.map_or(crate::query::DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, crate::query::MAX_PAGE_SIZE as i32) as usize);
+    let rows = first
+        .map_or(crate::query::DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, crate::query::MAX_PAGE_SIZE as i32) as usize);
     1 + rows.max(1) * child_complexity
 }
 
@@ -64,7 +65,12 @@ fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryErr
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One order by id.
-    async fn order(&self, ctx: &Context<'_>, id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Option<OrderSummary>> {
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Option<OrderSummary>> {
         let id = uuid("id", &id)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
         Ok(reads.order(id).await.map_err(from_query)?.map(OrderSummary))
@@ -85,15 +91,23 @@ impl QueryRoot {
         let after = cursor(after)?;
         let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        let page = reads.orders(status.map(OrderStatus::as_str), customer_id, first, after).await.map_err(from_query)?;
+        let page =
+            reads.orders(status.map(OrderStatus::as_str), customer_id, first, after).await.map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
+        connection
+            .edges
+            .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
         Ok(connection)
     }
 
     /// One customer's dashboard.
-    async fn customer(&self, ctx: &Context<'_>, id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Option<Customer>> {
+    async fn customer(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Option<Customer>> {
         let id = uuid("id", &id)?;
         let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
         Ok(reads.customer(id).await.map_err(from_query)?.map(Customer))
@@ -113,7 +127,9 @@ impl QueryRoot {
         let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
         let page = reads.customers(first, after).await.map_err(from_query)?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.registered_position), Customer(r))));
+        connection
+            .edges
+            .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.registered_position), Customer(r))));
         Ok(connection)
     }
 
@@ -137,19 +153,35 @@ impl QueryRoot {
     }
 
     /// Best sellers by revenue (default 10, at most 100).
-    async fn top_products(&self, ctx: &Context<'_>, limit: Option<i32>, consistent_with: Option<Token>) -> async_graphql::Result<Vec<Product>> {
+    async fn top_products(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Vec<Product>> {
         let reads = consistent(ctx, &[product_catalog::NAME], consistent_with).await?;
         Ok(reads.top_products(limit).await.map_err(from_query)?.into_iter().map(Product).collect())
     }
 
     /// Sales per UTC day from `from` to `to` inclusive (at most 366 days); days without sales are omitted.
-    async fn daily_sales(&self, ctx: &Context<'_>, from: NaiveDate, to: NaiveDate, consistent_with: Option<Token>) -> async_graphql::Result<Vec<DailySales>> {
+    async fn daily_sales(
+        &self,
+        ctx: &Context<'_>,
+        from: NaiveDate,
+        to: NaiveDate,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Vec<DailySales>> {
         let reads = consistent(ctx, &[daily_sales::NAME], consistent_with).await?;
         Ok(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect())
     }
 
     /// An order's timeline, oldest first.
-    async fn order_activity(&self, ctx: &Context<'_>, order_id: ID, consistent_with: Option<Token>) -> async_graphql::Result<Vec<OrderActivity>> {
+    async fn order_activity(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Vec<OrderActivity>> {
         let order_id = uuid("orderId", &order_id)?;
         let reads = consistent(ctx, &[order_activity::NAME], consistent_with).await?;
         Ok(reads.order_activity(order_id).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
@@ -158,6 +190,12 @@ impl QueryRoot {
     /// Every projection's checkpoint, status and lag.
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
         let reads = ctx.data::<ReadModel>()?;
-        Ok(reads.projections().await.map_err(from_query)?.into_iter().map(|s| ProjectionStatus { row: s.row, lag: s.lag }).collect())
+        Ok(reads
+            .projections()
+            .await
+            .map_err(from_query)?
+            .into_iter()
+            .map(|s| ProjectionStatus { row: s.row, lag: s.lag })
+            .collect())
     }
 }

@@ -26,5 +26,10 @@ impl ScalarType for Token {
 
 /// Parses a GraphQL `ID` as a UUID, naming the argument in the error.
 pub fn uuid(field: &str, id: &ID) -> async_graphql::Result<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| super::error::validation(format!("{field}: '{}' is not a valid id (a UUID)", id.as_str().chars().take(64).collect::<String>())))
+    Uuid::parse_str(id.as_str()).map_err(|_| {
+        super::error::validation(format!(
+            "{field}: '{}' is not a valid id (a UUID)",
+            id.as_str().chars().take(64).collect::<String>()
+        ))
+    })
 }

@@ -72,7 +72,9 @@ pub fn line_product_ids(lines: &str) -> Vec<uuid::Uuid> {
     struct Id {
         product_id: uuid::Uuid,
     }
-    serde_json::from_str::<Vec<Id>>(lines).map(|ids| ids.into_iter().map(|i| i.product_id).collect()).unwrap_or_default()
+    serde_json::from_str::<Vec<Id>>(lines)
+        .map(|ids| ids.into_iter().map(|i| i.product_id).collect())
+        .unwrap_or_default()
 }
 
 fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {

@@ -17,10 +17,10 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::OperationType;
 use async_graphql::ErrorExtensions;
-use async_graphql::http::WebSocketProtocols;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -77,7 +77,11 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
 /// Only `/healthz` and `/readyz` (for `--role projector`).
 pub fn health_router(services: Services, limits: HttpLimits) -> Router {
     let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
@@ -98,7 +102,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let write_ok = s.write_db.conn.ping().await.is_ok();
     let read_ok = s.read_db.conn.ping().await.is_ok();
     if !(write_ok && read_ok) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "writeDatabase": write_ok, "readDatabase": read_ok })))
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "writeDatabase": write_ok, "readDatabase": read_ok })),
+        )
             .into_response();
     }
     let stopped: Vec<serde_json::Value> = match s.reads.projections().await {
@@ -111,17 +118,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     // A stopped projection degrades one view; the instance still serves.
     let status = if stopped.is_empty() { "ready" } else { "degraded" };
-    Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "stoppedProjections": stopped })).into_response()
+    Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "stoppedProjections": stopped }))
+        .into_response()
 }
 
 /// Serves subscriptions on an upgraded connection (see [`ws`]).
 fn websocket(state: &AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let Some(protocol) = protocol_of(headers) else {
-        return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws").into_response();
+        return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws")
+            .into_response();
     };
     let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
         let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": "UNAVAILABLE" } }] });
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body)).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
+            .into_response();
     };
     let schema = state.services.schema.clone();
     let limits = state.limits.ws;
@@ -149,7 +159,8 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 /// A response made of request-level errors (no execution happened).
 fn request_error(status: StatusCode, headers: &HeaderMap, message: impl Into<String>) -> Response {
     let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": VALIDATION } }] });
-    let (status, content_type) = if wants_graphql_response(headers) { (status, GRAPHQL_RESPONSE) } else { (status, "application/json") };
+    let (status, content_type) =
+        if wants_graphql_response(headers) { (status, GRAPHQL_RESPONSE) } else { (status, "application/json") };
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body.to_string()).into_response()
 }
 
@@ -166,7 +177,13 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
     let query = parts.uri.query().unwrap_or("");
     let request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
-        Err(e) => return request_error(StatusCode::BAD_REQUEST, &headers, format!("cannot read the GraphQL request from the query string: {e}")),
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                format!("cannot read the GraphQL request from the query string: {e}"),
+            )
+        }
     };
     if is_mutation(&request) {
         let mut response = request_error(
@@ -186,12 +203,21 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &headers,
-            format!("send the request as application/json (got '{}')", content_type.chars().take(80).collect::<String>()),
+            format!(
+                "send the request as application/json (got '{}')",
+                content_type.chars().take(80).collect::<String>()
+            ),
         );
     }
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return request_error(StatusCode::BAD_REQUEST, &headers, format!("the request body is not a GraphQL request: {e}")),
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                format!("the request body is not a GraphQL request: {e}"),
+            )
+        }
     };
     execute(&state, &headers, request).await
 }
@@ -251,4 +277,3 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     };
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
-

@@ -105,13 +105,19 @@ impl Connection {
                     return Verdict::Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs an id".into());
                 };
                 if message.get("payload").and_then(|p| p.get("query")).and_then(Value::as_str).is_none() {
-                    return Verdict::Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs payload.query".into());
+                    return Verdict::Close(
+                        CLOSE_BAD_REQUEST,
+                        "Invalid message received: subscribe needs payload.query".into(),
+                    );
                 }
                 if self.active.contains(&id) {
                     return Verdict::Close(CLOSE_DUPLICATE_ID, format!("Subscriber for {id} already exists"));
                 }
                 if self.active.len() >= self.max_subscriptions {
-                    return Verdict::Refuse(id, format!("at most {} subscriptions per connection", self.max_subscriptions));
+                    return Verdict::Refuse(
+                        id,
+                        format!("at most {} subscriptions per connection", self.max_subscriptions),
+                    );
                 }
                 self.active.insert(id);
                 Verdict::Forward
@@ -123,7 +129,10 @@ impl Connection {
                 Verdict::Forward
             }
             "ping" | "pong" | "connection_terminate" => Verdict::Forward,
-            other => Verdict::Close(CLOSE_BAD_REQUEST, format!("Invalid message received: unknown type '{}'", other.chars().take(40).collect::<String>())),
+            other => Verdict::Close(
+                CLOSE_BAD_REQUEST,
+                format!("Invalid message received: unknown type '{}'", other.chars().take(40).collect::<String>()),
+            ),
         }
     }
 
@@ -187,12 +196,23 @@ impl SubscriptionGauge {
     }
 }
 
-pub async fn serve(socket: WebSocket, schema: TwofoldSchema, protocol: WebSocketProtocols, limits: WsLimits, _permit: OwnedSemaphorePermit) {
+pub async fn serve(
+    socket: WebSocket,
+    schema: TwofoldSchema,
+    protocol: WebSocketProtocols,
+    limits: WsLimits,
+    _permit: OwnedSemaphorePermit,
+) {
     metrics::gauge!(crate::metrics::WS_CONNECTIONS).increment(1.0);
     let (mut sink, mut source) = socket.split();
     let (to_graphql, from_client) = mpsc::channel::<String>(8);
     let mut graphql = GraphQLProtocolStream::new(schema, ReceiverStream::new(from_client), protocol);
-    let mut conn = Connection { protocol, initialized: false, active: HashSet::new(), max_subscriptions: limits.max_subscriptions_per_connection };
+    let mut conn = Connection {
+        protocol,
+        initialized: false,
+        active: HashSet::new(),
+        max_subscriptions: limits.max_subscriptions_per_connection,
+    };
     let init_deadline = tokio::time::sleep(limits.init_timeout);
     tokio::pin!(init_deadline);
     let mut subscriptions = SubscriptionGauge(0);

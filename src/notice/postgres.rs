@@ -71,9 +71,18 @@ pub fn spawn(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     if read_db.is_postgres() {
-        let channels: Vec<&'static str> =
-            if write_db.same_database_as(&read_db) { vec![PROJECTION_CHANNEL, LOG_CHANNEL] } else { vec![PROJECTION_CHANNEL] };
-        tasks.push(tokio::spawn(listen(read_db.url.clone(), channels, notices.clone(), appended.clone(), shutdown.clone())));
+        let channels: Vec<&'static str> = if write_db.same_database_as(&read_db) {
+            vec![PROJECTION_CHANNEL, LOG_CHANNEL]
+        } else {
+            vec![PROJECTION_CHANNEL]
+        };
+        tasks.push(tokio::spawn(listen(
+            read_db.url.clone(),
+            channels,
+            notices.clone(),
+            appended.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(poll_checkpoints(read_db.clone(), notices.clone(), poll_interval, shutdown.clone())));
     }
     if write_db.is_postgres() && !write_db.same_database_as(&read_db) {
@@ -153,7 +162,14 @@ fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sen
                 return;
             }
             let Ok(token) = notice.t.parse::<LogPosition>() else { return };
-            notices.publish(ProjectionUpdated { projection: notice.p, token, stream_ids: notice.s, event_types: notice.e, complete: notice.c, rebuild_percent: None });
+            notices.publish(ProjectionUpdated {
+                projection: notice.p,
+                token,
+                stream_ids: notice.s,
+                event_types: notice.e,
+                complete: notice.c,
+                rebuild_percent: None,
+            });
         }
         _ => {}
     }
@@ -173,7 +189,14 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
             let token = LogPosition::new(row.last_tx_id, row.last_position);
             // Only advances nobody announced become (stream-less) notices.
             if token > notices.known(&row.name) {
-                notices.publish(ProjectionUpdated { projection: row.name, token, stream_ids: Vec::new(), event_types: Vec::new(), complete: false, rebuild_percent: None });
+                notices.publish(ProjectionUpdated {
+                    projection: row.name,
+                    token,
+                    stream_ids: Vec::new(),
+                    event_types: Vec::new(),
+                    complete: false,
+                    rebuild_percent: None,
+                });
             }
         }
     }

@@ -40,7 +40,12 @@ impl Projection for CustomerView {
         NAME
     }
 
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         insert_registrations(txn, events).await?;
         for e in events {
             if let DomainEvent::CustomerRenamed(r) = &e.event {
@@ -58,7 +63,11 @@ impl Projection for CustomerView {
         if customers.is_empty() {
             return Ok(());
         }
-        let markers = if ctx.position_guard { load_markers(txn, "customer_view", "customer_id", &customers).await? } else { Default::default() };
+        let markers = if ctx.position_guard {
+            load_markers(txn, "customer_view", "customer_id", &customers).await?
+        } else {
+            Default::default()
+        };
         let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
         for e in events {
             let Some(customer) = order_customer(&e.event) else { continue };
@@ -124,7 +133,8 @@ impl Projection for CustomerView {
 /// PostgreSQL: every customer's delta in one `UPDATE … FROM UNNEST`.
 async fn add_deltas_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    let col = |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
+    let col =
+        |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
     let values = vec![
         col(ArrayType::Uuid, &|k, _| (*k).into()),
         col(ArrayType::BigInt, &|_, d| d.placed.into()),
@@ -188,8 +198,20 @@ async fn insert_registrations(txn: &DatabaseTransaction, events: &[RecordedEvent
         })
         .collect();
     let columns = [
-        "customer_id", "name", "email", "registered_at", "registered_position", "orders_placed", "orders_open", "orders_cancelled",
-        "orders_shipped", "lifetime_value_cents", "last_order_at", "version", "last_tx_id", "last_position",
+        "customer_id",
+        "name",
+        "email",
+        "registered_at",
+        "registered_position",
+        "orders_placed",
+        "orders_open",
+        "orders_cancelled",
+        "orders_shipped",
+        "lifetime_value_cents",
+        "last_order_at",
+        "version",
+        "last_tx_id",
+        "last_position",
     ];
     insert_rows(txn, "customer_view", &columns, rows, "ON CONFLICT (customer_id) DO NOTHING", 500).await?;
     Ok(())

@@ -37,7 +37,12 @@ impl Projection for DailySales {
         NAME
     }
 
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         let day_of = |e: &RecordedEvent| e.recorded_at.format("%Y-%m-%d").to_string();
         let mut days: Vec<String> = events.iter().filter(|e| counts(&e.event)).map(day_of).collect();
         days.sort();
@@ -45,7 +50,8 @@ impl Projection for DailySales {
         if days.is_empty() {
             return Ok(());
         }
-        let markers = if ctx.position_guard { load_markers(txn, "daily_sales", "day", &days).await? } else { Default::default() };
+        let markers =
+            if ctx.position_guard { load_markers(txn, "daily_sales", "day", &days).await? } else { Default::default() };
         let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
         for e in events.iter().filter(|e| counts(&e.event)) {
             let day = day_of(e);

@@ -67,7 +67,8 @@ impl Leadership {
             };
         }
         let Ok(mut conn) = PgConnection::connect(&self.url).await else { return Held::No };
-        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(&mut conn).await {
+        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(&mut conn).await
+        {
             Ok(true) => {
                 self.conn = Some(conn);
                 self.checked_at = Instant::now();

@@ -66,7 +66,12 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Applies events, in log order, inside `txn`.
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError>;
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError>;
 }
 
 /// Every projection, in a fixed order.

@@ -39,7 +39,9 @@ pub fn describe(event: &DomainEvent) -> Option<String> {
             Some(reason) => format!("Order cancelled ({}): {reason}", money(c.total_cents)),
             None => format!("Order cancelled ({})", money(c.total_cents)),
         },
-        DomainEvent::OrderShipped(s) => format!("Order shipped with {}, tracking number {}", s.carrier, s.tracking_number),
+        DomainEvent::OrderShipped(s) => {
+            format!("Order shipped with {}, tracking number {}", s.carrier, s.tracking_number)
+        }
         _ => return None,
     })
 }
@@ -50,7 +52,12 @@ impl Projection for OrderActivity {
         NAME
     }
 
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        _ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         let rows: Vec<Vec<Value>> = events
             .iter()
             .filter_map(|e| {
@@ -67,7 +74,8 @@ impl Projection for OrderActivity {
             })
             .collect();
         let columns = ["position", "tx_id", "order_id", "stream_version", "event_type", "description", "occurred_at"];
-        insert_rows(txn, "order_activity", &columns, rows, "ON CONFLICT (position) DO NOTHING", ROWS_PER_STATEMENT).await?;
+        insert_rows(txn, "order_activity", &columns, rows, "ON CONFLICT (position) DO NOTHING", ROWS_PER_STATEMENT)
+            .await?;
         Ok(())
     }
 }

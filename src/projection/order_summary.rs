@@ -9,7 +9,9 @@
 //! so it is idempotent and safe against concurrent inline writers.
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Value,
+};
 use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
@@ -24,9 +26,26 @@ pub struct OrderSummary;
 pub const NAME: &str = "order_summary";
 
 const COLUMNS: [&str; 20] = [
-    "order_id", "customer_id", "customer_name", "customer_email", "customer_version", "lines", "line_count", "total_cents", "status",
-    "cancel_reason", "carrier", "tracking_number", "placed_at", "cancelled_at", "shipped_at", "placed_position", "version",
-    "last_tx_id", "last_position", "channel",
+    "order_id",
+    "customer_id",
+    "customer_name",
+    "customer_email",
+    "customer_version",
+    "lines",
+    "line_count",
+    "total_cents",
+    "status",
+    "cancel_reason",
+    "carrier",
+    "tracking_number",
+    "placed_at",
+    "cancelled_at",
+    "shipped_at",
+    "placed_position",
+    "version",
+    "last_tx_id",
+    "last_position",
+    "channel",
 ];
 
 /// Rows per INSERT statement (20 parameters each).
@@ -38,15 +57,23 @@ impl Projection for OrderSummary {
         NAME
     }
 
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], _ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        _ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         // Rows are loaded only for orders placed before this batch: an order
         // placed in the batch starts from its event, and if it turns out to
         // exist already (a replay), the version merge of the upsert keeps
         // the stored row.
         let placed_here: std::collections::HashSet<Uuid> =
             events.iter().filter(|e| matches!(e.event, DomainEvent::OrderPlaced(_))).map(|e| e.stream_id).collect();
-        let order_ids: Vec<Uuid> =
-            events.iter().filter(|e| is_order_event(&e.event) && !placed_here.contains(&e.stream_id)).map(|e| e.stream_id).collect();
+        let order_ids: Vec<Uuid> = events
+            .iter()
+            .filter(|e| is_order_event(&e.event) && !placed_here.contains(&e.stream_id))
+            .map(|e| e.stream_id)
+            .collect();
         let mut rows: HashMap<Uuid, Row> = HashMap::new();
         for existing in load_rows(txn, &order_ids).await? {
             rows.insert(existing.order_id, existing);
@@ -63,7 +90,10 @@ impl Projection for OrderSummary {
                     )
                     .await?;
                     // …and the ones folded in memory.
-                    for row in rows.values_mut().filter(|row| row.customer_id == r.customer_id && row.customer_version < e.stream_version) {
+                    for row in rows
+                        .values_mut()
+                        .filter(|row| row.customer_id == r.customer_id && row.customer_version < e.stream_version)
+                    {
                         row.customer_name = r.name.clone();
                         row.customer_version = e.stream_version;
                     }
@@ -100,12 +130,21 @@ async fn load_rows(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Vec<Row>, 
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         let ids: Vec<Value> = ids.iter().map(|id| (*id).into()).collect();
         let ids = array(sea_orm::sea_query::ArrayType::Uuid, ids);
-        let stmt = super::sql::statement(sea_orm::DbBackend::Postgres, "SELECT * FROM order_summary WHERE order_id = ANY($1)", vec![ids]);
+        let stmt = super::sql::statement(
+            sea_orm::DbBackend::Postgres,
+            "SELECT * FROM order_summary WHERE order_id = ANY($1)",
+            vec![ids],
+        );
         return Row::find_by_statement(stmt).all(txn).await;
     }
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
-        rows.extend(order_summary::Entity::find().filter(order_summary::Column::OrderId.is_in(chunk.iter().copied())).all(txn).await?);
+        rows.extend(
+            order_summary::Entity::find()
+                .filter(order_summary::Column::OrderId.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await?,
+        );
     }
     Ok(rows)
 }
@@ -163,13 +202,25 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
         return Ok(true);
     }
     let Some(row) = rows.get_mut(&e.stream_id) else {
-        return Err(poison(e, format!("order {} has no summary row; version {} arrived before OrderPlaced", e.stream_id, e.stream_version)));
+        return Err(poison(
+            e,
+            format!(
+                "order {} has no summary row; version {} arrived before OrderPlaced",
+                e.stream_id, e.stream_version
+            ),
+        ));
     };
     if row.version >= e.stream_version {
         return Ok(false); // replayed
     }
     if row.version + 1 != e.stream_version {
-        return Err(poison(e, format!("order {} is at version {}; version {} arrived out of order", e.stream_id, row.version, e.stream_version)));
+        return Err(poison(
+            e,
+            format!(
+                "order {} is at version {}; version {} arrived out of order",
+                e.stream_id, row.version, e.stream_version
+            ),
+        ));
     }
     match &e.event {
         DomainEvent::OrderCancelled(c) => {
@@ -287,12 +338,24 @@ async fn upsert_unnest(txn: &DatabaseTransaction, rows: &[&Row], on_conflict: &s
 fn merge_clause() -> String {
     let newer_order = "excluded.version > order_summary.version";
     let newer_customer = "excluded.customer_version > order_summary.customer_version";
-    let merge = |column: &str, condition: &str| format!("{column} = CASE WHEN {condition} THEN excluded.{column} ELSE order_summary.{column} END");
+    let merge = |column: &str, condition: &str| {
+        format!("{column} = CASE WHEN {condition} THEN excluded.{column} ELSE order_summary.{column} END")
+    };
     // (In an UPDATE every CASE sees the old row, so the order of these does not matter.)
-    let mut sets: Vec<String> = ["status", "cancel_reason", "carrier", "tracking_number", "cancelled_at", "shipped_at", "last_tx_id", "last_position", "version"]
-        .iter()
-        .map(|c| merge(c, newer_order))
-        .collect();
+    let mut sets: Vec<String> = [
+        "status",
+        "cancel_reason",
+        "carrier",
+        "tracking_number",
+        "cancelled_at",
+        "shipped_at",
+        "last_tx_id",
+        "last_position",
+        "version",
+    ]
+    .iter()
+    .map(|c| merge(c, newer_order))
+    .collect();
     sets.extend(["customer_name", "customer_email", "customer_version"].iter().map(|c| merge(c, newer_customer)));
     format!("ON CONFLICT (order_id) DO UPDATE SET {}", sets.join(", "))
 }

@@ -56,7 +56,12 @@ impl Projection for ProductCatalog {
         NAME
     }
 
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         insert_products(txn, events).await?;
         for e in events {
             if let DomainEvent::ProductPriceChanged(p) = &e.event {
@@ -74,7 +79,11 @@ impl Projection for ProductCatalog {
         if products.is_empty() {
             return Ok(());
         }
-        let markers = if ctx.position_guard { load_markers(txn, "product_catalog", "product_id", &products).await? } else { Default::default() };
+        let markers = if ctx.position_guard {
+            load_markers(txn, "product_catalog", "product_id", &products).await?
+        } else {
+            Default::default()
+        };
         let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
         for e in events {
             let at = LogPosition::new(e.tx_id, e.position);
@@ -112,7 +121,8 @@ impl Projection for ProductCatalog {
 /// PostgreSQL: every product's sales delta in one `UPDATE … FROM UNNEST`.
 async fn add_sales_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    let col = |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
+    let col =
+        |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
     let values = vec![
         col(ArrayType::Uuid, &|k, _| (*k).into()),
         col(ArrayType::BigInt, &|_, d| d.units.into()),
@@ -153,7 +163,19 @@ async fn insert_products(txn: &DatabaseTransaction, events: &[RecordedEvent]) ->
             _ => None,
         })
         .collect();
-    let columns = ["product_id", "sku", "title", "price_cents", "units_sold", "revenue_cents", "added_at", "added_position", "version", "last_tx_id", "last_position"];
+    let columns = [
+        "product_id",
+        "sku",
+        "title",
+        "price_cents",
+        "units_sold",
+        "revenue_cents",
+        "added_at",
+        "added_position",
+        "version",
+        "last_tx_id",
+        "last_position",
+    ];
     insert_rows(txn, "product_catalog", &columns, rows, "ON CONFLICT (product_id) DO NOTHING", 500).await?;
     Ok(())
 }

@@ -79,9 +79,11 @@ pub async fn read_range(
     let stmt = match backend {
         DbBackend::Postgres => statement(
             backend,
-            &format!("{HORIZON} SELECT {COLUMNS} FROM event, horizon \
+            &format!(
+                "{HORIZON} SELECT {COLUMNS} FROM event, horizon \
                  WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) AND tx_id < horizon.h \
-                 ORDER BY tx_id, position LIMIT $5"),
+                 ORDER BY tx_id, position LIMIT $5"
+            ),
             vec![after.tx_id.into(), after.position.into(), until.tx_id.into(), until.position.into(), limit.into()],
         ),
         _ => statement(
@@ -114,7 +116,11 @@ async fn count_where(db: &impl ConnectionTrait, cmp: &str, at: LogPosition) -> R
             &format!("SELECT count(*) AS n FROM event WHERE (tx_id, position) {cmp} ($1, $2)"),
             vec![at.tx_id.into(), at.position.into()],
         ),
-        _ => statement(backend, &format!("SELECT count(*) AS n FROM event WHERE position {cmp} $1"), vec![Value::from(at.position)]),
+        _ => statement(
+            backend,
+            &format!("SELECT count(*) AS n FROM event WHERE position {cmp} $1"),
+            vec![Value::from(at.position)],
+        ),
     };
     let row = db.query_one_raw(stmt).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))

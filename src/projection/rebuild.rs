@@ -102,7 +102,10 @@ pub async fn rebuild(
         chosen.push(p.clone());
     }
     if let Some(name) = &options.copy_name {
-        if name.is_empty() || name.len() > 40 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if name.is_empty()
+            || name.len() > 40
+            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             return Err(RebuildError::BadCopyName(name.clone()));
         }
     }
@@ -113,13 +116,16 @@ pub async fn rebuild(
         deferred_indexes.extend(create_shadow(&shadow, p.name()).await?);
     }
     let total = match options.until {
-        Some(until) => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0).min(until.position.max(0) as u64),
+        Some(until) => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?)
+            .unwrap_or(0)
+            .min(until.position.max(0) as u64),
         None => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0),
     };
     if options.until.is_none() {
         set_status(read_db, &chosen, STATUS_REBUILDING, 0, total as i64).await?;
     }
-    let result = replay(events_db, read_db, &shadow, &chosen, options, total, started, &deferred_indexes, &mut progress).await;
+    let result =
+        replay(events_db, read_db, &shadow, &chosen, options, total, started, &deferred_indexes, &mut progress).await;
     if result.is_err() && options.until.is_none() {
         let _ = set_status(read_db, &chosen, STATUS_RUNNING, 0, 0).await;
     }
@@ -152,7 +158,8 @@ async fn replay(
     };
     let mut next = fetch(from);
     loop {
-        let batch = next.await.map_err(|e| RebuildError::Database(DbErr::Custom(format!("read-ahead task failed: {e}"))))??;
+        let batch =
+            next.await.map_err(|e| RebuildError::Database(DbErr::Custom(format!("read-ahead task failed: {e}"))))??;
         let Some(last) = batch.last() else { break };
         from = LogPosition::new(last.tx_id, last.position);
         next = fetch(from);
@@ -177,7 +184,10 @@ async fn replay(
             // Durable, then the secondary indexes in one sort each, before the switch.
             if shadow.backend() == DbBackend::Postgres {
                 for p in chosen {
-                    shadow.conn.execute_unprepared(&format!("ALTER TABLE {}.{} SET LOGGED", shadow_schema(p.name()), p.name())).await?;
+                    shadow
+                        .conn
+                        .execute_unprepared(&format!("ALTER TABLE {}.{} SET LOGGED", shadow_schema(p.name()), p.name()))
+                        .await?;
                 }
             }
             for index in deferred_indexes {
@@ -201,7 +211,12 @@ async fn replay(
         .collect())
 }
 
-async fn read_batch(events_db: &Db, from: LogPosition, until: Option<LogPosition>, limit: u64) -> Result<Vec<RecordedEvent>, RebuildError> {
+async fn read_batch(
+    events_db: &Db,
+    from: LogPosition,
+    until: Option<LogPosition>,
+    limit: u64,
+) -> Result<Vec<RecordedEvent>, RebuildError> {
     let rows = reader::read_range(&events_db.conn, from, until, limit).await?;
     rows.into_iter()
         .map(|r| r.map_err(|bad| RebuildError::Poison { position: bad.position, reason: bad.error }))
@@ -226,7 +241,11 @@ async fn apply_batch(
     }
 }
 
-async fn apply_in(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projection>], batch: &[RecordedEvent]) -> Result<(), RebuildError> {
+async fn apply_in(
+    txn: &sea_orm::DatabaseTransaction,
+    chosen: &[Arc<dyn Projection>],
+    batch: &[RecordedEvent],
+) -> Result<(), RebuildError> {
     use_shadow(txn, chosen).await?;
     for p in chosen {
         p.apply(txn, batch, ApplyContext { position_guard: true }).await.map_err(|e| match e {
@@ -280,7 +299,9 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
                     shadow.conn.execute_unprepared(&def).await?;
                     shadow
                         .conn
-                        .execute_unprepared(&format!("ALTER TABLE {schema}.{table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"))
+                        .execute_unprepared(&format!(
+                            "ALTER TABLE {schema}.{table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
+                        ))
                         .await?;
                 } else {
                     deferred.push(def);
@@ -290,7 +311,11 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
         _ => {
             let row = shadow
                 .conn
-                .query_one_raw(stmt(shadow, "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = $1", vec![table.into()]))
+                .query_one_raw(stmt(
+                    shadow,
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = $1",
+                    vec![table.into()],
+                ))
                 .await?
                 .ok_or_else(|| DbErr::Custom(format!("no table {table}")))?;
             let ddl: String = row.try_get("", "sql")?;
@@ -304,7 +329,9 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
 
 async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
     match shadow.backend() {
-        DbBackend::Postgres => shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", shadow_schema(table))).await?,
+        DbBackend::Postgres => {
+            shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", shadow_schema(table))).await?
+        }
         _ => shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?,
     };
     Ok(())
@@ -335,12 +362,22 @@ async fn keep_copy(shadow: &Db, table: &str, name: &str) -> Result<String, DbErr
 /// The atomic switch: hold the checkpoint rows, catch the shadows up with
 /// the log, replace the live tables, move the checkpoints. Returns where the
 /// projections now stand and how many events the catch-up applied.
-async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut from: LogPosition, batch_size: u64) -> Result<(LogPosition, u64), RebuildError> {
+async fn switch(
+    events_db: &Db,
+    shadow: &Db,
+    chosen: &[Arc<dyn Projection>],
+    mut from: LogPosition,
+    batch_size: u64,
+) -> Result<(LogPosition, u64), RebuildError> {
     let txn = begin_immediate(shadow).await?;
     let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
     if shadow.backend() == DbBackend::Postgres {
         let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
-        txn.execute_unprepared(&format!("SELECT name FROM public.projection_checkpoint WHERE name IN ({}) FOR UPDATE", list.join(", "))).await?;
+        txn.execute_unprepared(&format!(
+            "SELECT name FROM public.projection_checkpoint WHERE name IN ({}) FOR UPDATE",
+            list.join(", ")
+        ))
+        .await?;
     }
     // With the live runners held off, apply whatever arrived meanwhile.
     let mut extra = 0u64;
@@ -385,7 +422,12 @@ async fn switch(events_db: &Db, shadow: &Db, chosen: &[Arc<dyn Projection>], mut
                 rebuild_percent: None,
             };
             let payload = crate::notice::postgres::ProjectionNotice::encode("rebuild", &update);
-            txn.execute_raw(stmt(shadow, "SELECT pg_notify($1, $2)", vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()])).await?;
+            txn.execute_raw(stmt(
+                shadow,
+                "SELECT pg_notify($1, $2)",
+                vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()],
+            ))
+            .await?;
         }
     }
     txn.commit().await?;
@@ -408,7 +450,13 @@ async fn begin_immediate(db: &Db) -> Result<sea_orm::DatabaseTransaction, DbErr>
     }
 }
 
-async fn set_status(read_db: &Db, chosen: &[Arc<dyn Projection>], status: &str, done: i64, total: i64) -> Result<(), DbErr> {
+async fn set_status(
+    read_db: &Db,
+    chosen: &[Arc<dyn Projection>],
+    status: &str,
+    done: i64,
+    total: i64,
+) -> Result<(), DbErr> {
     for p in chosen {
         read_db
             .conn

@@ -30,9 +30,9 @@ use entity::read::{dead_letter, projection_checkpoint};
 
 use super::reader::{self, Undecodable};
 use super::{ApplyContext, ApplyError, Projection};
-use crate::inline::InlineProjections;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
+use crate::inline::InlineProjections;
 use crate::notice::{Notices, ProjectionUpdated};
 use crate::token::LogPosition;
 
@@ -81,7 +81,12 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        Self { batch_size: 500, poll_interval: Duration::from_millis(500), modes: HashMap::new(), policies: HashMap::new() }
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            modes: HashMap::new(),
+            policies: HashMap::new(),
+        }
     }
 }
 
@@ -124,7 +129,13 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(projection: Arc<dyn Projection>, events_db: Db, read_db: Db, notices: Notices, settings: &RuntimeSettings) -> Self {
+    pub fn new(
+        projection: Arc<dyn Projection>,
+        events_db: Db,
+        read_db: Db,
+        notices: Notices,
+        settings: &RuntimeSettings,
+    ) -> Self {
         let name = projection.name();
         Self {
             mode: settings.mode_of(name),
@@ -170,7 +181,10 @@ impl Projector {
                     rebuild_total: Set(0),
                 };
                 // Two instances may register at once; the loser just reads the row.
-                let _ = projection_checkpoint::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(conn).await?;
+                let _ = projection_checkpoint::Entity::insert(row)
+                    .on_conflict_do_nothing()
+                    .exec_without_returning(conn)
+                    .await?;
                 projection_checkpoint::Entity::find_by_id(self.name())
                     .one(conn)
                     .await?
@@ -264,7 +278,8 @@ impl Projector {
             Ok(outcome) => Ok(outcome),
             Err(ApplyError::Poison { position, reason }) => {
                 // Commit what precedes the poison event, then dead-letter it.
-                let before: Vec<RecordedEvent> = events.iter().take_while(|e| e.position != position).cloned().collect();
+                let before: Vec<RecordedEvent> =
+                    events.iter().take_while(|e| e.position != position).cloned().collect();
                 let mut from = from;
                 if let Some(prev) = before.last() {
                     let upto = LogPosition::new(prev.tx_id, prev.position);
@@ -317,10 +332,12 @@ impl Projector {
         txn.commit().await?;
         self.notices.publish(update);
         metrics::histogram!(crate::metrics::BATCH_SIZE, "projection" => self.name()).record(read as f64);
-        metrics::histogram!(crate::metrics::BATCH_DURATION, "projection" => self.name()).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::BATCH_DURATION, "projection" => self.name())
+            .record(started.elapsed().as_secs_f64());
         if let Some(newest) = events.iter().map(|e| e.recorded_at).max() {
             let latency = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
-            metrics::histogram!(crate::metrics::NOTICE_LATENCY, "projection" => self.name()).record(latency.as_secs_f64());
+            metrics::histogram!(crate::metrics::NOTICE_LATENCY, "projection" => self.name())
+                .record(latency.as_secs_f64());
         }
         Ok(Ok(StepOutcome::Applied { events: read, checkpoint: to }))
     }
@@ -328,7 +345,14 @@ impl Projector {
     /// Moves the checkpoint from `from` to `to` if it is still at `from` and
     /// the projection is not stopped (fencing), in one statement; on
     /// PostgreSQL the same statement queues the cross-instance NOTIFY.
-    async fn claim(&self, txn: &DatabaseTransaction, from: LogPosition, to: LogPosition, read: usize, update: &ProjectionUpdated) -> Result<bool, DbErr> {
+    async fn claim(
+        &self,
+        txn: &DatabaseTransaction,
+        from: LogPosition,
+        to: LogPosition,
+        read: usize,
+        update: &ProjectionUpdated,
+    ) -> Result<bool, DbErr> {
         use sea_orm::ConnectionTrait;
         let now = chrono::Utc::now();
         let mut values: Vec<sea_orm::Value> = vec![
@@ -357,7 +381,9 @@ impl Projector {
     /// Locks the checkpoint row and checks it is still at `from`.
     async fn fence(&self, txn: &DatabaseTransaction, from: LogPosition) -> Result<bool, DbErr> {
         let row = projection_checkpoint::Entity::find_by_id(self.name()).lock_exclusive().one(txn).await?;
-        Ok(matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != STATUS_STOPPED))
+        Ok(
+            matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != STATUS_STOPPED),
+        )
     }
 
     fn update(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
@@ -417,7 +443,10 @@ impl Projector {
         projection_checkpoint::Entity::update_many()
             .col_expr(
                 projection_checkpoint::Column::Fence,
-                sea_orm::sea_query::ExprTrait::add(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Fence), 1),
+                sea_orm::sea_query::ExprTrait::add(
+                    sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Fence),
+                    1,
+                ),
             )
             .col_expr(projection_checkpoint::Column::Owner, Some(self.notices.instance_id().to_owned()).into())
             .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
@@ -432,8 +461,14 @@ impl Projector {
     /// wake-up or the poll interval. Database errors back off and retry. On
     /// PostgreSQL only the holder of the projection's advisory lock steps;
     /// the others stand by and take over when it goes away.
-    pub async fn run(self, mut appended: watch::Receiver<LogPosition>, poll_interval: Duration, shutdown: CancellationToken) {
-        let mut leadership = self.read_db.is_postgres().then(|| super::leader::Leadership::new(&self.read_db.url, self.name()));
+    pub async fn run(
+        self,
+        mut appended: watch::Receiver<LogPosition>,
+        poll_interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut leadership =
+            self.read_db.is_postgres().then(|| super::leader::Leadership::new(&self.read_db.url, self.name()));
         let mut backoff = Duration::from_millis(100);
         let mut behind_retry = Duration::from_millis(2);
         loop {
@@ -501,7 +536,8 @@ pub struct InlineApplier {
 impl InlineApplier {
     /// `None` when no projection is inline.
     pub fn new(settings: &RuntimeSettings) -> Option<Self> {
-        let projections: Vec<_> = super::all().into_iter().filter(|p| settings.mode_of(p.name()) == Mode::Inline).collect();
+        let projections: Vec<_> =
+            super::all().into_iter().filter(|p| settings.mode_of(p.name()) == Mode::Inline).collect();
         (!projections.is_empty()).then_some(Self { projections })
     }
 }

@@ -23,14 +23,22 @@ pub async fn execute(txn: &DatabaseTransaction, sql: &str, values: Vec<Value>) -
 
 /// The `(last_tx_id, last_position)` marker of each existing row among `keys`
 /// (one query per batch, whatever the number of rows).
-pub async fn load_markers<K>(txn: &DatabaseTransaction, table: &str, key_column: &str, keys: &[K]) -> Result<HashMap<K, LogPosition>, DbErr>
+pub async fn load_markers<K>(
+    txn: &DatabaseTransaction,
+    table: &str,
+    key_column: &str,
+    keys: &[K],
+) -> Result<HashMap<K, LogPosition>, DbErr>
 where
     K: Clone + Eq + Hash + Into<Value> + TryGetable,
 {
     let mut markers = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(1000) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {key_column} AS k, last_tx_id, last_position FROM {table} WHERE {key_column} IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "SELECT {key_column} AS k, last_tx_id, last_position FROM {table} WHERE {key_column} IN ({})",
+            placeholders.join(", ")
+        );
         let values: Vec<Value> = chunk.iter().cloned().map(Into::into).collect();
         let rows = txn.query_all_raw(statement(txn.get_database_backend(), &sql, values)).await?;
         for row in rows {

@@ -47,7 +47,12 @@ impl ReadModel {
     }
 
     /// Waits up to `wait` for `projections` to reach `token`.
-    pub async fn wait_visible(&self, projections: &[&str], token: LogPosition, wait: Duration) -> Result<bool, QueryError> {
+    pub async fn wait_visible(
+        &self,
+        projections: &[&str],
+        token: LogPosition,
+        wait: Duration,
+    ) -> Result<bool, QueryError> {
         let mut watches: Vec<_> = projections.iter().map(|p| self.notices.watch_checkpoint(p)).collect();
         let deadline = Instant::now() + wait;
         // Subscribed first; now the durable truth (this also seeds the watches).

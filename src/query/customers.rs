@@ -22,13 +22,17 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(customer_view::Column::RegisteredPosition.lt(after));
         }
-        let mut rows = select.order_by_desc(customer_view::Column::RegisteredPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows =
+            select.order_by_desc(customer_view::Column::RegisteredPosition).limit(first + 1).all(self.conn()).await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(CustomerPage { rows, has_next })
     }
 
     pub async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<CustomerRow>, QueryError> {
-        Ok(customer_view::Entity::find().filter(customer_view::Column::CustomerId.is_in(ids.iter().copied())).all(self.conn()).await?)
+        Ok(customer_view::Entity::find()
+            .filter(customer_view::Column::CustomerId.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
     }
 }

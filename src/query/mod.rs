@@ -87,9 +87,9 @@ pub fn page_size(first: Option<i32>) -> Result<u64, QueryError> {
     match first {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if n < 0 => Err(QueryError::Validation(format!("first must not be negative, got {n}"))),
-        Some(n) if n as u64 > MAX_PAGE_SIZE => {
-            Err(QueryError::Validation(format!("first must be at most {MAX_PAGE_SIZE}, got {n}; page through with `after`")))
-        }
+        Some(n) if n as u64 > MAX_PAGE_SIZE => Err(QueryError::Validation(format!(
+            "first must be at most {MAX_PAGE_SIZE}, got {n}; page through with `after`"
+        ))),
         Some(n) => Ok(n as u64),
     }
 }

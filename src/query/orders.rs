@@ -19,7 +19,13 @@ impl ReadModel {
 
     /// Orders newest first (by the log position of `OrderPlaced`), filtered
     /// by status and/or customer, after the cursor `after` (a placed_position).
-    pub async fn orders(&self, status: Option<&str>, customer_id: Option<Uuid>, first: u64, after: Option<i64>) -> Result<OrderPage, QueryError> {
+    pub async fn orders(
+        &self,
+        status: Option<&str>,
+        customer_id: Option<Uuid>,
+        first: u64,
+        after: Option<i64>,
+    ) -> Result<OrderPage, QueryError> {
         let mut select = order_summary::Entity::find();
         if let Some(status) = status {
             select = select.filter(order_summary::Column::Status.eq(status));
@@ -30,7 +36,8 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(order_summary::Column::PlacedPosition.lt(after));
         }
-        let mut rows = select.order_by_desc(order_summary::Column::PlacedPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows =
+            select.order_by_desc(order_summary::Column::PlacedPosition).limit(first + 1).all(self.conn()).await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(OrderPage { rows, has_next })

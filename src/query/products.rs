@@ -18,7 +18,12 @@ pub struct ProductPage {
 impl ReadModel {
     /// Products, newest first, optionally matching `search` in the title or
     /// sku (case-insensitive substring).
-    pub async fn products(&self, search: Option<&str>, first: u64, after: Option<i64>) -> Result<ProductPage, QueryError> {
+    pub async fn products(
+        &self,
+        search: Option<&str>,
+        first: u64,
+        after: Option<i64>,
+    ) -> Result<ProductPage, QueryError> {
         let mut select = product_catalog::Entity::find();
         if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
             if search.chars().count() > MAX_SEARCH_CHARS {
@@ -28,14 +33,21 @@ impl ReadModel {
             let pattern = format!("%{escaped}%");
             select = select.filter(
                 Condition::any()
-                    .add(Expr::expr(Func::lower(Expr::col(product_catalog::Column::Title))).like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')))
-                    .add(Expr::expr(Func::lower(Expr::col(product_catalog::Column::Sku))).like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'))),
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(product_catalog::Column::Title)))
+                            .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')),
+                    )
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(product_catalog::Column::Sku)))
+                            .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+                    ),
             );
         }
         if let Some(after) = after {
             select = select.filter(product_catalog::Column::AddedPosition.lt(after));
         }
-        let mut rows = select.order_by_desc(product_catalog::Column::AddedPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows =
+            select.order_by_desc(product_catalog::Column::AddedPosition).limit(first + 1).all(self.conn()).await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(ProductPage { rows, has_next })
@@ -60,6 +72,9 @@ impl ReadModel {
     }
 
     pub async fn products_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ProductRow>, QueryError> {
-        Ok(product_catalog::Entity::find().filter(product_catalog::Column::ProductId.is_in(ids.iter().copied())).all(self.conn()).await?)
+        Ok(product_catalog::Entity::find()
+            .filter(product_catalog::Column::ProductId.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
     }
 }

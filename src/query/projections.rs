@@ -14,10 +14,15 @@ pub struct ProjectionState {
 
 impl ReadModel {
     pub async fn projections(&self) -> Result<Vec<ProjectionState>, QueryError> {
-        let rows = projection_checkpoint::Entity::find().order_by_asc(projection_checkpoint::Column::Name).all(self.conn()).await?;
+        let rows = projection_checkpoint::Entity::find()
+            .order_by_asc(projection_checkpoint::Column::Name)
+            .all(self.conn())
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let lag = crate::projection::status::lag(&self.events_db, LogPosition::new(row.last_tx_id, row.last_position)).await?;
+            let lag =
+                crate::projection::status::lag(&self.events_db, LogPosition::new(row.last_tx_id, row.last_position))
+                    .await?;
             out.push(ProjectionState { row, lag });
         }
         Ok(out)

@@ -41,7 +41,19 @@ fn the_command_side_never_reads_the_read_model() {
 
 #[test]
 fn queries_never_touch_write_or_log_tables() {
-    let hits = offending("query", &["entity::write", "entity::log", "crate::command", "write::", "log::event", "FROM event", "customer_order", "order_line"]);
+    let hits = offending(
+        "query",
+        &[
+            "entity::write",
+            "entity::log",
+            "crate::command",
+            "write::",
+            "log::event",
+            "FROM event",
+            "customer_order",
+            "order_line",
+        ],
+    );
     assert!(hits.is_empty(), "src/query must read only read entities:\n{}", hits.join("\n"));
 }
 

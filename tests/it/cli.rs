@@ -27,8 +27,17 @@ fn a_bad_database_url_is_one_clear_line() {
 
 #[test]
 fn an_unreachable_database_is_one_clear_line() {
-    let line = one_error_line(&twofold(&["serve", "--bind", "127.0.0.1:0", "--database-url", "postgres://postgres:secret@127.0.0.1:1/none"]));
-    assert!(line.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"), "the password is redacted: {line}");
+    let line = one_error_line(&twofold(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgres://postgres:secret@127.0.0.1:1/none",
+    ]));
+    assert!(
+        line.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"),
+        "the password is redacted: {line}"
+    );
 }
 
 #[test]
@@ -61,7 +70,15 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", &url, "--consistency-wait-ms", "1500"])
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+            "--consistency-wait-ms",
+            "1500",
+        ])
         .env("RUST_LOG", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -79,7 +96,15 @@ async fn sigterm_lets_in_flight_requests_finish() {
         let (client, base) = (client.clone(), base.clone());
         tokio::spawn(async move {
             let body = json!({ "query": "{ orders(consistentWith: \"999999999.1\") { edges { node { id } } } }" });
-            client.post(format!("{base}/graphql")).json(&body).send().await.expect("answered").json::<Value>().await.expect("json")
+            client
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .expect("answered")
+                .json::<Value>()
+                .await
+                .expect("json")
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -101,7 +126,9 @@ async fn sigterm_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn a_request_over_the_time_limit_gets_a_timeout_error() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.http.request_timeout = Duration::from_millis(200)).await.expect("app");
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.http.request_timeout = Duration::from_millis(200))
+        .await
+        .expect("app");
     let r = app.gql("{ orders(consistentWith: \"999999999.1\") { edges { node { id } } } }", json!({})).await;
     assert_eq!(code(&r), "TIMEOUT");
     app.stop().await;

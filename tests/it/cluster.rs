@@ -18,7 +18,15 @@ impl Instance {
     async fn start(database_url: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let child = Command::new(env!("CARGO_BIN_EXE_twofold"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database_url, "--poll-interval-ms", "200"])
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+                "--poll-interval-ms",
+                "200",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -37,7 +45,13 @@ impl Instance {
     }
 
     async fn gql(&self, query: &str, variables: Value) -> Value {
-        let r = self.client.post(format!("{}/graphql", self.base)).json(&json!({ "query": query, "variables": variables })).send().await.expect("send");
+        let r = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("send");
         let v: Value = r.json().await.expect("json");
         assert!(v.get("errors").is_none(), "{v}");
         v["data"].clone()
@@ -75,8 +89,12 @@ async fn a_command_on_one_instance_is_announced_on_the_other_and_a_dead_runner_i
     let db = sea_orm::Database::connect(&database.url).await.expect("connect");
 
     // Seed through A.
-    let customer = s(&a.gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({})).await["registerCustomer"]["id"]);
-    let product = s(&a.gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({})).await["addProduct"]["id"]);
+    let customer = s(&a
+        .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
+        .await["registerCustomer"]["id"]);
+    let product = s(&a
+        .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
+        .await["addProduct"]["id"]);
 
     // Subscribe on B, command on A.
     let order = uuid::Uuid::new_v4().to_string();
@@ -97,7 +115,12 @@ async fn a_command_on_one_instance_is_announced_on_the_other_and_a_dead_runner_i
     ws.subscribe("v", "subscription($t: Token!) { writeVisible(token: $t) { visible } }", json!({ "t": token })).await;
     assert_eq!(ws.next_data("v").await["data"]["writeVisible"]["visible"], true);
     // And B reads it.
-    let seen = b.gql("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    let seen = b
+        .gql(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
     assert_eq!(seen["order"]["id"], order);
 
     // One runner per projection: find it, kill it.
@@ -154,7 +177,12 @@ struct TestAppLite {
 impl TestAppLite {
     async fn scalar(&self, sql: &str) -> i64 {
         use sea_orm::ConnectionTrait;
-        let row = self.db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_owned())).await.expect("query").expect("row");
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("row");
         row.try_get_by_index::<i64>(0).expect("integer")
     }
 }

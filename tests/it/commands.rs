@@ -26,21 +26,30 @@ on_both_backends!(commands_return_ids_and_tokens_only, |app| async {
 
 on_both_backends!(state_events_and_command_log_are_written_together, |app| async {
     let seed = app.seed().await;
-    let response = app.place_order_raw(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1)], json!(null), json!("outbox-1")).await;
+    let response =
+        app.place_order_raw(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1)], json!(null), json!("outbox-1")).await;
     let order = s(&response["data"]["placeOrder"]["id"]);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM order_line").await, 2);
     assert_eq!(app.scalar_i64("SELECT total_cents FROM customer_order").await, 2 * 450 + 1200);
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced' AND stream_version = 1").await, 1);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced' AND stream_version = 1").await,
+        1
+    );
     assert_eq!(app.scalar_i64("SELECT count(*) FROM command_log WHERE command_id = 'outbox-1'").await, 1);
     // The order's stream then grows by exactly one version per command.
     assert!(app.ship_order(&order).await.get("errors").is_none());
-    assert_eq!(app.scalar_i64("SELECT max(stream_version) FROM event WHERE event_type IN ('OrderPlaced', 'OrderShipped')").await, 2);
+    assert_eq!(
+        app.scalar_i64("SELECT max(stream_version) FROM event WHERE event_type IN ('OrderPlaced', 'OrderShipped')")
+            .await,
+        2
+    );
     assert_eq!(app.scalar_i64("SELECT version FROM customer_order").await, 2);
 });
 
 on_both_backends!(the_event_log_is_append_only, |app| async {
     app.seed().await;
-    let update = sea_orm::ConnectionTrait::execute_unprepared(&app.db, "UPDATE event SET event_type = 'Tampered'").await;
+    let update =
+        sea_orm::ConnectionTrait::execute_unprepared(&app.db, "UPDATE event SET event_type = 'Tampered'").await;
     assert!(update.is_err(), "UPDATE on the event log must fail");
     let delete = sea_orm::ConnectionTrait::execute_unprepared(&app.db, "DELETE FROM event").await;
     assert!(delete.is_err(), "DELETE on the event log must fail");
@@ -61,7 +70,10 @@ on_both_backends!(a_price_change_does_not_reprice_placed_orders, |app| async {
     let seed = app.seed().await;
     let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 2)]).await;
     let change = app
-        .gql("mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 999}) { token } }", json!({ "id": seed.tea }))
+        .gql(
+            "mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 999}) { token } }",
+            json!({ "id": seed.tea }),
+        )
         .await;
     let token = s(&change["data"]["changeProductPrice"]["token"]);
     let d = app

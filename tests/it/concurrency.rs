@@ -39,7 +39,12 @@ on_both_backends!(concurrent_orders_for_one_customer_all_land, |app| async {
     let responses = futures_util::future::join_all(attempts).await;
     assert!(responses.iter().all(|r| r.get("errors").is_none()), "{responses:?}");
     app.settle().await;
-    let d = app.data("query($id: ID!) { customer(id: $id) { ordersPlaced lifetimeValueCents } }", json!({ "id": seed.customer })).await;
+    let d = app
+        .data(
+            "query($id: ID!) { customer(id: $id) { ordersPlaced lifetimeValueCents } }",
+            json!({ "id": seed.customer }),
+        )
+        .await;
     assert_eq!(d["customer"]["ordersPlaced"], 16);
     assert_eq!(d["customer"]["lifetimeValueCents"], 16 * 1200);
 });

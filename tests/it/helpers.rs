@@ -65,7 +65,13 @@ impl TestDatabase {
                 let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to PostgreSQL");
                 admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
                 admin.close().await.ok();
-                Some(Self { url: format!("{base}/{name}"), backend, admin_url: Some(format!("{base}/postgres")), name, _dir: None })
+                Some(Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    admin_url: Some(format!("{base}/postgres")),
+                    name,
+                    _dir: None,
+                })
             }
         }
     }
@@ -222,7 +228,13 @@ impl TestApp {
         (s(&response["data"]["placeOrder"]["id"]), s(&response["data"]["placeOrder"]["token"]))
     }
 
-    pub async fn place_order_raw(&self, customer_id: &str, lines: &[(&str, i32)], order_id: Value, command_id: Value) -> Value {
+    pub async fn place_order_raw(
+        &self,
+        customer_id: &str,
+        lines: &[(&str, i32)],
+        order_id: Value,
+        command_id: Value,
+    ) -> Value {
         let lines: Vec<Value> = lines.iter().map(|(p, q)| json!({ "productId": p, "quantity": q })).collect();
         self.gql(
             "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id token } }",
@@ -249,7 +261,8 @@ impl TestApp {
 
     /// A customer and two products to order.
     pub async fn seed(&self) -> Seed {
-        let (customer, _) = self.register_customer("Ada Lovelace", &format!("ada-{}@example.com", uuid::Uuid::new_v4().simple())).await;
+        let (customer, _) =
+            self.register_customer("Ada Lovelace", &format!("ada-{}@example.com", uuid::Uuid::new_v4().simple())).await;
         let (tea, _) = self.add_product(&format!("TEA-{}", short()), "Green tea", 450).await;
         let (cake, _) = self.add_product(&format!("CAKE-{}", short()), "Lemon cake", 1200).await;
         Seed { customer, tea, cake }
@@ -257,7 +270,12 @@ impl TestApp {
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let backend = self.db.get_database_backend();
-        let row = self.db.query_one_raw(Statement::from_string(backend, sql.to_owned())).await.expect("query").expect("a row");
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(backend, sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("a row");
         row.try_get_by_index::<i64>(0).expect("an integer")
     }
 
@@ -302,5 +320,8 @@ pub fn short() -> String {
 
 /// The `extensions.code` of the first error.
 pub fn code(response: &Value) -> String {
-    response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error code in {response}")).to_owned()
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error code in {response}"))
+        .to_owned()
 }

@@ -10,13 +10,20 @@ async fn app() -> TestApp {
 #[tokio::test]
 async fn get_runs_queries_but_never_mutations() {
     let app = app().await;
-    let ok = app.client.get(format!("{}/graphql", app.base)).query(&[("query", "{ projections { name } }")]).send().await.expect("send");
+    let ok = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .query(&[("query", "{ projections { name } }")])
+        .send()
+        .await
+        .expect("send");
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.expect("json");
     assert_eq!(body["data"]["projections"].as_array().expect("list").len(), 5);
 
     let mutation = "mutation { registerCustomer(input: {name: \"Eve\", email: \"eve@example.com\"}) { id } }";
-    let refused = app.client.get(format!("{}/graphql", app.base)).query(&[("query", mutation)]).send().await.expect("send");
+    let refused =
+        app.client.get(format!("{}/graphql", app.base)).query(&[("query", mutation)]).send().await.expect("send");
     assert_eq!(refused.status(), 405);
     assert_eq!(refused.headers()["allow"], "POST");
     let body: Value = refused.json().await.expect("json");
@@ -54,10 +61,18 @@ async fn graphql_response_media_type_gets_status_codes() {
 async fn malformed_requests_get_clear_errors() {
     let app = app().await;
     let url = format!("{}/graphql", app.base);
-    let not_json = app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.expect("send");
+    let not_json =
+        app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.expect("send");
     assert_eq!(not_json.status(), 400);
     assert_eq!(code(&not_json.json::<Value>().await.expect("json")), "VALIDATION");
-    let wrong_type = app.client.post(&url).header("content-type", "text/plain").body("{ projections { name } }").send().await.expect("send");
+    let wrong_type = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{ projections { name } }")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(wrong_type.status(), 415);
     let wrong_variable = app.gql("query($id: ID!) { order(id: $id) { id } }", json!({ "id": 5 })).await;
     assert_eq!(code(&wrong_variable), "VALIDATION");
@@ -70,8 +85,12 @@ async fn malformed_requests_get_clear_errors() {
 async fn oversized_bodies_deep_and_complex_queries_are_refused() {
     let app = app().await;
     let url = format!("{}/graphql", app.base);
-    let huge = format!("{{\"query\": \"{{ projections {{ name }} }}\", \"variables\": {{\"pad\": \"{}\"}}}}", "x".repeat(300 * 1024));
-    let too_big = app.client.post(&url).header("content-type", "application/json").body(huge).send().await.expect("send");
+    let huge = format!(
+        "{{\"query\": \"{{ projections {{ name }} }}\", \"variables\": {{\"pad\": \"{}\"}}}}",
+        "x".repeat(300 * 1024)
+    );
+    let too_big =
+        app.client.post(&url).header("content-type", "application/json").body(huge).send().await.expect("send");
     assert_eq!(too_big.status(), 413);
     let deep = format!("{{ orders {{ edges {{ node {{ lines {{ product {{ title }} }} {} }} }} }} }}", "");
     let nested = "{ orders { edges { node { customer { name } lines { product { sku } } } } } }";
@@ -83,7 +102,8 @@ async fn oversized_bodies_deep_and_complex_queries_are_refused() {
     let refused = app.gql(&format!("{{ {too_deep} }}"), json!({})).await;
     assert_eq!(code(&refused), "VALIDATION");
     assert!(refused["errors"][0]["message"].as_str().expect("message").to_lowercase().contains("nested"), "{refused}");
-    let aliases: String = (0..400).map(|i| format!("a{i}: orders(first: 100) {{ edges {{ node {{ id customerName }} }} }} ")).collect();
+    let aliases: String =
+        (0..400).map(|i| format!("a{i}: orders(first: 100) {{ edges {{ node {{ id customerName }} }} }} ")).collect();
     let complex = app.gql(&format!("{{ {aliases} }}"), json!({})).await;
     assert_eq!(code(&complex), "VALIDATION");
     assert!(complex["errors"][0]["message"].as_str().expect("message").to_lowercase().contains("complex"), "{complex}");
@@ -95,7 +115,8 @@ async fn health_readiness_graphiql_and_request_ids() {
     let app = app().await;
     let health = app.client.get(format!("{}/healthz", app.base)).send().await.expect("send");
     assert_eq!(health.status(), 200);
-    let ready: Value = app.client.get(format!("{}/readyz", app.base)).send().await.expect("send").json().await.expect("json");
+    let ready: Value =
+        app.client.get(format!("{}/readyz", app.base)).send().await.expect("send").json().await.expect("json");
     assert_eq!(ready["status"], "ready");
     let page = app.client.get(&app.base).send().await.expect("send");
     assert_eq!(page.status(), 200);
@@ -116,7 +137,8 @@ async fn the_request_id_is_recorded_in_event_metadata() {
         .await
         .expect("send");
     assert_eq!(response.headers()["x-request-id"], "req-42");
-    let count = app.scalar_i64("SELECT count(*) FROM event WHERE metadata LIKE '%req-42%' AND metadata LIKE '%cmd-7%'").await;
+    let count =
+        app.scalar_i64("SELECT count(*) FROM event WHERE metadata LIKE '%req-42%' AND metadata LIKE '%cmd-7%'").await;
     assert_eq!(count, 1);
     app.stop().await;
 }

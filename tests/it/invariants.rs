@@ -16,16 +16,34 @@ on_both_backends!(unknown_customer_product_or_order_is_not_found, |app| async {
     let seed = app.seed().await;
     let before = app.event_count().await;
     let missing = uuid::Uuid::new_v4().to_string();
-    rejected(&app, before, app.place_order_raw(&missing, &[(&seed.tea, 1)], json!(null), json!(null)).await, "NOT_FOUND").await;
-    rejected(&app, before, app.place_order_raw(&seed.customer, &[(&missing, 1)], json!(null), json!(null)).await, "NOT_FOUND").await;
+    rejected(
+        &app,
+        before,
+        app.place_order_raw(&missing, &[(&seed.tea, 1)], json!(null), json!(null)).await,
+        "NOT_FOUND",
+    )
+    .await;
+    rejected(
+        &app,
+        before,
+        app.place_order_raw(&seed.customer, &[(&missing, 1)], json!(null), json!(null)).await,
+        "NOT_FOUND",
+    )
+    .await;
     rejected(&app, before, app.cancel_order(&missing, None).await, "NOT_FOUND").await;
     rejected(&app, before, app.ship_order(&missing).await, "NOT_FOUND").await;
     let rename = app
-        .gql("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"X\"}) { token } }", json!({ "id": missing }))
+        .gql(
+            "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"X\"}) { token } }",
+            json!({ "id": missing }),
+        )
         .await;
     rejected(&app, before, rename, "NOT_FOUND").await;
     let price = app
-        .gql("mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 5}) { token } }", json!({ "id": missing }))
+        .gql(
+            "mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 5}) { token } }",
+            json!({ "id": missing }),
+        )
         .await;
     rejected(&app, before, price, "NOT_FOUND").await;
 });
@@ -33,9 +51,22 @@ on_both_backends!(unknown_customer_product_or_order_is_not_found, |app| async {
 on_both_backends!(malformed_input_is_a_validation_error, |app| async {
     let seed = app.seed().await;
     let before = app.event_count().await;
-    rejected(&app, before, app.place_order_raw(&seed.customer, &[], json!(null), json!(null)).await, "VALIDATION").await;
-    rejected(&app, before, app.place_order_raw(&seed.customer, &[(&seed.tea, 0)], json!(null), json!(null)).await, "VALIDATION").await;
-    rejected(&app, before, app.place_order_raw(&seed.customer, &[(&seed.tea, -2)], json!(null), json!(null)).await, "VALIDATION").await;
+    rejected(&app, before, app.place_order_raw(&seed.customer, &[], json!(null), json!(null)).await, "VALIDATION")
+        .await;
+    rejected(
+        &app,
+        before,
+        app.place_order_raw(&seed.customer, &[(&seed.tea, 0)], json!(null), json!(null)).await,
+        "VALIDATION",
+    )
+    .await;
+    rejected(
+        &app,
+        before,
+        app.place_order_raw(&seed.customer, &[(&seed.tea, -2)], json!(null), json!(null)).await,
+        "VALIDATION",
+    )
+    .await;
     let add = |price: i64| {
         app.gql(
             "mutation($p: Int!) { addProduct(input: {sku: \"NEW-1\", title: \"New\", priceCents: $p}) { id token } }",
@@ -53,7 +84,10 @@ on_both_backends!(malformed_input_is_a_validation_error, |app| async {
     rejected(&app, before, register("Bob", "not-an-email").await, "VALIDATION").await;
     rejected(&app, before, register("   ", "bob@example.com").await, "VALIDATION").await;
     let price = app
-        .gql("mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 0}) { token } }", json!({ "id": seed.tea }))
+        .gql(
+            "mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 0}) { token } }",
+            json!({ "id": seed.tea }),
+        )
         .await;
     rejected(&app, before, price, "VALIDATION").await;
     let bad_id = app.cancel_order("not-a-uuid", None).await;
@@ -70,14 +104,24 @@ on_both_backends!(duplicates_are_invariant_violations, |app| async {
     // Duplicate sku.
     app.add_product("UNIQUE-SKU", "One", 100).await;
     let before = app.event_count().await;
-    let dup = app.gql("mutation { addProduct(input: {sku: \"UNIQUE-SKU\", title: \"Two\", priceCents: 200}) { id token } }", json!({})).await;
+    let dup = app
+        .gql(
+            "mutation { addProduct(input: {sku: \"UNIQUE-SKU\", title: \"Two\", priceCents: 200}) { id token } }",
+            json!({}),
+        )
+        .await;
     rejected(&app, before, dup, "INVARIANT_VIOLATION").await;
 });
 
 on_both_backends!(duplicate_email_is_rejected_even_before_projection, |app| async {
     app.register_customer("Grace", "grace@example.com").await;
     let before = app.event_count().await;
-    let dup = app.gql("mutation { registerCustomer(input: {name: \"Grace 2\", email: \"Grace@Example.com\"}) { id token } }", json!({})).await;
+    let dup = app
+        .gql(
+            "mutation { registerCustomer(input: {name: \"Grace 2\", email: \"Grace@Example.com\"}) { id token } }",
+            json!({}),
+        )
+        .await;
     rejected(&app, before, dup, "INVARIANT_VIOLATION").await;
 });
 
@@ -102,7 +146,10 @@ on_both_backends!(stale_expected_version_is_a_conflict, |app| async {
     let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     let before = app.event_count().await;
     let stale = app
-        .gql("mutation($id: ID!) { cancelOrder(input: {orderId: $id, expectedVersion: 2}) { token } }", json!({ "id": order }))
+        .gql(
+            "mutation($id: ID!) { cancelOrder(input: {orderId: $id, expectedVersion: 2}) { token } }",
+            json!({ "id": order }),
+        )
         .await;
     rejected(&app, before, stale, "CONFLICT").await;
     let rename = app
@@ -121,7 +168,10 @@ on_both_backends!(stale_expected_version_is_a_conflict, |app| async {
     rejected(&app, before, price, "CONFLICT").await;
     // The right version is accepted.
     let ok = app
-        .gql("mutation($id: ID!) { cancelOrder(input: {orderId: $id, expectedVersion: 1}) { token } }", json!({ "id": order }))
+        .gql(
+            "mutation($id: ID!) { cancelOrder(input: {orderId: $id, expectedVersion: 1}) { token } }",
+            json!({ "id": order }),
+        )
         .await;
     assert!(ok.get("errors").is_none(), "{ok}");
     assert_eq!(app.event_count().await, before + 1);

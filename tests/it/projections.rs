@@ -23,14 +23,38 @@ pub async fn dump(db: &impl ConnectionTrait) -> BTreeMap<&'static str, Vec<Value
         rows.into_iter().map(|r| serde_json::to_value(r).expect("serializable")).collect()
     }
     let mut out = BTreeMap::new();
-    out.insert("order_summary", json_rows(order_summary::Entity::find().order_by_asc(order_summary::Column::OrderId).all(db).await.expect("dump")));
-    out.insert("customer_view", json_rows(customer_view::Entity::find().order_by_asc(customer_view::Column::CustomerId).all(db).await.expect("dump")));
+    out.insert(
+        "order_summary",
+        json_rows(
+            order_summary::Entity::find().order_by_asc(order_summary::Column::OrderId).all(db).await.expect("dump"),
+        ),
+    );
+    out.insert(
+        "customer_view",
+        json_rows(
+            customer_view::Entity::find().order_by_asc(customer_view::Column::CustomerId).all(db).await.expect("dump"),
+        ),
+    );
     out.insert(
         "product_catalog",
-        json_rows(product_catalog::Entity::find().order_by_asc(product_catalog::Column::ProductId).all(db).await.expect("dump")),
+        json_rows(
+            product_catalog::Entity::find()
+                .order_by_asc(product_catalog::Column::ProductId)
+                .all(db)
+                .await
+                .expect("dump"),
+        ),
     );
-    out.insert("daily_sales", json_rows(daily_sales::Entity::find().order_by_asc(daily_sales::Column::Day).all(db).await.expect("dump")));
-    out.insert("order_activity", json_rows(order_activity::Entity::find().order_by_asc(order_activity::Column::Position).all(db).await.expect("dump")));
+    out.insert(
+        "daily_sales",
+        json_rows(daily_sales::Entity::find().order_by_asc(daily_sales::Column::Day).all(db).await.expect("dump")),
+    );
+    out.insert(
+        "order_activity",
+        json_rows(
+            order_activity::Entity::find().order_by_asc(order_activity::Column::Position).all(db).await.expect("dump"),
+        ),
+    );
     out
 }
 
@@ -50,7 +74,13 @@ pub fn projector(app: &TestApp, projection: Arc<dyn Projection>, mode: Mode, pol
     let mut settings = app.settings.runtime.clone();
     settings.modes.insert(projection.name().to_owned(), mode);
     settings.policies.insert(projection.name().to_owned(), policy);
-    Projector::new(projection, app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone(), &settings)
+    Projector::new(
+        projection,
+        app.services.write_db.clone(),
+        app.services.read_db.clone(),
+        app.services.notices.clone(),
+        &settings,
+    )
 }
 
 /// Steps `projector` until its checkpoint is at the head of the log; returns
@@ -67,7 +97,15 @@ pub async fn catch_up(app: &TestApp, projector: &Projector) -> Vec<StepOutcome> 
                 continue;
             }
         }
-        let row = app.services.reads.projections().await.expect("projections").into_iter().find(|p| p.row.name == name).expect("checkpoint");
+        let row = app
+            .services
+            .reads
+            .projections()
+            .await
+            .expect("projections")
+            .into_iter()
+            .find(|p| p.row.name == name)
+            .expect("checkpoint");
         if row.lag == 0 {
             return outcomes;
         }
@@ -91,7 +129,8 @@ pub async fn drain(app: &TestApp) {
 pub async fn all_events(app: &TestApp) -> Vec<RecordedEvent> {
     let total = app.event_count().await as usize;
     for _ in 0..400 {
-        let events = twofold::projection::reader::read_after(&app.db, LogPosition::START, 100_000).await.expect("read log");
+        let events =
+            twofold::projection::reader::read_after(&app.db, LogPosition::START, 100_000).await.expect("read log");
         if events.len() == total {
             return events.into_iter().map(|e| e.expect("decodable")).collect();
         }
@@ -109,8 +148,16 @@ pub async fn history(app: &TestApp) -> Seed {
     let (o3, _) = app.place_order(&seed.customer, &[(&seed.tea, 5)]).await;
     assert!(app.cancel_order(&o1, Some("too much tea")).await.get("errors").is_none());
     assert!(app.ship_order(&o2).await.get("errors").is_none());
-    app.gql("mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 500}) { token } }", json!({ "id": seed.tea })).await;
-    app.gql("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Ada King\"}) { token } }", json!({ "id": seed.customer })).await;
+    app.gql(
+        "mutation($id: ID!) { changeProductPrice(input: {productId: $id, priceCents: 500}) { token } }",
+        json!({ "id": seed.tea }),
+    )
+    .await;
+    app.gql(
+        "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Ada King\"}) { token } }",
+        json!({ "id": seed.customer }),
+    )
+    .await;
     let _ = o3;
     seed
 }
@@ -161,13 +208,19 @@ on_both_backends!(views_show_the_joined_denormalized_rows, |app| async {
     assert_eq!(orders[1]["node"]["lineCount"], 3);
     assert_eq!(orders[1]["node"]["lines"][1]["title"], "Lemon cake");
     let c = &d["customer"];
-    assert_eq!((c["ordersPlaced"].as_i64(), c["ordersOpen"].as_i64(), c["ordersCancelled"].as_i64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (c["ordersPlaced"].as_i64(), c["ordersOpen"].as_i64(), c["ordersCancelled"].as_i64()),
+        (Some(2), Some(1), Some(1))
+    );
     assert_eq!(c["lifetimeValueCents"], 5 * 450);
     let top = d["topProducts"].as_array().expect("list");
     // Cake: 3 shipped units (3600); tea: 5 units of the live order (2250); the cancelled order counts for nothing.
     assert_eq!(top[0]["title"], "Lemon cake");
     assert_eq!((top[0]["unitsSold"].as_i64(), top[0]["revenueCents"].as_i64()), (Some(3), Some(3600)));
-    assert_eq!((top[1]["unitsSold"].as_i64(), top[1]["revenueCents"].as_i64(), top[1]["priceCents"].as_i64()), (Some(5), Some(2250), Some(500)));
+    assert_eq!(
+        (top[1]["unitsSold"].as_i64(), top[1]["revenueCents"].as_i64(), top[1]["priceCents"].as_i64()),
+        (Some(5), Some(2250), Some(500))
+    );
 });
 
 on_both_backends!(renaming_a_customer_reaches_every_order_summary, |app| async {
@@ -177,13 +230,17 @@ on_both_backends!(renaming_a_customer_reaches_every_order_summary, |app| async {
         orders.push(app.place_order(&seed.customer, &[(&seed.tea, 1)]).await.0);
     }
     let r = app
-        .data("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Countess of Lovelace\"}) { token } }", json!({ "id": seed.customer }))
+        .data(
+            "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Countess of Lovelace\"}) { token } }",
+            json!({ "id": seed.customer }),
+        )
         .await;
     let token = s(&r["renameCustomer"]["token"]);
     let d = app
         .data("query($c: ID!, $t: Token) { orders(customerId: $c, consistentWith: $t) { edges { node { id customerName } } } }", json!({ "c": seed.customer, "t": token }))
         .await;
-    let names: Vec<&Value> = d["orders"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["customerName"]).collect();
+    let names: Vec<&Value> =
+        d["orders"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]["customerName"]).collect();
     assert_eq!(names.len(), 5);
     assert!(names.iter().all(|n| *n == "Countess of Lovelace"), "{names:?}");
 });
@@ -235,10 +292,17 @@ impl Projection for CrashOnce {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         self.inner.apply(txn, events, ctx).await?;
         if !self.crashed.swap(true, Ordering::SeqCst) {
-            return Err(ApplyError::Database(sea_orm::DbErr::Custom("simulated crash between apply and checkpoint".into())));
+            return Err(ApplyError::Database(sea_orm::DbErr::Custom(
+                "simulated crash between apply and checkpoint".into(),
+            )));
         }
         Ok(())
     }
@@ -270,7 +334,10 @@ on_both_backends!(a_poison_event_is_dead_lettered_and_stops_only_its_projection,
     let mut status = Value::Null;
     for _ in 0..200 {
         status = app.data("{ projections { name status lag lastError } }", json!({})).await;
-        let stopped = status["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row")["status"] == "stopped";
+        let stopped =
+            status["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row")
+                ["status"]
+                == "stopped";
         if stopped {
             break;
         }
@@ -282,13 +349,24 @@ on_both_backends!(a_poison_event_is_dead_lettered_and_stops_only_its_projection,
     assert!(summary["lastError"].as_str().is_some_and(|e| e.contains("OrderShipped")), "{summary}");
     assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letter WHERE projection = 'order_summary'").await, 1);
     // The other projections went on past the poison event.
-    let activity = app.data("query($id: ID!, $t: Token) { orderActivity(orderId: $id, consistentWith: $t) { eventType } }", json!({ "id": order, "t": token })).await;
+    let activity = app
+        .data(
+            "query($id: ID!, $t: Token) { orderActivity(orderId: $id, consistentWith: $t) { eventType } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
     assert_eq!(activity["orderActivity"][0]["eventType"], "OrderPlaced");
     // Reads of the stopped view say so instead of serving stale data.
-    let stale = app.gql("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    let stale = app
+        .gql(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
     assert_eq!(code(&stale), "NOT_VISIBLE_YET");
     // The service stays up and /readyz names the stopped projection.
-    let ready: Value = app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
+    let ready: Value =
+        app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
     assert_eq!(ready["status"], "degraded");
     assert_eq!(ready["stoppedProjections"][0]["name"], "order_summary");
 });
@@ -297,8 +375,10 @@ on_both_backends_api_only!(the_skip_policy_dead_letters_and_goes_on, |app| async
     let seed = app.seed().await;
     insert_raw_event(&app, uuid::Uuid::new_v4(), 1, "OrderTeleported", 1, json!({})).await;
     let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-    let projector = projector(&app, Arc::new(twofold::projection::order_summary::OrderSummary), Mode::Async, PoisonPolicy::Skip);
-    let dead = catch_up(&app, &projector).await.into_iter().filter(|o| matches!(o, StepOutcome::DeadLettered { .. })).count();
+    let projector =
+        projector(&app, Arc::new(twofold::projection::order_summary::OrderSummary), Mode::Async, PoisonPolicy::Skip);
+    let dead =
+        catch_up(&app, &projector).await.into_iter().filter(|o| matches!(o, StepOutcome::DeadLettered { .. })).count();
     assert_eq!(dead, 1);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM dead_letter").await, 1);
     let found = app.scalar_i64("SELECT count(*) FROM order_summary WHERE status = 'PLACED'").await;
@@ -310,15 +390,25 @@ on_both_backends_api_only!(out_of_order_delivery_is_detected_not_applied, |app| 
     let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     assert!(app.ship_order(&order).await.get("errors").is_none());
     // Deliver version 2 of the order before version 1.
-    let mut events: Vec<RecordedEvent> = all_events(&app).await.into_iter().filter(|e| e.event.event_type().starts_with("Order")).collect();
+    let mut events: Vec<RecordedEvent> =
+        all_events(&app).await.into_iter().filter(|e| e.event.event_type().starts_with("Order")).collect();
     events.reverse();
     let txn = app.db.begin().await.expect("begin");
-    let result = twofold::projection::order_summary::OrderSummary.apply(&txn, &events, ApplyContext { position_guard: true }).await;
+    let result = twofold::projection::order_summary::OrderSummary
+        .apply(&txn, &events, ApplyContext { position_guard: true })
+        .await;
     assert!(matches!(result, Err(ApplyError::Poison { .. })), "{result:?}");
 });
 
 /// Appends an event row directly (as a buggy or older writer might have).
-pub async fn insert_raw_event(app: &TestApp, stream: uuid::Uuid, version: i64, event_type: &str, event_version: i32, payload: Value) {
+pub async fn insert_raw_event(
+    app: &TestApp,
+    stream: uuid::Uuid,
+    version: i64,
+    event_type: &str,
+    event_version: i32,
+    payload: Value,
+) {
     let backend = app.db.get_database_backend();
     let (sql, recorded_at): (&str, sea_orm::Value) = match backend {
         sea_orm::DbBackend::Postgres => (
@@ -367,15 +457,32 @@ async fn a_late_commit_is_never_skipped_on_postgres() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The horizon holds the projection at the open transaction: delayed, not skipped.
     let checkpoint = app.data("{ projections { name checkpoint } }", json!({})).await;
-    let summary = checkpoint["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row").clone();
-    let parse = |t: &str| t.split_once('.').map(|(a, b)| (a.parse::<i64>().expect("tx"), b.parse::<i64>().expect("pos"))).expect("token");
-    assert!(parse(&s(&summary["checkpoint"])) < parse(&token), "the projection must not pass the open transaction: {summary}");
+    let summary = checkpoint["projections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["name"] == "order_summary")
+        .expect("row")
+        .clone();
+    let parse = |t: &str| {
+        t.split_once('.').map(|(a, b)| (a.parse::<i64>().expect("tx"), b.parse::<i64>().expect("pos"))).expect("token")
+    };
+    assert!(
+        parse(&s(&summary["checkpoint"])) < parse(&token),
+        "the projection must not pass the open transaction: {summary}"
+    );
     late.commit().await.expect("commit late");
     app.services.appended.send_modify(|_| {});
-    let d = app.data("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }", json!({ "id": order, "t": token })).await;
+    let d = app
+        .data(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
     assert_eq!(s(&d["order"]["id"]), order);
     app.settle().await;
-    let larry = app.data("query($id: ID!) { customer(id: $id) { name } }", json!({ "id": ghost_customer.to_string() })).await;
+    let larry =
+        app.data("query($id: ID!) { customer(id: $id) { name } }", json!({ "id": ghost_customer.to_string() })).await;
     assert_eq!(larry["customer"]["name"], "Late Larry", "the late event was applied");
     app.stop().await;
 }
@@ -406,7 +513,10 @@ macro_rules! on_both_backends_inline {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 #[allow(unused_mut)]
-                let Some(mut $app) = all_inline(Backend::Postgres).await else { return };
+                let Some(mut $app) = all_inline(Backend::Postgres).await
+                else {
+                    return;
+                };
                 $body.await;
                 $app.stop().await;
             }
@@ -418,12 +528,19 @@ on_both_backends_inline!(an_inline_service_builds_the_rows_async_replay_builds, 
     let seed = history(&app).await;
     // Inline: visible the moment the command returns, no waiting.
     let (order, _) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
-    assert_eq!(app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": order })).await["order"]["id"], order);
+    assert_eq!(
+        app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": order })).await["order"]["id"],
+        order
+    );
     // Concurrent inline commands on one customer and one day add up (no lost update).
     let lines = [(seed.tea.as_str(), 1)];
-    let burst = futures_util::future::join_all((0..12).map(|_| app.place_order_raw(&seed.customer, &lines, json!(null), json!(null)))).await;
+    let burst = futures_util::future::join_all(
+        (0..12).map(|_| app.place_order_raw(&seed.customer, &lines, json!(null), json!(null))),
+    )
+    .await;
     assert!(burst.iter().all(|r| r.get("errors").is_none()), "{burst:?}");
-    let placed = app.data("query($id: ID!) { customer(id: $id) { ordersPlaced } }", json!({ "id": seed.customer })).await;
+    let placed =
+        app.data("query($id: ID!) { customer(id: $id) { ordersPlaced } }", json!({ "id": seed.customer })).await;
     assert_eq!(placed["customer"]["ordersPlaced"], 2 + 1 + 12);
     app.settle().await;
     let inline_rows = dump(&app.db).await;
@@ -453,7 +570,11 @@ async fn views_live_in_the_read_store(backend: Backend) {
     let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
         let db = db.clone();
         async move {
-            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned())).await.expect("query").expect("row");
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql.to_owned()))
+                .await
+                .expect("query")
+                .expect("row");
             row.try_get_by_index::<i64>(0).expect("integer")
         }
     };

@@ -47,8 +47,14 @@ async fn run_ops(app: &TestApp, ops: &[Op]) {
         match op {
             Op::Register(i) => {
                 // Every third registration reuses an email: a rejected duplicate.
-                let email = if i % 3 == 0 && n > 0 { "dup@example.com".to_owned() } else { format!("c{n}@example.com") };
-                let r = app.gql("mutation($e: String!, $n: String!) { registerCustomer(input: {name: $n, email: $e}) { id } }", json!({ "e": email, "n": format!("Customer {n}") })).await;
+                let email =
+                    if i % 3 == 0 && n > 0 { "dup@example.com".to_owned() } else { format!("c{n}@example.com") };
+                let r = app
+                    .gql(
+                        "mutation($e: String!, $n: String!) { registerCustomer(input: {name: $n, email: $e}) { id } }",
+                        json!({ "e": email, "n": format!("Customer {n}") }),
+                    )
+                    .await;
                 if let Some(id) = r["data"]["registerCustomer"]["id"].as_str() {
                     customers.push(id.to_owned());
                 }
@@ -79,7 +85,11 @@ async fn run_ops(app: &TestApp, ops: &[Op]) {
                 app.ship_order(&pick(&orders, *o)).await;
             }
             Op::Rename(c) => {
-                app.gql("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Renamed\"}) { token } }", json!({ "id": pick(&customers, *c) })).await;
+                app.gql(
+                    "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Renamed\"}) { token } }",
+                    json!({ "id": pick(&customers, *c) }),
+                )
+                .await;
             }
             Op::ChangePrice(p, price) => {
                 app.gql("mutation($id: ID!, $p: Int!) { changeProductPrice(input: {productId: $id, priceCents: $p}) { token } }", json!({ "id": pick(&products, *p), "p": price })).await;
@@ -123,7 +133,10 @@ fn fold(events: &[twofold::domain::event::RecordedEvent]) -> Expected {
                 x.products.get_mut(&p.product_id.to_string()).expect("product").0 = p.price_cents;
             }
             DomainEvent::OrderPlaced(o) => {
-                x.orders.insert(o.order_id.to_string(), (String::new(), "PLACED".into(), o.total_cents, o.lines.len() as i64));
+                x.orders.insert(
+                    o.order_id.to_string(),
+                    (String::new(), "PLACED".into(), o.total_cents, o.lines.len() as i64),
+                );
                 let c = x.customers.get_mut(&o.customer_id.to_string()).expect("customer");
                 c.1 += 1;
                 c.2 += 1;
@@ -185,19 +198,38 @@ fn i(v: &Value) -> i64 {
 fn actual(views: &BTreeMap<&'static str, Vec<Value>>) -> Expected {
     let mut x = Expected::default();
     for r in &views["order_summary"] {
-        x.orders.insert(s(&r["order_id"]), (s(&r["customer_name"]), s(&r["status"]), i(&r["total_cents"]), i(&r["line_count"])));
+        x.orders.insert(
+            s(&r["order_id"]),
+            (s(&r["customer_name"]), s(&r["status"]), i(&r["total_cents"]), i(&r["line_count"])),
+        );
     }
     for r in &views["customer_view"] {
         x.customers.insert(
             s(&r["customer_id"]),
-            (s(&r["name"]), i(&r["orders_placed"]), i(&r["orders_open"]), i(&r["orders_cancelled"]), i(&r["orders_shipped"]), i(&r["lifetime_value_cents"])),
+            (
+                s(&r["name"]),
+                i(&r["orders_placed"]),
+                i(&r["orders_open"]),
+                i(&r["orders_cancelled"]),
+                i(&r["orders_shipped"]),
+                i(&r["lifetime_value_cents"]),
+            ),
         );
     }
     for r in &views["product_catalog"] {
         x.products.insert(s(&r["product_id"]), (i(&r["price_cents"]), i(&r["units_sold"]), i(&r["revenue_cents"])));
     }
     for r in &views["daily_sales"] {
-        x.days.insert(s(&r["day"]), (i(&r["orders_placed"]), i(&r["orders_cancelled"]), i(&r["gross_cents"]), i(&r["cancelled_cents"]), i(&r["net_cents"])));
+        x.days.insert(
+            s(&r["day"]),
+            (
+                i(&r["orders_placed"]),
+                i(&r["orders_cancelled"]),
+                i(&r["gross_cents"]),
+                i(&r["cancelled_cents"]),
+                i(&r["net_cents"]),
+            ),
+        );
     }
     x.activity = views["order_activity"].len() as i64;
     x
@@ -214,7 +246,11 @@ async fn check(backend: Backend, ops: Vec<Op>) {
     // And the write model agrees on statuses and totals.
     for (order, (_, status, total, _)) in &expected.orders {
         let id = uuid::Uuid::parse_str(order).expect("uuid");
-        let row = <entity::write::customer_order::Entity as sea_orm::EntityTrait>::find_by_id(id).one(&app.db).await.expect("query").expect("order row");
+        let row = <entity::write::customer_order::Entity as sea_orm::EntityTrait>::find_by_id(id)
+            .one(&app.db)
+            .await
+            .expect("query")
+            .expect("order row");
         assert_eq!((&row.status, row.total_cents), (status, *total));
     }
     assert_eq!(app.scalar_i64("SELECT count(*) FROM customer_order").await as usize, expected.orders.len());

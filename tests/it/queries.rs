@@ -43,13 +43,18 @@ on_both_backends!(a_page_of_orders_costs_a_constant_number_of_statements, |app| 
     let (t2, _) = app.add_product(&format!("B-{}", short()), "Beta", 200).await;
     let mut customers = Vec::new();
     for i in 0..10 {
-        customers.push(app.register_customer(&format!("Customer {i}"), &format!("c{i}-{}@example.com", short())).await.0);
+        customers
+            .push(app.register_customer(&format!("Customer {i}"), &format!("c{i}-{}@example.com", short())).await.0);
     }
     let mut last = String::new();
     for i in 0..100 {
         last = app.place_order(&customers[i % customers.len()], &[(&t1, 1), (&t2, 2)]).await.1;
     }
-    app.data("query($t: Token) { order(id: \"00000000-0000-0000-0000-000000000000\", consistentWith: $t) { id } }", json!({ "t": last })).await;
+    app.data(
+        "query($t: Token) { order(id: \"00000000-0000-0000-0000-000000000000\", consistentWith: $t) { id } }",
+        json!({ "t": last }),
+    )
+    .await;
     let count = |first: i64| {
         let app = &app;
         async move {
@@ -131,7 +136,10 @@ on_both_backends!(consistent_with_reads_your_own_write_under_load, |app| async {
     for _ in 0..30 {
         let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
         let d = app
-            .data("query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id status } }", json!({ "id": order, "t": token }))
+            .data(
+                "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id status } }",
+                json!({ "id": order, "t": token }),
+            )
             .await;
         assert_eq!(d["order"]["id"], order, "the order is visible at once with its token");
     }
@@ -142,7 +150,9 @@ on_both_backends!(consistent_with_reads_your_own_write_under_load, |app| async {
 on_both_backends!(a_token_from_the_future_is_not_visible_yet, |app| async {
     let future = "999999999.999999999";
     let started = std::time::Instant::now();
-    let r = app.gql("query($t: Token) { orders(consistentWith: $t) { edges { node { id } } } }", json!({ "t": future })).await;
+    let r = app
+        .gql("query($t: Token) { orders(consistentWith: $t) { edges { node { id } } } }", json!({ "t": future }))
+        .await;
     assert_eq!(code(&r), "NOT_VISIBLE_YET");
     assert!(started.elapsed() >= std::time::Duration::from_millis(1900), "it waited the default 2 s");
     let bad = app.gql("query { orders(consistentWith: \"nonsense\") { edges { node { id } } } }", json!({})).await;

@@ -16,7 +16,12 @@ use crate::on_both_backends;
 use crate::projections::{all_events, catch_up, drain, dump, history, insert_raw_event, projector, reset_read_model};
 
 fn options(names: &[&str]) -> RebuildOptions {
-    RebuildOptions { projections: names.iter().map(|n| n.to_string()).collect(), until: None, copy_name: None, batch_size: 7 }
+    RebuildOptions {
+        projections: names.iter().map(|n| n.to_string()).collect(),
+        until: None,
+        copy_name: None,
+        batch_size: 7,
+    }
 }
 
 async fn rebuild_all(app: &TestApp) {
@@ -60,7 +65,12 @@ impl Projection for DoubleCountsShipments {
     fn name(&self) -> &'static str {
         "customer_view"
     }
-    async fn apply(&self, txn: &DatabaseTransaction, events: &[RecordedEvent], ctx: ApplyContext) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
         projection::customer_view::CustomerView.apply(txn, events, ctx).await?;
         for e in events {
             if let twofold::domain::DomainEvent::OrderShipped(s) = &e.event {
@@ -80,7 +90,9 @@ on_both_backends!(a_buggy_projection_is_fixed_by_a_rebuild, |app| async {
     let shipped = app.scalar_i64("SELECT CAST(sum(orders_shipped) AS BIGINT) FROM customer_view").await;
     assert_eq!(shipped, 2, "the bug is live: one shipment counted twice");
     // The fix is deployed (the real projection), then the view is rebuilt.
-    rebuild(&app.services.write_db, &app.services.read_db, &options(&["customer_view"]), |_| {}).await.expect("rebuild");
+    rebuild(&app.services.write_db, &app.services.read_db, &options(&["customer_view"]), |_| {})
+        .await
+        .expect("rebuild");
     assert_eq!(app.scalar_i64("SELECT CAST(sum(orders_shipped) AS BIGINT) FROM customer_view").await, 1);
     assert_eq!(app.scalar_i64("SELECT CAST(sum(orders_placed) AS BIGINT) FROM customer_view").await, 3);
     app.stop().await;
@@ -94,7 +106,11 @@ on_both_backends!(until_builds_the_views_as_of_a_token, |app| async {
     // Later history the copy must not show.
     app.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
     app.ship_order(&first).await;
-    app.gql("mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Later Name\"}) { token } }", json!({ "id": seed.customer })).await;
+    app.gql(
+        "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Later Name\"}) { token } }",
+        json!({ "id": seed.customer }),
+    )
+    .await;
     all_events(&app).await;
     let until: LogPosition = as_of.parse().expect("token");
     let mut opts = options(&["order_summary", "customer_view"]);
@@ -129,7 +145,10 @@ on_both_backends!(a_log_with_v1_and_v2_order_events_rebuilds_to_the_right_views,
         "lines": [{ "lineNo": 1, "productId": seed.cake, "sku": "CAKE", "title": "Lemon cake", "quantity": 1, "unitPriceCents": 1200 }]
     });
     insert_raw_event(&app, v1, 1, "OrderPlaced", 1, payload).await;
-    assert_eq!(app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced' AND event_version = 2").await, 1);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced' AND event_version = 2").await,
+        1
+    );
     app.settle().await;
     rebuild_all(&app).await;
     let d = app

@@ -100,7 +100,12 @@ async fn two_hundred_subscribers_each_get_the_notice() {
         let protocol = if i % 2 == 0 { Protocol::TransportWs } else { Protocol::LegacyWs };
         let mut ws = WsClient::connect(&app.base, "/graphql/ws", protocol).await;
         ws.init().await;
-        ws.subscribe("n", "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s) { token } }", json!({ "s": order })).await;
+        ws.subscribe(
+            "n",
+            "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s) { token } }",
+            json!({ "s": order }),
+        )
+        .await;
         clients.push(ws);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -99,7 +99,10 @@ impl WsClient {
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    return Some(Event::Closed(frame.as_ref().map(|f| u16::from(f.code)), frame.map(|f| f.reason.to_string()).unwrap_or_default()))
+                    return Some(Event::Closed(
+                        frame.as_ref().map(|f| u16::from(f.code)),
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    ))
                 }
                 Some(Ok(_)) => {}
             }
@@ -110,7 +113,9 @@ impl WsClient {
     pub async fn next_data(&mut self, id: &str) -> Value {
         loop {
             match self.next().await {
-                Event::Message(m) if m["id"] == id && (m["type"] == "next" || m["type"] == "data") => return m["payload"].clone(),
+                Event::Message(m) if m["id"] == id && (m["type"] == "next" || m["type"] == "data") => {
+                    return m["payload"].clone()
+                }
                 Event::Message(m) if m["id"] == id && m["type"] == "error" => panic!("subscription error: {m}"),
                 Event::Message(_) => continue,
                 Event::Closed(code, reason) => panic!("closed ({code:?}: {reason}) while waiting for data"),
