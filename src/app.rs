@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::CommandService;
 use crate::config::Settings;
-use crate::db::{ConnectError, Db};
+use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
+use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
 use crate::inline::InlineProjections;
 use crate::notice::Notices;
@@ -37,16 +38,26 @@ pub enum StartError {
 }
 
 /// The running parts of the service.
+///
+/// Pools (connections per instance on PostgreSQL, see the README's budget):
+/// commands (`write_db`), queries (`read_db`), and the projectors' own
+/// small pools, whose sessions are marked as projector sessions.
 #[derive(Clone)]
 pub struct Services {
+    /// The command pool, on the write database.
     pub write_db: Db,
+    /// The query pool, on the read database (never shared with commands).
     pub read_db: Db,
-    /// The read database, through sessions marked as projectors (PostgreSQL).
+    /// The projectors' pool on the read database (views and checkpoints).
     pub projector_db: Db,
+    /// The projectors' pool on the write database (reading the log); the
+    /// same pool as `projector_db` when both stores are one database.
+    pub log_db: Db,
     pub commands: CommandService,
     pub reads: ReadModel,
     pub notices: Notices,
     pub schema: TwofoldSchema,
+    pub api: Api,
     pub appended: Arc<watch::Sender<LogPosition>>,
     pub admin: crate::ops::AdminService,
 }
@@ -65,19 +76,20 @@ async fn migrate_db(db: &Db) -> Result<(), StartError> {
     Migrator::up(&db.conn, None).await.map_err(|source| StartError::Migrate { url: crate::db::redact(&db.url), source })
 }
 
+/// Connections in each projector pool.
+const PROJECTOR_CONNECTIONS: u32 = 3;
+
 /// Connects, migrates, registers the projections and catches inline ones up.
 pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     crate::metrics::install();
-    let write_db = Db::connect(&settings.database_url, settings.max_connections).await?;
+    let write_db = Db::open(&settings.database_url, settings.commands_pool, "twofold").await?;
     migrate_db(&write_db).await?;
-    let read_db = match settings.read_database_url.as_deref().filter(|u| *u != settings.database_url) {
-        Some(url) => {
-            let db = Db::connect(url, settings.max_connections).await?;
-            migrate_db(&db).await?;
-            db
-        }
-        None => write_db.clone(),
-    };
+    let separate_read = settings.read_database_url.as_deref().filter(|u| *u != settings.database_url);
+    let read_url = separate_read.unwrap_or(&settings.database_url);
+    let read_db = Db::open(read_url, settings.reads_pool, "twofold").await?;
+    if separate_read.is_some() {
+        migrate_db(&read_db).await?;
+    }
     let inline = InlineApplier::new(&settings.runtime);
     if inline.is_some() && !write_db.same_database_as(&read_db) {
         return Err(StartError::Config(
@@ -85,13 +97,19 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
                 .into(),
         ));
     }
-    let projector_db = read_db.for_projectors(8).await?;
+    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS, std::time::Duration::from_secs(10));
+    let projector_db = Db::open(read_url, projector_pool, PROJECTOR_APPLICATION).await?;
+    let log_db = if separate_read.is_some() {
+        Db::open(&settings.database_url, projector_pool, PROJECTOR_APPLICATION).await?
+    } else {
+        projector_db.clone()
+    };
     let notices = Notices::default();
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
         let projector =
-            Projector::new(projection, write_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
+            Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
@@ -99,21 +117,31 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     }
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
-    let reads = ReadModel::new(read_db.clone(), write_db.clone(), notices.clone(), settings.consistency);
-    let admin =
-        crate::ops::AdminService::new(write_db.clone(), read_db.clone(), notices.clone(), settings.admin_token.clone());
+    let reads = ReadModel::new(read_db.clone(), log_db.clone(), notices.clone(), settings.consistency);
+    let admin = crate::ops::AdminService::new(
+        log_db.clone(),
+        projector_db.clone(),
+        notices.clone(),
+        settings.admin_token.clone(),
+    );
     let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
-    Ok(Services { write_db, read_db, projector_db, commands, reads, notices, schema, appended, admin })
+    let api = Api::new(schema.clone(), Some(reads.clone()));
+    Ok(Services { write_db, read_db, projector_db, log_db, commands, reads, notices, schema, api, appended, admin })
 }
 
-/// Starts one projector task per projection.
+/// Starts one projector task per projection. On PostgreSQL they share one
+/// connection for their advisory locks.
 pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let locks = services
+        .projector_db
+        .is_postgres()
+        .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url)));
     crate::projection::all()
         .into_iter()
         .map(|projection| {
             let projector = Projector::new(
                 projection,
-                services.write_db.clone(),
+                services.log_db.clone(),
                 services.projector_db.clone(),
                 services.notices.clone(),
                 &settings.runtime,
@@ -122,6 +150,7 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
                 services.appended.subscribe(),
                 settings.runtime.poll_interval,
                 shutdown.child_token(),
+                locks.clone(),
             ))
         })
         .collect()
@@ -138,18 +167,29 @@ pub async fn serve(
     let mut background =
         if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
     background.extend(crate::notice::postgres::spawn(
-        services.read_db.clone(),
-        services.write_db.clone(),
+        services.projector_db.clone(),
+        services.log_db.clone(),
         services.notices.clone(),
         services.appended.clone(),
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
     let router = if settings.role.serves_api() {
-        crate::http::router(services.clone(), settings.http)
+        crate::http::router(services.clone(), settings.http, shutdown.clone())
     } else {
-        crate::http::health_router(services.clone(), settings.http)
+        crate::http::health_router(services.clone(), settings.http, shutdown.clone())
     };
+    if let Some(addr) = settings.metrics_bind {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| StartError::Bind { addr: addr.to_string(), source: e })?;
+        let metrics = crate::http::metrics_router(services.clone(), settings.http, shutdown.clone());
+        let stop = shutdown.clone();
+        background.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, metrics.into_make_service())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        }));
+    }
     let server_shutdown = shutdown.clone();
     let served = axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })

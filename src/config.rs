@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::db::PoolOptions;
+use crate::graphql::shape::ShapeLimits;
 use crate::graphql::SchemaLimits;
 use crate::http::HttpLimits;
 use crate::projection::runtime::{Mode, PoisonPolicy, RuntimeSettings};
@@ -40,6 +42,33 @@ pub enum Command {
     Projections(DatabaseArgs),
     /// Fill the database with demo data through the real command path.
     DemoData(DemoDataArgs),
+    /// List, retry or skip the events projections could not apply.
+    DeadLetters(DeadLettersArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub action: DeadLetterAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadLetterAction {
+    /// Open dead letters, newest first.
+    List {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+        /// Include retried and skipped ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The projection, stopped at this dead letter, tries the event again.
+    Retry { id: i64 },
+    /// The projection, stopped at this dead letter, moves past the event.
+    Skip { id: i64 },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -81,14 +110,24 @@ pub struct DemoDataArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Write database (write model, event log, command log): sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://twofold.db?mode=rwc")]
+    /// (Its value is never printed: a URL may hold a password.)
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://twofold.db?mode=rwc",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub database_url: String,
     /// Read database (read views and checkpoints); defaults to the write database.
-    #[arg(long, env = "READ_DATABASE_URL")]
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true)]
     pub read_database_url: Option<String>,
-    /// Connection pool size per database.
-    #[arg(long, env = "TWOFOLD_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Connections for commands (the write pool).
+    #[arg(long, env = "TWOFOLD_MAX_CONNECTIONS", default_value_t = 6)]
     pub max_connections: u32,
+    /// Connections for queries (the read pool, separate so reads never starve commands).
+    #[arg(long, env = "TWOFOLD_READ_MAX_CONNECTIONS", default_value_t = 6)]
+    pub read_max_connections: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,9 +203,24 @@ pub struct ServeArgs {
     /// Enables the admin mutations (e.g. `rebuildProjection`) for requests with `Authorization: Bearer <token>`.
     #[arg(long, env = "TWOFOLD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Deepest query accepted.
+    /// Deepest query accepted (introspection is measured by its own rule, 24 levels).
     #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
-    pub max_depth: usize,
+    pub max_depth: u64,
+    /// Most fields a document may select once its fragments are expanded.
+    #[arg(long, env = "TWOFOLD_MAX_FIELDS", default_value_t = 2_000)]
+    pub max_fields: u64,
+    /// Most aliases a document may use once its fragments are expanded.
+    #[arg(long, env = "TWOFOLD_MAX_ALIASES", default_value_t = 100)]
+    pub max_aliases: u64,
+    /// How long a command waits for a database connection before failing with UNAVAILABLE, in milliseconds.
+    #[arg(long, env = "TWOFOLD_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pub pool_timeout_ms: u64,
+    /// How long a query waits for a read connection before it is shed (HTTP 503, UNAVAILABLE), in milliseconds.
+    #[arg(long, env = "TWOFOLD_READ_SHED_MS", default_value_t = 500)]
+    pub read_shed_ms: u64,
+    /// Serve /metrics on this address as well (e.g. an internal interface).
+    #[arg(long, env = "TWOFOLD_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
     /// Most complex query accepted (each field costs 1, lists multiply).
     #[arg(long, env = "TWOFOLD_MAX_COMPLEXITY", default_value_t = 5000)]
     pub max_complexity: usize,
@@ -194,7 +248,11 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub database_url: String,
     pub read_database_url: Option<String>,
-    pub max_connections: u32,
+    /// The command pool (write database).
+    pub commands_pool: PoolOptions,
+    /// The query pool (read database).
+    pub reads_pool: PoolOptions,
+    pub metrics_bind: Option<SocketAddr>,
     pub runtime: RuntimeSettings,
     pub consistency: ConsistencySettings,
     pub http: HttpLimits,
@@ -209,7 +267,9 @@ impl Settings {
             admin_token: None,
             database_url: url.to_owned(),
             read_database_url: None,
-            max_connections: 16,
+            commands_pool: PoolOptions::new(6, Duration::from_secs(2)),
+            reads_pool: PoolOptions::new(6, Duration::from_millis(500)),
+            metrics_bind: None,
             runtime: RuntimeSettings::default(),
             consistency: ConsistencySettings::default(),
             http: HttpLimits::default(),
@@ -227,7 +287,15 @@ impl From<&ServeArgs> for Settings {
             admin_token: args.admin_token.clone().filter(|t| !t.trim().is_empty()),
             database_url: args.database.database_url.clone(),
             read_database_url: args.database.read_database_url.clone(),
-            max_connections: args.database.max_connections.max(2),
+            commands_pool: PoolOptions::new(
+                args.database.max_connections.max(2),
+                Duration::from_millis(args.pool_timeout_ms.max(1)),
+            ),
+            reads_pool: PoolOptions::new(
+                args.database.read_max_connections.max(1),
+                Duration::from_millis(args.read_shed_ms.max(1)),
+            ),
+            metrics_bind: args.metrics_bind,
             runtime: RuntimeSettings {
                 batch_size: args.batch_size.max(1),
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
@@ -248,7 +316,15 @@ impl From<&ServeArgs> for Settings {
                     ..Default::default()
                 },
             },
-            schema: SchemaLimits { max_depth: args.max_depth, max_complexity: args.max_complexity },
+            schema: SchemaLimits {
+                shape: ShapeLimits {
+                    max_depth: args.max_depth,
+                    max_fields: args.max_fields,
+                    max_aliases: args.max_aliases,
+                    ..ShapeLimits::default()
+                },
+                max_complexity: args.max_complexity,
+            },
         }
     }
 }

@@ -52,34 +52,56 @@ pub enum ConnectError {
     Unreachable { url: String, source: DbErr },
 }
 
+/// How a pool is sized and how long a caller waits for one of its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// Past this wait for a free connection, the caller gets
+    /// [`DbFailure::Unavailable`] instead of queueing on.
+    pub acquire_timeout: Duration,
+}
+
+impl PoolOptions {
+    pub fn new(max_connections: u32, acquire_timeout: Duration) -> Self {
+        Self { max_connections: max_connections.max(1), acquire_timeout }
+    }
+}
+
+/// The writer slot of each SQLite file, shared by every pool on that file
+/// (commands, queries and projectors use separate pools but one writer).
+fn sqlite_writer_slot(url: &str) -> Arc<Mutex<()>> {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>> =
+        std::sync::OnceLock::new();
+    let file = url.split('?').next().unwrap_or(url).to_owned();
+    let mut slots = SLOTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    slots.entry(file).or_default().clone()
+}
+
 impl Db {
+    /// A pool for tools and tests: waits up to 10 s for a connection.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
-        Self::connect_as(url, max_connections, "twofold").await
+        Self::open(url, PoolOptions::new(max_connections, Duration::from_secs(10)), "twofold").await
     }
 
     /// A pool for the projectors. On PostgreSQL its sessions are named
     /// [`PROJECTOR_APPLICATION`], which lets log readers tell projector
-    /// transactions (which never append events) from writers; on SQLite the
-    /// same pool (and writer slot) as `self`.
+    /// transactions (which never append events) from writers.
     pub async fn for_projectors(&self, max_connections: u32) -> Result<Self, ConnectError> {
-        if self.is_postgres() {
-            Self::connect_as(&self.url, max_connections, PROJECTOR_APPLICATION).await
-        } else {
-            Ok(self.clone())
-        }
+        Self::open(&self.url, PoolOptions::new(max_connections, Duration::from_secs(10)), PROJECTOR_APPLICATION).await
     }
 
-    async fn connect_as(url: &str, max_connections: u32, application_name: &str) -> Result<Self, ConnectError> {
+    /// Opens a pool on `url`, its PostgreSQL sessions named `application_name`.
+    pub async fn open(url: &str, pool: PoolOptions, application_name: &str) -> Result<Self, ConnectError> {
         let is_sqlite = url.starts_with("sqlite:");
         if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(ConnectError::UnsupportedUrl(redact(url)));
         }
         let mut options = ConnectOptions::new(url.to_owned());
         options
-            .max_connections(if is_sqlite { max_connections.min(8) } else { max_connections })
+            .max_connections(if is_sqlite { pool.max_connections.min(8) } else { pool.max_connections })
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5).min(pool.acquire_timeout.max(Duration::from_millis(500))))
+            .acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
         if is_sqlite {
             options.map_sqlx_sqlite_opts(|o| {
@@ -88,18 +110,22 @@ impl Db {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
             });
+            // A timed-out acquire is reported to the client (and counted);
+            // sqlx's own warning per slow acquire would flood the log under load.
+            options.map_sqlx_sqlite_pool_opts(|o| o.acquire_slow_level(log::LevelFilter::Off));
         } else {
             // A stuck session must not hold the projection horizon back forever.
             let application_name = application_name.to_owned();
             options.map_sqlx_postgres_opts(move |o| {
                 o.options([("idle_in_transaction_session_timeout", "30s")]).application_name(&application_name)
             });
+            options.map_sqlx_postgres_pool_opts(|o| o.acquire_slow_level(log::LevelFilter::Off));
         }
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
         conn.ping().await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
-        Ok(Self { conn, url: url.to_owned(), sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
+        Ok(Self { conn, url: url.to_owned(), sqlite_writer: is_sqlite.then(|| sqlite_writer_slot(url)) })
     }
 
     /// One long-lived connection that is never recycled (a rebuild keeps
@@ -175,26 +201,97 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// True when `err` is a violation of the named constraint (or, when `name`
-/// is empty, of any UNIQUE constraint).
-pub fn is_unique_violation(err: &DbErr, name: &str) -> bool {
-    let text = err.to_string();
-    let unique =
-        text.contains("duplicate key value") || text.contains("UNIQUE constraint failed") || text.contains("23505");
-    unique && (name.is_empty() || text.contains(name) || sqlite_names_columns_of(name, &text))
+/// What kind of failure a database error is, decided from SQLSTATE codes
+/// (PostgreSQL), extended result codes (SQLite) and sqlx's own error kinds,
+/// never from message text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The database cannot be reached, or no pooled connection was free in
+    /// time: the client may retry later (`UNAVAILABLE`).
+    Unavailable,
+    /// A serialization failure or deadlock: retrying the same work may succeed.
+    Contention,
+    /// A UNIQUE or PRIMARY KEY constraint; the constraint's name where the
+    /// database reports it (PostgreSQL does, SQLite does not).
+    Unique(Option<String>),
+    /// A FOREIGN KEY, CHECK or NOT NULL constraint, or a trigger that refused the row.
+    Constraint(Option<String>),
+    /// A value the column cannot hold (out of range, malformed): the same
+    /// statement will fail the same way every time.
+    Data,
+    /// Anything else.
+    Other,
 }
 
-/// SQLite reports `UNIQUE constraint failed: table.column`, not the constraint name.
-fn sqlite_names_columns_of(constraint: &str, text: &str) -> bool {
-    let columns: &[&str] = match constraint {
-        "customer_email_key" => &["customer.email"],
-        "product_sku_key" => &["product.sku"],
-        "customer_order_pkey" => &["customer_order.id"],
-        "event_stream_version_key" => &["event.stream_id, event.stream_version"],
-        "command_log_pkey" => &["command_log.command_id"],
-        _ => &[],
+impl DbFailure {
+    /// Failures that repeat whenever the same statement runs on the same
+    /// data: a projection that meets one has met a poison event.
+    pub fn is_deterministic(&self) -> bool {
+        matches!(self, Self::Unique(_) | Self::Constraint(_) | Self::Data)
+    }
+}
+
+/// Classifies a database error.
+pub fn classify(err: &DbErr) -> DbFailure {
+    use sea_orm::RuntimeErr;
+    let sqlx_error = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return DbFailure::Unavailable,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return DbFailure::Other,
     };
-    columns.iter().any(|c| text.contains(c))
+    match &**sqlx_error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbFailure::Unavailable,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let constraint = db.constraint().map(str::to_owned);
+            match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation => return DbFailure::Unique(constraint),
+                sqlx::error::ErrorKind::ForeignKeyViolation
+                | sqlx::error::ErrorKind::NotNullViolation
+                | sqlx::error::ErrorKind::CheckViolation
+                | sqlx::error::ErrorKind::ExclusionViolation => return DbFailure::Constraint(constraint),
+                _ => {}
+            }
+            classify_code(&code, constraint)
+        }
+        _ => DbFailure::Other,
+    }
+}
+
+/// PostgreSQL SQLSTATE classes and SQLite (extended) result codes.
+fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
+    match code {
+        // PostgreSQL: serialization failure, deadlock.
+        "40001" | "40P01" => DbFailure::Contention,
+        // PostgreSQL: connection exceptions, shutdown, too many connections.
+        c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => DbFailure::Unavailable,
+        // PostgreSQL: data exceptions (numeric value out of range, invalid text…).
+        c if c.len() == 5 && c.starts_with("22") => DbFailure::Data,
+        // PostgreSQL: any other integrity constraint.
+        c if c.len() == 5 && c.starts_with("23") => DbFailure::Constraint(constraint),
+        // SQLite: a trigger's RAISE(ABORT) (SQLITE_CONSTRAINT_TRIGGER), any constraint.
+        "1811" | "19" => DbFailure::Constraint(constraint),
+        // SQLite: SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE.
+        "18" | "20" | "25" => DbFailure::Data,
+        // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+        c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) => DbFailure::Contention,
+        _ => DbFailure::Other,
+    }
+}
+
+/// True when `err` is a UNIQUE violation; on PostgreSQL, of the constraint
+/// named `name` (SQLite does not name constraints; each caller issues
+/// statements where only one unique constraint can be violated).
+pub fn is_unique_violation(err: &DbErr, name: &str) -> bool {
+    match classify(err) {
+        DbFailure::Unique(Some(constraint)) => name.is_empty() || constraint == name,
+        DbFailure::Unique(None) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

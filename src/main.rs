@@ -41,6 +41,10 @@ async fn main() -> ExitCode {
             init_tracing(LogFormat::Text);
             twofold::ops::projections(&db.database_url, db.read_database_url.as_deref()).await
         }
+        Some(Command::DeadLetters(args)) => {
+            init_tracing(LogFormat::Text);
+            twofold::ops::dead_letters_command(&args).await
+        }
         Some(Command::DemoData(args)) => {
             init_tracing(LogFormat::Text);
             twofold::ops::demo_data(&args).await

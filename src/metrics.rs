@@ -18,6 +18,8 @@ pub const REBUILD_PROGRESS: &str = "twofold_rebuild_progress_ratio";
 pub const WS_CONNECTIONS: &str = "twofold_ws_connections";
 pub const SUBSCRIPTIONS: &str = "twofold_subscriptions_active";
 pub const NOTICE_LATENCY: &str = "twofold_notice_latency_seconds";
+pub const PROJECTION_ATTEMPTS: &str = "twofold_projection_attempts";
+pub const SHED: &str = "twofold_requests_shed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -57,6 +59,10 @@ fn describe_and_zero() {
     metrics::describe_histogram!(BATCH_SIZE, "Events per committed projection batch.");
     metrics::describe_histogram!(BATCH_DURATION, metrics::Unit::Seconds, "Duration of a projection batch transaction.");
     metrics::describe_counter!(DEAD_LETTERS, "Poison events written to dead_letter.");
+    metrics::describe_gauge!(
+        PROJECTION_ATTEMPTS,
+        "Consecutive failed attempts of this instance's runner of each projection (0 while healthy)."
+    );
     metrics::describe_gauge!(REBUILD_PROGRESS, "Progress of a running rebuild, 0 to 1.");
     metrics::describe_gauge!(WS_CONNECTIONS, "Open GraphQL WebSocket connections.");
     metrics::describe_gauge!(SUBSCRIPTIONS, "Active subscriptions.");
@@ -65,13 +71,37 @@ fn describe_and_zero() {
         metrics::Unit::Seconds,
         "From an event's append to the notice of its projection batch."
     );
+    metrics::describe_counter!(
+        SHED,
+        "Requests refused with UNAVAILABLE: no database connection was free in time, or the database was unreachable."
+    );
+    metrics::counter!(SHED).increment(0);
     metrics::counter!(EVENTS_APPENDED).increment(0);
     metrics::gauge!(WS_CONNECTIONS).increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
     for projection in crate::projection::names() {
         metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
         metrics::gauge!(REBUILD_PROGRESS, "projection" => projection).increment(0.0);
+        metrics::gauge!(PROJECTION_ATTEMPTS, "projection" => projection).set(0.0);
     }
+}
+
+/// Counts a request refused for want of a database connection. Logs at
+/// most one line every ten seconds, with how many it stands for: under
+/// overload a line per refusal would itself become the load.
+pub fn shed(detail: &dyn std::fmt::Display) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    metrics::counter!(SHED).increment(1);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(10)) {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    let also = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(error = %detail, refused_since_last_line = also, "request refused: the database is unreachable or no connection was free in time (UNAVAILABLE)");
 }
 
 /// Renders the recorded metrics plus per-projection gauges read now.
@@ -90,6 +120,12 @@ pub async fn render(reads: &crate::query::ReadModel) -> String {
         out.push_str("# TYPE twofold_projection_lag_events gauge\n");
         for s in &states {
             out.push_str(&format!("twofold_projection_lag_events{{projection=\"{}\"}} {}\n", s.row.name, s.lag));
+        }
+        out.push_str("# HELP twofold_projection_retrying 1 while the projection's runner retries after failures.\n");
+        out.push_str("# TYPE twofold_projection_retrying gauge\n");
+        for s in &states {
+            let retrying = u8::from(s.row.status == crate::projection::runtime::STATUS_RETRYING);
+            out.push_str(&format!("twofold_projection_retrying{{projection=\"{}\"}} {retrying}\n", s.row.name));
         }
         out.push_str("# HELP twofold_projection_stopped 1 when a poison event stopped the projection.\n");
         out.push_str("# TYPE twofold_projection_stopped gauge\n");

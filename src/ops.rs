@@ -16,6 +16,7 @@ use crate::command::{CommandMeta, CommandService};
 use crate::config::{DemoDataArgs, RebuildArgs};
 use crate::db::Db;
 use crate::domain::event::SalesChannel;
+use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 
@@ -130,6 +131,40 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
             s.row.events_applied,
             s.row.last_error.as_deref().unwrap_or("-")
         );
+    }
+    Ok(())
+}
+
+/// `twofold dead-letters list|retry|skip`.
+pub async fn dead_letters_command(args: &crate::config::DeadLettersArgs) -> Result<(), StartError> {
+    use crate::config::DeadLetterAction;
+    let read_url = args.database.read_database_url.as_deref().unwrap_or(&args.database.database_url);
+    crate::app::migrate(&args.database.database_url, args.database.read_database_url.as_deref()).await?;
+    let db = Db::connect(read_url, 2).await?;
+    let notices = crate::notice::Notices::default();
+    let fail = |e: dead_letters::DeadLetterError| StartError::Config(e.to_string());
+    match &args.action {
+        DeadLetterAction::List { projection, all } => {
+            let rows =
+                dead_letters::list(&db, projection.as_deref(), *all, 1000).await.map_err(StartError::Database)?;
+            println!("{:>6} {:<16} {:>16} {:<20} {:<10} error", "id", "projection", "event", "type", "status");
+            for r in rows {
+                let event = LogPosition::new(r.event_tx_id, r.event_position).to_string();
+                let status = r.resolution.as_deref().unwrap_or("open");
+                println!(
+                    "{:>6} {:<16} {:>16} {:<20} {:<10} {}",
+                    r.id, r.projection, event, r.event_type, status, r.error
+                );
+            }
+        }
+        DeadLetterAction::Retry { id } => {
+            let done = dead_letters::retry(&db, &notices, *id).await.map_err(fail)?;
+            println!("dead letter {id}: retried; {} resumes from {}", done.dead_letter.projection, done.checkpoint);
+        }
+        DeadLetterAction::Skip { id } => {
+            let done = dead_letters::skip(&db, &notices, *id).await.map_err(fail)?;
+            println!("dead letter {id}: skipped; {} goes on from {}", done.dead_letter.projection, done.checkpoint);
+        }
     }
     Ok(())
 }
@@ -292,8 +327,12 @@ impl AdminService {
 
     /// Checks an `Authorization` header value.
     pub fn access(&self, authorization: Option<&str>) -> AdminAccess {
-        let Some(expected) = &self.token else { return AdminAccess::Disabled };
-        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else { return AdminAccess::Missing };
+        let Some(expected) = &self.token else {
+            return AdminAccess::Disabled;
+        };
+        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return AdminAccess::Missing;
+        };
         // Constant-time comparison: no early exit on the first differing byte.
         let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
         let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
@@ -302,6 +341,26 @@ impl AdminService {
         } else {
             AdminAccess::Denied
         }
+    }
+
+    /// Open dead letters (or all), newest first.
+    pub async fn dead_letters(
+        &self,
+        projection: Option<&str>,
+        include_resolved: bool,
+        limit: u64,
+    ) -> Result<Vec<dead_letters::DeadLetter>, String> {
+        dead_letters::list(&self.read_db, projection, include_resolved, limit).await.map_err(|e| e.to_string())
+    }
+
+    /// Retries a dead letter (its projection, stopped at it, tries it again).
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
+        dead_letters::retry(&self.read_db, &self.notices, id).await
+    }
+
+    /// Skips a dead letter (its projection, stopped at it, moves past it).
+    pub async fn skip_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
+        dead_letters::skip(&self.read_db, &self.notices, id).await
     }
 
     /// Starts a rebuild in the background; progress shows in `projections`

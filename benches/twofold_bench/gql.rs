@@ -109,7 +109,7 @@ impl Gql {
     pub async fn projection_lag(&self) -> anyhow::Result<(i64, Option<String>)> {
         let data = self.execute("query { projections { name status lag lastError } }", json!({})).await?;
         let projections = data["projections"].as_array().ok_or_else(|| anyhow!("no projections in the answer"))?;
-        let lag = projections.iter().filter_map(|p| p["lag"].as_i64()).sum();
+        let lag = projections.iter().filter_map(|p| p["lag"].as_str().and_then(|s| s.parse::<i64>().ok())).sum();
         let error = projections
             .iter()
             .find_map(|p| p["lastError"].as_str().map(|e| format!("{}: {e}", p["name"].as_str().unwrap_or("?"))));

@@ -238,7 +238,9 @@ impl Report {
             ("c_graphql_orders", "read (c) GraphQL orders, 16 connections"),
         ];
         for (key, label) in labels {
-            let Some(read) = self.reads.get(key) else { continue };
+            let Some(read) = self.reads.get(key) else {
+                continue;
+            };
             let summary = read.result.summary();
             let mut row = Figure::new(label, format!("{}, {}", per_s(read.result.per_second()), latency(&summary)))
                 .num(read.result.per_second());
@@ -252,7 +254,9 @@ impl Report {
         for (key, label, target) in
             [("b_best_join", "read payoff (b)/(a)", Some(5.0)), ("b_naive_join", "read payoff (b′)/(a)", None)]
         {
-            let (Some(view), Some(join)) = (view, self.reads.get(key).map(|r| r.result.per_second())) else { continue };
+            let (Some(view), Some(join)) = (view, self.reads.get(key).map(|r| r.result.per_second())) else {
+                continue;
+            };
             let ratio = ratio_of(view, join);
             let mut row = Figure::new(label, format!("(a) {}", per_s(view)))
                 .num(view)

@@ -82,9 +82,13 @@ impl Drop for BenchDatabase {
         if self.dropped {
             return;
         }
-        let Some((admin_url, name)) = self.postgres.clone() else { return };
+        let Some((admin_url, name)) = self.postgres.clone() else {
+            return;
+        };
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             if rt.block_on(drop_postgres(&admin_url, &name)).is_ok() {
                 eprintln!("twofold_bench: dropped database {name}");
             }

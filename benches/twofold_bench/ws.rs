@@ -139,8 +139,12 @@ where
 {
     while let Some(Ok(message)) = stream.next().await {
         let at = Instant::now();
-        let Message::Text(text) = message else { continue };
-        let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
         let id = value["id"].as_str().and_then(|id| id.parse::<u64>().ok());
         match (value["type"].as_str(), id) {
             (Some("next"), Some(id)) => {

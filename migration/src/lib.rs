@@ -17,6 +17,7 @@ mod m20261126_000003_read_model;
 mod m20261126_000004_rebuild_progress;
 mod m20261126_000005_order_channel;
 mod m20261126_000006_order_lines_text;
+mod m20261127_000007_hardening;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_rebuild_progress::Migration),
             Box::new(m20261126_000005_order_channel::Migration),
             Box::new(m20261126_000006_order_lines_text::Migration),
+            Box::new(m20261127_000007_hardening::Migration),
         ]
     }
 }

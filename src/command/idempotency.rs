@@ -49,8 +49,12 @@ impl Key {
 /// The recorded result for this key, if the command already ran; a
 /// `CONFLICT` if the key was used for a different command.
 pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>, CommandError> {
-    let Some(command_id) = &key.command_id else { return Ok(None) };
-    let Some(row) = command_log::Entity::find_by_id(command_id.clone()).one(db).await? else { return Ok(None) };
+    let Some(command_id) = &key.command_id else {
+        return Ok(None);
+    };
+    let Some(row) = command_log::Entity::find_by_id(command_id.clone()).one(db).await? else {
+        return Ok(None);
+    };
     if row.command_type != key.command_type || row.fingerprint != key.fingerprint {
         return Err(DomainError::conflict(format!(
             "commandId '{command_id}' was already used for a different command ({}); use a new commandId for a new command",
@@ -66,7 +70,9 @@ pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>,
 /// Claims the key inside the command's transaction. Call it after taking the
 /// aggregate locks and before deciding.
 pub async fn claim(txn: &impl ConnectionTrait, key: &Key) -> Result<(), CommandError> {
-    let Some(command_id) = &key.command_id else { return Ok(()) };
+    let Some(command_id) = &key.command_id else {
+        return Ok(());
+    };
     let row = command_log::ActiveModel {
         command_id: Set(command_id.clone()),
         command_type: Set(key.command_type.to_owned()),
@@ -83,7 +89,9 @@ pub async fn claim(txn: &impl ConnectionTrait, key: &Key) -> Result<(), CommandE
 
 /// Stores the acknowledgement under the claimed key (same transaction).
 pub async fn record(txn: &impl ConnectionTrait, key: &Key, ack: &Ack) -> Result<(), CommandError> {
-    let Some(command_id) = &key.command_id else { return Ok(()) };
+    let Some(command_id) = &key.command_id else {
+        return Ok(());
+    };
     let result = serde_json::to_value(ack).map_err(|e| CommandError::Internal(e.to_string()))?;
     command_log::ActiveModel { command_id: Set(command_id.clone()), result: Set(result), ..Default::default() }
         .update(txn)

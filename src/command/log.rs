@@ -44,12 +44,19 @@ pub async fn append(
         }
     });
     let inserted = event::Entity::insert_many(rows).exec_with_returning(txn).await.map_err(|e| {
-        if is_unique_violation(&e, "event_stream_version_key") {
-            CommandError::Rejected(DomainError::conflict(
+        if !is_unique_violation(&e, "event_stream_version_key") {
+            return CommandError::from(e);
+        }
+        // A new stream whose first version is taken: its id belongs to
+        // another aggregate, and no retry can succeed.
+        match events.iter().find(|(_, version)| *version == 1) {
+            Some((event, _)) => CommandError::Rejected(DomainError::invariant(format!(
+                "the id {} is already in use by another customer, product or order; choose another id",
+                event.stream().1
+            ))),
+            None => CommandError::Rejected(DomainError::conflict(
                 "another command changed this aggregate at the same time; reload it and retry",
-            ))
-        } else {
-            CommandError::Database(e)
+            )),
         }
     })?;
     // Match rows to events by (stream, version): RETURNING order is not promised.

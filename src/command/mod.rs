@@ -70,10 +70,25 @@ pub enum CommandError {
     /// since committed; the caller replays its result.
     #[error("command already executed")]
     AlreadyExecuted,
-    #[error("database error: {0}")]
-    Database(#[from] DbErr),
+    /// The write database is unreachable, or no connection was free in time.
+    #[error("write database unavailable: {0}")]
+    Unavailable(String),
+    /// A serialization failure or deadlock: the command may simply be retried.
+    #[error("contention: {0}")]
+    Contention(String),
+    /// Anything unexpected (logged with an incident id at the API boundary).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<DbErr> for CommandError {
+    fn from(e: DbErr) -> Self {
+        match crate::db::classify(&e) {
+            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
+            crate::db::DbFailure::Contention => Self::Contention(e.to_string()),
+            _ => Self::Internal(format!("database error: {e}")),
+        }
+    }
 }
 
 /// Executes commands against the write database.

@@ -27,6 +27,7 @@ impl Customer {
     pub fn rename(&self, name: &str, expected_version: Option<i64>) -> Result<DomainEvent, DomainError> {
         let name = validate::required_text("name", name, MAX_NAME_CHARS)?;
         DomainError::check_expected_version("customer", expected_version, self.version)?;
+        validate::room_for_another_event("customer", self.version)?;
         Ok(DomainEvent::CustomerRenamed(CustomerRenamed {
             customer_id: self.id,
             previous_name: self.name.clone(),

@@ -73,8 +73,10 @@ pub struct PlacedLine {
 }
 
 impl PlacedLine {
-    pub fn line_total_cents(&self) -> i64 {
-        self.unit_price_cents * i64::from(self.quantity)
+    /// Quantity × unit price; `None` if that leaves 64 bits (never for a
+    /// line the domain accepted, but the log is read as data, not trusted).
+    pub fn line_total_cents(&self) -> Option<i64> {
+        self.unit_price_cents.checked_mul(i64::from(self.quantity))
     }
 }
 

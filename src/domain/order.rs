@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::customer::Customer;
 use super::event::{CancelledLine, OrderCancelled, OrderPlaced, OrderShipped, PlacedLine, SalesChannel};
 use super::product::Product;
-use super::validate::{self, MAX_ORDER_LINES, MAX_QUANTITY, MAX_TEXT_CHARS};
+use super::validate::{self, MAX_ORDER_LINES, MAX_ORDER_TOTAL_CENTS, MAX_QUANTITY, MAX_TEXT_CHARS};
 use super::{DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +115,15 @@ impl Order {
                 quantity: line.quantity,
                 unit_price_cents: product.price_cents,
             };
-            total = total
-                .checked_add(placed_line.line_total_cents())
-                .ok_or_else(|| DomainError::validation("the order total is too large"))?;
+            total = placed_line
+                .line_total_cents()
+                .and_then(|line| total.checked_add(line))
+                .filter(|t| *t <= MAX_ORDER_TOTAL_CENTS)
+                .ok_or_else(|| {
+                    DomainError::validation(format!(
+                        "an order's total must be at most {MAX_ORDER_TOTAL_CENTS} cents ($10,000,000.00)"
+                    ))
+                })?;
             placed.push(placed_line);
         }
         Ok(DomainEvent::OrderPlaced(OrderPlaced {
@@ -161,7 +167,8 @@ impl Order {
                 .map(|l| CancelledLine {
                     product_id: l.product_id,
                     quantity: l.quantity,
-                    line_total_cents: l.unit_price_cents * i64::from(l.quantity),
+                    // Bounded by the placement's limits (unit price × quantity ≤ the order's total).
+                    line_total_cents: l.unit_price_cents.saturating_mul(i64::from(l.quantity)),
                 })
                 .collect(),
         }))
@@ -290,6 +297,20 @@ mod tests {
                 Err(DomainError::Validation(_))
             ));
         }
+    }
+
+    #[test]
+    fn an_order_above_the_maximum_total_is_rejected() {
+        let mut w = world();
+        w.products.get_mut(&w.cake).expect("cake").price_cents = validate::MAX_PRICE_CENTS;
+        let lines = [LineRequest { product_id: w.cake, quantity: 11 }];
+        let err = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).expect_err("$11M");
+        assert!(matches!(err, DomainError::Validation(m) if m.contains("at most")));
+        let lines = [LineRequest { product_id: w.cake, quantity: 10 }];
+        assert!(
+            Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).is_ok(),
+            "$10M is the limit"
+        );
     }
 
     #[test]

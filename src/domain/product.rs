@@ -31,6 +31,7 @@ impl Product {
     pub fn change_price(&self, price_cents: i64, expected_version: Option<i64>) -> Result<DomainEvent, DomainError> {
         let price_cents = validate::price_cents(price_cents)?;
         DomainError::check_expected_version("product", expected_version, self.version)?;
+        validate::room_for_another_event("product", self.version)?;
         Ok(DomainEvent::ProductPriceChanged(ProductPriceChanged {
             product_id: self.id,
             previous_price_cents: self.price_cents,

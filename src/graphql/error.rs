@@ -12,9 +12,14 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const INVARIANT_VIOLATION: &str = "INVARIANT_VIOLATION";
 pub const CONFLICT: &str = "CONFLICT";
 pub const NOT_VISIBLE_YET: &str = "NOT_VISIBLE_YET";
+/// The write will never become visible without an operator (see `extensions.reason`).
+pub const NOT_PROJECTED: &str = "NOT_PROJECTED";
 pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const INTERNAL: &str = "INTERNAL";
+/// The service cannot serve this now (a database is unreachable, or too
+/// busy to hand out a connection in time); retry after a moment.
+pub const UNAVAILABLE: &str = "UNAVAILABLE";
 
 pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
     Error::new(message).extend_with(|_, e| e.set("code", code))
@@ -24,10 +29,42 @@ pub fn validation(message: impl Into<String>) -> Error {
     coded(VALIDATION, message)
 }
 
+/// An internal error for the client, its cause logged with an incident id.
+pub fn internal_error_of(detail: &dyn std::fmt::Display) -> Error {
+    internal(detail)
+}
+
 fn internal(detail: &dyn std::fmt::Display) -> Error {
     let incident = uuid::Uuid::new_v4();
     tracing::error!(%incident, error = %detail, "internal error");
     coded(INTERNAL, format!("internal error (incident {incident}); it has been logged"))
+}
+
+/// An internal error as a JSON GraphQL error (for transports that build
+/// their messages themselves); the cause is logged with an incident id.
+pub fn internal_error(detail: &dyn std::fmt::Display) -> serde_json::Value {
+    let incident = uuid::Uuid::new_v4();
+    tracing::error!(%incident, error = %detail, "internal error");
+    serde_json::json!({ "message": format!("internal error (incident {incident}); it has been logged"), "extensions": { "code": INTERNAL } })
+}
+
+/// The database could not serve: the client retries in a moment (HTTP 503).
+pub fn unavailable_error(detail: &dyn std::fmt::Display) -> Error {
+    crate::metrics::shed(detail);
+    coded(UNAVAILABLE, "the service is overloaded or its database is unreachable; retry in a moment")
+}
+
+/// Gives every error without a code one: errors async-graphql raises itself
+/// are about the request (it failed to parse or validate, or a value could
+/// not be read as its type), so they are `VALIDATION`.
+pub fn label_codeless(errors: &mut [async_graphql::ServerError]) {
+    for e in errors {
+        let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            let extended = Error::new(e.message.clone()).extend_with(|_, x| x.set("code", VALIDATION));
+            e.extensions = extended.extensions;
+        }
+    }
 }
 
 pub fn from_domain(e: DomainError) -> Error {
@@ -43,10 +80,10 @@ pub fn from_command(e: CommandError) -> Error {
     match e {
         CommandError::Rejected(d) => from_domain(d),
         CommandError::AlreadyExecuted => coded(CONFLICT, "this command is being executed concurrently; retry"),
-        CommandError::Database(db) if is_serialization_failure(&db.to_string()) => {
+        CommandError::Unavailable(m) => unavailable_error(&m),
+        CommandError::Contention(_) => {
             coded(CONFLICT, "another command changed this aggregate at the same time; reload it and retry")
         }
-        CommandError::Database(db) => internal(&db),
         CommandError::Internal(m) => internal(&m),
     }
 }
@@ -55,14 +92,23 @@ pub fn from_query(e: QueryError) -> Error {
     match e {
         QueryError::Validation(m) => coded(VALIDATION, m),
         QueryError::NotVisibleYet(m) => coded(NOT_VISIBLE_YET, m),
-        QueryError::Database(db) => internal(&db),
+        QueryError::NotProjected(why, token) => {
+            let message = match &why {
+                crate::query::consistency::NotProjected::ProjectionStopped(p) => {
+                    format!("the write {token} will not become visible: the projection {p} is stopped (a poison event); an operator must retry or skip it")
+                }
+                crate::query::consistency::NotProjected::DeadLettered(p) => {
+                    format!("the write {token} will not become visible: the projection {p} could not apply it and dead-lettered it")
+                }
+            };
+            let (reason, projection) = (why.reason(), why.projection().to_owned());
+            Error::new(message).extend_with(move |_, e| {
+                e.set("code", NOT_PROJECTED);
+                e.set("reason", reason);
+                e.set("projection", projection.clone());
+            })
+        }
+        QueryError::Unavailable(m) => unavailable_error(&m),
+        QueryError::Internal(m) => internal(&m),
     }
-}
-
-/// PostgreSQL deadlock or serialization failure: the client may retry.
-fn is_serialization_failure(text: &str) -> bool {
-    text.contains("40001")
-        || text.contains("40P01")
-        || text.contains("deadlock detected")
-        || text.contains("could not serialize")
 }

@@ -8,10 +8,12 @@
 //!
 //! This module never touches the database directly (no `entity`, no
 //! `sea_orm`): it calls [`crate::command`] and [`crate::query`].
+pub mod api;
 pub mod error;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
+pub mod shape;
 pub mod subscription;
 pub mod types;
 
@@ -43,13 +45,14 @@ pub type TwofoldSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscr
 /// Limits on every request.
 #[derive(Debug, Clone, Copy)]
 pub struct SchemaLimits {
-    pub max_depth: usize,
+    /// The document's expanded shape, including depth (see [`shape`]).
+    pub shape: shape::ShapeLimits,
     pub max_complexity: usize,
 }
 
 impl Default for SchemaLimits {
     fn default() -> Self {
-        Self { max_depth: 12, max_complexity: 5000 }
+        Self { shape: shape::ShapeLimits::default(), max_complexity: 5000 }
     }
 }
 
@@ -61,9 +64,13 @@ pub fn build(
     notices: Notices,
     limits: SchemaLimits,
 ) -> TwofoldSchema {
+    // Depth is measured by the document guard, which leaves introspection
+    // to its own rule; the guard runs before async-graphql parses anything.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
-        .limit_depth(limits.max_depth)
+        .extension(shape::DocumentGuard { limits: limits.shape })
+        .extension(api::ProgressTracker)
         .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.shape.max_directives)
         .data(notices);
     if let Some(commands) = commands {
         builder = builder.data(commands);

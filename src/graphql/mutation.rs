@@ -42,7 +42,7 @@ pub struct RenameCustomerInput {
     pub customer_id: ID,
     pub name: String,
     /// Reject with CONFLICT unless the customer is at this version.
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<i32>,
     pub command_id: Option<String>,
 }
 
@@ -50,16 +50,17 @@ pub struct RenameCustomerInput {
 pub struct AddProductInput {
     pub sku: String,
     pub title: String,
-    /// Price in integer cents, greater than 0.
-    pub price_cents: i64,
+    /// Price in integer cents, from 1 to 100,000,000 ($1,000,000.00).
+    pub price_cents: i32,
     pub command_id: Option<String>,
 }
 
 #[derive(InputObject)]
 pub struct ChangeProductPriceInput {
     pub product_id: ID,
-    pub price_cents: i64,
-    pub expected_version: Option<i64>,
+    /// The new price in integer cents, from 1 to 100,000,000.
+    pub price_cents: i32,
+    pub expected_version: Option<i32>,
     pub command_id: Option<String>,
 }
 
@@ -105,7 +106,7 @@ pub struct PlaceOrderInput {
 pub struct CancelOrderInput {
     pub order_id: ID,
     pub reason: Option<String>,
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<i32>,
     pub command_id: Option<String>,
 }
 
@@ -114,7 +115,7 @@ pub struct ShipOrderInput {
     pub order_id: ID,
     pub carrier: String,
     pub tracking_number: String,
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<i32>,
     pub command_id: Option<String>,
 }
 
@@ -131,10 +132,10 @@ fn accepted(ack: Ack) -> Accepted {
     Accepted { token: Token(ack.token) }
 }
 
-fn version(expected: Option<i64>) -> async_graphql::Result<Option<i64>> {
+fn version(expected: Option<i32>) -> async_graphql::Result<Option<i64>> {
     match expected {
         Some(v) if v < 1 => Err(validation(format!("expectedVersion must be at least 1, got {v}"))),
-        other => Ok(other),
+        other => Ok(other.map(i64::from)),
     }
 }
 
@@ -146,7 +147,37 @@ pub struct RebuildStarted {
     pub accepted: bool,
 }
 
-fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::ops::AdminService> {
+/// What an operator's action on a dead letter did.
+#[derive(SimpleObject)]
+pub struct DeadLetterResolution {
+    pub dead_letter: super::types::DeadLetter,
+    /// The projection's checkpoint afterwards.
+    pub checkpoint: Token,
+}
+
+fn resolution(done: crate::projection::dead_letters::Resolved) -> DeadLetterResolution {
+    DeadLetterResolution { dead_letter: super::types::DeadLetter(done.dead_letter), checkpoint: Token(done.checkpoint) }
+}
+
+fn dead_letter_error(e: crate::projection::dead_letters::DeadLetterError) -> async_graphql::Error {
+    use crate::projection::dead_letters::DeadLetterError;
+    match e {
+        DeadLetterError::NotFound(_) => super::error::coded(super::error::NOT_FOUND, e.to_string()),
+        DeadLetterError::AlreadyResolved { .. } | DeadLetterError::Refused(_) => {
+            super::error::coded(super::error::INVARIANT_VIOLATION, e.to_string())
+        }
+        DeadLetterError::Unavailable(m) => super::error::unavailable_error(&m),
+        DeadLetterError::Internal(m) => super::error::internal_error_of(&m),
+    }
+}
+
+fn dead_letter_id(id: &ID) -> async_graphql::Result<i64> {
+    id.as_str().parse::<i64>().map_err(|_| {
+        validation(format!("'{}' is not a dead letter id", id.as_str().chars().take(40).collect::<String>()))
+    })
+}
+
+pub(crate) fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::ops::AdminService> {
     use crate::ops::AdminAccess;
     match ctx.data_opt::<AdminAccess>().copied().unwrap_or(AdminAccess::Missing) {
         AdminAccess::Granted => Ok(ctx.data::<crate::ops::AdminService>()?.clone()),
@@ -191,7 +222,7 @@ impl MutationRoot {
     /// Adds a product to the catalog. SKUs are unique.
     async fn add_product(&self, ctx: &Context<'_>, input: AddProductInput) -> async_graphql::Result<Created> {
         let commands = ctx.data::<CommandService>()?;
-        let cmd = AddProduct { sku: input.sku, title: input.title, price_cents: input.price_cents };
+        let cmd = AddProduct { sku: input.sku, title: input.title, price_cents: i64::from(input.price_cents) };
         created(commands.add_product(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
     }
 
@@ -204,7 +235,7 @@ impl MutationRoot {
         let commands = ctx.data::<CommandService>()?;
         let cmd = ChangeProductPrice {
             product_id: uuid("productId", &input.product_id)?,
-            price_cents: input.price_cents,
+            price_cents: i64::from(input.price_cents),
             expected_version: version(input.expected_version)?,
         };
         Ok(accepted(commands.change_product_price(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?))
@@ -247,6 +278,20 @@ impl MutationRoot {
         let admin = require_admin(ctx)?;
         admin.start_rebuild(&name).map_err(validation)?;
         Ok(RebuildStarted { projection: name, accepted: true })
+    }
+
+    /// Admin: the projection, stopped at this dead letter (after the cause
+    /// was fixed), tries its event again.
+    async fn retry_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
+        let admin = require_admin(ctx)?;
+        Ok(resolution(admin.retry_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
+    }
+
+    /// Admin: the projection, stopped at this dead letter, moves past its
+    /// event (which then never shows in that view).
+    async fn skip_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
+        let admin = require_admin(ctx)?;
+        Ok(resolution(admin.skip_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
     }
 
     /// Ships a placed order. A cancelled or shipped order cannot be shipped.

@@ -26,11 +26,18 @@ async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token
     Ok(reads)
 }
 
-/// A page costs its selection once per row it may return.
+/// What a root field that runs a query costs beyond its selection: a field
+/// that hits the database must cost what it costs, so that a document of
+/// aliases cannot turn a small request into thousands of statements.
+const QUERY_COST: usize = 10;
+/// `projections` reads every checkpoint and counts the log behind each.
+const PROJECTIONS_COST: usize = 50;
+
+/// A page costs its query plus its selection once per row it may return.
 fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     let rows = first
         .map_or(crate::query::DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, crate::query::MAX_PAGE_SIZE as i32) as usize);
-    1 + rows.max(1) * child_complexity
+    QUERY_COST + rows.max(1) * child_complexity
 }
 
 fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
@@ -65,6 +72,7 @@ fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryErr
 #[Object(name = "Query")]
 impl QueryRoot {
     /// One order by id.
+    #[graphql(complexity = "QUERY_COST + child_complexity")]
     async fn order(
         &self,
         ctx: &Context<'_>,
@@ -102,6 +110,7 @@ impl QueryRoot {
     }
 
     /// One customer's dashboard.
+    #[graphql(complexity = "QUERY_COST + child_complexity")]
     async fn customer(
         &self,
         ctx: &Context<'_>,
@@ -153,6 +162,7 @@ impl QueryRoot {
     }
 
     /// Best sellers by revenue (default 10, at most 100).
+    #[graphql(complexity = "QUERY_COST + limit.unwrap_or(10).clamp(1, 100) as usize * child_complexity")]
     async fn top_products(
         &self,
         ctx: &Context<'_>,
@@ -164,6 +174,7 @@ impl QueryRoot {
     }
 
     /// Sales per UTC day from `from` to `to` inclusive (at most 366 days); days without sales are omitted.
+    #[graphql(complexity = "QUERY_COST + 31 * child_complexity")]
     async fn daily_sales(
         &self,
         ctx: &Context<'_>,
@@ -176,6 +187,7 @@ impl QueryRoot {
     }
 
     /// An order's timeline, oldest first.
+    #[graphql(complexity = "QUERY_COST + 3 * child_complexity")]
     async fn order_activity(
         &self,
         ctx: &Context<'_>,
@@ -187,15 +199,43 @@ impl QueryRoot {
         Ok(reads.order_activity(order_id).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
     }
 
-    /// Every projection's checkpoint, status and lag.
+    /// Admin: events projections could not apply, newest first (open ones
+    /// unless `includeResolved`).
+    #[graphql(complexity = "QUERY_COST + first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        projection: Option<String>,
+        #[graphql(default = false)] include_resolved: bool,
+        #[graphql(desc = "At most 500 (default 50).")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<super::types::DeadLetter>> {
+        let admin = super::mutation::require_admin(ctx)?;
+        let limit = match first {
+            None => 50,
+            Some(n) if (1..=500).contains(&n) => n as u64,
+            Some(n) => return Err(validation(format!("first must be between 1 and 500, got {n}"))),
+        };
+        let rows = admin
+            .dead_letters(projection.as_deref(), include_resolved, limit)
+            .await
+            .map_err(|e| super::error::internal_error_of(&e))?;
+        Ok(rows.into_iter().map(super::types::DeadLetter).collect())
+    }
+
+    /// Every projection's checkpoint, status and lag. Read once per request,
+    /// however many times the document asks for it.
+    #[graphql(complexity = "PROJECTIONS_COST + 5 * child_complexity")]
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
         let reads = ctx.data::<ReadModel>()?;
-        Ok(reads
-            .projections()
-            .await
-            .map_err(from_query)?
-            .into_iter()
-            .map(|s| ProjectionStatus { row: s.row, lag: s.lag })
-            .collect())
+        let states = match ctx.data_opt::<super::api::RequestCache>() {
+            Some(cache) => cache
+                .projections
+                .get_or_try_init(|| reads.projections())
+                .await
+                .map_err(|e| from_query(e.clone()))?
+                .clone(),
+            None => reads.projections().await.map_err(from_query)?,
+        };
+        Ok(states.into_iter().map(|s| ProjectionStatus { row: s.row, lag: s.lag }).collect())
     }
 }

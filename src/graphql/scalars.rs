@@ -10,6 +10,9 @@ use crate::token::LogPosition;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token(pub LogPosition);
 
+/// An opaque consistency token: the position in the event log of a
+/// command's last event. Pass it back as `consistentWith` or to
+/// `writeVisible` to read your own write.
 #[Scalar(name = "Token")]
 impl ScalarType for Token {
     fn parse(value: Value) -> InputValueResult<Self> {
@@ -22,6 +25,46 @@ impl ScalarType for Token {
     fn to_value(&self) -> Value {
         Value::String(self.0.to_string())
     }
+}
+
+/// A 64-bit integer carried as a string of decimal digits, e.g.
+/// `"6442450944"`. GraphQL's `Int` is 32-bit and a JSON number loses
+/// precision past 2^53 in JavaScript, so totals that accumulate over many
+/// events (lifetime value, revenue, daily sums, counters) use this scalar:
+/// exact in every client. Parse it with `BigInt(value)` in JavaScript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigInt(pub i64);
+
+/// A 64-bit integer as a string of decimal digits, e.g. "6442450944": exact
+/// in every client, unlike a JSON number past 2^53. Totals that accumulate
+/// over many events use it; parse it with `BigInt(value)` in JavaScript.
+#[Scalar(name = "BigInt")]
+impl ScalarType for BigInt {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(BigInt)
+                .map_err(|_| InputValueError::custom("a BigInt is a string of decimal digits, e.g. \"6442450944\"")),
+            Value::Number(n) => {
+                n.as_i64().map(BigInt).ok_or_else(|| InputValueError::custom("a BigInt must be a whole number"))
+            }
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
+/// A stored value that the domain bounds to GraphQL's 32-bit `Int`. A value
+/// outside it means the bound was broken: an internal error, never an
+/// out-of-range `Int` on the wire.
+pub fn int(what: &str, value: i64) -> async_graphql::Result<i32> {
+    i32::try_from(value)
+        .map_err(|_| super::error::internal_error_of(&format!("{what} = {value} does not fit GraphQL's Int")))
 }
 
 /// Parses a GraphQL `ID` as a UUID, naming the argument in the error.

@@ -21,13 +21,28 @@ pub struct ProjectionUpdate {
     pub rebuild_percent: Option<f64>,
 }
 
+/// Why a write is not visible.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NotVisibleReason {
+    /// The wait ended first; the write is committed and will be projected.
+    TimedOut,
+    /// A projection it waits on is stopped by a poison event: an operator must act.
+    ProjectionStopped,
+    /// A projection could not apply the write's event and dead-lettered it.
+    DeadLettered,
+}
+
 /// The answer of `writeVisible`.
 #[derive(SimpleObject)]
 pub struct WriteVisibility {
     pub token: Token,
     pub projections: Vec<String>,
-    /// False when the wait timed out (the write is committed, only not yet projected).
+    /// True once every named projection shows the write.
     pub visible: bool,
+    /// Why not, when `visible` is false.
+    pub reason: Option<NotVisibleReason>,
+    /// The projection that stopped or dead-lettered the write, for those reasons.
+    pub blocked_by: Option<String>,
 }
 
 pub struct SubscriptionRoot;
@@ -98,8 +113,19 @@ impl SubscriptionRoot {
         let wait: Duration = reads.wait_for(timeout_ms).map_err(from_query)?;
         Ok(stream::once(async move {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let visible = reads.wait_visible(&refs, token.0, wait).await.map_err(from_query)?;
-            Ok(WriteVisibility { token, projections: names, visible })
+            use crate::query::consistency::{NotProjected, Visibility};
+            let (visible, reason, blocked_by) =
+                match reads.wait_visible(&refs, token.0, wait).await.map_err(from_query)? {
+                    Visibility::Visible => (true, None, None),
+                    Visibility::Pending => (false, Some(NotVisibleReason::TimedOut), None),
+                    Visibility::NotProjected(NotProjected::ProjectionStopped(p)) => {
+                        (false, Some(NotVisibleReason::ProjectionStopped), Some(p))
+                    }
+                    Visibility::NotProjected(NotProjected::DeadLettered(p)) => {
+                        (false, Some(NotVisibleReason::DeadLettered), Some(p))
+                    }
+                };
+            Ok(WriteVisibility { token, projections: names, visible, reason, blocked_by })
         }))
     }
 }

@@ -3,7 +3,7 @@ use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::error::from_query;
-use super::scalars::Token;
+use super::scalars::{int, BigInt, Token};
 use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::query::{ActivityRow, CheckpointRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
@@ -46,12 +46,23 @@ pub struct OrderLine {
     pub sku: String,
     pub title: String,
     pub quantity: i32,
+    #[graphql(skip)]
     pub unit_price_cents: i64,
+    #[graphql(skip)]
     pub line_total_cents: i64,
 }
 
 #[ComplexObject]
 impl OrderLine {
+    /// The unit price paid, in cents (at most 100,000,000).
+    async fn unit_price_cents(&self) -> async_graphql::Result<i32> {
+        int("unitPriceCents", self.unit_price_cents)
+    }
+    /// Quantity × unit price, in cents (at most an order's total).
+    async fn line_total_cents(&self) -> async_graphql::Result<i32> {
+        int("lineTotalCents", self.line_total_cents)
+    }
+
     #[graphql(name = "productId")]
     async fn product_id_field(&self) -> ID {
         ID(self.product_id.to_string())
@@ -103,13 +114,17 @@ impl OrderSummary {
         Ok(row.map(Customer))
     }
     async fn lines(&self) -> async_graphql::Result<Vec<OrderLine>> {
-        Ok(serde_json::from_str(&self.0.lines)?)
+        serde_json::from_str(&self.0.lines).map_err(|e| {
+            super::error::internal_error_of(&format!("order {}: stored lines cannot be read: {e}", self.0.order_id))
+        })
     }
+    /// At most 100.
     async fn line_count(&self) -> i32 {
         self.0.line_count
     }
-    async fn total_cents(&self) -> i64 {
-        self.0.total_cents
+    /// The order's total in cents (at most 1,000,000,000: see the README's limits).
+    async fn total_cents(&self) -> async_graphql::Result<i32> {
+        int("totalCents", self.0.total_cents)
     }
     async fn status(&self) -> OrderStatus {
         OrderStatus::parse(&self.0.status)
@@ -143,8 +158,8 @@ impl OrderSummary {
         }
     }
     /// The order's version; pass as `expectedVersion` to guard a command.
-    async fn version(&self) -> i64 {
-        self.0.version
+    async fn version(&self) -> async_graphql::Result<i32> {
+        int("version", self.0.version)
     }
 }
 
@@ -166,29 +181,29 @@ impl Customer {
         self.0.registered_at
     }
     /// All orders ever placed.
-    async fn orders_placed(&self) -> i64 {
-        self.0.orders_placed
+    async fn orders_placed(&self) -> BigInt {
+        BigInt(self.0.orders_placed)
     }
     /// Orders placed and neither cancelled nor shipped.
-    async fn orders_open(&self) -> i64 {
-        self.0.orders_open
+    async fn orders_open(&self) -> BigInt {
+        BigInt(self.0.orders_open)
     }
-    async fn orders_cancelled(&self) -> i64 {
-        self.0.orders_cancelled
+    async fn orders_cancelled(&self) -> BigInt {
+        BigInt(self.0.orders_cancelled)
     }
-    async fn orders_shipped(&self) -> i64 {
-        self.0.orders_shipped
+    async fn orders_shipped(&self) -> BigInt {
+        BigInt(self.0.orders_shipped)
     }
-    /// Sum of the totals of orders that are not cancelled.
-    async fn lifetime_value_cents(&self) -> i64 {
-        self.0.lifetime_value_cents
+    /// Sum of the totals of orders that are not cancelled, in cents.
+    async fn lifetime_value_cents(&self) -> BigInt {
+        BigInt(self.0.lifetime_value_cents)
     }
     async fn last_order_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_order_at
     }
     /// Pass as `expectedVersion` to guard a command.
-    async fn version(&self) -> i64 {
-        self.0.version
+    async fn version(&self) -> async_graphql::Result<i32> {
+        int("version", self.0.version)
     }
 }
 
@@ -206,22 +221,23 @@ impl Product {
     async fn title(&self) -> &str {
         &self.0.title
     }
-    async fn price_cents(&self) -> i64 {
-        self.0.price_cents
+    /// The current price in cents (at most 100,000,000).
+    async fn price_cents(&self) -> async_graphql::Result<i32> {
+        int("priceCents", self.0.price_cents)
     }
     /// Units on orders that are not cancelled.
-    async fn units_sold(&self) -> i64 {
-        self.0.units_sold
+    async fn units_sold(&self) -> BigInt {
+        BigInt(self.0.units_sold)
     }
-    /// Revenue of orders that are not cancelled, at the prices paid.
-    async fn revenue_cents(&self) -> i64 {
-        self.0.revenue_cents
+    /// Revenue of orders that are not cancelled, at the prices paid, in cents.
+    async fn revenue_cents(&self) -> BigInt {
+        BigInt(self.0.revenue_cents)
     }
     async fn added_at(&self) -> DateTime<Utc> {
         self.0.added_at
     }
-    async fn version(&self) -> i64 {
-        self.0.version
+    async fn version(&self) -> async_graphql::Result<i32> {
+        int("version", self.0.version)
     }
 }
 
@@ -234,23 +250,23 @@ impl DailySales {
     async fn day(&self) -> &str {
         &self.0.day
     }
-    async fn orders_placed(&self) -> i64 {
-        self.0.orders_placed
+    async fn orders_placed(&self) -> BigInt {
+        BigInt(self.0.orders_placed)
     }
-    async fn orders_cancelled(&self) -> i64 {
-        self.0.orders_cancelled
+    async fn orders_cancelled(&self) -> BigInt {
+        BigInt(self.0.orders_cancelled)
     }
-    /// Totals of the orders placed on this day.
-    async fn gross_cents(&self) -> i64 {
-        self.0.gross_cents
+    /// Totals of the orders placed on this day, in cents.
+    async fn gross_cents(&self) -> BigInt {
+        BigInt(self.0.gross_cents)
     }
-    /// Totals of the orders cancelled on this day.
-    async fn cancelled_cents(&self) -> i64 {
-        self.0.cancelled_cents
+    /// Totals of the orders cancelled on this day, in cents.
+    async fn cancelled_cents(&self) -> BigInt {
+        BigInt(self.0.cancelled_cents)
     }
-    /// Gross minus cancellations.
-    async fn net_cents(&self) -> i64 {
-        self.0.net_cents
+    /// Gross minus cancellations, in cents.
+    async fn net_cents(&self) -> BigInt {
+        BigInt(self.0.net_cents)
     }
 }
 
@@ -263,8 +279,8 @@ impl OrderActivity {
         ID(self.0.order_id.to_string())
     }
     /// The order version this event brought the order to.
-    async fn version(&self) -> i64 {
-        self.0.stream_version
+    async fn version(&self) -> async_graphql::Result<i32> {
+        int("version", self.0.stream_version)
     }
     async fn event_type(&self) -> &str {
         &self.0.event_type
@@ -278,6 +294,43 @@ impl OrderActivity {
     /// The event's position in the log.
     async fn token(&self) -> Token {
         Token(LogPosition::new(self.0.tx_id, self.0.position))
+    }
+}
+
+/// An event a projection could not apply.
+pub struct DeadLetter(pub crate::projection::dead_letters::DeadLetter);
+
+#[Object]
+impl DeadLetter {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn projection(&self) -> &str {
+        &self.0.projection
+    }
+    /// The event's position in the log.
+    async fn token(&self) -> Token {
+        Token(LogPosition::new(self.0.event_tx_id, self.0.event_position))
+    }
+    async fn stream_id(&self) -> ID {
+        ID(self.0.stream_id.to_string())
+    }
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// Why it could not be applied.
+    async fn error(&self) -> &str {
+        &self.0.error
+    }
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.0.recorded_at
+    }
+    /// `retried` or `skipped` once an operator acted; null while open.
+    async fn resolution(&self) -> Option<&str> {
+        self.0.resolution.as_deref()
+    }
+    async fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.0.resolved_at
     }
 }
 
@@ -296,7 +349,9 @@ impl ProjectionStatus {
     async fn mode(&self) -> &str {
         &self.row.mode
     }
-    /// `running`, `stopped` or `rebuilding`.
+    /// `running`, `retrying` (failing, with back-off; see `lastError`),
+    /// `stopped` (a poison event under the `stop` policy), `rebuilding`, or
+    /// `outdated` (this instance is older than an event it met; a newer one takes over).
     async fn status(&self) -> &str {
         &self.row.status
     }
@@ -305,11 +360,15 @@ impl ProjectionStatus {
         Token(LogPosition::new(self.row.last_tx_id, self.row.last_position))
     }
     /// Committed events not yet applied.
-    async fn lag(&self) -> i64 {
-        self.lag
+    async fn lag(&self) -> BigInt {
+        BigInt(self.lag)
     }
-    async fn events_applied(&self) -> i64 {
-        self.row.events_applied
+    async fn events_applied(&self) -> BigInt {
+        BigInt(self.row.events_applied)
+    }
+    /// Consecutive failed attempts while `retrying` (0 while healthy).
+    async fn attempts(&self) -> BigInt {
+        BigInt(self.row.attempts)
     }
     async fn last_error(&self) -> Option<&str> {
         self.row.last_error.as_deref()

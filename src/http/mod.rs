@@ -11,16 +11,22 @@
 //!   answer (and which projections, if any, are stopped).
 //!
 //! Limits: request body size (413), request timeout, and, in the schema,
-//! query depth and complexity.
+//! document shape (fields, fragments, aliases, depth) and complexity.
+//!
+//! Why our own handlers rather than async-graphql-axum's `GraphQLRequest`
+//! extractor and `GraphQL` service: the GraphQL-over-HTTP spec's status
+//! codes depend on whether a request got past validation, media types must
+//! match exactly, a shed or unreachable database answers 503 with
+//! `Retry-After`, and GET must refuse mutations with 405. We keep
+//! async-graphql-axum for WebSocket protocol negotiation (`GraphQLProtocol`).
 pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::WebSocketProtocols;
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::{GraphiQLSource, WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::OperationType;
-use async_graphql::ErrorExtensions;
+use async_graphql_axum::GraphQLProtocol;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,11 +34,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::app::Services;
-use crate::graphql::error::{self, VALIDATION};
-use crate::graphql::mutation;
+use crate::graphql::api::{Api, Caller};
+use crate::graphql::error::{self, UNAVAILABLE, VALIDATION};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const REQUEST_ID: &str = "x-request-id";
@@ -55,12 +62,22 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 struct AppState {
     services: Services,
+    api: Api,
     limits: HttpLimits,
     ws_connections: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
+    shutdown: CancellationToken,
 }
 
-pub fn router(services: Services, limits: HttpLimits) -> Router {
-    let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
+impl AppState {
+    fn new(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Self {
+        let api = services.api.clone();
+        Self { services, api, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown }
+    }
+}
+
+pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
+    let state = AppState::new(services, limits, shutdown);
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -74,14 +91,20 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
         .with_state(state)
 }
 
-/// Only `/healthz` and `/readyz` (for `--role projector`).
-pub fn health_router(services: Services, limits: HttpLimits) -> Router {
-    let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
+/// Only `/healthz`, `/readyz` and `/metrics` (for `--role projector`).
+pub fn health_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
+    let state = AppState::new(services, limits, shutdown);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
+}
+
+/// Only `/metrics` (for `--metrics-bind`, a separate address).
+pub fn metrics_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
+    let state = AppState::new(services, limits, shutdown);
+    Router::new().route("/metrics", get(metrics_text)).with_state(state)
 }
 
 async fn graphiql() -> Html<String> {
@@ -97,10 +120,18 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Longest a readiness check waits for a database.
+const READY_CHECK: Duration = Duration::from_millis(800);
+
+async fn ping(db: &crate::db::Db) -> bool {
+    matches!(tokio::time::timeout(READY_CHECK, db.conn.ping()).await, Ok(Ok(())))
+}
+
+/// Ready when both databases answer within [`READY_CHECK`] (else 503);
+/// `degraded` when a projection is stopped, retrying or outdated.
 async fn readyz(State(state): State<AppState>) -> Response {
     let s = &state.services;
-    let write_ok = s.write_db.conn.ping().await.is_ok();
-    let read_ok = s.read_db.conn.ping().await.is_ok();
+    let (write_ok, read_ok) = tokio::join!(ping(&s.write_db), ping(&s.read_db));
     if !(write_ok && read_ok) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -108,48 +139,68 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    let stopped: Vec<serde_json::Value> = match s.reads.projections().await {
-        Ok(list) => list
-            .into_iter()
-            .filter(|p| p.row.status == crate::projection::runtime::STATUS_STOPPED)
-            .map(|p| json!({ "name": p.row.name, "lastError": p.row.last_error }))
-            .collect(),
-        Err(_) => Vec::new(),
+    let projections = match tokio::time::timeout(READY_CHECK, s.reads.projections()).await {
+        Ok(Ok(list)) => list,
+        _ => {
+            let body = json!({ "status": "unavailable", "writeDatabase": true, "readDatabase": true, "error": "the projection checkpoints could not be read" });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
     };
-    // A stopped projection degrades one view; the instance still serves.
-    let status = if stopped.is_empty() { "ready" } else { "degraded" };
-    Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "stoppedProjections": stopped }))
-        .into_response()
+    let troubled: Vec<serde_json::Value> = projections
+        .into_iter()
+        .filter(|p| p.row.status != crate::projection::runtime::STATUS_RUNNING && p.row.status != crate::projection::runtime::STATUS_REBUILDING)
+        .map(|p| json!({ "name": p.row.name, "status": p.row.status, "lastError": p.row.last_error, "attempts": p.row.attempts }))
+        .collect();
+    // A troubled projection degrades its views; the instance still serves.
+    let status = if troubled.is_empty() { "ready" } else { "degraded" };
+    let stopped: Vec<&serde_json::Value> =
+        troubled.iter().filter(|p| p["status"] == crate::projection::runtime::STATUS_STOPPED).collect();
+    Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped })).into_response()
 }
 
 /// Serves subscriptions on an upgraded connection (see [`ws`]).
-fn websocket(state: &AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let Some(protocol) = protocol_of(headers) else {
+/// async-graphql-axum's `GraphQLProtocol` extractor negotiates the
+/// subprotocol; the connection loop is ours (see the module docs of [`ws`]).
+async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upgrade: WebSocketUpgrade) -> Response {
+    if GraphQLProtocol::from_request_parts(parts, &()).await.is_err() {
         return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws")
             .into_response();
-    };
+    }
     let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
-        let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": "UNAVAILABLE" } }] });
+        let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": UNAVAILABLE } }] });
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
             .into_response();
     };
-    let schema = state.services.schema.clone();
-    let limits = state.limits.ws;
+    let caller = caller_of(&parts.headers);
+    let (api, limits, shutdown) = (state.api.clone(), state.limits.ws, state.shutdown.clone());
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| ws::serve(socket, schema, protocol, limits, permit))
+        .on_upgrade(move |socket| {
+            // The same choice GraphQLProtocol made: the first GraphQL subprotocol the client offered.
+            let protocol = socket
+                .protocol()
+                .and_then(|p| p.to_str().ok())
+                .and_then(|p| p.parse::<WebSocketProtocols>().ok())
+                .unwrap_or(WebSocketProtocols::GraphQLWS);
+            ws::serve(socket, api, caller, protocol, limits, shutdown, permit)
+        })
 }
 
-/// The first GraphQL subprotocol the client offers.
-fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
-    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
-    offered.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+fn caller_of(headers: &HeaderMap) -> Caller {
+    Caller {
+        request_id: headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        authorization: headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
 }
 
-async fn graphql_ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    websocket(&state, &headers, upgrade)
+async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => websocket(&state, &mut parts, upgrade).await,
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
@@ -169,7 +220,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
     // A WebSocket upgrade on /graphql serves subscriptions too.
     if parts.headers.contains_key(header::UPGRADE) {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket(&state, &parts.headers, upgrade),
+            Ok(upgrade) => websocket(&state, &mut parts, upgrade).await,
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -199,7 +250,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
 
 async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") && !content_type.starts_with("application/graphql+json") {
+    if !is_json_media_type(content_type) {
         return request_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &headers,
@@ -224,7 +275,9 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
 
 /// True when the operation the request selects is a mutation.
 fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return false };
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
     match (&document.operations, request.operation_name.as_deref()) {
         (async_graphql::parser::types::DocumentOperations::Single(op), _) => op.node.ty == OperationType::Mutation,
         (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {
@@ -236,19 +289,20 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
     }
 }
 
+/// `application/json` (or the older `application/graphql+json`), exactly,
+/// with parameters such as `charset` allowed: `application/jsonxyz` is not JSON.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case("application/graphql+json")
+}
+
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let (customers, products) = crate::graphql::request_loaders(&state.services.reads);
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let admin = state.services.admin.access(authorization);
-    let request = request
-        .data(mutation::RequestId(request_id.clone()))
-        .data(customers)
-        .data(products)
-        .data(admin)
-        .data(state.services.admin.clone());
-    let span = tracing::info_span!("graphql", request_id = %request_id);
-    let execution = tracing::Instrument::instrument(state.services.schema.execute(request), span);
+    let caller = caller_of(headers);
+    let admin = state.services.admin.access(caller.authorization.as_deref());
+    let span = tracing::info_span!("graphql", request_id = %caller.request_id);
+    let (request, progress) = state.api.prepare(request, &caller, true);
+    let request = request.data(admin).data(state.services.admin.clone());
+    let execution = tracing::Instrument::instrument(state.api.schema.execute(request), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
         Ok(response) => response,
         Err(_) => {
@@ -259,21 +313,28 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
             async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())])
         }
     };
-    // Parse and validation errors come without a code: they are the client's.
-    for e in &mut response.errors {
-        let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
-        if !has_code {
-            let extended = async_graphql::Error::new(e.message.clone()).extend_with(|_, x| x.set("code", VALIDATION));
-            e.extensions = extended.extensions;
-        }
-    }
-    let is_request_error = response.data == async_graphql::Value::Null && !response.errors.is_empty();
+    error::label_codeless(&mut response.errors);
     let graphql_response = wants_graphql_response(headers);
-    let status = if graphql_response && is_request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let unavailable = response
+        .errors
+        .iter()
+        .any(|e| e.extensions.as_ref().and_then(|x| x.get("code")) == Some(&async_graphql::Value::from(UNAVAILABLE)));
+    // GraphQL over HTTP: 4xx only for requests that fail before execution.
+    let status = if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if graphql_response && !progress.validated() && !response.errors.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let content_type = if graphql_response { GRAPHQL_RESPONSE } else { "application/json" };
     let body = match serde_json::to_vec(&response) {
         Ok(b) => b,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(e) => serde_json::to_vec(&json!({ "errors": [error::internal_error(&e)] })).unwrap_or_default(),
     };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+    let mut reply = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response();
+    if unavailable {
+        reply.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    reply
 }

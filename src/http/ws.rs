@@ -2,37 +2,62 @@
 //! `graphql-transport-ws` (the graphql-ws library, Apollo Client 3+, urql)
 //! and the legacy `graphql-ws` (subscriptions-transport-ws).
 //!
-//! async-graphql executes the operations; this module owns the connection
-//! and enforces what a production endpoint needs and the protocol specifies:
+//! Why our own connection loop rather than async-graphql's `WebSocket`
+//! stream (or async-graphql-axum's `GraphQLWebSocket`, which wraps it):
+//! that stream runs every subscription inside the one future that also
+//! reads the client's messages, so the loop that feeds it can block on it
+//! and a burst of `subscribe` messages froze the connection while holding
+//! database connections mid-query. It also answers a subscribe that fails
+//! validation with `next` instead of the `error` message graphql-transport-ws
+//! specifies, and it has no hook for credentials in `ping`. We keep
+//! async-graphql-axum's protocol negotiation (`GraphQLProtocol`, in
+//! `http::mod`) and async-graphql's executor (`execute_stream`).
 //!
-//! | situation                                   | graphql-transport-ws          | graphql-ws (legacy)            |
-//! |---------------------------------------------|-------------------------------|--------------------------------|
-//! | malformed JSON or unknown message type      | close 4400                    | close 4400                     |
-//! | `subscribe`/`start` before `connection_init`| close 4401 Unauthorized       | close 4401                     |
-//! | no `connection_init` within 10 s            | close 4408                    | close 4408                     |
-//! | second `connection_init`                    | close 4429                    | `connection_error`, close      |
-//! | an id already in use                        | close 4409 Subscriber for … exists | close 4409                |
-//! | more subscriptions than the cap             | `error` for that id           | `error` for that id            |
-//! | message larger than the limit               | close 1009                    | close 1009                     |
-//! | client does not read (slow consumer)        | close 4503 (best effort), drop | same                          |
-//! | too many connections                        | HTTP 503 before the upgrade   | same                           |
+//! The shape of a connection:
+//!
+//! - one task owns the socket. It reads client messages and handles each
+//!   one without waiting on anything that only it could make progress on:
+//!   a `subscribe` spawns the operation as its own task, a `complete`
+//!   aborts that task;
+//! - each operation task writes its messages into a bounded outbox that the
+//!   socket task drains. A slow client makes operation tasks wait, never
+//!   the socket task's reading; memory per connection is bounded by the
+//!   outbox plus one message per operation;
+//! - a client that does not take a message within the send timeout is a
+//!   slow consumer and is disconnected (4503).
+//!
+//! | situation                                   | graphql-transport-ws            | graphql-ws (legacy)        |
+//! |---------------------------------------------|---------------------------------|----------------------------|
+//! | malformed JSON or unknown message type      | close 4400                      | close 4400                 |
+//! | `subscribe`/`start` before `connection_init`| close 4401 Unauthorized         | close 4401                 |
+//! | no `connection_init` within 10 s            | close 4408                      | close 4408                 |
+//! | second `connection_init`                    | close 4429                      | close 4429                 |
+//! | an id already in use                        | close 4409 Subscriber for … exists | close 4409              |
+//! | a document that fails to parse or validate  | `error` (an array of errors)    | `error`                    |
+//! | more subscriptions than the cap             | `error` for that id             | `error` for that id        |
+//! | message larger than the limit               | close 1009                      | close 1009                 |
+//! | invalid UTF-8 in a text frame               | close 1007                      | close 1007                 |
+//! | a WebSocket protocol violation              | close 1002                      | close 1002                 |
+//! | client does not read (slow consumer)        | close 4503, drop                | same                       |
+//! | the client closes                           | its close frame is echoed       | same                       |
+//! | the server shuts down                       | close 1001 Going Away           | same                       |
+//! | too many connections                        | HTTP 503 before the upgrade     | same                       |
 //!
 //! Keep-alive: `ping` (graphql-transport-ws) or `ka` (legacy) every 15 s.
-//! Memory per connection is bounded: nothing is queued beyond one message
-//! in flight; a subscription whose notices pile up past the broadcast
-//! capacity ends with a `SLOW_CONSUMER` error instead of buffering.
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{WebSocket as GraphQLProtocolStream, WebSocketProtocols, WsMessage};
+use async_graphql::http::WebSocketProtocols;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::graphql::TwofoldSchema;
+use crate::graphql::api::{Api, Caller};
 
 /// WebSocket limits.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +69,8 @@ pub struct WsLimits {
     pub send_timeout: Duration,
     pub init_timeout: Duration,
     pub keepalive: Duration,
+    /// Messages the operations of one connection may queue for the socket.
+    pub outbox: usize,
 }
 
 impl Default for WsLimits {
@@ -55,132 +82,282 @@ impl Default for WsLimits {
             send_timeout: Duration::from_secs(10),
             init_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            outbox: 64,
         }
     }
 }
 
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 pub const CLOSE_DUPLICATE_ID: u16 = 4409;
 pub const CLOSE_TOO_MANY_INITS: u16 = 4429;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4503;
-pub const CLOSE_TOO_BIG: u16 = 1009;
 
-/// What to do with one client message.
-enum Verdict {
-    Forward,
-    Close(u16, String),
-    /// Refuse this subscription only, with an `error` message.
-    Refuse(String, String),
+/// What an operation task hands to the socket task.
+enum Outgoing {
+    /// A protocol message to send.
+    Text(String),
+    /// The operation `id` (of generation `generation`) has ended.
+    Ended { id: String, generation: u64 },
 }
 
+/// A reason to end the connection.
+struct Close(u16, String);
+
+/// The socket task's state.
 struct Connection {
     protocol: WebSocketProtocols,
+    api: Api,
+    caller: Caller,
+    limits: WsLimits,
     initialized: bool,
-    active: HashSet<String>,
-    max_subscriptions: usize,
+    /// Running operations by id, with the generation that tells a reused id apart.
+    operations: HashMap<String, (u64, AbortHandle)>,
+    generation: u64,
+    outbox: mpsc::Sender<Outgoing>,
 }
 
 impl Connection {
-    fn check(&mut self, text: &str) -> Verdict {
-        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
-            return Verdict::Close(CLOSE_BAD_REQUEST, "Invalid message received: not a JSON object".into());
+    fn legacy(&self) -> bool {
+        self.protocol == WebSocketProtocols::SubscriptionsTransportWS
+    }
+
+    /// Handles one client message; returns what to send back at once, or why to close.
+    fn handle(&mut self, text: &str) -> Result<Vec<String>, Close> {
+        let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(text) else {
+            return Err(Close(CLOSE_BAD_REQUEST, "Invalid message received: not a JSON object".into()));
         };
-        let kind = message.get("type").and_then(Value::as_str).unwrap_or("");
+        let kind = message.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
         let id = message.get("id").and_then(Value::as_str).map(str::to_owned);
-        match kind {
+        match kind.as_str() {
             "connection_init" => {
                 if self.initialized {
-                    return Verdict::Close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests".into());
+                    return Err(Close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests".into()));
                 }
                 self.initialized = true;
-                Verdict::Forward
+                let mut replies = vec![json!({ "type": "connection_ack" }).to_string()];
+                if self.legacy() {
+                    replies.push(keepalive(self.protocol));
+                }
+                Ok(replies)
             }
             "subscribe" | "start" => {
                 if !self.initialized {
-                    return Verdict::Close(CLOSE_UNAUTHORIZED, "Unauthorized: send connection_init first".into());
+                    return Err(Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
                 }
                 let Some(id) = id.filter(|id| !id.is_empty()) else {
-                    return Verdict::Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs an id".into());
+                    return Err(Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs an id".into()));
                 };
-                if message.get("payload").and_then(|p| p.get("query")).and_then(Value::as_str).is_none() {
-                    return Verdict::Close(
+                let payload = message.remove("payload").unwrap_or(Value::Null);
+                if payload.get("query").and_then(Value::as_str).is_none() {
+                    return Err(Close(
                         CLOSE_BAD_REQUEST,
                         "Invalid message received: subscribe needs payload.query".into(),
+                    ));
+                }
+                let request: async_graphql::Request = serde_json::from_value(payload).map_err(|e| {
+                    Close(CLOSE_BAD_REQUEST, format!("Invalid message received: {}", truncate(&e.to_string(), 80)))
+                })?;
+                if self.operations.contains_key(&id) {
+                    return Err(Close(
+                        CLOSE_DUPLICATE_ID,
+                        format!("Subscriber for {} already exists", truncate(&id, 60)),
+                    ));
+                }
+                if self.operations.len() >= self.limits.max_subscriptions_per_connection {
+                    let message = format!(
+                        "at most {} subscriptions per connection",
+                        self.limits.max_subscriptions_per_connection
                     );
+                    return Ok(vec![error_message(self.protocol, &id, vec![coded_error(&message, "VALIDATION")])]);
                 }
-                if self.active.contains(&id) {
-                    return Verdict::Close(CLOSE_DUPLICATE_ID, format!("Subscriber for {id} already exists"));
-                }
-                if self.active.len() >= self.max_subscriptions {
-                    return Verdict::Refuse(
-                        id,
-                        format!("at most {} subscriptions per connection", self.max_subscriptions),
-                    );
-                }
-                self.active.insert(id);
-                Verdict::Forward
+                self.generation += 1;
+                let task = tokio::spawn(run_operation(
+                    self.api.clone(),
+                    self.caller.clone(),
+                    request,
+                    id.clone(),
+                    self.generation,
+                    self.protocol,
+                    self.outbox.clone(),
+                ));
+                self.operations.insert(id, (self.generation, task.abort_handle()));
+                Ok(Vec::new())
             }
             "complete" | "stop" => {
-                if let Some(id) = id {
-                    self.active.remove(&id);
+                let Some(id) = id else { return Ok(Vec::new()) };
+                match self.operations.remove(&id) {
+                    // The legacy protocol confirms a stop with `complete`.
+                    Some((_, task)) => {
+                        task.abort();
+                        Ok(if self.legacy() {
+                            vec![json!({ "type": "complete", "id": id }).to_string()]
+                        } else {
+                            Vec::new()
+                        })
+                    }
+                    None => Ok(Vec::new()),
                 }
-                Verdict::Forward
             }
-            "ping" | "pong" | "connection_terminate" => Verdict::Forward,
-            other => Verdict::Close(
+            "ping" if !self.legacy() => {
+                let mut pong = json!({ "type": "pong" });
+                if let Some(payload) = message.remove("payload").filter(|p| !p.is_null()) {
+                    pong["payload"] = payload;
+                }
+                Ok(vec![pong.to_string()])
+            }
+            "pong" if !self.legacy() => Ok(Vec::new()),
+            "connection_terminate" if self.legacy() => Err(Close(1000, "connection terminated".into())),
+            other => Err(Close(
                 CLOSE_BAD_REQUEST,
-                format!("Invalid message received: unknown type '{}'", other.chars().take(40).collect::<String>()),
-            ),
+                format!("Invalid message received: unknown type '{}'", truncate(other, 40)),
+            )),
         }
     }
 
-    /// Notes subscriptions the server completed, freeing their ids.
-    fn observe_outgoing(&mut self, text: &str) {
-        if let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) {
-            let kind = message.get("type").and_then(Value::as_str);
-            if matches!(kind, Some("complete" | "error")) {
-                if let Some(id) = message.get("id").and_then(Value::as_str) {
-                    self.active.remove(id);
-                }
+    fn ended(&mut self, id: String, generation: u64) {
+        if self.operations.get(&id).is_some_and(|(g, _)| *g == generation) {
+            self.operations.remove(&id);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for (_, (_, task)) in self.operations.drain() {
+            task.abort();
+        }
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+fn keepalive(protocol: WebSocketProtocols) -> String {
+    match protocol {
+        WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
+        WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
+    }
+    .to_string()
+}
+
+fn coded_error(message: &str, code: &str) -> Value {
+    json!({ "message": message, "extensions": { "code": code } })
+}
+
+/// The `error` message: an array of GraphQL errors (the legacy protocol carries one object).
+fn error_message(protocol: WebSocketProtocols, id: &str, mut errors: Vec<Value>) -> String {
+    match protocol {
+        WebSocketProtocols::GraphQLWS => json!({ "type": "error", "id": id, "payload": errors }),
+        WebSocketProtocols::SubscriptionsTransportWS => {
+            json!({ "type": "error", "id": id, "payload": errors.drain(..).next().unwrap_or(Value::Null) })
+        }
+    }
+    .to_string()
+}
+
+/// Runs one operation (a subscription, or a query or mutation sent over the
+/// socket) and queues its messages. Aborted when the client completes it
+/// or the connection ends.
+async fn run_operation(
+    api: Api,
+    caller: Caller,
+    request: async_graphql::Request,
+    id: String,
+    generation: u64,
+    protocol: WebSocketProtocols,
+    outbox: mpsc::Sender<Outgoing>,
+) {
+    let is_subscription = is_subscription(&request);
+    let (request, progress) = api.prepare(request, &caller, !is_subscription);
+    let mut responses = api.schema.execute_stream(request);
+    let mut first = true;
+    let data_type = match protocol {
+        WebSocketProtocols::GraphQLWS => "next",
+        WebSocketProtocols::SubscriptionsTransportWS => "data",
+    };
+    while let Some(mut response) = responses.next().await {
+        crate::graphql::error::label_codeless(&mut response.errors);
+        if first && !progress.validated() {
+            // The document never ran: graphql-transport-ws answers with `error`, and no `complete`.
+            let errors = response.errors.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect();
+            let _ = outbox.send(Outgoing::Text(error_message(protocol, &id, errors))).await;
+            let _ = outbox.send(Outgoing::Ended { id, generation }).await;
+            return;
+        }
+        first = false;
+        let text = match serde_json::to_value(&response) {
+            Ok(payload) => json!({ "type": data_type, "id": id, "payload": payload }).to_string(),
+            Err(e) => {
+                let error = crate::graphql::error::internal_error(&e);
+                json!({ "type": data_type, "id": id, "payload": { "data": null, "errors": [error] } }).to_string()
             }
+        };
+        if outbox.send(Outgoing::Text(text)).await.is_err() {
+            return;
         }
     }
+    let _ = outbox.send(Outgoing::Text(json!({ "type": "complete", "id": id }).to_string())).await;
+    let _ = outbox.send(Outgoing::Ended { id, generation }).await;
+}
 
-    fn refusal(&self, id: &str, message: &str) -> String {
-        let error = json!({ "message": message, "extensions": { "code": "VALIDATION" } });
-        match self.protocol {
-            WebSocketProtocols::GraphQLWS => json!({ "type": "error", "id": id, "payload": [error] }),
-            WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "error", "id": id, "payload": error }),
+fn is_subscription(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Subscription,
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.iter().any(|(n, op)| n.as_str() == name && op.node.ty == OperationType::Subscription)
         }
-        .to_string()
-    }
-
-    fn keepalive(&self) -> String {
-        match self.protocol {
-            WebSocketProtocols::GraphQLWS => json!({ "type": "ping" }),
-            WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
-        }
-        .to_string()
+        (DocumentOperations::Multiple(ops), None) => ops.values().all(|op| op.node.ty == OperationType::Subscription),
     }
 }
 
-/// Sends one message; `Err(Elapsed)` when the client did not take it in time.
-async fn send_text(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    text: String,
-    timeout: Duration,
-) -> Result<Result<(), axum::Error>, tokio::time::error::Elapsed> {
-    tokio::time::timeout(timeout, sink.send(Message::Text(text.into()))).await
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Sends one message; false when the client is gone or did not take it in time.
+async fn send(sink: &mut Sink, text: String, timeout: Duration) -> Result<(), Close> {
+    match tokio::time::timeout(timeout, sink.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Close(0, String::new())),
+        Err(_) => {
+            tracing::warn!("closing a WebSocket whose client does not read (slow consumer)");
+            Err(Close(CLOSE_SLOW_CONSUMER, "slow consumer: messages were not read in time".into()))
+        }
+    }
 }
 
-async fn close(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, code: u16, reason: String) {
-    let frame = CloseFrame { code, reason: reason.chars().take(120).collect::<String>().into() };
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+async fn close(sink: &mut Sink, Close(code, reason): Close) {
+    if code != 0 {
+        let frame = CloseFrame { code, reason: truncate(&reason, 120).into() };
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
-/// Serves one upgraded connection until either side ends it.
+/// The close code for a frame-level error (RFC 6455 §7.4.1).
+fn frame_error(error: axum::Error, max_bytes: usize) -> Close {
+    use tungstenite::error::Error as WsError;
+    match error.into_inner().downcast::<WsError>() {
+        Ok(e) => match *e {
+            WsError::Capacity(_) => Close(CLOSE_TOO_BIG, format!("message larger than {max_bytes} bytes")),
+            WsError::Utf8(_) => Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8".into()),
+            WsError::Protocol(p) => Close(CLOSE_PROTOCOL_ERROR, truncate(&p.to_string(), 100)),
+            // The connection itself failed: nobody to tell.
+            _ => Close(0, String::new()),
+        },
+        Err(_) => Close(0, String::new()),
+    }
+}
+
 /// Keeps the active-subscriptions gauge in step with a connection's set.
 struct SubscriptionGauge(usize);
 
@@ -196,92 +373,80 @@ impl SubscriptionGauge {
     }
 }
 
+/// Serves one upgraded connection until either side ends it, or `shutdown`.
 pub async fn serve(
     socket: WebSocket,
-    schema: TwofoldSchema,
+    api: Api,
+    caller: Caller,
     protocol: WebSocketProtocols,
     limits: WsLimits,
+    shutdown: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
     metrics::gauge!(crate::metrics::WS_CONNECTIONS).increment(1.0);
     let (mut sink, mut source) = socket.split();
-    let (to_graphql, from_client) = mpsc::channel::<String>(8);
-    let mut graphql = GraphQLProtocolStream::new(schema, ReceiverStream::new(from_client), protocol);
+    let (outbox, mut outgoing) = mpsc::channel::<Outgoing>(limits.outbox.max(1));
     let mut conn = Connection {
         protocol,
+        api,
+        caller,
+        limits,
         initialized: false,
-        active: HashSet::new(),
-        max_subscriptions: limits.max_subscriptions_per_connection,
+        operations: HashMap::new(),
+        generation: 0,
+        outbox,
     };
     let init_deadline = tokio::time::sleep(limits.init_timeout);
     tokio::pin!(init_deadline);
     let mut subscriptions = SubscriptionGauge(0);
-    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
-    loop {
-        subscriptions.set(conn.active.len());
+    let mut keepalive_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
+    let ending: Close = loop {
+        subscriptions.set(conn.operations.len());
         tokio::select! {
+            _ = shutdown.cancelled() => break Close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect".into()),
             incoming = source.next() => match incoming {
-                Some(Ok(Message::Text(text))) => match conn.check(text.as_str()) {
-                    Verdict::Forward => {
-                        if to_graphql.send(text.as_str().to_owned()).await.is_err() {
-                            break;
+                Some(Ok(Message::Text(text))) => match conn.handle(text.as_str()) {
+                    Ok(replies) => {
+                        let mut failed = None;
+                        for reply in replies {
+                            if let Err(e) = send(&mut sink, reply, limits.send_timeout).await {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                        if let Some(e) = failed {
+                            break e;
                         }
                     }
-                    Verdict::Close(code, reason) => {
-                        close(&mut sink, code, reason).await;
-                        break;
-                    }
-                    Verdict::Refuse(id, message) => {
-                        let refusal = conn.refusal(&id, &message);
-                        if !matches!(send_text(&mut sink, refusal, limits.send_timeout).await, Ok(Ok(()))) {
-                            break;
-                        }
-                    }
+                    Err(close) => break close,
                 },
-                Some(Ok(Message::Binary(_))) => {
-                    close(&mut sink, CLOSE_BAD_REQUEST, "Invalid message received: binary frames are not GraphQL messages".into()).await;
-                    break;
-                }
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {} // WebSocket-level ping/pong: handled by the library
-                Some(Err(e)) => {
-                    let too_big = e.to_string().to_lowercase().contains("too long") || e.to_string().to_lowercase().contains("size");
-                    if too_big {
-                        close(&mut sink, CLOSE_TOO_BIG, format!("message larger than {} bytes", limits.max_message_bytes)).await;
-                    }
-                    break;
-                }
+                Some(Ok(Message::Binary(_))) => break Close(CLOSE_BAD_REQUEST, "Invalid message received: binary frames are not GraphQL messages".into()),
+                // Echo the client's close frame (RFC 6455 §5.5.1): the library
+                // queued the reply; closing the sink flushes it.
+                Some(Ok(Message::Close(_))) => break Close(0, String::new()),
+                Some(Ok(_)) => {} // WebSocket-level ping/pong: answered by the library
+                Some(Err(e)) => break frame_error(e, limits.max_message_bytes),
+                None => break Close(0, String::new()),
             },
-            outgoing = graphql.next() => match outgoing {
-                Some(WsMessage::Text(text)) => {
-                    conn.observe_outgoing(&text);
-                    match send_text(&mut sink, text, limits.send_timeout).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(_) => {
-                            tracing::warn!("closing a WebSocket whose client does not read (slow consumer)");
-                            close(&mut sink, CLOSE_SLOW_CONSUMER, "slow consumer: messages were not read in time".into()).await;
-                            break;
-                        }
+            Some(out) = outgoing.recv() => match out {
+                Outgoing::Text(text) => {
+                    if let Err(e) = send(&mut sink, text, limits.send_timeout).await {
+                        break e;
                     }
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    close(&mut sink, code, reason).await;
-                    break;
-                }
-                None => break,
+                Outgoing::Ended { id, generation } => conn.ended(id, generation),
             },
-            _ = &mut init_deadline, if !conn.initialized => {
-                close(&mut sink, CLOSE_INIT_TIMEOUT, "Connection initialisation timeout".into()).await;
-                break;
-            }
-            _ = keepalive.tick(), if conn.initialized => {
-                if !matches!(send_text(&mut sink, conn.keepalive(), limits.send_timeout).await, Ok(Ok(()))) {
-                    break;
+            _ = &mut init_deadline, if !conn.initialized => break Close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout".into()),
+            _ = keepalive_timer.tick(), if conn.initialized => {
+                if let Err(e) = send(&mut sink, keepalive(protocol), limits.send_timeout).await {
+                    break e;
                 }
             }
         }
-    }
+    };
+    drop(conn);
+    close(&mut sink, ending).await;
     subscriptions.set(0);
     metrics::gauge!(crate::metrics::WS_CONNECTIONS).decrement(1.0);
 }

@@ -43,6 +43,11 @@ pub struct Notices {
     instance_id: Arc<str>,
     updates: broadcast::Sender<ProjectionUpdated>,
     checkpoints: Arc<Mutex<HashMap<String, watch::Sender<LogPosition>>>>,
+    /// Bumped whenever some runner (on any instance) released a leadership.
+    released: Arc<watch::Sender<u64>>,
+    /// Bumped whenever a projection's status changed in a way waiters must
+    /// see at once (stopped, dead-lettered an event).
+    status: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Notices {
@@ -54,7 +59,13 @@ impl Default for Notices {
 impl Notices {
     pub fn new(capacity: usize) -> Self {
         let instance = format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
-        Self { instance_id: instance.into(), updates: broadcast::channel(capacity).0, checkpoints: Arc::default() }
+        Self {
+            instance_id: instance.into(),
+            updates: broadcast::channel(capacity).0,
+            checkpoints: Arc::default(),
+            released: Arc::new(watch::channel(0).0),
+            status: Arc::new(watch::channel(0).0),
+        }
     }
 
     pub fn instance_id(&self) -> &str {
@@ -101,6 +112,27 @@ impl Notices {
     /// The latest checkpoint known for `projection`.
     pub fn known(&self, projection: &str) -> LogPosition {
         *self.checkpoint_sender(projection).borrow()
+    }
+
+    /// A runner somewhere released the leadership of `_projection`: standbys should try now.
+    pub fn leadership_released(&self, _projection: &str) {
+        self.released.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A projection stopped or dead-lettered an event (here or, through
+    /// NOTIFY, on another instance): waiters re-check the durable state.
+    pub fn status_changed(&self) {
+        self.status.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a projection's status changed.
+    pub fn watch_status(&self) -> watch::Receiver<u64> {
+        self.status.subscribe()
+    }
+
+    /// Changes whenever a leadership is released.
+    pub fn watch_released(&self) -> watch::Receiver<u64> {
+        self.released.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ProjectionUpdated> {

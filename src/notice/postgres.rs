@@ -30,6 +30,10 @@ use crate::token::LogPosition;
 
 pub const LOG_CHANNEL: &str = "twofold_log";
 pub const PROJECTION_CHANNEL: &str = "twofold_projection";
+/// A runner released a projection's leadership (payload: its name): standbys try at once.
+pub const LEADERSHIP_CHANNEL: &str = "twofold_leadership";
+/// A projection stopped or dead-lettered an event (payload: its name).
+pub const STATUS_CHANNEL: &str = "twofold_status";
 /// Stream ids carried in one notification at most (the rest: `complete: false`).
 const MAX_STREAM_IDS: usize = 100;
 
@@ -72,9 +76,9 @@ pub fn spawn(
     let mut tasks = Vec::new();
     if read_db.is_postgres() {
         let channels: Vec<&'static str> = if write_db.same_database_as(&read_db) {
-            vec![PROJECTION_CHANNEL, LOG_CHANNEL]
+            vec![PROJECTION_CHANNEL, LEADERSHIP_CHANNEL, STATUS_CHANNEL, LOG_CHANNEL]
         } else {
-            vec![PROJECTION_CHANNEL]
+            vec![PROJECTION_CHANNEL, LEADERSHIP_CHANNEL, STATUS_CHANNEL]
         };
         tasks.push(tokio::spawn(listen(
             read_db.url.clone(),
@@ -156,12 +160,18 @@ fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sen
                 });
             }
         }
+        LEADERSHIP_CHANNEL => notices.leadership_released(payload),
+        STATUS_CHANNEL => notices.status_changed(),
         PROJECTION_CHANNEL => {
-            let Ok(notice) = serde_json::from_str::<ProjectionNotice>(payload) else { return };
+            let Ok(notice) = serde_json::from_str::<ProjectionNotice>(payload) else {
+                return;
+            };
             if notice.i == notices.instance_id() {
                 return;
             }
-            let Ok(token) = notice.t.parse::<LogPosition>() else { return };
+            let Ok(token) = notice.t.parse::<LogPosition>() else {
+                return;
+            };
             notices.publish(ProjectionUpdated {
                 projection: notice.p,
                 token,
@@ -184,7 +194,9 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let Ok(rows) = projection_checkpoint::Entity::find().all(&read_db.conn).await else { continue };
+        let Ok(rows) = projection_checkpoint::Entity::find().all(&read_db.conn).await else {
+            continue;
+        };
         for row in rows {
             let token = LogPosition::new(row.last_tx_id, row.last_position);
             // Only advances nobody announced become (stream-less) notices.

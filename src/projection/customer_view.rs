@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
 use super::sql::{array, execute, insert_rows, load_markers, pending};
-use super::{ApplyContext, ApplyError, Projection};
+use super::{checked_add, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;
@@ -70,7 +70,9 @@ impl Projection for CustomerView {
         };
         let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
         for e in events {
-            let Some(customer) = order_customer(&e.event) else { continue };
+            let Some(customer) = order_customer(&e.event) else {
+                continue;
+            };
             let at = LogPosition::new(e.tx_id, e.position);
             if !pending(markers.get(&customer), at, ctx.position_guard) {
                 continue;
@@ -78,19 +80,20 @@ impl Projection for CustomerView {
             let d = deltas.entry(customer).or_default();
             match &e.event {
                 DomainEvent::OrderPlaced(p) => {
-                    d.placed += 1;
-                    d.open += 1;
-                    d.lifetime_value += p.total_cents;
+                    d.placed = checked_add(d.placed, 1, e, "ordersPlaced")?;
+                    d.open = checked_add(d.open, 1, e, "ordersOpen")?;
+                    d.lifetime_value = checked_add(d.lifetime_value, p.total_cents, e, "lifetimeValueCents")?;
                     d.last_order_at = d.last_order_at.max(Some(e.recorded_at));
                 }
                 DomainEvent::OrderCancelled(c) => {
-                    d.open -= 1;
-                    d.cancelled += 1;
-                    d.lifetime_value -= c.total_cents;
+                    d.open = checked_add(d.open, -1, e, "ordersOpen")?;
+                    d.cancelled = checked_add(d.cancelled, 1, e, "ordersCancelled")?;
+                    let refund = c.total_cents.checked_neg().unwrap_or(i64::MIN);
+                    d.lifetime_value = checked_add(d.lifetime_value, refund, e, "lifetimeValueCents")?;
                 }
                 DomainEvent::OrderShipped(_) => {
-                    d.open -= 1;
-                    d.shipped += 1;
+                    d.open = checked_add(d.open, -1, e, "ordersOpen")?;
+                    d.shipped = checked_add(d.shipped, 1, e, "ordersShipped")?;
                 }
                 _ => {}
             }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use sea_orm::DatabaseTransaction;
 
 use super::sql::{execute, load_markers, pending};
-use super::{ApplyContext, ApplyError, Projection};
+use super::{checked_add, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;
@@ -62,15 +62,17 @@ impl Projection for DailySales {
             let d = deltas.entry(day).or_default();
             match &e.event {
                 DomainEvent::OrderPlaced(p) => {
-                    d.placed += 1;
-                    d.gross += p.total_cents;
+                    d.placed = checked_add(d.placed, 1, e, "ordersPlaced")?;
+                    d.gross = checked_add(d.gross, p.total_cents, e, "grossCents")?;
                 }
                 DomainEvent::OrderCancelled(c) => {
-                    d.cancelled += 1;
-                    d.refunds += c.total_cents;
+                    d.cancelled = checked_add(d.cancelled, 1, e, "ordersCancelled")?;
+                    d.refunds = checked_add(d.refunds, c.total_cents, e, "cancelledCents")?;
                 }
                 _ => {}
             }
+            // The net moves by gross − refunds: check that difference too.
+            checked_add(d.gross, d.refunds.checked_neg().unwrap_or(i64::MIN), e, "netCents")?;
             d.last = d.last.max(at);
         }
         for (day, d) in deltas {

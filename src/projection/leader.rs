@@ -1,26 +1,30 @@
 //! One runner per projection across instances (PostgreSQL).
 //!
 //! A runner holds a session-level advisory lock, keyed by the projection's
-//! name, on a dedicated connection for as long as it runs the projection.
-//! Standbys try to take the lock every second; when the holder dies its
-//! connection closes, PostgreSQL releases the lock, and a standby takes over
-//! within about a second. The lock decides who *should* run; the checkpoint
-//! compare-and-set in each batch (see `runtime`) is the fence that makes a
-//! runner that lost its lock unnoticed harmless: it cannot move a checkpoint
-//! it did not read, so nothing is applied twice or moved backwards.
+//! name, for as long as it runs the projection. All of a node's locks live on
+//! ONE dedicated connection ([`Locks`]), so a node costs one connection for
+//! leadership however many projections (and the exporter) it runs. When
+//! that connection dies, every lock it held is gone at once; each runner
+//! notices on its next [`Locks::hold`] (the lock generation moved) and must
+//! take its projection over again, fence and all.
+//!
+//! The lock decides who *should* run; the checkpoint compare-and-set in each
+//! batch (see `runtime`) is the fence that makes a runner that lost its lock
+//! unnoticed harmless: it cannot move a checkpoint it did not read, so
+//! nothing is applied twice or moved backwards.
+//!
+//! Hand-over: a runner that stops releases its lock and announces it
+//! (`NOTIFY twofold_leadership`); standbys wake on that notice (see
+//! `notice::postgres`) instead of waiting for their next periodic try.
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
+use tokio::sync::Mutex;
 
-/// How often a holder checks that its lock connection is still alive.
+/// How often the lock connection is checked for liveness.
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
-
-pub struct Leadership {
-    url: String,
-    key: i64,
-    conn: Option<PgConnection>,
-    checked_at: Instant,
-}
+pub use crate::notice::postgres::LEADERSHIP_CHANNEL;
 
 /// A stable 64-bit key for a projection name (FNV-1a).
 pub fn lock_key(name: &str) -> i64 {
@@ -32,58 +36,129 @@ pub fn lock_key(name: &str) -> i64 {
     hash as i64
 }
 
-/// The result of [`Leadership::hold`].
+/// The result of [`Locks::hold`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
-    /// This process just took the lock.
+    /// This runner just took the lock.
     Acquired,
-    /// This process already held it.
+    /// This runner already held it.
     Kept,
     /// Another process holds it (or the database is unreachable).
     No,
 }
 
-impl Leadership {
-    pub fn new(url: &str, projection: &str) -> Self {
-        Self { url: url.to_owned(), key: lock_key(projection), conn: None, checked_at: Instant::now() }
+/// A runner's claim on its lock: valid only in the generation it was taken in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lease {
+    generation: Option<u64>,
+}
+
+struct Inner {
+    conn: Option<PgConnection>,
+    /// Bumped whenever the lock connection is (re)opened: leases of older
+    /// generations are void.
+    generation: u64,
+    held: HashSet<i64>,
+    checked_at: Instant,
+}
+
+/// All of one node's advisory locks, on one connection.
+pub struct Locks {
+    url: String,
+    inner: Mutex<Inner>,
+}
+
+impl Locks {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            inner: Mutex::new(Inner { conn: None, generation: 0, held: HashSet::new(), checked_at: Instant::now() }),
+        }
     }
 
-    /// Keeps or tries to take the lock.
-    pub async fn hold(&mut self) -> Held {
-        if let Some(conn) = &mut self.conn {
-            if self.checked_at.elapsed() < LIVENESS_CHECK {
-                return Held::Kept;
+    /// Keeps or tries to take the lock for `name`.
+    pub async fn hold(&self, name: &str, lease: &mut Lease) -> Held {
+        let key = lock_key(name);
+        let mut inner = self.inner.lock().await;
+        if inner.conn.is_some() && inner.checked_at.elapsed() >= LIVENESS_CHECK {
+            let alive = match inner.conn.as_mut() {
+                Some(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
+                None => false,
+            };
+            if alive {
+                inner.checked_at = Instant::now();
+            } else {
+                tracing::warn!("lost the leadership connection; every projection here must be taken over again");
+                inner.conn = None;
+                inner.held.clear();
             }
-            return match sqlx::query("SELECT 1").execute(&mut *conn).await {
-                Ok(_) => {
-                    self.checked_at = Instant::now();
-                    Held::Kept
+        }
+        if inner.conn.is_some() && lease.generation == Some(inner.generation) && inner.held.contains(&key) {
+            return Held::Kept;
+        }
+        lease.generation = None;
+        if inner.conn.is_none() {
+            match PgConnection::connect(&self.url).await {
+                Ok(conn) => {
+                    inner.conn = Some(conn);
+                    inner.generation += 1;
+                    inner.checked_at = Instant::now();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "lost the projection lock connection");
-                    self.conn = None;
-                    Held::No
+                    tracing::debug!(error = %e, "leadership connection unavailable");
+                    return Held::No;
                 }
-            };
+            }
         }
-        let Ok(mut conn) = PgConnection::connect(&self.url).await else { return Held::No };
-        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(&mut conn).await
-        {
+        let generation = inner.generation;
+        let Some(conn) = inner.conn.as_mut() else {
+            return Held::No;
+        };
+        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await {
             Ok(true) => {
-                self.conn = Some(conn);
-                self.checked_at = Instant::now();
+                inner.held.insert(key);
+                lease.generation = Some(generation);
                 Held::Acquired
             }
-            _ => {
-                let _ = conn.close().await;
+            Ok(false) => Held::No,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership connection failed");
+                inner.conn = None;
+                inner.held.clear();
                 Held::No
             }
         }
     }
 
-    /// Gives the lock up (also happens when the process dies).
-    pub async fn release(&mut self) {
-        if let Some(conn) = self.conn.take() {
+    /// Gives the lock for `name` up and tells the standbys at once.
+    pub async fn release(&self, name: &str, lease: &mut Lease) {
+        let key = lock_key(name);
+        let mut inner = self.inner.lock().await;
+        if lease.generation.take() != Some(inner.generation) || !inner.held.remove(&key) {
+            return;
+        }
+        if let Some(conn) = inner.conn.as_mut() {
+            let released = sqlx::query("SELECT pg_advisory_unlock($1), pg_notify($2, $3)")
+                .bind(key)
+                .bind(LEADERSHIP_CHANNEL)
+                .bind(name)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, projection = name, "could not release leadership; closing the lock connection");
+                if let Some(conn) = inner.conn.take() {
+                    let _ = conn.close().await;
+                }
+                inner.held.clear();
+            }
+        }
+    }
+
+    /// Closes the lock connection (every lock goes with it).
+    pub async fn close(&self) {
+        let mut inner = self.inner.lock().await;
+        inner.held.clear();
+        if let Some(conn) = inner.conn.take() {
             let _ = conn.close().await;
         }
     }

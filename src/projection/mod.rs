@@ -21,6 +21,7 @@
 //! the write model or the command side.
 pub mod customer_view;
 pub mod daily_sales;
+pub mod dead_letters;
 pub mod leader;
 pub mod order_activity;
 pub mod order_summary;
@@ -46,6 +47,23 @@ pub enum ApplyError {
     /// Transient (connection lost, lock timeout…): retried with back-off.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+}
+
+/// `total + amount`, or the event is a poison event: a view's sum must
+/// never wrap around or leave the column's range.
+pub(crate) fn checked_add(total: i64, amount: i64, event: &RecordedEvent, what: &str) -> Result<i64, ApplyError> {
+    total.checked_add(amount).ok_or_else(|| ApplyError::Poison {
+        position: event.position,
+        reason: format!("{what} would leave the 64-bit integer range ({total} + {amount})"),
+    })
+}
+
+/// A line total read from an event, or the event is a poison event.
+pub(crate) fn line_total(line: &crate::domain::event::PlacedLine, event: &RecordedEvent) -> Result<i64, ApplyError> {
+    line.line_total_cents().ok_or_else(|| ApplyError::Poison {
+        position: event.position,
+        reason: format!("line {} of the order: quantity × unit price leaves the 64-bit integer range", line.line_no),
+    })
 }
 
 /// How an apply is run.

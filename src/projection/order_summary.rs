@@ -165,15 +165,17 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
         let lines: Vec<LineView> = p
             .lines
             .iter()
-            .map(|l| LineView {
-                product_id: l.product_id,
-                sku: &l.sku,
-                title: &l.title,
-                quantity: l.quantity,
-                unit_price_cents: l.unit_price_cents,
-                line_total_cents: l.line_total_cents(),
+            .map(|l| {
+                Ok(LineView {
+                    product_id: l.product_id,
+                    sku: &l.sku,
+                    title: &l.title,
+                    quantity: l.quantity,
+                    unit_price_cents: l.unit_price_cents,
+                    line_total_cents: super::line_total(l, e)?,
+                })
             })
-            .collect();
+            .collect::<Result<_, ApplyError>>()?;
         rows.insert(
             p.order_id,
             Row {

@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
 use super::sql::{array, execute, insert_rows, load_markers, pending};
-use super::{ApplyContext, ApplyError, Projection};
+use super::{checked_add, line_total, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;
@@ -27,27 +27,29 @@ struct Delta {
     last: LogPosition,
 }
 
-/// `(product, units, revenue)` an order event moves, lines of one product summed.
-fn sales(event: &DomainEvent) -> Vec<(Uuid, i64, i64)> {
+/// `(product, units, revenue)` an order event moves, lines of one product
+/// summed (with checked arithmetic: an overflow makes the event poison).
+fn sales(e: &RecordedEvent) -> Result<Vec<(Uuid, i64, i64)>, ApplyError> {
     let mut per_product: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-    match event {
+    match &e.event {
         DomainEvent::OrderPlaced(o) => {
             for l in &o.lines {
                 let entry = per_product.entry(l.product_id).or_default();
-                entry.0 += i64::from(l.quantity);
-                entry.1 += l.line_total_cents();
+                entry.0 = checked_add(entry.0, i64::from(l.quantity), e, "unitsSold")?;
+                entry.1 = checked_add(entry.1, line_total(l, e)?, e, "revenueCents")?;
             }
         }
         DomainEvent::OrderCancelled(c) => {
             for l in &c.lines {
                 let entry = per_product.entry(l.product_id).or_default();
-                entry.0 -= i64::from(l.quantity);
-                entry.1 -= l.line_total_cents;
+                entry.0 = checked_add(entry.0, -i64::from(l.quantity), e, "unitsSold")?;
+                entry.1 =
+                    checked_add(entry.1, l.line_total_cents.checked_neg().unwrap_or(i64::MIN), e, "revenueCents")?;
             }
         }
         _ => {}
     }
-    per_product.into_iter().map(|(p, (u, r))| (p, u, r)).collect()
+    Ok(per_product.into_iter().map(|(p, (u, r))| (p, u, r)).collect())
 }
 
 #[async_trait::async_trait]
@@ -73,7 +75,8 @@ impl Projection for ProductCatalog {
                 .await?;
             }
         }
-        let mut products: Vec<Uuid> = events.iter().flat_map(|e| sales(&e.event)).map(|(p, _, _)| p).collect();
+        let per_event: Vec<Vec<(Uuid, i64, i64)>> = events.iter().map(sales).collect::<Result<_, _>>()?;
+        let mut products: Vec<Uuid> = per_event.iter().flatten().map(|(p, _, _)| *p).collect();
         products.sort_unstable();
         products.dedup();
         if products.is_empty() {
@@ -85,15 +88,15 @@ impl Projection for ProductCatalog {
             Default::default()
         };
         let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        for e in events {
+        for (e, sales) in events.iter().zip(per_event) {
             let at = LogPosition::new(e.tx_id, e.position);
-            for (product, units, revenue) in sales(&e.event) {
+            for (product, units, revenue) in sales {
                 if !pending(markers.get(&product), at, ctx.position_guard) {
                     continue;
                 }
                 let d = deltas.entry(product).or_default();
-                d.units += units;
-                d.revenue += revenue;
+                d.units = checked_add(d.units, units, e, "unitsSold")?;
+                d.revenue = checked_add(d.revenue, revenue, e, "revenueCents")?;
                 d.last = d.last.max(at);
             }
         }

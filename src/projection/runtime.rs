@@ -66,6 +66,8 @@ pub enum PoisonPolicy {
 }
 
 pub const STATUS_RUNNING: &str = "running";
+/// The runner's last attempts failed (database unreachable…); it keeps retrying with back-off.
+pub const STATUS_RETRYING: &str = "retrying";
 pub const STATUS_STOPPED: &str = "stopped";
 pub const STATUS_REBUILDING: &str = "rebuilding";
 
@@ -179,6 +181,7 @@ impl Projector {
                     updated_at: Set(chrono::Utc::now()),
                     rebuild_done: Set(0),
                     rebuild_total: Set(0),
+                    attempts: Set(0),
                 };
                 // Two instances may register at once; the loser just reads the row.
                 let _ = projection_checkpoint::Entity::insert(row)
@@ -301,8 +304,43 @@ impl Projector {
                 };
                 self.dead_letter(from, bad).await
             }
+            Err(ApplyError::Database(e)) if crate::db::classify(&e).is_deterministic() => {
+                tracing::warn!(projection = self.name(), error = %e, "a batch failed deterministically; applying it event by event to find the poison event");
+                self.isolate(from, &events).await
+            }
             Err(ApplyError::Database(e)) => Err(e),
         }
+    }
+
+    /// Applies `events` one per transaction, so that the event a
+    /// deterministic database failure (a sum out of range, a constraint)
+    /// belongs to is found and dead-lettered instead of retried forever.
+    async fn isolate(&self, mut from: LogPosition, events: &[RecordedEvent]) -> Result<StepOutcome, DbErr> {
+        let mut applied = 0;
+        for e in events {
+            let to = LogPosition::new(e.tx_id, e.position);
+            let reason = match self.commit_batch(from, to, std::slice::from_ref(e), true, 1).await? {
+                Ok(StepOutcome::Applied { .. }) => {
+                    from = to;
+                    applied += 1;
+                    continue;
+                }
+                Ok(other) => return Ok(other),
+                Err(ApplyError::Poison { reason, .. }) => reason,
+                Err(ApplyError::Database(err)) if crate::db::classify(&err).is_deterministic() => err.to_string(),
+                Err(ApplyError::Database(err)) => return Err(err),
+            };
+            let bad = Undecodable {
+                position: e.position,
+                tx_id: e.tx_id,
+                stream_id: e.stream_id,
+                event_type: e.event.event_type().to_owned(),
+                error: reason,
+            };
+            return self.dead_letter(from, bad).await;
+        }
+        // Each event applied alone: the failure needed the batch as a whole.
+        Ok(StepOutcome::Applied { events: applied, checkpoint: from })
     }
 
     /// Applies `events` and moves the checkpoint from `from` to `to`, in one
@@ -416,8 +454,22 @@ impl Projector {
             event_type: Set(bad.event_type.clone()),
             error: Set(bad.error.clone()),
             recorded_at: Set(chrono::Utc::now()),
+            resolution: Set(None),
+            resolved_at: Set(None),
         };
-        dead_letter::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(&*txn).await?;
+        // An event retried by an operator that fails again reopens its dead letter.
+        let reopen = sea_orm::sea_query::OnConflict::columns([
+            dead_letter::Column::Projection,
+            dead_letter::Column::EventPosition,
+        ])
+        .update_columns([
+            dead_letter::Column::Error,
+            dead_letter::Column::RecordedAt,
+            dead_letter::Column::Resolution,
+            dead_letter::Column::ResolvedAt,
+        ])
+        .to_owned();
+        dead_letter::Entity::insert(row).on_conflict(reopen).exec_without_returning(&*txn).await?;
         let message = format!("event at position {} ({}): {}", bad.position, bad.event_type, bad.error);
         let mut update = projection_checkpoint::Entity::update_many()
             .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
@@ -425,16 +477,28 @@ impl Projector {
             .filter(projection_checkpoint::Column::Name.eq(self.name()));
         let skipped_to = LogPosition::new(bad.tx_id, bad.position);
         update = match self.policy {
-            PoisonPolicy::Stop => update.col_expr(projection_checkpoint::Column::Status, STATUS_STOPPED.into()),
+            PoisonPolicy::Stop => update
+                .col_expr(projection_checkpoint::Column::Status, STATUS_STOPPED.into())
+                .col_expr(projection_checkpoint::Column::Attempts, 0i64.into()),
             PoisonPolicy::Skip => update
                 .col_expr(projection_checkpoint::Column::LastTxId, skipped_to.tx_id.into())
                 .col_expr(projection_checkpoint::Column::LastPosition, skipped_to.position.into()),
         };
         update.exec(&*txn).await?;
+        if self.read_db.is_postgres() {
+            // Waiters on other instances re-check at once (delivered at commit).
+            let notify = super::sql::statement(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                vec![crate::notice::postgres::STATUS_CHANNEL.into(), self.name().into()],
+            );
+            sea_orm::ConnectionTrait::execute_raw(&*txn, notify).await?;
+        }
         txn.commit().await?;
         if self.policy == PoisonPolicy::Skip {
             self.notices.advance(self.name(), skipped_to);
         }
+        self.notices.status_changed();
         Ok(StepOutcome::DeadLettered { position: bad.position })
     }
 
@@ -457,41 +521,100 @@ impl Projector {
         Ok(())
     }
 
+    /// Records a failed attempt, so `projections`, `/readyz` and `/metrics`
+    /// tell the truth while the runner retries (best effort: the database
+    /// may be the thing that is failing).
+    async fn report_failure(&self, attempts: i64, error: &DbErr) {
+        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
+        let message: String = format!("retrying (attempt {attempts}): {error}").chars().take(500).collect();
+        let update = projection_checkpoint::Entity::update_many()
+            .col_expr(
+                projection_checkpoint::Column::Status,
+                sea_orm::sea_query::Expr::case(
+                    projection_checkpoint::Column::Status.eq(STATUS_RUNNING),
+                    sea_orm::sea_query::Expr::val(STATUS_RETRYING),
+                )
+                .finally(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Status))
+                .into(),
+            )
+            .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
+            .col_expr(projection_checkpoint::Column::Attempts, attempts.into())
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), update.exec(&self.read_db.conn)).await;
+    }
+
+    /// Clears the retrying state after a successful step.
+    async fn report_recovered(&self) -> Result<(), DbErr> {
+        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
+        projection_checkpoint::Entity::update_many()
+            .col_expr(projection_checkpoint::Column::Status, STATUS_RUNNING.into())
+            .col_expr(projection_checkpoint::Column::LastError, Option::<String>::None.into())
+            .col_expr(projection_checkpoint::Column::Attempts, 0i64.into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()))
+            .filter(projection_checkpoint::Column::Status.eq(STATUS_RETRYING))
+            .exec(&self.read_db.conn)
+            .await?;
+        Ok(())
+    }
+
     /// Runs until `shutdown`: step while there is work, then sleep until a
-    /// wake-up or the poll interval. Database errors back off and retry. On
-    /// PostgreSQL only the holder of the projection's advisory lock steps;
-    /// the others stand by and take over when it goes away.
+    /// wake-up or the poll interval. Database errors back off and retry
+    /// (and show as `retrying`). With `locks` (PostgreSQL) only the holder
+    /// of the projection's advisory lock steps; the others stand by and take
+    /// over when it goes away or hands over. On shutdown the runner finishes
+    /// its batch and releases its lock at once.
     pub async fn run(
         self,
         mut appended: watch::Receiver<LogPosition>,
         poll_interval: Duration,
         shutdown: CancellationToken,
+        locks: Option<Arc<super::leader::Locks>>,
     ) {
-        let mut leadership =
-            self.read_db.is_postgres().then(|| super::leader::Leadership::new(&self.read_db.url, self.name()));
+        let mut lease = super::leader::Lease::default();
+        let mut released = self.notices.watch_released();
         let mut backoff = Duration::from_millis(100);
         let mut behind_retry = Duration::from_millis(2);
+        let mut attempts: i64 = 0;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            if let Some(lead) = &mut leadership {
-                match lead.hold().await {
+            if let Some(locks) = &locks {
+                match locks.hold(self.name(), &mut lease).await {
                     super::leader::Held::Acquired => {
+                        // Run only once the take-over is recorded: a runner
+                        // that could not bump the fence releases and retries.
                         if let Err(e) = self.take_over().await {
-                            tracing::warn!(projection = self.name(), error = %e, "could not record the take-over");
+                            tracing::warn!(projection = self.name(), error = %e, "could not record the take-over; releasing and retrying");
+                            locks.release(self.name(), &mut lease).await;
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            continue;
                         }
+                        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                     super::leader::Held::Kept => {}
                     super::leader::Held::No => {
+                        released.borrow_and_update();
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
+                            _ = released.changed() => continue,
                             _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                         }
                     }
                 }
             }
             let outcome = self.step().await;
+            if outcome.is_ok() && attempts > 0 {
+                attempts = 0;
+                if let Err(e) = self.report_recovered().await {
+                    tracing::warn!(projection = self.name(), error = %e, "could not clear the retrying status");
+                }
+            }
             let pause = match outcome {
                 Ok(StepOutcome::Applied { .. } | StepOutcome::Fenced | StepOutcome::DeadLettered { .. }) => {
                     backoff = Duration::from_millis(100);
@@ -510,7 +633,9 @@ impl Projector {
                 Ok(StepOutcome::Idle) => poll_interval,
                 Ok(StepOutcome::Stopped) => poll_interval * 4,
                 Err(e) => {
-                    tracing::warn!(projection = self.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
+                    attempts += 1;
+                    tracing::warn!(projection = self.name(), error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
+                    self.report_failure(attempts, &e).await;
                     let pause = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     pause
@@ -522,8 +647,8 @@ impl Projector {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        if let Some(lead) = &mut leadership {
-            lead.release().await;
+        if let Some(locks) = &locks {
+            locks.release(self.name(), &mut lease).await;
         }
     }
 }

@@ -3,20 +3,102 @@
 //! that silently predates the client's own write.
 //!
 //! The wait subscribes to in-process checkpoint notices first and then reads
-//! the durable checkpoints once, so no advance can fall between the two.
+//! the durable checkpoints once, so no advance can fall between the two
+//! (a watch always holds the newest checkpoint this process has heard of).
 //! After that it only listens: the notices are fed by this process's
 //! projectors, by LISTEN/NOTIFY from other instances and by the periodic
-//! checkpoint poll (PostgreSQL), so a thousand waiting clients cost no
-//! database queries until one last durable check at the deadline.
+//! checkpoint poll (PostgreSQL).
+//!
+//! The durable read is shared: however many waiters arrive at once (a
+//! burst of `writeVisible` subscriptions), one query is in flight and all of
+//! them take its answer. A waiter never holds a pool connection while it
+//! waits.
+//!
+//! A wait also ends early, with a reason, when the write can never become
+//! visible without an operator: a projection it waits on is stopped before
+//! the token, or the token's event was dead-lettered.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use tokio::time::Instant;
 
-use entity::read::projection_checkpoint;
+use entity::read::{dead_letter, projection_checkpoint};
 
 use super::{QueryError, ReadModel};
 use crate::token::LogPosition;
+
+/// Why a write will not become visible without an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotProjected {
+    /// The projection is stopped (a poison event) before the token.
+    ProjectionStopped(String),
+    /// The token's event was dead-lettered by the projection.
+    DeadLettered(String),
+}
+
+impl NotProjected {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ProjectionStopped(_) => "PROJECTION_STOPPED",
+            Self::DeadLettered(_) => "DEAD_LETTERED",
+        }
+    }
+
+    pub fn projection(&self) -> &str {
+        match self {
+            Self::ProjectionStopped(p) | Self::DeadLettered(p) => p,
+        }
+    }
+}
+
+/// Where a write stands in the projections a reader waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    Visible,
+    /// Not yet: the wait timed out.
+    Pending,
+    /// Never, without an operator.
+    NotProjected(NotProjected),
+}
+
+/// The durable state of the projections: checkpoints, and the events that
+/// were dead-lettered and are not being retried.
+#[derive(Debug, Default)]
+pub struct Durable {
+    checkpoints: HashMap<String, (LogPosition, bool, bool)>,
+    dead: HashSet<(String, LogPosition)>,
+}
+
+impl Durable {
+    fn verdict(&self, projections: &[&str], token: LogPosition) -> Visibility {
+        for p in projections {
+            if self.dead.contains(&((*p).to_owned(), token)) {
+                return Visibility::NotProjected(NotProjected::DeadLettered((*p).to_owned()));
+            }
+        }
+        let reached = |p: &&str| self.checkpoints.get(*p).is_some_and(|(at, inline, _)| *inline || *at >= token);
+        if projections.iter().all(reached) {
+            return Visibility::Visible;
+        }
+        for p in projections {
+            if self.checkpoints.get(*p).is_some_and(|(at, _, stopped)| *stopped && *at < token) {
+                return Visibility::NotProjected(NotProjected::ProjectionStopped((*p).to_owned()));
+            }
+        }
+        Visibility::Pending
+    }
+}
+
+type DurableRead = Shared<BoxFuture<'static, Result<Arc<Durable>, Arc<sea_orm::DbErr>>>>;
+
+/// At most one durable read in flight; concurrent callers share it.
+#[derive(Clone, Default)]
+pub struct SharedDurableRead {
+    inflight: Arc<std::sync::Mutex<Option<DurableRead>>>,
+}
 
 impl ReadModel {
     /// Clamps a client-requested wait to the configured maximum.
@@ -28,63 +110,115 @@ impl ReadModel {
         }
     }
 
-    /// True when every named projection has reached `token` (durably).
-    /// Inline projections are visible as soon as the command committed.
-    pub async fn visible(&self, projections: &[&str], token: LogPosition) -> Result<bool, QueryError> {
-        let rows = projection_checkpoint::Entity::find()
-            .filter(projection_checkpoint::Column::Name.is_in(projections.iter().copied()))
+    async fn load_durable(&self) -> Result<Durable, sea_orm::DbErr> {
+        let rows = projection_checkpoint::Entity::find().all(self.conn()).await?;
+        let dead = dead_letter::Entity::find()
+            .select_only()
+            .columns([
+                dead_letter::Column::Projection,
+                dead_letter::Column::EventTxId,
+                dead_letter::Column::EventPosition,
+            ])
+            .filter(
+                Condition::any()
+                    .add(dead_letter::Column::Resolution.is_null())
+                    .add(dead_letter::Column::Resolution.eq("skipped")),
+            )
+            .limit(100_000)
+            .into_tuple::<(String, i64, i64)>()
             .all(self.conn())
             .await?;
-        let mut reached = 0;
-        for row in &rows {
+        let mut durable = Durable::default();
+        for row in rows {
             let at = LogPosition::new(row.last_tx_id, row.last_position);
             self.notices.advance(&row.name, at);
-            if row.mode == "inline" || at >= token {
-                reached += 1;
-            }
+            let stopped = row.status == "stopped";
+            durable.checkpoints.insert(row.name, (at, row.mode == "inline", stopped));
         }
-        Ok(reached == projections.len())
+        durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
+        Ok(durable)
     }
 
-    /// Waits up to `wait` for `projections` to reach `token`.
+    /// The durable state, read once for every caller that asks meanwhile.
+    pub async fn durable(&self) -> Result<Arc<Durable>, QueryError> {
+        let read = {
+            let mut slot = self.durable_read.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(read) => read.clone(),
+                None => {
+                    let me = self.clone();
+                    let read = async move { me.load_durable().await.map(Arc::new).map_err(Arc::new) }.boxed().shared();
+                    *slot = Some(read.clone());
+                    read
+                }
+            }
+        };
+        let result = read.clone().await;
+        let mut slot = self.durable_read.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|s| s.ptr_eq(&read)) {
+            *slot = None;
+        }
+        drop(slot);
+        result.map_err(|e| QueryError::from((*e).clone()))
+    }
+
+    /// Where `token` stands in `projections`, from the durable state.
+    pub async fn visibility(&self, projections: &[&str], token: LogPosition) -> Result<Visibility, QueryError> {
+        Ok(self.durable().await?.verdict(projections, token))
+    }
+
+    /// Waits up to `wait` for `projections` to reach `token`; ends early when
+    /// the write can never become visible without an operator.
     pub async fn wait_visible(
         &self,
         projections: &[&str],
         token: LogPosition,
         wait: Duration,
-    ) -> Result<bool, QueryError> {
+    ) -> Result<Visibility, QueryError> {
         let mut watches: Vec<_> = projections.iter().map(|p| self.notices.watch_checkpoint(p)).collect();
+        let mut status = self.notices.watch_status();
         let deadline = Instant::now() + wait;
         // Subscribed first; now the durable truth (this also seeds the watches).
-        if self.visible(projections, token).await? {
-            return Ok(true);
+        status.borrow_and_update();
+        match self.visibility(projections, token).await? {
+            Visibility::Pending => {}
+            other => return Ok(other),
         }
         loop {
             if watches.iter_mut().all(|w| *w.borrow_and_update() >= token) {
-                return Ok(true);
+                return Ok(Visibility::Visible);
             }
             let now = Instant::now();
             if now >= deadline {
                 // A last look at the database, in case a notice went missing.
-                return self.visible(projections, token).await;
+                return self.visibility(projections, token).await;
             }
             let changed = futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            let _ = tokio::time::timeout(deadline - now, changed).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = changed => {}
+                // A projection stopped or dead-lettered something: look again.
+                Ok(()) = status.changed() => match self.visibility(projections, token).await? {
+                    Visibility::Pending => {}
+                    other => return Ok(other),
+                },
+            }
         }
     }
 
-    /// Waits for `token` when given; `NOT_VISIBLE_YET` if it is not reached in time.
+    /// Waits for `token` when given; `NOT_VISIBLE_YET` if it is not reached
+    /// in time, `NOT_PROJECTED` if it never will be without an operator.
     pub async fn ensure_visible(&self, projections: &[&str], token: Option<LogPosition>) -> Result<(), QueryError> {
         let Some(token) = token else { return Ok(()) };
         let wait = self.consistency.default_wait;
-        if self.wait_visible(projections, token, wait).await? {
-            Ok(())
-        } else {
-            Err(QueryError::NotVisibleYet(format!(
+        match self.wait_visible(projections, token, wait).await? {
+            Visibility::Visible => Ok(()),
+            Visibility::Pending => Err(QueryError::NotVisibleYet(format!(
                 "the write {token} is not yet visible in {} after {} ms; retry, or subscribe to writeVisible",
                 projections.join(", "),
                 wait.as_millis()
-            )))
+            ))),
+            Visibility::NotProjected(why) => Err(QueryError::NotProjected(why, token)),
         }
     }
 }

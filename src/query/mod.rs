@@ -29,15 +29,31 @@ pub use entity::read::projection_checkpoint::Model as CheckpointRow;
 pub const MAX_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryError {
     #[error("{0}")]
     Validation(String),
     /// The projections did not reach the token within the wait.
     #[error("{0}")]
     NotVisibleYet(String),
+    /// The write will not become visible without an operator.
+    #[error("the write {1} will not become visible in {projection}: {reason}", projection = .0.projection(), reason = .0.reason())]
+    NotProjected(consistency::NotProjected, crate::token::LogPosition),
+    /// The read database is unreachable, or no connection was free in time.
+    #[error("read database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything unexpected (logged with an incident id at the API boundary).
     #[error("database error: {0}")]
-    Database(#[from] DbErr),
+    Internal(String),
+}
+
+impl From<DbErr> for QueryError {
+    fn from(e: DbErr) -> Self {
+        match crate::db::classify(&e) {
+            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 /// How long `consistentWith` waits.
@@ -64,11 +80,13 @@ pub struct ReadModel {
     pub events_db: Db,
     pub notices: Notices,
     pub consistency: ConsistencySettings,
+    /// The one durable checkpoint read in flight, shared by concurrent waiters.
+    durable_read: consistency::SharedDurableRead,
 }
 
 impl ReadModel {
     pub fn new(db: Db, events_db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
-        Self { db, events_db, notices, consistency, statements: Default::default() }
+        Self { db, events_db, notices, consistency, statements: Default::default(), durable_read: Default::default() }
     }
 
     /// The read connection, counting one statement.

@@ -7,6 +7,7 @@ use super::{CheckpointRow, QueryError, ReadModel};
 use crate::token::LogPosition;
 
 /// A projection's checkpoint row and how far behind the log it is.
+#[derive(Debug, Clone)]
 pub struct ProjectionState {
     pub row: CheckpointRow,
     pub lag: i64,

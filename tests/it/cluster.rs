@@ -83,7 +83,9 @@ async fn owners(db: &sea_orm::DatabaseConnection) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_on_one_instance_is_announced_on_the_other_and_a_dead_runner_is_replaced() {
-    let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
     let a = Instance::start(&database.url).await;
     let b = Instance::start(&database.url).await;
     let db = sea_orm::Database::connect(&database.url).await.expect("connect");

@@ -45,8 +45,8 @@ on_both_backends!(concurrent_orders_for_one_customer_all_land, |app| async {
             json!({ "id": seed.customer }),
         )
         .await;
-    assert_eq!(d["customer"]["ordersPlaced"], 16);
-    assert_eq!(d["customer"]["lifetimeValueCents"], 16 * 1200);
+    assert_eq!(big(&d["customer"]["ordersPlaced"]), 16);
+    assert_eq!(big(&d["customer"]["lifetimeValueCents"]), 16 * 1200);
 });
 
 on_both_backends!(concurrent_renames_keep_every_version_once, |app| async {

@@ -34,7 +34,9 @@ macro_rules! on_both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
+                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else {
+                    return;
+                };
                 $body.await;
                 $app.stop().await;
             }
@@ -79,7 +81,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some(admin_url) = self.admin_url.clone() else { return };
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop runs outside any runtime guarantee: use a thread with its own.
         let _ = std::thread::spawn(move || {
@@ -290,7 +294,7 @@ impl TestApp {
                 .as_array()
                 .expect("list")
                 .iter()
-                .any(|p| p["lag"].as_i64() != Some(0));
+                .any(|p| p["lag"] != "0");
             if !lagging {
                 return;
             }
@@ -316,6 +320,11 @@ pub fn s(v: &Value) -> String {
 
 pub fn short() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// A `BigInt` (a decimal string on the wire) as a number.
+pub fn big(v: &Value) -> i64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("expected a BigInt string, got {v}"))
 }
 
 /// The `extensions.code` of the first error.

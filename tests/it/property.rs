@@ -144,7 +144,7 @@ fn fold(events: &[twofold::domain::event::RecordedEvent]) -> Expected {
                 for l in &o.lines {
                     let p = x.products.get_mut(&l.product_id.to_string()).expect("product");
                     p.1 += i64::from(l.quantity);
-                    p.2 += l.line_total_cents();
+                    p.2 += l.line_total_cents().expect("a valid line");
                 }
                 let d = x.days.entry(day).or_default();
                 d.0 += 1;
@@ -236,7 +236,9 @@ fn actual(views: &BTreeMap<&'static str, Vec<Value>>) -> Expected {
 }
 
 async fn check(backend: Backend, ops: Vec<Op>) {
-    let Some(app) = TestApp::spawn_with(backend, |_| {}).await else { return };
+    let Some(app) = TestApp::spawn_with(backend, |_| {}).await else {
+        return;
+    };
     run_ops(&app, &ops).await;
     app.settle().await;
     let events = all_events(&app).await;

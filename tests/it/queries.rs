@@ -92,14 +92,14 @@ on_both_backends!(every_query_field_answers_from_the_read_views, |app| async {
         .await;
     assert_eq!(d["order"]["totalCents"], 900);
     assert_eq!(d["orders"]["edges"].as_array().expect("edges").len(), 1);
-    assert_eq!(d["customer"]["ordersOpen"], 1);
+    assert_eq!(big(&d["customer"]["ordersOpen"]), 1);
     assert!(d["customer"]["lastOrderAt"].is_string());
     assert_eq!(d["customers"]["edges"].as_array().expect("edges").len(), 1);
     assert_eq!(d["products"]["edges"][0]["node"]["title"], "Green tea");
-    assert_eq!(d["products"]["edges"][0]["node"]["unitsSold"], 2);
+    assert_eq!(big(&d["products"]["edges"][0]["node"]["unitsSold"]), 2);
     assert_eq!(d["topProducts"][0]["title"], "Green tea");
-    assert_eq!(d["dailySales"][0]["ordersPlaced"], 1);
-    assert_eq!(d["dailySales"][0]["netCents"], 900);
+    assert_eq!(big(&d["dailySales"][0]["ordersPlaced"]), 1);
+    assert_eq!(big(&d["dailySales"][0]["netCents"]), 900);
     assert_eq!(d["orderActivity"][0]["eventType"], "OrderPlaced");
     assert_eq!(d["projections"].as_array().expect("list").len(), 5);
     // Search matches titles case-insensitively and treats % and _ literally.

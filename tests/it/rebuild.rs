@@ -161,6 +161,6 @@ on_both_backends!(a_log_with_v1_and_v2_order_events_rebuilds_to_the_right_views,
     assert_eq!(d["a"]["channel"], "MOBILE");
     assert_eq!(d["b"]["channel"], "UNKNOWN", "v1 is upcast with the default");
     assert_eq!(d["b"]["lines"][0]["title"], "Lemon cake");
-    assert_eq!(d["customer"]["ordersPlaced"], 2);
-    assert_eq!(d["customer"]["lifetimeValueCents"], 900 + 1200);
+    assert_eq!(big(&d["customer"]["ordersPlaced"]), 2);
+    assert_eq!(big(&d["customer"]["lifetimeValueCents"]), 900 + 1200);
 });

@@ -116,9 +116,13 @@ impl WsClient {
                 Event::Message(m) if m["id"] == id && (m["type"] == "next" || m["type"] == "data") => {
                     return m["payload"].clone()
                 }
-                Event::Message(m) if m["id"] == id && m["type"] == "error" => panic!("subscription error: {m}"),
+                Event::Message(m) if m["id"] == id && m["type"] == "error" => {
+                    panic!("subscription error: {m}")
+                }
                 Event::Message(_) => continue,
-                Event::Closed(code, reason) => panic!("closed ({code:?}: {reason}) while waiting for data"),
+                Event::Closed(code, reason) => {
+                    panic!("closed ({code:?}: {reason}) while waiting for data")
+                }
             }
         }
     }

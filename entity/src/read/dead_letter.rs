@@ -14,6 +14,9 @@ pub struct Model {
     pub event_type: String,
     pub error: String,
     pub recorded_at: ChronoDateTimeUtc,
+    /// What an operator did with it: `retried` or `skipped`; `None` while open.
+    pub resolution: Option<String>,
+    pub resolved_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,7 +9,7 @@ pub struct Model {
     pub name: String,
     /// `async` or `inline`.
     pub mode: String,
-    /// `running`, `stopped` or `rebuilding`.
+    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated`.
     pub status: String,
     /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
     pub last_tx_id: i64,
@@ -24,6 +24,8 @@ pub struct Model {
     /// While `rebuilding`: events replayed so far, and the log's size when the rebuild began.
     pub rebuild_done: i64,
     pub rebuild_total: i64,
+    /// Consecutive failed attempts of the runner (0 while healthy).
+    pub attempts: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,350 @@
+//! Bounds on a document's shape, checked before validation and execution.
+//!
+//! async-graphql's own depth, complexity and directive checks walk fragment
+//! spreads by expanding them, so a few hundred bytes of nested fragments
+//! (`{ ...F0 } fragment F0 on Query { ...F1 ...F1 } …`) make them, and the
+//! validation and execution after them, do 2^N work. This guard measures
+//! the document with each fragment summarized once (memoized), so its own
+//! cost is linear in the document's size, and refuses any document whose
+//! *expanded* shape passes a limit:
+//!
+//! - fields after expanding every fragment (`__typename` included);
+//! - fragment spreads after expansion;
+//! - aliases after expansion (each alias can re-run a resolver);
+//! - depth, with introspection (`__schema`, `__type`) measured by its own,
+//!   more generous rule: GraphiQL's introspection query nests `ofType`
+//!   eight levels deep, which is not what a depth limit is meant to stop;
+//! - directives on one selection.
+//!
+//! It also refuses NUL characters anywhere in the request (query text or
+//! variables): PostgreSQL cannot store them in text, so they would
+//! otherwise surface as internal errors deep in a command or query.
+//!
+//! Only after these checks pass does async-graphql see the document (the
+//! parsed document is handed over, so it is parsed once).
+use std::collections::HashMap;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Pos, Positioned, Request, ServerError, ServerResult, Value};
+
+/// The limits on a document's expanded shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeLimits {
+    /// Fields after expanding fragments.
+    pub max_fields: u64,
+    /// Fragment spreads after expanding fragments.
+    pub max_spreads: u64,
+    /// Aliases after expanding fragments.
+    pub max_aliases: u64,
+    /// Nesting of fields outside introspection.
+    pub max_depth: u64,
+    /// Nesting of fields inside `__schema` / `__type`.
+    pub max_introspection_depth: u64,
+    /// Directives on one field, spread or inline fragment.
+    pub max_directives: usize,
+}
+
+impl Default for ShapeLimits {
+    fn default() -> Self {
+        Self {
+            max_fields: 2_000,
+            max_spreads: 1_000,
+            max_aliases: 100,
+            max_depth: 12,
+            max_introspection_depth: 24,
+            max_directives: 8,
+        }
+    }
+}
+
+/// What one selection set (or fragment) expands to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shape {
+    fields: u64,
+    spreads: u64,
+    aliases: u64,
+    depth: u64,
+    introspection_depth: u64,
+}
+
+impl Shape {
+    fn add(&mut self, other: Shape) {
+        self.fields = self.fields.saturating_add(other.fields);
+        self.spreads = self.spreads.saturating_add(other.spreads);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.depth = self.depth.max(other.depth);
+        self.introspection_depth = self.introspection_depth.max(other.introspection_depth);
+    }
+}
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeError {
+    pub message: String,
+    pub pos: Option<Pos>,
+}
+
+struct Measure<'a> {
+    doc: &'a ExecutableDocument,
+    limits: ShapeLimits,
+    /// Fragments already summarized (`None`: being summarized, i.e. a cycle).
+    fragments: HashMap<&'a str, Option<Shape>>,
+}
+
+impl<'a> Measure<'a> {
+    fn set(&mut self, set: &'a Positioned<SelectionSet>) -> Result<Shape, ShapeError> {
+        let mut shape = Shape::default();
+        for item in &set.node.items {
+            let directives = item.node.directives();
+            if directives.len() > self.limits.max_directives {
+                return Err(ShapeError {
+                    message: format!(
+                        "a selection carries {} directives; at most {} are allowed",
+                        directives.len(),
+                        self.limits.max_directives
+                    ),
+                    pos: Some(item.pos),
+                });
+            }
+            match &item.node {
+                Selection::Field(field) => {
+                    let name = field.node.name.node.as_str();
+                    let child = self.set(&field.node.selection_set)?;
+                    let mut own =
+                        Shape { fields: 1, aliases: u64::from(field.node.alias.is_some()), ..Shape::default() };
+                    own.fields = own.fields.saturating_add(child.fields);
+                    own.spreads = child.spreads;
+                    own.aliases = own.aliases.saturating_add(child.aliases);
+                    // `depth`: the longest path without an introspection
+                    // field; `introspection_depth`: the longest path with one.
+                    if name == "__schema" || name == "__type" {
+                        own.introspection_depth = 1 + child.depth.max(child.introspection_depth);
+                    } else {
+                        own.depth = 1 + child.depth;
+                        own.introspection_depth =
+                            if child.introspection_depth > 0 { 1 + child.introspection_depth } else { 0 };
+                    }
+                    shape.add(own);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    let mut fragment = self.fragment(name, spread.pos)?;
+                    fragment.spreads = fragment.spreads.saturating_add(1);
+                    shape.add(fragment);
+                }
+                Selection::InlineFragment(inline) => {
+                    let inner = self.set(&inline.node.selection_set)?;
+                    shape.add(inner);
+                }
+            }
+            self.check_counts(&shape, item.pos)?;
+        }
+        Ok(shape)
+    }
+
+    fn fragment(&mut self, name: &str, pos: Pos) -> Result<Shape, ShapeError> {
+        if let Some(known) = self.fragments.get(name) {
+            return known.ok_or_else(|| ShapeError {
+                message: format!("fragment {name} spreads itself (a cycle)"),
+                pos: Some(pos),
+            });
+        }
+        // An unknown fragment is validation's business; it expands to nothing here.
+        let Some((key, definition)) = self.doc.fragments.get_key_value(name) else {
+            return Ok(Shape::default());
+        };
+        self.fragments.insert(key.as_str(), None);
+        let shape = self.set(&definition.node.selection_set)?;
+        self.fragments.insert(key.as_str(), Some(shape));
+        Ok(shape)
+    }
+
+    /// Counts are checked as they grow, so a huge document stops early.
+    fn check_counts(&self, shape: &Shape, pos: Pos) -> Result<(), ShapeError> {
+        let l = &self.limits;
+        let refuse = |message: String| Err(ShapeError { message, pos: Some(pos) });
+        if shape.fields > l.max_fields {
+            return refuse(format!(
+                "the document selects more than {} fields once its fragments are expanded",
+                l.max_fields
+            ));
+        }
+        if shape.spreads > l.max_spreads {
+            return refuse(format!("the document spreads fragments more than {} times once expanded", l.max_spreads));
+        }
+        if shape.aliases > l.max_aliases {
+            return refuse(format!(
+                "the document uses more than {} aliases once its fragments are expanded",
+                l.max_aliases
+            ));
+        }
+        Ok(())
+    }
+
+    /// Depth is checked per operation: only there is it known which
+    /// nesting is introspection's.
+    fn check_depth(&self, shape: &Shape, pos: Pos) -> Result<(), ShapeError> {
+        let l = &self.limits;
+        let refuse = |message: String| Err(ShapeError { message, pos: Some(pos) });
+        if shape.depth > l.max_depth {
+            return refuse(format!("the document is nested too deep: fields nest more than {} levels", l.max_depth));
+        }
+        if shape.introspection_depth > l.max_introspection_depth {
+            return refuse(format!(
+                "the introspection query is nested too deep: more than {} levels",
+                l.max_introspection_depth
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Measures every operation of `doc` (and the fragments they use) against `limits`.
+pub fn check_document(doc: &ExecutableDocument, limits: ShapeLimits) -> Result<(), ShapeError> {
+    let mut measure = Measure { doc, limits, fragments: HashMap::new() };
+    let operations: Vec<_> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(ops) => ops.values().collect(),
+    };
+    for op in operations {
+        if op.node.directives.len() > limits.max_directives {
+            return Err(ShapeError {
+                message: format!("an operation carries more than {} directives", limits.max_directives),
+                pos: Some(op.pos),
+            });
+        }
+        let shape = measure.set(&op.node.selection_set)?;
+        measure.check_depth(&shape, op.pos)?;
+    }
+    // Fragments no operation uses are still measured: they are parsed and
+    // validated too, and an unused cycle must not slip through.
+    for (name, definition) in &doc.fragments {
+        measure.fragment(name.as_str(), definition.pos)?;
+    }
+    Ok(())
+}
+
+/// True when `value` holds a NUL character in any string or object key.
+pub fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::List(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.as_str().contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The extension that applies [`check_document`] and the NUL rule to every
+/// request, over HTTP and WebSocket alike, before async-graphql parses it.
+pub struct DocumentGuard {
+    pub limits: ShapeLimits,
+}
+
+impl ExtensionFactory for DocumentGuard {
+    fn create(&self) -> std::sync::Arc<dyn Extension> {
+        std::sync::Arc::new(DocumentGuardExtension { limits: self.limits })
+    }
+}
+
+struct DocumentGuardExtension {
+    limits: ShapeLimits,
+}
+
+#[async_trait::async_trait]
+impl Extension for DocumentGuardExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if request.query.contains('\0')
+            || request.variables.iter().any(|(name, value)| name.contains('\0') || has_nul(value))
+        {
+            return Err(ServerError::new("strings must not contain the NUL character (U+0000)", None));
+        }
+        // A syntax error is left to async-graphql, which reports it with its position.
+        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+            check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+            request.set_parsed_query(document);
+        }
+        next.run(ctx, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(query: &str) -> Result<(), ShapeError> {
+        check_document(&async_graphql::parser::parse_query(query).expect("parses"), ShapeLimits::default())
+    }
+
+    fn bomb(levels: usize) -> String {
+        let mut q = String::from("{ ...F0 }");
+        for i in 0..levels {
+            q.push_str(&format!(" fragment F{i} on Query {{ ...F{n} ...F{n} }}", n = i + 1));
+        }
+        q.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+        q
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_refused_in_linear_time() {
+        let started = std::time::Instant::now();
+        let err = check(&bomb(60)).expect_err("2^60 fields");
+        assert!(err.message.contains("fields") || err.message.contains("spreads"), "{}", err.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_small_fan_out_passes() {
+        check(&bomb(5)).expect("32 fields");
+    }
+
+    #[test]
+    fn the_fragment_count_is_bounded_after_expansion() {
+        // 2^11 spreads but only 2^10 fields: the spread limit alone refuses it.
+        let err = check(&bomb(10)).expect_err("2046 spreads");
+        assert!(err.message.contains("spreads"), "{}", err.message);
+    }
+
+    #[test]
+    fn aliases_are_counted_after_expansion() {
+        let aliases: String = (0..60).map(|i| format!("a{i}: __typename ")).collect();
+        let q = format!("{{ ...A ...A }} fragment A on Query {{ {aliases} }}");
+        assert!(check(&q).expect_err("120 aliases").message.contains("aliases"));
+    }
+
+    #[test]
+    fn cycles_are_refused_not_followed() {
+        assert!(check("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }")
+            .expect_err("cycle")
+            .message
+            .contains("cycle"));
+        assert!(check("{ __typename } fragment A on Query { ...A }").is_err(), "an unused cycle too");
+    }
+
+    #[test]
+    fn introspection_has_its_own_depth() {
+        let mut of_type = String::from("name");
+        for _ in 0..10 {
+            of_type = format!("kind ofType {{ {of_type} }}");
+        }
+        let q = format!("{{ __schema {{ types {{ fields {{ type {{ {of_type} }} }} }} }} }}");
+        check(&q).expect("introspection 14 deep passes");
+        let mut deep = String::from("__typename");
+        for _ in 0..13 {
+            deep = format!("orders {{ {deep} }}");
+        }
+        assert!(check(&format!("{{ {deep} }}")).expect_err("too deep").message.contains("nested too deep"));
+    }
+
+    #[test]
+    fn nul_is_found_anywhere_in_variables() {
+        let v = Value::from_json(serde_json::json!({ "a": [1, { "b": "x\u{0}" }] })).expect("value");
+        assert!(has_nul(&v));
+        assert!(!has_nul(&Value::from_json(serde_json::json!({ "a": "ok" })).expect("value")));
+    }
+}
