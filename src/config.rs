@@ -50,8 +50,6 @@ pub enum Command {
 pub struct DeadLettersArgs {
     #[command(subcommand)]
     pub action: DeadLetterAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -64,11 +62,29 @@ pub enum DeadLetterAction {
         /// Include retried and skipped ones.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// The projection, stopped at this dead letter, tries the event again.
-    Retry { id: i64 },
+    Retry {
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// The projection, stopped at this dead letter, moves past the event.
-    Skip { id: i64 },
+    Skip {
+        id: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+impl DeadLetterAction {
+    pub fn database(&self) -> &DatabaseArgs {
+        match self {
+            Self::List { database, .. } | Self::Retry { database, .. } | Self::Skip { database, .. } => database,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

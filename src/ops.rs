@@ -138,13 +138,14 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
 /// `twofold dead-letters list|retry|skip`.
 pub async fn dead_letters_command(args: &crate::config::DeadLettersArgs) -> Result<(), StartError> {
     use crate::config::DeadLetterAction;
-    let read_url = args.database.read_database_url.as_deref().unwrap_or(&args.database.database_url);
-    crate::app::migrate(&args.database.database_url, args.database.read_database_url.as_deref()).await?;
+    let database = args.action.database();
+    let read_url = database.read_database_url.as_deref().unwrap_or(&database.database_url);
+    crate::app::migrate(&database.database_url, database.read_database_url.as_deref()).await?;
     let db = Db::connect(read_url, 2).await?;
     let notices = crate::notice::Notices::default();
     let fail = |e: dead_letters::DeadLetterError| StartError::Config(e.to_string());
     match &args.action {
-        DeadLetterAction::List { projection, all } => {
+        DeadLetterAction::List { projection, all, .. } => {
             let rows =
                 dead_letters::list(&db, projection.as_deref(), *all, 1000).await.map_err(StartError::Database)?;
             println!("{:>6} {:<16} {:>16} {:<20} {:<10} error", "id", "projection", "event", "type", "status");
@@ -157,11 +158,11 @@ pub async fn dead_letters_command(args: &crate::config::DeadLettersArgs) -> Resu
                 );
             }
         }
-        DeadLetterAction::Retry { id } => {
+        DeadLetterAction::Retry { id, .. } => {
             let done = dead_letters::retry(&db, &notices, *id).await.map_err(fail)?;
             println!("dead letter {id}: retried; {} resumes from {}", done.dead_letter.projection, done.checkpoint);
         }
-        DeadLetterAction::Skip { id } => {
+        DeadLetterAction::Skip { id, .. } => {
             let done = dead_letters::skip(&db, &notices, *id).await.map_err(fail)?;
             println!("dead letter {id}: skipped; {} goes on from {}", done.dead_letter.projection, done.checkpoint);
         }

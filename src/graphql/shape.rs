@@ -97,6 +97,14 @@ impl<'a> Measure<'a> {
         let mut shape = Shape::default();
         for item in &set.node.items {
             let directives = item.node.directives();
+            let directive_args = directives.iter().flat_map(|d| d.node.arguments.iter());
+            let field_args = match &item.node {
+                Selection::Field(field) => Some(field.node.arguments.iter()),
+                _ => None,
+            };
+            if directive_args.chain(field_args.into_iter().flatten()).any(|(_, value)| literal_has_nul(&value.node)) {
+                return Err(nul_error(item.pos));
+            }
             if directives.len() > self.limits.max_directives {
                 return Err(ShapeError {
                     message: format!(
@@ -208,6 +216,10 @@ pub fn check_document(doc: &ExecutableDocument, limits: ShapeLimits) -> Result<(
         DocumentOperations::Multiple(ops) => ops.values().collect(),
     };
     for op in operations {
+        if op.node.variable_definitions.iter().any(|v| v.node.default_value.as_ref().is_some_and(|d| has_nul(&d.node)))
+        {
+            return Err(nul_error(op.pos));
+        }
         if op.node.directives.len() > limits.max_directives {
             return Err(ShapeError {
                 message: format!("an operation carries more than {} directives", limits.max_directives),
@@ -223,6 +235,22 @@ pub fn check_document(doc: &ExecutableDocument, limits: ShapeLimits) -> Result<(
         measure.fragment(name.as_str(), definition.pos)?;
     }
     Ok(())
+}
+
+/// True when a literal in the document holds a NUL character (the parser
+/// turns `"\u0000"` into one).
+fn literal_has_nul(value: &async_graphql_value::Value) -> bool {
+    use async_graphql_value::Value as Literal;
+    match value {
+        Literal::String(s) => s.contains('\0'),
+        Literal::List(items) => items.iter().any(literal_has_nul),
+        Literal::Object(map) => map.iter().any(|(k, v)| k.as_str().contains('\0') || literal_has_nul(v)),
+        _ => false,
+    }
+}
+
+fn nul_error(pos: Pos) -> ShapeError {
+    ShapeError { message: "strings must not contain the NUL character (U+0000)".into(), pos: Some(pos) }
 }
 
 /// True when `value` holds a NUL character in any string or object key.
@@ -339,6 +367,16 @@ mod tests {
             deep = format!("orders {{ {deep} }}");
         }
         assert!(check(&format!("{{ {deep} }}")).expect_err("too deep").message.contains("nested too deep"));
+    }
+
+    #[test]
+    fn nul_in_a_literal_is_refused() {
+        assert!(check(r#"{ products(search: "a\u0000") { edges { cursor } } }"#)
+            .expect_err("NUL")
+            .message
+            .contains("NUL"));
+        assert!(check(r#"query($s: String = "\u0000") { __typename }"#).is_err());
+        check(r#"{ products(search: "tea") { edges { cursor } } }"#).expect("no NUL");
     }
 
     #[test]

@@ -142,7 +142,9 @@ async fn listen(
 }
 
 async fn connect(url: &str, channels: &[&'static str]) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
+    let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.application_name("twofold-listener");
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen_all(channels.iter().copied()).await?;
     Ok(listener)
 }

@@ -102,10 +102,12 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     let stopped_here = checkpoint.status == STATUS_STOPPED && at < event;
     let (resolution, new_checkpoint) = match action {
         Action::Retry if stopped_here => (RETRIED, at),
-        Action::Retry => return Err(DeadLetterError::Refused(format!(
+        Action::Retry => {
+            return Err(DeadLetterError::Refused(format!(
             "projection {} is not stopped at this event (it is {} at {at}); rebuild the projection to apply it again",
             letter.projection, checkpoint.status
-        ))),
+        )))
+        }
         Action::Skip if stopped_here => (SKIPPED, event),
         Action::Skip if at >= event => (SKIPPED, at),
         Action::Skip => {

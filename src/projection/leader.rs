@@ -98,7 +98,13 @@ impl Locks {
         }
         lease.generation = None;
         if inner.conn.is_none() {
-            match PgConnection::connect(&self.url).await {
+            let options =
+                self.url.parse::<sqlx::postgres::PgConnectOptions>().map(|o| o.application_name("twofold-locks"));
+            let connected = match options {
+                Ok(options) => PgConnection::connect_with(&options).await,
+                Err(e) => Err(e),
+            };
+            match connected {
                 Ok(conn) => {
                     inner.conn = Some(conn);
                     inner.generation += 1;

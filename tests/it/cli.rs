@@ -133,3 +133,74 @@ async fn a_request_over_the_time_limit_gets_a_timeout_error() {
     assert_eq!(code(&r), "TIMEOUT");
     app.stop().await;
 }
+
+#[test]
+fn help_never_prints_secrets_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["serve", "--help"])
+        .env("DATABASE_URL", "postgres://app:hunter2@db.internal/twofold")
+        .env("READ_DATABASE_URL", "postgres://app:hunter3@replica/twofold")
+        .env("TWOFOLD_ADMIN_TOKEN", "s3cret-token")
+        .output()
+        .expect("run twofold");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--database-url"), "{help}");
+    for secret in ["hunter2", "hunter3", "s3cret-token"] {
+        assert!(!help.contains(secret), "--help printed {secret}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_retried_and_skipped_from_the_command_line() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let url = app.database.url.clone();
+    let seed = app.seed().await;
+    // A shipment for an order the log never placed: order_summary stops on it.
+    let ghost = uuid::Uuid::new_v4();
+    let payload = json!({ "orderId": ghost, "customerId": seed.customer, "carrier": "DHL", "trackingNumber": "X" });
+    crate::projections::insert_raw_event(&app, ghost, 2, "OrderShipped", 1, payload).await;
+    let stopped = || async {
+        app.data("{ projections { name status } }", json!({})).await["projections"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| p["name"] == "order_summary" && p["status"] == "stopped")
+    };
+    let wait_stopped = || async {
+        for _ in 0..400 {
+            if stopped().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("order_summary never stopped");
+    };
+    wait_stopped().await;
+    let list = twofold(&["dead-letters", "list", "--database-url", &url]);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    let row = listed.lines().find(|l| l.contains("OrderShipped")).unwrap_or_else(|| panic!("listed: {listed}"));
+    let id = row.split_whitespace().next().expect("id").to_owned();
+    // Retry: the projection tries again, fails again, and stops again.
+    let retry = twofold(&["dead-letters", "retry", &id, "--database-url", &url]);
+    assert!(retry.status.success(), "{}", String::from_utf8_lossy(&retry.stderr));
+    assert!(String::from_utf8_lossy(&retry.stdout).contains("retried"));
+    wait_stopped().await;
+    // Skip: the projection moves past the event and serves the next write.
+    let skip = twofold(&["dead-letters", "skip", &id, "--database-url", &url]);
+    assert!(skip.status.success(), "{}", String::from_utf8_lossy(&skip.stderr));
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let d = app
+        .data(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
+    assert_eq!(d["order"]["id"], order.as_str());
+    let again = twofold(&["dead-letters", "skip", &id, "--database-url", &url]);
+    assert!(one_error_line(&again).contains("already skipped"));
+    let all = twofold(&["dead-letters", "list", "--all", "--database-url", &url]);
+    assert!(String::from_utf8_lossy(&all.stdout).contains("skipped"));
+    app.stop().await;
+}

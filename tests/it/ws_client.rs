@@ -57,6 +57,11 @@ impl WsClient {
         self.send_text(&value.to_string()).await;
     }
 
+    /// Sends, reporting whether the connection took it (it may have been closed).
+    pub async fn try_send_text(&mut self, text: &str) -> bool {
+        self.ws.send(Message::Text(text.to_owned().into())).await.is_ok()
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::Text(text.to_owned().into())).await.expect("send");
     }
@@ -141,6 +146,20 @@ impl WsClient {
             match self.next_within(Duration::from_secs(15)).await.expect("a close in time") {
                 Event::Closed(code, _) => return code,
                 Event::Message(_) => continue,
+            }
+        }
+    }
+
+    /// Sends a close frame with `code` and returns the code of the server's answering close frame.
+    pub async fn close_with(mut self, code: u16) -> Option<u16> {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let frame = CloseFrame { code: CloseCode::from(code), reason: "bye".into() };
+        self.ws.send(Message::Close(Some(frame))).await.ok()?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
             }
         }
     }

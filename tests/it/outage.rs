@@ -1,0 +1,239 @@
+//! PostgreSQL going away under load, through a TCP proxy the test controls,
+//! and the connections an instance may hold.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::*;
+use crate::ws_client::{Protocol, WsClient};
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
+/// Cut: every proxied connection is dropped and new ones are refused
+/// (the port is closed), as when the database host goes away.
+struct Proxy {
+    port: u16,
+    target: String,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    acceptor: Option<JoinHandle<()>>,
+    pipes: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = Self { port, target: target.to_owned(), state: Arc::default() };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (state, target) = (self.state.clone(), self.target.clone());
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&target).await else { return };
+                    let (mut client, mut server) = (client, server);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                let mut state = state.lock().expect("state");
+                state.pipes.retain(|p| !p.is_finished());
+                state.pipes.push(pipe);
+            }
+        });
+        self.state.lock().expect("state").acceptor = Some(acceptor);
+    }
+
+    fn cut(&self) {
+        let mut state = self.state.lock().expect("state");
+        if let Some(acceptor) = state.acceptor.take() {
+            acceptor.abort();
+        }
+        for pipe in state.pipes.drain(..) {
+            pipe.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        // The port was closed with the acceptor; take it again.
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+/// The database URL through the proxy.
+fn via(url: &str, port: u16) -> String {
+    let (scheme_and_user, rest) = url.split_once('@').expect("user@host in the test URL");
+    let database = rest.split_once('/').map(|(_, db)| db).unwrap_or("");
+    format!("{scheme_and_user}@127.0.0.1:{port}/{database}")
+}
+
+fn pg_target() -> String {
+    let base = pg_base_url().expect("TWOFOLD_TEST_PG_URL");
+    base.rsplit_once('@').map(|(_, host)| host.to_owned()).unwrap_or(base)
+}
+
+async fn place(app: &TestApp, customer: &str, product: &str) -> Result<(String, String), (u16, String)> {
+    let lines = [json!({ "productId": product, "quantity": 1 })];
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id token } }", "variables": { "i": { "customerId": customer, "lines": lines } } }))
+        .send()
+        .await
+        .map_err(|e| (0, e.to_string()))?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.map_err(|e| (status, e.to_string()))?;
+    match body["data"]["placeOrder"]["id"].as_str() {
+        Some(id) => Ok((id.to_owned(), s(&body["data"]["placeOrder"]["token"]))),
+        None => Err((status, body["errors"][0]["extensions"]["code"].as_str().unwrap_or("?").to_owned())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_fails_fast_reports_itself_and_loses_nothing() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
+    let proxy = Proxy::start(&pg_target()).await;
+    let mut settings = twofold::config::Settings::for_database(&via(&database.url, proxy.port));
+    settings.commands_pool = twofold::db::PoolOptions::new(6, Duration::from_secs(1));
+    settings.reads_pool = twofold::db::PoolOptions::new(6, Duration::from_millis(500));
+    settings.runtime.poll_interval = Duration::from_millis(200);
+    let app = Arc::new(TestApp::start(database, settings).await);
+    let seed = app.seed().await;
+
+    // Load: orders placed one after another, every acknowledgement kept.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let refusals: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = {
+        let (app, acked, refusals, stop, customer, product) =
+            (app.clone(), acked.clone(), refusals.clone(), stop.clone(), seed.customer.clone(), seed.tea.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                match place(&app, &customer, &product).await {
+                    Ok(ack) => acked.lock().expect("acked").push(ack),
+                    Err(refusal) => refusals.lock().expect("refusals").push(refusal),
+                }
+            }
+        })
+    };
+    while acked.lock().expect("acked").len() < 20 {
+        tokio::task::yield_now().await;
+    }
+
+    proxy.cut();
+    // Requests fail fast with UNAVAILABLE and a 503.
+    let started = Instant::now();
+    let refused = place(&app, &seed.customer, &seed.tea).await.expect_err("no database");
+    assert_eq!(refused, (503, "UNAVAILABLE".to_owned()));
+    assert!(started.elapsed() < Duration::from_secs(4), "a command failed after {:?}", started.elapsed());
+    let started = Instant::now();
+    let query = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": "{ customers { edges { cursor } } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(query.status(), 503);
+    assert_eq!(code(&query.json::<Value>().await.expect("json")), "UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_secs(4), "a query failed after {:?}", started.elapsed());
+    // /readyz says so, within a second.
+    let started = Instant::now();
+    let ready = app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    assert!(started.elapsed() < Duration::from_millis(1500), "/readyz took {:?}", started.elapsed());
+    // The outage lasts five seconds, under load.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore().await;
+
+    // Commands go through again…
+    let (last_order, last_token) = loop {
+        if let Ok(ack) = place(&app, &seed.customer, &seed.tea).await {
+            break ack;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.cancel();
+    load.await.expect("load");
+    // …notices resume (a fresh write is announced over WebSocket)…
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init().await;
+    ws.subscribe(
+        "v",
+        "subscription($t: Token!) { writeVisible(token: $t, timeoutMs: 10000) { visible } }",
+        json!({ "t": last_token }),
+    )
+    .await;
+    assert_eq!(ws.next_data("v").await["data"]["writeVisible"]["visible"], true);
+    // …and every acknowledged order is in the log and in the views, once.
+    let acked = acked.lock().expect("acked").clone();
+    for (order, _) in acked.iter().chain(std::iter::once(&(last_order.clone(), last_token.clone()))) {
+        let d = app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": order })).await;
+        assert_eq!(d["order"]["id"], order.as_str(), "acknowledged order {order} is visible");
+    }
+    let logged = app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced'").await;
+    let summaries = app.scalar_i64("SELECT count(*) FROM order_summary").await;
+    assert!(logged as usize >= acked.len() + 1, "log {logged}, acknowledged {}", acked.len() + 1);
+    assert_eq!(summaries, logged, "each logged order projected exactly once");
+    let refusals = refusals.lock().expect("refusals").clone();
+    assert!(
+        refusals.iter().all(|(status, code)| *status == 503 && code == "UNAVAILABLE"),
+        "refusals during the outage: {refusals:?}"
+    );
+    drop(ws);
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}
+
+/// The PostgreSQL connections an instance with default settings may hold:
+/// commands + queries + projectors + one for all advisory locks + one listener.
+const BUDGET: i64 = 6 + 6 + 3 + 1 + 1;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_keeps_within_its_connection_budget() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    // Load on every path at once: commands, queries, subscriptions.
+    let mut work = Vec::new();
+    for _ in 0..16 {
+        let (base, client, customer, tea) =
+            (app.base.clone(), app.client.clone(), seed.customer.clone(), seed.tea.clone());
+        work.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let _ = client
+                    .post(format!("{base}/graphql"))
+                    .json(&json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }", "variables": { "c": customer, "p": tea } }))
+                    .send()
+                    .await;
+                let _ = client.post(format!("{base}/graphql")).json(&json!({ "query": "{ orders(first: 50) { edges { node { id customer { name } } } } projections { lag } }" })).send().await;
+            }
+        }));
+    }
+    for w in work {
+        w.await.expect("load");
+    }
+    app.settle().await;
+    let held = app
+        .scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'twofold%'")
+        .await;
+    assert!(held <= BUDGET, "{held} connections, budget {BUDGET}");
+    let locks = app.scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'twofold-locks'").await;
+    assert_eq!(locks, 1, "one connection holds every advisory lock of the instance");
+    app.stop().await;
+}
