@@ -34,6 +34,8 @@ mod gql;
 mod lag;
 #[path = "twofold_bench/load.rs"]
 mod load;
+#[path = "twofold_bench/overload.rs"]
+mod overload;
 #[path = "twofold_bench/reads.rs"]
 mod reads;
 #[path = "twofold_bench/rebuild.rs"]
@@ -145,6 +147,7 @@ async fn run_phases(
     load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     reads::measure(&db, &server.base_url, scale, report).await?;
     lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
     report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;
 

@@ -3,6 +3,7 @@
 //! `127.0.0.1:0`.
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -72,8 +73,19 @@ pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Res
     Ok(())
 }
 
+/// Applies pending migrations. On PostgreSQL under an advisory lock: when
+/// several instances start together on a fresh database, one applies the
+/// migrations and the others wait, then find them applied (without it, two
+/// concurrent `CREATE TABLE`s collide in PostgreSQL's catalog).
 async fn migrate_db(db: &Db) -> Result<(), StartError> {
-    Migrator::up(&db.conn, None).await.map_err(|source| StartError::Migrate { url: crate::db::redact(&db.url), source })
+    let fail = |source: sea_orm::DbErr| StartError::Migrate { url: crate::db::redact(&db.url), source };
+    let lock =
+        if db.is_postgres() { Some(crate::db::MigrationLock::acquire(&db.url).await.map_err(fail)?) } else { None };
+    let applied = Migrator::up(&db.conn, None).await.map_err(fail);
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    applied
 }
 
 /// Connections in each projector pool.
@@ -174,8 +186,9 @@ pub async fn serve(
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
+    let connections = tokio_util::task::TaskTracker::new();
     let router = if settings.role.serves_api() {
-        crate::http::router(services.clone(), settings.http, shutdown.clone())
+        crate::http::router(services.clone(), settings.http, shutdown.clone(), connections.clone())
     } else {
         crate::http::health_router(services.clone(), settings.http, shutdown.clone())
     };
@@ -185,20 +198,32 @@ pub async fn serve(
         let metrics = crate::http::metrics_router(services.clone(), settings.http, shutdown.clone());
         let stop = shutdown.clone();
         background.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, metrics.into_make_service())
+            let _ = axum::serve(listener.tap_io(no_delay), metrics.into_make_service())
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
         }));
     }
     let server_shutdown = shutdown.clone();
-    let served = axum::serve(listener, router.into_make_service())
+    let served = axum::serve(listener.tap_io(no_delay), router.into_make_service())
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
         .await;
     shutdown.cancel();
+    // WebSocket clients were told to go (1001): let those goodbyes leave.
+    connections.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), connections.wait()).await;
     for task in background {
         let _ = task.await;
     }
     served.map_err(StartError::Serve)
+}
+
+/// Every accepted socket sends small writes at once. With Nagle's algorithm
+/// on, the second of two small frames (a WebSocket `next` then `complete`)
+/// waited for the client's delayed ACK: about 40 ms on every `writeVisible`.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

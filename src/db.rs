@@ -201,6 +201,35 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// An exclusive PostgreSQL advisory lock around schema migrations, held on
+/// its own connection for as long as they run.
+pub struct MigrationLock {
+    conn: sqlx::PgConnection,
+}
+
+impl MigrationLock {
+    /// Waits (at most two minutes) for the lock.
+    pub async fn acquire(url: &str) -> Result<Self, DbErr> {
+        use sqlx::Connection;
+        let to_db = |e: sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)));
+        let options =
+            url.parse::<sqlx::postgres::PgConnectOptions>().map_err(to_db)?.application_name("twofold-migrate");
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(to_db)?;
+        sqlx::query("SET lock_timeout = '120s'").execute(&mut conn).await.map_err(to_db)?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut conn).await.map_err(to_db)?;
+        Ok(Self { conn })
+    }
+
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut self.conn).await;
+        let _ = self.conn.close().await;
+    }
+}
+
+/// The advisory lock key of schema migrations ("twofold.migrate" as bytes).
+const MIGRATION_LOCK_KEY: i64 = 0x7477_6f66_6f6c_646d;
+
 /// What kind of failure a database error is, decided from SQLSTATE codes
 /// (PostgreSQL), extended result codes (SQLite) and sqlx's own error kinds,
 /// never from message text.

@@ -130,6 +130,8 @@ pub struct Scale {
     pub rebuild_timeout: Duration,
     /// Upper bound on waiting for the projections to catch up.
     pub catch_up_timeout: Duration,
+    /// How long the overload phase (500 heavy readers beside commands) runs.
+    pub overload_time: Duration,
 }
 
 impl Scale {
@@ -148,6 +150,7 @@ impl Scale {
             rebuild_events: 0,
             rebuild_timeout: Duration::from_secs(60),
             catch_up_timeout: Duration::from_secs(30),
+            overload_time: Duration::from_secs(4),
         }
     }
 
@@ -166,6 +169,7 @@ impl Scale {
             rebuild_events: 1_000_000,
             rebuild_timeout: Duration::from_secs(30 * 60),
             catch_up_timeout: Duration::from_secs(10 * 60),
+            overload_time: Duration::from_secs(20),
         }
     }
 

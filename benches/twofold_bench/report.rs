@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{Options, Scale};
 use crate::lag::{FanOut, LagRun};
+use crate::overload::ReadersOutcome;
 use crate::rebuild::{BulkInsert, RebuildOutcome};
 use crate::stats::{percentile, sorted_ms, LoopResult, Summary};
 
@@ -109,6 +110,7 @@ pub struct Report {
     fan_out: Option<FanOut>,
     peak_rss_kib: Option<u64>,
     rebuild: Option<RebuildSection>,
+    overload: Option<(LoopResult, LoopResult, ReadersOutcome)>,
 }
 
 fn per_s(v: f64) -> String {
@@ -147,6 +149,7 @@ impl Report {
             fan_out: None,
             peak_rss_kib: None,
             rebuild: None,
+            overload: None,
         }
     }
 
@@ -175,6 +178,10 @@ impl Report {
     pub fn set_fan_out(&mut self, fan_out: FanOut) {
         self.fan_out = Some(fan_out);
     }
+    pub fn set_overload(&mut self, alone: LoopResult, loaded: LoopResult, readers: ReadersOutcome) {
+        self.overload = Some((alone, loaded, readers));
+    }
+
     pub fn set_peak_rss(&mut self, peak_rss_kib: Option<u64>) {
         self.peak_rss_kib = peak_rss_kib;
     }
@@ -196,6 +203,7 @@ impl Report {
         self.read_figures(&mut rows);
         self.lag_figures(&mut rows);
         self.rebuild_figures(&mut rows);
+        self.overload_figures(&mut rows);
         self.resource_figures(&mut rows);
         rows
     }
@@ -359,6 +367,34 @@ impl Report {
         }
     }
 
+    fn overload_figures(&self, rows: &mut Vec<Figure>) {
+        let Some((alone, loaded, readers)) = &self.overload else { return };
+        let (a, l) = (alone.summary(), loaded.summary());
+        rows.push(
+            Figure::new(
+                format!(
+                    "placeOrder beside {} heavy readers (concurrency {})",
+                    crate::overload::READERS,
+                    crate::overload::WRITERS
+                ),
+                format!("{}, {}", per_s(loaded.per_second()), latency(&l)),
+            )
+            .num(l.p99_ms)
+            .baseline(format!("alone: {}, {}", per_s(alone.per_second()), latency(&a)), Some(a.p99_ms))
+            .ratio(ratio_of(l.p99_ms, a.p99_ms), times),
+        );
+        let secs = readers.elapsed.as_secs_f64().max(1e-9);
+        rows.push(Figure::new(
+            format!("the {} heavy readers meanwhile", crate::overload::READERS),
+            format!(
+                "{:.0}/s served, {:.0}/s shed with 503 (UNAVAILABLE), {} failed otherwise",
+                readers.ok as f64 / secs,
+                readers.shed as f64 / secs,
+                readers.failed
+            ),
+        ));
+    }
+
     fn resource_figures(&self, rows: &mut Vec<Figure>) {
         if let Some(kib) = self.peak_rss_kib {
             rows.push(
@@ -434,6 +470,11 @@ impl Report {
                     "lag": Summary::of(&f.lags),
                 })),
                 "resources": { "server_peak_rss_kib": self.peak_rss_kib },
+                "overload": self.overload.as_ref().map(|(alone, loaded, readers)| json!({
+                    "place_order_alone": alone.to_json(),
+                    "place_order_beside_readers": loaded.to_json(),
+                    "readers": { "count": crate::overload::READERS, "ok": readers.ok, "shed": readers.shed, "failed": readers.failed, "elapsed_s": readers.elapsed.as_secs_f64() },
+                })),
                 "rebuild": self.rebuild.as_ref().map(|r| json!({
                     "events_in_log": r.events_in_log,
                     "appended_by_sql": r.appended_by_sql,

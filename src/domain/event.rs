@@ -167,9 +167,41 @@ pub struct DecodeError {
     pub event_type: String,
     pub event_version: i32,
     pub reason: String,
+    /// A known event type at a schema version above the newest this build
+    /// knows: written by a newer release (during a rolling upgrade), not broken.
+    pub newer: bool,
+}
+
+impl DecodeError {
+    fn new(event_type: &str, event_version: i32, reason: String) -> Self {
+        let newer = DomainEvent::newest_version(event_type).is_some_and(|known| event_version > known);
+        let reason = if newer {
+            format!(
+                "{event_type} v{event_version} is newer than this release knows (v{}): a newer release wrote it",
+                DomainEvent::newest_version(event_type).unwrap_or(0)
+            )
+        } else {
+            reason
+        };
+        Self { event_type: event_type.to_owned(), event_version, reason, newer }
+    }
 }
 
 impl DomainEvent {
+    /// The newest schema version of `event_type` this release can read.
+    pub fn newest_version(event_type: &str) -> Option<i32> {
+        match event_type {
+            "OrderPlaced" => Some(2),
+            "CustomerRegistered"
+            | "CustomerRenamed"
+            | "ProductAdded"
+            | "ProductPriceChanged"
+            | "OrderCancelled"
+            | "OrderShipped" => Some(1),
+            _ => None,
+        }
+    }
+
     /// The event type name stored in the log.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -223,7 +255,7 @@ impl DomainEvent {
     /// hot path of projections and rebuilds); older versions go through
     /// [`DomainEvent::decode`] and its upcasters.
     pub fn decode_json(event_type: &str, event_version: i32, payload: &str) -> Result<Self, DecodeError> {
-        let err = |reason: String| DecodeError { event_type: event_type.to_owned(), event_version, reason };
+        let err = |reason: String| DecodeError::new(event_type, event_version, reason);
         fn de<'a, T: serde::Deserialize<'a>>(payload: &'a str) -> Result<T, String> {
             serde_json::from_str(payload).map_err(|e| e.to_string())
         }
@@ -251,7 +283,7 @@ impl DomainEvent {
     /// current shape here, so every read path (projections, rebuild, audit)
     /// sees only current events.
     pub fn decode(event_type: &str, event_version: i32, payload: &serde_json::Value) -> Result<Self, DecodeError> {
-        let err = |reason: String| DecodeError { event_type: event_type.to_owned(), event_version, reason };
+        let err = |reason: String| DecodeError::new(event_type, event_version, reason);
         let current = match (event_type, event_version) {
             ("OrderPlaced", 1) => upcast_order_placed_v1(payload),
             ("OrderPlaced", 2) => payload.clone(),

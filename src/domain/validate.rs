@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn the_limits_keep_per_order_figures_within_graphql_int() {
         let int_max = i64::from(i32::MAX);
-        assert!(MAX_PRICE_CENTS <= int_max && MAX_ORDER_TOTAL_CENTS <= int_max);
+        assert!(MAX_PRICE_CENTS <= int_max);
+        assert!(MAX_ORDER_TOTAL_CENTS <= int_max);
         // A day's row at 10,000 maximum orders a second stays within i64.
         assert!(86_400i64.checked_mul(10_000).and_then(|n| n.checked_mul(MAX_ORDER_TOTAL_CENTS)).is_some());
     }

@@ -35,6 +35,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::app::Services;
@@ -67,17 +68,22 @@ struct AppState {
     ws_connections: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
     shutdown: CancellationToken,
+    /// Every open WebSocket connection, so shutdown can wait for their goodbyes.
+    connections: TaskTracker,
 }
 
 impl AppState {
-    fn new(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Self {
+    fn new(services: Services, limits: HttpLimits, shutdown: CancellationToken, connections: TaskTracker) -> Self {
         let api = services.api.clone();
-        Self { services, api, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown }
+        Self { services, api, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
     }
 }
 
-pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
-    let state = AppState::new(services, limits, shutdown);
+/// The API router. WebSocket connections are tracked by `connections`:
+/// on `shutdown` each tells its client to go (1001), and the caller waits
+/// for them (`TaskTracker::wait`) before the process exits.
+pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToken, connections: TaskTracker) -> Router {
+    let state = AppState::new(services, limits, shutdown, connections);
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -93,7 +99,7 @@ pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToke
 
 /// Only `/healthz`, `/readyz` and `/metrics` (for `--role projector`).
 pub fn health_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
-    let state = AppState::new(services, limits, shutdown);
+    let state = AppState::new(services, limits, shutdown, TaskTracker::new());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -103,7 +109,7 @@ pub fn health_router(services: Services, limits: HttpLimits, shutdown: Cancellat
 
 /// Only `/metrics` (for `--metrics-bind`, a separate address).
 pub fn metrics_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
-    let state = AppState::new(services, limits, shutdown);
+    let state = AppState::new(services, limits, shutdown, TaskTracker::new());
     Router::new().route("/metrics", get(metrics_text)).with_state(state)
 }
 
@@ -172,7 +178,8 @@ async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upg
             .into_response();
     };
     let caller = caller_of(&parts.headers);
-    let (api, limits, shutdown) = (state.api.clone(), state.limits.ws, state.shutdown.clone());
+    let (api, limits, shutdown, connections) =
+        (state.api.clone(), state.limits.ws, state.shutdown.clone(), state.connections.clone());
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limits.max_message_bytes)
@@ -184,7 +191,7 @@ async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upg
                 .and_then(|p| p.to_str().ok())
                 .and_then(|p| p.parse::<WebSocketProtocols>().ok())
                 .unwrap_or(WebSocketProtocols::GraphQLWS);
-            ws::serve(socket, api, caller, protocol, limits, shutdown, permit)
+            connections.track_future(ws::serve(socket, api, caller, protocol, limits, shutdown, permit))
         })
 }
 

@@ -25,7 +25,15 @@ pub struct Undecodable {
     pub stream_id: uuid::Uuid,
     pub event_type: String,
     pub error: String,
+    /// Written by a newer release: not poison, a reason to stand down.
+    pub newer: bool,
 }
+
+/// An extra upcaster tried before the built-in decoding: given an event's
+/// type, schema version and payload, it may return an older version and
+/// payload this release can read. None in production; tests use one to
+/// play a newer release during a rolling upgrade.
+pub type Upcaster = std::sync::Arc<dyn Fn(&str, i32, &str) -> Option<(i32, String)> + Send + Sync>;
 
 /// A decoded event, or the row that could not be decoded.
 pub type ReadEvent = Result<RecordedEvent, Undecodable>;
@@ -66,6 +74,17 @@ pub async fn read_after(db: &impl ConnectionTrait, after: LogPosition, limit: u6
     read_range(db, after, None, limit).await
 }
 
+/// [`read_after`], decoding through `upcaster` first.
+pub async fn read_after_with(
+    db: &impl ConnectionTrait,
+    after: LogPosition,
+    limit: u64,
+    upcaster: Option<&Upcaster>,
+) -> Result<Vec<ReadEvent>, DbErr> {
+    let rows = read_rows(db, after, None, limit).await?;
+    Ok(rows.into_iter().map(|row| decode_row(row, upcaster)).collect())
+}
+
 /// Like [`read_after`], but stops at `until` (inclusive), for time travel.
 pub async fn read_range(
     db: &impl ConnectionTrait,
@@ -73,6 +92,16 @@ pub async fn read_range(
     until: Option<LogPosition>,
     limit: u64,
 ) -> Result<Vec<ReadEvent>, DbErr> {
+    let rows = read_rows(db, after, until, limit).await?;
+    Ok(rows.into_iter().map(|row| decode_row(row, None)).collect())
+}
+
+async fn read_rows(
+    db: &impl ConnectionTrait,
+    after: LogPosition,
+    until: Option<LogPosition>,
+    limit: u64,
+) -> Result<Vec<LogRow>, DbErr> {
     let backend = db.get_database_backend();
     let until = until.unwrap_or(LogPosition::new(i64::MAX, i64::MAX));
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -92,8 +121,7 @@ pub async fn read_range(
             vec![after.position.into(), until.position.into(), limit.into()],
         ),
     };
-    let rows = LogRow::find_by_statement(stmt).all(db).await?;
-    Ok(rows.into_iter().map(decode_row).collect())
+    LogRow::find_by_statement(stmt).all(db).await
 }
 
 /// How many committed events lie after `after`.
@@ -126,8 +154,13 @@ async fn count_where(db: &impl ConnectionTrait, cmp: &str, at: LogPosition) -> R
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
 
-fn decode_row(row: LogRow) -> ReadEvent {
-    match DomainEvent::decode_json(&row.event_type, row.event_version, &row.payload) {
+fn decode_row(row: LogRow, upcaster: Option<&Upcaster>) -> ReadEvent {
+    let upcast = upcaster.and_then(|u| u(&row.event_type, row.event_version, &row.payload));
+    let (version, payload) = match &upcast {
+        Some((version, payload)) => (*version, payload.as_str()),
+        None => (row.event_version, row.payload.as_str()),
+    };
+    match DomainEvent::decode_json(&row.event_type, version, payload) {
         Ok(event) => Ok(RecordedEvent {
             position: row.position,
             tx_id: row.tx_id,
@@ -141,6 +174,7 @@ fn decode_row(row: LogRow) -> ReadEvent {
             tx_id: row.tx_id,
             stream_id: row.stream_id,
             event_type: row.event_type,
+            newer: e.newer,
             error: e.to_string(),
         }),
     }

@@ -70,6 +70,9 @@ pub const STATUS_RUNNING: &str = "running";
 pub const STATUS_RETRYING: &str = "retrying";
 pub const STATUS_STOPPED: &str = "stopped";
 pub const STATUS_REBUILDING: &str = "rebuilding";
+/// This instance met an event written by a newer release and stood down;
+/// a newer instance takes the projection over.
+pub const STATUS_OUTDATED: &str = "outdated";
 
 /// Settings shared by every projector.
 #[derive(Debug, Clone)]
@@ -114,6 +117,9 @@ pub enum StepOutcome {
     Idle,
     /// The projection is stopped (after a poison event under `stop`).
     Stopped,
+    /// The next event was written by a newer release: this runner stood
+    /// down (the event is at `position`).
+    Outdated { at: LogPosition },
 }
 
 /// Runs one projection.
@@ -128,6 +134,8 @@ pub struct Projector {
     /// The checkpoint this runner last committed (saves a read per batch;
     /// the fence in every batch catches a checkpoint moved by anyone else).
     cached: std::sync::Mutex<Option<LogPosition>>,
+    /// Decodes newer event versions first (tests play a newer release with it).
+    upcaster: Option<super::reader::Upcaster>,
 }
 
 impl Projector {
@@ -148,7 +156,14 @@ impl Projector {
             notices,
             batch_size: settings.batch_size.max(1),
             cached: std::sync::Mutex::new(None),
+            upcaster: None,
         }
+    }
+
+    /// Reads the log through `upcaster` first (a newer release's decoding).
+    pub fn with_upcaster(mut self, upcaster: super::reader::Upcaster) -> Self {
+        self.upcaster = Some(upcaster);
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -215,7 +230,7 @@ impl Projector {
     pub async fn catch_up(&self) -> Result<(), DbErr> {
         loop {
             match self.step_with(true).await? {
-                StepOutcome::Idle | StepOutcome::Stopped => return Ok(()),
+                StepOutcome::Idle | StepOutcome::Stopped | StepOutcome::Outdated { .. } => return Ok(()),
                 _ => continue,
             }
         }
@@ -254,7 +269,8 @@ impl Projector {
                 from
             }
         };
-        let batch = reader::read_after(&self.events_db.conn, from, self.batch_size).await?;
+        let batch =
+            reader::read_after_with(&self.events_db.conn, from, self.batch_size, self.upcaster.as_ref()).await?;
         if batch.is_empty() {
             return Ok(StepOutcome::Idle);
         }
@@ -262,6 +278,9 @@ impl Projector {
         let decoded_prefix: Vec<RecordedEvent> = batch.iter().map_while(|e| e.as_ref().ok().cloned()).collect();
         if apply && decoded_prefix.is_empty() {
             if let Some(Err(bad)) = batch.first() {
+                if bad.newer {
+                    return self.stand_down(from, bad).await;
+                }
                 return self.dead_letter(from, bad.clone()).await;
             }
         }
@@ -301,6 +320,7 @@ impl Projector {
                     stream_id: bad.stream_id,
                     event_type: bad.event.event_type().to_owned(),
                     error: reason,
+                    newer: false,
                 };
                 self.dead_letter(from, bad).await
             }
@@ -336,6 +356,7 @@ impl Projector {
                 stream_id: e.stream_id,
                 event_type: e.event.event_type().to_owned(),
                 error: reason,
+                newer: false,
             };
             return self.dead_letter(from, bad).await;
         }
@@ -402,7 +423,11 @@ impl Projector {
             from.tx_id.into(),
             from.position.into(),
         ];
-        let cas = "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, events_applied = events_applied + $3, updated_at = $4 \
+        // A batch applied past an event an older release stood down at ends
+        // the `outdated` status.
+        let cas = "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, events_applied = events_applied + $3, updated_at = $4, \
+                   status = CASE WHEN status = 'outdated' THEN 'running' ELSE status END, \
+                   last_error = CASE WHEN status = 'outdated' THEN NULL ELSE last_error END \
                    WHERE name = $5 AND last_tx_id = $6 AND last_position = $7 AND status <> 'stopped'";
         if self.read_db.is_postgres() {
             values.push(crate::notice::postgres::PROJECTION_CHANNEL.into());
@@ -502,6 +527,37 @@ impl Projector {
         Ok(StepOutcome::DeadLettered { position: bad.position })
     }
 
+    /// Marks the projection `outdated` (if nobody moved it meanwhile): this
+    /// release cannot read the next event, a newer one must apply it.
+    async fn stand_down(&self, from: LogPosition, bad: &Undecodable) -> Result<StepOutcome, DbErr> {
+        tracing::warn!(projection = self.name(), position = bad.position, error = %bad.error, "an event from a newer release: standing down for a newer instance");
+        let txn = self.read_db.begin_write().await?;
+        if !self.fence(&txn, from).await? {
+            return Ok(StepOutcome::Fenced);
+        }
+        let message = format!(
+            "event at position {}: {}; this instance stands down until a newer one applies it",
+            bad.position, bad.error
+        );
+        projection_checkpoint::Entity::update_many()
+            .col_expr(projection_checkpoint::Column::Status, STATUS_OUTDATED.into())
+            .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        self.notices.status_changed();
+        Ok(StepOutcome::Outdated { at: LogPosition::new(bad.tx_id, bad.position) })
+    }
+
+    /// The durable checkpoint (for a runner that stood down, to see whether
+    /// a newer instance has moved past the event).
+    async fn durable_checkpoint(&self) -> Result<LogPosition, DbErr> {
+        let row = self.checkpoint().await?;
+        Ok(LogPosition::new(row.last_tx_id, row.last_position))
+    }
+
     /// Records this process as the projection's runner and bumps the fence.
     async fn take_over(&self) -> Result<(), DbErr> {
         projection_checkpoint::Entity::update_many()
@@ -576,9 +632,23 @@ impl Projector {
         let mut backoff = Duration::from_millis(100);
         let mut behind_retry = Duration::from_millis(2);
         let mut attempts: i64 = 0;
+        // Where this runner stood down for a newer release: it stays a
+        // standby until someone has applied past that event.
+        let mut outdated_at: Option<LogPosition> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            if let Some(at) = outdated_at {
+                match self.durable_checkpoint().await {
+                    Ok(checkpoint) if checkpoint >= at => outdated_at = None,
+                    _ => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(poll_interval) => continue,
+                        }
+                    }
+                }
             }
             if let Some(locks) = &locks {
                 match locks.hold(self.name(), &mut lease).await {
@@ -632,6 +702,14 @@ impl Projector {
                 }
                 Ok(StepOutcome::Idle) => poll_interval,
                 Ok(StepOutcome::Stopped) => poll_interval * 4,
+                Ok(StepOutcome::Outdated { at }) => {
+                    outdated_at = Some(at);
+                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    if let Some(locks) = &locks {
+                        locks.release(self.name(), &mut lease).await;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     attempts += 1;
                     tracing::warn!(projection = self.name(), error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, "projection step failed");

@@ -146,8 +146,17 @@ impl ReadModel {
             match slot.as_ref() {
                 Some(read) => read.clone(),
                 None => {
+                    // Its own task: the read finishes (and gives its pooled
+                    // connection back) even when every waiter has gone.
                     let me = self.clone();
-                    let read = async move { me.load_durable().await.map(Arc::new).map_err(Arc::new) }.boxed().shared();
+                    let task = tokio::spawn(async move { me.load_durable().await.map(Arc::new).map_err(Arc::new) });
+                    let read = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(sea_orm::DbErr::Custom(format!("the checkpoint read failed: {e}"))))
+                        })
+                    }
+                    .boxed()
+                    .shared();
                     *slot = Some(read.clone());
                     read
                 }

@@ -110,9 +110,8 @@ const MUTATIONS: &[&str] = &[
 ];
 
 fn selection(rng: &mut Rng) -> String {
-    let chosen = rng
-        .pick(SELECTIONS)
-        .replace("FIRST", &rng.pick(&["1", "20", "100", "101", "-1", "0", "2147483647"]).to_string());
+    let first: &&str = rng.pick(&["1", "20", "100", "101", "-1", "0", "2147483647"]);
+    let chosen = rng.pick(SELECTIONS).replace("FIRST", first);
     let alias = if rng.chance(30) { format!("a{}: ", rng.below(1000)) } else { String::new() };
     let directive = match rng.below(6) {
         0 => " @include(if: $b)",

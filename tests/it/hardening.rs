@@ -154,7 +154,7 @@ on_both_backends!(money_beyond_32_bits_is_refused_on_input_and_exact_on_output, 
         .data(
             "query($c: ID!, $t: Token) { customer(id: $c, consistentWith: $t) { lifetimeValueCents ordersPlaced }
                orders(customerId: $c, consistentWith: $t) { edges { node { totalCents lines { unitPriceCents lineTotalCents } } } }
-               topProducts(limit: 1) { revenueCents unitsSold priceCents } }",
+               topProducts(limit: 1, consistentWith: $t) { revenueCents unitsSold priceCents } }",
             json!({ "c": seed.customer, "t": token }),
         )
         .await;
