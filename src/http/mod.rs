@@ -7,24 +7,26 @@
 //!   mutation (405). A WebSocket upgrade on `/graphql` serves subscriptions.
 //! - `/graphql/ws`: subscriptions over `graphql-transport-ws` and the legacy
 //!   `graphql-ws` protocol.
-//! - `/`: GraphiQL. `/healthz`: the process is up. `/readyz`: the databases
+//! - `/`: GraphiQL, `/board`: the live order board, `/assets/…`: their
+//!   files, all embedded in the binary (see [`pages`]). `/healthz`: the process is up. `/readyz`: the databases
 //!   answer (and which projections, if any, are stopped).
 //!
 //! Limits: request body size (413), request timeout, and, in the schema,
 //! query depth and complexity.
+pub mod pages;
 pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
 use async_graphql::ErrorExtensions;
 use async_graphql::http::WebSocketProtocols;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -62,7 +64,7 @@ struct AppState {
 pub fn router(services: Services, limits: HttpLimits) -> Router {
     let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
     Router::new()
-        .route("/", get(graphiql))
+        .merge(pages::router())
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
@@ -78,10 +80,6 @@ pub fn router(services: Services, limits: HttpLimits) -> Router {
 pub fn health_router(services: Services, limits: HttpLimits) -> Router {
     let state = AppState { services, limits, ws_connections: ws::connection_budget(&limits.ws) };
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text)).with_state(state)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("Twofold").finish())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
