@@ -9,6 +9,10 @@ const VISIBLE_IN = ['order_summary'];
 const WAIT_MS = 10000;
 /** A writeVisible that failed is tried again after this long (and on every reconnect). */
 const RETRY_FAILED_MS = 3000;
+/** A writeVisible that timed out (visible: false) is asked again after this pause. */
+const RECHECK_MS = 250;
+/** A client ended by a fatal close code is replaced after this long. */
+const RESTART_AFTER_FATAL_MS = 5000;
 const DEMO_CARRIER = 'Demo Post';
 const MAX_ERRORS = 30;
 
@@ -288,8 +292,16 @@ function startLive() {
         setConnection('closed', `disconnected${detail}, retrying`);
       },
     },
+    // Close codes graphql-ws treats as fatal (4400, 4401, 4409, 4429, 4500, …)
+    // end this client; start a new one after a pause, so the board still
+    // recovers by itself.
     onNonLazyError: (err) => {
-      if (gen === generation) showErrors('live connection', err);
+      if (gen !== generation) return;
+      showErrors('live connection', err);
+      setConnection('closed', `disconnected (${toErrors(err)[0].code ?? 'error'}), retrying`);
+      setTimeout(() => {
+        if (gen === generation) startLive();
+      }, RESTART_AFTER_FATAL_MS);
     },
   });
   client.subscribe(
@@ -358,7 +370,11 @@ function watchVisibility(order) {
         order.watch = null;
         order.stopWatch = null;
         // visible: false means the wait timed out: ask again right away.
-        if (order.visibility === 'pending') setTimeout(() => watchVisibility(order), answered ? 0 : RETRY_FAILED_MS);
+        if (order.visibility === 'pending') {
+          setTimeout(() => {
+            if (order.visibility === 'pending' && !order.watch) watchVisibility(order);
+          }, answered ? RECHECK_MS : RETRY_FAILED_MS);
+        }
       },
     },
   );
