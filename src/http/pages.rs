@@ -91,18 +91,17 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 async fn graphiql(headers: HeaderMap) -> Response {
-    page(&headers, GRAPHIQL_HTML)
+    static ETAG: OnceLock<String> = OnceLock::new();
+    page(&headers, GRAPHIQL_HTML, ETAG.get_or_init(|| etag(GRAPHIQL_HTML.as_bytes())))
 }
 
 async fn board(headers: HeaderMap) -> Response {
-    page(&headers, BOARD_HTML)
+    static ETAG: OnceLock<String> = OnceLock::new();
+    page(&headers, BOARD_HTML, ETAG.get_or_init(|| etag(BOARD_HTML.as_bytes())))
 }
 
-fn page(headers: &HeaderMap, html: &'static str) -> Response {
-    static ETAGS: OnceLock<HashMap<usize, String>> = OnceLock::new();
-    let etags = ETAGS.get_or_init(|| [GRAPHIQL_HTML, BOARD_HTML].iter().map(|h| (h.as_ptr() as usize, etag(h.as_bytes()))).collect());
-    let tag = etags.get(&(html.as_ptr() as usize)).cloned().unwrap_or_else(|| etag(html.as_bytes()));
-    let mut response = respond(headers, html.as_bytes(), "text/html; charset=utf-8", &tag, CACHE_REVALIDATE);
+fn page(headers: &HeaderMap, html: &'static str, tag: &str) -> Response {
+    let mut response = respond(headers, html.as_bytes(), "text/html; charset=utf-8", tag, CACHE_REVALIDATE);
     response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
