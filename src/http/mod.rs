@@ -7,7 +7,8 @@
 //!   mutation (405). A WebSocket upgrade on `/graphql` serves subscriptions.
 //! - `/graphql/ws`: subscriptions over `graphql-transport-ws` and the legacy
 //!   `graphql-ws` protocol.
-//! - `/`: GraphiQL. `/healthz`: the process is up. `/readyz`: the databases
+//! - `/`: GraphiQL, `/board`: the live order board, `/assets/…`: their
+//!   files, all embedded in the binary (see [`pages`]). `/healthz`: the process is up. `/readyz`: the databases
 //!   answer (and which projections, if any, are stopped).
 //!
 //! Limits: request body size (413), request timeout, and, in the schema,
@@ -19,18 +20,19 @@
 //! match exactly, a shed or unreachable database answers 503 with
 //! `Retry-After`, and GET must refuse mutations with 405. We keep
 //! async-graphql-axum for WebSocket protocol negotiation (`GraphQLProtocol`).
+pub mod pages;
 pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::{WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::OperationType;
 use async_graphql_axum::GraphQLProtocol;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -85,7 +87,7 @@ impl AppState {
 pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToken, connections: TaskTracker) -> Router {
     let state = AppState::new(services, limits, shutdown, connections);
     Router::new()
-        .route("/", get(graphiql))
+        .merge(pages::router())
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
@@ -111,10 +113,6 @@ pub fn health_router(services: Services, limits: HttpLimits, shutdown: Cancellat
 pub fn metrics_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
     let state = AppState::new(services, limits, shutdown, TaskTracker::new());
     Router::new().route("/metrics", get(metrics_text)).with_state(state)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("Twofold").finish())
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

@@ -1,0 +1,79 @@
+"""Drives the order board at /board (by its data-testid attributes)."""
+from conftest import CSP
+
+ORDER = "[data-testid=order]"
+
+RECORD_VISIBILITY = """
+() => {
+  window.__visibility = {};
+  const note = (li) => {
+    const id = li.dataset.orderId, v = li.dataset.visibility;
+    if (!id || !v) return;
+    const seen = (window.__visibility[id] ||= []);
+    if (seen[seen.length - 1] !== v) seen.push(v);
+  };
+  document.querySelectorAll('[data-testid=order]').forEach(note);
+  new MutationObserver((mutations) => {
+    for (const m of mutations) for (const n of m.addedNodes) if (n.nodeType === 1 && n.matches('[data-testid=order]')) note(n);
+  }).observe(document.querySelector('[data-testid=order-list]'), { childList: true });
+}
+"""
+
+NEW_ORDER = """
+(known) => {
+  for (const li of document.querySelectorAll('[data-testid=order][data-visibility]')) {
+    if (!known.includes(li.dataset.orderId)) return li.dataset.orderId;
+  }
+  return null;
+}
+"""
+
+
+def open_board(context):
+    page = context.new_page()
+    response = page.goto("/board")
+    assert response.status == 200
+    assert response.headers["content-security-policy"] == CSP
+    wait_connected(page)
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=customer-select] option[value]:not([value=\"\"])').length > 0")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=product-select] option[value]:not([value=\"\"])').length > 0")
+    page.evaluate(RECORD_VISIBILITY)
+    return page
+
+
+def wait_connected(page, timeout=15000):
+    page.wait_for_selector("[data-testid=connection-status][data-state=connected]", timeout=timeout)
+
+
+def connects(page):
+    return int(page.get_attribute("[data-testid=connection-status]", "data-connects") or "0")
+
+
+def order(page, order_id):
+    return page.locator(f'{ORDER}[data-order-id="{order_id}"]')
+
+
+def place_order(page, customer=0, product=0, quantity=1):
+    """Picks a customer and a product by position, clicks Place order; returns the new order's id."""
+    known = page.eval_on_selector_all(ORDER, "els => els.map((e) => e.dataset.orderId)")
+    page.select_option("[data-testid=customer-select]", index=customer)
+    page.select_option("[data-testid=product-select]", index=product)
+    page.fill("[data-testid=quantity-input]", str(quantity))
+    page.click("[data-testid=place-order]")
+    return page.wait_for_function(NEW_ORDER, arg=known).json_value()
+
+
+def wait_visible(page, order_id, timeout=15000):
+    """Waits until the order is visible; returns its click-to-visible milliseconds."""
+    selector = f'{ORDER}[data-order-id="{order_id}"][data-visibility=visible]'
+    page.wait_for_selector(selector, timeout=timeout)
+    return int(page.get_attribute(selector, "data-click-to-visible-ms"))
+
+
+def visibility_seen(page, order_id):
+    return page.evaluate("(id) => (window.__visibility || {})[id] || []", order_id)
+
+
+def no_horizontal_scroll(page):
+    width, client = page.evaluate("() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]")
+    return width <= client, (width, client)
