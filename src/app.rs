@@ -186,6 +186,13 @@ pub async fn serve(
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
+    if services.log_db.is_postgres() {
+        background.push(tokio::spawn(crate::projection::reader::monitor_horizon(
+            services.log_db.clone(),
+            std::time::Duration::from_secs(5),
+            shutdown.child_token(),
+        )));
+    }
     let connections = tokio_util::task::TaskTracker::new();
     let router = if settings.role.serves_api() {
         crate::http::router(services.clone(), settings.http, shutdown.clone(), connections.clone())

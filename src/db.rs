@@ -201,6 +201,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The shared, transaction-scoped advisory lock every transaction that
+/// appends to the event log holds (PostgreSQL; `pg_locks` shows it as
+/// classid, objid, objsubid 2). Commands take it as their first statement;
+/// the `event_appender_lock` trigger (migration 8) takes it for any other
+/// INSERT into `event`. Projectors wait only for its holders.
+pub const APPENDER_LOCK: (i32, i32) = (1_953_984_358, 1);
+
 /// An exclusive PostgreSQL advisory lock around schema migrations, held on
 /// its own connection for as long as they run.
 pub struct MigrationLock {

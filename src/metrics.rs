@@ -19,6 +19,9 @@ pub const WS_CONNECTIONS: &str = "twofold_ws_connections";
 pub const SUBSCRIPTIONS: &str = "twofold_subscriptions_active";
 pub const NOTICE_LATENCY: &str = "twofold_notice_latency_seconds";
 pub const PROJECTION_ATTEMPTS: &str = "twofold_projection_attempts";
+pub const HORIZON_FALLBACK: &str = "twofold_horizon_fallback";
+pub const APPENDER_AGE: &str = "twofold_appender_oldest_age_seconds";
+pub const HORIZON_WAIT: &str = "twofold_projection_horizon_wait_seconds";
 pub const SHED: &str = "twofold_requests_shed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -76,6 +79,18 @@ fn describe_and_zero() {
         "Requests refused with UNAVAILABLE: no database connection was free in time, or the database was unreachable."
     );
     metrics::counter!(SHED).increment(0);
+    metrics::describe_gauge!(
+        HORIZON_FALLBACK,
+        "1 when projections read below the global horizon (an event writer's xid is not visible to this role)."
+    );
+    metrics::describe_gauge!(
+        APPENDER_AGE,
+        metrics::Unit::Seconds,
+        "How long the oldest transaction that may append to the event log has been running."
+    );
+    metrics::describe_histogram!(HORIZON_WAIT, metrics::Unit::Seconds, "Each wait of a projector for an open event writer below the horizon (the sum is the total time spent waiting).");
+    metrics::gauge!(HORIZON_FALLBACK).set(0.0);
+    metrics::gauge!(APPENDER_AGE).set(0.0);
     metrics::counter!(EVENTS_APPENDED).increment(0);
     metrics::gauge!(WS_CONNECTIONS).increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);

@@ -18,6 +18,7 @@ mod m20261126_000004_rebuild_progress;
 mod m20261126_000005_order_channel;
 mod m20261126_000006_order_lines_text;
 mod m20261127_000007_hardening;
+mod m20261127_000008_appender_lock;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_order_channel::Migration),
             Box::new(m20261126_000006_order_lines_text::Migration),
             Box::new(m20261127_000007_hardening::Migration),
+            Box::new(m20261127_000008_appender_lock::Migration),
         ]
     }
 }

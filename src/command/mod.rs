@@ -91,19 +91,39 @@ impl From<DbErr> for CommandError {
     }
 }
 
+/// Points in a command's unit of work where a test may hold it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The appender lock is held; the transaction has no xid yet.
+    AppenderLockTaken,
+    /// The new state is written (the transaction has its xid); nothing is appended yet.
+    StateSaved,
+}
+
+/// What a test installs to hold commands at [`Pause`] points.
+#[doc(hidden)]
+#[async_trait::async_trait]
+pub trait CommandPauses: Send + Sync {
+    async fn at(&self, point: Pause);
+}
+
 /// Executes commands against the write database.
 #[derive(Clone)]
 pub struct CommandService {
     db: Db,
     inline: Option<Arc<dyn InlineProjections>>,
     appended: Arc<watch::Sender<LogPosition>>,
+    /// Shared by every clone (the schema's copy included), so a test can
+    /// install pauses on a running service.
+    pauses: Arc<std::sync::RwLock<Option<Arc<dyn CommandPauses>>>>,
 }
 
 impl CommandService {
     /// `appended` is bumped to the latest token after every commit, to wake
     /// the projectors of this process.
     pub fn new(db: Db, inline: Option<Arc<dyn InlineProjections>>, appended: Arc<watch::Sender<LogPosition>>) -> Self {
-        Self { db, inline, appended }
+        Self { db, inline, appended, pauses: Arc::default() }
     }
 
     pub fn db(&self) -> &Db {
@@ -111,8 +131,39 @@ impl CommandService {
     }
 
     /// Opens a unit of work for one command.
+    /// Begins the command's transaction. On PostgreSQL its first statement
+    /// takes the shared appender lock, before the transaction has an xid:
+    /// projectors then see every transaction that may append to the log
+    /// before any of its events can exist (see `projection::reader`).
     async fn begin(&self, command_type: &'static str, meta: &CommandMeta) -> Result<UnitOfWork, CommandError> {
-        Ok(UnitOfWork { txn: self.db.begin_write().await?, command_type, meta: meta.clone() })
+        let txn = self.db.begin_write().await?;
+        if self.db.is_postgres() {
+            let (class, object) = crate::db::APPENDER_LOCK;
+            let lock = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock_shared($1, $2)",
+                vec![class.into(), object.into()],
+            );
+            sea_orm::ConnectionTrait::execute_raw(&*txn, lock).await?;
+        }
+        self.pause(Pause::AppenderLockTaken).await;
+        Ok(UnitOfWork { txn, command_type, meta: meta.clone() })
+    }
+
+    /// Waits at `point` when a test installed [`CommandService::set_pauses`].
+    async fn pause(&self, point: Pause) {
+        let pauses = self.pauses.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(pauses) = pauses {
+            pauses.at(point).await;
+        }
+    }
+
+    /// Test seam: commands call `pauses.at(point)` at each [`Pause`] point,
+    /// so a test can hold a command between its steps (e.g. after it took
+    /// its xid, before it appended) and race the projectors against it.
+    #[doc(hidden)]
+    pub fn set_pauses(&self, pauses: Option<Arc<dyn CommandPauses>>) {
+        *self.pauses.write().unwrap_or_else(|p| p.into_inner()) = pauses;
     }
 
     /// Finishes a command attempt: on success signal the projectors; if a
@@ -195,6 +246,7 @@ impl UnitOfWork {
         id: Option<Uuid>,
         events: Vec<(DomainEvent, i64)>,
     ) -> Result<Ack, CommandError> {
+        service.pause(Pause::StateSaved).await;
         let recorded = log::append(&self.txn, &events, &self.meta, self.command_type).await?;
         let token = recorded.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or_default();
         if let Some(inline) = &service.inline {

@@ -155,11 +155,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .filter(|p| p.row.status != crate::projection::runtime::STATUS_RUNNING && p.row.status != crate::projection::runtime::STATUS_REBUILDING)
         .map(|p| json!({ "name": p.row.name, "status": p.row.status, "lastError": p.row.last_error, "attempts": p.row.attempts }))
         .collect();
+    // Which horizon the projectors read below (PostgreSQL).
+    let probe = tokio::time::timeout(READY_CHECK, crate::projection::reader::horizon_probe(&s.log_db.conn)).await;
+    let horizon = match probe {
+        Ok(Ok(Some(probe))) if probe.fallback => json!({
+            "mode": "global",
+            "reason": "an event writer's transaction id is not visible to this role (grant pg_read_all_stats); any open transaction on the server delays projections"
+        }),
+        Ok(Ok(Some(probe))) => json!({ "mode": "appenders", "oldestAppenderSeconds": probe.oldest_appender_age }),
+        Ok(Ok(None)) => json!({ "mode": "serial" }),
+        _ => json!({ "mode": "unknown" }),
+    };
     // A troubled projection degrades its views; the instance still serves.
-    let status = if troubled.is_empty() { "ready" } else { "degraded" };
+    let status = if troubled.is_empty() && horizon["mode"] != "global" { "ready" } else { "degraded" };
     let stopped: Vec<&serde_json::Value> =
         troubled.iter().filter(|p| p["status"] == crate::projection::runtime::STATUS_STOPPED).collect();
-    Json(json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped })).into_response()
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon });
+    Json(body).into_response()
 }
 
 /// Serves subscriptions on an upgraded connection (see [`ws`]).

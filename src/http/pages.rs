@@ -185,7 +185,7 @@ mod tests {
         router::<()>().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
     }
 
-    fn header_of<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header_of(response: &Response, name: header::HeaderName) -> &str {
         response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 

@@ -4,9 +4,42 @@
 //! becomes visible at COMMIT, so position order is not commit order and a
 //! reader that skipped a "gap" would lose a late commit. We read in
 //! `(tx_id, position)` order and only below a horizon under which every
-//! transaction that could still append has finished (the snapshot's xmin,
-//! refined to ignore projector sessions, see [`HORIZON`]), so nothing can
-//! later appear behind the checkpoint. No wall-clock gap timeout anywhere.
+//! transaction that could still append has finished, so nothing can later
+//! appear behind the checkpoint. No wall-clock gap timeout anywhere.
+//!
+//! The horizon counts only event writers ([`HORIZON`]). Every transaction
+//! that appends holds a shared advisory lock ([`crate::db::APPENDER_LOCK`])
+//! taken *before it has an xid* (commands: their first statement; any other
+//! INSERT into `event`: a statement trigger, so its first write must be
+//! that insert). In one statement, with its snapshot S taken when the
+//! statement starts:
+//!
+//! ```text
+//! H = min( xmax(S),
+//!          every xid x in S's in-progress list that
+//!            (a) belongs to a current holder of the appender lock, or
+//!            (b) is no longer in progress (it ended after S was taken) )
+//! ```
+//!
+//! and we read only events with `tx_id < H`, through S. Why no event with
+//! `tx_id < H` can be missing from S (committed later, behind the
+//! checkpoint): let T append with xid x < H, invisible in S, so T had not
+//! committed when S was taken.
+//!
+//! - If T had no xid when S was taken, x was assigned later, so x ≥ xmax(S) ≥ H.
+//! - Otherwise x is in S's in-progress list. When the statement then reads
+//!   the locks (after S), either T has ended — (b) counts x — or T is still
+//!   running. A running T that will append holds the appender lock already:
+//!   it took it before it had an xid, and x exists. So (a) counts x.
+//!
+//! Either way H ≤ x, a contradiction. Transactions in other databases,
+//! Twofold's own read-only and projector sessions, and writers of other
+//! tables hold no appender lock and, once they have an xid, never take it:
+//! they no longer hold the horizon back (as they did when it was the
+//! snapshot's xmin). A session whose xid the reader may not see (another
+//! role, without `pg_read_all_stats`) makes the proof unusable: the reader
+//! then falls back to the global horizon ([`FALLBACK_HORIZON`]) and says so
+//! ([`horizon_probe`]).
 //!
 //! SQLite: writers are serialized, so `position` (the rowid) is commit order.
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Value};
@@ -38,20 +71,99 @@ pub type Upcaster = std::sync::Arc<dyn Fn(&str, i32, &str) -> Option<(i32, Strin
 /// A decoded event, or the row that could not be decoded.
 pub type ReadEvent = Result<RecordedEvent, Undecodable>;
 
-/// The horizon below which every transaction that could append has ended:
-/// the oldest transaction still running in this statement's snapshot, not
-/// counting projector sessions (they only write read tables, never events),
-/// or the snapshot's xmax when none is running. Ignoring projectors matters:
-/// counted, every projector batch in flight would hold every other
-/// projection back. A session whose name cannot be read (no privilege) is
-/// counted: the horizon is then merely more cautious.
-const HORIZON: &str = "WITH snap AS (SELECT pg_current_snapshot() AS s), \
-     horizon AS (SELECT COALESCE( \
-       (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x \
+/// The appender-lock holders, their xids (32-bit, as `pg_stat_activity`
+/// shows them), and whether the reader may not see a holder's xid.
+const APPENDERS: &str = "appenders AS MATERIALIZED (\
+       SELECT a.backend_xid::text::bigint AS xid, a.xact_start, \
+              (a.pid IS NULL OR a.usesysid IS NULL \
+               OR NOT (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_read_all_stats', 'USAGE'))) AS hidden \
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1953984358 AND l.objid = 1 AND l.objsubid = 2)";
+
+/// The horizon of the module docs: below it every transaction that could
+/// append has ended. Falls back to [`FALLBACK_HORIZON`]'s rule when an
+/// appender's xid cannot be seen.
+fn horizon_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s), {APPENDERS}, \
+         horizon AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM appenders WHERE hidden) THEN ({FALLBACK}) \
+           ELSE LEAST(pg_snapshot_xmax(snap.s)::text::bigint, \
+             (SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap.s) AS x \
+               WHERE pg_xact_status(x) <> 'in progress' \
+                  OR EXISTS (SELECT 1 FROM appenders ap WHERE ap.xid = (x::text::bigint & 4294967295)))) \
+           END AS h FROM snap)",
+            FALLBACK = FALLBACK_HORIZON
+        )
+    })
+}
+
+/// Watches the horizon every `every` until `shutdown`: keeps the
+/// `twofold_horizon_fallback` and `twofold_appender_oldest_age_seconds`
+/// gauges current and logs when the reader falls back to the global
+/// horizon (and when it stops).
+pub async fn monitor_horizon(
+    db: crate::db::Db,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut fallback = false;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Ok(Some(probe)) = horizon_probe(&db.conn).await else { continue };
+        metrics::gauge!(crate::metrics::HORIZON_FALLBACK).set(f64::from(u8::from(probe.fallback)));
+        metrics::gauge!(crate::metrics::APPENDER_AGE).set(probe.oldest_appender_age);
+        if probe.fallback != fallback {
+            fallback = probe.fallback;
+            if fallback {
+                tracing::warn!("an event writer's transaction id is not visible to this role (grant pg_read_all_stats): projections fall back to the global horizon, which any open transaction on the server holds back");
+            } else {
+                tracing::info!("projections use the appenders' horizon again");
+            }
+        }
+    }
+}
+
+/// The global horizon, used when the appenders cannot be seen: the oldest
+/// transaction running in this statement's snapshot, not counting projector
+/// sessions (they never append), or the snapshot's xmax. Any open
+/// transaction anywhere on the server holds it back.
+pub const FALLBACK_HORIZON: &str = "COALESCE( \
+       (SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap.s) AS x \
          WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
                            WHERE a.application_name = 'twofold-projector' AND a.backend_xid IS NOT NULL \
                              AND a.backend_xid::text::bigint = (x::text::bigint & 4294967295))), \
-       (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS h)";
+       pg_snapshot_xmax(snap.s)::text::bigint)";
+
+/// How the horizon stands right now (for `/readyz` and `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HorizonProbe {
+    /// True when some appender's xid cannot be seen: the global horizon is in use.
+    pub fallback: bool,
+    /// Seconds the oldest appender holding an xid has been running.
+    pub oldest_appender_age: f64,
+}
+
+/// Looks at the appenders once (PostgreSQL; `None` elsewhere).
+pub async fn horizon_probe(db: &impl ConnectionTrait) -> Result<Option<HorizonProbe>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let sql = format!(
+        "WITH {APPENDERS} SELECT COALESCE(bool_or(hidden), false) AS fallback, \
+         COALESCE(EXTRACT(EPOCH FROM now() - min(xact_start) FILTER (WHERE xid IS NOT NULL))::float8, 0) AS age FROM appenders"
+    );
+    let row = db.query_one_raw(statement(DbBackend::Postgres, &sql, vec![])).await?;
+    Ok(row.map(|r| HorizonProbe {
+        fallback: r.try_get("", "fallback").unwrap_or(true),
+        oldest_appender_age: r.try_get("", "age").unwrap_or(0.0),
+    }))
+}
 
 /// What a reader needs of an event row: the payload as JSON text (decoded
 /// straight into the typed event), no metadata.
@@ -109,9 +221,10 @@ async fn read_rows(
         DbBackend::Postgres => statement(
             backend,
             &format!(
-                "{HORIZON} SELECT {COLUMNS} FROM event, horizon \
+                "{} SELECT {COLUMNS} FROM event, horizon \
                  WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) AND tx_id < horizon.h \
-                 ORDER BY tx_id, position LIMIT $5"
+                 ORDER BY tx_id, position LIMIT $5",
+                horizon_sql()
             ),
             vec![after.tx_id.into(), after.position.into(), until.tx_id.into(), until.position.into(), limit.into()],
         ),

@@ -635,6 +635,8 @@ impl Projector {
         // Where this runner stood down for a newer release: it stays a
         // standby until someone has applied past that event.
         let mut outdated_at: Option<LogPosition> = None;
+        // Since when an open event writer below the horizon holds this projection back.
+        let mut held_since: Option<std::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -684,6 +686,17 @@ impl Projector {
                 if let Err(e) = self.report_recovered().await {
                     tracing::warn!(projection = self.name(), error = %e, "could not clear the retrying status");
                 }
+            }
+            let held_back = matches!(outcome, Ok(StepOutcome::Idle))
+                && self.known_checkpoint().is_some_and(|c| *appended.borrow() > c);
+            match (held_back, held_since) {
+                (true, None) => held_since = Some(std::time::Instant::now()),
+                (false, Some(since)) => {
+                    metrics::histogram!(crate::metrics::HORIZON_WAIT, "projection" => self.name())
+                        .record(since.elapsed().as_secs_f64());
+                    held_since = None;
+                }
+                _ => {}
             }
             let pause = match outcome {
                 Ok(StepOutcome::Applied { .. } | StepOutcome::Fenced | StepOutcome::DeadLettered { .. }) => {

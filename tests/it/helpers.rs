@@ -54,6 +54,11 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A PostgreSQL database the caller made (and drops) itself.
+    pub fn external(url: String) -> Self {
+        Self { url, backend: Backend::Postgres, admin_url: None, name: String::new(), _dir: None }
+    }
+
     pub async fn create(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => {

@@ -14,6 +14,7 @@ mod concurrency;
 mod fleet;
 mod fuzz;
 mod hardening;
+mod horizon;
 mod http_spec;
 mod idempotency;
 mod invariants;

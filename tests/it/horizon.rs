@@ -1,0 +1,295 @@
+//! The read side does not stall on other applications' transactions: the
+//! projectors' horizon counts only transactions that can append to the
+//! event log (PostgreSQL), and it still never skips a late commit.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use twofold::command::{CommandPauses, Pause};
+
+use crate::helpers::*;
+use crate::ws_client::{Protocol, WsClient};
+
+/// Waits for `token` with `writeVisible` over WebSocket; returns whether it
+/// became visible and how long that took.
+async fn write_visible(app: &TestApp, token: &str, timeout_ms: u64) -> (bool, Duration) {
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init().await;
+    let started = Instant::now();
+    ws.subscribe(
+        "v",
+        "subscription($t: Token!, $ms: Int) { writeVisible(token: $t, timeoutMs: $ms) { visible } }",
+        json!({ "t": token, "ms": timeout_ms }),
+    )
+    .await;
+    let visible = ws.next_data("v").await["data"]["writeVisible"]["visible"] == true;
+    (visible, started.elapsed())
+}
+
+async fn sql(db: &impl ConnectionTrait, text: &str) {
+    db.execute_unprepared(text).await.unwrap_or_else(|e| panic!("{text}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_held_open_in_another_database_does_not_delay_projections() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    // Another application's transaction, in another database, with an xid, left open.
+    let other = Database::connect(format!("{}/postgres", pg_base_url().expect("url"))).await.expect("connect");
+    let foreign = other.begin().await.expect("begin");
+    sql(&foreign, "SELECT pg_current_xact_id()").await;
+    for _ in 0..3 {
+        let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+        let (visible, took) = write_visible(&app, &token, 5000).await;
+        assert!(visible, "the write became visible");
+        assert!(took < Duration::from_secs(1), "visible after {took:?}, with a foreign transaction open");
+    }
+    foreign.rollback().await.expect("rollback");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_to_another_table_of_twofolds_database_does_not_delay_projections() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    sql(&app.db, "CREATE TABLE unrelated (x int)").await;
+    let open = app.db.begin().await.expect("begin");
+    sql(&open, "INSERT INTO unrelated VALUES (1)").await;
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let (visible, took) = write_visible(&app, &token, 5000).await;
+    assert!(visible && took < Duration::from_secs(1), "visible: {visible} after {took:?}");
+    open.rollback().await.expect("rollback");
+    app.stop().await;
+}
+
+/// The `order_summary` checkpoint as `(tx_id, position)`.
+async fn checkpoint(app: &TestApp) -> (i64, i64) {
+    let d = app.data("{ projections { name checkpoint } }", json!({})).await;
+    let row =
+        d["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row").clone();
+    parse(&s(&row["checkpoint"]))
+}
+
+fn parse(token: &str) -> (i64, i64) {
+    token.split_once('.').map(|(a, b)| (a.parse().expect("tx"), b.parse().expect("pos"))).expect("token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_commit_is_waited_for_with_a_foreign_transaction_open() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    let other = Database::connect(format!("{}/postgres", pg_base_url().expect("url"))).await.expect("connect");
+    let foreign = other.begin().await.expect("begin");
+    sql(&foreign, "SELECT pg_current_xact_id()").await;
+    // An event writer takes its xid and appends, but does not commit yet.
+    let late = app.db.begin().await.expect("begin");
+    let ghost = uuid::Uuid::new_v4();
+    late.execute_raw(Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) \
+         VALUES ('customer', $1, 1, 'CustomerRegistered', 1, $2, '{}', now())",
+        vec![ghost.into(), json!({ "customerId": ghost, "name": "Late Larry", "email": "late@example.com" }).into()],
+    ))
+    .await
+    .expect("late insert");
+    // A later command commits; projectors wait for the open writer, not the foreign transaction.
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let (visible, _) = write_visible(&app, &token, 300).await;
+    assert!(!visible, "the projection must not pass the open event writer");
+    assert!(checkpoint(&app).await < parse(&token));
+    late.commit().await.expect("commit late");
+    let d = app
+        .data(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
+    assert_eq!(s(&d["order"]["id"]), order);
+    app.settle().await;
+    let larry = app.data("query($id: ID!) { customer(id: $id) { name } }", json!({ "id": ghost.to_string() })).await;
+    assert_eq!(larry["customer"]["name"], "Late Larry", "the late event was applied, not skipped");
+    foreign.rollback().await.expect("rollback");
+    app.stop().await;
+}
+
+/// Holds one command at each pause point until the test lets it go.
+struct Gate {
+    /// The task of the command being held (the first that arrives while armed).
+    held: Mutex<Option<tokio::task::Id>>,
+    armed: AtomicBool,
+    /// Where the held command is.
+    arrived: watch::Sender<Option<Pause>>,
+    /// How far the held command may go: None (hold at the lock), Some(StateSaved) (hold there), or past it.
+    release: watch::Sender<u8>,
+}
+
+#[async_trait::async_trait]
+impl CommandPauses for Gate {
+    async fn at(&self, point: Pause) {
+        let me = tokio::task::try_id();
+        {
+            let mut held = self.held.lock().expect("gate");
+            match *held {
+                None if point == Pause::AppenderLockTaken && self.armed.swap(false, Ordering::SeqCst) => *held = me,
+                Some(id) if Some(id) == me => {}
+                _ => return,
+            }
+        }
+        self.arrived.send_replace(Some(point));
+        let needed = match point {
+            Pause::AppenderLockTaken => 1,
+            Pause::StateSaved => 2,
+        };
+        let mut release = self.release.subscribe();
+        while *release.borrow_and_update() < needed {
+            if release.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    let gate = Arc::new(Gate {
+        held: Mutex::new(None),
+        armed: AtomicBool::new(true),
+        arrived: watch::channel(None).0,
+        release: watch::channel(0).0,
+    });
+    app.services.commands.set_pauses(Some(gate.clone()));
+    let mut arrived = gate.arrived.subscribe();
+    // The held command, on its own connection.
+    let held = {
+        let (client, base, customer, tea) =
+            (reqwest::Client::new(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
+        tokio::spawn(async move {
+            let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id token } }", "variables": { "c": customer, "p": tea } });
+            client
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    // 1. It holds the appender lock but has no xid yet: that holds nobody back.
+    arrived.wait_for(|p| *p == Some(Pause::AppenderLockTaken)).await.expect("arrives at the lock");
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let (visible, _) = write_visible(&app, &token, 5000).await;
+    assert!(visible, "a lock holder without an xid does not hold the horizon back");
+    // 2. It has its xid (its state is written) and has not appended: later writes wait for it.
+    gate.release.send_replace(1);
+    arrived.wait_for(|p| *p == Some(Pause::StateSaved)).await.expect("arrives after its first write");
+    let (later, later_token) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
+    let (visible, _) = write_visible(&app, &later_token, 300).await;
+    assert!(!visible, "a later write must not become visible past an open appender");
+    assert!(checkpoint(&app).await < parse(&later_token));
+    // 3. It appends and commits: everything becomes visible, nothing skipped or doubled.
+    gate.release.send_replace(2);
+    let answer = held.await.expect("held command");
+    let held_order = s(&answer["data"]["placeOrder"]["id"]);
+    let d = app
+        .data(
+            "query($a: ID!, $b: ID!, $t: Token) { a: order(id: $a, consistentWith: $t) { id } b: order(id: $b, consistentWith: $t) { id } }",
+            json!({ "a": held_order, "b": later, "t": later_token }),
+        )
+        .await;
+    assert_eq!((s(&d["a"]["id"]), s(&d["b"]["id"])), (held_order.clone(), later.clone()));
+    app.settle().await;
+    let orders = app.scalar_i64("SELECT count(*) FROM event WHERE event_type = 'OrderPlaced'").await;
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM order_summary").await, orders);
+    let placed = app.data("query($c: ID!) { customer(id: $c) { ordersPlaced } }", json!({ "c": seed.customer })).await;
+    assert_eq!(big(&placed["customer"]["ordersPlaced"]), orders);
+    app.services.commands.set_pauses(None);
+    app.stop().await;
+}
+
+/// A role that may not see other roles' transaction ids (no pg_read_all_stats).
+struct LimitedRole {
+    admin: DatabaseConnection,
+    role: String,
+    database: String,
+}
+
+impl LimitedRole {
+    async fn create() -> Option<Self> {
+        let base = pg_base_url()?;
+        let admin = Database::connect(format!("{base}/postgres")).await.expect("connect");
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let (role, database) = (format!("twofold_limited_{}", &suffix[..12]), format!("twofold_test_{suffix}"));
+        sql(&admin, &format!("CREATE ROLE {role} LOGIN")).await;
+        sql(&admin, &format!("CREATE DATABASE {database} OWNER {role}")).await;
+        Some(Self { admin, role, database })
+    }
+
+    fn url(&self, user: &str) -> String {
+        let base = pg_base_url().expect("url");
+        let (scheme, rest) = base.split_once("://").expect("scheme");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        format!("{scheme}://{user}@{host}/{}", self.database)
+    }
+
+    async fn drop(self) {
+        let _ = self.admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database)).await;
+        let _ = self.admin.execute_unprepared(&format!("DROP ROLE IF EXISTS {}", self.role)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_privilege_to_see_appenders_it_falls_back_to_the_global_horizon_and_says_so() {
+    let Some(limited) = LimitedRole::create().await else { return };
+    let database = TestDatabase::external(limited.url(&limited.role));
+    let settings = twofold::config::Settings::for_database(&database.url);
+    let app = TestApp::start(database, settings).await;
+    let seed = app.seed().await;
+    app.settle().await;
+    let ready: Value =
+        app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
+    assert_eq!(ready["horizon"]["mode"], "appenders", "{ready}");
+    // An event writer of another role (here the superuser), whose xid this role may not see.
+    let superuser = Database::connect(limited.url("postgres")).await.expect("connect as postgres");
+    let hidden = superuser.begin().await.expect("begin");
+    let ghost = uuid::Uuid::new_v4();
+    hidden
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) \
+             VALUES ('customer', $1, 1, 'CustomerRegistered', 1, $2, '{}', now())",
+            vec![ghost.into(), json!({ "customerId": ghost, "name": "Hidden Hal", "email": "hal@example.com" }).into()],
+        ))
+        .await
+        .expect("insert");
+    let ready: Value =
+        app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
+    assert_eq!(ready["horizon"]["mode"], "global", "{ready}");
+    assert_eq!(ready["status"], "degraded");
+    // The global horizon is cautious: a later write waits for the hidden writer…
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let (visible, _) = write_visible(&app, &token, 300).await;
+    assert!(!visible, "the fallback must not pass a writer it cannot see");
+    // …and everything arrives once it commits.
+    hidden.commit().await.expect("commit");
+    let (visible, _) = write_visible(&app, &token, 5000).await;
+    assert!(visible);
+    app.settle().await;
+    let hal = app.data("query($id: ID!) { customer(id: $id) { name } }", json!({ "id": ghost.to_string() })).await;
+    assert_eq!(hal["customer"]["name"], "Hidden Hal");
+    let ready: Value =
+        app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz").json().await.expect("json");
+    assert_eq!(ready["horizon"]["mode"], "appenders", "back once the hidden writer is gone: {ready}");
+    app.stop().await;
+    let _ = superuser.close().await;
+    limited.drop().await;
+}
