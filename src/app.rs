@@ -1,6 +1,11 @@
 //! Wiring: connect, migrate, start the projectors, build the schema, serve.
 //! `start` + `serve(listener, …, shutdown)` let tests run the real server on
 //! `127.0.0.1:0`.
+//!
+//! This is the one module that knows every layer: it turns the plain
+//! configuration (`crate::config`) into each layer's own settings and hands
+//! each layer only what it needs (HTTP gets the API and the operations
+//! service, never the databases).
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -10,15 +15,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Admin;
+use crate::catalog::Mode;
 use crate::command::CommandService;
+use crate::config;
 use crate::config::Settings;
 use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
 use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
 use crate::inline::InlineProjections;
 use crate::notice::Notices;
-use crate::projection::runtime::{InlineApplier, Mode, Projector};
-use crate::query::ReadModel;
+use crate::projection::runtime::{InlineApplier, Projector, RuntimeSettings};
+use crate::query::{ConsistencySettings, ReadModel};
 use crate::token::LogPosition;
 
 /// Why the service could not start (printed as one line).
@@ -60,7 +68,64 @@ pub struct Services {
     pub schema: TwofoldSchema,
     pub api: Api,
     pub appended: Arc<watch::Sender<LogPosition>>,
-    pub admin: crate::ops::AdminService,
+    pub admin: Admin,
+}
+
+impl From<config::Pool> for PoolOptions {
+    fn from(p: config::Pool) -> Self {
+        PoolOptions::new(p.max_connections, p.acquire_timeout)
+    }
+}
+
+impl From<&config::Projections> for RuntimeSettings {
+    fn from(p: &config::Projections) -> Self {
+        RuntimeSettings {
+            batch_size: p.batch_size,
+            poll_interval: p.poll_interval,
+            modes: p.modes.clone(),
+            policies: p.policies.clone(),
+        }
+    }
+}
+
+impl From<config::Consistency> for ConsistencySettings {
+    fn from(c: config::Consistency) -> Self {
+        ConsistencySettings { default_wait: c.default_wait, max_wait: c.max_wait }
+    }
+}
+
+impl From<config::Http> for crate::http::HttpLimits {
+    fn from(h: config::Http) -> Self {
+        crate::http::HttpLimits {
+            max_body_bytes: h.max_body_bytes,
+            request_timeout: h.request_timeout,
+            ws: crate::http::ws::WsLimits {
+                max_connections: h.ws.max_connections,
+                max_subscriptions_per_connection: h.ws.max_subscriptions_per_connection,
+                max_message_bytes: h.ws.max_message_bytes,
+                send_timeout: h.ws.send_timeout,
+                init_timeout: h.ws.init_timeout,
+                keepalive: h.ws.keepalive,
+                outbox: h.ws.outbox,
+            },
+        }
+    }
+}
+
+impl From<config::Documents> for crate::graphql::SchemaLimits {
+    fn from(d: config::Documents) -> Self {
+        crate::graphql::SchemaLimits {
+            shape: crate::graphql::shape::ShapeLimits {
+                max_fields: d.max_fields,
+                max_spreads: d.max_spreads,
+                max_aliases: d.max_aliases,
+                max_depth: d.max_depth,
+                max_introspection_depth: d.max_introspection_depth,
+                max_directives: d.max_directives,
+            },
+            max_complexity: d.max_complexity,
+        }
+    }
 }
 
 /// Applies migrations to the write database and, when separate, the read database.
@@ -94,15 +159,16 @@ const PROJECTOR_CONNECTIONS: u32 = 3;
 /// Connects, migrates, registers the projections and catches inline ones up.
 pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     crate::metrics::install();
-    let write_db = Db::open(&settings.database_url, settings.commands_pool, "twofold").await?;
+    let runtime = RuntimeSettings::from(&settings.runtime);
+    let write_db = Db::open(&settings.database_url, settings.commands_pool.into(), "twofold").await?;
     migrate_db(&write_db).await?;
     let separate_read = settings.read_database_url.as_deref().filter(|u| *u != settings.database_url);
     let read_url = separate_read.unwrap_or(&settings.database_url);
-    let read_db = Db::open(read_url, settings.reads_pool, "twofold").await?;
+    let read_db = Db::open(read_url, settings.reads_pool.into(), "twofold").await?;
     if separate_read.is_some() {
         migrate_db(&read_db).await?;
     }
-    let inline = InlineApplier::new(&settings.runtime);
+    let inline = InlineApplier::new(&runtime);
     if inline.is_some() && !write_db.same_database_as(&read_db) {
         return Err(StartError::Config(
             "inline projections need the read views in the write database; drop --read-database-url or use async mode"
@@ -120,8 +186,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
-        let projector =
-            Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), &settings.runtime);
+        let projector = Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), &runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
@@ -129,14 +194,22 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     }
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
-    let reads = ReadModel::new(read_db.clone(), log_db.clone(), notices.clone(), settings.consistency);
-    let admin = crate::ops::AdminService::new(
+    let reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
+    let admin = Admin::new(
+        write_db.clone(),
+        read_db.clone(),
         log_db.clone(),
         projector_db.clone(),
         notices.clone(),
         settings.admin_token.clone(),
     );
-    let schema = crate::graphql::build(Some(commands.clone()), Some(reads.clone()), notices.clone(), settings.schema);
+    let schema = crate::graphql::build(
+        Some(commands.clone()),
+        Some(reads.clone()),
+        Some(admin.clone()),
+        notices.clone(),
+        settings.schema.into(),
+    );
     let api = Api::new(schema.clone(), Some(reads.clone()));
     Ok(Services { write_db, read_db, projector_db, log_db, commands, reads, notices, schema, api, appended, admin })
 }
@@ -156,7 +229,7 @@ pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &Can
                 services.log_db.clone(),
                 services.projector_db.clone(),
                 services.notices.clone(),
-                &settings.runtime,
+                &RuntimeSettings::from(&settings.runtime),
             );
             tokio::spawn(projector.run(
                 services.appended.subscribe(),
@@ -194,15 +267,20 @@ pub async fn serve(
         )));
     }
     let connections = tokio_util::task::TaskTracker::new();
+    let endpoints = crate::http::Endpoints {
+        api: services.api.clone(),
+        admin: services.admin.clone(),
+        limits: settings.http.into(),
+    };
     let router = if settings.role.serves_api() {
-        crate::http::router(services.clone(), settings.http, shutdown.clone(), connections.clone())
+        crate::http::router(endpoints.clone(), shutdown.clone(), connections.clone())
     } else {
-        crate::http::health_router(services.clone(), settings.http, shutdown.clone())
+        crate::http::health_router(endpoints.clone(), shutdown.clone())
     };
     if let Some(addr) = settings.metrics_bind {
         let listener =
             TcpListener::bind(addr).await.map_err(|e| StartError::Bind { addr: addr.to_string(), source: e })?;
-        let metrics = crate::http::metrics_router(services.clone(), settings.http, shutdown.clone());
+        let metrics = crate::http::metrics_router(endpoints.clone(), shutdown.clone());
         let stop = shutdown.clone();
         background.push(tokio::spawn(async move {
             let _ = axum::serve(listener.tap_io(no_delay), metrics.into_make_service())

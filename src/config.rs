@@ -7,12 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::db::PoolOptions;
-use crate::graphql::shape::ShapeLimits;
-use crate::graphql::SchemaLimits;
-use crate::http::HttpLimits;
-use crate::projection::runtime::{Mode, PoisonPolicy, RuntimeSettings};
-use crate::query::ConsistencySettings;
+use crate::catalog::{Mode, PoisonPolicy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +21,17 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+impl Cli {
+    /// How the command wants its log lines (`serve` may ask for JSON).
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Some(Command::Serve(args)) => args.log_format,
+            None => self.serve.log_format,
+            Some(_) => LogFormat::Text,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,26 +158,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// What a `serve` process does, so API and projector instances scale apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Role {
-    /// Serve the API and run the projections.
-    #[default]
-    All,
-    /// Serve the API only (projections run elsewhere).
-    Api,
-    /// Run the projections only (plus /healthz and /readyz).
-    Projector,
-}
-
-impl Role {
-    pub fn serves_api(self) -> bool {
-        self != Self::Projector
-    }
-    pub fn runs_projections(self) -> bool {
-        self != Self::Api
-    }
-}
+pub use crate::catalog::Role;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -248,7 +235,7 @@ pub struct ServeArgs {
 fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(String, T), String> {
     let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
     let name = name.trim();
-    let known = crate::projection::names();
+    let known = crate::catalog::View::names();
     if !known.contains(&name) {
         return Err(format!("unknown projection '{name}'; known: {}", known.join(", ")));
     }
@@ -256,7 +243,72 @@ fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(
     Ok((name.to_owned(), value))
 }
 
-/// Everything the service needs to start, resolved from the CLI.
+/// A connection pool's size, and how long a caller waits for one of its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max_connections: u32, acquire_timeout: Duration) -> Self {
+        Self { max_connections: max_connections.max(1), acquire_timeout }
+    }
+}
+
+/// How projections run.
+#[derive(Debug, Clone)]
+pub struct Projections {
+    pub batch_size: u64,
+    /// Safety-net poll when no wake-up arrives.
+    pub poll_interval: Duration,
+    pub modes: HashMap<String, Mode>,
+    pub policies: HashMap<String, PoisonPolicy>,
+}
+
+/// How long `consistentWith` and `writeVisible` wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Consistency {
+    pub default_wait: Duration,
+    pub max_wait: Duration,
+}
+
+/// HTTP and WebSocket limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Http {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub ws: WebSocket,
+}
+
+/// WebSocket limits.
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocket {
+    pub max_connections: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub max_message_bytes: usize,
+    pub send_timeout: Duration,
+    pub init_timeout: Duration,
+    pub keepalive: Duration,
+    /// Messages the operations of one connection may queue for the socket.
+    pub outbox: usize,
+}
+
+/// Bounds on a GraphQL document.
+#[derive(Debug, Clone, Copy)]
+pub struct Documents {
+    pub max_depth: u64,
+    pub max_introspection_depth: u64,
+    pub max_fields: u64,
+    pub max_spreads: u64,
+    pub max_aliases: u64,
+    pub max_directives: usize,
+    pub max_complexity: usize,
+}
+
+/// Everything the service needs to start, resolved from the command line:
+/// plain values only. `app` turns them into each layer's own settings, so
+/// this module imports no layer.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub role: Role,
@@ -265,80 +317,84 @@ pub struct Settings {
     pub database_url: String,
     pub read_database_url: Option<String>,
     /// The command pool (write database).
-    pub commands_pool: PoolOptions,
+    pub commands_pool: Pool,
     /// The query pool (read database).
-    pub reads_pool: PoolOptions,
+    pub reads_pool: Pool,
     pub metrics_bind: Option<SocketAddr>,
-    pub runtime: RuntimeSettings,
-    pub consistency: ConsistencySettings,
-    pub http: HttpLimits,
-    pub schema: SchemaLimits,
+    pub runtime: Projections,
+    pub consistency: Consistency,
+    pub http: Http,
+    pub schema: Documents,
 }
 
 impl Settings {
-    /// Defaults for a database URL (used by tests and tools).
+    /// The defaults of `twofold serve` for a database URL (tests and tools).
     pub fn for_database(url: &str) -> Self {
-        Self {
-            role: Role::All,
-            admin_token: None,
-            database_url: url.to_owned(),
-            read_database_url: None,
-            commands_pool: PoolOptions::new(6, Duration::from_secs(2)),
-            reads_pool: PoolOptions::new(6, Duration::from_millis(500)),
-            metrics_bind: None,
-            runtime: RuntimeSettings::default(),
-            consistency: ConsistencySettings::default(),
-            http: HttpLimits::default(),
-            schema: SchemaLimits::default(),
-        }
+        let args = ServeArgs::parse_from(["twofold", "--database-url", url]);
+        Self::from(&args)
+    }
+}
+
+/// Every flag of `serve` as a standalone parser (for [`Settings::for_database`]).
+#[derive(Debug, Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl ServeArgs {
+    fn parse_from<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        ServeOnly::parse_from(args).serve
     }
 }
 
 impl From<&ServeArgs> for Settings {
     fn from(args: &ServeArgs) -> Self {
-        let modes: HashMap<String, Mode> = args.projection_mode.iter().cloned().collect();
-        let policies: HashMap<String, PoisonPolicy> = args.poison_policy.iter().cloned().collect();
         Self {
             role: args.role,
             admin_token: args.admin_token.clone().filter(|t| !t.trim().is_empty()),
             database_url: args.database.database_url.clone(),
             read_database_url: args.database.read_database_url.clone(),
-            commands_pool: PoolOptions::new(
+            commands_pool: Pool::new(
                 args.database.max_connections.max(2),
                 Duration::from_millis(args.pool_timeout_ms.max(1)),
             ),
-            reads_pool: PoolOptions::new(
-                args.database.read_max_connections.max(1),
-                Duration::from_millis(args.read_shed_ms.max(1)),
-            ),
+            reads_pool: Pool::new(args.database.read_max_connections, Duration::from_millis(args.read_shed_ms.max(1))),
             metrics_bind: args.metrics_bind,
-            runtime: RuntimeSettings {
+            runtime: Projections {
                 batch_size: args.batch_size.max(1),
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
-                modes,
-                policies,
+                modes: args.projection_mode.iter().cloned().collect(),
+                policies: args.poison_policy.iter().cloned().collect(),
             },
-            consistency: ConsistencySettings {
+            consistency: Consistency {
                 default_wait: Duration::from_millis(args.consistency_wait_ms),
                 max_wait: Duration::from_millis(args.consistency_max_wait_ms.max(args.consistency_wait_ms)),
             },
-            http: HttpLimits {
+            http: Http {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
-                ws: crate::http::ws::WsLimits {
+                ws: WebSocket {
                     max_connections: args.ws_max_connections.max(1),
                     max_subscriptions_per_connection: args.ws_max_subscriptions.max(1),
+                    max_message_bytes: 64 * 1024,
                     send_timeout: Duration::from_millis(args.ws_send_timeout_ms.max(1)),
-                    ..Default::default()
+                    init_timeout: Duration::from_secs(10),
+                    keepalive: Duration::from_secs(15),
+                    outbox: 64,
                 },
             },
-            schema: SchemaLimits {
-                shape: ShapeLimits {
-                    max_depth: args.max_depth,
-                    max_fields: args.max_fields,
-                    max_aliases: args.max_aliases,
-                    ..ShapeLimits::default()
-                },
+            schema: Documents {
+                max_depth: args.max_depth,
+                max_introspection_depth: 24,
+                max_fields: args.max_fields,
+                max_spreads: 1_000,
+                max_aliases: args.max_aliases,
+                max_directives: 8,
                 max_complexity: args.max_complexity,
             },
         }

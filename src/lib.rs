@@ -24,7 +24,10 @@
 //! | [`http`]      | axum router, limits, health, shutdown             | graphql                              |                                       |
 //!
 //! `tests/architecture.rs` enforces these rules on the source text.
+pub mod admin;
 pub mod app;
+pub mod catalog;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod db;
@@ -34,7 +37,6 @@ pub mod http;
 pub mod inline;
 pub mod metrics;
 pub mod notice;
-pub mod ops;
 pub mod projection;
 pub mod query;
 pub mod token;

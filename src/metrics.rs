@@ -2,8 +2,9 @@
 //!
 //! Counters and histograms are recorded where things happen (commands,
 //! projector batches, WebSockets) through the `metrics` facade; per-projection
-//! checkpoint and lag are read from the database at scrape time, so each
-//! instance reports the truth of its own store.
+//! checkpoint and lag are read from the database at scrape time
+//! (`crate::admin`), so each instance reports the truth of its own store.
+//! A leaf: the names and the recorder, nothing of the other layers.
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -94,7 +95,7 @@ fn describe_and_zero() {
     metrics::counter!(EVENTS_APPENDED).increment(0);
     metrics::gauge!(WS_CONNECTIONS).increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
-    for projection in crate::projection::names() {
+    for projection in crate::catalog::View::names() {
         metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
         metrics::gauge!(REBUILD_PROGRESS, "projection" => projection).increment(0.0);
         metrics::gauge!(PROJECTION_ATTEMPTS, "projection" => projection).set(0.0);
@@ -119,35 +120,8 @@ pub fn shed(detail: &dyn std::fmt::Display) {
     tracing::warn!(error = %detail, refused_since_last_line = also, "request refused: the database is unreachable or no connection was free in time (UNAVAILABLE)");
 }
 
-/// Renders the recorded metrics plus per-projection gauges read now.
-pub async fn render(reads: &crate::query::ReadModel) -> String {
-    let mut out = install().map(|h| h.render()).unwrap_or_default();
-    if let Ok(states) = reads.projections().await {
-        out.push_str("# HELP twofold_projection_checkpoint_position Log position of each projection's checkpoint.\n");
-        out.push_str("# TYPE twofold_projection_checkpoint_position gauge\n");
-        for s in &states {
-            out.push_str(&format!(
-                "twofold_projection_checkpoint_position{{projection=\"{}\"}} {}\n",
-                s.row.name, s.row.last_position
-            ));
-        }
-        out.push_str("# HELP twofold_projection_lag_events Committed events each projection has not applied yet.\n");
-        out.push_str("# TYPE twofold_projection_lag_events gauge\n");
-        for s in &states {
-            out.push_str(&format!("twofold_projection_lag_events{{projection=\"{}\"}} {}\n", s.row.name, s.lag));
-        }
-        out.push_str("# HELP twofold_projection_retrying 1 while the projection's runner retries after failures.\n");
-        out.push_str("# TYPE twofold_projection_retrying gauge\n");
-        for s in &states {
-            let retrying = u8::from(s.row.status == crate::projection::runtime::STATUS_RETRYING);
-            out.push_str(&format!("twofold_projection_retrying{{projection=\"{}\"}} {retrying}\n", s.row.name));
-        }
-        out.push_str("# HELP twofold_projection_stopped 1 when a poison event stopped the projection.\n");
-        out.push_str("# TYPE twofold_projection_stopped gauge\n");
-        for s in &states {
-            let stopped = u8::from(s.row.status == crate::projection::runtime::STATUS_STOPPED);
-            out.push_str(&format!("twofold_projection_stopped{{projection=\"{}\"}} {stopped}\n", s.row.name));
-        }
-    }
-    out
+/// Renders the recorded metrics (the per-projection gauges read from the
+/// database are appended by `crate::admin`).
+pub fn render() -> String {
+    install().map(|h| h.render()).unwrap_or_default()
 }

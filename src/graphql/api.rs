@@ -27,7 +27,7 @@ pub struct Caller {
 /// Results shared by every field of one request that asks for the same thing.
 #[derive(Default)]
 pub struct RequestCache {
-    pub projections: tokio::sync::OnceCell<Vec<crate::query::projections::ProjectionState>>,
+    pub projections: tokio::sync::OnceCell<Vec<crate::admin::ProjectionState>>,
 }
 
 /// Set once a request has passed parsing and validation: errors after that

@@ -30,16 +30,6 @@ pub type CustomerLoaderHandle = DataLoader<CustomerLoader, HashMapCache>;
 /// `OrderLine.product` → `product_catalog`, batched (and, per request, cached).
 pub type ProductLoaderHandle = DataLoader<ProductLoader, HashMapCache>;
 
-/// Loaders for one request: batched, and cached for the request's lifetime
-/// only, so a page's nested lookups cost one query per view and no request
-/// ever sees another's results.
-pub fn request_loaders(reads: &ReadModel) -> (CustomerLoaderHandle, ProductLoaderHandle) {
-    (
-        DataLoader::with_cache(CustomerLoader(reads.clone()), tokio::spawn, HashMapCache::default()),
-        DataLoader::with_cache(ProductLoader(reads.clone()), tokio::spawn, HashMapCache::default()),
-    )
-}
-
 pub type TwofoldSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// Limits on every request.
@@ -61,6 +51,7 @@ impl Default for SchemaLimits {
 pub fn build(
     commands: Option<CommandService>,
     reads: Option<ReadModel>,
+    admin: Option<crate::admin::Admin>,
     notices: Notices,
     limits: SchemaLimits,
 ) -> TwofoldSchema {
@@ -75,18 +66,17 @@ pub fn build(
     if let Some(commands) = commands {
         builder = builder.data(commands);
     }
+    if let Some(admin) = admin {
+        builder = builder.data(admin);
+    }
+    // Per-request DataLoaders come with each request (see [`api::Api::prepare`]).
     if let Some(reads) = reads {
-        // Schema-wide fallback loaders (used by operations over WebSocket):
-        // batching only, never caching across operations.
-        let (customers, products) = request_loaders(&reads);
-        customers.enable_all_cache(false);
-        products.enable_all_cache(false);
-        builder = builder.data(customers).data(products).data(reads);
+        builder = builder.data(reads);
     }
     builder.finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    build(None, None, Notices::default(), SchemaLimits::default()).sdl()
+    build(None, None, None, Notices::default(), SchemaLimits::default()).sdl()
 }

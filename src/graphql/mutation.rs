@@ -177,10 +177,10 @@ fn dead_letter_id(id: &ID) -> async_graphql::Result<i64> {
     })
 }
 
-pub(crate) fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::ops::AdminService> {
-    use crate::ops::AdminAccess;
+pub(crate) fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::admin::Admin> {
+    use crate::admin::AdminAccess;
     match ctx.data_opt::<AdminAccess>().copied().unwrap_or(AdminAccess::Missing) {
-        AdminAccess::Granted => Ok(ctx.data::<crate::ops::AdminService>()?.clone()),
+        AdminAccess::Granted => Ok(ctx.data::<crate::admin::Admin>()?.clone()),
         AdminAccess::Disabled => Err(super::error::coded(
             super::error::FORBIDDEN,
             "admin operations are disabled on this server (no --admin-token)",

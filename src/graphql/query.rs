@@ -9,14 +9,14 @@ use super::error::{from_query, validation};
 use super::scalars::{uuid, Token};
 use super::types::{Customer, DailySales, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
 use super::{CustomerLoaderHandle, ProductLoaderHandle};
-use crate::projection::{customer_view, daily_sales, order_activity, order_summary, product_catalog};
+use crate::catalog::View;
 use crate::query::{page_size, ReadModel};
 
 pub struct QueryRoot;
 
 /// What an order field can reach: the summary, and through nested fields
 /// the customer dashboard and the catalog.
-const ORDER_VIEWS: &[&str] = &[order_summary::NAME, customer_view::NAME, product_catalog::NAME];
+const ORDER_VIEWS: &[&str] = &[View::OrderSummary.name(), View::CustomerView.name(), View::ProductCatalog.name()];
 
 type Page<T> = Connection<OpaqueCursor<i64>, T, EmptyFields, EmptyFields>;
 
@@ -118,7 +118,7 @@ impl QueryRoot {
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Customer>> {
         let id = uuid("id", &id)?;
-        let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
         Ok(reads.customer(id).await.map_err(from_query)?.map(Customer))
     }
 
@@ -133,7 +133,7 @@ impl QueryRoot {
     ) -> async_graphql::Result<Page<Customer>> {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
-        let reads = consistent(ctx, &[customer_view::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
         let page = reads.customers(first, after).await.map_err(from_query)?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection
@@ -154,7 +154,7 @@ impl QueryRoot {
     ) -> async_graphql::Result<Page<Product>> {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
-        let reads = consistent(ctx, &[product_catalog::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::ProductCatalog.name()], consistent_with).await?;
         let page = reads.products(search.as_deref(), first, after).await.map_err(from_query)?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.added_position), Product(r))));
@@ -169,7 +169,7 @@ impl QueryRoot {
         limit: Option<i32>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Vec<Product>> {
-        let reads = consistent(ctx, &[product_catalog::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::ProductCatalog.name()], consistent_with).await?;
         Ok(reads.top_products(limit).await.map_err(from_query)?.into_iter().map(Product).collect())
     }
 
@@ -182,7 +182,7 @@ impl QueryRoot {
         to: NaiveDate,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Vec<DailySales>> {
-        let reads = consistent(ctx, &[daily_sales::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::DailySales.name()], consistent_with).await?;
         Ok(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect())
     }
 
@@ -195,7 +195,7 @@ impl QueryRoot {
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Vec<OrderActivity>> {
         let order_id = uuid("orderId", &order_id)?;
-        let reads = consistent(ctx, &[order_activity::NAME], consistent_with).await?;
+        let reads = consistent(ctx, &[View::OrderActivity.name()], consistent_with).await?;
         Ok(reads.order_activity(order_id).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
     }
 
@@ -226,15 +226,11 @@ impl QueryRoot {
     /// however many times the document asks for it.
     #[graphql(complexity = "PROJECTIONS_COST + 5 * child_complexity")]
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
-        let reads = ctx.data::<ReadModel>()?;
+        let admin = ctx.data::<crate::admin::Admin>()?;
+        let read = || async { admin.projections().await.map_err(|e| super::error::internal_error_of(&e)) };
         let states = match ctx.data_opt::<super::api::RequestCache>() {
-            Some(cache) => cache
-                .projections
-                .get_or_try_init(|| reads.projections())
-                .await
-                .map_err(|e| from_query(e.clone()))?
-                .clone(),
-            None => reads.projections().await.map_err(from_query)?,
+            Some(cache) => cache.projections.get_or_try_init(read).await?.clone(),
+            None => read().await?,
         };
         Ok(states.into_iter().map(|s| ProjectionStatus { row: s.row, lag: s.lag }).collect())
     }

@@ -48,7 +48,7 @@ pub struct WriteVisibility {
 pub struct SubscriptionRoot;
 
 fn known_projections(requested: Option<Vec<String>>) -> async_graphql::Result<Vec<String>> {
-    let all: Vec<String> = crate::projection::names().into_iter().map(str::to_owned).collect();
+    let all: Vec<String> = crate::catalog::View::names().into_iter().map(str::to_owned).collect();
     match requested {
         None => Ok(all),
         Some(list) if list.is_empty() => Ok(all),

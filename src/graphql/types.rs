@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use super::error::from_query;
 use super::scalars::{int, BigInt, Token};
 use super::{CustomerLoaderHandle, ProductLoaderHandle};
-use crate::query::{ActivityRow, CheckpointRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
+use crate::admin::CheckpointRow;
+use crate::query::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -375,7 +376,7 @@ impl ProjectionStatus {
     }
     /// While `rebuilding`: how far the replay has come, in percent.
     async fn rebuild_percent(&self) -> Option<f64> {
-        (self.row.status == crate::projection::runtime::STATUS_REBUILDING && self.row.rebuild_total > 0)
+        (self.row.status == crate::catalog::Status::Rebuilding.as_str() && self.row.rebuild_total > 0)
             .then(|| 100.0 * self.row.rebuild_done as f64 / self.row.rebuild_total as f64)
     }
     async fn updated_at(&self) -> DateTime<Utc> {

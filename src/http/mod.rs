@@ -40,7 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::app::Services;
+use crate::admin::{Admin, Horizon};
+use crate::catalog::Status;
 use crate::graphql::api::{Api, Caller};
 use crate::graphql::error::{self, UNAVAILABLE, VALIDATION};
 
@@ -62,10 +63,19 @@ impl Default for HttpLimits {
     }
 }
 
+/// What the HTTP layer is given: the GraphQL API, the operations service
+/// (health, metrics, admin access) and its limits. It never sees a database.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub api: Api,
+    pub admin: Admin,
+    pub limits: HttpLimits,
+}
+
 #[derive(Clone)]
 struct AppState {
-    services: Services,
     api: Api,
+    admin: Admin,
     limits: HttpLimits,
     ws_connections: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
@@ -75,17 +85,18 @@ struct AppState {
 }
 
 impl AppState {
-    fn new(services: Services, limits: HttpLimits, shutdown: CancellationToken, connections: TaskTracker) -> Self {
-        let api = services.api.clone();
-        Self { services, api, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
+    fn new(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Self {
+        let Endpoints { api, admin, limits } = endpoints;
+        Self { api, admin, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
     }
 }
 
 /// The API router. WebSocket connections are tracked by `connections`:
 /// on `shutdown` each tells its client to go (1001), and the caller waits
 /// for them (`TaskTracker::wait`) before the process exits.
-pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToken, connections: TaskTracker) -> Router {
-    let state = AppState::new(services, limits, shutdown, connections);
+pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Router {
+    let max_body_bytes = endpoints.limits.max_body_bytes;
+    let state = AppState::new(endpoints, shutdown, connections);
     Router::new()
         .merge(pages::router())
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -93,15 +104,15 @@ pub fn router(services: Services, limits: HttpLimits, shutdown: CancellationToke
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics` (for `--role projector`).
-pub fn health_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
-    let state = AppState::new(services, limits, shutdown, TaskTracker::new());
+pub fn health_router(endpoints: Endpoints, shutdown: CancellationToken) -> Router {
+    let state = AppState::new(endpoints, shutdown, TaskTracker::new());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -110,13 +121,14 @@ pub fn health_router(services: Services, limits: HttpLimits, shutdown: Cancellat
 }
 
 /// Only `/metrics` (for `--metrics-bind`, a separate address).
-pub fn metrics_router(services: Services, limits: HttpLimits, shutdown: CancellationToken) -> Router {
-    let state = AppState::new(services, limits, shutdown, TaskTracker::new());
+pub fn metrics_router(endpoints: Endpoints, shutdown: CancellationToken) -> Router {
+    let state = AppState::new(endpoints, shutdown, TaskTracker::new());
     Router::new().route("/metrics", get(metrics_text)).with_state(state)
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let body = crate::metrics::render(&state.services.reads).await;
+    let mut body = crate::metrics::render();
+    body.push_str(&state.admin.metrics_text().await);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
 }
 
@@ -124,52 +136,40 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Longest a readiness check waits for a database.
-const READY_CHECK: Duration = Duration::from_millis(800);
-
-async fn ping(db: &crate::db::Db) -> bool {
-    matches!(tokio::time::timeout(READY_CHECK, db.conn.ping()).await, Ok(Ok(())))
-}
-
-/// Ready when both databases answer within [`READY_CHECK`] (else 503);
-/// `degraded` when a projection is stopped, retrying or outdated.
+/// Ready when both databases answer within a second (else 503); `degraded`
+/// when a projection is stopped, retrying or outdated, or the projectors
+/// had to fall back to the global horizon.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let s = &state.services;
-    let (write_ok, read_ok) = tokio::join!(ping(&s.write_db), ping(&s.read_db));
+    let ready = state.admin.readiness().await;
+    let (write_ok, read_ok) = (ready.write_database, ready.read_database);
     if !(write_ok && read_ok) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "writeDatabase": write_ok, "readDatabase": read_ok })),
-        )
-            .into_response();
+        let body = json!({ "status": "unavailable", "writeDatabase": write_ok, "readDatabase": read_ok });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
-    let projections = match tokio::time::timeout(READY_CHECK, s.reads.projections()).await {
-        Ok(Ok(list)) => list,
-        _ => {
-            let body = json!({ "status": "unavailable", "writeDatabase": true, "readDatabase": true, "error": "the projection checkpoints could not be read" });
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-        }
+    let Some(projections) = ready.projections else {
+        let body = json!({ "status": "unavailable", "writeDatabase": true, "readDatabase": true, "error": "the projection checkpoints could not be read" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     let troubled: Vec<serde_json::Value> = projections
         .into_iter()
-        .filter(|p| p.row.status != crate::projection::runtime::STATUS_RUNNING && p.row.status != crate::projection::runtime::STATUS_REBUILDING)
+        .filter(|p| !p.status().is_some_and(Status::is_healthy))
         .map(|p| json!({ "name": p.row.name, "status": p.row.status, "lastError": p.row.last_error, "attempts": p.row.attempts }))
         .collect();
-    // Which horizon the projectors read below (PostgreSQL).
-    let probe = tokio::time::timeout(READY_CHECK, crate::projection::reader::horizon_probe(&s.log_db.conn)).await;
-    let horizon = match probe {
-        Ok(Ok(Some(probe))) if probe.fallback => json!({
+    let horizon = match ready.horizon {
+        Horizon::Global => json!({
             "mode": "global",
             "reason": "an event writer's transaction id is not visible to this role (grant pg_read_all_stats); any open transaction on the server delays projections"
         }),
-        Ok(Ok(Some(probe))) => json!({ "mode": "appenders", "oldestAppenderSeconds": probe.oldest_appender_age }),
-        Ok(Ok(None)) => json!({ "mode": "serial" }),
-        _ => json!({ "mode": "unknown" }),
+        Horizon::Appenders { oldest_appender_seconds } => {
+            json!({ "mode": "appenders", "oldestAppenderSeconds": oldest_appender_seconds })
+        }
+        Horizon::Serial => json!({ "mode": "serial" }),
+        Horizon::Unknown => json!({ "mode": "unknown" }),
     };
     // A troubled projection degrades its views; the instance still serves.
-    let status = if troubled.is_empty() && horizon["mode"] != "global" { "ready" } else { "degraded" };
+    let status = if troubled.is_empty() && ready.horizon != Horizon::Global { "ready" } else { "degraded" };
     let stopped: Vec<&serde_json::Value> =
-        troubled.iter().filter(|p| p["status"] == crate::projection::runtime::STATUS_STOPPED).collect();
+        troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
     let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon });
     Json(body).into_response()
 }
@@ -315,10 +315,10 @@ fn is_json_media_type(content_type: &str) -> bool {
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let caller = caller_of(headers);
-    let admin = state.services.admin.access(caller.authorization.as_deref());
+    let admin = state.admin.access(caller.authorization.as_deref());
     let span = tracing::info_span!("graphql", request_id = %caller.request_id);
     let (request, progress) = state.api.prepare(request, &caller, true);
-    let request = request.data(admin).data(state.services.admin.clone());
+    let request = request.data(admin).data(state.admin.clone());
     let execution = tracing::Instrument::instrument(state.api.schema.execute(request), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
         Ok(response) => response,

@@ -20,7 +20,7 @@ use crate::token::LogPosition;
 
 pub struct CustomerView;
 
-pub const NAME: &str = "customer_view";
+pub const NAME: &str = crate::catalog::View::CustomerView.name();
 
 /// What a batch adds to one customer's counters.
 #[derive(Default)]

@@ -19,7 +19,7 @@ use crate::token::LogPosition;
 
 pub struct DailySales;
 
-pub const NAME: &str = "daily_sales";
+pub const NAME: &str = crate::catalog::View::DailySales.name();
 
 /// What a batch adds to one day.
 #[derive(Default)]

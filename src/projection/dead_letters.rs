@@ -10,7 +10,7 @@ use sea_orm::{
 
 use entity::read::{dead_letter, projection_checkpoint};
 
-use super::runtime::{STATUS_RUNNING, STATUS_STOPPED};
+use crate::catalog::Status;
 use crate::db::Db;
 use crate::notice::Notices;
 use crate::token::LogPosition;
@@ -99,7 +99,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
         .ok_or_else(|| DeadLetterError::Refused(format!("projection {} has no checkpoint", letter.projection)))?;
     let at = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
     let event = LogPosition::new(letter.event_tx_id, letter.event_position);
-    let stopped_here = checkpoint.status == STATUS_STOPPED && at < event;
+    let stopped_here = checkpoint.status == Status::Stopped.as_str() && at < event;
     let (resolution, new_checkpoint) = match action {
         Action::Retry if stopped_here => (RETRIED, at),
         Action::Retry => {
@@ -119,7 +119,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     };
     if stopped_here {
         let mut row = checkpoint.into_active_model();
-        row.status = Set(STATUS_RUNNING.to_owned());
+        row.status = Set(Status::Running.as_str().to_owned());
         row.last_error = Set(None);
         row.attempts = Set(0);
         row.last_tx_id = Set(new_checkpoint.tx_id);

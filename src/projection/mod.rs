@@ -103,9 +103,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     ]
 }
 
-/// The names of every projection.
+/// The names of every projection (see [`crate::catalog::View`]).
 pub fn names() -> Vec<&'static str> {
-    all().iter().map(|p| p.name()).collect()
+    crate::catalog::View::names()
 }
 
 /// Operational status of the projections, for the API and the CLI.

@@ -10,7 +10,7 @@ use crate::domain::DomainEvent;
 
 pub struct OrderActivity;
 
-pub const NAME: &str = "order_activity";
+pub const NAME: &str = crate::catalog::View::OrderActivity.name();
 
 const ROWS_PER_STATEMENT: usize = 1000;
 

@@ -23,7 +23,7 @@ use crate::domain::DomainEvent;
 
 pub struct OrderSummary;
 
-pub const NAME: &str = "order_summary";
+pub const NAME: &str = crate::catalog::View::OrderSummary.name();
 
 const COLUMNS: [&str; 20] = [
     "order_id",

@@ -18,7 +18,7 @@ use crate::token::LogPosition;
 
 pub struct ProductCatalog;
 
-pub const NAME: &str = "product_catalog";
+pub const NAME: &str = crate::catalog::View::ProductCatalog.name();
 
 #[derive(Default)]
 struct Delta {

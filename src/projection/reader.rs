@@ -71,14 +71,17 @@ pub type Upcaster = std::sync::Arc<dyn Fn(&str, i32, &str) -> Option<(i32, Strin
 /// A decoded event, or the row that could not be decoded.
 pub type ReadEvent = Result<RecordedEvent, Undecodable>;
 
-/// The appender-lock holders, their xids (32-bit, as `pg_stat_activity`
-/// shows them), and whether the reader may not see a holder's xid.
+/// The appender-lock holders in this database (advisory locks are per
+/// database, but `pg_locks` lists every database's), their xids (32-bit, as
+/// `pg_stat_activity` shows them), and whether the reader may not see a
+/// holder's xid.
 const APPENDERS: &str = "appenders AS MATERIALIZED (\
        SELECT a.backend_xid::text::bigint AS xid, a.xact_start, \
               (a.pid IS NULL OR a.usesysid IS NULL \
                OR NOT (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_read_all_stats', 'USAGE'))) AS hidden \
        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
-       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1953984358 AND l.objid = 1 AND l.objsubid = 2)";
+       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1953984358 AND l.objid = 1 AND l.objsubid = 2 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
 
 /// The horizon of the module docs: below it every transaction that could
 /// append has ended. Falls back to [`FALLBACK_HORIZON`]'s rule when an

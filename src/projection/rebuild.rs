@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 
 use super::reader;
-use super::runtime::{STATUS_REBUILDING, STATUS_RUNNING};
 use super::{ApplyContext, Projection};
+use crate::catalog::Status;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
@@ -122,12 +122,12 @@ pub async fn rebuild(
         None => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0),
     };
     if options.until.is_none() {
-        set_status(read_db, &chosen, STATUS_REBUILDING, 0, total as i64).await?;
+        set_status(read_db, &chosen, Status::Rebuilding.as_str(), 0, total as i64).await?;
     }
     let result =
         replay(events_db, read_db, &shadow, &chosen, options, total, started, &deferred_indexes, &mut progress).await;
     if result.is_err() && options.until.is_none() {
-        let _ = set_status(read_db, &chosen, STATUS_RUNNING, 0, 0).await;
+        let _ = set_status(read_db, &chosen, Status::Running.as_str(), 0, 0).await;
     }
     for p in &chosen {
         let _ = drop_shadow(&shadow, p.name()).await;
@@ -167,7 +167,7 @@ async fn replay(
         done += batch.len() as u64;
         progress(Progress { done, total: total.max(done), elapsed: started.elapsed() });
         if options.until.is_none() && last_reported.elapsed() > Duration::from_millis(500) {
-            set_status(read_db, chosen, STATUS_REBUILDING, done as i64, total.max(done) as i64).await?;
+            set_status(read_db, chosen, Status::Rebuilding.as_str(), done as i64, total.max(done) as i64).await?;
             last_reported = Instant::now();
         }
     }
@@ -409,7 +409,7 @@ async fn switch(
             shadow,
             "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, status = $3, last_error = NULL, \
              events_applied = $4, fence = fence + 1, rebuild_done = 0, rebuild_total = 0, updated_at = $5 WHERE name = $6",
-            vec![from.tx_id.into(), from.position.into(), STATUS_RUNNING.into(), applied.into(), chrono::Utc::now().into(), (*name).into()],
+            vec![from.tx_id.into(), from.position.into(), Status::Running.as_str().into(), applied.into(), chrono::Utc::now().into(), (*name).into()],
         ))
         .await?;
         if shadow.backend() == DbBackend::Postgres {

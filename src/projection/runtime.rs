@@ -36,43 +36,8 @@ use crate::inline::InlineProjections;
 use crate::notice::{Notices, ProjectionUpdated};
 use crate::token::LogPosition;
 
-/// Where a projection is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Mode {
-    /// By its projector, after the command commits (eventual consistency).
-    #[default]
-    Async,
-    /// Inside the command's transaction (strong consistency; same database only).
-    Inline,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Async => "async",
-            Self::Inline => "inline",
-        }
-    }
-}
-
-/// What to do with a poison event (one whose apply fails deterministically).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum PoisonPolicy {
-    /// Dead-letter it and stop this projection until an operator intervenes.
-    #[default]
-    Stop,
-    /// Dead-letter it and go on with the next event.
-    Skip,
-}
-
-pub const STATUS_RUNNING: &str = "running";
-/// The runner's last attempts failed (database unreachable…); it keeps retrying with back-off.
-pub const STATUS_RETRYING: &str = "retrying";
-pub const STATUS_STOPPED: &str = "stopped";
-pub const STATUS_REBUILDING: &str = "rebuilding";
-/// This instance met an event written by a newer release and stood down;
-/// a newer instance takes the projection over.
-pub const STATUS_OUTDATED: &str = "outdated";
+use crate::catalog::Status;
+pub use crate::catalog::{Mode, PoisonPolicy};
 
 /// Settings shared by every projector.
 #[derive(Debug, Clone)]
@@ -186,7 +151,7 @@ impl Projector {
                 let row = projection_checkpoint::ActiveModel {
                     name: Set(self.name().to_owned()),
                     mode: Set(self.mode.as_str().to_owned()),
-                    status: Set(STATUS_RUNNING.to_owned()),
+                    status: Set(Status::Running.as_str().to_owned()),
                     last_tx_id: Set(0),
                     last_position: Set(0),
                     events_applied: Set(0),
@@ -261,7 +226,7 @@ impl Projector {
             Some(from) => from,
             None => {
                 let checkpoint = self.checkpoint().await?;
-                if checkpoint.status == STATUS_STOPPED {
+                if checkpoint.status == Status::Stopped.as_str() {
                     return Ok(StepOutcome::Stopped);
                 }
                 let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
@@ -445,7 +410,7 @@ impl Projector {
     async fn fence(&self, txn: &DatabaseTransaction, from: LogPosition) -> Result<bool, DbErr> {
         let row = projection_checkpoint::Entity::find_by_id(self.name()).lock_exclusive().one(txn).await?;
         Ok(
-            matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != STATUS_STOPPED),
+            matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != Status::Stopped.as_str()),
         )
     }
 
@@ -503,7 +468,7 @@ impl Projector {
         let skipped_to = LogPosition::new(bad.tx_id, bad.position);
         update = match self.policy {
             PoisonPolicy::Stop => update
-                .col_expr(projection_checkpoint::Column::Status, STATUS_STOPPED.into())
+                .col_expr(projection_checkpoint::Column::Status, Status::Stopped.as_str().into())
                 .col_expr(projection_checkpoint::Column::Attempts, 0i64.into()),
             PoisonPolicy::Skip => update
                 .col_expr(projection_checkpoint::Column::LastTxId, skipped_to.tx_id.into())
@@ -540,7 +505,7 @@ impl Projector {
             bad.position, bad.error
         );
         projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::Status, STATUS_OUTDATED.into())
+            .col_expr(projection_checkpoint::Column::Status, Status::Outdated.as_str().into())
             .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
             .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
             .filter(projection_checkpoint::Column::Name.eq(self.name()))
@@ -587,8 +552,8 @@ impl Projector {
             .col_expr(
                 projection_checkpoint::Column::Status,
                 sea_orm::sea_query::Expr::case(
-                    projection_checkpoint::Column::Status.eq(STATUS_RUNNING),
-                    sea_orm::sea_query::Expr::val(STATUS_RETRYING),
+                    projection_checkpoint::Column::Status.eq(Status::Running.as_str()),
+                    sea_orm::sea_query::Expr::val(Status::Retrying.as_str()),
                 )
                 .finally(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Status))
                 .into(),
@@ -604,11 +569,11 @@ impl Projector {
     async fn report_recovered(&self) -> Result<(), DbErr> {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
         projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::Status, STATUS_RUNNING.into())
+            .col_expr(projection_checkpoint::Column::Status, Status::Running.as_str().into())
             .col_expr(projection_checkpoint::Column::LastError, Option::<String>::None.into())
             .col_expr(projection_checkpoint::Column::Attempts, 0i64.into())
             .filter(projection_checkpoint::Column::Name.eq(self.name()))
-            .filter(projection_checkpoint::Column::Status.eq(STATUS_RETRYING))
+            .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()))
             .exec(&self.read_db.conn)
             .await?;
         Ok(())

@@ -8,7 +8,6 @@ pub mod customers;
 pub mod loaders;
 pub mod orders;
 pub mod products;
-pub mod projections;
 pub mod sales;
 
 use std::time::Duration;
@@ -23,7 +22,6 @@ pub use entity::read::daily_sales::Model as DailySalesRow;
 pub use entity::read::order_activity::Model as ActivityRow;
 pub use entity::read::order_summary::Model as OrderSummaryRow;
 pub use entity::read::product_catalog::Model as ProductRow;
-pub use entity::read::projection_checkpoint::Model as CheckpointRow;
 
 /// Largest page a list query returns; larger requests are a `VALIDATION` error.
 pub const MAX_PAGE_SIZE: u64 = 100;
@@ -76,8 +74,6 @@ pub struct ReadModel {
     /// SQL statements issued by the query layer (for tests and metrics: a
     /// page of orders with their customers must cost a constant number).
     pub statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// The event log's database, used only to report projection lag.
-    pub events_db: Db,
     pub notices: Notices,
     pub consistency: ConsistencySettings,
     /// The one durable checkpoint read in flight, shared by concurrent waiters.
@@ -85,8 +81,8 @@ pub struct ReadModel {
 }
 
 impl ReadModel {
-    pub fn new(db: Db, events_db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
-        Self { db, events_db, notices, consistency, statements: Default::default(), durable_read: Default::default() }
+    pub fn new(db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
+        Self { db, notices, consistency, statements: Default::default(), durable_read: Default::default() }
     }
 
     /// The read connection, counting one statement.

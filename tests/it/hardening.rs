@@ -397,16 +397,16 @@ async fn aliases_cannot_amplify_database_work() {
     assert!(refused["errors"][0]["message"].as_str().expect("message").contains("complex"), "{refused}");
     // …and what passes reads the projections once per request.
     let ninety: String = (0..90).map(|i| format!("a{i}: projections {{ name }} ")).collect();
-    let before = app.services.reads.statement_count();
+    let before = app.services.admin.statement_count();
     let d = app.data(&format!("{{ {ninety} }}"), json!({})).await;
     assert_eq!(d["a89"].as_array().expect("list").len(), 5);
-    assert_eq!(app.services.reads.statement_count() - before, 1, "one read for ninety aliases");
+    assert_eq!(app.services.admin.statement_count() - before, 1, "one read for ninety aliases");
     app.stop().await;
 }
 
 async fn reads_are_shed_and_never_starve_commands(backend: Backend) {
     let Some(app) =
-        TestApp::spawn_with(backend, |s| s.reads_pool = twofold::db::PoolOptions::new(1, Duration::from_millis(200)))
+        TestApp::spawn_with(backend, |s| s.reads_pool = twofold::config::Pool::new(1, Duration::from_millis(200)))
             .await
     else {
         return;

@@ -38,9 +38,13 @@ async fn a_write_held_open_in_another_database_does_not_delay_projections() {
     let Some(app) = TestApp::spawn_postgres().await else { return };
     let seed = app.seed().await;
     app.settle().await;
-    // Another application's transaction, in another database, with an xid, left open.
+    // Another application's transaction, in another database, with an xid,
+    // left open; it even holds the appender lock there (another Twofold on
+    // the same server): advisory locks are per database.
     let other = Database::connect(format!("{}/postgres", pg_base_url().expect("url"))).await.expect("connect");
     let foreign = other.begin().await.expect("begin");
+    let (class, object) = twofold::db::APPENDER_LOCK;
+    sql(&foreign, &format!("SELECT pg_advisory_xact_lock_shared({class}, {object})")).await;
     sql(&foreign, "SELECT pg_current_xact_id()").await;
     for _ in 0..3 {
         let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;

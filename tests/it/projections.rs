@@ -79,7 +79,7 @@ pub fn projector(app: &TestApp, projection: Arc<dyn Projection>, mode: Mode, pol
         app.services.write_db.clone(),
         app.services.read_db.clone(),
         app.services.notices.clone(),
-        &settings,
+        &twofold::projection::runtime::RuntimeSettings::from(&settings),
     )
 }
 
@@ -99,7 +99,7 @@ pub async fn catch_up(app: &TestApp, projector: &Projector) -> Vec<StepOutcome> 
         }
         let row = app
             .services
-            .reads
+            .admin
             .projections()
             .await
             .expect("projections")

@@ -1,6 +1,7 @@
-//! Operator commands: `twofold rebuild`, `twofold projections`,
-//! `twofold demo-data`. Progress goes to stderr (a bar on a terminal, plain
-//! lines otherwise); results go to stdout.
+//! The operator commands, above the wiring (`crate::app`): `twofold
+//! migrate`, `rebuild`, `projections`, `demo-data` and `dead-letters`.
+//! Progress goes to stderr (a bar on a terminal, plain lines otherwise);
+//! results go to stdout. Each returns [`CliError`], printed as one line.
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,11 +15,70 @@ use crate::command::order::{CancelOrder, PlaceOrder, PlaceOrderLine, ShipOrder};
 use crate::command::product::AddProduct;
 use crate::command::{CommandMeta, CommandService};
 use crate::config::{DemoDataArgs, RebuildArgs};
+use crate::db::ConnectError;
 use crate::db::Db;
 use crate::domain::event::SalesChannel;
 use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
+
+/// Why an operator command failed (printed as one line).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the command the command line asks for (`serve` by default).
+pub async fn run(cli: crate::config::Cli) -> Result<(), CliError> {
+    use crate::config::Command;
+    match cli.command {
+        Some(Command::Schema) => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Migrate(db)) => migrate(&db.database_url, db.read_database_url.as_deref()).await,
+        Some(Command::Rebuild(args)) => rebuild(&args).await,
+        Some(Command::Projections(db)) => projections(&db.database_url, db.read_database_url.as_deref()).await,
+        Some(Command::DeadLetters(args)) => dead_letters(&args).await,
+        Some(Command::DemoData(args)) => demo_data(&args).await,
+        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&args), args.bind).await,
+        None => serve(crate::config::Settings::from(&cli.serve), cli.serve.bind).await,
+    }
+}
+
+/// `twofold serve`: binds, starts, serves until SIGINT or SIGTERM, then
+/// lets in-flight requests finish.
+pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| StartError::Bind { addr: bind.to_string(), source: e })?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        crate::app::shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        signal.cancel();
+    });
+    let services = crate::app::start(&settings).await?;
+    if settings.role.serves_api() {
+        tracing::info!(addr = %bind, "twofold serving GraphQL at http://{bind}/graphql (GraphiQL at http://{bind}/, the order board at http://{bind}/board)");
+    } else {
+        tracing::info!(addr = %bind, role = "projector", "twofold running projections; /healthz, /readyz and /metrics at http://{bind}/");
+    }
+    Ok(crate::app::serve(listener, services, &settings, shutdown).await?)
+}
+
+/// Applies migrations to the write database and, when separate, the read database.
+pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Result<(), CliError> {
+    Ok(crate::app::migrate(database_url, read_database_url).await?)
+}
 
 /// A progress display: a bar on a terminal, a line a second otherwise.
 struct Reporter {
@@ -64,7 +124,7 @@ impl Reporter {
     }
 }
 
-pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
+pub async fn rebuild(args: &RebuildArgs) -> Result<(), CliError> {
     crate::app::migrate(&args.database.database_url, args.database.read_database_url.as_deref()).await?;
     let events_db = Db::connect(&args.database.database_url, 4).await?;
     let read_db = match &args.database.read_database_url {
@@ -72,12 +132,12 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
         _ => events_db.clone(),
     };
     let projections: Vec<String> = if args.all {
-        crate::projection::names().into_iter().map(str::to_owned).collect()
+        crate::catalog::View::names().into_iter().map(str::to_owned).collect()
     } else {
         args.projections.clone()
     };
     let until = match &args.until {
-        Some(t) => Some(t.parse::<LogPosition>().map_err(|e| StartError::Config(e.to_string()))?),
+        Some(t) => Some(t.parse::<LogPosition>().map_err(|e| CliError::Failed(e.to_string()))?),
         None => None,
     };
     let options =
@@ -85,7 +145,7 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
     let mut reporter = Reporter::new("rebuild", "events");
     let reports = rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed))
         .await
-        .map_err(|e| StartError::Config(format!("rebuild failed: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("rebuild failed: {e}")))?;
     reporter.finish();
     for r in &reports {
         println!(
@@ -102,21 +162,28 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-pub async fn projections(database_url: &str, read_database_url: Option<&str>) -> Result<(), StartError> {
+pub async fn projections(database_url: &str, read_database_url: Option<&str>) -> Result<(), CliError> {
     let events_db = Db::connect(database_url, 2).await?;
     let read_db = match read_database_url {
         Some(url) if url != database_url => Db::connect(url, 2).await?,
         _ => events_db.clone(),
     };
-    let reads = crate::query::ReadModel::new(read_db, events_db, crate::notice::Notices::default(), Default::default());
-    let states = reads.projections().await.map_err(|e| StartError::Config(e.to_string()))?;
+    let admin = crate::admin::Admin::new(
+        events_db.clone(),
+        read_db.clone(),
+        events_db,
+        read_db,
+        crate::notice::Notices::default(),
+        None,
+    );
+    let states = admin.projections().await?;
     println!(
         "{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  last error",
         "projection", "mode", "status", "checkpoint", "lag", "applied"
     );
     for s in states {
         let checkpoint = LogPosition::new(s.row.last_tx_id, s.row.last_position).to_string();
-        let status = if s.row.status == crate::projection::runtime::STATUS_REBUILDING && s.row.rebuild_total > 0 {
+        let status = if s.status() == Some(crate::catalog::Status::Rebuilding) && s.row.rebuild_total > 0 {
             format!("{} {}%", s.row.status, s.row.rebuild_done * 100 / s.row.rebuild_total)
         } else {
             s.row.status.clone()
@@ -136,18 +203,17 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
 }
 
 /// `twofold dead-letters list|retry|skip`.
-pub async fn dead_letters_command(args: &crate::config::DeadLettersArgs) -> Result<(), StartError> {
+pub async fn dead_letters(args: &crate::config::DeadLettersArgs) -> Result<(), CliError> {
     use crate::config::DeadLetterAction;
     let database = args.action.database();
     let read_url = database.read_database_url.as_deref().unwrap_or(&database.database_url);
     crate::app::migrate(&database.database_url, database.read_database_url.as_deref()).await?;
     let db = Db::connect(read_url, 2).await?;
     let notices = crate::notice::Notices::default();
-    let fail = |e: dead_letters::DeadLetterError| StartError::Config(e.to_string());
+    let fail = |e: dead_letters::DeadLetterError| CliError::Failed(e.to_string());
     match &args.action {
         DeadLetterAction::List { projection, all, .. } => {
-            let rows =
-                dead_letters::list(&db, projection.as_deref(), *all, 1000).await.map_err(StartError::Database)?;
+            let rows = dead_letters::list(&db, projection.as_deref(), *all, 1000).await.map_err(CliError::Database)?;
             println!("{:>6} {:<16} {:>16} {:<20} {:<10} error", "id", "projection", "event", "type", "status");
             for r in rows {
                 let event = LogPosition::new(r.event_tx_id, r.event_position).to_string();
@@ -173,7 +239,7 @@ pub async fn dead_letters_command(args: &crate::config::DeadLettersArgs) -> Resu
 /// Registers customers, adds products and places orders through the
 /// command handlers (so the event log and the views are real); about one
 /// order in five is then cancelled and one in three shipped.
-pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
+pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
     let mut settings = crate::config::Settings::for_database(&args.database.database_url);
     settings.read_database_url = args.database.read_database_url.clone();
     let services = crate::app::start(&settings).await?;
@@ -206,7 +272,7 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), StartError> {
     })
     .await?;
     if customers.is_empty() || products.is_empty() {
-        return Err(StartError::Config("demo data needs at least one customer and one product".into()));
+        return Err(CliError::Failed("demo data needs at least one customer and one product".into()));
     }
     let (customers, products) = (Arc::new(customers), Arc::new(products));
     run_many(&commands, "orders", args.orders, args.concurrency, move |c, i| {
@@ -252,7 +318,7 @@ async fn run_many<F, Fut>(
     count: usize,
     concurrency: usize,
     make: F,
-) -> Result<Vec<uuid::Uuid>, StartError>
+) -> Result<Vec<uuid::Uuid>, CliError>
 where
     F: Fn(CommandService, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Option<uuid::Uuid>, crate::command::CommandError>> + Send + 'static,
@@ -277,7 +343,7 @@ where
         match result {
             Ok(Some(id)) => ids.push(id),
             Ok(None) => {}
-            Err(e) => return Err(StartError::Config(format!("demo data: a command failed: {e}"))),
+            Err(e) => return Err(CliError::Failed(format!("demo data: a command failed: {e}"))),
         }
         reporter.update(done.load(Ordering::Relaxed) as u64, count as u64, started.elapsed());
     }
@@ -297,115 +363,4 @@ fn demo_title(i: usize) -> String {
     const KIND: [&str; 8] = ["tea", "coffee", "cake", "biscuits", "honey", "jam", "chocolate", "bread"];
     const ADJ: [&str; 6] = ["Green", "Smoky", "Lemon", "Dark", "Wild", "Golden"];
     format!("{} {} #{i}", ADJ[i % 6], KIND[(i / 6) % 8])
-}
-
-/// Admin operations while serving (behind `--admin-token`).
-#[derive(Clone)]
-pub struct AdminService {
-    events_db: Db,
-    read_db: Db,
-    notices: crate::notice::Notices,
-    token: Option<Arc<str>>,
-    running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-}
-
-/// Whether a request may use admin operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAccess {
-    Granted,
-    /// No admin token is configured: admin operations are disabled.
-    Disabled,
-    /// No credentials were sent.
-    Missing,
-    /// Wrong credentials.
-    Denied,
-}
-
-impl AdminService {
-    pub fn new(events_db: Db, read_db: Db, notices: crate::notice::Notices, token: Option<String>) -> Self {
-        Self { events_db, read_db, notices, token: token.map(Into::into), running: Arc::default() }
-    }
-
-    /// Checks an `Authorization` header value.
-    pub fn access(&self, authorization: Option<&str>) -> AdminAccess {
-        let Some(expected) = &self.token else {
-            return AdminAccess::Disabled;
-        };
-        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return AdminAccess::Missing;
-        };
-        // Constant-time comparison: no early exit on the first differing byte.
-        let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
-        let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-        if diff == 0 {
-            AdminAccess::Granted
-        } else {
-            AdminAccess::Denied
-        }
-    }
-
-    /// Open dead letters (or all), newest first.
-    pub async fn dead_letters(
-        &self,
-        projection: Option<&str>,
-        include_resolved: bool,
-        limit: u64,
-    ) -> Result<Vec<dead_letters::DeadLetter>, String> {
-        dead_letters::list(&self.read_db, projection, include_resolved, limit).await.map_err(|e| e.to_string())
-    }
-
-    /// Retries a dead letter (its projection, stopped at it, tries it again).
-    pub async fn retry_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
-        dead_letters::retry(&self.read_db, &self.notices, id).await
-    }
-
-    /// Skips a dead letter (its projection, stopped at it, moves past it).
-    pub async fn skip_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
-        dead_letters::skip(&self.read_db, &self.notices, id).await
-    }
-
-    /// Starts a rebuild in the background; progress shows in `projections`
-    /// and `projectionUpdated`. Refuses a projection already rebuilding here.
-    pub fn start_rebuild(&self, projection: &str) -> Result<(), String> {
-        if !crate::projection::names().contains(&projection) {
-            return Err(format!("unknown projection '{projection}'; known: {}", crate::projection::names().join(", ")));
-        }
-        {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            if !running.insert(projection.to_owned()) {
-                return Err(format!("{projection} is already being rebuilt"));
-            }
-        }
-        let this = self.clone();
-        let name = projection.to_owned();
-        tokio::spawn(async move {
-            let options = RebuildOptions {
-                projections: vec![name.clone()],
-                until: None,
-                copy_name: None,
-                batch_size: rebuild::REPLAY_BATCH,
-            };
-            let notices = this.notices.clone();
-            let mut last = Instant::now();
-            let progress = |p: rebuild::Progress| {
-                metrics::gauge!(crate::metrics::REBUILD_PROGRESS, "projection" => name.clone())
-                    .set(p.done as f64 / p.total.max(1) as f64);
-                if last.elapsed() >= Duration::from_millis(250) || p.done == p.total {
-                    notices.publish_progress(&name, 100.0 * p.done as f64 / p.total.max(1) as f64);
-                    last = Instant::now();
-                }
-            };
-            match rebuild::rebuild(&this.events_db, &this.read_db, &options, progress).await {
-                Ok(reports) => {
-                    for r in reports {
-                        tracing::info!(projection = %r.projection, events = r.events, events_per_second = r.events_per_second() as u64, "rebuild finished");
-                        this.notices.advance(&r.projection, r.checkpoint);
-                    }
-                }
-                Err(e) => tracing::error!(projection = %name, error = %e, "rebuild failed"),
-            }
-            this.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-        });
-        Ok(())
-    }
 }

@@ -1,0 +1,263 @@
+//! Operations on the request path: what operators, health checks and
+//! `/metrics` need of the running service. It reads projection state that
+//! the query side must not (the log's head, for lag; the appender locks,
+//! for the horizon) and starts the admin operations (rebuilds, dead-letter
+//! actions). The GraphQL admin fields and the HTTP health endpoints call it;
+//! the `twofold` operator commands (`crate::cli`) call the same
+//! projection functions directly.
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{DbErr, EntityTrait, QueryOrder};
+
+use entity::read::projection_checkpoint;
+
+use crate::catalog::{Status, View};
+use crate::db::Db;
+use crate::notice::Notices;
+use crate::projection::dead_letters;
+use crate::projection::rebuild::{self, RebuildOptions};
+use crate::token::LogPosition;
+
+pub use entity::read::projection_checkpoint::Model as CheckpointRow;
+
+/// A projection's checkpoint row and how far behind the log it is.
+#[derive(Debug, Clone)]
+pub struct ProjectionState {
+    pub row: CheckpointRow,
+    /// Committed events not applied yet.
+    pub lag: i64,
+}
+
+impl ProjectionState {
+    pub fn status(&self) -> Option<Status> {
+        Status::parse(&self.row.status)
+    }
+}
+
+/// Whether a request may use admin operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccess {
+    Granted,
+    /// No admin token is configured: admin operations are disabled.
+    Disabled,
+    /// No credentials were sent.
+    Missing,
+    /// Wrong credentials.
+    Denied,
+}
+
+/// What the readiness check found.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub write_database: bool,
+    pub read_database: bool,
+    /// `None` when the checkpoints could not be read.
+    pub projections: Option<Vec<ProjectionState>>,
+    pub horizon: Horizon,
+}
+
+/// Which horizon projectors read below.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Horizon {
+    /// PostgreSQL, waiting only for event writers (the oldest open for this long).
+    Appenders {
+        oldest_appender_seconds: f64,
+    },
+    /// PostgreSQL, the global horizon: a writer's xid is not visible to this role.
+    Global,
+    /// SQLite: writers are serialized.
+    Serial,
+    Unknown,
+}
+
+/// The operations service.
+#[derive(Clone)]
+pub struct Admin {
+    /// Pools to check for readiness: commands and queries.
+    write_db: Db,
+    read_db: Db,
+    /// The projectors' pools: the log, and the views and checkpoints.
+    log_db: Db,
+    views_db: Db,
+    notices: Notices,
+    token: Option<Arc<str>>,
+    running: Arc<Mutex<HashSet<String>>>,
+    /// Statements issued for projection status (a document of aliases must not multiply them).
+    statements: Arc<AtomicU64>,
+}
+
+/// Longest a readiness check waits for a database.
+const READY_CHECK: Duration = Duration::from_millis(800);
+
+impl Admin {
+    pub fn new(write_db: Db, read_db: Db, log_db: Db, views_db: Db, notices: Notices, token: Option<String>) -> Self {
+        Self {
+            write_db,
+            read_db,
+            log_db,
+            views_db,
+            notices,
+            token: token.map(Into::into),
+            running: Arc::default(),
+            statements: Arc::default(),
+        }
+    }
+
+    /// Checks an `Authorization` header value against the admin token.
+    pub fn access(&self, authorization: Option<&str>) -> AdminAccess {
+        let Some(expected) = &self.token else {
+            return AdminAccess::Disabled;
+        };
+        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return AdminAccess::Missing;
+        };
+        // Constant-time comparison: no early exit on the first differing byte.
+        let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
+        let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+        if diff == 0 {
+            AdminAccess::Granted
+        } else {
+            AdminAccess::Denied
+        }
+    }
+
+    /// Every projection's checkpoint, status and lag.
+    pub async fn projections(&self) -> Result<Vec<ProjectionState>, DbErr> {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let rows = projection_checkpoint::Entity::find()
+            .order_by_asc(projection_checkpoint::Column::Name)
+            .all(&self.views_db.conn)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let lag = crate::projection::status::lag(&self.log_db, LogPosition::new(row.last_tx_id, row.last_position))
+                .await?;
+            out.push(ProjectionState { row, lag });
+        }
+        Ok(out)
+    }
+
+    /// Times [`Admin::projections`] read the checkpoints.
+    pub fn statement_count(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Pings both databases, reads the projections and the horizon, each
+    /// within a bound, so the check itself answers within a second.
+    pub async fn readiness(&self) -> Readiness {
+        async fn ping(db: &Db) -> bool {
+            matches!(tokio::time::timeout(READY_CHECK, db.conn.ping()).await, Ok(Ok(())))
+        }
+        let (write_database, read_database) = tokio::join!(ping(&self.write_db), ping(&self.read_db));
+        if !(write_database && read_database) {
+            return Readiness { write_database, read_database, projections: None, horizon: Horizon::Unknown };
+        }
+        let (projections, probe) = tokio::join!(
+            tokio::time::timeout(READY_CHECK, self.projections()),
+            tokio::time::timeout(READY_CHECK, crate::projection::reader::horizon_probe(&self.log_db.conn)),
+        );
+        let horizon = match probe {
+            Ok(Ok(Some(probe))) if probe.fallback => Horizon::Global,
+            Ok(Ok(Some(probe))) => Horizon::Appenders { oldest_appender_seconds: probe.oldest_appender_age },
+            Ok(Ok(None)) => Horizon::Serial,
+            _ => Horizon::Unknown,
+        };
+        Readiness { write_database, read_database, projections: projections.ok().and_then(Result::ok), horizon }
+    }
+
+    /// The per-projection lines of `/metrics`, read from the checkpoints now,
+    /// so each instance reports the truth of its store.
+    pub async fn metrics_text(&self) -> String {
+        let Ok(states) = self.projections().await else { return String::new() };
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: &dyn Fn(&ProjectionState) -> String| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for s in &states {
+                out.push_str(&format!("{name}{{projection=\"{}\"}} {}\n", s.row.name, value(s)));
+            }
+        };
+        gauge("twofold_projection_checkpoint_position", "Log position of each projection's checkpoint.", &|s| {
+            s.row.last_position.to_string()
+        });
+        gauge("twofold_projection_lag_events", "Committed events each projection has not applied yet.", &|s| {
+            s.lag.to_string()
+        });
+        gauge("twofold_projection_retrying", "1 while the projection's runner retries after failures.", &|s| {
+            u8::from(s.status() == Some(Status::Retrying)).to_string()
+        });
+        gauge("twofold_projection_stopped", "1 when a poison event stopped the projection.", &|s| {
+            u8::from(s.status() == Some(Status::Stopped)).to_string()
+        });
+        gauge(
+            "twofold_projection_outdated",
+            "1 when this release stood down for an event a newer release wrote.",
+            &|s| u8::from(s.status() == Some(Status::Outdated)).to_string(),
+        );
+        out
+    }
+
+    /// Open dead letters (or all), newest first.
+    pub async fn dead_letters(
+        &self,
+        projection: Option<&str>,
+        include_resolved: bool,
+        limit: u64,
+    ) -> Result<Vec<dead_letters::DeadLetter>, dead_letters::DeadLetterError> {
+        Ok(dead_letters::list(&self.views_db, projection, include_resolved, limit).await?)
+    }
+
+    /// Retries a dead letter (its projection, stopped at it, tries it again).
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
+        dead_letters::retry(&self.views_db, &self.notices, id).await
+    }
+
+    /// Skips a dead letter (its projection, stopped at it, moves past it).
+    pub async fn skip_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
+        dead_letters::skip(&self.views_db, &self.notices, id).await
+    }
+
+    /// Starts a rebuild in the background; progress shows in `projections`
+    /// and `projectionUpdated`. Refuses a projection already rebuilding here.
+    pub fn start_rebuild(&self, projection: &str) -> Result<(), String> {
+        if View::parse(projection).is_none() {
+            return Err(format!("unknown projection '{projection}'; known: {}", View::names().join(", ")));
+        }
+        if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(projection.to_owned()) {
+            return Err(format!("{projection} is already being rebuilt"));
+        }
+        let this = self.clone();
+        let name = projection.to_owned();
+        tokio::spawn(async move {
+            let options = RebuildOptions {
+                projections: vec![name.clone()],
+                until: None,
+                copy_name: None,
+                batch_size: rebuild::REPLAY_BATCH,
+            };
+            let notices = this.notices.clone();
+            let mut last = Instant::now();
+            let progress = |p: rebuild::Progress| {
+                metrics::gauge!(crate::metrics::REBUILD_PROGRESS, "projection" => name.clone())
+                    .set(p.done as f64 / p.total.max(1) as f64);
+                if last.elapsed() >= Duration::from_millis(250) || p.done == p.total {
+                    notices.publish_progress(&name, 100.0 * p.done as f64 / p.total.max(1) as f64);
+                    last = Instant::now();
+                }
+            };
+            match rebuild::rebuild(&this.log_db, &this.views_db, &options, progress).await {
+                Ok(reports) => {
+                    for r in reports {
+                        tracing::info!(projection = %r.projection, events = r.events, events_per_second = r.events_per_second() as u64, "rebuild finished");
+                        this.notices.advance(&r.projection, r.checkpoint);
+                    }
+                }
+                Err(e) => tracing::error!(projection = %name, error = %e, "rebuild failed"),
+            }
+            this.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+        });
+        Ok(())
+    }
+}

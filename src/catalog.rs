@@ -1,0 +1,158 @@
+//! The closed sets of values several layers share, each defined once:
+//! the projections (views) by name, how a projection is applied (mode),
+//! what it does with a poison event (policy), the statuses it can be in,
+//! and what a process runs (role). A leaf: it imports no other layer.
+//!
+//! The domain's own vocabulary (order statuses, sales channels, event
+//! types) stays in [`crate::domain`].
+use std::fmt;
+
+/// Every read view, in a fixed order (the order projections run and are listed in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    OrderSummary,
+    CustomerView,
+    ProductCatalog,
+    DailySales,
+    OrderActivity,
+}
+
+impl View {
+    pub const ALL: [View; 5] =
+        [View::OrderSummary, View::CustomerView, View::ProductCatalog, View::DailySales, View::OrderActivity];
+
+    /// The name of the projection and of its table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::OrderSummary => "order_summary",
+            Self::CustomerView => "customer_view",
+            Self::ProductCatalog => "product_catalog",
+            Self::DailySales => "daily_sales",
+            Self::OrderActivity => "order_activity",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Every name, for messages and listings.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|v| v.name()).collect()
+    }
+}
+
+impl fmt::Display for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a projection is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// By its projector, after the command commits (eventual consistency).
+    #[default]
+    Async,
+    /// Inside the command's transaction (strong consistency; same database only).
+    Inline,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::Inline => "inline",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Async, Self::Inline].into_iter().find(|m| m.as_str() == value)
+    }
+}
+
+/// What to do with a poison event (one whose apply fails deterministically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PoisonPolicy {
+    /// Dead-letter it and stop this projection until an operator intervenes.
+    #[default]
+    Stop,
+    /// Dead-letter it and go on with the next event.
+    Skip,
+}
+
+/// A projection's status, as stored in its checkpoint row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    /// The runner's last attempts failed (database unreachable…); it keeps retrying with back-off.
+    Retrying,
+    /// A poison event under the `stop` policy: an operator must retry or skip it.
+    Stopped,
+    Rebuilding,
+    /// The runner met an event written by a newer release and stood down;
+    /// a newer instance takes the projection over.
+    Outdated,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] =
+        [Status::Running, Status::Retrying, Status::Stopped, Status::Rebuilding, Status::Outdated];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Stopped => "stopped",
+            Self::Rebuilding => "rebuilding",
+            Self::Outdated => "outdated",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Whether the projection is keeping up by itself (`/readyz` is not degraded by it).
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Self::Running | Self::Rebuilding)
+    }
+}
+
+/// What a `serve` process does, so API and projector instances scale apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// Serve the API and run the projections.
+    #[default]
+    All,
+    /// Serve the API only (projections run elsewhere).
+    Api,
+    /// Run the projections only (plus /healthz, /readyz and /metrics).
+    Projector,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        self != Self::Projector
+    }
+    pub fn runs_projections(self) -> bool {
+        self != Self::Api
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for v in View::ALL {
+            assert_eq!(View::parse(v.name()), Some(v));
+        }
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Mode::parse("inline"), Some(Mode::Inline));
+        assert_eq!(View::parse("nope"), None);
+    }
+}
