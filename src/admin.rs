@@ -21,6 +21,7 @@ use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 
+pub use crate::projection::dead_letters::{DeadLetter, DeadLetterError, Resolved};
 pub use entity::read::projection_checkpoint::Model as CheckpointRow;
 
 /// A projection's checkpoint row and how far behind the log it is.

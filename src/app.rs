@@ -82,6 +82,7 @@ impl From<&config::Projections> for RuntimeSettings {
         RuntimeSettings {
             batch_size: p.batch_size,
             poll_interval: p.poll_interval,
+            standby_retry: p.standby_retry,
             modes: p.modes.clone(),
             policies: p.policies.clone(),
         }
@@ -214,24 +215,24 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     Ok(Services { write_db, read_db, projector_db, log_db, commands, reads, notices, schema, api, appended, admin })
 }
 
-/// Starts one projector task per projection. On PostgreSQL they share one
+/// Starts one supervised projector task per projection (see
+/// [`crate::projection::runtime::supervise`]). On PostgreSQL they share one
 /// connection for their advisory locks.
 pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let locks = services
         .projector_db
         .is_postgres()
         .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url)));
+    let runtime = RuntimeSettings::from(&settings.runtime);
     crate::projection::all()
         .into_iter()
         .map(|projection| {
-            let projector = Projector::new(
-                projection,
-                services.log_db.clone(),
-                services.projector_db.clone(),
-                services.notices.clone(),
-                &RuntimeSettings::from(&settings.runtime),
-            );
-            tokio::spawn(projector.run(
+            let (log_db, views_db, notices, runtime) =
+                (services.log_db.clone(), services.projector_db.clone(), services.notices.clone(), runtime.clone());
+            let make =
+                move || Projector::new(projection.clone(), log_db.clone(), views_db.clone(), notices.clone(), &runtime);
+            tokio::spawn(crate::projection::runtime::supervise(
+                make,
                 services.appended.subscribe(),
                 settings.runtime.poll_interval,
                 shutdown.child_token(),

@@ -71,6 +71,25 @@ impl Mode {
     }
 }
 
+/// What an operator did with a dead letter (its `resolution` column;
+/// NULL while it is open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The projection was set to apply the event again.
+    Retried,
+    /// The projection moved past the event, which stays unapplied.
+    Skipped,
+}
+
+impl Resolution {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Retried => "retried",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
 /// What to do with a poison event (one whose apply fails deterministically).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PoisonPolicy {

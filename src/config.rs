@@ -182,6 +182,10 @@ pub struct ServeArgs {
     /// Safety-net poll of the event log, in milliseconds.
     #[arg(long, env = "TWOFOLD_POLL_INTERVAL_MS", default_value_t = 500)]
     pub poll_interval_ms: u64,
+    /// How often a standby tries to take over a projection when no
+    /// release notice arrives (a leader that died without one), in milliseconds.
+    #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = 1000)]
+    pub standby_retry_ms: u64,
     /// How long `consistentWith` waits by default, in milliseconds.
     #[arg(long, env = "TWOFOLD_CONSISTENCY_WAIT_MS", default_value_t = 2000)]
     pub consistency_wait_ms: u64,
@@ -262,6 +266,8 @@ pub struct Projections {
     pub batch_size: u64,
     /// Safety-net poll when no wake-up arrives.
     pub poll_interval: Duration,
+    /// A standby's periodic take-over try (a release notice wakes it sooner).
+    pub standby_retry: Duration,
     pub modes: HashMap<String, Mode>,
     pub policies: HashMap<String, PoisonPolicy>,
 }
@@ -368,6 +374,7 @@ impl From<&ServeArgs> for Settings {
             runtime: Projections {
                 batch_size: args.batch_size.max(1),
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+                standby_retry: Duration::from_millis(args.standby_retry_ms.max(10)),
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),
             },

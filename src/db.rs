@@ -180,6 +180,29 @@ impl Db {
         }
     }
 
+    /// Begins a transaction that will append to the event log. On
+    /// PostgreSQL its first statement takes the shared appender lock
+    /// ([`APPENDER_LOCK`]) before the transaction has an xid, and marks the
+    /// transaction (`twofold.appender`) so the `event_appender_lock`
+    /// trigger lets its later event INSERTs through: projectors then see
+    /// every transaction that may append before any of its events can
+    /// exist (see `projection::reader`). Any transaction that writes other
+    /// rows before its events must begin here; the trigger refuses one
+    /// that did not.
+    pub async fn begin_append(&self) -> Result<WriteTxn, DbErr> {
+        let txn = self.begin_write().await?;
+        if self.is_postgres() {
+            let (class, object) = APPENDER_LOCK;
+            let lock = sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock_shared($1, $2), set_config('twofold.appender', 'on', true)",
+                vec![class.into(), object.into()],
+            );
+            sea_orm::ConnectionTrait::execute_raw(&*txn, lock).await?;
+        }
+        Ok(txn)
+    }
+
     /// Whether `other` is the very same database (so inline projections can
     /// share the command's transaction).
     pub fn same_database_as(&self, other: &Db) -> bool {

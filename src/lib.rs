@@ -7,23 +7,46 @@
 //!
 //! ## Layer map (who may import whom)
 //!
+//! Arrows point at what a module may import; anything not reachable along
+//! the arrows is forbidden. `tests/it/architecture.rs` holds this map: it
+//! parses every `use` tree and inline path under `src/` with `syn` and
+//! checks each against the same allow-list (and fails on a planted
+//! violation, to prove it can).
+//!
 //! ```text
-//!   main.rs ─▶ config ─▶ app (wiring) ─▶ http ─▶ graphql ─┬─▶ command ─▶ domain
-//!                                                         ├─▶ query ───▶ notice
-//!                                                         └─▶ notice
-//!              projection ─▶ domain, notice   (reads entity::log, writes entity::read)
+//!   main.rs ─▶ cli ─▶ app (wiring: the one module that knows every layer)
+//!                      │
+//!                      ▼
+//!                     http ─▶ graphql ─┬─▶ command ───┬─▶ domain
+//!                       │              ├─▶ query      ├─▶ inline ◀── projection
+//!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
+//!                                                                    │
+//!   leaves: domain, token, catalog (closed sets of names)  ◀─────────┘
+//!   config builds plain settings and imports only catalog.
 //! ```
 //!
-//! | module        | role                                              | may use                              | must never use                        |
-//! |---------------|---------------------------------------------------|--------------------------------------|---------------------------------------|
-//! | [`domain`]    | aggregates decide events, enforce invariants      | std, serde, uuid, chrono             | any I/O crate (sea_orm, tokio, axum…) |
-//! | [`command`]   | write side: load/lock, decide, save + append      | domain, entity::write, entity::log   | entity::read, query, projection       |
-//! | [`projection`]| fold the log into read views, checkpoints         | domain, entity::log, entity::read    | entity::write, command                |
-//! | [`query`]     | read side: read views only, DataLoaders, waits    | entity::read, notice                 | entity::write, entity::log, command   |
-//! | [`graphql`]   | schema, roots, types, error codes                 | command, query, notice               | entity, sea_orm                       |
-//! | [`http`]      | axum router, limits, health, shutdown             | graphql                              |                                       |
+//! | module         | role                                                           | may use                                                 | must never use                               |
+//! |----------------|----------------------------------------------------------------|---------------------------------------------------------|----------------------------------------------|
+//! | [`domain`]     | aggregates decide events, enforce invariants, parse input      | std, serde, uuid, chrono                                | any I/O crate (sea_orm, tokio, axum…)        |
+//! | [`token`]      | the consistency token (a log position)                         | nothing of the crate                                    | I/O crates                                   |
+//! | [`catalog`]    | shared closed sets: view names, modes, policies, statuses, roles | nothing of the crate                                  | I/O crates                                   |
+//! | [`config`]     | flags and environment into plain settings                      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
+//! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
+//! | [`db`]         | pools, write transactions, the appender lock, error classes    | metrics                                                 |                                              |
+//! | [`notice`]     | in-process signals and the NOTIFY payloads between instances   | token, db, catalog                                      |                                              |
+//! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
+//! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
+//! | [`projection`] | fold the log into read views; checkpoints, leadership, rebuilds | domain, token, db, notice, inline, catalog, metrics    | entity::write, command, async_graphql        |
+//! | [`query`]      | read side: read views only, read-your-own-writes waits         | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
+//! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
+//! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics | entity, sea_orm, sqlx, axum        |
+//! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, catalog, metrics                        | entity, sea_orm, sqlx                        |
+//! | [`app`]        | wiring: connect, migrate, start projectors, serve              | everything                                              |                                              |
+//! | [`cli`]        | operator commands (`migrate`, `rebuild`, `dead-letters`, …)    | app and the layers it drives                            | http                                         |
 //!
-//! `tests/architecture.rs` enforces these rules on the source text.
+//! `graphql` may name `domain` for its value types only (order status,
+//! sales channel, limits), so each enum has one definition; it never
+//! calls an aggregate.
 pub mod admin;
 pub mod app;
 pub mod catalog;

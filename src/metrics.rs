@@ -23,6 +23,7 @@ pub const PROJECTION_ATTEMPTS: &str = "twofold_projection_attempts";
 pub const HORIZON_FALLBACK: &str = "twofold_horizon_fallback";
 pub const APPENDER_AGE: &str = "twofold_appender_oldest_age_seconds";
 pub const HORIZON_WAIT: &str = "twofold_projection_horizon_wait_seconds";
+pub const PROJECTOR_PANICS: &str = "twofold_projector_panics_total";
 pub const SHED: &str = "twofold_requests_shed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -80,6 +81,10 @@ fn describe_and_zero() {
         "Requests refused with UNAVAILABLE: no database connection was free in time, or the database was unreachable."
     );
     metrics::counter!(SHED).increment(0);
+    metrics::describe_counter!(
+        PROJECTOR_PANICS,
+        "Projector tasks that panicked (each is logged, dead-letters the event it was at, and is restarted)."
+    );
     metrics::describe_gauge!(
         HORIZON_FALLBACK,
         "1 when projections read below the global horizon (an event writer's xid is not visible to this role)."
@@ -99,6 +104,7 @@ fn describe_and_zero() {
         metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
         metrics::gauge!(REBUILD_PROGRESS, "projection" => projection).increment(0.0);
         metrics::gauge!(PROJECTION_ATTEMPTS, "projection" => projection).set(0.0);
+        metrics::counter!(PROJECTOR_PANICS, "projection" => projection).increment(0);
     }
 }
 

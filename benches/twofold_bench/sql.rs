@@ -28,10 +28,11 @@ pub enum Fate {
 }
 
 /// One `placeOrder` as plain SQL, in one transaction: the order row, its
-/// lines and one event row. No reads, no locks, no idempotency record.
+/// lines and one event row. No reads, no idempotency record; only the
+/// appender lock every event writer takes first (see `Db::begin_append`).
 pub async fn insert_order(db: &Db, catalog: &Catalog, order: &OrderSpec) -> anyhow::Result<()> {
     let rows = OrderRows::build(catalog, order, Fate::Placed)?;
-    let txn = db.begin_write().await?;
+    let txn = db.begin_append().await?;
     customer_order::Entity::insert(rows.header).exec_without_returning(&*txn).await?;
     order_line::Entity::insert_many(rows.lines).exec_without_returning(&*txn).await?;
     event::Entity::insert_many(rows.events).exec_without_returning(&*txn).await?;
@@ -53,7 +54,7 @@ pub async fn append_orders(db: &Db, catalog: &Catalog, orders: &[(OrderSpec, Fat
         events.extend(rows.events);
     }
     let appended = events.len() as u64;
-    let txn = db.begin_write().await?;
+    let txn = db.begin_append().await?;
     customer_order::Entity::insert_many(headers).exec_without_returning(&*txn).await?;
     // Stay well below the bind-parameter limits (PostgreSQL 65,535; SQLite 32,766).
     for chunk in chunked(lines, 2_000) {
@@ -189,7 +190,7 @@ fn event_row(e: &DomainEvent, stream_version: i64, now: chrono::DateTime<Utc>) -
         stream_version: Set(stream_version),
         event_type: Set(e.event_type().to_owned()),
         event_version: Set(e.schema_version()),
-        payload: Set(e.to_payload()),
+        payload: Set(e.to_payload().expect("an encodable event")),
         metadata: Set(
             json!({ "commandType": "PlaceOrder", "commandId": null, "correlationId": null, "actor": "twofold_bench" }),
         ),

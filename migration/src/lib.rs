@@ -19,6 +19,7 @@ mod m20261126_000005_order_channel;
 mod m20261126_000006_order_lines_text;
 mod m20261127_000007_hardening;
 mod m20261127_000008_appender_lock;
+mod m20261127_000009_appender_guard;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_order_lines_text::Migration),
             Box::new(m20261127_000007_hardening::Migration),
             Box::new(m20261127_000008_appender_lock::Migration),
+            Box::new(m20261127_000009_appender_guard::Migration),
         ]
     }
 }

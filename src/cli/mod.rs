@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::StartError;
 use crate::command::customer::RegisterCustomer;
-use crate::command::order::{CancelOrder, PlaceOrder, PlaceOrderLine, ShipOrder};
+use crate::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder, ShipOrder};
 use crate::command::product::AddProduct;
 use crate::command::{CommandMeta, CommandService};
 use crate::config::{DemoDataArgs, RebuildArgs};
@@ -67,6 +67,8 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
         signal.cancel();
     });
     let services = crate::app::start(&settings).await?;
+    // The address really bound: with port 0 the system picked one.
+    let bind = listener.local_addr().unwrap_or(bind);
     if settings.role.serves_api() {
         tracing::info!(addr = %bind, "twofold serving GraphQL at http://{bind}/graphql (GraphiQL at http://{bind}/, the order board at http://{bind}/board)");
     } else {
@@ -279,15 +281,17 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
         let (customers, products) = (customers.clone(), products.clone());
         async move {
             let lines = (0..1 + i % 5)
-                .map(|k| PlaceOrderLine {
+                .map(|k| LineRequest {
                     product_id: products[(i * 7 + k * 13) % products.len()],
                     quantity: 1 + ((i + k) % 3) as i32,
                 })
                 .collect();
+            let lines = OrderLines::parse(lines)?;
             let channel = [SalesChannel::Web, SalesChannel::Mobile, SalesChannel::Api][i % 3];
             let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines, channel };
             let ack = c.place_order(cmd, CommandMeta::default()).await?;
-            let order_id = ack.id.unwrap_or_default();
+            let order_id =
+                ack.id.ok_or_else(|| crate::command::CommandError::Internal("placeOrder created no id".into()))?;
             if i % 5 == 1 {
                 c.cancel_order(
                     CancelOrder { order_id, reason: Some("changed my mind".into()), expected_version: None },

@@ -2,10 +2,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::idempotency::{self, Key};
-use super::store::{self, Lock};
+use super::pipeline::{Changes, Changing, Creates, Creating};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::customer::Customer;
+use crate::domain::{DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,43 +22,30 @@ pub struct RenameCustomer {
     pub expected_version: Option<i64>,
 }
 
+/// A taken email is refused by the unique constraint when the row is inserted.
+impl Creates for RegisterCustomer {
+    type Aggregate = Customer;
+    fn decide(&self, id: Uuid) -> Result<DomainEvent, DomainError> {
+        Customer::register(id, &self.name, &self.email)
+    }
+}
+
+impl Changes for RenameCustomer {
+    type Aggregate = Customer;
+    fn target(&self) -> Uuid {
+        self.customer_id
+    }
+    fn decide(&self, customer: &Customer) -> Result<DomainEvent, DomainError> {
+        customer.rename(&self.name, self.expected_version)
+    }
+}
+
 impl CommandService {
     pub async fn register_customer(&self, cmd: RegisterCustomer, meta: CommandMeta) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), "RegisterCustomer", &cmd)?;
-        if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
-            return Ok(ack);
-        }
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let event = Customer::register(Uuid::now_v7(), &cmd.name, &cmd.email)?;
-            let uow = self.begin(key.command_type, &meta).await?;
-            idempotency::claim(uow.txn(), &key).await?;
-            let customer = Customer::apply(None, &event)
-                .ok_or_else(|| CommandError::Internal("registration did not apply".into()))?;
-            store::insert_customer(uow.txn(), &customer).await?;
-            uow.commit(self, &key, Some(customer.id), vec![(event, customer.version)]).await
-        };
-        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
-        self.settle(attempt, &key, started).await
+        self.execute("RegisterCustomer", Creating(cmd), meta).await
     }
 
     pub async fn rename_customer(&self, cmd: RenameCustomer, meta: CommandMeta) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), "RenameCustomer", &cmd)?;
-        if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
-            return Ok(ack);
-        }
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let uow = self.begin(key.command_type, &meta).await?;
-            let customer = store::load_customer(uow.txn(), cmd.customer_id, Lock::ForUpdate).await?;
-            idempotency::claim(uow.txn(), &key).await?;
-            let event = customer.rename(&cmd.name, cmd.expected_version)?;
-            let customer = Customer::apply(Some(customer), &event)
-                .ok_or_else(|| CommandError::Internal("rename did not apply".into()))?;
-            store::update_customer(uow.txn(), &customer).await?;
-            uow.commit(self, &key, None, vec![(event, customer.version)]).await
-        };
-        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
-        self.settle(attempt, &key, started).await
+        self.execute("RenameCustomer", Changing(cmd), meta).await
     }
 }

@@ -30,7 +30,9 @@ pub async fn append(
     });
     let rows = events.iter().map(|(e, version)| {
         let (stream_type, stream_id) = e.stream();
-        event::ActiveModel {
+        let payload =
+            e.to_payload().map_err(|err| CommandError::Internal(format!("cannot encode {}: {err}", e.event_type())))?;
+        Ok(event::ActiveModel {
             position: NotSet,
             tx_id: NotSet,
             stream_type: Set(stream_type.as_str().to_owned()),
@@ -38,11 +40,12 @@ pub async fn append(
             stream_version: Set(*version),
             event_type: Set(e.event_type().to_owned()),
             event_version: Set(e.schema_version()),
-            payload: Set(e.to_payload()),
+            payload: Set(payload),
             metadata: Set(metadata.clone()),
             recorded_at: Set(now),
-        }
+        })
     });
+    let rows: Vec<event::ActiveModel> = rows.collect::<Result<_, CommandError>>()?;
     let inserted = event::Entity::insert_many(rows).exec_with_returning(txn).await.map_err(|e| {
         if !is_unique_violation(&e, "event_stream_version_key") {
             return CommandError::from(e);

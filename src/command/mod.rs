@@ -29,6 +29,7 @@ pub mod customer;
 pub mod idempotency;
 pub mod log;
 pub mod order;
+pub mod pipeline;
 pub mod product;
 pub mod store;
 
@@ -130,22 +131,10 @@ impl CommandService {
         &self.db
     }
 
-    /// Opens a unit of work for one command.
-    /// Begins the command's transaction. On PostgreSQL its first statement
-    /// takes the shared appender lock, before the transaction has an xid:
-    /// projectors then see every transaction that may append to the log
-    /// before any of its events can exist (see `projection::reader`).
+    /// Opens a unit of work for one command: a transaction that holds the
+    /// appender lock from its first statement ([`Db::begin_append`]).
     async fn begin(&self, command_type: &'static str, meta: &CommandMeta) -> Result<UnitOfWork, CommandError> {
-        let txn = self.db.begin_write().await?;
-        if self.db.is_postgres() {
-            let (class, object) = crate::db::APPENDER_LOCK;
-            let lock = sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock_shared($1, $2)",
-                vec![class.into(), object.into()],
-            );
-            sea_orm::ConnectionTrait::execute_raw(&*txn, lock).await?;
-        }
+        let txn = self.db.begin_append().await?;
         self.pause(Pause::AppenderLockTaken).await;
         Ok(UnitOfWork { txn, command_type, meta: meta.clone() })
     }
@@ -215,16 +204,6 @@ impl CommandService {
     }
 }
 
-/// The span every command runs in: its type, idempotency key and request.
-pub(crate) fn span(command_type: &'static str, meta: &CommandMeta) -> tracing::Span {
-    tracing::info_span!(
-        "command",
-        command = command_type,
-        command_id = meta.command_id.as_deref().unwrap_or(""),
-        request_id = meta.correlation_id.as_deref().unwrap_or("")
-    )
-}
-
 /// One command's transaction.
 pub struct UnitOfWork {
     txn: WriteTxn,
@@ -248,7 +227,10 @@ impl UnitOfWork {
     ) -> Result<Ack, CommandError> {
         service.pause(Pause::StateSaved).await;
         let recorded = log::append(&self.txn, &events, &self.meta, self.command_type).await?;
-        let token = recorded.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or_default();
+        let token = recorded
+            .last()
+            .map(|e| LogPosition::new(e.tx_id, e.position))
+            .ok_or_else(|| CommandError::Internal(format!("{} decided no event", self.command_type)))?;
         if let Some(inline) = &service.inline {
             inline.apply_inline(&self.txn, &recorded).await.map_err(CommandError::Internal)?;
         }
@@ -256,12 +238,7 @@ impl UnitOfWork {
         idempotency::record(&*self.txn, key, &ack).await?;
         if service.db.is_postgres() {
             // Delivered at commit, to every process listening: their projectors wake at once.
-            let notify = sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                vec![crate::notice::postgres::LOG_CHANNEL.into(), token.to_string().into()],
-            );
-            sea_orm::ConnectionTrait::execute_raw(&*self.txn, notify).await?;
+            crate::notice::postgres::announce_append(&*self.txn, token).await?;
         }
         self.txn.commit().await?;
         Ok(ack)

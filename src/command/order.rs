@@ -1,30 +1,31 @@
 //! `PlaceOrder`, `CancelOrder`, `ShipOrder`.
+use std::collections::HashMap;
+
+use sea_orm::DatabaseTransaction;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::idempotency::{self, Key};
+use super::pipeline::{Changes, Changing, Decision, Handler, Stored};
 use super::store::{self, Lock};
 use super::{Ack, CommandError, CommandMeta, CommandService};
-use crate::domain::event::SalesChannel;
-use crate::domain::order::{validate_lines, LineRequest, Order};
+use crate::domain::customer::Customer;
+pub use crate::domain::event::SalesChannel;
+use crate::domain::order::Order;
+pub use crate::domain::order::{LineRequest, OrderLines};
+use crate::domain::product::Product;
+use crate::domain::{DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlaceOrder {
     /// Client-chosen order id (makes placement retry-safe without a
-    /// commandId); generated when absent. A duplicate id is rejected.
+    /// commandId); generated when absent. An id already in use is rejected.
     pub order_id: Option<Uuid>,
     pub customer_id: Uuid,
-    pub lines: Vec<PlaceOrderLine>,
+    /// Checked when they were parsed (see [`OrderLines::parse`]).
+    pub lines: OrderLines,
     /// Where the order comes from (`UNKNOWN` when the client does not say).
     pub channel: SalesChannel,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlaceOrderLine {
-    pub product_id: Uuid,
-    pub quantity: i32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,73 +45,56 @@ pub struct ShipOrder {
     pub expected_version: Option<i64>,
 }
 
+#[async_trait::async_trait]
+impl Handler for PlaceOrder {
+    type Loaded = (Customer, HashMap<Uuid, Product>);
+    type State = Order;
+
+    /// Share-locks what the order depends on: a concurrent rename or price
+    /// change is ordered entirely before or after this order.
+    async fn load(&self, txn: &DatabaseTransaction) -> Result<Self::Loaded, CommandError> {
+        let customer = Customer::load(txn, self.customer_id, Lock::ForShare).await?;
+        let products = store::load_products(txn, &self.lines.product_ids()).await?;
+        Ok((customer, products))
+    }
+
+    /// A duplicate order id is refused by the primary key when the row is inserted.
+    fn decide(&self, (customer, products): Self::Loaded) -> Result<Decision<Order>, CommandError> {
+        let order_id = self.order_id.unwrap_or_else(Uuid::now_v7);
+        Decision::after(None, Order::place(order_id, &customer, &self.lines, &products, self.channel)?)
+    }
+}
+
+impl Changes for CancelOrder {
+    type Aggregate = Order;
+    fn target(&self) -> Uuid {
+        self.order_id
+    }
+    fn decide(&self, order: &Order) -> Result<DomainEvent, DomainError> {
+        order.cancel(self.reason.as_deref(), self.expected_version)
+    }
+}
+
+impl Changes for ShipOrder {
+    type Aggregate = Order;
+    fn target(&self) -> Uuid {
+        self.order_id
+    }
+    fn decide(&self, order: &Order) -> Result<DomainEvent, DomainError> {
+        order.ship(&self.carrier, &self.tracking_number, self.expected_version)
+    }
+}
+
 impl CommandService {
     pub async fn place_order(&self, cmd: PlaceOrder, meta: CommandMeta) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), "PlaceOrder", &cmd)?;
-        if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
-            return Ok(ack);
-        }
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let lines: Vec<LineRequest> =
-                cmd.lines.iter().map(|l| LineRequest { product_id: l.product_id, quantity: l.quantity }).collect();
-            validate_lines(&lines)?;
-            let order_id = cmd.order_id.unwrap_or_else(Uuid::now_v7);
-            let uow = self.begin(key.command_type, &meta).await?;
-            // Share-lock what the order depends on: a concurrent rename or
-            // price change is ordered entirely before or after this order.
-            let customer = store::load_customer(uow.txn(), cmd.customer_id, Lock::ForShare).await?;
-            let product_ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-            let products = store::load_products(uow.txn(), &product_ids).await?;
-            idempotency::claim(uow.txn(), &key).await?;
-            // A duplicate order id is caught by the primary key on insert (one round trip fewer).
-            let event = Order::place(order_id, &customer, &lines, &products, cmd.channel)?;
-            let order =
-                Order::apply(None, &event).ok_or_else(|| CommandError::Internal("placement did not apply".into()))?;
-            store::insert_order(uow.txn(), &order).await?;
-            uow.commit(self, &key, Some(order_id), vec![(event, order.version)]).await
-        };
-        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
-        self.settle(attempt, &key, started).await
+        self.execute("PlaceOrder", cmd, meta).await
     }
 
     pub async fn cancel_order(&self, cmd: CancelOrder, meta: CommandMeta) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), "CancelOrder", &cmd)?;
-        if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
-            return Ok(ack);
-        }
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let uow = self.begin(key.command_type, &meta).await?;
-            let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
-            idempotency::claim(uow.txn(), &key).await?;
-            let event = order.cancel(cmd.reason.as_deref(), cmd.expected_version)?;
-            let order = Order::apply(Some(order), &event)
-                .ok_or_else(|| CommandError::Internal("cancellation did not apply".into()))?;
-            store::update_order(uow.txn(), &order).await?;
-            uow.commit(self, &key, None, vec![(event, order.version)]).await
-        };
-        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
-        self.settle(attempt, &key, started).await
+        self.execute("CancelOrder", Changing(cmd), meta).await
     }
 
     pub async fn ship_order(&self, cmd: ShipOrder, meta: CommandMeta) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), "ShipOrder", &cmd)?;
-        if let Some(ack) = idempotency::replay(&self.db().conn, &key).await? {
-            return Ok(ack);
-        }
-        let started = std::time::Instant::now();
-        let attempt = async {
-            let uow = self.begin(key.command_type, &meta).await?;
-            let order = store::load_order(uow.txn(), cmd.order_id, Lock::ForUpdate).await?;
-            idempotency::claim(uow.txn(), &key).await?;
-            let event = order.ship(&cmd.carrier, &cmd.tracking_number, cmd.expected_version)?;
-            let order = Order::apply(Some(order), &event)
-                .ok_or_else(|| CommandError::Internal("shipment did not apply".into()))?;
-            store::update_order(uow.txn(), &order).await?;
-            uow.commit(self, &key, None, vec![(event, order.version)]).await
-        };
-        let attempt = tracing::Instrument::instrument(attempt, super::span(key.command_type, &meta)).await;
-        self.settle(attempt, &key, started).await
+        self.execute("ShipOrder", Changing(cmd), meta).await
     }
 }

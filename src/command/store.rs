@@ -10,12 +10,13 @@ use uuid::Uuid;
 
 use entity::write::{customer, customer_order, order_line, product};
 
+use super::pipeline::Stored;
 use super::CommandError;
 use crate::db::is_unique_violation;
 use crate::domain::customer::Customer;
 use crate::domain::order::{Order, OrderLine, OrderStatus};
 use crate::domain::product::Product;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, DomainEvent};
 
 /// How a row is locked for the rest of the transaction (no-op on SQLite,
 /// whose single writer already serializes commands).
@@ -42,7 +43,7 @@ fn product_from_row(row: product::Model) -> Product {
     Product { id: row.id, sku: row.sku, title: row.title, price_cents: row.price_cents, version: row.version }
 }
 
-pub async fn load_customer(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Customer, CommandError> {
+async fn load_customer(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Customer, CommandError> {
     let row = locked(customer::Entity::find_by_id(id), lock).one(txn).await?;
     row.map(customer_from_row).ok_or_else(|| DomainError::not_found(format!("customer {id} does not exist")).into())
 }
@@ -62,12 +63,12 @@ pub async fn load_products(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Ha
     Ok(rows.into_iter().map(|r| (r.id, product_from_row(r))).collect())
 }
 
-pub async fn load_product(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Product, CommandError> {
+async fn load_product(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Product, CommandError> {
     let row = locked(product::Entity::find_by_id(id), lock).one(txn).await?;
     row.map(product_from_row).ok_or_else(|| DomainError::not_found(format!("product {id} does not exist")).into())
 }
 
-pub async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Order, CommandError> {
+async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Order, CommandError> {
     let Some(row) = locked(customer_order::Entity::find_by_id(id), lock).one(txn).await? else {
         return Err(DomainError::not_found(format!("order {id} does not exist")).into());
     };
@@ -99,7 +100,25 @@ pub async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Resu
     })
 }
 
-pub async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
+/// Inserts `row`; a unique violation of `constraint` is the invariant
+/// `taken` describes (checked by the database, one round trip fewer).
+async fn insert_unique<A>(
+    txn: &DatabaseTransaction,
+    row: A,
+    constraint: &str,
+    taken: impl FnOnce() -> String,
+) -> Result<(), CommandError>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+{
+    match <A::Entity as EntityTrait>::insert(row).exec_without_returning(txn).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e, constraint) => Err(DomainError::invariant(taken()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
     let now = chrono::Utc::now();
     let row = customer::ActiveModel {
         id: Set(c.id),
@@ -109,14 +128,8 @@ pub async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<
         created_at: Set(now),
         updated_at: Set(now),
     };
-    customer::Entity::insert(row).exec_without_returning(txn).await.map_err(|e| {
-        if is_unique_violation(&e, "customer_email_key") {
-            DomainError::invariant(format!("a customer with email {} is already registered", c.email)).into()
-        } else {
-            CommandError::from(e)
-        }
-    })?;
-    Ok(())
+    insert_unique(txn, row, "customer_email_key", || format!("a customer with email {} is already registered", c.email))
+        .await
 }
 
 /// Writes the new state of an existing aggregate row, guarded by its
@@ -136,7 +149,7 @@ async fn update_guarded<E: EntityTrait>(
     Ok(())
 }
 
-pub async fn update_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
+async fn update_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), CommandError> {
     let update = customer::Entity::update_many()
         .col_expr(customer::Column::Name, c.name.clone().into())
         .col_expr(customer::Column::Version, c.version.into())
@@ -146,7 +159,7 @@ pub async fn update_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<
     update_guarded(txn, update, "the customer").await
 }
 
-pub async fn insert_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
+async fn insert_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
     let now = chrono::Utc::now();
     let row = product::ActiveModel {
         id: Set(p.id),
@@ -157,17 +170,10 @@ pub async fn insert_product(txn: &DatabaseTransaction, p: &Product) -> Result<()
         created_at: Set(now),
         updated_at: Set(now),
     };
-    product::Entity::insert(row).exec_without_returning(txn).await.map_err(|e| {
-        if is_unique_violation(&e, "product_sku_key") {
-            DomainError::invariant(format!("a product with sku {} already exists", p.sku)).into()
-        } else {
-            CommandError::from(e)
-        }
-    })?;
-    Ok(())
+    insert_unique(txn, row, "product_sku_key", || format!("a product with sku {} already exists", p.sku)).await
 }
 
-pub async fn update_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
+async fn update_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
     let update = product::Entity::update_many()
         .col_expr(product::Column::PriceCents, p.price_cents.into())
         .col_expr(product::Column::Version, p.version.into())
@@ -177,7 +183,8 @@ pub async fn update_product(txn: &DatabaseTransaction, p: &Product) -> Result<()
     update_guarded(txn, update, "the product").await
 }
 
-pub async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
+/// A duplicate order id is caught by the primary key on insert.
+async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
     let now = chrono::Utc::now();
     let header = customer_order::ActiveModel {
         id: Set(o.id),
@@ -191,13 +198,7 @@ pub async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), Co
         placed_at: Set(now),
         updated_at: Set(now),
     };
-    customer_order::Entity::insert(header).exec_without_returning(txn).await.map_err(|e| {
-        if is_unique_violation(&e, "customer_order_pkey") {
-            DomainError::invariant(format!("an order with id {} already exists", o.id)).into()
-        } else {
-            CommandError::from(e)
-        }
-    })?;
+    insert_unique(txn, header, "customer_order_pkey", || format!("an order with id {} already exists", o.id)).await?;
     let lines = o.lines.iter().map(|l| order_line::ActiveModel {
         order_id: Set(o.id),
         line_no: Set(l.line_no),
@@ -209,7 +210,7 @@ pub async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), Co
     Ok(())
 }
 
-pub async fn update_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
+async fn update_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), CommandError> {
     let update = customer_order::Entity::update_many()
         .col_expr(customer_order::Column::Status, o.status.as_str().into())
         .col_expr(customer_order::Column::CancelReason, o.cancel_reason.clone().into())
@@ -221,3 +222,36 @@ pub async fn update_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), Co
         .filter(customer_order::Column::Version.eq(o.version - 1));
     update_guarded(txn, update, "the order").await
 }
+
+/// Each aggregate's row, through [`Stored`]: what the command pipeline
+/// loads, inserts and updates.
+macro_rules! stored {
+    ($aggregate:ty, $what:literal, $load:ident, $insert:ident, $update:ident) => {
+        #[async_trait::async_trait]
+        impl Stored for $aggregate {
+            const WHAT: &'static str = $what;
+            fn id(&self) -> Uuid {
+                self.id
+            }
+            fn version(&self) -> i64 {
+                self.version
+            }
+            fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self> {
+                <$aggregate>::apply(state, event)
+            }
+            async fn load(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Self, CommandError> {
+                $load(txn, id, lock).await
+            }
+            async fn insert(&self, txn: &DatabaseTransaction) -> Result<(), CommandError> {
+                $insert(txn, self).await
+            }
+            async fn update(&self, txn: &DatabaseTransaction) -> Result<(), CommandError> {
+                $update(txn, self).await
+            }
+        }
+    };
+}
+
+stored!(Customer, "customer", load_customer, insert_customer, update_customer);
+stored!(Product, "product", load_product, insert_product, update_product);
+stored!(Order, "order", load_order, insert_order, update_order);

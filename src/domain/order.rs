@@ -36,10 +36,56 @@ impl OrderStatus {
 }
 
 /// A requested order line, before the product is looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LineRequest {
     pub product_id: Uuid,
     pub quantity: i32,
+}
+
+/// The lines of an order to place, checked once: at least one, at most
+/// [`MAX_ORDER_LINES`], each quantity from 1 to [`MAX_QUANTITY`]. Holding
+/// one is the proof; nothing checks them again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct OrderLines(Vec<LineRequest>);
+
+impl OrderLines {
+    /// Checks the shape of requested lines before anything is looked up, so
+    /// a malformed order is a `VALIDATION` error whatever the ids refer to.
+    pub fn parse(lines: Vec<LineRequest>) -> Result<Self, DomainError> {
+        if lines.is_empty() {
+            return Err(DomainError::validation("an order needs at least one line"));
+        }
+        if lines.len() > MAX_ORDER_LINES {
+            return Err(DomainError::validation(format!("an order has at most {MAX_ORDER_LINES} lines")));
+        }
+        for (i, line) in lines.iter().enumerate() {
+            if line.quantity <= 0 {
+                return Err(DomainError::validation(format!(
+                    "line {}: quantity must be greater than 0, got {}",
+                    i + 1,
+                    line.quantity
+                )));
+            }
+            if line.quantity > MAX_QUANTITY {
+                return Err(DomainError::validation(format!(
+                    "line {}: quantity must be at most {MAX_QUANTITY}",
+                    i + 1
+                )));
+            }
+        }
+        Ok(Self(lines))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &LineRequest> {
+        self.0.iter()
+    }
+
+    /// The products the lines ask for.
+    pub fn product_ids(&self) -> Vec<Uuid> {
+        self.0.iter().map(|l| l.product_id).collect()
+    }
 }
 
 /// A line of an existing order.
@@ -65,30 +111,6 @@ pub struct Order {
     pub version: i64,
 }
 
-/// Checks the shape of requested lines before anything is looked up, so a
-/// malformed order is a `VALIDATION` error whatever the ids refer to.
-pub fn validate_lines(lines: &[LineRequest]) -> Result<(), DomainError> {
-    if lines.is_empty() {
-        return Err(DomainError::validation("an order needs at least one line"));
-    }
-    if lines.len() > MAX_ORDER_LINES {
-        return Err(DomainError::validation(format!("an order has at most {MAX_ORDER_LINES} lines")));
-    }
-    for (i, line) in lines.iter().enumerate() {
-        if line.quantity <= 0 {
-            return Err(DomainError::validation(format!(
-                "line {}: quantity must be greater than 0, got {}",
-                i + 1,
-                line.quantity
-            )));
-        }
-        if line.quantity > MAX_QUANTITY {
-            return Err(DomainError::validation(format!("line {}: quantity must be at most {MAX_QUANTITY}", i + 1)));
-        }
-    }
-    Ok(())
-}
-
 impl Order {
     /// Decides the placement of an order for `customer`, pricing each line at
     /// the product's current price. `products` must hold every requested
@@ -96,12 +118,11 @@ impl Order {
     pub fn place(
         order_id: Uuid,
         customer: &Customer,
-        lines: &[LineRequest],
+        lines: &OrderLines,
         products: &HashMap<Uuid, Product>,
         channel: SalesChannel,
     ) -> Result<DomainEvent, DomainError> {
-        validate_lines(lines)?;
-        let mut placed = Vec::with_capacity(lines.len());
+        let mut placed = Vec::with_capacity(lines.0.len());
         let mut total: i64 = 0;
         for (i, line) in lines.iter().enumerate() {
             let product = products
@@ -260,8 +281,13 @@ mod tests {
         World { customer, products: HashMap::from([(tea.id, tea), (cake.id, cake)]), tea: tea_id, cake: cake_id }
     }
 
+    fn lines(lines: &[(Uuid, i32)]) -> OrderLines {
+        OrderLines::parse(lines.iter().map(|&(product_id, quantity)| LineRequest { product_id, quantity }).collect())
+            .expect("valid lines")
+    }
+
     fn given_placed(w: &World) -> Order {
-        let lines = [LineRequest { product_id: w.tea, quantity: 2 }, LineRequest { product_id: w.cake, quantity: 1 }];
+        let lines = lines(&[(w.tea, 2), (w.cake, 1)]);
         let placed = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap();
         Order::apply(None, &placed).unwrap()
     }
@@ -270,7 +296,7 @@ mod tests {
     fn placing_an_order_prices_lines_at_current_prices() {
         let w = world();
         // when
-        let lines = [LineRequest { product_id: w.tea, quantity: 2 }, LineRequest { product_id: w.cake, quantity: 1 }];
+        let lines = lines(&[(w.tea, 2), (w.cake, 1)]);
         let DomainEvent::OrderPlaced(e) =
             Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).unwrap()
         else {
@@ -284,29 +310,26 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_order_or_a_non_positive_quantity_is_rejected() {
+    fn an_empty_order_or_a_bad_quantity_is_rejected_before_anything_is_looked_up() {
         let w = world();
-        assert!(matches!(
-            Order::place(Uuid::now_v7(), &w.customer, &[], &w.products, SalesChannel::Web),
-            Err(DomainError::Validation(_))
-        ));
-        for quantity in [0, -3] {
-            let lines = [LineRequest { product_id: w.tea, quantity }];
-            assert!(matches!(
-                Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web),
-                Err(DomainError::Validation(_))
-            ));
+        assert!(matches!(OrderLines::parse(Vec::new()), Err(DomainError::Validation(_))));
+        for quantity in [0, -3, validate::MAX_QUANTITY + 1] {
+            let lines = vec![LineRequest { product_id: w.tea, quantity }];
+            assert!(matches!(OrderLines::parse(lines), Err(DomainError::Validation(_))));
         }
+        let too_many =
+            (0..=validate::MAX_ORDER_LINES).map(|_| LineRequest { product_id: w.tea, quantity: 1 }).collect();
+        assert!(matches!(OrderLines::parse(too_many), Err(DomainError::Validation(_))));
     }
 
     #[test]
     fn an_order_above_the_maximum_total_is_rejected() {
         let mut w = world();
         w.products.get_mut(&w.cake).expect("cake").price_cents = validate::MAX_PRICE_CENTS;
-        let lines = [LineRequest { product_id: w.cake, quantity: 11 }];
+        let lines = lines(&[(w.cake, 11)]);
         let err = Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).expect_err("$11M");
         assert!(matches!(err, DomainError::Validation(m) if m.contains("at most")));
-        let lines = [LineRequest { product_id: w.cake, quantity: 10 }];
+        let lines = self::lines(&[(w.cake, 10)]);
         assert!(
             Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web).is_ok(),
             "$10M is the limit"
@@ -316,7 +339,7 @@ mod tests {
     #[test]
     fn ordering_an_unknown_product_is_not_found() {
         let w = world();
-        let lines = [LineRequest { product_id: Uuid::now_v7(), quantity: 1 }];
+        let lines = lines(&[(Uuid::now_v7(), 1)]);
         assert!(matches!(
             Order::place(Uuid::now_v7(), &w.customer, &lines, &w.products, SalesChannel::Web),
             Err(DomainError::NotFound(_))

@@ -10,9 +10,9 @@ use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::{Request, ServerError, ValidationResult};
 
+use super::loaders::{CustomerLoader, ProductLoader};
 use super::mutation::RequestId;
 use super::TwofoldSchema;
-use crate::query::loaders::{CustomerLoader, ProductLoader};
 use crate::query::ReadModel;
 
 /// What a transport knows about the caller of one operation.

@@ -54,16 +54,25 @@ pub fn unavailable_error(detail: &dyn std::fmt::Display) -> Error {
     coded(UNAVAILABLE, "the service is overloaded or its database is unreachable; retry in a moment")
 }
 
-/// Gives every error without a code one: errors async-graphql raises itself
-/// are about the request (it failed to parse or validate, or a value could
-/// not be read as its type), so they are `VALIDATION`.
-pub fn label_codeless(errors: &mut [async_graphql::ServerError]) {
+/// Gives every error without a code one. Before validation has passed,
+/// async-graphql's own errors are about the request (it does not parse,
+/// does not validate, a value is not of its type): `VALIDATION`. After it,
+/// every error we raise carries its code, and input values were checked by
+/// validation (custom scalars included, see `scalars`), so a codeless error
+/// is unexpected: `INTERNAL`, its cause logged with an incident id.
+pub fn label_codeless(errors: &mut [async_graphql::ServerError], validated: bool) {
     for e in errors {
         let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
-        if !has_code {
-            let extended = Error::new(e.message.clone()).extend_with(|_, x| x.set("code", VALIDATION));
-            e.extensions = extended.extensions;
+        if has_code {
+            continue;
         }
+        let labelled = if validated {
+            internal(&e.message)
+        } else {
+            Error::new(e.message.clone()).extend_with(|_, x| x.set("code", VALIDATION))
+        };
+        e.message = labelled.message;
+        e.extensions = labelled.extensions;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The GraphQL API: schema, roots, input/output types and error codes.
 //!
-//! Conventions (DESIGN.md §6): mutations are task-based commands that return
+//! Conventions (docs/design.md, "GraphQL conventions"): mutations are task-based commands that return
 //! only ids and a consistency [`scalars::Token`]; queries read only the read
 //! views, and every query field takes `consistentWith: Token`; lists are
 //! Relay connections with a capped page size; errors carry
@@ -10,6 +10,8 @@
 //! `sea_orm`): it calls [`crate::command`] and [`crate::query`].
 pub mod api;
 pub mod error;
+pub mod inputs;
+pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
@@ -22,8 +24,8 @@ use async_graphql::Schema;
 
 use crate::command::CommandService;
 use crate::notice::Notices;
-use crate::query::loaders::{CustomerLoader, ProductLoader};
 use crate::query::ReadModel;
+use loaders::{CustomerLoader, ProductLoader};
 
 /// `OrderSummary.customer` → `customer_view`, batched (and, per request, cached).
 pub type CustomerLoaderHandle = DataLoader<CustomerLoader, HashMapCache>;

@@ -4,8 +4,9 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::error::{from_command, validation};
 use super::scalars::{uuid, Token};
+use super::types::SalesChannel;
 use crate::command::customer::{RegisterCustomer, RenameCustomer};
-use crate::command::order::{CancelOrder, PlaceOrder, PlaceOrderLine, ShipOrder};
+use crate::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder, ShipOrder};
 use crate::command::product::{AddProduct, ChangeProductPrice};
 use crate::command::{Ack, CommandMeta, CommandService};
 
@@ -68,27 +69,6 @@ pub struct ChangeProductPriceInput {
 pub struct OrderLineInput {
     pub product_id: ID,
     pub quantity: i32,
-}
-
-/// Where an order was placed.
-#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum SalesChannel {
-    Web,
-    Mobile,
-    Api,
-    /// Not recorded (orders placed before channels were tracked, or the client did not say).
-    Unknown,
-}
-
-impl From<SalesChannel> for crate::domain::event::SalesChannel {
-    fn from(c: SalesChannel) -> Self {
-        match c {
-            SalesChannel::Web => Self::Web,
-            SalesChannel::Mobile => Self::Mobile,
-            SalesChannel::Api => Self::Api,
-            SalesChannel::Unknown => Self::Unknown,
-        }
-    }
 }
 
 #[derive(InputObject)]
@@ -155,12 +135,12 @@ pub struct DeadLetterResolution {
     pub checkpoint: Token,
 }
 
-fn resolution(done: crate::projection::dead_letters::Resolved) -> DeadLetterResolution {
+fn resolution(done: crate::admin::Resolved) -> DeadLetterResolution {
     DeadLetterResolution { dead_letter: super::types::DeadLetter(done.dead_letter), checkpoint: Token(done.checkpoint) }
 }
 
-fn dead_letter_error(e: crate::projection::dead_letters::DeadLetterError) -> async_graphql::Error {
-    use crate::projection::dead_letters::DeadLetterError;
+fn dead_letter_error(e: crate::admin::DeadLetterError) -> async_graphql::Error {
+    use crate::admin::DeadLetterError;
     match e {
         DeadLetterError::NotFound(_) => super::error::coded(super::error::NOT_FOUND, e.to_string()),
         DeadLetterError::AlreadyResolved { .. } | DeadLetterError::Refused(_) => {
@@ -246,7 +226,7 @@ impl MutationRoot {
         let commands = ctx.data::<CommandService>()?;
         let mut lines = Vec::with_capacity(input.lines.len());
         for (i, line) in input.lines.iter().enumerate() {
-            lines.push(PlaceOrderLine {
+            lines.push(LineRequest {
                 product_id: uuid(&format!("lines[{i}].productId"), &line.product_id)?,
                 quantity: line.quantity,
             });
@@ -254,8 +234,8 @@ impl MutationRoot {
         let cmd = PlaceOrder {
             order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,
             customer_id: uuid("customerId", &input.customer_id)?,
-            lines,
-            channel: input.channel.unwrap_or(SalesChannel::Unknown).into(),
+            lines: OrderLines::parse(lines).map_err(super::error::from_domain)?,
+            channel: input.channel.map_or(crate::domain::event::SalesChannel::Unknown, Into::into),
         };
         created(commands.place_order(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
     }

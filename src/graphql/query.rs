@@ -59,7 +59,13 @@ async fn prefetch(ctx: &Context<'_>, rows: &[crate::query::OrderSummaryRow]) -> 
         ctx.data::<CustomerLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
     }
     if node.field("lines").field("product").exists() {
-        let ids: Vec<uuid::Uuid> = rows.iter().flat_map(|r| super::types::line_product_ids(&r.lines)).collect();
+        let mut ids: Vec<uuid::Uuid> = Vec::new();
+        for row in rows {
+            let lines = super::types::line_product_ids(&row.lines).map_err(|e| {
+                super::error::internal_error_of(&format!("order {}: stored lines cannot be read: {e}", row.order_id))
+            })?;
+            ids.extend(lines);
+        }
         ctx.data::<ProductLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
     }
     Ok(())
@@ -99,8 +105,10 @@ impl QueryRoot {
         let after = cursor(after)?;
         let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        let page =
-            reads.orders(status.map(OrderStatus::as_str), customer_id, first, after).await.map_err(from_query)?;
+        let page = reads
+            .orders(status.map(|s| crate::domain::order::OrderStatus::from(s).as_str()), customer_id, first, after)
+            .await
+            .map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection

@@ -15,6 +15,11 @@ pub struct Token(pub LogPosition);
 /// `writeVisible` to read your own write.
 #[Scalar(name = "Token")]
 impl ScalarType for Token {
+    /// Checked during validation, so a bad token is a request error.
+    fn is_valid(value: &Value) -> bool {
+        matches!(value, Value::String(s) if s.parse::<LogPosition>().is_ok())
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(s) => s.parse::<LogPosition>().map(Token).map_err(|e| InputValueError::custom(e.to_string())),
@@ -40,6 +45,14 @@ pub struct BigInt(pub i64);
 /// over many events use it; parse it with `BigInt(value)` in JavaScript.
 #[Scalar(name = "BigInt")]
 impl ScalarType for BigInt {
+    fn is_valid(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.trim().parse::<i64>().is_ok(),
+            Value::Number(n) => n.as_i64().is_some(),
+            _ => false,
+        }
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(s) => s

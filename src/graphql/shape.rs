@@ -20,6 +20,8 @@
 //! variables): PostgreSQL cannot store them in text, so they would
 //! otherwise surface as internal errors deep in a command or query.
 //!
+//! And it coerces `Int` arguments up front ([`super::inputs`]).
+//!
 //! Only after these checks pass does async-graphql see the document (the
 //! parsed document is handed over, so it is parsed once).
 use std::collections::HashMap;
@@ -295,6 +297,12 @@ impl Extension for DocumentGuardExtension {
         // A syntax error is left to async-graphql, which reports it with its position.
         if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
             check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+            super::inputs::check_int_ranges(
+                &ctx.schema_env.registry,
+                &document,
+                request.operation_name.as_deref(),
+                &request.variables,
+            )?;
             request.set_parsed_query(document);
         }
         next.run(ctx, request).await

@@ -66,16 +66,46 @@ fn known_projections(requested: Option<Vec<String>>) -> async_graphql::Result<Ve
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// One item per committed projection batch matching the filter.
+    ///
+    /// With `includeCurrent: true`, first one item per named projection
+    /// with its current checkpoint (no stream ids, no event types): once
+    /// those arrive the subscription is live, and every batch committed
+    /// after them will be sent. Subscribe this way before you send the
+    /// command you want to watch.
     async fn projection_updated(
         &self,
         ctx: &Context<'_>,
         projections: Option<Vec<String>>,
         stream_id: Option<ID>,
+        #[graphql(default = false)] include_current: bool,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ProjectionUpdate>>> {
         let names = known_projections(projections)?;
         let stream_id = stream_id.as_ref().map(|id| uuid("streamId", id)).transpose()?;
-        let mut receiver = ctx.data::<Notices>()?.subscribe();
+        let notices = ctx.data::<Notices>()?;
+        // Subscribed before the current checkpoints are read: nothing
+        // committed after them can be missed.
+        let mut receiver = notices.subscribe();
+        let current: Vec<ProjectionUpdate> = if include_current {
+            // The durable checkpoints (this also brings the in-process
+            // notices up to them, when no batch has been announced yet).
+            ctx.data::<ReadModel>()?.durable().await.map_err(from_query)?;
+            names
+                .iter()
+                .map(|name| ProjectionUpdate {
+                    projection: name.clone(),
+                    token: Token(notices.known(name)),
+                    stream_ids: Vec::new(),
+                    event_types: Vec::new(),
+                    rebuild_percent: None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(async_stream::stream! {
+            for update in current {
+                yield Ok(update);
+            }
             loop {
                 match receiver.recv().await {
                     Ok(u) if names.contains(&u.projection) && stream_id.is_none_or(|id| u.may_touch(&id)) => {

@@ -9,29 +9,37 @@ use crate::admin::CheckpointRow;
 use crate::query::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
 
+// The variants are the domain's; `remote` makes the compiler hold the two
+// lists equal (one source of truth, no string matching).
+/// Where an order stands: placed, then cancelled or shipped.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::order::OrderStatus")]
 pub enum OrderStatus {
     Placed,
     Cancelled,
     Shipped,
 }
 
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Placed => "PLACED",
-            Self::Cancelled => "CANCELLED",
-            Self::Shipped => "SHIPPED",
-        }
-    }
+// The domain's variants, held equal by `remote` as above.
+/// Where an order was placed.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::event::SalesChannel")]
+pub enum SalesChannel {
+    Web,
+    Mobile,
+    Api,
+    /// Not recorded (orders placed before channels were tracked, or the client did not say).
+    Unknown,
+}
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "CANCELLED" => Self::Cancelled,
-            "SHIPPED" => Self::Shipped,
-            _ => Self::Placed,
-        }
-    }
+/// A stored value that is not one of the enum's: the view is corrupt, so
+/// an internal error (with an incident id), never a silent default.
+fn stored<T>(what: &str, value: &str, parsed: Option<T>) -> async_graphql::Result<T> {
+    parsed.ok_or_else(|| {
+        super::error::internal_error_of(&format_args!(
+            "order_summary holds {what} {value:?}, which is not one of its values"
+        ))
+    })
 }
 
 /// An order, as the `order_summary` view shows it.
@@ -78,15 +86,13 @@ impl OrderLine {
 }
 
 /// The product ids in an order summary's `lines` JSON.
-pub fn line_product_ids(lines: &str) -> Vec<uuid::Uuid> {
+pub fn line_product_ids(lines: &str) -> Result<Vec<uuid::Uuid>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Id {
         product_id: uuid::Uuid,
     }
-    serde_json::from_str::<Vec<Id>>(lines)
-        .map(|ids| ids.into_iter().map(|i| i.product_id).collect())
-        .unwrap_or_default()
+    Ok(serde_json::from_str::<Vec<Id>>(lines)?.into_iter().map(|i| i.product_id).collect())
 }
 
 fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
@@ -127,8 +133,8 @@ impl OrderSummary {
     async fn total_cents(&self) -> async_graphql::Result<i32> {
         int("totalCents", self.0.total_cents)
     }
-    async fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.0.status)
+    async fn status(&self) -> async_graphql::Result<OrderStatus> {
+        stored("status", &self.0.status, crate::domain::order::OrderStatus::parse(&self.0.status)).map(Into::into)
     }
     async fn cancel_reason(&self) -> Option<&str> {
         self.0.cancel_reason.as_deref()
@@ -149,14 +155,9 @@ impl OrderSummary {
         self.0.shipped_at
     }
     /// Where the order was placed.
-    async fn channel(&self) -> super::mutation::SalesChannel {
-        use super::mutation::SalesChannel;
-        match self.0.channel.as_str() {
-            "WEB" => SalesChannel::Web,
-            "MOBILE" => SalesChannel::Mobile,
-            "API" => SalesChannel::Api,
-            _ => SalesChannel::Unknown,
-        }
+    async fn channel(&self) -> async_graphql::Result<SalesChannel> {
+        let channel = &self.0.channel;
+        stored("channel", channel, crate::domain::event::SalesChannel::parse(channel)).map(Into::into)
     }
     /// The order's version; pass as `expectedVersion` to guard a command.
     async fn version(&self) -> async_graphql::Result<i32> {
@@ -299,7 +300,7 @@ impl OrderActivity {
 }
 
 /// An event a projection could not apply.
-pub struct DeadLetter(pub crate::projection::dead_letters::DeadLetter);
+pub struct DeadLetter(pub crate::admin::DeadLetter);
 
 #[Object]
 impl DeadLetter {

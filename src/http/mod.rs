@@ -317,6 +317,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     let caller = caller_of(headers);
     let admin = state.admin.access(caller.authorization.as_deref());
     let span = tracing::info_span!("graphql", request_id = %caller.request_id);
+    tracing::debug!(parent: &span, operation = request.operation_name.as_deref().unwrap_or(""), "executing a GraphQL request");
     let (request, progress) = state.api.prepare(request, &caller, true);
     let request = request.data(admin).data(state.admin.clone());
     let execution = tracing::Instrument::instrument(state.api.schema.execute(request), span);
@@ -330,7 +331,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
             async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())])
         }
     };
-    error::label_codeless(&mut response.errors);
+    error::label_codeless(&mut response.errors, progress.validated());
     let graphql_response = wants_graphql_response(headers);
     let unavailable = response
         .errors

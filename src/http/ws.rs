@@ -283,10 +283,14 @@ async fn run_operation(
         WebSocketProtocols::SubscriptionsTransportWS => "data",
     };
     while let Some(mut response) = responses.next().await {
-        crate::graphql::error::label_codeless(&mut response.errors);
+        crate::graphql::error::label_codeless(&mut response.errors, progress.validated());
         if first && !progress.validated() {
             // The document never ran: graphql-transport-ws answers with `error`, and no `complete`.
-            let errors = response.errors.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect();
+            let errors = response
+                .errors
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_else(|err| crate::graphql::error::internal_error(&err)))
+                .collect();
             let _ = outbox.send(Outgoing::Text(error_message(protocol, &id, errors))).await;
             let _ = outbox.send(Outgoing::Ended { id, generation }).await;
             return;

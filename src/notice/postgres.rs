@@ -50,7 +50,7 @@ pub struct ProjectionNotice {
 }
 
 impl ProjectionNotice {
-    pub fn encode(instance: &str, update: &ProjectionUpdated) -> String {
+    pub fn encode(instance: &str, update: &ProjectionUpdated) -> Result<String, serde_json::Error> {
         let complete = update.complete && update.stream_ids.len() <= MAX_STREAM_IDS;
         let notice = ProjectionNotice {
             i: instance.to_owned(),
@@ -60,8 +60,54 @@ impl ProjectionNotice {
             e: update.event_types.iter().take(20).cloned().collect(),
             c: complete,
         };
-        serde_json::to_string(&notice).unwrap_or_default()
+        serde_json::to_string(&notice)
     }
+}
+
+/// Queues `NOTIFY twofold_log, '<token>'` in an appending transaction:
+/// delivered at its commit, it wakes the projectors of every instance.
+pub async fn announce_append(txn: &impl sea_orm::ConnectionTrait, token: LogPosition) -> Result<(), sea_orm::DbErr> {
+    let notify = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        vec![LOG_CHANNEL.into(), token.to_string().into()],
+    );
+    txn.execute_raw(notify).await?;
+    Ok(())
+}
+
+/// Queues `NOTIFY twofold_projection` for a batch `instance` committed (the
+/// instance that publishes it in-process itself; others republish it).
+pub async fn announce_batch(
+    txn: &impl sea_orm::ConnectionTrait,
+    instance: &str,
+    update: &ProjectionUpdated,
+) -> Result<(), sea_orm::DbErr> {
+    let notify = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        vec![PROJECTION_CHANNEL.into(), encoded(instance, update)?.into()],
+    );
+    txn.execute_raw(notify).await?;
+    Ok(())
+}
+
+/// A notice's payload, or the reason it cannot be written.
+pub fn encoded(instance: &str, update: &ProjectionUpdated) -> Result<String, sea_orm::DbErr> {
+    ProjectionNotice::encode(instance, update)
+        .map_err(|e| sea_orm::DbErr::Custom(format!("cannot encode a notice: {e}")))
+}
+
+/// Queues `NOTIFY twofold_status, '<projection>'`: a projection stopped,
+/// dead-lettered an event, or was acted on; waiters on every instance look again.
+pub async fn announce_status(txn: &impl sea_orm::ConnectionTrait, projection: &str) -> Result<(), sea_orm::DbErr> {
+    let notify = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        vec![STATUS_CHANNEL.into(), projection.into()],
+    );
+    txn.execute_raw(notify).await?;
+    Ok(())
 }
 
 /// Runs the listener and the checkpoint poll until `shutdown`.

@@ -4,21 +4,17 @@
 //! at it, moves past it). Each action is one transaction that holds the
 //! projection's checkpoint row, so it cannot race the projection's runner.
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use entity::read::{dead_letter, projection_checkpoint};
 
-use crate::catalog::Status;
+use crate::catalog::{Resolution, Status};
 use crate::db::Db;
 use crate::notice::Notices;
 use crate::token::LogPosition;
 
 pub use entity::read::dead_letter::Model as DeadLetter;
-
-pub const RETRIED: &str = "retried";
-pub const SKIPPED: &str = "skipped";
 
 /// Why an action on a dead letter was refused.
 #[derive(Debug, thiserror::Error)]
@@ -101,15 +97,15 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     let event = LogPosition::new(letter.event_tx_id, letter.event_position);
     let stopped_here = checkpoint.status == Status::Stopped.as_str() && at < event;
     let (resolution, new_checkpoint) = match action {
-        Action::Retry if stopped_here => (RETRIED, at),
+        Action::Retry if stopped_here => (Resolution::Retried.as_str(), at),
         Action::Retry => {
             return Err(DeadLetterError::Refused(format!(
             "projection {} is not stopped at this event (it is {} at {at}); rebuild the projection to apply it again",
             letter.projection, checkpoint.status
         )))
         }
-        Action::Skip if stopped_here => (SKIPPED, event),
-        Action::Skip if at >= event => (SKIPPED, at),
+        Action::Skip if stopped_here => (Resolution::Skipped.as_str(), event),
+        Action::Skip if at >= event => (Resolution::Skipped.as_str(), at),
         Action::Skip => {
             return Err(DeadLetterError::Refused(format!(
                 "projection {} has not reached this event yet (it is {} at {at})",
@@ -132,12 +128,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     letter.resolved_at = Set(Some(chrono::Utc::now()));
     let letter = dead_letter::Entity::update(letter).exec(&*txn).await?;
     if db.is_postgres() {
-        let notify = super::sql::statement(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            vec![crate::notice::postgres::STATUS_CHANNEL.into(), letter.projection.clone().into()],
-        );
-        txn.execute_raw(notify).await?;
+        crate::notice::postgres::announce_status(&*txn, &letter.projection).await?;
     }
     txn.commit().await?;
     notices.advance(&letter.projection, new_checkpoint);

@@ -93,8 +93,13 @@ impl Locks {
                 inner.held.clear();
             }
         }
-        if inner.conn.is_some() && lease.generation == Some(inner.generation) && inner.held.contains(&key) {
-            return Held::Kept;
+        if inner.conn.is_some() && inner.held.contains(&key) {
+            // Held by this node's connection: kept, or adopted by a runner
+            // that was restarted (session advisory locks stack, so it must
+            // not take it a second time).
+            let kept = lease.generation == Some(inner.generation);
+            lease.generation = Some(inner.generation);
+            return if kept { Held::Kept } else { Held::Acquired };
         }
         lease.generation = None;
         if inner.conn.is_none() {

@@ -19,34 +19,65 @@ use entity::read::order_summary::{self, Model as Row};
 use super::sql::{array, execute, insert_rows};
 use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
+use crate::domain::order::OrderStatus;
 use crate::domain::DomainEvent;
 
 pub struct OrderSummary;
 
 pub const NAME: &str = crate::catalog::View::OrderSummary.name();
 
-const COLUMNS: [&str; 20] = [
-    "order_id",
-    "customer_id",
-    "customer_name",
-    "customer_email",
-    "customer_version",
-    "lines",
-    "line_count",
-    "total_cents",
-    "status",
-    "cancel_reason",
-    "carrier",
-    "tracking_number",
-    "placed_at",
-    "cancelled_at",
-    "shipped_at",
-    "placed_position",
-    "version",
-    "last_tx_id",
-    "last_position",
-    "channel",
+/// How a column travels in the PostgreSQL `UNNEST` path: its array type,
+/// and for nullable columns the '' that stands for NULL (arrays here
+/// cannot carry NULLs; those fields are never stored blank).
+#[derive(Clone, Copy)]
+enum Kind {
+    Uuid,
+    Text,
+    /// Nullable text: '' in the array, `NULLIF(…, '')` on the way in.
+    OptText,
+    Int,
+    BigInt,
+    Time,
+    /// Nullable timestamp: RFC 3339 text or '' in the array.
+    OptTime,
+}
+
+/// One column of the view: its name, how it travels, and the row's value.
+struct Column {
+    name: &'static str,
+    kind: Kind,
+    value: fn(&Row) -> Value,
+}
+
+/// Every column of `order_summary`, once: both write paths (the multi-row
+/// VALUES upsert and the PostgreSQL `UNNEST` upsert) are built from this
+/// list, and a test holds it equal to the entity's columns.
+const COLUMNS: [Column; 20] = [
+    Column { name: "order_id", kind: Kind::Uuid, value: |r| r.order_id.into() },
+    Column { name: "customer_id", kind: Kind::Uuid, value: |r| r.customer_id.into() },
+    Column { name: "customer_name", kind: Kind::Text, value: |r| r.customer_name.clone().into() },
+    Column { name: "customer_email", kind: Kind::Text, value: |r| r.customer_email.clone().into() },
+    Column { name: "customer_version", kind: Kind::BigInt, value: |r| r.customer_version.into() },
+    Column { name: "lines", kind: Kind::Text, value: |r| r.lines.clone().into() },
+    Column { name: "line_count", kind: Kind::Int, value: |r| r.line_count.into() },
+    Column { name: "total_cents", kind: Kind::BigInt, value: |r| r.total_cents.into() },
+    Column { name: "status", kind: Kind::Text, value: |r| r.status.clone().into() },
+    Column { name: "cancel_reason", kind: Kind::OptText, value: |r| r.cancel_reason.clone().into() },
+    Column { name: "carrier", kind: Kind::OptText, value: |r| r.carrier.clone().into() },
+    Column { name: "tracking_number", kind: Kind::OptText, value: |r| r.tracking_number.clone().into() },
+    Column { name: "placed_at", kind: Kind::Time, value: |r| r.placed_at.into() },
+    Column { name: "cancelled_at", kind: Kind::OptTime, value: |r| r.cancelled_at.into() },
+    Column { name: "shipped_at", kind: Kind::OptTime, value: |r| r.shipped_at.into() },
+    Column { name: "placed_position", kind: Kind::BigInt, value: |r| r.placed_position.into() },
+    Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
+    Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
+    Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+    Column { name: "channel", kind: Kind::Text, value: |r| r.channel.clone().into() },
 ];
+
+fn column_names() -> Vec<&'static str> {
+    COLUMNS.iter().map(|c| c.name).collect()
+}
 
 /// Rows per INSERT statement (20 parameters each).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -187,7 +218,7 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
                 lines: serde_json::to_string(&lines).unwrap_or_else(|_| "[]".to_owned()),
                 line_count: p.lines.len() as i32,
                 total_cents: p.total_cents,
-                status: "PLACED".into(),
+                status: OrderStatus::Placed.as_str().into(),
                 cancel_reason: None,
                 carrier: None,
                 tracking_number: None,
@@ -226,12 +257,12 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
     }
     match &e.event {
         DomainEvent::OrderCancelled(c) => {
-            row.status = "CANCELLED".into();
+            row.status = OrderStatus::Cancelled.as_str().into();
             row.cancel_reason = c.reason.clone();
             row.cancelled_at = Some(e.recorded_at);
         }
         DomainEvent::OrderShipped(s) => {
-            row.status = "SHIPPED".into();
+            row.status = OrderStatus::Shipped.as_str().into();
             row.carrier = Some(s.carrier.clone());
             row.tracking_number = Some(s.tracking_number.clone());
             row.shipped_at = Some(e.recorded_at);
@@ -251,34 +282,8 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         return upsert_unnest(txn, rows, &on_conflict).await;
     }
-    let values: Vec<Vec<Value>> = rows
-        .iter()
-        .map(|row| {
-            vec![
-                row.order_id.into(),
-                row.customer_id.into(),
-                row.customer_name.clone().into(),
-                row.customer_email.clone().into(),
-                row.customer_version.into(),
-                row.lines.clone().into(),
-                row.line_count.into(),
-                row.total_cents.into(),
-                row.status.clone().into(),
-                row.cancel_reason.clone().into(),
-                row.carrier.clone().into(),
-                row.tracking_number.clone().into(),
-                row.placed_at.into(),
-                row.cancelled_at.into(),
-                row.shipped_at.into(),
-                row.placed_position.into(),
-                row.version.into(),
-                row.last_tx_id.into(),
-                row.last_position.into(),
-                row.channel.clone().into(),
-            ]
-        })
-        .collect();
-    insert_rows(txn, "order_summary", &COLUMNS, values, &on_conflict, ROWS_PER_STATEMENT).await?;
+    let values: Vec<Vec<Value>> = rows.iter().map(|row| COLUMNS.iter().map(|c| (c.value)(row)).collect()).collect();
+    insert_rows(txn, "order_summary", &column_names(), values, &on_conflict, ROWS_PER_STATEMENT).await?;
     Ok(())
 }
 
@@ -289,50 +294,43 @@ async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyErr
 /// (never a stored value: those fields are either absent or non-blank).
 async fn upsert_unnest(txn: &DatabaseTransaction, rows: &[&Row], on_conflict: &str) -> Result<(), ApplyError> {
     use sea_orm::sea_query::ArrayType;
-    fn text(v: &Option<String>) -> Value {
-        v.clone().unwrap_or_default().into()
+    let mut values = Vec::with_capacity(COLUMNS.len());
+    let (mut selects, mut arrays) = (Vec::new(), Vec::new());
+    for (i, column) in COLUMNS.iter().enumerate() {
+        let (ty, sql_type, select) = match column.kind {
+            Kind::Uuid => (ArrayType::Uuid, "uuid", column.name.to_owned()),
+            Kind::Text => (ArrayType::String, "text", column.name.to_owned()),
+            Kind::OptText => (ArrayType::String, "text", format!("NULLIF({}, '')", column.name)),
+            Kind::Int => (ArrayType::Int, "int", column.name.to_owned()),
+            Kind::BigInt => (ArrayType::BigInt, "bigint", column.name.to_owned()),
+            Kind::Time => (ArrayType::ChronoDateTimeUtc, "timestamptz", column.name.to_owned()),
+            Kind::OptTime => (ArrayType::String, "text", format!("NULLIF({}, '')::timestamptz", column.name)),
+        };
+        let items = rows.iter().map(|row| blank_for_null(column.kind, (column.value)(row))).collect();
+        values.push(array(ty, items));
+        selects.push(select);
+        arrays.push(format!("${}::{sql_type}[]", i + 1));
     }
-    fn time(v: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
-        v.map(|t| t.to_rfc3339()).unwrap_or_default().into()
-    }
-    let col = |ty: ArrayType, f: &dyn Fn(&Row) -> Value| array(ty, rows.iter().map(|r| f(r)).collect());
-    let values = vec![
-        col(ArrayType::Uuid, &|r| r.order_id.into()),
-        col(ArrayType::Uuid, &|r| r.customer_id.into()),
-        col(ArrayType::String, &|r| r.customer_name.clone().into()),
-        col(ArrayType::String, &|r| r.customer_email.clone().into()),
-        col(ArrayType::BigInt, &|r| r.customer_version.into()),
-        col(ArrayType::String, &|r| r.lines.clone().into()),
-        col(ArrayType::Int, &|r| r.line_count.into()),
-        col(ArrayType::BigInt, &|r| r.total_cents.into()),
-        col(ArrayType::String, &|r| r.status.clone().into()),
-        col(ArrayType::String, &|r| text(&r.cancel_reason)),
-        col(ArrayType::String, &|r| text(&r.carrier)),
-        col(ArrayType::String, &|r| text(&r.tracking_number)),
-        col(ArrayType::ChronoDateTimeUtc, &|r| r.placed_at.into()),
-        col(ArrayType::String, &|r| time(&r.cancelled_at)),
-        col(ArrayType::String, &|r| time(&r.shipped_at)),
-        col(ArrayType::BigInt, &|r| r.placed_position.into()),
-        col(ArrayType::BigInt, &|r| r.version.into()),
-        col(ArrayType::BigInt, &|r| r.last_tx_id.into()),
-        col(ArrayType::BigInt, &|r| r.last_position.into()),
-        col(ArrayType::String, &|r| r.channel.clone().into()),
-    ];
+    let names = column_names().join(", ");
     let sql = format!(
-        "INSERT INTO order_summary ({}) \
-         SELECT order_id, customer_id, customer_name, customer_email, customer_version, lines, line_count, total_cents, status, \
-                NULLIF(cancel_reason, ''), NULLIF(carrier, ''), NULLIF(tracking_number, ''), placed_at, \
-                NULLIF(cancelled_at, '')::timestamptz, NULLIF(shipped_at, '')::timestamptz, placed_position, version, \
-                last_tx_id, last_position, channel \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[], $8::bigint[], \
-                     $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::text[], \
-                     $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[]) \
-              AS u({}) {on_conflict}",
-        COLUMNS.join(", "),
-        COLUMNS.join(", ")
+        "INSERT INTO order_summary ({names}) SELECT {} FROM UNNEST({}) AS u({names}) {on_conflict}",
+        selects.join(", "),
+        arrays.join(", ")
     );
     execute(txn, &sql, values).await?;
     Ok(())
+}
+
+/// A nullable column's value as its array element: '' for NULL, and a
+/// timestamp as RFC 3339 text.
+fn blank_for_null(kind: Kind, value: Value) -> Value {
+    match (kind, value) {
+        (Kind::OptText, Value::String(v)) => Value::String(Some(v.unwrap_or_default())),
+        (Kind::OptTime, Value::ChronoDateTimeUtc(v)) => {
+            Value::String(Some(v.map(|t| t.to_rfc3339()).unwrap_or_default()))
+        }
+        (_, value) => value,
+    }
 }
 
 /// `ON CONFLICT` clause that merges by version: a column group is only
@@ -364,4 +362,17 @@ fn merge_clause() -> String {
 
 pub(crate) fn poison(e: &RecordedEvent, reason: String) -> ApplyError {
     ApplyError::Poison { position: e.position, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{IdenStatic, Iterable};
+
+    /// Both write paths are built from `COLUMNS`: a column added to the
+    /// entity (or renamed) must be added here too, in the entity's order.
+    #[test]
+    fn the_column_list_is_the_entitys() {
+        let entity: Vec<&str> = entity::read::order_summary::Column::iter().map(|c| c.as_str()).collect();
+        assert_eq!(super::column_names(), entity);
+    }
 }

@@ -62,6 +62,20 @@ pub struct Undecodable {
     pub newer: bool,
 }
 
+impl Undecodable {
+    /// A decoded event that a projection could not apply, for `reason`.
+    pub fn poison(e: &RecordedEvent, reason: String) -> Self {
+        Self {
+            position: e.position,
+            tx_id: e.tx_id,
+            stream_id: e.stream_id,
+            event_type: e.event.event_type().to_owned(),
+            error: reason,
+            newer: false,
+        }
+    }
+}
+
 /// An extra upcaster tried before the built-in decoding: given an event's
 /// type, schema version and payload, it may return an older version and
 /// payload this release can read. None in production; tests use one to

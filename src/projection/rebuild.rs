@@ -421,13 +421,7 @@ async fn switch(
                 complete: false,
                 rebuild_percent: None,
             };
-            let payload = crate::notice::postgres::ProjectionNotice::encode("rebuild", &update);
-            txn.execute_raw(stmt(
-                shadow,
-                "SELECT pg_notify($1, $2)",
-                vec![crate::notice::postgres::PROJECTION_CHANNEL.into(), payload.into()],
-            ))
-            .await?;
+            crate::notice::postgres::announce_batch(&txn, "rebuild", &update).await?;
         }
     }
     txn.commit().await?;

@@ -13,9 +13,15 @@
 //! A crash anywhere before the commit leaves both the rows and the
 //! checkpoint as they were; the batch is simply read again.
 //!
-//! Wake-ups: the command side bumps a watch after every commit; a slow poll
-//! is the safety net (and what wakes a projector for commits made by other
-//! processes until LISTEN/NOTIFY is wired in).
+//! Wake-ups: the command side bumps a watch after every commit; on
+//! PostgreSQL, commits of other instances arrive by LISTEN/NOTIFY
+//! (`crate::notice::postgres`), which bumps the same watch; a slow poll
+//! (`poll_interval`) is the safety net for a missed notification.
+//!
+//! Leadership (PostgreSQL): one runner per projection across instances,
+//! held by a session advisory lock ([`super::leader`]) and fenced on every
+//! checkpoint write. A standby waits for a release notice, or tries again
+//! every `standby_retry` (a leader killed without one).
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +51,9 @@ pub struct RuntimeSettings {
     pub batch_size: u64,
     /// Safety-net poll when no wake-up arrives.
     pub poll_interval: Duration,
+    /// How often a standby tries to take over when no release notice
+    /// wakes it (the leader died without one).
+    pub standby_retry: Duration,
     pub modes: HashMap<String, Mode>,
     pub policies: HashMap<String, PoisonPolicy>,
 }
@@ -54,6 +63,7 @@ impl Default for RuntimeSettings {
         Self {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
+            standby_retry: Duration::from_secs(1),
             modes: HashMap::new(),
             policies: HashMap::new(),
         }
@@ -96,11 +106,14 @@ pub struct Projector {
     read_db: Db,
     notices: Notices,
     batch_size: u64,
+    standby_retry: Duration,
     /// The checkpoint this runner last committed (saves a read per batch;
     /// the fence in every batch catches a checkpoint moved by anyone else).
     cached: std::sync::Mutex<Option<LogPosition>>,
     /// Decodes newer event versions first (tests play a newer release with it).
     upcaster: Option<super::reader::Upcaster>,
+    /// The fence this runner took the projection over with (leadership only).
+    fence_token: std::sync::Mutex<Option<i64>>,
 }
 
 impl Projector {
@@ -120,8 +133,10 @@ impl Projector {
             read_db,
             notices,
             batch_size: settings.batch_size.max(1),
+            standby_retry: settings.standby_retry,
             cached: std::sync::Mutex::new(None),
             upcaster: None,
+            fence_token: std::sync::Mutex::new(None),
         }
     }
 
@@ -315,14 +330,7 @@ impl Projector {
                 Err(ApplyError::Database(err)) if crate::db::classify(&err).is_deterministic() => err.to_string(),
                 Err(ApplyError::Database(err)) => return Err(err),
             };
-            let bad = Undecodable {
-                position: e.position,
-                tx_id: e.tx_id,
-                stream_id: e.stream_id,
-                event_type: e.event.event_type().to_owned(),
-                error: reason,
-                newer: false,
-            };
+            let bad = Undecodable::poison(e, reason);
             return self.dead_letter(from, bad).await;
         }
         // Each event applied alone: the failure needed the batch as a whole.
@@ -393,11 +401,13 @@ impl Projector {
         let cas = "UPDATE projection_checkpoint SET last_tx_id = $1, last_position = $2, events_applied = events_applied + $3, updated_at = $4, \
                    status = CASE WHEN status = 'outdated' THEN 'running' ELSE status END, \
                    last_error = CASE WHEN status = 'outdated' THEN NULL ELSE last_error END \
-                   WHERE name = $5 AND last_tx_id = $6 AND last_position = $7 AND status <> 'stopped'";
+                   WHERE name = $5 AND last_tx_id = $6 AND last_position = $7 AND status <> 'stopped' \
+                   AND fence = COALESCE($8, fence)";
+        values.push((*self.fence_token.lock().unwrap_or_else(|p| p.into_inner())).into());
         if self.read_db.is_postgres() {
             values.push(crate::notice::postgres::PROJECTION_CHANNEL.into());
-            values.push(crate::notice::postgres::ProjectionNotice::encode(self.notices.instance_id(), update).into());
-            let sql = format!("WITH claimed AS ({cas} RETURNING 1) SELECT pg_notify($8, $9) FROM claimed");
+            values.push(crate::notice::postgres::encoded(self.notices.instance_id(), update)?.into());
+            let sql = format!("WITH claimed AS ({cas} RETURNING 1) SELECT pg_notify($9, $10) FROM claimed");
             let rows = txn.query_all_raw(super::sql::statement(sea_orm::DbBackend::Postgres, &sql, values)).await?;
             Ok(rows.len() == 1)
         } else {
@@ -409,9 +419,9 @@ impl Projector {
     /// Locks the checkpoint row and checks it is still at `from`.
     async fn fence(&self, txn: &DatabaseTransaction, from: LogPosition) -> Result<bool, DbErr> {
         let row = projection_checkpoint::Entity::find_by_id(self.name()).lock_exclusive().one(txn).await?;
-        Ok(
-            matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position && r.status != Status::Stopped.as_str()),
-        )
+        let fence = *self.fence_token.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(matches!(row, Some(r) if r.last_tx_id == from.tx_id && r.last_position == from.position
+            && r.status != Status::Stopped.as_str() && fence.is_none_or(|f| f == r.fence)))
     }
 
     fn update(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
@@ -477,12 +487,7 @@ impl Projector {
         update.exec(&*txn).await?;
         if self.read_db.is_postgres() {
             // Waiters on other instances re-check at once (delivered at commit).
-            let notify = super::sql::statement(
-                sea_orm::DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                vec![crate::notice::postgres::STATUS_CHANNEL.into(), self.name().into()],
-            );
-            sea_orm::ConnectionTrait::execute_raw(&*txn, notify).await?;
+            crate::notice::postgres::announce_status(&*txn, self.name()).await?;
         }
         txn.commit().await?;
         if self.policy == PoisonPolicy::Skip {
@@ -490,6 +495,42 @@ impl Projector {
         }
         self.notices.status_changed();
         Ok(StepOutcome::DeadLettered { position: bad.position })
+    }
+
+    /// After a panic: applies the events after the checkpoint one per
+    /// transaction, catching panics, to find the event that panics; it is
+    /// dead-lettered with the panic as its reason (under the projection's
+    /// policy), and what precedes it is applied.
+    pub async fn dead_letter_panic(&self, reason: &str) -> Result<(), DbErr> {
+        use futures_util::FutureExt;
+        let row = self.checkpoint().await?;
+        if row.status == Status::Stopped.as_str() {
+            return Ok(());
+        }
+        let mut from = LogPosition::new(row.last_tx_id, row.last_position);
+        let batch =
+            reader::read_after_with(&self.events_db.conn, from, self.batch_size, self.upcaster.as_ref()).await?;
+        for read in batch {
+            let e = match read {
+                Ok(e) => e,
+                Err(undecodable) => return self.dead_letter(from, undecodable).await.map(|_| ()),
+            };
+            let to = LogPosition::new(e.tx_id, e.position);
+            let attempt = std::panic::AssertUnwindSafe(self.commit_batch(from, to, std::slice::from_ref(&e), true, 1));
+            let why = match attempt.catch_unwind().await {
+                Ok(Ok(Ok(StepOutcome::Applied { .. }))) => {
+                    from = to;
+                    continue;
+                }
+                Ok(Ok(Ok(_))) => return Ok(()),
+                Ok(Ok(Err(ApplyError::Poison { reason, .. }))) => reason,
+                Ok(Ok(Err(ApplyError::Database(e)))) | Ok(Err(e)) => return Err(e),
+                Err(_) => format!("the projector panicked applying this event: {reason}"),
+            };
+            let bad = Undecodable::poison(&e, why);
+            return self.dead_letter(from, bad).await.map(|_| ());
+        }
+        Ok(())
     }
 
     /// Marks the projection `outdated` (if nobody moved it meanwhile): this
@@ -524,21 +565,18 @@ impl Projector {
     }
 
     /// Records this process as the projection's runner and bumps the fence.
+    /// The new fence value is this runner's token: every batch it claims
+    /// must find it unchanged, so a runner that lost its lock without
+    /// noticing applies nothing once another has taken over.
     async fn take_over(&self) -> Result<(), DbErr> {
-        projection_checkpoint::Entity::update_many()
-            .col_expr(
-                projection_checkpoint::Column::Fence,
-                sea_orm::sea_query::ExprTrait::add(
-                    sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Fence),
-                    1,
-                ),
-            )
-            .col_expr(projection_checkpoint::Column::Owner, Some(self.notices.instance_id().to_owned()).into())
-            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
-            .filter(projection_checkpoint::Column::Name.eq(self.name()))
-            .exec(&self.read_db.conn)
-            .await?;
-        tracing::info!(projection = self.name(), instance = self.notices.instance_id(), "running projection");
+        use sea_orm::ConnectionTrait;
+        let sql = "UPDATE projection_checkpoint SET fence = fence + 1, owner = $1, updated_at = $2 WHERE name = $3 RETURNING fence";
+        let values = vec![self.notices.instance_id().into(), chrono::Utc::now().into(), self.name().into()];
+        let row = self.read_db.conn.query_one_raw(super::sql::statement(self.read_db.backend(), sql, values)).await?;
+        let fence: i64 =
+            row.ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {}", self.name())))?.try_get("", "fence")?;
+        *self.fence_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(fence);
+        tracing::info!(projection = self.name(), instance = self.notices.instance_id(), fence, "running projection");
         Ok(())
     }
 
@@ -602,6 +640,10 @@ impl Projector {
         let mut outdated_at: Option<LogPosition> = None;
         // Since when an open event writer below the horizon holds this projection back.
         let mut held_since: Option<std::time::Instant> = None;
+        // A batch was fenced out while this runner kept its lock (a rebuild's
+        // switch bumps the fence): take the projection over again.
+        let mut retake = false;
+        let mut fenced_in_a_row: u32 = 0;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -618,31 +660,38 @@ impl Projector {
                 }
             }
             if let Some(locks) = &locks {
-                match locks.hold(self.name(), &mut lease).await {
-                    super::leader::Held::Acquired => {
-                        // Run only once the take-over is recorded: a runner
-                        // that could not bump the fence releases and retries.
-                        if let Err(e) = self.take_over().await {
-                            tracing::warn!(projection = self.name(), error = %e, "could not record the take-over; releasing and retrying");
-                            locks.release(self.name(), &mut lease).await;
-                            tokio::select! {
-                                _ = shutdown.cancelled() => break,
-                                _ = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    }
-                    super::leader::Held::Kept => {}
+                // Mark every release so far as seen *before* trying: a
+                // release that lands after this try failed still wakes the
+                // wait below (marking after the try could swallow it, e.g.
+                // when another projection's release woke this runner and
+                // its own came a moment later).
+                released.borrow_and_update();
+                let take_over = match locks.hold(self.name(), &mut lease).await {
+                    super::leader::Held::Acquired => true,
+                    super::leader::Held::Kept => retake,
                     super::leader::Held::No => {
-                        released.borrow_and_update();
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
                             _ = released.changed() => continue,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            _ = tokio::time::sleep(self.standby_retry) => continue,
                         }
                     }
+                };
+                if take_over {
+                    // Run only once the take-over is recorded: a runner
+                    // that could not bump the fence releases and retries.
+                    if let Err(e) = self.take_over().await {
+                        tracing::warn!(projection = self.name(), error = %e, "could not record the take-over; releasing and retrying");
+                        locks.release(self.name(), &mut lease).await;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    retake = false;
+                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
             let outcome = self.step().await;
@@ -663,8 +712,22 @@ impl Projector {
                 }
                 _ => {}
             }
+            fenced_in_a_row = if matches!(outcome, Ok(StepOutcome::Fenced)) { fenced_in_a_row + 1 } else { 0 };
             let pause = match outcome {
-                Ok(StepOutcome::Applied { .. } | StepOutcome::Fenced | StepOutcome::DeadLettered { .. }) => {
+                // Someone else moved the checkpoint or the fence: read it
+                // again (and, holding the lock, take over again). Never a
+                // hot loop: after a few in a row, back off.
+                Ok(StepOutcome::Fenced) => {
+                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    retake = true;
+                    if fenced_in_a_row <= 3 {
+                        continue;
+                    }
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    pause
+                }
+                Ok(StepOutcome::Applied { .. } | StepOutcome::DeadLettered { .. }) => {
                     backoff = Duration::from_millis(100);
                     behind_retry = Duration::from_millis(2);
                     tokio::task::yield_now().await;
@@ -706,6 +769,47 @@ impl Projector {
         if let Some(locks) = &locks {
             locks.release(self.name(), &mut lease).await;
         }
+    }
+}
+
+/// Runs the projector `make` builds until `shutdown`, and outlives its
+/// panics: a panic is logged with its message, counted
+/// (`twofold_projector_panics_total`), the event the projector was at is
+/// dead-lettered with the panic as its reason (so the projection's policy
+/// applies, and `dead-letters retry|skip` can act on it), and a new
+/// projector starts after a back-off.
+pub async fn supervise(
+    make: impl Fn() -> Projector,
+    appended: watch::Receiver<LogPosition>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+    locks: Option<Arc<super::leader::Locks>>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let projector = make();
+        let name = projector.name();
+        let running = tokio::spawn(projector.run(appended.clone(), poll_interval, shutdown.clone(), locks.clone()));
+        let panic = match running.await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => e.into_panic(),
+            Err(_) => return,
+        };
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        tracing::error!(projection = name, reason = %reason, "the projector panicked; dead-lettering the event it was at and restarting it");
+        metrics::counter!(crate::metrics::PROJECTOR_PANICS, "projection" => name).increment(1);
+        if let Err(e) = make().dead_letter_panic(&reason).await {
+            tracing::warn!(projection = name, error = %e, "could not record the panic");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

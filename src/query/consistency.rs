@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use entity::read::{dead_letter, projection_checkpoint};
 
 use super::{QueryError, ReadModel};
+use crate::catalog::{Mode, Resolution, Status};
 use crate::token::LogPosition;
 
 /// Why a write will not become visible without an operator.
@@ -122,7 +123,7 @@ impl ReadModel {
             .filter(
                 Condition::any()
                     .add(dead_letter::Column::Resolution.is_null())
-                    .add(dead_letter::Column::Resolution.eq("skipped")),
+                    .add(dead_letter::Column::Resolution.eq(Resolution::Skipped.as_str())),
             )
             .limit(100_000)
             .into_tuple::<(String, i64, i64)>()
@@ -132,8 +133,8 @@ impl ReadModel {
         for row in rows {
             let at = LogPosition::new(row.last_tx_id, row.last_position);
             self.notices.advance(&row.name, at);
-            let stopped = row.status == "stopped";
-            durable.checkpoints.insert(row.name, (at, row.mode == "inline", stopped));
+            let stopped = row.status == Status::Stopped.as_str();
+            durable.checkpoints.insert(row.name, (at, row.mode == Mode::Inline.as_str(), stopped));
         }
         durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
         Ok(durable)

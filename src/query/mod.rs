@@ -1,11 +1,11 @@
-//! The read side: data access over the read views only (`entity::read`),
-//! DataLoaders for cross-view lookups, and read-your-own-writes waits.
+//! The read side: data access over the read views only (`entity::read`)
+//! and read-your-own-writes waits (the DataLoaders over it live in
+//! `graphql::loaders`).
 //!
 //! Never imports the write-model or event-log entities, nor the command layer
-//! (enforced by `tests/architecture.rs`).
+//! (enforced by `tests/it/architecture.rs`).
 pub mod consistency;
 pub mod customers;
-pub mod loaders;
 pub mod orders;
 pub mod products;
 pub mod sales;

@@ -1,11 +1,12 @@
 //! The binary: start-up errors are one clear line and a non-zero exit;
 //! SIGTERM lets in-flight requests finish; `schema` prints the SDL.
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::process::Server;
 
 fn twofold(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_twofold")).args(args).env("RUST_LOG", "off").output().expect("run twofold")
@@ -68,32 +69,12 @@ fn schema_prints_the_sdl() {
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &url,
-            "--consistency-wait-ms",
-            "1500",
-        ])
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server =
+        Server::start_logging(&["--database-url", &url, "--consistency-wait-ms", "1500"], "twofold::http=debug").await;
     let client = reqwest::Client::new();
-    let ready = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(ready.elapsed() < Duration::from_secs(20), "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // A request that takes 1.5 s (waiting for a token that never comes)…
     let slow = {
-        let (client, base) = (client.clone(), base.clone());
+        let (client, base) = (client.clone(), server.base.clone());
         tokio::spawn(async move {
             let body = json!({ "query": "{ orders(consistentWith: \"999999999.1\") { edges { node { id } } } }" });
             client
@@ -107,21 +88,13 @@ async fn sigterm_lets_in_flight_requests_finish() {
                 .expect("json")
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_log("executing a GraphQL request", 1).await;
     // …is still answered after SIGTERM, and then the process exits cleanly.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
+    server.terminate();
     let answer = slow.await.expect("task");
     assert_eq!(code(&answer), "NOT_VISIBLE_YET");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(exit.success(), "{exit:?}");
+    let exit = server.exit_status(Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}: {}", server.stderr());
 }
 
 #[tokio::test]
@@ -168,13 +141,10 @@ async fn dead_letters_are_listed_retried_and_skipped_from_the_command_line() {
             .any(|p| p["name"] == "order_summary" && p["status"] == "stopped")
     };
     let wait_stopped = || async {
-        for _ in 0..400 {
-            if stopped().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let mut changes = app.changes();
+        while !stopped().await {
+            changes.next("order_summary to stop").await;
         }
-        panic!("order_summary never stopped");
     };
     wait_stopped().await;
     let list = twofold(&["dead-letters", "list", "--database-url", &url]);

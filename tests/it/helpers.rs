@@ -305,24 +305,59 @@ impl TestApp {
         self.scalar_i64("SELECT count(*) FROM event").await
     }
 
-    /// Waits until every projection has applied the whole log.
+    /// Waits until every projection has applied the whole log, looking
+    /// again at each [`TestApp::changes`] signal.
     pub async fn settle(&self) {
-        for _ in 0..200 {
-            let lagging = self.data("{ projections { name lag } }", json!({})).await["projections"]
-                .as_array()
-                .expect("list")
-                .iter()
-                .any(|p| p["lag"] != "0");
-            if !lagging {
+        let mut changes = self.changes();
+        loop {
+            let projections = self.data("{ projections { name lag status } }", json!({})).await["projections"].clone();
+            let lagging: Vec<&Value> =
+                projections.as_array().expect("list").iter().filter(|p| p["lag"] != "0").collect();
+            if lagging.is_empty() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            changes.next(&format!("projections to catch up: {lagging:?}")).await;
         }
-        panic!("projections did not catch up");
+    }
+
+    /// The signals this process gives when the system moves on: a
+    /// projection batch, a status change, a command's commit. Subscribe
+    /// *before* looking at the state, then [`Changes::next`] after each look.
+    pub fn changes(&self) -> Changes {
+        Changes {
+            updates: self.services.notices.subscribe(),
+            status: self.services.notices.watch_status(),
+            appended: self.services.appended.subscribe(),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(60),
+        }
     }
 
     pub fn backend_name(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+}
+
+/// See [`TestApp::changes`].
+pub struct Changes {
+    updates: tokio::sync::broadcast::Receiver<twofold::notice::ProjectionUpdated>,
+    status: tokio::sync::watch::Receiver<u64>,
+    appended: tokio::sync::watch::Receiver<twofold::token::LogPosition>,
+    deadline: tokio::time::Instant,
+}
+
+impl Changes {
+    /// Waits for the next signal. What another instance (or a raw SQL
+    /// write) does may not pass through this process, so after a second
+    /// without a signal it returns anyway and the caller looks again.
+    /// Panics with `what` once a minute has passed since [`TestApp::changes`].
+    pub async fn next(&mut self, what: &str) {
+        assert!(tokio::time::Instant::now() < self.deadline, "gave up waiting: {what}");
+        tokio::select! {
+            _ = self.updates.recv() => {}
+            _ = self.status.changed() => {}
+            _ = self.appended.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

@@ -297,3 +297,49 @@ async fn without_the_privilege_to_see_appenders_it_falls_back_to_the_global_hori
     let _ = superuser.close().await;
     limited.drop().await;
 }
+
+/// A transaction that wrote something else before it appended got its xid
+/// before the appender lock, so projectors could not tell it was an event
+/// writer: they read past it and its events were lost when it committed
+/// (a plain-SQL script that inserts the order row, then its event). The
+/// trigger now refuses such an append and the transaction rolls back whole;
+/// one that begins with the appender lock (`Db::begin_append`) goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_after_other_writes_is_refused_unless_the_lock_came_first() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    sql(&app.db, "CREATE TABLE side_effect (x int)").await;
+    let insert_event = |stream: uuid::Uuid| {
+        Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO event (stream_type, stream_id, stream_version, event_type, event_version, payload, metadata, recorded_at) \
+             VALUES ('customer', $1, 1, 'CustomerRegistered', 1, $2, '{}', now())",
+            vec![stream.into(), json!({ "customerId": stream, "name": "Eve", "email": "eve@example.com" }).into()],
+        )
+    };
+    let refused = uuid::Uuid::new_v4();
+    let careless = app.db.begin().await.expect("begin");
+    sql(&careless, "INSERT INTO side_effect VALUES (1)").await;
+    let err = careless.execute_raw(insert_event(refused)).await.expect_err("the late append is refused");
+    assert!(err.to_string().contains("wrote before it appended"), "{err}");
+    careless.rollback().await.expect("rollback");
+
+    let accepted = uuid::Uuid::new_v4();
+    let db = twofold::db::Db::connect(&app.database.url, 1).await.expect("connect");
+    let careful = db.begin_append().await.expect("begin_append");
+    sql(&*careful, "INSERT INTO side_effect VALUES (2)").await;
+    careful.execute_raw(insert_event(accepted)).await.expect("an append under the lock");
+    careful.commit().await.expect("commit");
+
+    // An event INSERT as the transaction's first write still takes the lock itself.
+    let first = uuid::Uuid::new_v4();
+    let plain = app.db.begin().await.expect("begin");
+    plain.execute_raw(insert_event(first)).await.expect("first write");
+    plain.commit().await.expect("commit");
+
+    app.settle().await;
+    for (id, present) in [(refused, false), (accepted, true), (first, true)] {
+        let d = app.data("query($id: ID!) { customer(id: $id) { id } }", json!({ "id": id.to_string() })).await;
+        assert_eq!(!d["customer"].is_null(), present, "customer {id}");
+    }
+    app.stop().await;
+}

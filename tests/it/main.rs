@@ -20,6 +20,7 @@ mod idempotency;
 mod invariants;
 mod metrics;
 mod outage;
+mod process;
 mod projections;
 mod property;
 mod queries;

@@ -88,7 +88,8 @@ pub fn projector(app: &TestApp, projection: Arc<dyn Projection>, mode: Mode, pol
 pub async fn catch_up(app: &TestApp, projector: &Projector) -> Vec<StepOutcome> {
     let name = projector.name();
     let mut outcomes = Vec::new();
-    for attempt in 0.. {
+    let mut changes = app.changes();
+    loop {
         match projector.step().await.expect("step") {
             StepOutcome::Idle => {}
             StepOutcome::Stopped => panic!("{name} stopped"),
@@ -109,11 +110,9 @@ pub async fn catch_up(app: &TestApp, projector: &Projector) -> Vec<StepOutcome> 
         if row.lag == 0 {
             return outcomes;
         }
-        // Another test's open transaction holds the (cluster-wide) horizon back.
-        assert!(attempt < 400, "{name} did not catch up");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Idle with events left: a writer below them is still open.
+        changes.next(&format!("{name} to catch up")).await;
     }
-    unreachable!()
 }
 
 /// Steps every projection (async) until it has applied the whole log.
@@ -123,20 +122,19 @@ pub async fn drain(app: &TestApp) {
     }
 }
 
-/// The whole log, once every event in it is visible to readers (on
-/// PostgreSQL the xmin horizon is cluster-wide: another test's open
-/// transaction can hold it back for a moment).
+/// The whole log, once every event in it is readable (on PostgreSQL a
+/// command still committing holds the reader's horizon back for a moment).
 pub async fn all_events(app: &TestApp) -> Vec<RecordedEvent> {
     let total = app.event_count().await as usize;
-    for _ in 0..400 {
+    let mut changes = app.changes();
+    loop {
         let events =
             twofold::projection::reader::read_after(&app.db, LogPosition::START, 100_000).await.expect("read log");
         if events.len() == total {
             return events.into_iter().map(|e| e.expect("decodable")).collect();
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        changes.next("the whole log to become readable").await;
     }
-    panic!("the log did not become fully visible");
 }
 
 /// A little history touching every event type.
@@ -330,8 +328,9 @@ on_both_backends!(a_poison_event_is_dead_lettered_and_stops_only_its_projection,
     insert_raw_event(&app, ghost, 2, "OrderShipped", 1, payload).await;
     // Something after the poison event.
     let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-    let mut status = Value::Null;
-    for _ in 0..200 {
+    let mut status;
+    let mut changes = app.changes();
+    loop {
         status = app.data("{ projections { name status lag lastError } }", json!({})).await;
         let stopped =
             status["projections"].as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("row")
@@ -340,7 +339,7 @@ on_both_backends!(a_poison_event_is_dead_lettered_and_stops_only_its_projection,
         if stopped {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        changes.next("order_summary to stop at the poison event").await;
     }
     let list = status["projections"].as_array().expect("list");
     let summary = list.iter().find(|p| p["name"] == "order_summary").expect("row");
@@ -455,10 +454,21 @@ async fn a_late_commit_is_never_skipped_on_postgres() {
     ))
     .await
     .expect("late insert");
-    // Later transactions commit and the projectors run meanwhile.
+    // Later transactions commit.
     let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The horizon holds the projection at the open transaction: delayed, not skipped.
+    // What any projector reads now stops short of the open transaction:
+    // neither its event nor the later order's are readable yet.
+    let readable: Vec<uuid::Uuid> = twofold::projection::reader::read_after(&app.db, LogPosition::START, 100_000)
+        .await
+        .expect("read log")
+        .into_iter()
+        .map(|e| e.expect("decodable").stream_id)
+        .collect();
+    let order_id: uuid::Uuid = order.parse().expect("uuid");
+    assert!(!readable.contains(&order_id), "the reader passed the open transaction");
+    assert!(!readable.contains(&ghost_customer), "the uncommitted event is not readable");
+    assert!(readable.contains(&seed.customer.parse().expect("uuid")), "what committed before it is");
+    // And the running projectors have not passed it either.
     let checkpoint = app.data("{ projections { name checkpoint } }", json!({})).await;
     let summary = checkpoint["projections"]
         .as_array()
@@ -600,3 +610,85 @@ async fn a_separate_read_store_holds_views_and_checkpoints_on_sqlite() {
 async fn a_separate_read_store_holds_views_and_checkpoints_on_postgres() {
     views_live_in_the_read_store(Backend::Postgres).await;
 }
+
+/// `order_summary`, with a bug: it panics on a shipment.
+struct PanicsOnShipment;
+
+#[async_trait::async_trait]
+impl Projection for PanicsOnShipment {
+    fn name(&self) -> &'static str {
+        "order_summary"
+    }
+
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        ctx: ApplyContext,
+    ) -> Result<(), ApplyError> {
+        if events.iter().any(|e| e.event.event_type() == "OrderShipped") {
+            panic!("boom: a shipment");
+        }
+        twofold::projection::order_summary::OrderSummary.apply(txn, events, ctx).await
+    }
+}
+
+on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_lettered_and_restarted, |app| async {
+    let seed = app.seed().await;
+    let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    assert!(app.ship_order(&order).await.get("errors").is_none());
+    let mut status = app.services.notices.watch_status();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let make = {
+        let (log_db, views_db, notices) =
+            (app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone());
+        let runtime = twofold::projection::runtime::RuntimeSettings::from(&app.settings.runtime);
+        move || Projector::new(Arc::new(PanicsOnShipment), log_db.clone(), views_db.clone(), notices.clone(), &runtime)
+    };
+    let supervisor = tokio::spawn(twofold::projection::runtime::supervise(
+        make,
+        app.services.appended.subscribe(),
+        Duration::from_millis(50),
+        shutdown.clone(),
+        None,
+    ));
+    // The panic stops the projection (policy stop) with its reason: a signal, not a guess.
+    let stopped = loop {
+        let row = app
+            .services
+            .admin
+            .projections()
+            .await
+            .expect("projections")
+            .into_iter()
+            .find(|p| p.row.name == "order_summary")
+            .expect("row");
+        if row.row.status == "stopped" {
+            break row;
+        }
+        status.changed().await.expect("status notices");
+    };
+    assert!(
+        stopped.row.last_error.as_deref().is_some_and(|e| e.contains("panicked") && e.contains("boom")),
+        "{:?}",
+        stopped.row.last_error
+    );
+    assert_eq!(
+        app.scalar_i64(
+            "SELECT count(*) FROM dead_letter WHERE projection = 'order_summary' AND event_type = 'OrderShipped'"
+        )
+        .await,
+        1
+    );
+    let metrics = twofold::metrics::render();
+    let panics = metrics
+        .lines()
+        .find(|l| l.starts_with("twofold_projector_panics_total{projection=\"order_summary\"}"))
+        .expect("the counter");
+    assert!(panics.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 1.0), "{panics}");
+    // What preceded the shipment was applied; the service lives on.
+    let d = app.data("query($id: ID!) { order(id: $id) { status } }", json!({ "id": order })).await;
+    assert_eq!(d["order"]["status"], "PLACED");
+    shutdown.cancel();
+    supervisor.await.expect("the supervisor ends on shutdown");
+});

@@ -164,3 +164,20 @@ on_both_backends!(a_log_with_v1_and_v2_order_events_rebuilds_to_the_right_views,
     assert_eq!(big(&d["customer"]["ordersPlaced"]), 2);
     assert_eq!(big(&d["customer"]["lifetimeValueCents"]), 900 + 1200);
 });
+
+// A rebuild's switch bumps the fence, so a live runner's next batch is
+// fenced out. The runner, still the lock holder, must take the projection
+// over again and go on (it used to retry its fenced batch forever).
+on_both_backends!(the_live_runner_goes_on_after_a_rebuild_switched_its_projection, |app| async {
+    let seed = app.seed().await;
+    app.settle().await;
+    rebuild_all(&app).await;
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let d = app
+        .data(
+            "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+            json!({ "id": order, "t": token }),
+        )
+        .await;
+    assert_eq!(d["order"]["id"], order.as_str());
+});

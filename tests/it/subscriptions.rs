@@ -73,11 +73,16 @@ on_both_backends!(projection_updated_streams_batches_for_a_stream, |app| async {
     ws.init().await;
     ws.subscribe(
         "p",
-        "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s) { projection token streamIds eventTypes } }",
+        "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s, includeCurrent: true) { projection token streamIds eventTypes } }",
         json!({ "s": order }),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the subscription start
+    // The current checkpoint comes first: from here on the subscription is live.
+    let current = ws.next_data("p").await["data"]["projectionUpdated"].clone();
+    assert_eq!(
+        (current["projection"].as_str(), current["streamIds"].as_array().map(Vec::len)),
+        (Some("order_summary"), Some(0))
+    );
     let placed = app.place_order_raw(&seed.customer, &[(&seed.tea, 1)], json!(order), json!(null)).await;
     let token = s(&placed["data"]["placeOrder"]["token"]);
     let update = ws.next_data("p").await["data"]["projectionUpdated"].clone();
@@ -102,13 +107,14 @@ async fn two_hundred_subscribers_each_get_the_notice() {
         ws.init().await;
         ws.subscribe(
             "n",
-            "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s) { token } }",
+            "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s, includeCurrent: true) { token } }",
             json!({ "s": order }),
         )
         .await;
+        // Live from the first item on (the current checkpoint).
+        ws.next_data("n").await;
         clients.push(ws);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     app.place_order_raw(&seed.customer, &[(&seed.tea, 1)], json!(order), json!(null)).await;
     let received = futures_util::future::join_all(clients.iter_mut().map(|ws| async move {
         matches!(ws.next_within(Duration::from_secs(10)).await, Some(Event::Message(m)) if m["type"] == "next" || m["type"] == "data")

@@ -1,19 +1,20 @@
 //! DataLoaders: cross-view lookups batched into one query per view per
-//! request (no N+1), e.g. `OrderSummary.customer` → `customer_view`.
+//! request (no N+1), e.g. `OrderSummary.customer` → `customer_view`. The
+//! batching is GraphQL's concern; the reads are the query side's.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 use uuid::Uuid;
 
-use super::{CustomerRow, ProductRow, ReadModel};
+use crate::query::{CustomerRow, ProductRow, QueryError, ReadModel};
 
 pub struct CustomerLoader(pub ReadModel);
 pub struct ProductLoader(pub ReadModel);
 
 impl Loader<Uuid> for CustomerLoader {
     type Value = CustomerRow;
-    type Error = Arc<super::QueryError>;
+    type Error = Arc<QueryError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let rows = self.0.customers_by_ids(keys).await.map_err(Arc::new)?;
@@ -23,7 +24,7 @@ impl Loader<Uuid> for CustomerLoader {
 
 impl Loader<Uuid> for ProductLoader {
     type Value = ProductRow;
-    type Error = Arc<super::QueryError>;
+    type Error = Arc<QueryError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let rows = self.0.products_by_ids(keys).await.map_err(Arc::new)?;

@@ -1,0 +1,170 @@
+//! The one unit of work every command goes through. A command supplies only
+//! what it loads and what it decides ([`Handler`]); most need less: one
+//! that creates an aggregate from its input gives only the domain decision
+//! ([`Creates`]), one that changes an existing aggregate gives its id and
+//! the decision ([`Changes`]). The pipeline does the rest, in this order,
+//! in one transaction:
+//!
+//! 1. the idempotency key: a command already executed is answered from the
+//!    command log, before any transaction;
+//! 2. begin, taking the appender lock first (PostgreSQL, see `super::begin`);
+//! 3. **load**: read and lock the aggregates the command decides on
+//!    (`SELECT … FOR UPDATE`, `FOR SHARE` for what it only reads). Locking
+//!    first makes xid order agree with each stream's version order;
+//! 4. claim the idempotency key (`command_log`): a concurrent duplicate
+//!    waits on that row and then replays the first result;
+//! 5. **decide**: the domain aggregate accepts the command (its events and
+//!    new state) or rejects it;
+//! 6. save the new state in the write model (insert what was created,
+//!    update what was changed: [`Stored`]);
+//! 7. append the events, apply inline projections, record the
+//!    acknowledgement under the key, queue the NOTIFY, commit;
+//! 8. wake this process's projectors; count and time the outcome.
+use sea_orm::DatabaseTransaction;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::idempotency::{self, Key};
+use super::store::Lock;
+use super::{Ack, CommandError, CommandMeta, CommandService};
+use crate::domain::{DomainError, DomainEvent};
+
+/// What a command decided: its events (each with the stream version it
+/// brings its aggregate to), the aggregate's new state, and the id it
+/// created, if any (a created aggregate is inserted, a changed one updated).
+pub struct Decision<S> {
+    pub created: Option<Uuid>,
+    pub state: S,
+    pub events: Vec<(DomainEvent, i64)>,
+}
+
+impl<S: Stored> Decision<S> {
+    /// `event` applied to `current` (`None`: the event creates the aggregate).
+    pub fn after(current: Option<S>, event: DomainEvent) -> Result<Self, CommandError> {
+        let creates = current.is_none();
+        let state = S::apply(current, &event).ok_or_else(|| {
+            CommandError::Internal(format!("a {} did not apply its own {}", S::WHAT, event.event_type()))
+        })?;
+        Ok(Self { created: creates.then(|| state.id()), events: vec![(event, state.version())], state })
+    }
+}
+
+/// A state-stored aggregate: the write-model row is its snapshot.
+#[async_trait::async_trait]
+pub trait Stored: Sized + Send + Sync {
+    /// Its name in messages ("customer").
+    const WHAT: &'static str;
+    fn id(&self) -> Uuid;
+    fn version(&self) -> i64;
+    /// The domain's fold: the state after `event`.
+    fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self>;
+    async fn load(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Self, CommandError>;
+    async fn insert(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
+    async fn update(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
+}
+
+/// A command's own steps. Its input (serialized) is the fingerprint its
+/// idempotency key is checked against.
+#[async_trait::async_trait]
+pub trait Handler: Serialize + Send + Sync {
+    /// What [`Handler::load`] reads for [`Handler::decide`].
+    type Loaded: Send;
+    /// The aggregate the command creates or changes.
+    type State: Stored;
+
+    /// Reads and locks what the decision depends on.
+    async fn load(&self, txn: &DatabaseTransaction) -> Result<Self::Loaded, CommandError>;
+
+    /// Accepts or rejects the command: pure, no I/O.
+    fn decide(&self, loaded: Self::Loaded) -> Result<Decision<Self::State>, CommandError>;
+}
+
+/// A command that creates an aggregate from its input alone.
+pub trait Creates: Serialize + Send + Sync {
+    type Aggregate: Stored;
+    /// The domain's decision for the new aggregate `id`.
+    fn decide(&self, id: Uuid) -> Result<DomainEvent, DomainError>;
+}
+
+/// A command on one existing aggregate, which it locks for update.
+pub trait Changes: Serialize + Send + Sync {
+    type Aggregate: Stored;
+    fn target(&self) -> Uuid;
+    /// The domain's decision on the aggregate as it stands.
+    fn decide(&self, current: &Self::Aggregate) -> Result<DomainEvent, DomainError>;
+}
+
+/// [`Creates`] as a [`Handler`] (serialized as the command itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub(crate) struct Creating<C>(pub C);
+
+#[async_trait::async_trait]
+impl<C: Creates> Handler for Creating<C> {
+    type Loaded = ();
+    type State = C::Aggregate;
+
+    async fn load(&self, _: &DatabaseTransaction) -> Result<(), CommandError> {
+        Ok(())
+    }
+
+    fn decide(&self, _: ()) -> Result<Decision<C::Aggregate>, CommandError> {
+        Decision::after(None, self.0.decide(Uuid::now_v7())?)
+    }
+}
+
+/// [`Changes`] as a [`Handler`] (serialized as the command itself).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub(crate) struct Changing<C>(pub C);
+
+#[async_trait::async_trait]
+impl<C: Changes> Handler for Changing<C> {
+    type Loaded = C::Aggregate;
+    type State = C::Aggregate;
+
+    async fn load(&self, txn: &DatabaseTransaction) -> Result<C::Aggregate, CommandError> {
+        C::Aggregate::load(txn, self.0.target(), Lock::ForUpdate).await
+    }
+
+    fn decide(&self, current: C::Aggregate) -> Result<Decision<C::Aggregate>, CommandError> {
+        let event = self.0.decide(&current)?;
+        Decision::after(Some(current), event)
+    }
+}
+
+impl CommandService {
+    /// Runs `command`, named `command_type` (in the command log, events'
+    /// metadata and metrics), through the pipeline (see the module docs).
+    pub(crate) async fn execute<C: Handler>(
+        &self,
+        command_type: &'static str,
+        command: C,
+        meta: CommandMeta,
+    ) -> Result<Ack, CommandError> {
+        let key = Key::new(meta.command_id.as_deref(), command_type, &command)?;
+        if let Some(ack) = idempotency::replay(&self.db.conn, &key).await? {
+            return Ok(ack);
+        }
+        let started = std::time::Instant::now();
+        let attempt = async {
+            let uow = self.begin(command_type, &meta).await?;
+            let loaded = command.load(uow.txn()).await?;
+            idempotency::claim(uow.txn(), &key).await?;
+            let decision = command.decide(loaded)?;
+            match decision.created {
+                Some(_) => decision.state.insert(uow.txn()).await?,
+                None => decision.state.update(uow.txn()).await?,
+            }
+            uow.commit(self, &key, decision.created, decision.events).await
+        };
+        let span = tracing::info_span!(
+            "command",
+            command = command_type,
+            command_id = meta.command_id.as_deref().unwrap_or(""),
+            request_id = meta.correlation_id.as_deref().unwrap_or("")
+        );
+        let attempt = tracing::Instrument::instrument(attempt, span).await;
+        self.settle(attempt, &key, started).await
+    }
+}
