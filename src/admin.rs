@@ -38,18 +38,6 @@ impl ProjectionState {
     }
 }
 
-/// Whether a request may use admin operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAccess {
-    Granted,
-    /// No admin token is configured: admin operations are disabled.
-    Disabled,
-    /// No credentials were sent.
-    Missing,
-    /// Wrong credentials.
-    Denied,
-}
-
 /// What the readiness check found.
 #[derive(Debug, Clone)]
 pub struct Readiness {
@@ -84,7 +72,6 @@ pub struct Admin {
     log_db: Db,
     views_db: Db,
     notices: Notices,
-    token: Option<Arc<str>>,
     running: Arc<Mutex<HashSet<String>>>,
     /// Statements issued for projection status (a document of aliases must not multiply them).
     statements: Arc<AtomicU64>,
@@ -94,35 +81,8 @@ pub struct Admin {
 const READY_CHECK: Duration = Duration::from_millis(800);
 
 impl Admin {
-    pub fn new(write_db: Db, read_db: Db, log_db: Db, views_db: Db, notices: Notices, token: Option<String>) -> Self {
-        Self {
-            write_db,
-            read_db,
-            log_db,
-            views_db,
-            notices,
-            token: token.map(Into::into),
-            running: Arc::default(),
-            statements: Arc::default(),
-        }
-    }
-
-    /// Checks an `Authorization` header value against the admin token.
-    pub fn access(&self, authorization: Option<&str>) -> AdminAccess {
-        let Some(expected) = &self.token else {
-            return AdminAccess::Disabled;
-        };
-        let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return AdminAccess::Missing;
-        };
-        // Constant-time comparison: no early exit on the first differing byte.
-        let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
-        let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-        if diff == 0 {
-            AdminAccess::Granted
-        } else {
-            AdminAccess::Denied
-        }
+    pub fn new(write_db: Db, read_db: Db, log_db: Db, views_db: Db, notices: Notices) -> Self {
+        Self { write_db, read_db, log_db, views_db, notices, running: Arc::default(), statements: Arc::default() }
     }
 
     /// Every projection's checkpoint, status and lag.

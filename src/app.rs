@@ -69,11 +69,26 @@ pub struct Services {
     pub api: Api,
     pub appended: Arc<watch::Sender<LogPosition>>,
     pub admin: Admin,
+    /// Verifies bearer tokens (open development mode without keys).
+    pub auth: crate::auth::Authenticator,
 }
 
 impl From<config::Pool> for PoolOptions {
     fn from(p: config::Pool) -> Self {
         PoolOptions::new(p.max_connections, p.acquire_timeout)
+    }
+}
+
+impl From<config::Identity> for crate::auth::AuthSettings {
+    fn from(i: config::Identity) -> Self {
+        crate::auth::AuthSettings {
+            jwt_secret: i.jwt_secret,
+            jwks_file: i.jwks_file,
+            issuer: i.issuer,
+            audience: i.audience,
+            leeway: i.leeway,
+            admin_token: i.admin_token,
+        }
     }
 }
 
@@ -160,6 +175,11 @@ const PROJECTOR_CONNECTIONS: u32 = 3;
 /// Connects, migrates, registers the projections and catches inline ones up.
 pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     crate::metrics::install();
+    let auth = crate::auth::Authenticator::from_settings(&settings.identity.clone().into())
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    if auth.is_open() && settings.role.serves_api() {
+        tracing::warn!("OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server");
+    }
     let runtime = RuntimeSettings::from(&settings.runtime);
     let write_db = Db::open(&settings.database_url, settings.commands_pool.into(), "twofold").await?;
     migrate_db(&write_db).await?;
@@ -196,14 +216,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
-    let admin = Admin::new(
-        write_db.clone(),
-        read_db.clone(),
-        log_db.clone(),
-        projector_db.clone(),
-        notices.clone(),
-        settings.admin_token.clone(),
-    );
+    let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
     let schema = crate::graphql::build(
         Some(commands.clone()),
         Some(reads.clone()),
@@ -212,7 +225,20 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         settings.schema.into(),
     );
     let api = Api::new(schema.clone(), Some(reads.clone()));
-    Ok(Services { write_db, read_db, projector_db, log_db, commands, reads, notices, schema, api, appended, admin })
+    Ok(Services {
+        write_db,
+        read_db,
+        projector_db,
+        log_db,
+        commands,
+        reads,
+        notices,
+        schema,
+        api,
+        appended,
+        admin,
+        auth,
+    })
 }
 
 /// Starts one supervised projector task per projection (see
@@ -271,6 +297,7 @@ pub async fn serve(
     let endpoints = crate::http::Endpoints {
         api: services.api.clone(),
         admin: services.admin.clone(),
+        auth: services.auth.clone(),
         limits: settings.http.into(),
     };
     let router = if settings.role.serves_api() {

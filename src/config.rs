@@ -37,7 +37,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL API and run the projections (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Print the GraphQL schema (SDL) and exit.
@@ -50,6 +50,65 @@ pub enum Command {
     DemoData(DemoDataArgs),
     /// List, retry or skip the events projections could not apply.
     DeadLetters(DeadLettersArgs),
+    /// Mint a bearer token (HS256, with the configured secret) for GraphiQL, scripts and tests.
+    Token(TokenArgs),
+}
+
+/// How bearer tokens are verified (`serve`) or minted (`token`).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// HS256 secret (at least 32 bytes). With no secret and no JWKS file the
+    /// service runs in open development mode: every request acts as staff.
+    #[arg(long, env = "TWOFOLD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// A JSON Web Key Set file with RS256/ES256 public keys (picked by `kid`).
+    #[arg(long, env = "TWOFOLD_JWKS_FILE")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// Required `iss` of tokens (minted tokens carry it).
+    #[arg(long, env = "TWOFOLD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens (minted tokens carry it).
+    #[arg(long, env = "TWOFOLD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp`, in seconds.
+    #[arg(long, env = "TWOFOLD_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// customer, staff or admin.
+    #[arg(long)]
+    pub role: String,
+    /// The customer a customer token acts as (required for --role customer).
+    #[arg(long)]
+    pub customer_id: Option<uuid::Uuid>,
+    /// The token's `sub` (default: the customer id, or the role).
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// How long the token lives: e.g. 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// `90s`, `30m`, `1h`, `7d` (or plain seconds), at most a year.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("'{text}' is not a duration like 90s, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("'{text}': the unit must be s, m, h or d")),
+    };
+    if seconds == 0 || seconds > 366 * 86_400 {
+        return Err(format!("'{text}': a token lives between 1 second and a year"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -207,9 +266,11 @@ pub struct ServeArgs {
     /// How long a WebSocket client may take to accept one message before it is disconnected, in milliseconds.
     #[arg(long, env = "TWOFOLD_WS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
     pub ws_send_timeout_ms: u64,
-    /// Enables the admin mutations (e.g. `rebuildProjection`) for requests with `Authorization: Bearer <token>`.
+    /// A static token that acts as the admin role (`Authorization: Bearer <token>`), alongside JWTs.
     #[arg(long, env = "TWOFOLD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Deepest query accepted (introspection is measured by its own rule, 24 levels).
     #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
     pub max_depth: u64,
@@ -272,6 +333,32 @@ pub struct Projections {
     pub policies: HashMap<String, PoisonPolicy>,
 }
 
+/// How requests are authenticated.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub jwt_secret: Option<String>,
+    pub jwks_file: Option<std::path::PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    /// The operators' static admin token.
+    pub admin_token: Option<String>,
+}
+
+impl Identity {
+    pub fn from_args(args: &IdentityArgs, admin_token: Option<String>) -> Self {
+        let present = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        Self {
+            jwt_secret: present(&args.jwt_secret),
+            jwks_file: args.jwks_file.clone(),
+            issuer: present(&args.jwt_issuer),
+            audience: present(&args.jwt_audience),
+            leeway: Duration::from_secs(args.jwt_leeway_secs),
+            admin_token: present(&admin_token),
+        }
+    }
+}
+
 /// How long `consistentWith` and `writeVisible` wait.
 #[derive(Debug, Clone, Copy)]
 pub struct Consistency {
@@ -318,8 +405,7 @@ pub struct Documents {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub role: Role,
-    /// Bearer token for admin mutations; `None` disables them.
-    pub admin_token: Option<String>,
+    pub identity: Identity,
     pub database_url: String,
     pub read_database_url: Option<String>,
     /// The command pool (write database).
@@ -362,7 +448,7 @@ impl From<&ServeArgs> for Settings {
     fn from(args: &ServeArgs) -> Self {
         Self {
             role: args.role,
-            admin_token: args.admin_token.clone().filter(|t| !t.trim().is_empty()),
+            identity: Identity::from_args(&args.identity, args.admin_token.clone()),
             database_url: args.database.database_url.clone(),
             read_database_url: args.database.read_database_url.clone(),
             commands_pool: Pool::new(

@@ -308,7 +308,12 @@ pub fn classify(err: &DbErr) -> DbFailure {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let constraint = db.constraint().map(str::to_owned);
             match db.kind() {
-                sqlx::error::ErrorKind::UniqueViolation => return DbFailure::Unique(constraint),
+                // SQLite names no constraint; its extended code tells a
+                // primary key (1555, SQLITE_CONSTRAINT_PRIMARYKEY) from
+                // another unique index (2067).
+                sqlx::error::ErrorKind::UniqueViolation => {
+                    return DbFailure::Unique(constraint.or_else(|| (code == "1555").then(|| PRIMARY_KEY.to_owned())))
+                }
                 sqlx::error::ErrorKind::ForeignKeyViolation
                 | sqlx::error::ErrorKind::NotNullViolation
                 | sqlx::error::ErrorKind::CheckViolation
@@ -342,16 +347,23 @@ fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
     }
 }
 
-/// True when `err` is a UNIQUE violation; on PostgreSQL, of the constraint
-/// named `name` (SQLite does not name constraints; each caller issues
-/// statements where only one unique constraint can be violated).
+/// True when `err` is a UNIQUE violation of the constraint named `name`
+/// (any, when `name` is empty). SQLite does not name constraints: there a
+/// primary-key violation matches every `*_pkey` name and another unique
+/// violation every other name.
 pub fn is_unique_violation(err: &DbErr, name: &str) -> bool {
     match classify(err) {
+        DbFailure::Unique(Some(constraint)) if constraint == PRIMARY_KEY => name.is_empty() || name.ends_with("_pkey"),
         DbFailure::Unique(Some(constraint)) => name.is_empty() || constraint == name,
-        DbFailure::Unique(None) => true,
+        // SQLite, another unique index than the primary key.
+        DbFailure::Unique(None) => !name.ends_with("_pkey"),
         _ => false,
     }
 }
+
+/// What [`classify`] calls a SQLite primary-key violation (PostgreSQL names
+/// the constraint, `<table>_pkey`).
+const PRIMARY_KEY: &str = "(primary key)";
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
 //!   leaves: domain, token, catalog (closed sets of names)  ◀─────────┘
+//!   auth (tokens → actors) sits on domain; http, app and cli use it.
 //!   config builds plain settings and imports only catalog.
 //! ```
 //!
@@ -34,13 +35,14 @@
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
 //! | [`db`]         | pools, write transactions, the appender lock, error classes    | metrics                                                 |                                              |
 //! | [`notice`]     | in-process signals and the NOTIFY payloads between instances   | token, db, catalog                                      |                                              |
+//! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
 //! | [`projection`] | fold the log into read views; checkpoints, leadership, rebuilds | domain, token, db, notice, inline, catalog, metrics    | entity::write, command, async_graphql        |
 //! | [`query`]      | read side: read views only, read-your-own-writes waits         | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics | entity, sea_orm, sqlx, axum        |
-//! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, catalog, metrics                        | entity, sea_orm, sqlx                        |
+//! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics                  | entity, sea_orm, sqlx                        |
 //! | [`app`]        | wiring: connect, migrate, start projectors, serve              | everything                                              |                                              |
 //! | [`cli`]        | operator commands (`migrate`, `rebuild`, `dead-letters`, …)    | app and the layers it drives                            | http                                         |
 //!
@@ -49,6 +51,7 @@
 //! calls an aggregate.
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod command;

@@ -18,6 +18,7 @@ use crate::config::{DemoDataArgs, RebuildArgs};
 use crate::db::ConnectError;
 use crate::db::Db;
 use crate::domain::event::SalesChannel;
+use crate::domain::Actor;
 use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
@@ -48,7 +49,8 @@ pub async fn run(cli: crate::config::Cli) -> Result<(), CliError> {
         Some(Command::Projections(db)) => projections(&db.database_url, db.read_database_url.as_deref()).await,
         Some(Command::DeadLetters(args)) => dead_letters(&args).await,
         Some(Command::DemoData(args)) => demo_data(&args).await,
-        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&args), args.bind).await,
+        Some(Command::Token(args)) => token(&args),
+        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&*args), args.bind).await,
         None => serve(crate::config::Settings::from(&cli.serve), cli.serve.bind).await,
     }
 }
@@ -75,6 +77,31 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
         tracing::info!(addr = %bind, role = "projector", "twofold running projections; /healthz, /readyz and /metrics at http://{bind}/");
     }
     Ok(crate::app::serve(listener, services, &settings, shutdown).await?)
+}
+
+/// `twofold token`: prints a bearer token for the given role.
+pub fn token(args: &crate::config::TokenArgs) -> Result<(), CliError> {
+    use crate::domain::Role;
+    let identity = crate::config::Identity::from_args(&args.identity, None);
+    let role = Role::parse(&args.role)
+        .filter(|r| *r != Role::Anonymous)
+        .ok_or_else(|| CliError::Failed(format!("--role must be customer, staff or admin, not '{}'", args.role)))?;
+    let actor = match (role, args.customer_id) {
+        (Role::Customer, Some(id)) => Actor::customer(args.sub.clone().unwrap_or_else(|| id.to_string()), id),
+        (Role::Customer, None) => return Err(CliError::Failed("--role customer needs --customer-id".into())),
+        (_, Some(_)) => return Err(CliError::Failed("--customer-id goes with --role customer only".into())),
+        (Role::Staff, None) => Actor::staff(args.sub.clone().unwrap_or_else(|| "staff".into())),
+        (_, None) => Actor::admin(args.sub.clone().unwrap_or_else(|| "admin".into())),
+    };
+    let settings: crate::auth::AuthSettings = crate::auth::AuthSettings {
+        jwt_secret: identity.jwt_secret,
+        issuer: identity.issuer,
+        audience: identity.audience,
+        ..Default::default()
+    };
+    let token = crate::auth::mint(&settings, &actor, args.ttl).map_err(CliError::Failed)?;
+    println!("{token}");
+    Ok(())
 }
 
 /// Applies migrations to the write database and, when separate, the read database.
@@ -176,7 +203,6 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
         events_db,
         read_db,
         crate::notice::Notices::default(),
-        None,
     );
     let states = admin.projections().await?;
     println!(
@@ -253,7 +279,7 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
             let run = run.clone();
             async move {
                 let cmd = RegisterCustomer { name: demo_name(i), email: format!("customer{i}.{run}@example.com") };
-                c.register_customer(cmd, CommandMeta::default()).await.map(|a| a.id)
+                c.register_customer(cmd, CommandMeta::by(Actor::operator("demo-data"))).await.map(|a| a.id)
             }
         }
     })
@@ -268,7 +294,7 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
                     title: demo_title(i),
                     price_cents: 199 + (i as i64 * 137) % 9800,
                 };
-                c.add_product(cmd, CommandMeta::default()).await.map(|a| a.id)
+                c.add_product(cmd, CommandMeta::by(Actor::operator("demo-data"))).await.map(|a| a.id)
             }
         }
     })
@@ -288,14 +314,14 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
                 .collect();
             let lines = OrderLines::parse(lines)?;
             let channel = [SalesChannel::Web, SalesChannel::Mobile, SalesChannel::Api][i % 3];
-            let cmd = PlaceOrder { order_id: None, customer_id: customers[i % customers.len()], lines, channel };
-            let ack = c.place_order(cmd, CommandMeta::default()).await?;
+            let cmd = PlaceOrder { order_id: None, customer_id: Some(customers[i % customers.len()]), lines, channel };
+            let ack = c.place_order(cmd, CommandMeta::by(Actor::operator("demo-data"))).await?;
             let order_id =
                 ack.id.ok_or_else(|| crate::command::CommandError::Internal("placeOrder created no id".into()))?;
             if i % 5 == 1 {
                 c.cancel_order(
                     CancelOrder { order_id, reason: Some("changed my mind".into()), expected_version: None },
-                    CommandMeta::default(),
+                    CommandMeta::by(Actor::operator("demo-data")),
                 )
                 .await?;
             } else if i % 3 == 0 {
@@ -305,7 +331,7 @@ pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
                     tracking_number: format!("1Z{i:08}"),
                     expected_version: None,
                 };
-                c.ship_order(ship, CommandMeta::default()).await?;
+                c.ship_order(ship, CommandMeta::by(Actor::operator("demo-data"))).await?;
             }
             Ok(Some(order_id))
         }

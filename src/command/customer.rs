@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::pipeline::{Changes, Changing, Creates, Creating};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::customer::Customer;
-use crate::domain::{DomainError, DomainEvent};
+use crate::domain::{Actor, DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,9 +22,13 @@ pub struct RenameCustomer {
     pub expected_version: Option<i64>,
 }
 
-/// A taken email is refused by the unique constraint when the row is inserted.
+/// A taken email is refused by the unique constraint when the row is
+/// inserted. A customer registers itself, under its token's customer id.
 impl Creates for RegisterCustomer {
     type Aggregate = Customer;
+    fn chosen_id(&self, by: &Actor) -> Result<Option<Uuid>, DomainError> {
+        by.registration_id()
+    }
     fn decide(&self, id: Uuid) -> Result<DomainEvent, DomainError> {
         Customer::register(id, &self.name, &self.email)
     }

@@ -12,7 +12,7 @@ use entity::log::command_log;
 
 use super::{Ack, CommandError};
 use crate::db::is_unique_violation;
-use crate::domain::DomainError;
+use crate::domain::{Actor, DomainError};
 
 pub const MAX_COMMAND_ID_CHARS: usize = 200;
 
@@ -23,6 +23,10 @@ pub struct Key {
     pub command_type: &'static str,
     /// The command's input as canonical JSON: equal inputs, equal fingerprints.
     pub fingerprint: String,
+    /// Who sends it, as JSON: a key is its sender's, and another actor
+    /// that sends the same key is refused, never answered with the first
+    /// sender's acknowledgement.
+    pub actor: String,
 }
 
 impl Key {
@@ -30,6 +34,7 @@ impl Key {
         command_id: Option<&str>,
         command_type: &'static str,
         input: &impl serde::Serialize,
+        actor: &Actor,
     ) -> Result<Self, DomainError> {
         let command_id = match command_id {
             None => None,
@@ -42,7 +47,8 @@ impl Key {
             Some(id) => Some(id.to_owned()),
         };
         let fingerprint = serde_json::to_string(input).map_err(|e| DomainError::validation(e.to_string()))?;
-        Ok(Self { command_id, command_type, fingerprint })
+        let actor = serde_json::to_string(actor).map_err(|e| DomainError::validation(e.to_string()))?;
+        Ok(Self { command_id, command_type, fingerprint, actor })
     }
 }
 
@@ -55,6 +61,12 @@ pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>,
     let Some(row) = command_log::Entity::find_by_id(command_id.clone()).one(db).await? else {
         return Ok(None);
     };
+    if row.actor.as_deref().is_some_and(|actor| actor != key.actor) {
+        return Err(DomainError::conflict(format!(
+            "commandId '{command_id}' was already used by someone else; use a new commandId"
+        ))
+        .into());
+    }
     if row.command_type != key.command_type || row.fingerprint != key.fingerprint {
         return Err(DomainError::conflict(format!(
             "commandId '{command_id}' was already used for a different command ({}); use a new commandId for a new command",
@@ -79,6 +91,7 @@ pub async fn claim(txn: &impl ConnectionTrait, key: &Key) -> Result<(), CommandE
         fingerprint: Set(key.fingerprint.clone()),
         result: Set(serde_json::Value::Null),
         recorded_at: Set(chrono::Utc::now()),
+        actor: Set(Some(key.actor.clone())),
     };
     match command_log::Entity::insert(row).exec_without_returning(txn).await {
         Ok(_) => Ok(()),

@@ -76,6 +76,7 @@ pub async fn append(
             stream_id: row.stream_id,
             stream_version: row.stream_version,
             recorded_at: row.recorded_at,
+            actor: Some(meta.actor.clone()),
             event,
         });
     }

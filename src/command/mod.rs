@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::{Db, WriteTxn};
-use crate::domain::{DomainError, DomainEvent};
+use crate::domain::{Actor, DomainError, DomainEvent};
 pub use crate::inline::InlineProjections;
 use crate::token::LogPosition;
 
@@ -53,14 +53,23 @@ pub struct Ack {
     pub token: LogPosition,
 }
 
-/// Who sent a command and why, recorded in each event's metadata.
-#[derive(Debug, Clone, Default)]
+/// Who sent a command and why, recorded in each event's metadata and the
+/// command log.
+#[derive(Debug, Clone)]
 pub struct CommandMeta {
     /// The client's idempotency key.
     pub command_id: Option<String>,
     /// The HTTP request id, to correlate logs and events.
     pub correlation_id: Option<String>,
-    pub actor: Option<String>,
+    /// Who acts: every permission check asks it.
+    pub actor: Actor,
+}
+
+impl CommandMeta {
+    /// A command by `actor`, with no idempotency key or request id.
+    pub fn by(actor: Actor) -> Self {
+        Self { command_id: None, correlation_id: None, actor }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ pub use crate::domain::event::SalesChannel;
 use crate::domain::order::Order;
 pub use crate::domain::order::{LineRequest, OrderLines};
 use crate::domain::product::Product;
-use crate::domain::{DomainError, DomainEvent};
+use crate::domain::{Actor, DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,7 +21,8 @@ pub struct PlaceOrder {
     /// Client-chosen order id (makes placement retry-safe without a
     /// commandId); generated when absent. An id already in use is rejected.
     pub order_id: Option<Uuid>,
-    pub customer_id: Uuid,
+    /// A customer may leave it out (its own); staff must name one.
+    pub customer_id: Option<Uuid>,
     /// Checked when they were parsed (see [`OrderLines::parse`]).
     pub lines: OrderLines,
     /// Where the order comes from (`UNKNOWN` when the client does not say).
@@ -52,14 +53,14 @@ impl Handler for PlaceOrder {
 
     /// Share-locks what the order depends on: a concurrent rename or price
     /// change is ordered entirely before or after this order.
-    async fn load(&self, txn: &DatabaseTransaction) -> Result<Self::Loaded, CommandError> {
-        let customer = Customer::load(txn, self.customer_id, Lock::ForShare).await?;
+    async fn load(&self, txn: &DatabaseTransaction, by: &Actor) -> Result<Self::Loaded, CommandError> {
+        let customer = Customer::load(txn, by.order_customer(self.customer_id)?, Lock::ForShare).await?;
         let products = store::load_products(txn, &self.lines.product_ids()).await?;
         Ok((customer, products))
     }
 
     /// A duplicate order id is refused by the primary key when the row is inserted.
-    fn decide(&self, (customer, products): Self::Loaded) -> Result<Decision<Order>, CommandError> {
+    fn decide(&self, (customer, products): Self::Loaded, _: &Actor) -> Result<Decision<Order>, CommandError> {
         let order_id = self.order_id.unwrap_or_else(Uuid::now_v7);
         Decision::after(None, Order::place(order_id, &customer, &self.lines, &products, self.channel)?)
     }
@@ -77,6 +78,9 @@ impl Changes for CancelOrder {
 
 impl Changes for ShipOrder {
     type Aggregate = Order;
+    fn permitted(&self, by: &Actor) -> Result<(), DomainError> {
+        by.require_staff("ship orders")
+    }
     fn target(&self) -> Uuid {
         self.order_id
     }

@@ -8,7 +8,8 @@
 //! 1. the idempotency key: a command already executed is answered from the
 //!    command log, before any transaction;
 //! 2. begin, taking the appender lock first (PostgreSQL, see `super::begin`);
-//! 3. **load**: read and lock the aggregates the command decides on
+//! 3. **load**: check what the actor may do (its role; for a customer,
+//!    that the aggregate is its own), read and lock the aggregates the command decides on
 //!    (`SELECT … FOR UPDATE`, `FOR SHARE` for what it only reads). Locking
 //!    first makes xid order agree with each stream's version order;
 //! 4. claim the idempotency key (`command_log`): a concurrent duplicate
@@ -27,7 +28,7 @@ use uuid::Uuid;
 use super::idempotency::{self, Key};
 use super::store::Lock;
 use super::{Ack, CommandError, CommandMeta, CommandService};
-use crate::domain::{DomainError, DomainEvent};
+use crate::domain::{Actor, DomainError, DomainEvent};
 
 /// What a command decided: its events (each with the stream version it
 /// brings its aggregate to), the aggregate's new state, and the id it
@@ -56,6 +57,8 @@ pub trait Stored: Sized + Send + Sync {
     const WHAT: &'static str;
     fn id(&self) -> Uuid;
     fn version(&self) -> i64;
+    /// The customer this aggregate belongs to (`None`: the catalog's).
+    fn owner(&self) -> Option<Uuid>;
     /// The domain's fold: the state after `event`.
     fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self>;
     async fn load(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Self, CommandError>;
@@ -72,23 +75,37 @@ pub trait Handler: Serialize + Send + Sync {
     /// The aggregate the command creates or changes.
     type State: Stored;
 
-    /// Reads and locks what the decision depends on.
-    async fn load(&self, txn: &DatabaseTransaction) -> Result<Self::Loaded, CommandError>;
+    /// Checks what `by` may do, then reads and locks what the decision depends on.
+    async fn load(&self, txn: &DatabaseTransaction, by: &Actor) -> Result<Self::Loaded, CommandError>;
 
     /// Accepts or rejects the command: pure, no I/O.
-    fn decide(&self, loaded: Self::Loaded) -> Result<Decision<Self::State>, CommandError>;
+    fn decide(&self, loaded: Self::Loaded, by: &Actor) -> Result<Decision<Self::State>, CommandError>;
 }
 
 /// A command that creates an aggregate from its input alone.
 pub trait Creates: Serialize + Send + Sync {
     type Aggregate: Stored;
+    /// Whether `by` may run it at all (default: anyone signed in).
+    fn permitted(&self, by: &Actor) -> Result<(), DomainError> {
+        by.require_signed_in()
+    }
+    /// The new aggregate's id when `by` determines it (default: a fresh one).
+    fn chosen_id(&self, _by: &Actor) -> Result<Option<Uuid>, DomainError> {
+        Ok(None)
+    }
     /// The domain's decision for the new aggregate `id`.
     fn decide(&self, id: Uuid) -> Result<DomainEvent, DomainError>;
 }
 
-/// A command on one existing aggregate, which it locks for update.
+/// A command on one existing aggregate, which it locks for update. A
+/// customer may change only what it owns ([`Stored::owner`]); a command
+/// that is not for customers at all says so in [`Changes::permitted`].
 pub trait Changes: Serialize + Send + Sync {
     type Aggregate: Stored;
+    /// Whether `by` may run it at all, before anything is read (default: anyone signed in).
+    fn permitted(&self, by: &Actor) -> Result<(), DomainError> {
+        by.require_signed_in()
+    }
     fn target(&self) -> Uuid;
     /// The domain's decision on the aggregate as it stands.
     fn decide(&self, current: &Self::Aggregate) -> Result<DomainEvent, DomainError>;
@@ -104,12 +121,13 @@ impl<C: Creates> Handler for Creating<C> {
     type Loaded = ();
     type State = C::Aggregate;
 
-    async fn load(&self, _: &DatabaseTransaction) -> Result<(), CommandError> {
-        Ok(())
+    async fn load(&self, _: &DatabaseTransaction, by: &Actor) -> Result<(), CommandError> {
+        Ok(self.0.permitted(by)?)
     }
 
-    fn decide(&self, _: ()) -> Result<Decision<C::Aggregate>, CommandError> {
-        Decision::after(None, self.0.decide(Uuid::now_v7())?)
+    fn decide(&self, _: (), by: &Actor) -> Result<Decision<C::Aggregate>, CommandError> {
+        let id = self.0.chosen_id(by)?.unwrap_or_else(Uuid::now_v7);
+        Decision::after(None, self.0.decide(id)?)
     }
 }
 
@@ -123,11 +141,27 @@ impl<C: Changes> Handler for Changing<C> {
     type Loaded = C::Aggregate;
     type State = C::Aggregate;
 
-    async fn load(&self, txn: &DatabaseTransaction) -> Result<C::Aggregate, CommandError> {
-        C::Aggregate::load(txn, self.0.target(), Lock::ForUpdate).await
+    /// For a customer, another customer's aggregate and a missing one look
+    /// the same (`FORBIDDEN`, one message): no answer confirms that
+    /// someone else's id exists.
+    async fn load(&self, txn: &DatabaseTransaction, by: &Actor) -> Result<C::Aggregate, CommandError> {
+        self.0.permitted(by)?;
+        let id = self.0.target();
+        let not_yours =
+            || DomainError::forbidden(format!("{} {id} is not yours, or does not exist", C::Aggregate::WHAT));
+        let current = match C::Aggregate::load(txn, id, Lock::ForUpdate).await {
+            Err(CommandError::Rejected(DomainError::NotFound(_))) if by.own_customer().is_some() => {
+                return Err(not_yours().into())
+            }
+            loaded => loaded?,
+        };
+        match by.own_customer() {
+            Some(own) if current.owner() != Some(own) => Err(not_yours().into()),
+            _ => Ok(current),
+        }
     }
 
-    fn decide(&self, current: C::Aggregate) -> Result<Decision<C::Aggregate>, CommandError> {
+    fn decide(&self, current: C::Aggregate, _: &Actor) -> Result<Decision<C::Aggregate>, CommandError> {
         let event = self.0.decide(&current)?;
         Decision::after(Some(current), event)
     }
@@ -142,16 +176,16 @@ impl CommandService {
         command: C,
         meta: CommandMeta,
     ) -> Result<Ack, CommandError> {
-        let key = Key::new(meta.command_id.as_deref(), command_type, &command)?;
+        let key = Key::new(meta.command_id.as_deref(), command_type, &command, &meta.actor)?;
         if let Some(ack) = idempotency::replay(&self.db.conn, &key).await? {
             return Ok(ack);
         }
         let started = std::time::Instant::now();
         let attempt = async {
             let uow = self.begin(command_type, &meta).await?;
-            let loaded = command.load(uow.txn()).await?;
+            let loaded = command.load(uow.txn(), &meta.actor).await?;
             idempotency::claim(uow.txn(), &key).await?;
-            let decision = command.decide(loaded)?;
+            let decision = command.decide(loaded, &meta.actor)?;
             match decision.created {
                 Some(_) => decision.state.insert(uow.txn()).await?,
                 None => decision.state.update(uow.txn()).await?,

@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::pipeline::{Changes, Changing, Creates, Creating};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::product::Product;
-use crate::domain::{DomainError, DomainEvent};
+use crate::domain::{Actor, DomainError, DomainEvent};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,6 +26,9 @@ pub struct ChangeProductPrice {
 /// A taken sku is refused by the unique constraint when the row is inserted.
 impl Creates for AddProduct {
     type Aggregate = Product;
+    fn permitted(&self, by: &Actor) -> Result<(), DomainError> {
+        by.require_staff("add products")
+    }
     fn decide(&self, id: Uuid) -> Result<DomainEvent, DomainError> {
         Product::add(id, &self.sku, &self.title, self.price_cents)
     }
@@ -33,6 +36,9 @@ impl Creates for AddProduct {
 
 impl Changes for ChangeProductPrice {
     type Aggregate = Product;
+    fn permitted(&self, by: &Actor) -> Result<(), DomainError> {
+        by.require_staff("change prices")
+    }
     fn target(&self) -> Uuid {
         self.product_id
     }

@@ -100,21 +100,19 @@ async fn load_order(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<O
     })
 }
 
-/// Inserts `row`; a unique violation of `constraint` is the invariant
-/// `taken` describes (checked by the database, one round trip fewer).
-async fn insert_unique<A>(
-    txn: &DatabaseTransaction,
-    row: A,
-    constraint: &str,
-    taken: impl FnOnce() -> String,
-) -> Result<(), CommandError>
+/// Inserts `row`; a unique violation of one of the `taken` constraints is
+/// the invariant its message describes (checked by the database, one round
+/// trip fewer).
+async fn insert_unique<A>(txn: &DatabaseTransaction, row: A, taken: &[(&str, String)]) -> Result<(), CommandError>
 where
     A: sea_orm::ActiveModelTrait + Send,
 {
     match <A::Entity as EntityTrait>::insert(row).exec_without_returning(txn).await {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e, constraint) => Err(DomainError::invariant(taken()).into()),
-        Err(e) => Err(e.into()),
+        Err(e) => match taken.iter().find(|(constraint, _)| is_unique_violation(&e, constraint)) {
+            Some((_, message)) => Err(DomainError::invariant(message.clone()).into()),
+            None => Err(e.into()),
+        },
     }
 }
 
@@ -128,8 +126,11 @@ async fn insert_customer(txn: &DatabaseTransaction, c: &Customer) -> Result<(), 
         created_at: Set(now),
         updated_at: Set(now),
     };
-    insert_unique(txn, row, "customer_email_key", || format!("a customer with email {} is already registered", c.email))
-        .await
+    let taken = [
+        ("customer_email_key", format!("a customer with email {} is already registered", c.email)),
+        ("customer_pkey", format!("customer {} is already registered", c.id)),
+    ];
+    insert_unique(txn, row, &taken).await
 }
 
 /// Writes the new state of an existing aggregate row, guarded by its
@@ -170,7 +171,7 @@ async fn insert_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), Co
         created_at: Set(now),
         updated_at: Set(now),
     };
-    insert_unique(txn, row, "product_sku_key", || format!("a product with sku {} already exists", p.sku)).await
+    insert_unique(txn, row, &[("product_sku_key", format!("a product with sku {} already exists", p.sku))]).await
 }
 
 async fn update_product(txn: &DatabaseTransaction, p: &Product) -> Result<(), CommandError> {
@@ -198,7 +199,7 @@ async fn insert_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), Comman
         placed_at: Set(now),
         updated_at: Set(now),
     };
-    insert_unique(txn, header, "customer_order_pkey", || format!("an order with id {} already exists", o.id)).await?;
+    insert_unique(txn, header, &[("customer_order_pkey", format!("an order with id {} already exists", o.id))]).await?;
     let lines = o.lines.iter().map(|l| order_line::ActiveModel {
         order_id: Set(o.id),
         line_no: Set(l.line_no),
@@ -226,7 +227,7 @@ async fn update_order(txn: &DatabaseTransaction, o: &Order) -> Result<(), Comman
 /// Each aggregate's row, through [`Stored`]: what the command pipeline
 /// loads, inserts and updates.
 macro_rules! stored {
-    ($aggregate:ty, $what:literal, $load:ident, $insert:ident, $update:ident) => {
+    ($aggregate:ty, $what:literal, $owner:expr, $load:ident, $insert:ident, $update:ident) => {
         #[async_trait::async_trait]
         impl Stored for $aggregate {
             const WHAT: &'static str = $what;
@@ -235,6 +236,10 @@ macro_rules! stored {
             }
             fn version(&self) -> i64 {
                 self.version
+            }
+            fn owner(&self) -> Option<Uuid> {
+                let owner: fn(&Self) -> Option<Uuid> = $owner;
+                owner(self)
             }
             fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self> {
                 <$aggregate>::apply(state, event)
@@ -252,6 +257,6 @@ macro_rules! stored {
     };
 }
 
-stored!(Customer, "customer", load_customer, insert_customer, update_customer);
-stored!(Product, "product", load_product, insert_product, update_product);
-stored!(Order, "order", load_order, insert_order, update_order);
+stored!(Customer, "customer", |c| Some(c.id), load_customer, insert_customer, update_customer);
+stored!(Product, "product", |_| None, load_product, insert_product, update_product);
+stored!(Order, "order", |o| Some(o.customer_id), load_order, insert_order, update_order);

@@ -17,6 +17,12 @@ pub enum DomainError {
     /// A stale `expectedVersion`, a lost race, or a reused command id.
     #[error("{0}")]
     Conflict(String),
+    /// No (valid) credentials where they are needed.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl DomainError {
@@ -31,6 +37,12 @@ impl DomainError {
     }
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::Conflict(msg.into())
+    }
+    pub fn unauthenticated(msg: impl Into<String>) -> Self {
+        Self::Unauthenticated(msg.into())
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Self::Forbidden(msg.into())
     }
 
     /// Checks an optional `expectedVersion` against the aggregate's version.

@@ -227,6 +227,19 @@ impl DomainEvent {
         }
     }
 
+    /// The customer the event's stream belongs to: who may see it. `None`
+    /// for the product catalog, which everyone may see.
+    pub fn owner(&self) -> Option<Uuid> {
+        match self {
+            Self::CustomerRegistered(e) => Some(e.customer_id),
+            Self::CustomerRenamed(e) => Some(e.customer_id),
+            Self::ProductAdded(_) | Self::ProductPriceChanged(_) => None,
+            Self::OrderPlaced(e) => Some(e.customer_id),
+            Self::OrderCancelled(e) => Some(e.customer_id),
+            Self::OrderShipped(e) => Some(e.customer_id),
+        }
+    }
+
     pub fn stream(&self) -> (StreamType, Uuid) {
         match self {
             Self::CustomerRegistered(e) => (StreamType::Customer, e.customer_id),
@@ -326,6 +339,9 @@ pub struct RecordedEvent {
     pub stream_id: Uuid,
     pub stream_version: i64,
     pub recorded_at: DateTime<Utc>,
+    /// Who caused it (from the event's metadata; `None` on events written
+    /// before actors were recorded).
+    pub actor: Option<super::Actor>,
     pub event: DomainEvent,
 }
 

@@ -3,6 +3,7 @@
 //! the aggregate's state. The command layer loads an aggregate, asks it to
 //! decide, applies the events and saves the new state with the events in one
 //! transaction.
+pub mod actor;
 pub mod customer;
 pub mod error;
 pub mod event;
@@ -10,5 +11,6 @@ pub mod order;
 pub mod product;
 pub mod validate;
 
+pub use actor::{Actor, Role};
 pub use error::DomainError;
 pub use event::{DomainEvent, StreamType};

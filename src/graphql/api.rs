@@ -16,12 +16,12 @@ use super::TwofoldSchema;
 use crate::query::ReadModel;
 
 /// What a transport knows about the caller of one operation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// The HTTP request id (`x-request-id`), carried into events' metadata.
     pub request_id: String,
-    /// The `Authorization` header value, when sent.
-    pub authorization: Option<String>,
+    /// Who it acts as: the transport authenticated it (see `crate::auth`).
+    pub actor: crate::domain::Actor,
 }
 
 /// Results shared by every field of one request that asks for the same thing.
@@ -74,6 +74,7 @@ impl Api {
         }
         let request = request
             .data(RequestId(caller.request_id.clone()))
+            .data(caller.actor.clone())
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());

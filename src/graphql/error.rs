@@ -14,7 +14,8 @@ pub const CONFLICT: &str = "CONFLICT";
 pub const NOT_VISIBLE_YET: &str = "NOT_VISIBLE_YET";
 /// The write will never become visible without an operator (see `extensions.reason`).
 pub const NOT_PROJECTED: &str = "NOT_PROJECTED";
-pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+/// No valid credentials where they are needed (over HTTP with an invalid token: 401).
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const INTERNAL: &str = "INTERNAL";
 /// The service cannot serve this now (a database is unreachable, or too
@@ -82,6 +83,8 @@ pub fn from_domain(e: DomainError) -> Error {
         DomainError::NotFound(m) => coded(NOT_FOUND, m),
         DomainError::InvariantViolation(m) => coded(INVARIANT_VIOLATION, m),
         DomainError::Conflict(m) => coded(CONFLICT, m),
+        DomainError::Unauthenticated(m) => coded(UNAUTHENTICATED, m),
+        DomainError::Forbidden(m) => coded(FORBIDDEN, m),
     }
 }
 

@@ -8,6 +8,7 @@
 //!
 //! This module never touches the database directly (no `entity`, no
 //! `sea_orm`): it calls [`crate::command`] and [`crate::query`].
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod inputs;

@@ -75,7 +75,9 @@ pub struct OrderLineInput {
 pub struct PlaceOrderInput {
     /// Optional client-chosen order id (a UUID); a duplicate is rejected.
     pub order_id: Option<ID>,
-    pub customer_id: ID,
+    /// Whose order it is. A customer may leave it out (its own) and may
+    /// not name another; staff must give it.
+    pub customer_id: Option<ID>,
     pub lines: Vec<OrderLineInput>,
     /// Where the order comes from (default UNKNOWN).
     pub channel: Option<SalesChannel>,
@@ -100,7 +102,11 @@ pub struct ShipOrderInput {
 }
 
 fn meta(ctx: &Context<'_>, command_id: Option<String>) -> CommandMeta {
-    CommandMeta { command_id, correlation_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()), actor: None }
+    CommandMeta {
+        command_id,
+        correlation_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
+        actor: super::access::actor(ctx),
+    }
 }
 
 fn created(ack: Ack) -> async_graphql::Result<Created> {
@@ -157,27 +163,13 @@ fn dead_letter_id(id: &ID) -> async_graphql::Result<i64> {
     })
 }
 
-pub(crate) fn require_admin(ctx: &Context<'_>) -> async_graphql::Result<crate::admin::Admin> {
-    use crate::admin::AdminAccess;
-    match ctx.data_opt::<AdminAccess>().copied().unwrap_or(AdminAccess::Missing) {
-        AdminAccess::Granted => Ok(ctx.data::<crate::admin::Admin>()?.clone()),
-        AdminAccess::Disabled => Err(super::error::coded(
-            super::error::FORBIDDEN,
-            "admin operations are disabled on this server (no --admin-token)",
-        )),
-        AdminAccess::Missing => Err(super::error::coded(
-            super::error::UNAUTHORIZED,
-            "send the admin token as `Authorization: Bearer <token>`",
-        )),
-        AdminAccess::Denied => Err(super::error::coded(super::error::FORBIDDEN, "the admin token is not valid")),
-    }
-}
-
 pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Registers a customer. Email addresses are unique (case-insensitive).
+    /// A customer token registers itself (the new customer's id is its
+    /// `customer_id`); staff register anyone.
     async fn register_customer(
         &self,
         ctx: &Context<'_>,
@@ -188,7 +180,8 @@ impl MutationRoot {
         created(commands.register_customer(cmd, meta(ctx, input.command_id)).await.map_err(from_command)?)
     }
 
-    /// Renames a customer; every order summary shows the new name.
+    /// Renames a customer; every order summary shows the new name. A
+    /// customer may rename only itself.
     async fn rename_customer(&self, ctx: &Context<'_>, input: RenameCustomerInput) -> async_graphql::Result<Accepted> {
         let commands = ctx.data::<CommandService>()?;
         let cmd = RenameCustomer {
@@ -233,7 +226,7 @@ impl MutationRoot {
         }
         let cmd = PlaceOrder {
             order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,
-            customer_id: uuid("customerId", &input.customer_id)?,
+            customer_id: input.customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?,
             lines: OrderLines::parse(lines).map_err(super::error::from_domain)?,
             channel: input.channel.map_or(crate::domain::event::SalesChannel::Unknown, Into::into),
         };
@@ -253,9 +246,9 @@ impl MutationRoot {
 
     /// Admin: rebuilds a projection by replaying the event log into fresh
     /// tables while the old ones keep serving, then switches atomically.
-    /// Requires `Authorization: Bearer <admin token>`.
+    /// Requires the admin role.
     async fn rebuild_projection(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<RebuildStarted> {
-        let admin = require_admin(ctx)?;
+        let admin = super::access::require_admin(ctx, "rebuild projections")?;
         admin.start_rebuild(&name).map_err(validation)?;
         Ok(RebuildStarted { projection: name, accepted: true })
     }
@@ -263,14 +256,14 @@ impl MutationRoot {
     /// Admin: the projection, stopped at this dead letter (after the cause
     /// was fixed), tries its event again.
     async fn retry_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
-        let admin = require_admin(ctx)?;
+        let admin = super::access::require_admin(ctx, "retry dead letters")?;
         Ok(resolution(admin.retry_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
     }
 
     /// Admin: the projection, stopped at this dead letter, moves past its
     /// event (which then never shows in that view).
     async fn skip_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
-        let admin = require_admin(ctx)?;
+        let admin = super::access::require_admin(ctx, "skip dead letters")?;
         Ok(resolution(admin.skip_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
     }
 

@@ -5,9 +5,10 @@ use async_graphql::connection::{Connection, Edge, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 
+use super::access::{self, Viewer};
 use super::error::{from_query, validation};
 use super::scalars::{uuid, Token};
-use super::types::{Customer, DailySales, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
+use super::types::{Customer, DailySales, Node, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
 use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::catalog::View;
 use crate::query::{page_size, ReadModel};
@@ -77,6 +78,30 @@ fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryErr
 
 #[Object(name = "Query")]
 impl QueryRoot {
+    /// Any order, customer or product by its id (Relay's global object
+    /// identification; ids are UUIDs unique across types). `null` for an
+    /// unknown id, and for one the caller may not see.
+    #[graphql(complexity = "3 * QUERY_COST + child_complexity")]
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let id = uuid("id", &id)?;
+        let reads = ctx.data::<ReadModel>()?;
+        if let Some(product) = reads.products_by_ids(&[id]).await.map_err(from_query)?.pop() {
+            return Ok(Some(Node::Product(Product(product))));
+        }
+        // Beyond the catalog, only what the caller may read (anonymous: nothing).
+        let Ok(scope) = access::scope(ctx) else { return Ok(None) };
+        if let Some(order) = reads.order(id, scope).await.map_err(from_query)? {
+            return Ok(Some(Node::OrderSummary(OrderSummary(order))));
+        }
+        Ok(reads.customer(id, scope).await.map_err(from_query)?.map(|c| Node::Customer(Customer(c))))
+    }
+
+    /// Who this request acts as (from its bearer token; see the README's
+    /// "Identity and access").
+    async fn viewer(&self, ctx: &Context<'_>) -> Viewer {
+        access::actor(ctx).into()
+    }
+
     /// One order by id.
     #[graphql(complexity = "QUERY_COST + child_complexity")]
     async fn order(
@@ -86,11 +111,13 @@ impl QueryRoot {
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<OrderSummary>> {
         let id = uuid("id", &id)?;
+        let scope = access::scope(ctx)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        Ok(reads.order(id).await.map_err(from_query)?.map(OrderSummary))
+        Ok(reads.order(id, scope).await.map_err(from_query)?.map(OrderSummary))
     }
 
-    /// Orders, newest first, optionally by status and/or customer.
+    /// Orders, newest first, optionally by status and/or customer. A
+    /// customer sees only its own.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn orders(
         &self,
@@ -104,11 +131,10 @@ impl QueryRoot {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
         let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
+        let scope = access::scope(ctx)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        let page = reads
-            .orders(status.map(|s| crate::domain::order::OrderStatus::from(s).as_str()), customer_id, first, after)
-            .await
-            .map_err(from_query)?;
+        let status = status.map(|s| crate::domain::order::OrderStatus::from(s).as_str());
+        let page = reads.orders(status, customer_id, first, after, scope).await.map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection
@@ -117,7 +143,7 @@ impl QueryRoot {
         Ok(connection)
     }
 
-    /// One customer's dashboard.
+    /// One customer's dashboard (a customer: only its own).
     #[graphql(complexity = "QUERY_COST + child_complexity")]
     async fn customer(
         &self,
@@ -126,11 +152,12 @@ impl QueryRoot {
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Customer>> {
         let id = uuid("id", &id)?;
+        let scope = access::scope(ctx)?;
         let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
-        Ok(reads.customer(id).await.map_err(from_query)?.map(Customer))
+        Ok(reads.customer(id, scope).await.map_err(from_query)?.map(Customer))
     }
 
-    /// Customers, newest first.
+    /// Customers, newest first (a customer: only itself).
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn customers(
         &self,
@@ -141,8 +168,9 @@ impl QueryRoot {
     ) -> async_graphql::Result<Page<Customer>> {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
+        let scope = access::scope(ctx)?;
         let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
-        let page = reads.customers(first, after).await.map_err(from_query)?;
+        let page = reads.customers(first, after, scope).await.map_err(from_query)?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection
             .edges
@@ -181,7 +209,8 @@ impl QueryRoot {
         Ok(reads.top_products(limit).await.map_err(from_query)?.into_iter().map(Product).collect())
     }
 
-    /// Sales per UTC day from `from` to `to` inclusive (at most 366 days); days without sales are omitted.
+    /// Staff: sales per UTC day from `from` to `to` inclusive (at most 366
+    /// days); days without sales are omitted.
     #[graphql(complexity = "QUERY_COST + 31 * child_complexity")]
     async fn daily_sales(
         &self,
@@ -190,11 +219,13 @@ impl QueryRoot {
         to: NaiveDate,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Vec<DailySales>> {
+        access::require_staff(ctx, "read daily sales")?;
         let reads = consistent(ctx, &[View::DailySales.name()], consistent_with).await?;
         Ok(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect())
     }
 
-    /// An order's timeline, oldest first.
+    /// An order's timeline, oldest first, with who did each step (a
+    /// customer: only its own orders'; another's order has no timeline).
     #[graphql(complexity = "QUERY_COST + 3 * child_complexity")]
     async fn order_activity(
         &self,
@@ -203,8 +234,9 @@ impl QueryRoot {
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Vec<OrderActivity>> {
         let order_id = uuid("orderId", &order_id)?;
+        let scope = access::scope(ctx)?;
         let reads = consistent(ctx, &[View::OrderActivity.name()], consistent_with).await?;
-        Ok(reads.order_activity(order_id).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
+        Ok(reads.order_activity(order_id, scope).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
     }
 
     /// Admin: events projections could not apply, newest first (open ones
@@ -217,7 +249,7 @@ impl QueryRoot {
         #[graphql(default = false)] include_resolved: bool,
         #[graphql(desc = "At most 500 (default 50).")] first: Option<i32>,
     ) -> async_graphql::Result<Vec<super::types::DeadLetter>> {
-        let admin = super::mutation::require_admin(ctx)?;
+        let admin = access::require_admin(ctx, "read dead letters")?;
         let limit = match first {
             None => 50,
             Some(n) if (1..=500).contains(&n) => n as u64,
@@ -230,10 +262,11 @@ impl QueryRoot {
         Ok(rows.into_iter().map(super::types::DeadLetter).collect())
     }
 
-    /// Every projection's checkpoint, status and lag. Read once per request,
-    /// however many times the document asks for it.
+    /// Staff: every projection's checkpoint, status and lag. Read once per
+    /// request, however many times the document asks for it.
     #[graphql(complexity = "PROJECTIONS_COST + 5 * child_complexity")]
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
+        access::require_staff(ctx, "read the projections' status")?;
         let admin = ctx.data::<crate::admin::Admin>()?;
         let read = || async { admin.projections().await.map_err(|e| super::error::internal_error_of(&e)) };
         let states = match ctx.data_opt::<super::api::RequestCache>() {

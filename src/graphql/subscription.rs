@@ -66,6 +66,8 @@ fn known_projections(requested: Option<Vec<String>>) -> async_graphql::Result<Ve
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// One item per committed projection batch matching the filter.
+    /// A customer sees only its own streams and the catalog's: other
+    /// stream ids are left out, and a batch with none left is not sent.
     ///
     /// With `includeCurrent: true`, first one item per named projection
     /// with its current checkpoint (no stream ids, no event types): once
@@ -81,6 +83,9 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ProjectionUpdate>>> {
         let names = known_projections(projections)?;
         let stream_id = stream_id.as_ref().map(|id| uuid("streamId", id)).transpose()?;
+        let actor = super::access::actor(ctx);
+        actor.require_signed_in().map_err(super::error::from_domain)?;
+        let customer = actor.own_customer();
         let notices = ctx.data::<Notices>()?;
         // Subscribed before the current checkpoints are read: nothing
         // committed after them can be missed.
@@ -109,10 +114,24 @@ impl SubscriptionRoot {
             loop {
                 match receiver.recv().await {
                     Ok(u) if names.contains(&u.projection) && stream_id.is_none_or(|id| u.may_touch(&id)) => {
+                        let stream_ids = match customer {
+                            None => u.stream_ids.clone(),
+                            Some(own) => {
+                                let visible = u.visible_to(own);
+                                // Nothing of its own in a complete batch: not sent
+                                // at all. An incomplete one may hold the stream it
+                                // asked for: sent, with no ids it may not see.
+                                let keep = !visible.is_empty() || (!u.complete && stream_id.is_some());
+                                if !keep || u.rebuild_percent.is_some() {
+                                    continue;
+                                }
+                                visible
+                            }
+                        };
                         yield Ok(ProjectionUpdate {
                             projection: u.projection,
                             token: Token(u.token),
-                            stream_ids: u.stream_ids.into_iter().map(|id| ID(id.to_string())).collect(),
+                            stream_ids: stream_ids.into_iter().map(|id| ID(id.to_string())).collect(),
                             event_types: u.event_types,
                             rebuild_percent: u.rebuild_percent,
                         });

@@ -42,6 +42,14 @@ fn stored<T>(what: &str, value: &str, parsed: Option<T>) -> async_graphql::Resul
     })
 }
 
+/// Who did something, as recorded in the event log.
+#[derive(SimpleObject)]
+pub struct Actor {
+    /// The token's `sub` (`open` in development mode; `twofold …` for operator commands).
+    pub sub: String,
+    pub role: super::access::ViewerRole,
+}
+
 /// An order, as the `order_summary` view shows it.
 pub struct OrderSummary(pub OrderSummaryRow);
 
@@ -93,6 +101,18 @@ pub fn line_product_ids(lines: &str) -> Result<Vec<uuid::Uuid>, serde_json::Erro
         product_id: uuid::Uuid,
     }
     Ok(serde_json::from_str::<Vec<Id>>(lines)?.into_iter().map(|i| i.product_id).collect())
+}
+
+/// Global object identification (Relay). Every id is a UUID that names
+/// exactly one stream of the event log, whatever its type (an id taken by
+/// a customer cannot be reused for an order), so the `id` each type already
+/// has is its global id: stable, and the same one commands take.
+#[derive(async_graphql::Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "A UUID, unique across every type: pass it to `node(id:)`."))]
+pub enum Node {
+    OrderSummary(OrderSummary),
+    Customer(Customer),
+    Product(Product),
 }
 
 fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
@@ -289,6 +309,12 @@ impl OrderActivity {
     }
     async fn description(&self) -> &str {
         &self.0.description
+    }
+    /// Who did this step (`null` for steps recorded before actors were).
+    async fn actor(&self) -> Option<Actor> {
+        let sub = self.0.actor_sub.clone()?;
+        let role = crate::domain::Role::parse(self.0.actor_role.as_deref()?)?;
+        Some(Actor { sub, role: role.into() })
     }
     async fn occurred_at(&self) -> DateTime<Utc> {
         self.0.occurred_at

@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::admin::{Admin, Horizon};
+use crate::auth::{Authenticator, InvalidToken};
 use crate::catalog::Status;
 use crate::graphql::api::{Api, Caller};
 use crate::graphql::error::{self, UNAVAILABLE, VALIDATION};
@@ -69,6 +70,8 @@ impl Default for HttpLimits {
 pub struct Endpoints {
     pub api: Api,
     pub admin: Admin,
+    /// Verifies bearer tokens (open development mode when it has no keys).
+    pub auth: Authenticator,
     pub limits: HttpLimits,
 }
 
@@ -76,6 +79,7 @@ pub struct Endpoints {
 struct AppState {
     api: Api,
     admin: Admin,
+    auth: Authenticator,
     limits: HttpLimits,
     ws_connections: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
@@ -86,8 +90,8 @@ struct AppState {
 
 impl AppState {
     fn new(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Self {
-        let Endpoints { api, admin, limits } = endpoints;
-        Self { api, admin, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
+        let Endpoints { api, admin, auth, limits } = endpoints;
+        Self { api, admin, auth, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
     }
 }
 
@@ -170,7 +174,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let status = if troubled.is_empty() && ready.horizon != Horizon::Global { "ready" } else { "degraded" };
     let stopped: Vec<&serde_json::Value> =
         troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon });
+    // `open`: no keys configured, every request acts as staff (development only).
+    let auth = if state.auth.is_open() { "open" } else { "jwt" };
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon, "auth": auth });
     Json(body).into_response()
 }
 
@@ -187,7 +193,13 @@ async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upg
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
             .into_response();
     };
-    let caller = caller_of(&parts.headers);
+    // The token may come with the upgrade request or in `connection_init`:
+    // the connection authenticates when it is initialised (see `ws`).
+    let credentials = ws::Credentials {
+        auth: state.auth.clone(),
+        request_id: request_id_of(&parts.headers),
+        upgrade_authorization: parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?").to_owned()),
+    };
     let (api, limits, shutdown, connections) =
         (state.api.clone(), state.limits.ws, state.shutdown.clone(), state.connections.clone());
     upgrade
@@ -201,15 +213,42 @@ async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upg
                 .and_then(|p| p.to_str().ok())
                 .and_then(|p| p.parse::<WebSocketProtocols>().ok())
                 .unwrap_or(WebSocketProtocols::GraphQLWS);
-            connections.track_future(ws::serve(socket, api, caller, protocol, limits, shutdown, permit))
+            connections.track_future(ws::serve(socket, api, credentials, protocol, limits, shutdown, permit))
         })
 }
 
-fn caller_of(headers: &HeaderMap) -> Caller {
-    Caller {
-        request_id: headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
-        authorization: headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
+fn request_id_of(headers: &HeaderMap) -> String {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// The caller of an HTTP request, or the 401 for credentials that do not
+/// verify (a missing token is not an error here: it is anonymous).
+fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+    // A header that is not text is refused like a bad token, never ignored.
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?"));
+    match state.auth.authenticate(authorization) {
+        Ok(authenticated) => Ok(Caller { request_id: request_id_of(headers), actor: authenticated.actor }),
+        Err(invalid) => Err(Box::new(unauthenticated(headers, &invalid))),
     }
+}
+
+/// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3)
+/// and the reason as a GraphQL error (`UNAUTHENTICATED`).
+fn unauthenticated(headers: &HeaderMap, invalid: &InvalidToken) -> Response {
+    let description: String = invalid.0.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+    let body = json!({ "errors": [{ "message": invalid.0, "extensions": { "code": error::UNAUTHENTICATED } }] });
+    let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
+    let mut reply = (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        reply.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    reply
 }
 
 async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {
@@ -218,6 +257,11 @@ async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response
         Ok(upgrade) => websocket(&state, &mut parts, upgrade).await,
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// A browser's navigation (it lists `text/html` in `Accept`).
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"))
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
@@ -243,6 +287,17 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
     }
     let headers = parts.headers;
     let query = parts.uri.query().unwrap_or("");
+    if !query.split('&').any(|pair| pair == "query" || pair.starts_with("query=")) {
+        // A browser navigating here gets the playground; a client, a clear message.
+        if accepts_html(&headers) {
+            return pages::graphiql(headers).await;
+        }
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            &headers,
+            "GET /graphql needs a `query` parameter, e.g. /graphql?query={viewer{role}}; POST JSON to /graphql for everything else; GraphiQL is at /",
+        );
+    }
     let request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
         Err(e) => {
@@ -314,12 +369,14 @@ fn is_json_media_type(content_type: &str) -> bool {
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    let caller = caller_of(headers);
-    let admin = state.admin.access(caller.authorization.as_deref());
+    let caller = match caller_of(state, headers) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
+    };
     let span = tracing::info_span!("graphql", request_id = %caller.request_id);
     tracing::debug!(parent: &span, operation = request.operation_name.as_deref().unwrap_or(""), "executing a GraphQL request");
     let (request, progress) = state.api.prepare(request, &caller, true);
-    let request = request.data(admin).data(state.admin.clone());
+    let request = request.data(state.admin.clone());
     let execution = tracing::Instrument::instrument(state.api.schema.execute(request), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
         Ok(response) => response,
@@ -346,7 +403,14 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         StatusCode::OK
     };
     let content_type = if graphql_response { GRAPHQL_RESPONSE } else { "application/json" };
-    let body = match serde_json::to_vec(&response) {
+    // A request error (nothing executed) has no `data` entry at all
+    // (GraphQL spec, "Response Format"; GraphQL over HTTP).
+    let encoded = if !progress.validated() && !response.errors.is_empty() {
+        serde_json::to_vec(&json!({ "errors": response.errors }))
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let body = match encoded {
         Ok(b) => b,
         Err(e) => serde_json::to_vec(&json!({ "errors": [error::internal_error(&e)] })).unwrap_or_default(),
     };

@@ -88,10 +88,31 @@ fn index() -> &'static HashMap<&'static str, Entry> {
 
 /// `/`, `/board` and `/assets/…`, for any router state.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(graphiql)).route("/board", get(board)).route("/assets/{*path}", get(asset))
+    Router::new()
+        .route("/", get(graphiql).post(not_here).put(not_here).patch(not_here).delete(not_here))
+        .route("/board", get(board))
+        .route("/assets/{*path}", get(asset))
 }
 
-async fn graphiql(headers: HeaderMap) -> Response {
+/// A GraphQL client pointed at `/` by mistake: say where the API is,
+/// rather than an empty 405.
+async fn not_here() -> Response {
+    let body = serde_json::json!({ "errors": [{
+        "message": "this is the GraphiQL page; send GraphQL requests to POST /graphql (queries may also use GET /graphql?query=…)",
+        "extensions": { "code": "VALIDATION" }
+    }] });
+    let mut response = (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// The GraphiQL page (also for a browser that navigates to `/graphql`).
+pub async fn graphiql(headers: HeaderMap) -> Response {
     static ETAG: OnceLock<String> = OnceLock::new();
     page(&headers, GRAPHIQL_HTML, ETAG.get_or_init(|| etag(GRAPHIQL_HTML.as_bytes())))
 }

@@ -31,6 +31,9 @@
 //! | malformed JSON or unknown message type      | close 4400                      | close 4400                 |
 //! | `subscribe`/`start` before `connection_init`| close 4401 Unauthorized         | close 4401                 |
 //! | no `connection_init` within 10 s            | close 4408                      | close 4408                 |
+//! | a bad or expired token in `connection_init` | close 4403 Forbidden            | close 4403                 |
+//! | the token's `exp` passes                    | close 4403 Forbidden            | close 4403                 |
+//! | `ping` refresh with another `sub` or role   | close 4403 Forbidden            | (no client ping)           |
 //! | second `connection_init`                    | close 4429                      | close 4429                 |
 //! | an id already in use                        | close 4409 Subscriber for … exists | close 4409              |
 //! | a document that fails to parse or validate  | `error` (an array of errors)    | `error`                    |
@@ -44,6 +47,16 @@
 //! | too many connections                        | HTTP 503 before the upgrade     | same                       |
 //!
 //! Keep-alive: `ping` (graphql-transport-ws) or `ka` (legacy) every 15 s.
+//!
+//! Credentials: the `authorization` value of the `connection_init` payload
+//! (any letter case: GraphiQL sends its headers there as `Authorization`),
+//! else the upgrade request's `Authorization` header. The connection acts
+//! as that actor until the token's `exp`, when it is closed with 4403. A
+//! client extends it without dropping its subscriptions by sending
+//! `{"type":"ping","payload":{"authorization":"Bearer <new token>"}}`: the
+//! new token must verify and carry the same `sub` and role (else 4403); the
+//! `pong` says until when the connection now lives (`expiresAt`, Unix
+//! seconds). No other GraphQL server we know of offers this.
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +70,17 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticated, Authenticator};
 use crate::graphql::api::{Api, Caller};
+
+/// What a connection authenticates with once the client initialises it.
+#[derive(Clone)]
+pub struct Credentials {
+    pub auth: Authenticator,
+    pub request_id: String,
+    /// The upgrade request's `Authorization` header, if any.
+    pub upgrade_authorization: Option<String>,
+}
 
 /// WebSocket limits.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +116,7 @@ pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_FORBIDDEN: u16 = 4403;
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 pub const CLOSE_DUPLICATE_ID: u16 = 4409;
 pub const CLOSE_TOO_MANY_INITS: u16 = 4429;
@@ -113,7 +137,11 @@ struct Close(u16, String);
 struct Connection {
     protocol: WebSocketProtocols,
     api: Api,
-    caller: Caller,
+    credentials: Credentials,
+    /// Set by `connection_init`: who the operations act as.
+    caller: Option<Caller>,
+    /// When the connection's token expires (Unix seconds).
+    expires_at: Option<u64>,
     limits: WsLimits,
     initialized: bool,
     /// Running operations by id, with the generation that tells a reused id apart.
@@ -139,6 +167,12 @@ impl Connection {
                 if self.initialized {
                     return Err(Close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests".into()));
                 }
+                let payload = message.remove("payload").unwrap_or(Value::Null);
+                let authorization = authorization_in(&payload).or(self.credentials.upgrade_authorization.clone());
+                let authenticated = self.authenticate(authorization.as_deref())?;
+                self.expires_at = authenticated.expires_at;
+                self.caller =
+                    Some(Caller { request_id: self.credentials.request_id.clone(), actor: authenticated.actor });
                 self.initialized = true;
                 let mut replies = vec![json!({ "type": "connection_ack" }).to_string()];
                 if self.legacy() {
@@ -147,9 +181,9 @@ impl Connection {
                 Ok(replies)
             }
             "subscribe" | "start" => {
-                if !self.initialized {
+                let Some(caller) = self.caller.clone().filter(|_| self.initialized) else {
                     return Err(Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
-                }
+                };
                 let Some(id) = id.filter(|id| !id.is_empty()) else {
                     return Err(Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs an id".into()));
                 };
@@ -179,7 +213,7 @@ impl Connection {
                 self.generation += 1;
                 let task = tokio::spawn(run_operation(
                     self.api.clone(),
-                    self.caller.clone(),
+                    caller,
                     request,
                     id.clone(),
                     self.generation,
@@ -205,9 +239,17 @@ impl Connection {
                 }
             }
             "ping" if !self.legacy() => {
+                let payload = message.remove("payload").filter(|p| !p.is_null());
                 let mut pong = json!({ "type": "pong" });
-                if let Some(payload) = message.remove("payload").filter(|p| !p.is_null()) {
-                    pong["payload"] = payload;
+                match payload.as_ref().and_then(authorization_in) {
+                    Some(authorization) if self.initialized => {
+                        pong["payload"] = json!({ "expiresAt": self.refresh(&authorization)? });
+                    }
+                    _ => {
+                        if let Some(payload) = payload {
+                            pong["payload"] = payload;
+                        }
+                    }
                 }
                 Ok(vec![pong.to_string()])
             }
@@ -218,6 +260,29 @@ impl Connection {
                 format!("Invalid message received: unknown type '{}'", truncate(other, 40)),
             )),
         }
+    }
+
+    /// The actor of `authorization`, or 4403 with the reason.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<Authenticated, Close> {
+        self.credentials
+            .auth
+            .authenticate(authorization)
+            .map_err(|invalid| Close(CLOSE_FORBIDDEN, format!("Forbidden: {invalid}")))
+    }
+
+    /// Extends the connection with a new token for the same actor; returns
+    /// its new expiry (Unix seconds; `null`: none).
+    fn refresh(&mut self, authorization: &str) -> Result<Option<u64>, Close> {
+        let renewed = self.authenticate(Some(authorization))?;
+        let Some(caller) = self.caller.as_mut() else {
+            return Err(Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
+        };
+        if renewed.actor.sub != caller.actor.sub || renewed.actor.role != caller.actor.role {
+            return Err(Close(CLOSE_FORBIDDEN, "Forbidden: a refreshed token must have the same sub and role".into()));
+        }
+        caller.actor = renewed.actor;
+        self.expires_at = renewed.expires_at;
+        Ok(self.expires_at)
     }
 
     fn ended(&mut self, id: String, generation: u64) {
@@ -233,6 +298,24 @@ impl Drop for Connection {
             task.abort();
         }
     }
+}
+
+/// The `authorization` value of a `connection_init` or `ping` payload, in
+/// any letter case (GraphiQL sends `Authorization`).
+fn authorization_in(payload: &Value) -> Option<String> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// How long until `expires_at` (Unix seconds); zero if it has passed.
+fn until(expires_at: u64) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(expires_at).saturating_sub(now)
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -381,7 +464,7 @@ impl SubscriptionGauge {
 pub async fn serve(
     socket: WebSocket,
     api: Api,
-    caller: Caller,
+    credentials: Credentials,
     protocol: WebSocketProtocols,
     limits: WsLimits,
     shutdown: CancellationToken,
@@ -393,7 +476,9 @@ pub async fn serve(
     let mut conn = Connection {
         protocol,
         api,
-        caller,
+        credentials,
+        caller: None,
+        expires_at: None,
         limits,
         initialized: false,
         operations: HashMap::new(),
@@ -442,6 +527,10 @@ pub async fn serve(
                 Outgoing::Ended { id, generation } => conn.ended(id, generation),
             },
             _ = &mut init_deadline, if !conn.initialized => break Close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout".into()),
+            // Re-armed on every turn: a refresh moves the deadline.
+            _ = tokio::time::sleep(conn.expires_at.map_or(Duration::MAX, until)), if conn.expires_at.is_some() => {
+                break Close(CLOSE_FORBIDDEN, "Forbidden: the token has expired; reconnect with a new one".into());
+            }
             _ = keepalive_timer.tick(), if conn.initialized => {
                 if let Err(e) = send(&mut sink, keepalive(protocol), limits.send_timeout).await {
                     break e;

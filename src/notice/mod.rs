@@ -18,6 +18,10 @@ pub struct ProjectionUpdated {
     /// The projection's checkpoint after the batch.
     pub token: LogPosition,
     pub stream_ids: Vec<Uuid>,
+    /// The customer each of `stream_ids` belongs to, in the same order
+    /// (`None`: a catalog stream everyone may see). Empty when unknown (an
+    /// older instance's notice): then no stream is shown to a customer.
+    pub owners: Vec<Option<Uuid>>,
     pub event_types: Vec<String>,
     /// False when `stream_ids` is unknown or cut short (a notice relayed
     /// from another instance with a large batch, or synthesized by the
@@ -31,6 +35,16 @@ impl ProjectionUpdated {
     /// Whether this notice may concern `stream_id`.
     pub fn may_touch(&self, stream_id: &Uuid) -> bool {
         !self.complete || self.stream_ids.contains(stream_id)
+    }
+
+    /// The stream ids `customer` may see: its own and the catalog's.
+    pub fn visible_to(&self, customer: Uuid) -> Vec<Uuid> {
+        self.stream_ids
+            .iter()
+            .zip(&self.owners)
+            .filter(|(_, owner)| owner.is_none_or(|o| o == customer))
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -90,6 +104,7 @@ impl Notices {
             projection: projection.to_owned(),
             token: self.known(projection),
             stream_ids: Vec::new(),
+            owners: Vec::new(),
             event_types: Vec::new(),
             complete: false,
             rebuild_percent: Some(percent),
@@ -158,6 +173,7 @@ mod tests {
             projection: "order_summary".into(),
             token,
             stream_ids: vec![stream],
+            owners: vec![None],
             event_types: vec!["OrderPlaced".into()],
             complete: true,
             rebuild_percent: None,

@@ -34,8 +34,9 @@ pub const PROJECTION_CHANNEL: &str = "twofold_projection";
 pub const LEADERSHIP_CHANNEL: &str = "twofold_leadership";
 /// A projection stopped or dead-lettered an event (payload: its name).
 pub const STATUS_CHANNEL: &str = "twofold_status";
-/// Stream ids carried in one notification at most (the rest: `complete: false`).
-const MAX_STREAM_IDS: usize = 100;
+/// Stream ids (with their owners) carried in one notification at most (the
+/// rest: `complete: false`); 50 of each keep it well under NOTIFY's 8000 bytes.
+const MAX_STREAM_IDS: usize = 50;
 
 /// The wire form of a projection notice.
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +46,9 @@ pub struct ProjectionNotice {
     pub p: String,
     pub t: String,
     pub s: Vec<Uuid>,
+    /// The owner of each of `s` (absent from an older release's notice).
+    #[serde(default)]
+    pub o: Vec<Option<Uuid>>,
     pub e: Vec<String>,
     pub c: bool,
 }
@@ -57,6 +61,7 @@ impl ProjectionNotice {
             p: update.projection.clone(),
             t: update.token.to_string(),
             s: update.stream_ids.iter().take(MAX_STREAM_IDS).copied().collect(),
+            o: update.owners.iter().take(MAX_STREAM_IDS).copied().collect(),
             e: update.event_types.iter().take(20).cloned().collect(),
             c: complete,
         };
@@ -224,6 +229,7 @@ fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sen
                 projection: notice.p,
                 token,
                 stream_ids: notice.s,
+                owners: notice.o,
                 event_types: notice.e,
                 complete: notice.c,
                 rebuild_percent: None,
@@ -253,6 +259,7 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
                     projection: row.name,
                     token,
                     stream_ids: Vec::new(),
+                    owners: Vec::new(),
                     event_types: Vec::new(),
                     complete: false,
                     rebuild_percent: None,

@@ -70,10 +70,24 @@ impl Projection for OrderActivity {
                     e.event.event_type().into(),
                     description.into(),
                     e.recorded_at.into(),
+                    e.event.owner().into(),
+                    e.actor.as_ref().map(|a| a.sub.clone()).into(),
+                    e.actor.as_ref().map(|a| a.role.as_str().to_owned()).into(),
                 ])
             })
             .collect();
-        let columns = ["position", "tx_id", "order_id", "stream_version", "event_type", "description", "occurred_at"];
+        let columns = [
+            "position",
+            "tx_id",
+            "order_id",
+            "stream_version",
+            "event_type",
+            "description",
+            "occurred_at",
+            "customer_id",
+            "actor_sub",
+            "actor_role",
+        ];
         insert_rows(txn, "order_activity", &columns, rows, "ON CONFLICT (position) DO NOTHING", ROWS_PER_STATEMENT)
             .await?;
         Ok(())

@@ -183,8 +183,9 @@ pub async fn horizon_probe(db: &impl ConnectionTrait) -> Result<Option<HorizonPr
 }
 
 /// What a reader needs of an event row: the payload as JSON text (decoded
-/// straight into the typed event), no metadata.
-const COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_type, event_version, CAST(payload AS TEXT) AS payload, recorded_at";
+/// straight into the typed event) and, of the metadata, only the actor.
+/// (`->` is JSON access on both backends: SQLite ≥ 3.38 and PostgreSQL.)
+const COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_type, event_version, CAST(payload AS TEXT) AS payload, recorded_at, CAST(metadata -> 'actor' AS TEXT) AS actor";
 
 #[derive(Debug, FromQueryResult)]
 struct LogRow {
@@ -196,6 +197,8 @@ struct LogRow {
     event_version: i32,
     payload: String,
     recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The metadata's actor as JSON text (`null` or absent on older events).
+    actor: Option<String>,
 }
 
 /// Reads up to `limit` committed events after `after`, in checkpoint order.
@@ -297,6 +300,10 @@ fn decode_row(row: LogRow, upcaster: Option<&Upcaster>) -> ReadEvent {
             stream_id: row.stream_id,
             stream_version: row.stream_version,
             recorded_at: row.recorded_at,
+            // Audit data, not the event: an actor this release cannot read
+            // (a foreign writer's) is shown as unknown rather than poisoning
+            // every projection.
+            actor: row.actor.as_deref().and_then(|a| serde_json::from_str(a).ok()),
             event,
         }),
         Err(e) => Err(Undecodable {

@@ -417,6 +417,7 @@ async fn switch(
                 projection: (*name).to_owned(),
                 token: from,
                 stream_ids: Vec::new(),
+                owners: Vec::new(),
                 event_types: Vec::new(),
                 complete: false,
                 rebuild_percent: None,

@@ -425,12 +425,14 @@ impl Projector {
     }
 
     fn update(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
-        let stream_ids: BTreeSet<uuid::Uuid> = events.iter().map(|e| e.stream_id).collect();
+        let streams: std::collections::BTreeMap<uuid::Uuid, Option<uuid::Uuid>> =
+            events.iter().map(|e| (e.stream_id, e.event.owner())).collect();
         let event_types: BTreeSet<&str> = events.iter().map(|e| e.event.event_type()).collect();
         ProjectionUpdated {
             projection: self.name().to_owned(),
             token: to,
-            stream_ids: stream_ids.into_iter().collect(),
+            stream_ids: streams.keys().copied().collect(),
+            owners: streams.values().copied().collect(),
             event_types: event_types.into_iter().map(str::to_owned).collect(),
             complete: true,
             rebuild_percent: None,

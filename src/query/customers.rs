@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use entity::read::customer_view;
 
-use super::{CustomerRow, QueryError, ReadModel};
+use super::{CustomerRow, QueryError, ReadModel, Scope};
 
 pub struct CustomerPage {
     pub rows: Vec<CustomerRow>,
@@ -12,13 +12,21 @@ pub struct CustomerPage {
 }
 
 impl ReadModel {
-    pub async fn customer(&self, id: Uuid) -> Result<Option<CustomerRow>, QueryError> {
-        Ok(customer_view::Entity::find_by_id(id).one(self.conn()).await?)
+    /// One customer's dashboard, if it exists and is in `scope`.
+    pub async fn customer(&self, id: Uuid, scope: Scope) -> Result<Option<CustomerRow>, QueryError> {
+        let mut select = customer_view::Entity::find_by_id(id);
+        if let Scope::Customer(own) = scope {
+            select = select.filter(customer_view::Column::CustomerId.eq(own));
+        }
+        Ok(select.one(self.conn()).await?)
     }
 
-    /// Customers, newest registration first, after the cursor (a registered_position).
-    pub async fn customers(&self, first: u64, after: Option<i64>) -> Result<CustomerPage, QueryError> {
+    /// Customers in `scope`, newest registration first, after the cursor (a registered_position).
+    pub async fn customers(&self, first: u64, after: Option<i64>, scope: Scope) -> Result<CustomerPage, QueryError> {
         let mut select = customer_view::Entity::find();
+        if let Scope::Customer(own) = scope {
+            select = select.filter(customer_view::Column::CustomerId.eq(own));
+        }
         if let Some(after) = after {
             select = select.filter(customer_view::Column::RegisteredPosition.lt(after));
         }

@@ -23,6 +23,27 @@ pub use entity::read::order_activity::Model as ActivityRow;
 pub use entity::read::order_summary::Model as OrderSummaryRow;
 pub use entity::read::product_catalog::Model as ProductRow;
 
+/// Whose rows a read may return. Applied in the SQL of every read of
+/// customer data (a `customer_id` filter), not by field guards: a row
+/// outside the scope never leaves the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Staff and admin.
+    Everyone,
+    /// A customer: only its own records and orders.
+    Customer(uuid::Uuid),
+}
+
+impl Scope {
+    /// Whether rows of `customer_id` are in scope.
+    pub fn includes(self, customer_id: uuid::Uuid) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::Customer(own) => own == customer_id,
+        }
+    }
+}
+
 /// Largest page a list query returns; larger requests are a `VALIDATION` error.
 pub const MAX_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_PAGE_SIZE: u64 = 20;

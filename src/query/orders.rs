@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use entity::read::{order_activity, order_summary};
 
-use super::{ActivityRow, OrderSummaryRow, QueryError, ReadModel};
+use super::{ActivityRow, OrderSummaryRow, QueryError, ReadModel, Scope};
 
 /// A page of orders, newest first, plus whether more follow.
 pub struct OrderPage {
@@ -13,8 +13,14 @@ pub struct OrderPage {
 }
 
 impl ReadModel {
-    pub async fn order(&self, id: Uuid) -> Result<Option<OrderSummaryRow>, QueryError> {
-        Ok(order_summary::Entity::find_by_id(id).one(self.conn()).await?)
+    /// One order, if it exists and is in `scope` (another customer's
+    /// order reads as absent, exactly like a missing one).
+    pub async fn order(&self, id: Uuid, scope: Scope) -> Result<Option<OrderSummaryRow>, QueryError> {
+        let mut select = order_summary::Entity::find_by_id(id);
+        if let Scope::Customer(own) = scope {
+            select = select.filter(order_summary::Column::CustomerId.eq(own));
+        }
+        Ok(select.one(self.conn()).await?)
     }
 
     /// Orders newest first (by the log position of `OrderPlaced`), filtered
@@ -25,8 +31,12 @@ impl ReadModel {
         customer_id: Option<Uuid>,
         first: u64,
         after: Option<i64>,
+        scope: Scope,
     ) -> Result<OrderPage, QueryError> {
         let mut select = order_summary::Entity::find();
+        if let Scope::Customer(own) = scope {
+            select = select.filter(order_summary::Column::CustomerId.eq(own));
+        }
         if let Some(status) = status {
             select = select.filter(order_summary::Column::Status.eq(status));
         }
@@ -43,9 +53,12 @@ impl ReadModel {
         Ok(OrderPage { rows, has_next })
     }
 
-    pub async fn order_activity(&self, order_id: Uuid) -> Result<Vec<ActivityRow>, QueryError> {
-        Ok(order_activity::Entity::find()
-            .filter(order_activity::Column::OrderId.eq(order_id))
+    pub async fn order_activity(&self, order_id: Uuid, scope: Scope) -> Result<Vec<ActivityRow>, QueryError> {
+        let mut select = order_activity::Entity::find().filter(order_activity::Column::OrderId.eq(order_id));
+        if let Scope::Customer(own) = scope {
+            select = select.filter(order_activity::Column::CustomerId.eq(own));
+        }
+        Ok(select
             .order_by_asc(order_activity::Column::StreamVersion)
             .order_by_asc(order_activity::Column::Position)
             .all(self.conn())

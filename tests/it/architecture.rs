@@ -20,13 +20,14 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("metrics", &["catalog"][..]),
         ("db", &["metrics"][..]),
         ("inline", &["domain"][..]),
+        ("auth", &["domain"][..]),
         ("notice", &["token", "db", "catalog"][..]),
         ("command", &["domain", "token", "db", "notice", "inline", "metrics"][..]),
         ("projection", &["domain", "token", "db", "notice", "inline", "catalog", "metrics"][..]),
         ("query", &["domain", "token", "db", "notice", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
         ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics"][..]),
-        ("http", &["graphql", "admin", "catalog", "metrics"][..]),
+        ("http", &["graphql", "admin", "auth", "catalog", "metrics"][..]),
         (
             "app",
             &[
@@ -42,6 +43,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "projection",
                 "query",
                 "admin",
+                "auth",
                 "graphql",
                 "http",
             ][..],
@@ -59,6 +61,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "command",
                 "projection",
                 "admin",
+                "auth",
                 "graphql",
             ][..],
         ),
@@ -78,6 +81,7 @@ fn forbidden_external(layer: &str) -> &'static [&'static str] {
         "graphql" => &["entity", "sea_orm", "sqlx", "axum"],
         "http" => &["entity", "sea_orm", "sqlx"],
         "config" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql"],
+        "auth" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql", "tokio"],
         _ => &[],
     }
 }

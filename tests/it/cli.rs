@@ -114,12 +114,13 @@ fn help_never_prints_secrets_from_the_environment() {
         .env("DATABASE_URL", "postgres://app:hunter2@db.internal/twofold")
         .env("READ_DATABASE_URL", "postgres://app:hunter3@replica/twofold")
         .env("TWOFOLD_ADMIN_TOKEN", "s3cret-token")
+        .env("TWOFOLD_JWT_SECRET", "jwt-s3cret-jwt-s3cret-jwt-s3cret!!")
         .output()
         .expect("run twofold");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--database-url"), "{help}");
-    for secret in ["hunter2", "hunter3", "s3cret-token"] {
+    for secret in ["hunter2", "hunter3", "s3cret-token", "jwt-s3cret"] {
         assert!(!help.contains(secret), "--help printed {secret}");
     }
 }
@@ -173,4 +174,34 @@ async fn dead_letters_are_listed_retried_and_skipped_from_the_command_line() {
     let all = twofold(&["dead-letters", "list", "--all", "--database-url", &url]);
     assert!(String::from_utf8_lossy(&all.stdout).contains("skipped"));
     app.stop().await;
+}
+
+#[test]
+fn token_mints_a_token_the_server_accepts_and_refuses_a_customer_without_an_id() {
+    let secret = "cli-test-secret-cli-test-secret-32b";
+    let id = uuid::Uuid::new_v4();
+    let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["token", "--role", "customer", "--customer-id", &id.to_string(), "--ttl", "5m"])
+        .env("TWOFOLD_JWT_SECRET", secret)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run twofold");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let settings = twofold::auth::AuthSettings { jwt_secret: Some(secret.into()), ..Default::default() };
+    let auth = twofold::auth::Authenticator::from_settings(&settings).expect("keys");
+    let actor = auth.authenticate(Some(&format!("Bearer {token}"))).expect("a valid token").actor;
+    assert_eq!(actor, twofold::domain::Actor::customer(id.to_string(), id));
+    let refused = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["token", "--role", "customer"])
+        .env("TWOFOLD_JWT_SECRET", secret)
+        .output()
+        .expect("run twofold");
+    assert!(one_error_line(&refused).contains("--customer-id"));
+    let no_secret = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["token", "--role", "staff"])
+        .env_remove("TWOFOLD_JWT_SECRET")
+        .output()
+        .expect("run twofold");
+    assert!(one_error_line(&no_secret).contains("TWOFOLD_JWT_SECRET"));
 }

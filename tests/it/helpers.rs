@@ -139,6 +139,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: DatabaseConnection,
     pub backend: Backend,
+    /// Sent as `Authorization` by [`TestApp::gql`] (an app with keys needs one).
+    pub authorization: Option<String>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
     pub database: TestDatabase,
@@ -181,6 +183,7 @@ impl TestApp {
             settings,
             db,
             backend: database.backend,
+            authorization: None,
             shutdown,
             server: Some(server),
             database,
@@ -205,13 +208,12 @@ impl TestApp {
 
     /// POSTs a GraphQL request and returns the JSON response.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/graphql", self.base))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("request sent");
+        let mut request = self.client.post(format!("{}/graphql", self.base));
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response =
+            request.json(&json!({ "query": query, "variables": variables })).send().await.expect("request sent");
         assert!(response.status().is_success(), "HTTP {}", response.status());
         response.json().await.expect("JSON response")
     }

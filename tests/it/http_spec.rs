@@ -143,3 +143,84 @@ async fn the_request_id_is_recorded_in_event_metadata() {
     assert_eq!(count, 1);
     app.stop().await;
 }
+
+/// What frontends trip over: a request error has no `data` key; GET
+/// /graphql without a query explains itself (and shows the playground to a
+/// browser); POST / points at /graphql.
+#[tokio::test]
+async fn request_errors_have_no_data_and_wrong_doors_point_to_the_right_one() {
+    let app = app().await;
+    for accept in ["application/graphql-response+json", "application/json"] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("accept", accept)
+            .json(&json!({ "query": "{ nope }" }))
+            .send()
+            .await
+            .expect("send");
+        let body: Value = response.json().await.expect("json");
+        assert!(body.get("data").is_none(), "{accept}: {body}");
+        assert_eq!(code(&body), "VALIDATION");
+    }
+    // An execution error keeps its `data`.
+    let executed = app.gql("{ order(id: \"not-a-uuid\") { id } }", json!({})).await;
+    assert!(executed.get("data").is_some(), "{executed}");
+
+    let bare = app.client.get(format!("{}/graphql", app.base)).send().await.expect("send");
+    assert_eq!(bare.status(), 400);
+    let body: Value = bare.json().await.expect("json");
+    assert!(body["errors"][0]["message"].as_str().expect("message").contains("needs a `query` parameter"), "{body}");
+    let browser = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(browser.status(), 200);
+    assert!(browser.headers()["content-type"].to_str().expect("text").starts_with("text/html"));
+    assert!(browser.text().await.expect("html").contains("graphiql"));
+
+    let wrong = app
+        .client
+        .post(format!("{}/", app.base))
+        .json(&json!({ "query": "{ viewer { role } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 405);
+    let body: Value = wrong.json().await.expect("json");
+    assert!(body["errors"][0]["message"].as_str().expect("message").contains("/graphql"), "{body}");
+    app.stop().await;
+}
+
+/// Relay's global object identification: `node(id:)` finds an order, a
+/// customer or a product by the id it already has.
+#[tokio::test]
+async fn node_finds_any_object_by_its_id() {
+    let app = app().await;
+    let seed = app.seed().await;
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    // (Root fields resolve concurrently: wait for the write in a request of its own.)
+    app.data(
+        "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id } }",
+        json!({ "o": order, "t": token }),
+    )
+    .await;
+    let d = app
+        .data(
+            "query($o: ID!, $c: ID!, $p: ID!) { a: node(id: $o) { __typename id ... on OrderSummary { totalCents } } \
+             b: node(id: $c) { __typename id ... on Customer { name } } \
+             c: node(id: $p) { __typename id ... on Product { sku } } \
+             d: node(id: \"00000000-0000-7000-8000-000000000000\") { id } }",
+            json!({ "o": order, "c": seed.customer, "p": seed.tea }),
+        )
+        .await;
+    assert_eq!((d["a"]["__typename"].as_str(), d["a"]["id"].as_str()), (Some("OrderSummary"), Some(order.as_str())));
+    assert_eq!(d["a"]["totalCents"], 450);
+    assert_eq!(d["b"]["__typename"], "Customer");
+    assert_eq!(d["c"]["__typename"], "Product");
+    assert!(d["d"].is_null());
+    app.stop().await;
+}

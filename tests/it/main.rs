@@ -17,6 +17,7 @@ mod hardening;
 mod horizon;
 mod http_spec;
 mod idempotency;
+mod identity;
 mod invariants;
 mod metrics;
 mod outage;

@@ -68,7 +68,12 @@ impl WsClient {
 
     /// `connection_init` and its `connection_ack`.
     pub async fn init(&mut self) {
-        self.send_json(json!({ "type": "connection_init", "payload": { "client": "twofold-tests" } })).await;
+        self.init_with(json!({ "client": "twofold-tests" })).await;
+    }
+
+    /// `connection_init` with `payload` (e.g. `{"authorization": "Bearer …"}`) and its `connection_ack`.
+    pub async fn init_with(&mut self, payload: Value) {
+        self.send_json(json!({ "type": "connection_init", "payload": payload })).await;
         match self.next().await {
             Event::Message(m) if m["type"] == "connection_ack" => {}
             other => panic!("expected connection_ack, got {other:?}"),

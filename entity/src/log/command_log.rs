@@ -12,6 +12,8 @@ pub struct Model {
     /// The acknowledgement first returned (ids and token), returned again on retry.
     pub result: Json,
     pub recorded_at: ChronoDateTimeUtc,
+    /// Who sent the command (the actor as JSON; NULL before actors were recorded).
+    pub actor: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

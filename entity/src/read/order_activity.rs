@@ -14,6 +14,12 @@ pub struct Model {
     pub event_type: String,
     pub description: String,
     pub occurred_at: ChronoDateTimeUtc,
+    /// The customer the order belongs to (a customer's reads filter by it).
+    pub customer_id: Option<Uuid>,
+    /// Who caused the event (`sub`; NULL for events recorded before actors were).
+    pub actor_sub: Option<String>,
+    /// The actor's role (`customer`, `staff`, `admin`, `anonymous`).
+    pub actor_role: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
