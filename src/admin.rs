@@ -108,6 +108,32 @@ impl Admin {
 
     /// Pings both databases, reads the projections and the horizon, each
     /// within a bound, so the check itself answers within a second.
+    /// The checkpoints of `views`, in their order (for conditional GETs:
+    /// one small query on the query pool, never the log). `None` when one
+    /// of them is applied inline: its rows change with each command, before
+    /// its checkpoint moves, so the checkpoint cannot key its answers.
+    pub async fn checkpoints(&self, views: &[View]) -> Result<Option<Vec<LogPosition>>, DbErr> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let names: Vec<&str> = views.iter().map(|v| v.name()).collect();
+        let rows = projection_checkpoint::Entity::find()
+            .filter(projection_checkpoint::Column::Name.is_in(names.iter().copied()))
+            .all(&self.read_db.conn)
+            .await?;
+        if rows.iter().any(|r| r.mode == crate::catalog::Mode::Inline.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(
+            names
+                .iter()
+                .map(|name| {
+                    rows.iter()
+                        .find(|r| r.name == *name)
+                        .map_or(LogPosition::START, |r| LogPosition::new(r.last_tx_id, r.last_position))
+                })
+                .collect(),
+        ))
+    }
+
     pub async fn readiness(&self) -> Readiness {
         async fn ping(db: &Db) -> bool {
             matches!(tokio::time::timeout(READY_CHECK, db.conn.ping()).await, Ok(Ok(())))

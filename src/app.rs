@@ -71,6 +71,8 @@ pub struct Services {
     pub admin: Admin,
     /// Verifies bearer tokens (open development mode without keys).
     pub auth: crate::auth::Authenticator,
+    /// CORS origins and GET caching.
+    pub web: crate::http::web::WebSettings,
 }
 
 impl From<config::Pool> for PoolOptions {
@@ -177,6 +179,11 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     crate::metrics::install();
     let auth = crate::auth::Authenticator::from_settings(&settings.identity.clone().into())
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let web = crate::http::web::WebSettings {
+        cors: crate::http::web::CorsOrigins::parse(&settings.http.cors_origins, auth.is_open())
+            .map_err(StartError::Config)?,
+        catalog_max_age: settings.http.catalog_max_age,
+    };
     if auth.is_open() && settings.role.serves_api() {
         tracing::warn!("OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server");
     }
@@ -238,6 +245,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         appended,
         admin,
         auth,
+        web,
     })
 }
 
@@ -298,7 +306,8 @@ pub async fn serve(
         api: services.api.clone(),
         admin: services.admin.clone(),
         auth: services.auth.clone(),
-        limits: settings.http.into(),
+        web: services.web.clone(),
+        limits: settings.http.clone().into(),
     };
     let router = if settings.role.serves_api() {
         crate::http::router(endpoints.clone(), shutdown.clone(), connections.clone())

@@ -286,6 +286,13 @@ pub struct ServeArgs {
     /// How long a query waits for a read connection before it is shed (HTTP 503, UNAVAILABLE), in milliseconds.
     #[arg(long, env = "TWOFOLD_READ_SHED_MS", default_value_t = 500)]
     pub read_shed_ms: u64,
+    /// An origin whose pages may call the API from a browser (repeatable;
+    /// exact, like https://app.example.com; `*` only in open development mode).
+    #[arg(long = "cors-origin", env = "TWOFOLD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Lets caches keep anonymous catalog reads by GET (`products`, `topProducts`) this many seconds.
+    #[arg(long, env = "TWOFOLD_CATALOG_MAX_AGE")]
+    pub catalog_max_age: Option<u64>,
     /// Serve /metrics on this address as well (e.g. an internal interface).
     #[arg(long, env = "TWOFOLD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
@@ -367,11 +374,14 @@ pub struct Consistency {
 }
 
 /// HTTP and WebSocket limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Http {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub ws: WebSocket,
+    /// `--cors-origin` values, as given (checked at start).
+    pub cors_origins: Vec<String>,
+    pub catalog_max_age: Option<Duration>,
 }
 
 /// WebSocket limits.
@@ -471,6 +481,8 @@ impl From<&ServeArgs> for Settings {
             http: Http {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+                cors_origins: args.cors_origins.clone(),
+                catalog_max_age: args.catalog_max_age.map(Duration::from_secs),
                 ws: WebSocket {
                     max_connections: args.ws_max_connections.max(1),
                     max_subscriptions_per_connection: args.ws_max_subscriptions.max(1),

@@ -78,6 +78,21 @@ impl Actor {
         Self { sub: sub.into(), role: Role::Admin, customer_id: None }
     }
 
+    pub fn is_anonymous(&self) -> bool {
+        self.role == Role::Anonymous
+    }
+
+    /// Who this is, as one string (for keys that must differ between
+    /// callers who may see different answers).
+    pub fn identity_key(&self) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}",
+            self.role.as_str(),
+            self.sub,
+            self.customer_id.map(|c| c.to_string()).unwrap_or_default()
+        )
+    }
+
     pub fn is_staff(&self) -> bool {
         matches!(self.role, Role::Staff | Role::Admin)
     }

@@ -15,6 +15,7 @@ pub mod inputs;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod reads;
 pub mod scalars;
 pub mod shape;
 pub mod subscription;

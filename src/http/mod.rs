@@ -21,6 +21,7 @@
 //! `Retry-After`, and GET must refuse mutations with 405. We keep
 //! async-graphql-axum for WebSocket protocol negotiation (`GraphQLProtocol`).
 pub mod pages;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct Endpoints {
     /// Verifies bearer tokens (open development mode when it has no keys).
     pub auth: Authenticator,
     pub limits: HttpLimits,
+    /// CORS, and caching of GET queries.
+    pub web: web::WebSettings,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,7 @@ struct AppState {
     admin: Admin,
     auth: Authenticator,
     limits: HttpLimits,
+    web: web::WebSettings,
     ws_connections: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
     shutdown: CancellationToken,
@@ -90,8 +94,8 @@ struct AppState {
 
 impl AppState {
     fn new(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Self {
-        let Endpoints { api, admin, auth, limits } = endpoints;
-        Self { api, admin, auth, limits, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
+        let Endpoints { api, admin, auth, limits, web } = endpoints;
+        Self { api, admin, auth, limits, web, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
     }
 }
 
@@ -100,8 +104,13 @@ impl AppState {
 /// for them (`TaskTracker::wait`) before the process exits.
 pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Router {
     let max_body_bytes = endpoints.limits.max_body_bytes;
+    let cors = web::cors(&endpoints.web);
     let state = AppState::new(endpoints, shutdown, connections);
-    Router::new()
+    // Layers run outside in, from the last one added: nosniff on every
+    // answer; preflight statuses; CORS; response compression; request
+    // decompression (its output, not the wire bytes, counts against the
+    // body limit, so a decompression bomb is a 413); request ids.
+    let mut router = Router::new()
         .merge(pages::router())
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
@@ -111,7 +120,12 @@ pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: Ta
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(web::compression());
+    if let Some(cors) = cors {
+        router = router.layer(cors).layer(axum::middleware::from_fn(web::preflight_status));
+    }
+    router.layer(axum::middleware::from_fn(web::nosniff)).with_state(state)
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics` (for `--role projector`).
@@ -184,6 +198,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// async-graphql-axum's `GraphQLProtocol` extractor negotiates the
 /// subprotocol; the connection loop is ours (see the module docs of [`ws`]).
 async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upgrade: WebSocketUpgrade) -> Response {
+    if !web::websocket_origin_allowed(&state.web, &parts.headers) {
+        return (StatusCode::FORBIDDEN, "this origin may not open a WebSocket here (see --cors-origin)")
+            .into_response();
+    }
     if GraphQLProtocol::from_request_parts(parts, &()).await.is_err() {
         return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws")
             .into_response();
@@ -317,7 +335,67 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, request).await
+    let caller = match caller_of(&state, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return *refused,
+    };
+    conditional_get(&state, &headers, caller, request).await
+}
+
+/// A GET query: answered 304 when the caller's `If-None-Match` holds the
+/// current tag of a cacheable query, executed (and tagged) otherwise.
+async fn conditional_get(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Caller,
+    request: async_graphql::Request,
+) -> Response {
+    let reads = crate::graphql::reads::read_set(&request.query, request.operation_name.as_deref());
+    let checkpoints = match &reads {
+        Some(reads) => state.admin.checkpoints(&reads.views).await.ok().flatten(),
+        None => None,
+    };
+    let (Some(reads), Some(checkpoints)) = (reads, checkpoints) else {
+        let mut response = execute_as(state, headers, caller, request).await;
+        set(&mut response, header::CACHE_CONTROL, "no-store");
+        return response;
+    };
+    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    let caller_key = caller.actor.identity_key();
+    let tag = web::etag(&request.query, request.operation_name.as_deref(), &variables, &caller_key, &checkpoints);
+    let public = reads.catalog_only && caller.actor.is_anonymous();
+    let cache_control = match state.web.catalog_max_age {
+        Some(age) if public => format!("public, max-age={}", age.as_secs()),
+        _ => "private, no-cache".to_owned(),
+    };
+    let mut response = if web::matches(headers, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let response = execute_as(state, headers, caller, request).await;
+        // Only a complete answer is worth keeping.
+        if response.status() != StatusCode::OK || response.extensions().get::<Erroneous>().is_some() {
+            let mut response = response;
+            set(&mut response, header::CACHE_CONTROL, "no-store");
+            return response;
+        }
+        response
+    };
+    if let Ok(tag) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
+    }
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("authorization, accept"));
+    response
+}
+
+/// Marks a response whose GraphQL body carries errors (never cached).
+#[derive(Clone, Copy)]
+struct Erroneous;
+
+fn set(response: &mut Response, name: header::HeaderName, value: &'static str) {
+    response.headers_mut().insert(name, HeaderValue::from_static(value));
 }
 
 async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -342,7 +420,10 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             )
         }
     };
-    execute(&state, &headers, request).await
+    // POST answers (and every mutation) are never cached.
+    let mut response = execute(&state, &headers, request).await;
+    set(&mut response, header::CACHE_CONTROL, "no-store");
+    response
 }
 
 /// True when the operation the request selects is a mutation.
@@ -369,10 +450,18 @@ fn is_json_media_type(content_type: &str) -> bool {
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
-    let caller = match caller_of(state, headers) {
-        Ok(caller) => caller,
-        Err(refused) => return *refused,
-    };
+    match caller_of(state, headers) {
+        Ok(caller) => execute_as(state, headers, caller, request).await,
+        Err(refused) => *refused,
+    }
+}
+
+async fn execute_as(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: Caller,
+    request: async_graphql::Request,
+) -> Response {
     let span = tracing::info_span!("graphql", request_id = %caller.request_id);
     tracing::debug!(parent: &span, operation = request.operation_name.as_deref().unwrap_or(""), "executing a GraphQL request");
     let (request, progress) = state.api.prepare(request, &caller, true);
@@ -414,7 +503,11 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Ok(b) => b,
         Err(e) => serde_json::to_vec(&json!({ "errors": [error::internal_error(&e)] })).unwrap_or_default(),
     };
+    let erroneous = !response.errors.is_empty();
     let mut reply = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response();
+    if erroneous {
+        reply.extensions_mut().insert(Erroneous);
+    }
     if unavailable {
         reply.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

@@ -28,4 +28,5 @@ mod queries;
 mod rebuild;
 mod schema_file;
 mod subscriptions;
+mod web;
 mod ws_client;
