@@ -20,6 +20,7 @@ mod m20261126_000006_order_lines_text;
 mod m20261127_000007_hardening;
 mod m20261127_000008_appender_lock;
 mod m20261127_000009_appender_guard;
+mod m20261128_000010_export_state;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_hardening::Migration),
             Box::new(m20261127_000008_appender_lock::Migration),
             Box::new(m20261127_000009_appender_guard::Migration),
+            Box::new(m20261128_000010_export_state::Migration),
         ]
     }
 }

@@ -48,7 +48,7 @@ pub async fn run(cli: crate::config::Cli) -> Result<(), CliError> {
         Some(Command::Projections(db)) => projections(&db.database_url, db.read_database_url.as_deref()).await,
         Some(Command::DeadLetters(args)) => dead_letters(&args).await,
         Some(Command::DemoData(args)) => demo_data(&args).await,
-        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&args), args.bind).await,
+        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&*args), args.bind).await,
         None => serve(crate::config::Settings::from(&cli.serve), cli.serve.bind).await,
     }
 }
@@ -71,6 +71,8 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
     let bind = listener.local_addr().unwrap_or(bind);
     if settings.role.serves_api() {
         tracing::info!(addr = %bind, "twofold serving GraphQL at http://{bind}/graphql (GraphiQL at http://{bind}/, the order board at http://{bind}/board)");
+    } else if settings.role == crate::catalog::Role::Exporter {
+        tracing::info!(addr = %bind, role = "exporter", "twofold running the exporter; /healthz, /readyz and /metrics at http://{bind}/");
     } else {
         tracing::info!(addr = %bind, role = "projector", "twofold running projections; /healthz, /readyz and /metrics at http://{bind}/");
     }

@@ -137,8 +137,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready when both databases answer within a second (else 503); `degraded`
-/// when a projection is stopped, retrying or outdated, or the projectors
-/// had to fall back to the global horizon.
+/// when a projection (or the exporter) is stopped, retrying or outdated, or
+/// the projectors had to fall back to the global horizon.
 async fn readyz(State(state): State<AppState>) -> Response {
     let ready = state.admin.readiness().await;
     let (write_ok, read_ok) = (ready.write_database, ready.read_database);
@@ -150,6 +150,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let body = json!({ "status": "unavailable", "writeDatabase": true, "readDatabase": true, "error": "the projection checkpoints could not be read" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
+    // The exporter, when there is one: `degraded` (in `projections` too) while its broker is unreachable.
+    let exporter = projections.iter().find(|p| p.row.name == crate::catalog::EXPORTER).map(|p| {
+        json!({ "status": p.row.status, "healthy": p.status().is_some_and(Status::is_healthy), "lag": p.lag, "lastError": p.row.last_error })
+    });
     let troubled: Vec<serde_json::Value> = projections
         .into_iter()
         .filter(|p| !p.status().is_some_and(Status::is_healthy))
@@ -170,7 +174,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let status = if troubled.is_empty() && ready.horizon != Horizon::Global { "ready" } else { "degraded" };
     let stopped: Vec<&serde_json::Value> =
         troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon });
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon, "exporter": exporter });
     Json(body).into_response()
 }
 
