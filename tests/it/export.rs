@@ -804,4 +804,15 @@ async fn an_exporter_role_without_a_broker_is_refused() {
     settings.export = Some(Export { nats_url: "nats://no port:x".into(), ..TestStream::new().export() });
     let Err(e) = twofold::app::start(&settings).await else { panic!("started with a bad URL") };
     assert!(e.to_string().contains("--nats-url"), "{e}");
+    // `twofold rebuild event_export` is refused, with the reason.
+    let db = twofold::db::Db::connect(&database.url, 2).await.expect("connect");
+    twofold::app::migrate(&database.url, None).await.expect("migrate");
+    let options = twofold::projection::rebuild::RebuildOptions {
+        projections: vec!["event_export".into()],
+        until: None,
+        copy_name: None,
+        batch_size: 100,
+    };
+    let refused = twofold::projection::rebuild::rebuild(&db, &db, &options, |_| {}).await.expect_err("refused");
+    assert!(refused.to_string().contains("cannot be rebuilt"), "{refused}");
 }
