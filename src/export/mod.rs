@@ -127,8 +127,9 @@ struct State {
 enum Stop {
     /// The stream's last sequence is not the one expected: reconcile.
     WrongSequence,
-    /// The broker refused this message for good (too large…): a poison event.
-    Rejected { index: usize, reason: String },
+    /// The broker refused the first message not acknowledged for good
+    /// (too large…): a poison event.
+    Rejected { reason: String },
     /// Unreachable, timed out, the stream is gone…: retry later.
     Failed { reason: String, stream_missing: bool },
 }
@@ -358,9 +359,10 @@ impl Exporter {
                     next += found;
                     duplicates += found as u64;
                 }
-                Some(Stop::Rejected { index, reason }) => {
+                Some(Stop::Rejected { reason }) => {
                     metrics::counter!(crate::metrics::EXPORT_ERRORS, "kind" => "rejected").increment(1);
-                    let position = messages[next + index].position;
+                    // Every message before it was acknowledged (and counted above).
+                    let position = messages[next].position;
                     return Err(ApplyError::Poison { position, reason: format!("the broker refused it: {reason}") });
                 }
                 Some(Stop::Failed { reason, stream_missing }) => {
@@ -436,33 +438,33 @@ async fn send_run(
         match js.send_publish(m.subject.clone(), publish).await {
             Ok(ack) => pending.push(ack),
             Err(e) => {
-                stop = Some(classify(i, &e));
+                stop = Some(classify(&e));
                 break;
             }
         }
     }
     let mut acks = Vec::with_capacity(pending.len());
-    for (i, ack) in pending.into_iter().enumerate() {
+    for ack in pending {
         match ack.await {
             Ok(ack) => acks.push(ack),
             // The acknowledgements still pending are dropped (and awaited
             // in the background): the messages they belong to are either
             // refused for their expected sequence or correctly placed.
-            Err(e) => return (acks, Some(classify(i, &e))),
+            Err(e) => return (acks, Some(classify(&e))),
         }
     }
     (acks, stop)
 }
 
 /// What a publish error means for the exporter.
-fn classify(index: usize, e: &jetstream::context::PublishError) -> Stop {
+fn classify(e: &jetstream::context::PublishError) -> Stop {
     let server_code =
         std::error::Error::source(e).and_then(|s| s.downcast_ref::<jetstream::Error>()).map(|err| err.error_code());
     match e.kind() {
         PublishErrorKind::WrongLastSequence => Stop::WrongSequence,
-        PublishErrorKind::MaxPayloadExceeded => Stop::Rejected { index, reason: e.to_string() },
+        PublishErrorKind::MaxPayloadExceeded => Stop::Rejected { reason: e.to_string() },
         PublishErrorKind::Other if server_code == Some(jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM) => {
-            Stop::Rejected { index, reason: e.to_string() }
+            Stop::Rejected { reason: e.to_string() }
         }
         PublishErrorKind::StreamNotFound => Stop::Failed {
             reason: "no stream captures the subject (was the stream deleted?)".to_owned(),

@@ -396,27 +396,28 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
         })
         .await
         .expect("create the stream");
-        let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
-            s.export = Some(stream.export());
-            s.runtime.policies.insert("event_export".into(), policy);
-        })
-        .await
-        else {
-            return;
-        };
-        let seed = app.seed().await;
-        app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+        // The events are written first, with no exporter running, so that
+        // the refused one lands in the middle of the exporter's first batch.
+        let Some(mut writer) = TestApp::spawn_with(Backend::Postgres, |_| {}).await else { return };
+        let seed = writer.seed().await;
+        writer.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
         // Nine lines: well over 900 bytes.
         let mut products = Vec::new();
         for i in 0..9 {
-            products.push(app.add_product(&format!("BIG-{}-{i}", short()), &"a long title ".repeat(4), 100).await.0);
+            products.push(writer.add_product(&format!("BIG-{}-{i}", short()), &"a long title ".repeat(4), 100).await.0);
         }
         let lines: Vec<(&str, i32)> = products.iter().map(|p| (p.as_str(), 1)).collect();
-        let (big, _) = app.place_order(&seed.customer, &lines).await;
-        app.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
-        let big_position = app
+        let (big, _) = writer.place_order(&seed.customer, &lines).await;
+        writer.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
+        let big_position = writer
             .scalar_i64(&format!("SELECT position FROM event WHERE stream_id = '{big}' AND event_type = 'OrderPlaced'"))
             .await;
+        writer.halt().await;
+        let mut settings = twofold::config::Settings::for_database(&writer.database.url);
+        settings.runtime.poll_interval = Duration::from_millis(200);
+        settings.export = Some(stream.export());
+        settings.runtime.policies.insert("event_export".into(), policy);
+        let app = TestApp::start(TestDatabase::external(writer.database.url.clone()), settings).await;
         let mut changes = app.changes();
         match policy {
             PoisonPolicy::Skip => app.settle().await,
@@ -462,6 +463,7 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
         assert_stream_is_the_log(&app.db, &stream, &skipped).await;
         assert_eq!(exporter_state(&app).await["status"], "running");
         app.stop().await;
+        writer.stop().await;
     }
 }
 
