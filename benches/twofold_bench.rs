@@ -9,7 +9,9 @@
 //! 2. the read payoff (the projected `order_summary` vs joins over the write model),
 //! 3. propagation lag (`writeVisible`, `projectionUpdated`, 1,000-subscriber fan-out),
 //! 4. rebuild speed (`twofold rebuild` vs bulk INSERT into an identical table),
-//! 5. server resources (peak RSS, CPU seconds per 1,000 commands).
+//! 5. server resources (peak RSS, CPU seconds per 1,000 commands),
+//! 6. the exporter to NATS JetStream: throughput on the rebuild-size backlog
+//!    and lag at 200 commands/s (skipped with `--nats-url none`).
 //!
 //! It prints a Markdown table at the end and writes every figure to
 //! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
@@ -28,6 +30,8 @@
 mod cli;
 #[path = "twofold_bench/commands.rs"]
 mod commands;
+#[path = "twofold_bench/export.rs"]
+mod export;
 #[path = "twofold_bench/gql.rs"]
 mod gql;
 #[path = "twofold_bench/lag.rs"]
@@ -152,6 +156,12 @@ async fn run_phases(
     server.stop().await;
 
     rebuild::measure(&database.url, &db, &catalog, scale, report).await?;
+    if let Some(nats_url) = &options.nats_url {
+        let figures = export::measure(nats_url, &database.url, &db, &catalog, scale, &options.out)
+            .await
+            .context("the export phase")?;
+        report.set_export(figures);
+    }
     db.conn.close().await.ok();
     Ok(())
 }

@@ -14,7 +14,7 @@ use sea_orm::{DbErr, EntityTrait, QueryOrder};
 
 use entity::read::projection_checkpoint;
 
-use crate::catalog::{Status, View};
+use crate::catalog::{Status, View, EXPORTER};
 use crate::db::Db;
 use crate::notice::Notices;
 use crate::projection::dead_letters;
@@ -183,6 +183,18 @@ impl Admin {
             "1 when this release stood down for an event a newer release wrote.",
             &|s| u8::from(s.status() == Some(Status::Outdated)).to_string(),
         );
+        if let Some(exporter) = states.iter().find(|s| s.row.name == EXPORTER) {
+            let checkpoint = LogPosition::new(exporter.row.last_tx_id, exporter.row.last_position);
+            let oldest = crate::projection::reader::oldest_after(&self.log_db.conn, checkpoint).await.ok().flatten();
+            let seconds = oldest.map_or(0.0, |t| (chrono::Utc::now() - t).to_std().unwrap_or_default().as_secs_f64());
+            out.push_str(&format!(
+                "# HELP twofold_export_lag_events Committed events not exported yet.\n# TYPE twofold_export_lag_events gauge\ntwofold_export_lag_events {}\n",
+                exporter.lag
+            ));
+            out.push_str(&format!(
+                "# HELP twofold_export_lag_seconds How long the oldest event not exported yet has waited (0 when none waits).\n# TYPE twofold_export_lag_seconds gauge\ntwofold_export_lag_seconds {seconds:.3}\n"
+            ));
+        }
         out
     }
 
@@ -209,6 +221,9 @@ impl Admin {
     /// Starts a rebuild in the background; progress shows in `projections`
     /// and `projectionUpdated`. Refuses a projection already rebuilding here.
     pub fn start_rebuild(&self, projection: &str) -> Result<(), String> {
+        if projection == EXPORTER {
+            return Err(rebuild::RebuildError::NotRebuildable.to_string());
+        }
         if View::parse(projection).is_none() {
             return Err(format!("unknown projection '{projection}'; known: {}", View::names().join(", ")));
         }

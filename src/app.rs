@@ -21,6 +21,7 @@ use crate::command::CommandService;
 use crate::config;
 use crate::config::Settings;
 use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
+use crate::export::{ExportSettings, Exporter};
 use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
 use crate::inline::InlineProjections;
@@ -106,6 +107,34 @@ impl From<&config::Projections> for RuntimeSettings {
     }
 }
 
+impl From<&config::Export> for ExportSettings {
+    fn from(e: &config::Export) -> Self {
+        ExportSettings {
+            nats_url: e.nats_url.clone(),
+            stream: e.stream.clone(),
+            subject_prefix: e.subject_prefix.clone(),
+            source: e.source.clone(),
+            duplicate_window: e.duplicate_window,
+            timeout: e.timeout,
+        }
+    }
+}
+
+/// The exporter's runner settings: the projections' own, with its batch size.
+fn export_runtime(settings: &Settings, export: &config::Export) -> RuntimeSettings {
+    let mut runtime = RuntimeSettings::from(&settings.runtime);
+    runtime.batch_size = export.batch_size.min(crate::projection::MAX_BATCH as u64);
+    runtime
+}
+
+/// The exporter's runner, when one is configured.
+fn exporter(settings: &Settings, log_db: &Db, views_db: &Db, notices: &Notices) -> Option<Projector> {
+    let export = settings.export.as_ref()?;
+    let exporter = Exporter::new(ExportSettings::from(export), views_db.clone());
+    let runtime = export_runtime(settings, export);
+    Some(Projector::new(Arc::new(exporter), log_db.clone(), views_db.clone(), notices.clone(), &runtime))
+}
+
 impl From<config::Consistency> for ConsistencySettings {
     fn from(c: config::Consistency) -> Self {
         ConsistencySettings { default_wait: c.default_wait, max_wait: c.max_wait }
@@ -187,6 +216,13 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     if auth.is_open() && settings.role.serves_api() {
         tracing::warn!("OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server");
     }
+    match &settings.export {
+        Some(export) => ExportSettings::from(export).validate().map_err(StartError::Config)?,
+        None if settings.role == crate::catalog::Role::Exporter => {
+            return Err(StartError::Config("--role exporter needs --nats-url (or TWOFOLD_NATS_URL)".into()))
+        }
+        None => {}
+    }
     let runtime = RuntimeSettings::from(&settings.runtime);
     let write_db = Db::open(&settings.database_url, settings.commands_pool.into(), "twofold").await?;
     migrate_db(&write_db).await?;
@@ -220,6 +256,10 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
             projector.catch_up().await?;
         }
     }
+    // The exporter's checkpoint row, so `projections` lists it from the start.
+    if let Some(exporter) = exporter(settings, &log_db, &projector_db, &notices) {
+        exporter.register().await?;
+    }
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
@@ -249,14 +289,49 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     })
 }
 
-/// Starts one supervised projector task per projection (see
-/// [`crate::projection::runtime::supervise`]). On PostgreSQL they share one
-/// connection for their advisory locks.
-pub fn spawn_projectors(services: &Services, settings: &Settings, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-    let locks = services
+/// The node's advisory locks (PostgreSQL): one connection for the
+/// leadership of every projection and of the exporter.
+fn leadership(services: &Services) -> Option<Arc<crate::projection::leader::Locks>> {
+    services
         .projector_db
         .is_postgres()
-        .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url)));
+        .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url)))
+}
+
+/// Starts the supervised exporter task (see
+/// [`crate::projection::runtime::supervise`]) when one is configured.
+pub fn spawn_exporter(
+    services: &Services,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+    locks: Option<Arc<crate::projection::leader::Locks>>,
+) -> Option<JoinHandle<()>> {
+    let export = settings.export.as_ref()?;
+    let (export_settings, runtime) = (ExportSettings::from(export), export_runtime(settings, export));
+    let (log_db, views_db, notices) =
+        (services.log_db.clone(), services.projector_db.clone(), services.notices.clone());
+    let make = move || {
+        let exporter = Exporter::new(export_settings.clone(), views_db.clone());
+        Projector::new(Arc::new(exporter), log_db.clone(), views_db.clone(), notices.clone(), &runtime)
+    };
+    Some(tokio::spawn(crate::projection::runtime::supervise(
+        make,
+        services.appended.subscribe(),
+        settings.runtime.poll_interval,
+        shutdown.child_token(),
+        locks,
+    )))
+}
+
+/// Starts one supervised projector task per projection (see
+/// [`crate::projection::runtime::supervise`]). On PostgreSQL they share one
+/// connection for their advisory locks (`locks`, shared with the exporter).
+pub fn spawn_projectors(
+    services: &Services,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+    locks: Option<Arc<crate::projection::leader::Locks>>,
+) -> Vec<JoinHandle<()>> {
     let runtime = RuntimeSettings::from(&settings.runtime);
     crate::projection::all()
         .into_iter()
@@ -284,8 +359,15 @@ pub async fn serve(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let mut background =
-        if settings.role.runs_projections() { spawn_projectors(&services, settings, &shutdown) } else { Vec::new() };
+    let locks = leadership(&services);
+    let mut background = if settings.role.runs_projections() {
+        spawn_projectors(&services, settings, &shutdown, locks.clone())
+    } else {
+        Vec::new()
+    };
+    if settings.role.runs_exporter() {
+        background.extend(spawn_exporter(&services, settings, &shutdown, locks));
+    }
     background.extend(crate::notice::postgres::spawn(
         services.projector_db.clone(),
         services.log_db.clone(),

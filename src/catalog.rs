@@ -1,7 +1,8 @@
 //! The closed sets of values several layers share, each defined once:
-//! the projections (views) by name, how a projection is applied (mode),
-//! what it does with a poison event (policy), the statuses it can be in,
-//! and what a process runs (role). A leaf: it imports no other layer.
+//! the projections (views) by name, the other consumer of the log (the
+//! exporter), how a projection is applied (mode), what it does with a
+//! poison event (policy), the statuses it can be in, and what a process
+//! runs (role). A leaf: it imports no other layer.
 //!
 //! The domain's own vocabulary (order statuses, sales channels, event
 //! types) stays in [`crate::domain`].
@@ -46,6 +47,21 @@ impl fmt::Display for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The exporter's name: its checkpoint row, its leadership lock, its dead
+/// letters and its poison policy (`--poison-policy event_export=skip`).
+///
+/// It reads the log like a projection, but it is not a read view: it is not
+/// in [`View::ALL`], so `writeVisible` and `consistentWith` never wait for
+/// it, and it cannot be rebuilt (what it published cannot be taken back).
+pub const EXPORTER: &str = "event_export";
+
+/// Every consumer that may be given a poison policy: the views and the exporter.
+pub fn consumer_names() -> Vec<&'static str> {
+    let mut names = View::names();
+    names.push(EXPORTER);
+    names
 }
 
 /// Where a projection is applied.
@@ -146,16 +162,23 @@ pub enum Role {
     All,
     /// Serve the API only (projections run elsewhere).
     Api,
-    /// Run the projections only (plus /healthz, /readyz and /metrics).
+    /// Run the projections only (plus /healthz, /readyz and /metrics); also
+    /// the exporter, when `--nats-url` is set.
     Projector,
+    /// Run the exporter only (plus /healthz, /readyz and /metrics); needs `--nats-url`.
+    Exporter,
 }
 
 impl Role {
     pub fn serves_api(self) -> bool {
-        self != Self::Projector
+        matches!(self, Self::All | Self::Api)
     }
     pub fn runs_projections(self) -> bool {
-        self != Self::Api
+        matches!(self, Self::All | Self::Projector)
+    }
+    /// Whether the process runs the exporter (when one is configured).
+    pub fn runs_exporter(self) -> bool {
+        matches!(self, Self::All | Self::Projector | Self::Exporter)
     }
 }
 
@@ -173,5 +196,7 @@ mod tests {
         }
         assert_eq!(Mode::parse("inline"), Some(Mode::Inline));
         assert_eq!(View::parse("nope"), None);
+        assert_eq!(View::parse(EXPORTER), None, "the exporter is not a view");
+        assert!(consumer_names().contains(&EXPORTER));
     }
 }

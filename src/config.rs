@@ -224,17 +224,19 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TWOFOLD_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
-    /// What this process does: all, api or projector.
+    /// What this process does: all, api, projector or exporter.
     #[arg(long, env = "TWOFOLD_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Projection modes, e.g. `order_summary=inline,daily_sales=async` (default: all async).
-    #[arg(long, env = "TWOFOLD_PROJECTION_MODES", value_delimiter = ',', value_parser = parse_pair::<Mode>)]
+    #[arg(long, env = "TWOFOLD_PROJECTION_MODES", value_delimiter = ',', value_parser = parse_mode)]
     pub projection_mode: Vec<(String, Mode)>,
-    /// Poison-event policies, e.g. `order_activity=skip` (default: all stop).
-    #[arg(long, env = "TWOFOLD_POISON_POLICIES", value_delimiter = ',', value_parser = parse_pair::<PoisonPolicy>)]
+    /// Poison-event policies, e.g. `order_activity=skip` or `event_export=skip` (default: all stop).
+    #[arg(long, env = "TWOFOLD_POISON_POLICIES", value_delimiter = ',', value_parser = parse_policy)]
     pub poison_policy: Vec<(String, PoisonPolicy)>,
+    #[command(flatten)]
+    pub export: ExportArgs,
     /// Events per projection batch.
     #[arg(long, env = "TWOFOLD_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: u64,
@@ -304,15 +306,87 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(s: &str) -> Result<(String, T), String> {
+/// The exporter: the event log published to NATS JetStream (off without `--nats-url`).
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Export the event log to this NATS server (JetStream), e.g. `nats://127.0.0.1:4222`. Off when unset.
+    /// (Its value is never printed: a URL may hold credentials.)
+    #[arg(long, env = "TWOFOLD_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// The JetStream stream the events go to (created at start if missing).
+    #[arg(long, env = "TWOFOLD_EXPORT_STREAM", default_value = "TWOFOLD_EVENTS", value_parser = parse_stream_name)]
+    pub export_stream: String,
+    /// Subjects are `<prefix>.<stream type>.<event type>`; the stream captures `<prefix>.>`.
+    #[arg(long, env = "TWOFOLD_EXPORT_SUBJECT_PREFIX", default_value = "twofold.events", value_parser = parse_subject_prefix)]
+    pub export_subject_prefix: String,
+    /// The CloudEvents `source` of every exported event (a URI reference).
+    #[arg(long, env = "TWOFOLD_EXPORT_SOURCE", default_value = "urn:twofold", value_parser = parse_source)]
+    pub export_source: String,
+    /// The stream's duplicate window (inside it JetStream drops a re-sent event by its `Nats-Msg-Id`), in milliseconds (at least 100).
+    #[arg(long, env = "TWOFOLD_EXPORT_DUPLICATE_WINDOW_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(100..=7 * 24 * 3_600_000))]
+    pub export_duplicate_window_ms: u64,
+    /// Events per exported batch (published together; the checkpoint moves once all are acknowledged).
+    #[arg(long, env = "TWOFOLD_EXPORT_BATCH_SIZE", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    pub export_batch_size: u64,
+    /// How long the exporter waits for the broker (connecting, an API call, a batch's acknowledgements), in milliseconds.
+    #[arg(long, env = "TWOFOLD_EXPORT_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=20_000))]
+    pub export_timeout_ms: u64,
+}
+
+fn parse_mode(s: &str) -> Result<(String, Mode), String> {
+    parse_pair(s, &crate::catalog::View::names(), "projection")
+}
+
+fn parse_policy(s: &str) -> Result<(String, PoisonPolicy), String> {
+    parse_pair(s, &crate::catalog::consumer_names(), "projection or exporter")
+}
+
+fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(
+    s: &str,
+    known: &[&str],
+    what: &str,
+) -> Result<(String, T), String> {
     let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
     let name = name.trim();
-    let known = crate::catalog::View::names();
     if !known.contains(&name) {
-        return Err(format!("unknown projection '{name}'; known: {}", known.join(", ")));
+        return Err(format!("unknown {what} '{name}'; known: {}", known.join(", ")));
     }
     let value = T::from_str(value.trim(), true).map_err(|e| format!("'{}': {e}", value.trim()))?;
     Ok((name.to_owned(), value))
+}
+
+/// A JetStream stream name: 1-64 characters of A-Z, a-z, 0-9, `_` and `-`.
+fn parse_stream_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not a stream name: use 1-64 characters of A-Z, a-z, 0-9, _ and -"))
+    }
+}
+
+/// A subject prefix: dot-separated tokens of A-Z, a-z, 0-9, `_` and `-` (no wildcards), at most 128 characters.
+fn parse_subject_prefix(s: &str) -> Result<String, String> {
+    let token_ok = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if s.len() <= 128 && s.split('.').all(token_ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a subject prefix: use dot-separated tokens of A-Z, a-z, 0-9, _ and - (no wildcards), at most 128 characters"
+        ))
+    }
+}
+
+/// A CloudEvents source: 1-256 printable ASCII characters without spaces.
+fn parse_source(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.len() <= 256 && s.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not a CloudEvents source: use a URI reference of 1-256 printable ASCII characters"))
+    }
 }
 
 /// A connection pool's size, and how long a caller waits for one of its connections.
@@ -364,6 +438,18 @@ impl Identity {
             admin_token: present(&admin_token),
         }
     }
+}
+
+/// The exporter (see [`ExportArgs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub nats_url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+    pub source: String,
+    pub duplicate_window: Duration,
+    pub batch_size: u64,
+    pub timeout: Duration,
 }
 
 /// How long `consistentWith` and `writeVisible` wait.
@@ -424,6 +510,8 @@ pub struct Settings {
     pub reads_pool: Pool,
     pub metrics_bind: Option<SocketAddr>,
     pub runtime: Projections,
+    /// The exporter; `None` without `--nats-url`.
+    pub export: Option<Export>,
     pub consistency: Consistency,
     pub http: Http,
     pub schema: Documents,
@@ -474,6 +562,15 @@ impl From<&ServeArgs> for Settings {
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),
             },
+            export: args.export.nats_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(|url| Export {
+                nats_url: url.to_owned(),
+                stream: args.export.export_stream.clone(),
+                subject_prefix: args.export.export_subject_prefix.clone(),
+                source: args.export.export_source.clone(),
+                duplicate_window: Duration::from_millis(args.export.export_duplicate_window_ms),
+                batch_size: args.export.export_batch_size,
+                timeout: Duration::from_millis(args.export.export_timeout_ms),
+            }),
             consistency: Consistency {
                 default_wait: Duration::from_millis(args.consistency_wait_ms),
                 max_wait: Duration::from_millis(args.consistency_max_wait_ms.max(args.consistency_wait_ms)),

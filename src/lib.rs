@@ -18,7 +18,7 @@
 //!                      │
 //!                      ▼
 //!                     http ─▶ graphql ─┬─▶ command ───┬─▶ domain
-//!                       │              ├─▶ query      ├─▶ inline ◀── projection
+//!                       │              ├─▶ query      ├─▶ inline ◀── projection ◀── export
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
 //!   leaves: domain, token, catalog (closed sets of names)  ◀─────────┘
@@ -40,6 +40,7 @@
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
 //! | [`projection`] | fold the log into read views; checkpoints, leadership, rebuilds | domain, token, db, notice, inline, catalog, metrics    | entity::write, command, async_graphql        |
 //! | [`query`]      | read side: read views only, read-your-own-writes waits         | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
+//! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics | entity, sea_orm, sqlx, axum        |
 //! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics                  | entity, sea_orm, sqlx                        |
@@ -58,6 +59,7 @@ pub mod command;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod export;
 pub mod graphql;
 pub mod http;
 pub mod inline;

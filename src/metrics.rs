@@ -25,6 +25,13 @@ pub const APPENDER_AGE: &str = "twofold_appender_oldest_age_seconds";
 pub const HORIZON_WAIT: &str = "twofold_projection_horizon_wait_seconds";
 pub const PROJECTOR_PANICS: &str = "twofold_projector_panics_total";
 pub const SHED: &str = "twofold_requests_shed_total";
+pub const EXPORT_EVENTS: &str = "twofold_export_events_total";
+pub const EXPORT_DUPLICATES: &str = "twofold_export_duplicates_total";
+pub const EXPORT_ERRORS: &str = "twofold_export_publish_errors_total";
+pub const EXPORT_ACK_LATENCY: &str = "twofold_export_ack_latency_seconds";
+pub const EXPORT_DELAY: &str = "twofold_export_delay_seconds";
+/// Kinds of [`EXPORT_ERRORS`].
+pub const EXPORT_ERROR_KINDS: [&str; 4] = ["unavailable", "wrong_last_sequence", "rejected", "diverged"];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -95,14 +102,44 @@ fn describe_and_zero() {
         "How long the oldest transaction that may append to the event log has been running."
     );
     metrics::describe_histogram!(HORIZON_WAIT, metrics::Unit::Seconds, "Each wait of a projector for an open event writer below the horizon (the sum is the total time spent waiting).");
+    metrics::describe_counter!(
+        EXPORT_EVENTS,
+        "Events the exporter published that the broker stored (acknowledged, not duplicates)."
+    );
+    metrics::describe_counter!(
+        EXPORT_DUPLICATES,
+        "Re-sent events the broker already held (dropped in its duplicate window, or found by a reconciliation)."
+    );
+    metrics::describe_counter!(
+        EXPORT_ERRORS,
+        "Failed publish attempts of the exporter, by kind: unavailable (broker unreachable, timeout), wrong_last_sequence (reconciled), rejected (poison), diverged (the stream disagrees with the exporter's record)."
+    );
+    metrics::describe_histogram!(
+        EXPORT_ACK_LATENCY,
+        metrics::Unit::Seconds,
+        "From an exported batch's first publish to its last acknowledgement."
+    );
+    metrics::describe_histogram!(
+        EXPORT_DELAY,
+        metrics::Unit::Seconds,
+        "Per exported event: from its append to the log to the broker's acknowledgement."
+    );
+    metrics::counter!(EXPORT_EVENTS).increment(0);
+    metrics::counter!(EXPORT_DUPLICATES).increment(0);
+    for kind in EXPORT_ERROR_KINDS {
+        metrics::counter!(EXPORT_ERRORS, "kind" => kind).increment(0);
+    }
     metrics::gauge!(HORIZON_FALLBACK).set(0.0);
     metrics::gauge!(APPENDER_AGE).set(0.0);
     metrics::counter!(EVENTS_APPENDED).increment(0);
     metrics::gauge!(WS_CONNECTIONS).increment(0.0);
     metrics::gauge!(SUBSCRIPTIONS).increment(0.0);
     for projection in crate::catalog::View::names() {
-        metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
         metrics::gauge!(REBUILD_PROGRESS, "projection" => projection).increment(0.0);
+    }
+    // The exporter's series too: it dead-letters, retries and may panic like a projection.
+    for projection in crate::catalog::consumer_names() {
+        metrics::counter!(DEAD_LETTERS, "projection" => projection).increment(0);
         metrics::gauge!(PROJECTION_ATTEMPTS, "projection" => projection).set(0.0);
         metrics::counter!(PROJECTOR_PANICS, "projection" => projection).increment(0);
     }

@@ -13,7 +13,8 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
   --quick     small data set, short phases (CI smoke test, under 2 minutes)
   --backend   postgres (default) or sqlite (a temporary file)
   --pg-url    PostgreSQL server without a database name (default postgres://postgres@127.0.0.1:5432)
-  --out       where the JSON results and the SVG chart go (default bench-results)";
+  --out       where the JSON results and the SVG chart go (default bench-results)
+  --nats-url  NATS server with JetStream for the export figures (default nats://127.0.0.1:4222; `none` skips them)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -36,6 +37,8 @@ pub struct Options {
     pub backend: Backend,
     pub pg_url: String,
     pub out: PathBuf,
+    /// `None`: the export figures are skipped.
+    pub nats_url: Option<String>,
     pub help: bool,
 }
 
@@ -46,6 +49,7 @@ impl Options {
             backend: Backend::Postgres,
             pg_url: "postgres://postgres@127.0.0.1:5432".to_owned(),
             out: PathBuf::from("bench-results"),
+            nats_url: Some("nats://127.0.0.1:4222".to_owned()),
             help: false,
         };
         let mut args = args.into_iter();
@@ -72,6 +76,7 @@ impl Options {
                 }
                 "--pg-url" => options.pg_url = value("--pg-url")?.trim_end_matches('/').to_owned(),
                 "--out" => options.out = PathBuf::from(value("--out")?),
+                "--nats-url" => options.nats_url = Some(value("--nats-url")?).filter(|u| u != "none"),
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}

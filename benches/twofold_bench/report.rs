@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::{Options, Scale};
+use crate::export::ExportFigures;
 use crate::lag::{FanOut, LagRun};
 use crate::overload::ReadersOutcome;
 use crate::rebuild::{BulkInsert, RebuildOutcome};
@@ -111,6 +112,7 @@ pub struct Report {
     peak_rss_kib: Option<u64>,
     rebuild: Option<RebuildSection>,
     overload: Option<(LoopResult, LoopResult, ReadersOutcome)>,
+    export: Option<ExportFigures>,
 }
 
 fn per_s(v: f64) -> String {
@@ -150,6 +152,7 @@ impl Report {
             peak_rss_kib: None,
             rebuild: None,
             overload: None,
+            export: None,
         }
     }
 
@@ -182,6 +185,9 @@ impl Report {
         self.overload = Some((alone, loaded, readers));
     }
 
+    pub fn set_export(&mut self, figures: ExportFigures) {
+        self.export = Some(figures);
+    }
     pub fn set_peak_rss(&mut self, peak_rss_kib: Option<u64>) {
         self.peak_rss_kib = peak_rss_kib;
     }
@@ -204,8 +210,41 @@ impl Report {
         self.lag_figures(&mut rows);
         self.rebuild_figures(&mut rows);
         self.overload_figures(&mut rows);
+        self.export_figures(&mut rows);
         self.resource_figures(&mut rows);
         rows
+    }
+
+    fn export_figures(&self, rows: &mut Vec<Figure>) {
+        let Some(e) = &self.export else { return };
+        let rate = e.events_per_second();
+        rows.push(
+            Figure::new(
+                "export to NATS JetStream, backlog",
+                format!(
+                    "{} events/s ({} events in {:.1} s)",
+                    per_s(rate).trim_end_matches("/s"),
+                    e.backlog_events,
+                    e.backlog_seconds
+                ),
+            )
+            .num(rate)
+            .target("≥ 50,000 events/s", Some(rate >= 50_000.0)),
+        );
+        rows.push(
+            Figure::new("export lag at 200/s (append → delivered from the stream)", lag_text(&e.lag))
+                .num(e.lag.p99_ms)
+                .baseline(
+                    format!(
+                        "{:.0}/s achieved; {} of {} not seen",
+                        e.lag_rate,
+                        e.lag_missed,
+                        e.lag.count as u64 + e.lag_missed
+                    ),
+                    None,
+                )
+                .target("p99 ≤ 20 ms (commit → publish ack)", Some(e.lag.p99_ms <= 20.0 && e.lag.count > 0)),
+        );
     }
 
     fn command_figures(&self, rows: &mut Vec<Figure>) {
@@ -475,6 +514,7 @@ impl Report {
                     "place_order_beside_readers": loaded.to_json(),
                     "readers": { "count": crate::overload::READERS, "ok": readers.ok, "shed": readers.shed, "failed": readers.failed, "elapsed_s": readers.elapsed.as_secs_f64() },
                 })),
+                "export": self.export,
                 "rebuild": self.rebuild.as_ref().map(|r| json!({
                     "events_in_log": r.events_in_log,
                     "appended_by_sql": r.appended_by_sql,

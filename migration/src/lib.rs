@@ -21,6 +21,7 @@ mod m20261127_000007_hardening;
 mod m20261127_000008_appender_lock;
 mod m20261127_000009_appender_guard;
 mod m20261127_000010_actors;
+mod m20261128_000011_export_state;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000008_appender_lock::Migration),
             Box::new(m20261127_000009_appender_guard::Migration),
             Box::new(m20261127_000010_actors::Migration),
+            Box::new(m20261128_000011_export_state::Migration),
         ]
     }
 }

@@ -73,6 +73,8 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
     let bind = listener.local_addr().unwrap_or(bind);
     if settings.role.serves_api() {
         tracing::info!(addr = %bind, "twofold serving GraphQL at http://{bind}/graphql (GraphiQL at http://{bind}/, the order board at http://{bind}/board)");
+    } else if settings.role == crate::catalog::Role::Exporter {
+        tracing::info!(addr = %bind, role = "exporter", "twofold running the exporter; /healthz, /readyz and /metrics at http://{bind}/");
     } else {
         tracing::info!(addr = %bind, role = "projector", "twofold running projections; /healthz, /readyz and /metrics at http://{bind}/");
     }

@@ -155,8 +155,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready when both databases answer within a second (else 503); `degraded`
-/// when a projection is stopped, retrying or outdated, or the projectors
-/// had to fall back to the global horizon.
+/// when a projection (or the exporter) is stopped, retrying or outdated, or
+/// the projectors had to fall back to the global horizon.
 async fn readyz(State(state): State<AppState>) -> Response {
     let ready = state.admin.readiness().await;
     let (write_ok, read_ok) = (ready.write_database, ready.read_database);
@@ -168,6 +168,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         let body = json!({ "status": "unavailable", "writeDatabase": true, "readDatabase": true, "error": "the projection checkpoints could not be read" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
+    // The exporter, when there is one: `degraded` (in `projections` too) while its broker is unreachable.
+    let exporter = projections.iter().find(|p| p.row.name == crate::catalog::EXPORTER).map(|p| {
+        json!({ "status": p.row.status, "healthy": p.status().is_some_and(Status::is_healthy), "lag": p.lag, "lastError": p.row.last_error })
+    });
     let troubled: Vec<serde_json::Value> = projections
         .into_iter()
         .filter(|p| !p.status().is_some_and(Status::is_healthy))
@@ -190,7 +194,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
     // `open`: no keys configured, every request acts as staff (development only).
     let auth = if state.auth.is_open() { "open" } else { "jwt" };
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon, "auth": auth });
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon, "exporter": exporter, "auth": auth });
     Json(body).into_response()
 }
 

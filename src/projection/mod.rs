@@ -47,7 +47,14 @@ pub enum ApplyError {
     /// Transient (connection lost, lock timeout…): retried with back-off.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// Something other than the database failed (the exporter's broker is
+    /// unreachable…): retried with back-off, like a database error.
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+/// The largest batch any consumer of the log is given at once.
+pub const MAX_BATCH: usize = 5_000;
 
 /// `total + amount`, or the event is a poison event: a view's sum must
 /// never wrap around or leave the column's range.
@@ -90,6 +97,14 @@ pub trait Projection: Send + Sync {
         events: &[RecordedEvent],
         ctx: ApplyContext,
     ) -> Result<(), ApplyError>;
+
+    /// Called by the runtime when there is nothing to apply: checks what the
+    /// projection needs besides the databases (the exporter: its broker).
+    /// An error counts as a failed attempt (`retrying`, back-off), so an
+    /// outage shows even while the log is quiet.
+    async fn probe(&self) -> Result<(), ApplyError> {
+        Ok(())
+    }
 }
 
 /// Every projection, in a fixed order.

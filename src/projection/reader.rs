@@ -268,6 +268,29 @@ pub async fn count_upto(db: &impl ConnectionTrait, upto: LogPosition) -> Result<
     count_where(db, "<=", upto).await
 }
 
+/// When the oldest event after `after` (in checkpoint order) was recorded;
+/// `None` when nothing lies after it. How far behind in time a consumer is.
+pub async fn oldest_after(
+    db: &impl ConnectionTrait,
+    after: LogPosition,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = match backend {
+        DbBackend::Postgres => statement(
+            backend,
+            "SELECT recorded_at FROM event WHERE (tx_id, position) > ($1, $2) ORDER BY tx_id, position LIMIT 1",
+            vec![after.tx_id.into(), after.position.into()],
+        ),
+        _ => statement(
+            backend,
+            "SELECT recorded_at FROM event WHERE position > $1 ORDER BY position LIMIT 1",
+            vec![Value::from(after.position)],
+        ),
+    };
+    let row = db.query_one_raw(stmt).await?;
+    row.map(|r| r.try_get::<chrono::DateTime<chrono::Utc>>("", "recorded_at")).transpose()
+}
+
 /// Counts the events on one side (`cmp`: `>` or `<=`) of `at`, in checkpoint order.
 async fn count_where(db: &impl ConnectionTrait, cmp: &str, at: LogPosition) -> Result<i64, DbErr> {
     let backend = db.get_database_backend();

@@ -34,6 +34,11 @@ pub const REPLAY_BATCH: u64 = 5_000;
 pub enum RebuildError {
     #[error("unknown projection '{0}'")]
     UnknownProjection(String),
+    #[error(
+        "the exporter ({}) cannot be rebuilt: what it published stays published; it goes on from its checkpoint",
+        crate::catalog::EXPORTER
+    )]
+    NotRebuildable,
     #[error("the copy name '{0}' must be 1-40 characters of a-z, 0-9 and _")]
     BadCopyName(String),
     #[error("event at position {position} cannot be applied: {reason}; fix the projection and rebuild again")]
@@ -98,6 +103,9 @@ pub async fn rebuild(
     let all = super::all();
     let mut chosen: Vec<Arc<dyn Projection>> = Vec::new();
     for name in &options.projections {
+        if name == crate::catalog::EXPORTER {
+            return Err(RebuildError::NotRebuildable);
+        }
         let p = all.iter().find(|p| p.name() == name).ok_or_else(|| RebuildError::UnknownProjection(name.clone()))?;
         chosen.push(p.clone());
     }
@@ -251,6 +259,7 @@ async fn apply_in(
         p.apply(txn, batch, ApplyContext { position_guard: true }).await.map_err(|e| match e {
             super::ApplyError::Poison { position, reason } => RebuildError::Poison { position, reason },
             super::ApplyError::Database(db) => RebuildError::Database(db),
+            super::ApplyError::Unavailable(message) => RebuildError::Database(DbErr::Custom(message)),
         })?;
     }
     Ok(())

@@ -252,6 +252,9 @@ impl Projector {
         let batch =
             reader::read_after_with(&self.events_db.conn, from, self.batch_size, self.upcaster.as_ref()).await?;
         if batch.is_empty() {
+            if apply {
+                self.projection.probe().await.map_err(into_db_err)?;
+            }
             return Ok(StepOutcome::Idle);
         }
         // Undecodable rows are poison for every projection that applies.
@@ -309,6 +312,7 @@ impl Projector {
                 self.isolate(from, &events).await
             }
             Err(ApplyError::Database(e)) => Err(e),
+            Err(ApplyError::Unavailable(message)) => Err(DbErr::Custom(message)),
         }
     }
 
@@ -329,6 +333,7 @@ impl Projector {
                 Err(ApplyError::Poison { reason, .. }) => reason,
                 Err(ApplyError::Database(err)) if crate::db::classify(&err).is_deterministic() => err.to_string(),
                 Err(ApplyError::Database(err)) => return Err(err),
+                Err(ApplyError::Unavailable(message)) => return Err(DbErr::Custom(message)),
             };
             let bad = Undecodable::poison(e, reason);
             return self.dead_letter(from, bad).await;
@@ -527,6 +532,7 @@ impl Projector {
                 Ok(Ok(Ok(_))) => return Ok(()),
                 Ok(Ok(Err(ApplyError::Poison { reason, .. }))) => reason,
                 Ok(Ok(Err(ApplyError::Database(e)))) | Ok(Err(e)) => return Err(e),
+                Ok(Ok(Err(ApplyError::Unavailable(message)))) => return Err(DbErr::Custom(message)),
                 Err(_) => format!("the projector panicked applying this event: {reason}"),
             };
             let bad = Undecodable::poison(&e, why);
@@ -587,7 +593,7 @@ impl Projector {
     /// may be the thing that is failing).
     async fn report_failure(&self, attempts: i64, error: &DbErr) {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
-        let message: String = format!("retrying (attempt {attempts}): {error}").chars().take(500).collect();
+        let message: String = format!("retrying (attempt {attempts}): {}", describe(error)).chars().take(500).collect();
         let update = projection_checkpoint::Entity::update_many()
             .col_expr(
                 projection_checkpoint::Column::Status,
@@ -755,7 +761,7 @@ impl Projector {
                 }
                 Err(e) => {
                     attempts += 1;
-                    tracing::warn!(projection = self.name(), error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
+                    tracing::warn!(projection = self.name(), error = %describe(&e), attempts, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
                     self.report_failure(attempts, &e).await;
                     let pause = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -812,6 +818,24 @@ pub async fn supervise(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// A failed step's error as an operator reads it: the message itself for a
+/// failure outside the database (carried as [`DbErr::Custom`]).
+fn describe(error: &DbErr) -> String {
+    match error {
+        DbErr::Custom(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// [`ApplyError`] as the step's error: a poison event here (a probe's) is
+/// reported like an unavailable resource.
+fn into_db_err(error: ApplyError) -> DbErr {
+    match error {
+        ApplyError::Database(e) => e,
+        other => DbErr::Custom(other.to_string()),
     }
 }
 

@@ -10,11 +10,11 @@ use tokio::task::JoinHandle;
 use crate::helpers::*;
 use crate::ws_client::{Protocol, WsClient};
 
-/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
-/// Cut: every proxied connection is dropped and new ones are refused
-/// (the port is closed), as when the database host goes away.
-struct Proxy {
-    port: u16,
+/// A TCP proxy in front of PostgreSQL (or NATS, see `export.rs`) that the
+/// test can cut and restore. Cut: every proxied connection is dropped and
+/// new ones are refused (the port is closed), as when the host goes away.
+pub struct Proxy {
+    pub port: u16,
     target: String,
     state: Arc<Mutex<ProxyState>>,
 }
@@ -26,7 +26,7 @@ struct ProxyState {
 }
 
 impl Proxy {
-    async fn start(target: &str) -> Self {
+    pub async fn start(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let proxy = Self { port, target: target.to_owned(), state: Arc::default() };
@@ -53,7 +53,7 @@ impl Proxy {
         self.state.lock().expect("state").acceptor = Some(acceptor);
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         let mut state = self.state.lock().expect("state");
         if let Some(acceptor) = state.acceptor.take() {
             acceptor.abort();
@@ -63,7 +63,7 @@ impl Proxy {
         }
     }
 
-    async fn restore(&self) {
+    pub async fn restore(&self) {
         // The port was closed with the acceptor; take it again.
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {

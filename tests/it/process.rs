@@ -112,7 +112,10 @@ impl Server {
 
 /// The address in the serving line (API or projector role), if `line` is it.
 fn serving_address(line: &str) -> Option<String> {
-    if !(line.contains("twofold serving GraphQL at") || line.contains("twofold running projections")) {
+    if !(line.contains("twofold serving GraphQL at")
+        || line.contains("twofold running projections")
+        || line.contains("twofold running the exporter"))
+    {
         return None;
     }
     let addr: String = line.split_once("http://")?.1.chars().take_while(|c| *c != '/').collect();
