@@ -159,6 +159,51 @@ impl From<config::Http> for crate::http::HttpLimits {
     }
 }
 
+/// The document store: the trusted-documents manifest read and checked
+/// (each id the SHA-256 of its text).
+fn documents(config: &config::Documents, open_mode: bool) -> Result<crate::graphql::documents::Documents, StartError> {
+    let trusted = match &config.trusted_documents {
+        None => Default::default(),
+        Some(path) => {
+            let shown = path.display();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Config(format!("cannot read the trusted documents {shown}: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| {
+                StartError::Config(format!("the trusted documents {shown} are not a JSON map from id to document: {e}"))
+            })?
+        }
+    };
+    let settings = crate::graphql::documents::DocumentSettings {
+        trusted,
+        only_trusted: config.only_trusted,
+        introspection_allowed: open_mode,
+    };
+    crate::graphql::documents::Documents::new(&settings).map_err(StartError::Config)
+}
+
+/// Every trusted document must pass validation (each of its operations).
+async fn validate_trusted(api: &Api) -> Result<(), StartError> {
+    let trusted: Vec<(String, String)> =
+        api.documents.trusted().map(|(id, text)| (id.clone(), text.to_string())).collect();
+    for (id, text) in trusted {
+        let document = async_graphql::parser::parse_query(&text)
+            .map_err(|e| StartError::Config(format!("trusted document sha256:{id} does not parse: {e}")))?;
+        let names: Vec<Option<String>> = match &document.operations {
+            async_graphql::parser::types::DocumentOperations::Single(_) => vec![None],
+            async_graphql::parser::types::DocumentOperations::Multiple(ops) => {
+                ops.keys().map(|n| Some(n.to_string())).collect()
+            }
+        };
+        for name in names {
+            if let Err(errors) = api.validate(&text, name.as_deref()).await {
+                let first = errors.first().map(|e| e.message.clone()).unwrap_or_default();
+                return Err(StartError::Config(format!("trusted document sha256:{id} is not valid: {first}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl From<config::Documents> for crate::graphql::SchemaLimits {
     fn from(d: config::Documents) -> Self {
         crate::graphql::SchemaLimits {
@@ -264,14 +309,17 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
-    let schema = crate::graphql::build(
+    let documents = documents(&settings.schema, auth.is_open())?;
+    let api = crate::graphql::build_api(
         Some(commands.clone()),
         Some(reads.clone()),
         Some(admin.clone()),
         notices.clone(),
-        settings.schema.into(),
+        settings.schema.clone().into(),
+        documents,
     );
-    let api = Api::new(schema.clone(), Some(reads.clone()));
+    validate_trusted(&api).await?;
+    let schema = api.schema.clone();
     Ok(Services {
         write_db,
         read_db,

@@ -292,6 +292,13 @@ pub struct ServeArgs {
     /// exact, like https://app.example.com; `*` only in open development mode).
     #[arg(long = "cors-origin", env = "TWOFOLD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// A JSON map from document id (`sha256:<hex>`) to document: the trusted
+    /// documents clients may send by `documentId` (validated at start).
+    #[arg(long, env = "TWOFOLD_TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<std::path::PathBuf>,
+    /// Run only the trusted documents (introspection stays open in open development mode).
+    #[arg(long, env = "TWOFOLD_ONLY_TRUSTED", requires = "trusted_documents")]
+    pub only_trusted: bool,
     /// Lets caches keep anonymous catalog reads by GET (`products`, `topProducts`) this many seconds.
     #[arg(long, env = "TWOFOLD_CATALOG_MAX_AGE")]
     pub catalog_max_age: Option<u64>,
@@ -484,8 +491,11 @@ pub struct WebSocket {
 }
 
 /// Bounds on a GraphQL document.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Documents {
+    /// The trusted-documents manifest, if any.
+    pub trusted_documents: Option<std::path::PathBuf>,
+    pub only_trusted: bool,
     pub max_depth: u64,
     pub max_introspection_depth: u64,
     pub max_fields: u64,
@@ -591,6 +601,8 @@ impl From<&ServeArgs> for Settings {
                 },
             },
             schema: Documents {
+                trusted_documents: args.trusted_documents.clone(),
+                only_trusted: args.only_trusted,
                 max_depth: args.max_depth,
                 max_introspection_depth: 24,
                 max_fields: args.max_fields,

@@ -25,6 +25,8 @@ pub const APPENDER_AGE: &str = "twofold_appender_oldest_age_seconds";
 pub const HORIZON_WAIT: &str = "twofold_projection_horizon_wait_seconds";
 pub const PROJECTOR_PANICS: &str = "twofold_projector_panics_total";
 pub const SHED: &str = "twofold_requests_shed_total";
+/// Lookups of the validated-document cache, by `result` (`hit`, `miss`).
+pub const DOCUMENT_CACHE: &str = "twofold_document_cache_lookups_total";
 pub const EXPORT_EVENTS: &str = "twofold_export_events_total";
 pub const EXPORT_DUPLICATES: &str = "twofold_export_duplicates_total";
 pub const EXPORT_ERRORS: &str = "twofold_export_publish_errors_total";

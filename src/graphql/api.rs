@@ -10,6 +10,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::{Request, ServerError, ValidationResult};
 
+use super::documents::Documents;
 use super::loaders::{CustomerLoader, ProductLoader};
 use super::mutation::RequestId;
 use super::TwofoldSchema;
@@ -46,18 +47,74 @@ impl Progress {
 /// The schema plus what each request needs attached.
 #[derive(Clone)]
 pub struct Api {
+    /// Every rule, for documents seen for the first time.
     pub schema: TwofoldSchema,
+    /// The twin for documents that passed before (see [`super::documents`]).
+    cached: TwofoldSchema,
+    pub documents: Arc<Documents>,
     pub(crate) reads: Option<ReadModel>,
 }
 
+/// A request ready to run, and which schema runs it.
+pub struct Prepared {
+    pub request: Request,
+    pub progress: Progress,
+    /// Served from the validated-document cache.
+    pub cached: bool,
+}
+
 impl Api {
-    pub fn new(schema: TwofoldSchema, reads: Option<ReadModel>) -> Self {
-        Self { schema, reads }
+    pub fn new(
+        schema: TwofoldSchema,
+        cached: TwofoldSchema,
+        documents: Arc<Documents>,
+        reads: Option<ReadModel>,
+    ) -> Self {
+        Self { schema, cached, documents, reads }
     }
 
-    /// Attaches loaders, the caller and a [`Progress`] to `request`.
-    /// `cache_loaders`: true for one-shot operations, false for subscriptions.
-    pub fn prepare(&self, mut request: Request, caller: &Caller, cache_loaders: bool) -> (Request, Progress) {
+    /// Runs a prepared one-shot request.
+    pub async fn execute(&self, prepared: Prepared) -> async_graphql::Response {
+        let schema = if prepared.cached { &self.cached } else { &self.schema };
+        schema.execute(prepared.request).await
+    }
+
+    /// Runs a prepared request as a stream (subscriptions; one item for the rest).
+    pub fn execute_stream(
+        &self,
+        prepared: Prepared,
+    ) -> impl futures_util::Stream<Item = async_graphql::Response> + Send + 'static {
+        let schema = if prepared.cached { &self.cached } else { &self.schema };
+        schema.execute_stream(prepared.request)
+    }
+
+    /// Validates `query` (operation `operation_name`) without running it.
+    pub async fn validate(&self, query: &str, operation_name: Option<&str>) -> Result<(), Vec<ServerError>> {
+        let mut request = Request::new(query).data(super::shape::ValidateOnly);
+        if let Some(name) = operation_name {
+            request = request.operation_name(name);
+        }
+        let response = self.schema.execute(request).await;
+        if response.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(response.errors)
+        }
+    }
+
+    /// Attaches loaders, the caller and a [`Progress`] to `request`, and
+    /// picks the schema: a document that passed validation before comes
+    /// parsed from the cache. `cache_loaders`: true for one-shot
+    /// operations, false for subscriptions.
+    pub fn prepare(&self, mut request: Request, caller: &Caller, cache_loaders: bool) -> Prepared {
+        let key = super::documents::cache_key(&request.query, request.operation_name.as_deref());
+        let cached = match self.documents.validated(&key) {
+            Some(document) => {
+                request.set_parsed_query((*document).clone());
+                true
+            }
+            None => false,
+        };
         let progress = Progress::default();
         if let Some(reads) = &self.reads {
             // Cached for one-shot operations (a page asks for the same
@@ -78,7 +135,7 @@ impl Api {
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());
-        (request, progress)
+        Prepared { request, progress, cached }
     }
 }
 

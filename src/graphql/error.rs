@@ -18,6 +18,10 @@ pub const NOT_PROJECTED: &str = "NOT_PROJECTED";
 pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const INTERNAL: &str = "INTERNAL";
+/// A `documentId` or APQ hash the server does not know (APQ clients then send the text).
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+/// `--only-trusted`: a document that is not in the manifest.
+pub const PERSISTED_QUERY_NOT_ALLOWED: &str = "PERSISTED_QUERY_NOT_ALLOWED";
 /// The service cannot serve this now (a database is unreachable, or too
 /// busy to hand out a connection in time); retry after a moment.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";

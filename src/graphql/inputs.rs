@@ -16,9 +16,11 @@
 //! which already checks it.
 use std::collections::HashSet;
 
-use async_graphql::parser::types::{BaseType, DocumentOperations, ExecutableDocument, Selection, SelectionSet, Type};
+use async_graphql::parser::types::{
+    BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet, Type,
+};
 use async_graphql::registry::{MetaType, Registry};
-use async_graphql::{ErrorExtensionValues, Name, Pos, ServerError, Value, Variables};
+use async_graphql::{ErrorExtensionValues, Name, Pos, Positioned, ServerError, Value, Variables};
 
 /// Refuses an out-of-range `Int` anywhere in the arguments of the
 /// operation `operation_name` selects. An operation that cannot be
@@ -29,14 +31,7 @@ pub fn check_int_ranges(
     operation_name: Option<&str>,
     variables: &Variables,
 ) -> Result<(), ServerError> {
-    let operation = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return Ok(()),
-        },
-        (DocumentOperations::Multiple(_), None) => return Ok(()),
-    };
+    let Some(operation) = selected_operation(doc, operation_name) else { return Ok(()) };
     let root = match operation.node.ty {
         async_graphql::parser::types::OperationType::Query => Some(registry.query_type.as_str()),
         async_graphql::parser::types::OperationType::Mutation => registry.mutation_type.as_deref(),
@@ -45,6 +40,21 @@ pub fn check_int_ranges(
     let Some(root) = root else { return Ok(()) };
     let mut walk = Walk { registry, doc, variables, fragments_seen: HashSet::new() };
     walk.selection_set(root, &operation.node.selection_set.node)
+}
+
+/// The operation a request runs: the one named, or the only one (a single
+/// named operation parses as one of "several"). `None` when it cannot be
+/// chosen; execution then says why.
+pub fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
 }
 
 struct Walk<'a> {
@@ -137,4 +147,121 @@ fn refused(field: &Name, problem: &str, pos: Pos) -> ServerError {
     extensions.set("code", "VALIDATION");
     error.extensions = Some(extensions);
     error
+}
+
+/// Checks every variable of the selected operation against its declared
+/// type: present when required, of the right shape, each scalar valid for
+/// its type (`Int` in 32 bits), each enum value one of the enum's, no
+/// unknown input-object field. async-graphql checks variable values only
+/// where they meet an argument, during its full validation; a document
+/// served from the validated cache skips that, and a missing value was
+/// only found at execution, without a code. So the check is here, for
+/// every request, before anything runs.
+pub fn check_variables(
+    registry: &Registry,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Result<(), ServerError> {
+    let Some(operation) = selected_operation(doc, operation_name) else { return Ok(()) };
+    for definition in &operation.node.variable_definitions {
+        let definition = &definition.node;
+        let name = definition.name.node.as_str();
+        let ty = &definition.var_type.node;
+        let given = variables.get(&definition.name.node);
+        let value = match (given, &definition.default_value) {
+            (Some(value), _) => value.clone(),
+            (None, Some(default)) => default.node.clone(),
+            (None, None) if ty.nullable => continue,
+            (None, None) => return Err(variable_error(name, "is required (its type is non-null) but was not given")),
+        };
+        let check = VariableCheck { registry };
+        if let Some(problem) = check.value(ty, &value, 0) {
+            return Err(variable_error(name, &problem));
+        }
+    }
+    Ok(())
+}
+
+fn variable_error(name: &str, problem: &str) -> ServerError {
+    let mut error = ServerError::new(format!("variable ${name} {problem}"), None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", "VALIDATION");
+    error.extensions = Some(extensions);
+    error
+}
+
+struct VariableCheck<'a> {
+    registry: &'a Registry,
+}
+
+/// Input objects and lists nest at most this deep in a variable.
+const MAX_VARIABLE_DEPTH: usize = 16;
+
+impl VariableCheck<'_> {
+    /// What is wrong with `value` as a `ty`, if anything.
+    fn value(&self, ty: &Type, value: &Value, depth: usize) -> Option<String> {
+        if depth > MAX_VARIABLE_DEPTH {
+            return Some("nests too deep".into());
+        }
+        if matches!(value, Value::Null) {
+            return (!ty.nullable).then(|| format!("must not be null (its type is {ty})"));
+        }
+        match &ty.base {
+            BaseType::List(item) => match value {
+                Value::List(items) => items
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| self.value(item, v, depth + 1).map(|p| format!("[{i}] {p}"))),
+                // A single value coerces to a one-item list.
+                other => self.value(item, other, depth + 1),
+            },
+            BaseType::Named(name) => match self.registry.types.get(name.as_str()) {
+                Some(MetaType::Scalar { name, is_valid, .. }) => {
+                    if name == "Int" {
+                        if let Value::Number(n) = value {
+                            if n.as_i64().is_some_and(|i| i32::try_from(i).is_err()) {
+                                return Some(format!(
+                                    "is {n}, but Int holds only -2147483648 to 2147483647 (use a smaller number)"
+                                ));
+                            }
+                        }
+                    }
+                    let valid = is_valid.as_ref().is_none_or(|check| check(value));
+                    (!valid).then(|| format!("is not a valid {name}"))
+                }
+                Some(MetaType::Enum { name, enum_values, .. }) => {
+                    let given = match value {
+                        Value::Enum(v) => v.as_str(),
+                        Value::String(s) => s.as_str(),
+                        _ => return Some(format!("must be one of {name}'s values")),
+                    };
+                    (!enum_values.contains_key(given)).then(|| {
+                        let known: Vec<&str> = enum_values.keys().map(String::as_str).collect();
+                        format!("is {given:?}, not one of {name}'s values ({})", known.join(", "))
+                    })
+                }
+                Some(MetaType::InputObject { name, input_fields, .. }) => {
+                    let Value::Object(fields) = value else {
+                        return Some(format!("must be an object ({name})"));
+                    };
+                    if let Some(unknown) = fields.keys().find(|k| !input_fields.contains_key(k.as_str())) {
+                        return Some(format!("has a field {unknown} that {name} does not have"));
+                    }
+                    input_fields.values().find_map(|field| {
+                        let field_ty = Type::new(&field.ty)?;
+                        match fields.get(field.name.as_str()) {
+                            Some(v) => self.value(&field_ty, v, depth + 1).map(|p| format!(".{} {p}", field.name)),
+                            None if !field_ty.nullable && field.default_value.is_none() => {
+                                Some(format!(".{} is required", field.name))
+                            }
+                            None => None,
+                        }
+                    })
+                }
+                // Not an input type: validation names the problem.
+                _ => None,
+            },
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! `sea_orm`): it calls [`crate::command`] and [`crate::query`].
 pub mod access;
 pub mod api;
+pub mod documents;
 pub mod error;
 pub mod inputs;
 pub mod loaders;
@@ -51,7 +52,10 @@ impl Default for SchemaLimits {
 }
 
 /// Builds the schema with its services. `None` services give a schema for
-/// printing the SDL only.
+/// printing the SDL only. `documents`: where documents that pass validation
+/// are remembered; `cached`: the twin that serves remembered documents
+/// (async-graphql's `Fast` validation: complexity and depth only, see
+/// [`documents`]).
 pub fn build(
     commands: Option<CommandService>,
     reads: Option<ReadModel>,
@@ -59,14 +63,33 @@ pub fn build(
     notices: Notices,
     limits: SchemaLimits,
 ) -> TwofoldSchema {
+    build_with(commands, reads, admin, notices, limits, None, false)
+}
+
+fn build_with(
+    commands: Option<CommandService>,
+    reads: Option<ReadModel>,
+    admin: Option<crate::admin::Admin>,
+    notices: Notices,
+    limits: SchemaLimits,
+    documents: Option<std::sync::Arc<documents::Documents>>,
+    cached: bool,
+) -> TwofoldSchema {
     // Depth is measured by the document guard, which leaves introspection
     // to its own rule; the guard runs before async-graphql parses anything.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
-        .extension(shape::DocumentGuard { limits: limits.shape })
+        .extension(shape::DocumentGuard {
+            limits: limits.shape,
+            cached,
+            documents: if cached { None } else { documents },
+        })
         .extension(api::ProgressTracker)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.shape.max_directives)
         .data(notices);
+    if cached {
+        builder = builder.validation_mode(async_graphql::ValidationMode::Fast);
+    }
     if let Some(commands) = commands {
         builder = builder.data(commands);
     }
@@ -78,6 +101,29 @@ pub fn build(
         builder = builder.data(reads);
     }
     builder.finish()
+}
+
+/// The API: the schema, its twin for validated documents, the document store.
+pub fn build_api(
+    commands: Option<CommandService>,
+    reads: Option<ReadModel>,
+    admin: Option<crate::admin::Admin>,
+    notices: Notices,
+    limits: SchemaLimits,
+    documents: documents::Documents,
+) -> api::Api {
+    let documents = std::sync::Arc::new(documents);
+    let strict = build_with(
+        commands.clone(),
+        reads.clone(),
+        admin.clone(),
+        notices.clone(),
+        limits,
+        Some(documents.clone()),
+        false,
+    );
+    let cached = build_with(commands, reads.clone(), admin, notices, limits, None, true);
+    api::Api::new(strict, cached, documents, reads)
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.

@@ -2,7 +2,7 @@
 //! conditional GET keys its `ETag` by (`crate::http::web`). A document that
 //! reads anything else (operational fields, mutations, subscriptions) has
 //! no such key and is never answered 304.
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 
 use crate::catalog::View;
 
@@ -35,11 +35,7 @@ fn views_of(field: &str) -> Option<&'static [View]> {
 /// `None` if it is not a query of read-view fields only (or does not parse).
 pub fn read_set(query: &str, operation_name: Option<&str>) -> Option<ReadSet> {
     let document = async_graphql::parser::parse_query(query).ok()?;
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
-        (DocumentOperations::Multiple(_), None) => return None,
-    };
+    let operation = super::inputs::selected_operation(&document, operation_name)?;
     if operation.node.ty != OperationType::Query {
         return None;
     }
@@ -53,6 +49,12 @@ pub fn read_set(query: &str, operation_name: Option<&str>) -> Option<ReadSet> {
     views.dedup();
     let catalog_only = fields.iter().all(|f| matches!(f.as_str(), "products" | "topProducts" | "__typename"));
     Some(ReadSet { views, catalog_only })
+}
+
+/// The names of the root fields of `set`, through fragments (`None` for
+/// an unknown fragment, or nesting beyond a bound).
+pub fn root_field_names(doc: &ExecutableDocument, set: &SelectionSet, out: &mut Vec<String>) -> Option<()> {
+    root_fields(doc, set, out, 0)
 }
 
 /// The root fields of a selection set, through fragments (bounded depth:

@@ -266,19 +266,56 @@ pub fn has_nul(value: &Value) -> bool {
 }
 
 /// The extension that applies [`check_document`] and the NUL rule to every
-/// request, over HTTP and WebSocket alike, before async-graphql parses it.
+/// request, over HTTP and WebSocket alike, before async-graphql parses it,
+/// and checks the request's values against the document's declared types
+/// ([`super::inputs`]) once it is parsed.
+///
+/// On the schema that serves documents from the validated cache
+/// ([`super::documents`]) the document arrives parsed and already passed
+/// every document-level check: only the request-level ones run. On the
+/// other schema, a document that passes validation is remembered.
 pub struct DocumentGuard {
     pub limits: ShapeLimits,
+    /// Serving documents from the validated cache (parsed, checked before).
+    pub cached: bool,
+    /// Where documents that pass validation are remembered (strict schema).
+    pub documents: Option<std::sync::Arc<super::documents::Documents>>,
 }
 
 impl ExtensionFactory for DocumentGuard {
     fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(DocumentGuardExtension { limits: self.limits })
+        std::sync::Arc::new(DocumentGuardExtension {
+            limits: self.limits,
+            cached: self.cached,
+            documents: self.documents.clone(),
+            seen: std::sync::Mutex::new(None),
+        })
     }
 }
 
+/// Validates a request without executing it (trusted documents at start).
+#[derive(Debug, Clone, Copy)]
+pub struct ValidateOnly;
+
 struct DocumentGuardExtension {
     limits: ShapeLimits,
+    cached: bool,
+    documents: Option<std::sync::Arc<super::documents::Documents>>,
+    /// This request's operation name and cache key, and its parsed document
+    /// once parsed (to remember it if it validates).
+    seen: std::sync::Mutex<Option<Seen>>,
+}
+
+struct Seen {
+    operation_name: Option<String>,
+    key: String,
+    document: Option<ExecutableDocument>,
+}
+
+impl DocumentGuardExtension {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Option<Seen>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[async_trait::async_trait]
@@ -294,18 +331,67 @@ impl Extension for DocumentGuardExtension {
         {
             return Err(ServerError::new("strings must not contain the NUL character (U+0000)", None));
         }
+        *self.seen() = Some(Seen {
+            operation_name: request.operation_name.clone(),
+            key: super::documents::cache_key(&request.query, request.operation_name.as_deref()),
+            document: None,
+        });
         // A syntax error is left to async-graphql, which reports it with its position.
-        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-            check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
-            super::inputs::check_int_ranges(
-                &ctx.schema_env.registry,
-                &document,
-                request.operation_name.as_deref(),
-                &request.variables,
-            )?;
-            request.set_parsed_query(document);
+        if !self.cached {
+            if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+                check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+                request.set_parsed_query(document);
+            }
         }
         next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        if ctx.data_opt::<ValidateOnly>().is_none() {
+            let operation_name = self.seen().as_ref().and_then(|s| s.operation_name.clone());
+            let registry = &ctx.schema_env.registry;
+            super::inputs::check_int_ranges(registry, &document, operation_name.as_deref(), variables)?;
+            super::inputs::check_variables(registry, &document, operation_name.as_deref(), variables)?;
+        }
+        if self.documents.is_some() {
+            if let Some(seen) = self.seen().as_mut() {
+                seen.document = Some(document.clone());
+            }
+        }
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        if let (Ok(_), Some(documents)) = (&result, &self.documents) {
+            if let Some(Seen { key, document: Some(document), .. }) = self.seen().take() {
+                documents.remember(key, document);
+            }
+        }
+        result
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: async_graphql::extensions::NextExecute<'_>,
+    ) -> async_graphql::Response {
+        if ctx.data_opt::<ValidateOnly>().is_some() {
+            return async_graphql::Response::new(Value::Null);
+        }
+        next.run(ctx, operation_name).await
     }
 }
 

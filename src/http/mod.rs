@@ -281,6 +281,62 @@ async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
+/// A GraphQL-over-HTTP request body: the request, or a `documentId`
+/// (persisted documents) in place of its `query`.
+#[derive(serde::Deserialize)]
+struct WireRequest {
+    #[serde(flatten)]
+    request: async_graphql::Request,
+    #[serde(default, rename = "documentId")]
+    document_id: Option<String>,
+}
+
+/// The request of a GET query string: `query` or `documentId`,
+/// `operationName`, `variables` and `extensions` (JSON). Ours rather than
+/// async-graphql's `parse_query_string`, which reads `operation_name`
+/// where the GraphQL-over-HTTP spec says `operationName`, and knows no
+/// `documentId`.
+fn get_request(query_string: &str) -> Result<(async_graphql::Request, Option<String>), String> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        query: String,
+        #[serde(rename = "operationName", alias = "operation_name")]
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+        #[serde(rename = "documentId")]
+        document_id: Option<String>,
+    }
+    let params: Params = serde_urlencoded::from_str(query_string).map_err(|e| e.to_string())?;
+    let mut request = async_graphql::Request::new(params.query);
+    request.operation_name = params.operation_name.filter(|n| !n.is_empty());
+    if let Some(variables) = params.variables.filter(|v| !v.is_empty()) {
+        request.variables = serde_json::from_str(&variables).map_err(|e| format!("invalid variables: {e}"))?;
+    }
+    if let Some(extensions) = params.extensions.filter(|v| !v.is_empty()) {
+        request.extensions = serde_json::from_str(&extensions).map_err(|e| format!("invalid extensions: {e}"))?;
+    }
+    Ok((request, params.document_id))
+}
+
+/// A document that could not be had (unknown id or hash, not trusted, a
+/// hash that does not match its text): a request error with its code.
+fn document_error(headers: &HeaderMap, error: &crate::graphql::documents::DocumentError) -> Response {
+    let body = json!({ "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }] });
+    // 400 under the GraphQL-over-HTTP media type; 200 under plain JSON,
+    // where Apollo's clients read `PersistedQueryNotFound` and retry.
+    let (status, content_type) = if wants_graphql_response(headers) {
+        (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE)
+    } else {
+        (StatusCode::OK, "application/json")
+    };
+    let mut response =
+        (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body.to_string()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// A browser's navigation (it lists `text/html` in `Accept`).
 fn accepts_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"))
@@ -309,7 +365,9 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
     }
     let headers = parts.headers;
     let query = parts.uri.query().unwrap_or("");
-    if !query.split('&').any(|pair| pair == "query" || pair.starts_with("query=")) {
+    let names_a_document =
+        |name: &str| query.split('&').any(|pair| pair == name || pair.starts_with(&format!("{name}=")));
+    if !["query", "documentId", "extensions"].into_iter().any(names_a_document) {
         // A browser navigating here gets the playground; a client, a clear message.
         if accepts_html(&headers) {
             return pages::graphiql(headers).await;
@@ -320,7 +378,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             "GET /graphql needs a `query` parameter, e.g. /graphql?query={viewer{role}}; POST JSON to /graphql for everything else; GraphiQL is at /",
         );
     }
-    let request = match async_graphql::http::parse_query_string(query) {
+    let (mut request, document_id) = match get_request(query) {
         Ok(r) => r,
         Err(e) => {
             return request_error(
@@ -330,6 +388,9 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             )
         }
     };
+    if let Err(e) = state.api.documents.resolve(&mut request, document_id.as_deref()) {
+        return document_error(&headers, &e);
+    }
     if is_mutation(&request) {
         let mut response = request_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -414,8 +475,8 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             ),
         );
     }
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
+    let (mut request, document_id) = match serde_json::from_slice::<WireRequest>(&body) {
+        Ok(wire) => (wire.request, wire.document_id),
         Err(e) => {
             return request_error(
                 StatusCode::BAD_REQUEST,
@@ -424,6 +485,9 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             )
         }
     };
+    if let Err(e) = state.api.documents.resolve(&mut request, document_id.as_deref()) {
+        return document_error(&headers, &e);
+    }
     // POST answers (and every mutation) are never cached.
     let mut response = execute(&state, &headers, request).await;
     set(&mut response, header::CACHE_CONTROL, "no-store");
@@ -468,9 +532,9 @@ async fn execute_as(
 ) -> Response {
     let span = tracing::info_span!("graphql", request_id = %caller.request_id);
     tracing::debug!(parent: &span, operation = request.operation_name.as_deref().unwrap_or(""), "executing a GraphQL request");
-    let (request, progress) = state.api.prepare(request, &caller, true);
-    let request = request.data(state.admin.clone());
-    let execution = tracing::Instrument::instrument(state.api.schema.execute(request), span);
+    let prepared = state.api.prepare(request.data(state.admin.clone()), &caller, true);
+    let progress = prepared.progress.clone();
+    let execution = tracing::Instrument::instrument(state.api.execute(prepared), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
         Ok(response) => response,
         Err(_) => {

@@ -187,16 +187,27 @@ impl Connection {
                 let Some(id) = id.filter(|id| !id.is_empty()) else {
                     return Err(Close(CLOSE_BAD_REQUEST, "Invalid message received: subscribe needs an id".into()));
                 };
-                let payload = message.remove("payload").unwrap_or(Value::Null);
-                if payload.get("query").and_then(Value::as_str).is_none() {
+                let mut payload = message.remove("payload").unwrap_or(Value::Null);
+                // A document by text, by `documentId` (persisted documents) or by APQ hash.
+                let document_id = match payload.as_object_mut().and_then(|p| p.remove("documentId")) {
+                    Some(Value::String(id)) => Some(id),
+                    _ => None,
+                };
+                let names_document = payload.get("query").and_then(Value::as_str).is_some()
+                    || document_id.is_some()
+                    || payload.pointer("/extensions/persistedQuery").is_some();
+                if !names_document {
                     return Err(Close(
                         CLOSE_BAD_REQUEST,
-                        "Invalid message received: subscribe needs payload.query".into(),
+                        "Invalid message received: subscribe needs payload.query (or payload.documentId)".into(),
                     ));
                 }
-                let request: async_graphql::Request = serde_json::from_value(payload).map_err(|e| {
+                let mut request: async_graphql::Request = serde_json::from_value(payload).map_err(|e| {
                     Close(CLOSE_BAD_REQUEST, format!("Invalid message received: {}", truncate(&e.to_string(), 80)))
                 })?;
+                if let Err(e) = self.api.documents.resolve(&mut request, document_id.as_deref()) {
+                    return Ok(vec![error_message(self.protocol, &id, vec![coded_error(e.message(), e.code())])]);
+                }
                 if self.operations.contains_key(&id) {
                     return Err(Close(
                         CLOSE_DUPLICATE_ID,
@@ -358,8 +369,9 @@ async fn run_operation(
     outbox: mpsc::Sender<Outgoing>,
 ) {
     let is_subscription = is_subscription(&request);
-    let (request, progress) = api.prepare(request, &caller, !is_subscription);
-    let mut responses = api.schema.execute_stream(request);
+    let prepared = api.prepare(request, &caller, !is_subscription);
+    let progress = prepared.progress.clone();
+    let mut responses = api.execute_stream(prepared);
     let mut first = true;
     let data_type = match protocol {
         WebSocketProtocols::GraphQLWS => "next",
