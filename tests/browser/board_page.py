@@ -54,9 +54,11 @@ def order(page, order_id):
 
 
 def place_order(page, customer=0, product=0, quantity=1):
-    """Picks a customer and a product by position, clicks Place order; returns the new order's id."""
+    """Picks a customer (None: leave it, as for a customer token) and a product
+    by position, clicks Place order; returns the new order's id."""
     known = page.eval_on_selector_all(ORDER, "els => els.map((e) => e.dataset.orderId)")
-    page.select_option("[data-testid=customer-select]", index=customer)
+    if customer is not None:
+        page.select_option("[data-testid=customer-select]", index=customer)
     page.select_option("[data-testid=product-select]", index=product)
     page.fill("[data-testid=quantity-input]", str(quantity))
     page.click("[data-testid=place-order]")
@@ -77,3 +79,19 @@ def visibility_seen(page, order_id):
 def no_horizontal_scroll(page):
     width, client = page.evaluate("() => [document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]")
     return width <= client, (width, client)
+
+
+def use_token(page, token):
+    """Pastes a token into the board's token field and presses Use."""
+    page.fill("[data-testid=token-input]", token)
+    page.click("[data-testid=token-save]")
+
+
+def wait_viewer(page, role, timeout=15000):
+    """Waits until the board says it acts as `role` (viewer { role }: CUSTOMER, STAFF, ADMIN)."""
+    page.wait_for_selector(f"[data-testid=viewer][data-auth=signed-in][data-role={role}]", timeout=timeout)
+
+
+def listed_ids(page):
+    """Ids of the orders the server's list (orders(first: 20)) returned, as shown."""
+    return page.eval_on_selector_all(f"{ORDER}[data-listed=true]", "els => els.map((e) => e.dataset.orderId)")

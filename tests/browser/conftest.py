@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: headless Chromium (Debian's), one context per
-test with a network guard, and the running twofold server (see run.sh)."""
+test with a network guard, the running twofold server in open development
+mode (see run.sh), and a second one that requires tokens (keyed_server)."""
 import os
 import pathlib
 import shutil
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import sync_playwright
 
+from seed import seed
 from twofold_server import Server
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -53,6 +55,7 @@ class Guard:
         self.console = []
         self.websockets = []
         self.frames_sent = []
+        self.frames_received = []
         self.requests = []
         self.allowed_csp = []
         self.pages = []
@@ -97,6 +100,7 @@ class Guard:
         if not self.local(ws.url):
             self.offsite.append(ws.url)
         ws.on("framesent", lambda payload: self.frames_sent.append((ws.url, payload)))
+        ws.on("framereceived", lambda payload: self.frames_received.append((ws.url, payload)))
 
     def allow_csp(self, predicate):
         """Lets violations matching predicate(violation) through (the caller documents why)."""
@@ -134,6 +138,22 @@ def server():
 
 
 @pytest.fixture(scope="session")
+def keyed_server():
+    """A second server that requires bearer JWTs (TWOFOLD_JWT_SECRET), on its
+    own port and database, seeded like the first through a staff token.
+    `.staff` is that token, `.seeded` the ids seed() returned, `.mint()`
+    mints more with `twofold token`."""
+    keyed = Server.keyed()
+    keyed.start()
+    try:
+        keyed.staff = keyed.mint("staff", ttl="2h")
+        keyed.seeded = seed(keyed, token=keyed.staff)
+        yield keyed
+    finally:
+        keyed.stop()
+
+
+@pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -143,13 +163,15 @@ def browser():
 
 @pytest.fixture
 def new_context(browser, server):
-    """new_context(viewport) -> (context, guard); every context is checked when the test ends."""
+    """new_context(viewport, target=server) -> (context, guard), on `target`'s
+    origin; every context is checked when the test ends."""
     made = []
 
-    def make(viewport=DESKTOP):
-        context = browser.new_context(viewport=viewport, base_url=server.url)
+    def make(viewport=DESKTOP, target=None):
+        target = target or server
+        context = browser.new_context(viewport=viewport, base_url=target.url)
         context.set_default_timeout(15000)
-        guard = Guard(server.url)
+        guard = Guard(target.url)
         guard.attach(context)
         made.append((context, guard))
         return context, guard

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of GraphiQL (/) and the order board (/board) in headless
 # Chromium, against a real twofold server on a free port with a fresh SQLite
-# database. Builds nothing:
+# database (and, for test_identity.py, a second one that requires tokens,
+# started by the tests themselves). Builds nothing:
 #
 #   tests/browser/run.sh [path/to/twofold]     (default: target/debug/twofold)
 #
@@ -40,9 +41,13 @@ export PYTHONDONTWRITEBYTECODE=1
 status=1
 finish() {
     python3 "$here/twofold_server.py" stop || true
+    python3 "$here/twofold_server.py" stop keyed || true  # the keyed_server fixture's, if pytest died
     if [[ $status -ne 0 && -f "$work/server.log" ]]; then
-        echo "---- last lines of the server log ($work/server.log) ----" >&2
-        tail -n 40 "$work/server.log" >&2
+        for log in "$work/server.log" "$work/keyed.log"; do
+            [[ -f "$log" ]] || continue
+            echo "---- last lines of the server log ($log) ----" >&2
+            tail -n 40 "$log" >&2
+        done
     else
         rm -rf "$work"
     fi
@@ -55,7 +60,7 @@ python3 "$here/seed.py"
 
 set +e
 (cd "$here" && python3 -m pytest -p no:cacheprovider -v -s --rootdir "$here" \
-    test_guard.py test_graphiql.py test_board.py test_restart.py test_bench.py)
+    test_guard.py test_graphiql.py test_board.py test_identity.py test_readme_snippet.py test_restart.py test_bench.py)
 status=$?
 set -e
 exit $status

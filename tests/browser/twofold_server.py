@@ -1,11 +1,18 @@
-"""Starts, stops and talks to the twofold server the browser tests use.
+"""Starts, stops and talks to the twofold servers the browser tests use.
 
 run.sh starts the first server (through `python3 twofold_server.py start`) and
 stops the last one; a test that restarts the server uses the same helper, so
 the pid file always names the process that is running.
+
+That server runs in open development mode (no keys: every request is staff).
+A second one that requires bearer tokens (`Server.keyed()`, with
+TWOFOLD_JWT_SECRET set) is started by the `keyed_server` fixture; its pid and
+log files are named `keyed.*`, and `twofold_server.py stop keyed` stops it.
+Tokens for it come from the binary itself (`twofold token`, `Server.mint`).
 """
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,18 +22,59 @@ import urllib.error
 import urllib.request
 
 
+# Identity settings the servers get only from this helper, never from the caller's environment.
+IDENTITY_ENV = ("TWOFOLD_JWT_SECRET", "TWOFOLD_JWKS_FILE", "TWOFOLD_JWT_ISSUER", "TWOFOLD_JWT_AUDIENCE", "TWOFOLD_JWT_LEEWAY_SECS", "TWOFOLD_ADMIN_TOKEN")
+
+
 class Server:
-    def __init__(self, binary, port, database_url, workdir):
+    def __init__(self, binary, port, database_url, workdir, name="server", jwt_secret=None, extra_args=()):
         self.binary = binary
         self.port = int(port)
         self.database_url = database_url
         self.workdir = workdir
-        self.pidfile = os.path.join(workdir, "server.pid")
-        self.logfile = os.path.join(workdir, "server.log")
+        self.name = name
+        self.jwt_secret = jwt_secret
+        self.extra_args = list(extra_args)
+        self.pidfile = os.path.join(workdir, f"{name}.pid")
+        self.logfile = os.path.join(workdir, f"{name}.log")
 
     @classmethod
     def from_env(cls):
         return cls(os.environ["TWOFOLD_BIN"], os.environ["TWOFOLD_PORT"], os.environ["TWOFOLD_DATABASE_URL"], os.environ["TWOFOLD_WORKDIR"])
+
+    @classmethod
+    def keyed(cls, port=None):
+        """A server that requires bearer JWTs: a fresh HS256 secret and its own database."""
+        workdir = os.environ["TWOFOLD_WORKDIR"]
+        return cls(
+            os.environ["TWOFOLD_BIN"],
+            port or free_port(),
+            f"sqlite://{workdir}/keyed.db?mode=rwc",
+            workdir,
+            name="keyed",
+            jwt_secret=secrets.token_urlsafe(48),
+        )
+
+    def _env(self):
+        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
+        if self.jwt_secret:
+            env["TWOFOLD_JWT_SECRET"] = self.jwt_secret
+        return env
+
+    def mint(self, role, customer_id=None, ttl="1h", secret=None):
+        """A bearer token from `twofold token`, signed with this server's secret (or `secret`)."""
+        secret = secret or self.jwt_secret
+        if not secret:
+            raise RuntimeError("this server has no JWT secret (open development mode)")
+        args = [self.binary, "token", "--role", role, "--ttl", ttl]
+        if customer_id:
+            args += ["--customer-id", customer_id]
+        env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
+        env["TWOFOLD_JWT_SECRET"] = secret
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"twofold token failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout.strip()
 
     @property
     def url(self):
@@ -44,10 +92,13 @@ class Server:
         if self.pid() is not None:
             raise RuntimeError(f"a server is already running (pid {self.pid()})")
         log = open(self.logfile, "a")
-        log.write(f"\n===== twofold serve --role {role} at {time.strftime('%H:%M:%S')} =====\n")
+        keys = "HS256 secret" if self.jwt_secret else "open development mode"
+        log.write(f"\n===== twofold serve --role {role} ({keys}) at {time.strftime('%H:%M:%S')} =====\n")
         log.flush()
         process = subprocess.Popen(
-            [self.binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--database-url", self.database_url, "--role", role],
+            [self.binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--database-url", self.database_url, "--role", role]
+            + self.extra_args,
+            env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -91,18 +142,25 @@ class Server:
     def kill(self):
         self.stop(sig=signal.SIGKILL)
 
-    def graphql(self, query, variables=None, headers=None):
-        """POSTs a GraphQL request; returns the decoded answer (data and errors)."""
+    def graphql(self, query, variables=None, headers=None, token=None):
+        """POSTs a GraphQL request (with `token` as the bearer token); returns
+        the decoded answer (data and errors), also of a 4xx answer."""
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"content-type": "application/json", **(headers or {})}, method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return json.loads(r.read())
+        headers = {"content-type": "application/json", **(headers or {})}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"{self.url}/graphql", data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                raise
+            return json.loads(e.read())
 
-    def data(self, query, variables=None):
+    def data(self, query, variables=None, token=None):
         """Like graphql(), but raises on any error."""
-        answer = self.graphql(query, variables)
+        answer = self.graphql(query, variables, token=token)
         if answer.get("errors"):
             raise RuntimeError(f"GraphQL errors: {answer['errors']}")
         return answer["data"]
@@ -140,6 +198,9 @@ if __name__ == "__main__":
     elif command == "start":
         print(Server.from_env().start())
     elif command == "stop":
-        Server.from_env().stop()
+        server = Server.from_env()
+        if len(sys.argv) > 2:  # another server's pid file in the same work directory, e.g. `stop keyed`
+            server = Server(server.binary, server.port, server.database_url, server.workdir, name=sys.argv[2])
+        server.stop()
     else:
-        sys.exit(f"usage: {sys.argv[0]} free-port|start|stop")
+        sys.exit(f"usage: {sys.argv[0]} free-port|start|stop [name]")

@@ -15,7 +15,10 @@ const RECHECK_MS = 250;
 const RESTART_AFTER_FATAL_MS = 5000;
 const DEMO_CARRIER = 'Demo Post';
 const MAX_ERRORS = 30;
+/** The server closes a WebSocket with this code when its token is bad or has expired. */
+const CLOSE_FORBIDDEN = 4403;
 
+const VIEWER_QUERY = `query BoardViewer { viewer { sub role customerId } }`;
 const ORDERS_QUERY = `query BoardOrders($consistentWith: Token) {
   orders(first: 20, consistentWith: $consistentWith) {
     nodes { id customerName totalCents status placedAt carrier trackingNumber lines { title quantity } }
@@ -45,6 +48,12 @@ const ui = {
   token: $('token'),
   tokenClear: $('token-clear'),
   tokenState: document.querySelector('[data-testid="token-state"]'),
+  viewer: $('viewer'),
+  notice: $('auth-notice'),
+  noticeTitle: document.querySelector('[data-testid="auth-notice-title"]'),
+  noticeMessage: document.querySelector('[data-testid="auth-notice-message"]'),
+  noticeCode: document.querySelector('[data-testid="auth-notice-code"]'),
+  noticeHelp: document.querySelector('[data-testid="auth-notice-help"]'),
   errorsPanel: document.querySelector('[data-testid="errors"]'),
   errors: $('errors'),
   errorsClear: $('errors-clear'),
@@ -55,6 +64,13 @@ const ui = {
 
 const state = {
   token: readToken(),
+  /** Who the token acts as (viewer { sub role customerId }), once the server said. */
+  viewer: null,
+  /** 'unknown' (not asked yet, or the server was unreachable), 'signed-in',
+   * 'anonymous' (no token, and the server requires one) or 'refused'. */
+  auth: 'unknown',
+  /** Why the token was refused: { message, code }. */
+  authError: null,
   /** Newest orders as the order_summary view last answered. */
   orders: [],
   ordersLoaded: false,
@@ -89,6 +105,11 @@ function toErrors(err) {
   }
   if (err instanceof Event) return [{ message: 'WebSocket error', code: 'WEBSOCKET' }];
   return [{ message: err?.message ? String(err.message) : String(err), code: null }];
+}
+
+/** A WebSocket closed because its token is bad or expired (the notice says so). */
+function isForbiddenClose(err) {
+  return Boolean(err && typeof err === 'object' && err.code === CLOSE_FORBIDDEN && 'reason' in err);
 }
 
 /** Shows errors in the errors panel; nothing is ever dropped silently. */
@@ -128,7 +149,11 @@ ui.errorsClear.addEventListener('click', () => {
 
 // ---------------------------------------------------------------- HTTP
 
+/** Every request of one token belongs to one session; a new token starts a new one. */
+let session = 0;
+
 async function gql(query, variables = {}) {
+  const mine = session;
   const headers = {
     'content-type': 'application/json',
     accept: 'application/graphql-response+json, application/json',
@@ -146,7 +171,12 @@ async function gql(query, variables = {}) {
   } catch {
     throw new BoardError([{ message: `HTTP ${response.status}: the answer is not JSON`, code: `HTTP_${response.status}` }]);
   }
-  if (Array.isArray(body.errors) && body.errors.length > 0) throw new BoardError(fromGraphQLErrors(body.errors));
+  if (Array.isArray(body.errors) && body.errors.length > 0) {
+    const errors = fromGraphQLErrors(body.errors);
+    // 401: the token itself was refused (malformed, expired, wrongly signed).
+    if (response.status === 401 && mine === session) tokenRefused(errors[0]);
+    throw new BoardError(errors);
+  }
   if (!response.ok || !body.data) {
     throw new BoardError([{ message: `HTTP ${response.status} without data`, code: `HTTP_${response.status}` }]);
   }
@@ -170,9 +200,10 @@ let ordersApplied = 0;
 /** Re-reads the newest orders; an answer older than one already shown is dropped. */
 async function fetchOrders(consistentWith = null) {
   const seq = ++ordersSeq;
+  const mine = session;
   try {
     const data = await gql(ORDERS_QUERY, { consistentWith });
-    if (seq < ordersApplied) return;
+    if (mine !== session || seq < ordersApplied) return;
     ordersApplied = seq;
     state.orders = data.orders.nodes;
     state.ordersLoaded = true;
@@ -182,7 +213,7 @@ async function fetchOrders(consistentWith = null) {
     }
     render();
   } catch (e) {
-    showErrors('orders', e);
+    if (mine === session) showErrors('orders', e);
   }
 }
 
@@ -213,16 +244,36 @@ function scheduleRefresh() {
 }
 
 async function loadChoices() {
+  const mine = session;
   try {
     const data = await gql(CHOICES_QUERY);
+    if (mine !== session) return;
     state.customers = data.customers.nodes;
     state.products = data.products.nodes;
-    fillSelect(ui.customer, state.customers, (c) => `${c.name} <${c.email}>`);
-    fillSelect(ui.product, state.products, (p) => `${p.title} (${p.sku}) ${money(p.priceCents)}`);
-    ui.place.disabled = state.customers.length === 0 || state.products.length === 0;
+    showChoices();
   } catch (e) {
-    showErrors('customers and products', e);
+    if (mine === session) showErrors('customers and products', e);
   }
+}
+
+/** Fills the selects. A customer orders for itself only: its select shows just itself and is locked. */
+function showChoices() {
+  const own = ownCustomerId();
+  if (own) {
+    const me = state.customers.find((c) => c.id === own) ?? { id: own, name: `you (${shortId(own)})`, email: 'not registered yet' };
+    fillSelect(ui.customer, [me], (c) => `${c.name} <${c.email}> (you)`);
+  } else {
+    fillSelect(ui.customer, state.customers, (c) => `${c.name} <${c.email}>`);
+  }
+  ui.customer.disabled = Boolean(own);
+  ui.customer.title = own ? 'a customer token orders for its own customer only' : '';
+  fillSelect(ui.product, state.products, (p) => `${p.title} (${p.sku}) ${money(p.priceCents)}`);
+  ui.place.disabled = !canPlace();
+  showAuth();
+}
+
+function canPlace() {
+  return state.auth !== 'anonymous' && state.auth !== 'refused' && state.products.length > 0 && (Boolean(ownCustomerId()) || state.customers.length > 0);
 }
 
 function fillSelect(select, items, label) {
@@ -258,13 +309,20 @@ function setConnection(stateName, text) {
   ui.conn.textContent = text;
 }
 
-/** (Re)starts the WebSocket client with the current token. */
-function startLive() {
+/** Ends the WebSocket client; callbacks of the old client are ignored from here on. */
+function stopLive() {
+  generation += 1;
   if (client) {
     for (const order of state.placed.values()) dropWatch(order);
     client.dispose();
+    client = null;
   }
-  const gen = ++generation;
+}
+
+/** (Re)starts the WebSocket client with the current token. */
+function startLive() {
+  stopLive();
+  const gen = generation;
   const token = state.token;
   let connects = 0;
   client = createClient({
@@ -272,7 +330,9 @@ function startLive() {
     lazy: false,
     // Reconnect for ever: a server restart or deploy must not need a reload.
     retryAttempts: Number.MAX_SAFE_INTEGER,
-    shouldRetry: () => true,
+    // ... except after 4403: the token is bad or expired, and the same token
+    // will not do better (graphql-ws retries 4403 by default).
+    shouldRetry: (err) => !isForbiddenClose(err),
     retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 2000) + Math.random() * 250)),
     connectionParams: () => (token ? { authorization: `Bearer ${token}` } : {}),
     on: {
@@ -297,6 +357,11 @@ function startLive() {
     // recovers by itself.
     onNonLazyError: (err) => {
       if (gen !== generation) return;
+      if (isForbiddenClose(err)) {
+        showErrors('live connection', err);
+        tokenRefused({ message: err.reason || 'the server refused the token', code: `CLOSE_${err.code}` });
+        return;
+      }
       showErrors('live connection', err);
       setConnection('closed', `disconnected (${toErrors(err)[0].code ?? 'error'}), retrying`);
       setTimeout(() => {
@@ -312,7 +377,7 @@ function startLive() {
         else scheduleRefresh();
       },
       error: (err) => {
-        if (gen === generation) showErrors('projectionUpdated', err);
+        if (gen === generation && !isForbiddenClose(err)) showErrors('projectionUpdated', err);
       },
       complete: () => {},
     },
@@ -320,7 +385,18 @@ function startLive() {
 }
 
 /** On every (re)connect: catch up on what was missed and re-check every pending order. */
-function onConnected() {
+async function onConnected() {
+  if (state.auth === 'unknown') {
+    // The server could not be asked at start (it was down): ask now.
+    const mine = session;
+    await identify();
+    if (mine !== session || state.auth === 'refused') return;
+    if (state.auth === 'anonymous') {
+      stopLive();
+      setConnection('signed-out', 'not connected: no token');
+      return;
+    }
+  }
   scheduleRefresh();
   loadChoices();
   for (const order of state.placed.values()) {
@@ -360,7 +436,7 @@ function watchVisibility(order) {
         if (!current()) return;
         order.watch = null;
         order.stopWatch = null;
-        showErrors(`writeVisible for order ${shortId(order.id)}`, err);
+        if (!isForbiddenClose(err)) showErrors(`writeVisible for order ${shortId(order.id)}`, err);
         setTimeout(() => {
           if (order.visibility === 'pending' && !order.watch) watchVisibility(order);
         }, RETRY_FAILED_MS);
@@ -401,11 +477,14 @@ ui.placeForm.addEventListener('submit', async (event) => {
   const quantity = Number.parseInt(ui.quantity.value, 10);
   const customer = state.customers.find((c) => c.id === customerId);
   const product = state.products.find((p) => p.id === productId);
+  const mine = session;
   ui.place.disabled = true;
   try {
-    const data = await gql(PLACE_ORDER, {
-      input: { customerId, lines: [{ productId, quantity: Number.isFinite(quantity) ? quantity : 0 }], channel: 'WEB', commandId: commandId() },
-    });
+    const input = { lines: [{ productId, quantity: Number.isFinite(quantity) ? quantity : 0 }], channel: 'WEB', commandId: commandId() };
+    // A customer's token names its customer: the server takes it from there.
+    if (!ownCustomerId()) input.customerId = customerId;
+    const data = await gql(PLACE_ORDER, { input });
+    if (mine !== session) return;
     const { id, token } = data.placeOrder;
     const order = {
       id,
@@ -425,13 +504,14 @@ ui.placeForm.addEventListener('submit', async (event) => {
     render();
     watchVisibility(order);
   } catch (e) {
-    showErrors('placeOrder', e);
+    if (mine === session) showErrors('placeOrder', e);
   } finally {
-    ui.place.disabled = state.customers.length === 0 || state.products.length === 0;
+    ui.place.disabled = !canPlace();
   }
 });
 
 async function act(orderId, kind) {
+  const mine = session;
   state.busy.add(orderId);
   render();
   try {
@@ -448,7 +528,7 @@ async function act(orderId, kind) {
     // consistentWith: the answer includes this write.
     await fetchOrders(token);
   } catch (e) {
-    showErrors(`${kind}Order ${shortId(orderId)}`, e);
+    if (mine === session) showErrors(`${kind}Order ${shortId(orderId)}`, e);
   } finally {
     state.busy.delete(orderId);
     render();
@@ -478,7 +558,136 @@ function setToken(token) {
     showErrors('token', e);
   }
   showTokenState();
+  beginSession();
+}
+
+// ---------------------------------------------------------------- identity
+
+function ownCustomerId() {
+  return state.viewer?.role === 'CUSTOMER' ? state.viewer.customerId : null;
+}
+
+function mayShip() {
+  return state.viewer?.role === 'STAFF' || state.viewer?.role === 'ADMIN' || state.auth === 'unknown';
+}
+
+/** A new token (or the page's first load): forget what the last one saw, ask who this one is, then go live. */
+async function beginSession() {
+  const mine = ++session;
+  stopLive();
+  for (const order of state.placed.values()) dropWatch(order);
+  state.placed.clear();
+  state.orders = [];
+  state.ordersLoaded = false;
+  state.customers = [];
+  state.products = [];
+  state.viewer = null;
+  state.auth = 'unknown';
+  state.authError = null;
+  showChoices();
+  render();
+  setConnection('connecting', 'connecting…');
+  await identify();
+  if (mine !== session) return;
+  if (state.auth === 'anonymous') {
+    setConnection('signed-out', 'not connected: no token');
+    return;
+  }
+  if (state.auth === 'refused') return;
+  // Signed in, or the server is unreachable for now (the client keeps trying).
   startLive();
+  if (state.auth === 'signed-in') {
+    // The first reads go over HTTP at once; the WebSocket's connect repeats them.
+    fetchOrders();
+    loadChoices();
+  }
+}
+
+/** Asks the server who the token acts as (viewer). */
+async function identify() {
+  const mine = session;
+  try {
+    const { viewer } = await gql(VIEWER_QUERY);
+    if (mine !== session) return;
+    state.viewer = viewer;
+    state.auth = viewer.role === 'ANONYMOUS' ? 'anonymous' : 'signed-in';
+    state.authError = null;
+  } catch (e) {
+    if (mine !== session) return;
+    // A refused token is shown by tokenRefused (gql saw the 401); anything
+    // else (the server is down) leaves 'unknown', asked again on connect.
+    if (state.auth !== 'refused') showErrors('viewer', e);
+  }
+  showChoices();
+  render();
+}
+
+/** The server refused the token (HTTP 401, or WebSocket 4403): say so, stop asking with it. */
+function tokenRefused(error) {
+  stopLive();
+  state.viewer = null;
+  state.auth = 'refused';
+  state.authError = error;
+  setConnection('signed-out', 'not connected: token refused');
+  showChoices();
+  render();
+}
+
+/** Who the board acts as, and the notice when it cannot act at all. */
+function showAuth() {
+  const v = state.viewer;
+  ui.viewer.dataset.role = v?.role ?? '';
+  ui.viewer.dataset.auth = state.auth;
+  let text;
+  if (state.auth === 'refused') text = 'token refused: acting as nobody';
+  else if (state.auth === 'anonymous') text = 'not signed in: this server requires a token';
+  else if (!v) text = 'who you are: asking the server…';
+  else if (v.role === 'CUSTOMER') {
+    const me = state.customers.find((c) => c.id === v.customerId);
+    text = `acting as customer ${me ? me.name : `#${shortId(v.customerId)}`}: your own orders only; shipping is for staff`;
+  } else if (v.sub === 'open') text = 'acting as staff: open development mode (the server has no keys, so every request is staff)';
+  else text = `acting as ${v.role.toLowerCase()} “${v.sub}”`;
+  ui.viewer.textContent = text;
+
+  const notice = noticeFor();
+  ui.notice.hidden = !notice;
+  ui.notice.dataset.kind = notice ? state.auth : '';
+  ui.notice.dataset.code = notice?.code ?? '';
+  if (notice) {
+    ui.noticeTitle.textContent = notice.title;
+    ui.noticeMessage.textContent = notice.message;
+    ui.noticeCode.textContent = notice.code;
+    ui.noticeHelp.replaceChildren(...notice.help);
+  }
+}
+
+function noticeFor() {
+  const mint = () => [
+    ' Mint one with ',
+    el('code', { textContent: 'twofold token --role staff' }),
+    ' or ',
+    el('code', { textContent: 'twofold token --role customer --customer-id <id>' }),
+    ', with the server\'s ',
+    el('code', { textContent: 'TWOFOLD_JWT_SECRET' }),
+    '.',
+  ];
+  if (state.auth === 'anonymous') {
+    return {
+      title: 'Sign in to use the board.',
+      message: 'This server requires a bearer token: without one, orders and customers answer UNAUTHENTICATED.',
+      code: 'UNAUTHENTICATED',
+      help: ['Paste a token under Token and press Use.', ...mint()],
+    };
+  }
+  if (state.auth === 'refused') {
+    return {
+      title: 'The server refused the token.',
+      message: state.authError?.message ?? 'the token is not valid',
+      code: state.authError?.code ?? 'UNAUTHENTICATED',
+      help: ['Paste a valid token under Token and press Use, or Clear it.', ...mint()],
+    };
+  }
+  return null;
 }
 
 function showTokenState() {
@@ -532,7 +741,9 @@ function pick(mine) {
 function render() {
   const items = rows().map(renderOrder);
   ui.orders.replaceChildren(...items);
-  ui.ordersEmpty.hidden = !state.ordersLoaded || items.length > 0;
+  const signedOut = state.auth === 'anonymous' || state.auth === 'refused';
+  ui.ordersEmpty.textContent = signedOut ? 'Sign in with a token to see orders.' : 'No orders yet.';
+  ui.ordersEmpty.hidden = !(signedOut || (state.ordersLoaded && items.length === 0));
   const pending = [...state.placed.values()].filter((o) => o.visibility === 'pending').length;
   ui.ordersMeta.textContent = pending ? `${pending} pending` : '';
   ui.ordersMeta.dataset.pending = String(pending);
@@ -546,6 +757,8 @@ function renderOrder(o) {
       orderId: o.id,
       status: o.status,
       visibility: o.visibility ?? '',
+      // true once the order came back in the server's list (not only known to this page)
+      listed: String(!o.local),
     },
   });
   if (o.visibility === 'visible' && typeof o.ms === 'number') li.dataset.clickToVisibleMs = String(o.ms);
@@ -571,7 +784,14 @@ function renderOrder(o) {
   const busy = state.busy.has(o.id);
   const open = o.status === 'PLACED';
   const cancel = el('button', { type: 'button', textContent: 'Cancel', disabled: busy || !open, dataset: { testid: 'cancel-order' } });
-  const ship = el('button', { type: 'button', textContent: 'Ship', disabled: busy || !open, dataset: { testid: 'ship-order' } });
+  const staff = mayShip();
+  const ship = el('button', {
+    type: 'button',
+    textContent: 'Ship',
+    disabled: busy || !open || !staff,
+    title: staff ? '' : 'only staff may ship orders',
+    dataset: { testid: 'ship-order', staffOnly: String(!staff) },
+  });
   cancel.addEventListener('click', () => act(o.id, 'cancel'));
   ship.addEventListener('click', () => act(o.id, 'ship'));
   li.append(
@@ -586,8 +806,4 @@ function renderOrder(o) {
 // ---------------------------------------------------------------- start
 
 showTokenState();
-render();
-startLive();
-// The first reads go over HTTP at once; the WebSocket's connect repeats them.
-fetchOrders();
-loadChoices();
+beginSession();
