@@ -371,9 +371,11 @@ pub fn spawn_exporter(
     )))
 }
 
-/// Starts one supervised projector task per projection (see
-/// [`crate::projection::runtime::supervise`]). On PostgreSQL they share one
-/// connection for their advisory locks (`locks`, shared with the exporter).
+/// Starts the projectors: every async projection in one supervised group
+/// (one read of the log and one transaction per batch for all of them, see
+/// [`crate::projection::group`]), each inline one in a task of its own
+/// (it only moves its checkpoint). On PostgreSQL they share one connection
+/// for their advisory locks (`locks`, shared with the exporter).
 pub fn spawn_projectors(
     services: &Services,
     settings: &Settings,
@@ -381,22 +383,39 @@ pub fn spawn_projectors(
     locks: Option<Arc<crate::projection::leader::Locks>>,
 ) -> Vec<JoinHandle<()>> {
     let runtime = RuntimeSettings::from(&settings.runtime);
-    crate::projection::all()
-        .into_iter()
-        .map(|projection| {
-            let (log_db, views_db, notices, runtime) =
-                (services.log_db.clone(), services.projector_db.clone(), services.notices.clone(), runtime.clone());
-            let make =
-                move || Projector::new(projection.clone(), log_db.clone(), views_db.clone(), notices.clone(), &runtime);
-            tokio::spawn(crate::projection::runtime::supervise(
-                make,
-                services.appended.subscribe(),
-                settings.runtime.poll_interval,
-                shutdown.child_token(),
-                locks.clone(),
-            ))
-        })
-        .collect()
+    let (inline, grouped): (Vec<_>, Vec<_>) =
+        crate::projection::all().into_iter().partition(|p| runtime.mode_of(p.name()) == Mode::Inline);
+    let (log_db, views_db, notices) =
+        (services.log_db.clone(), services.projector_db.clone(), services.notices.clone());
+    let build = {
+        let runtime = runtime.clone();
+        move |projection: Arc<dyn crate::projection::Projection>| {
+            Projector::new(projection, log_db.clone(), views_db.clone(), notices.clone(), &runtime)
+        }
+    };
+    let mut tasks = Vec::new();
+    if !grouped.is_empty() {
+        let build = build.clone();
+        let make = move || grouped.iter().cloned().map(&build).collect::<Vec<_>>();
+        tasks.push(tokio::spawn(crate::projection::group::supervise(
+            make,
+            services.appended.subscribe(),
+            settings.runtime.poll_interval,
+            shutdown.child_token(),
+            locks.clone(),
+        )));
+    }
+    for projection in inline {
+        let build = build.clone();
+        tasks.push(tokio::spawn(crate::projection::runtime::supervise(
+            move || build(projection.clone()),
+            services.appended.subscribe(),
+            settings.runtime.poll_interval,
+            shutdown.child_token(),
+            locks.clone(),
+        )));
+    }
+    tasks
 }
 
 /// Serves HTTP on `listener` and runs the projectors until `shutdown`;

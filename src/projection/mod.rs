@@ -22,6 +22,7 @@
 pub mod customer_view;
 pub mod daily_sales;
 pub mod dead_letters;
+pub mod group;
 pub mod leader;
 pub mod order_activity;
 pub mod order_summary;

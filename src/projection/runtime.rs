@@ -95,6 +95,10 @@ pub enum StepOutcome {
     /// The next event was written by a newer release: this runner stood
     /// down (the event is at `position`).
     Outdated { at: LogPosition },
+    /// (Within a grouped step: this projection goes alone, on the path
+    /// that finds a poison event. Never returned by a step.)
+    #[doc(hidden)]
+    Solo,
 }
 
 /// Runs one projection.
@@ -429,6 +433,87 @@ impl Projector {
             && r.status != Status::Stopped.as_str() && fence.is_none_or(|f| f == r.fence)))
     }
 
+    pub(super) fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    pub(super) fn read_db(&self) -> &Db {
+        &self.read_db
+    }
+
+    pub(super) fn events_db_conn(&self) -> &sea_orm::DatabaseConnection {
+        &self.events_db.conn
+    }
+
+    pub(super) fn batch_size(&self) -> u64 {
+        self.batch_size
+    }
+
+    pub(super) fn fence_token(&self) -> Option<i64> {
+        *self.fence_token.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn forget_checkpoint(&self) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub(super) fn remember_checkpoint(&self, at: LogPosition) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// The checkpoint rows of `names` (one query).
+    pub(super) async fn checkpoints_of(
+        &self,
+        names: impl Iterator<Item = &'static str>,
+    ) -> Result<Vec<projection_checkpoint::Model>, DbErr> {
+        let names: Vec<&str> = names.collect();
+        projection_checkpoint::Entity::find()
+            .filter(projection_checkpoint::Column::Name.is_in(names))
+            .all(&self.read_db.conn)
+            .await
+    }
+
+    /// The checkpoint rows of `names`, locked for the rest of `txn` (in
+    /// name order, like every other taker of several of them).
+    pub(super) async fn checkpoints_locked(
+        &self,
+        txn: &DatabaseTransaction,
+        names: impl Iterator<Item = &'static str>,
+    ) -> Result<Vec<projection_checkpoint::Model>, DbErr> {
+        use sea_orm::QueryOrder;
+        let names: Vec<&str> = names.collect();
+        projection_checkpoint::Entity::find()
+            .filter(projection_checkpoint::Column::Name.is_in(names))
+            .order_by_asc(projection_checkpoint::Column::Name)
+            .lock_exclusive()
+            .all(txn)
+            .await
+    }
+
+    /// After a grouped batch committed: remember, announce, measure.
+    pub(super) fn committed(
+        &self,
+        to: LogPosition,
+        update: ProjectionUpdated,
+        read: usize,
+        seconds: f64,
+        events: &[RecordedEvent],
+    ) {
+        self.remember_checkpoint(to);
+        self.notices.publish(update);
+        metrics::histogram!(crate::metrics::BATCH_SIZE, "projection" => self.name()).record(read as f64);
+        metrics::histogram!(crate::metrics::BATCH_DURATION, "projection" => self.name()).record(seconds);
+        if let Some(newest) = events.iter().map(|e| e.recorded_at).max() {
+            let latency = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+            metrics::histogram!(crate::metrics::NOTICE_LATENCY, "projection" => self.name())
+                .record(latency.as_secs_f64());
+        }
+    }
+
+    pub(super) fn update_for(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
+        self.update(to, events)
+    }
+
     fn update(&self, to: LogPosition, events: &[RecordedEvent]) -> ProjectionUpdated {
         let streams: std::collections::BTreeMap<uuid::Uuid, Option<uuid::Uuid>> =
             events.iter().map(|e| (e.stream_id, e.event.owner())).collect();
@@ -633,151 +718,237 @@ impl Projector {
     /// its batch and releases its lock at once.
     pub async fn run(
         self,
-        mut appended: watch::Receiver<LogPosition>,
+        appended: watch::Receiver<LogPosition>,
         poll_interval: Duration,
         shutdown: CancellationToken,
         locks: Option<Arc<super::leader::Locks>>,
     ) {
-        let mut lease = super::leader::Lease::default();
-        let mut released = self.notices.watch_released();
-        let mut backoff = Duration::from_millis(100);
-        let mut behind_retry = Duration::from_millis(2);
-        let mut attempts: i64 = 0;
-        // Where this runner stood down for a newer release: it stays a
-        // standby until someone has applied past that event.
-        let mut outdated_at: Option<LogPosition> = None;
-        // Since when an open event writer below the horizon holds this projection back.
-        let mut held_since: Option<std::time::Instant> = None;
-        // A batch was fenced out while this runner kept its lock (a rebuild's
-        // switch bumps the fence): take the projection over again.
-        let mut retake = false;
-        let mut fenced_in_a_row: u32 = 0;
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            if let Some(at) = outdated_at {
-                match self.durable_checkpoint().await {
-                    Ok(checkpoint) if checkpoint >= at => outdated_at = None,
-                    _ => {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(poll_interval) => continue,
-                        }
-                    }
-                }
-            }
-            if let Some(locks) = &locks {
-                // Mark every release so far as seen *before* trying: a
-                // release that lands after this try failed still wakes the
-                // wait below (marking after the try could swallow it, e.g.
-                // when another projection's release woke this runner and
-                // its own came a moment later).
-                released.borrow_and_update();
-                let take_over = match locks.hold(self.name(), &mut lease).await {
-                    super::leader::Held::Acquired => true,
-                    super::leader::Held::Kept => retake,
-                    super::leader::Held::No => {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = released.changed() => continue,
-                            _ = tokio::time::sleep(self.standby_retry) => continue,
-                        }
-                    }
-                };
-                if take_over {
-                    // Run only once the take-over is recorded: a runner
-                    // that could not bump the fence releases and retries.
-                    if let Err(e) = self.take_over().await {
-                        tracing::warn!(projection = self.name(), error = %e, "could not record the take-over; releasing and retrying");
-                        locks.release(self.name(), &mut lease).await;
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                    retake = false;
-                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
-            }
-            let outcome = self.step().await;
-            if outcome.is_ok() && attempts > 0 {
-                attempts = 0;
-                if let Err(e) = self.report_recovered().await {
-                    tracing::warn!(projection = self.name(), error = %e, "could not clear the retrying status");
-                }
-            }
-            let held_back = matches!(outcome, Ok(StepOutcome::Idle))
-                && self.known_checkpoint().is_some_and(|c| *appended.borrow() > c);
-            match (held_back, held_since) {
-                (true, None) => held_since = Some(std::time::Instant::now()),
-                (false, Some(since)) => {
-                    metrics::histogram!(crate::metrics::HORIZON_WAIT, "projection" => self.name())
-                        .record(since.elapsed().as_secs_f64());
-                    held_since = None;
-                }
-                _ => {}
-            }
-            fenced_in_a_row = if matches!(outcome, Ok(StepOutcome::Fenced)) { fenced_in_a_row + 1 } else { 0 };
-            let pause = match outcome {
-                // Someone else moved the checkpoint or the fence: read it
-                // again (and, holding the lock, take over again). Never a
-                // hot loop: after a few in a row, back off.
-                Ok(StepOutcome::Fenced) => {
-                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    retake = true;
-                    if fenced_in_a_row <= 3 {
-                        continue;
-                    }
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    pause
-                }
-                Ok(StepOutcome::Applied { .. } | StepOutcome::DeadLettered { .. }) => {
-                    backoff = Duration::from_millis(100);
-                    behind_retry = Duration::from_millis(2);
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                // Nothing readable, yet this process appended past the
-                // checkpoint: an open transaction holds the horizon back.
-                // Look again soon (backing off) rather than at the next poll.
-                Ok(StepOutcome::Idle) if self.known_checkpoint().is_some_and(|c| *appended.borrow() > c) => {
-                    let pause = behind_retry;
-                    behind_retry = (behind_retry * 2).min(poll_interval);
-                    pause
-                }
-                Ok(StepOutcome::Idle) => poll_interval,
-                Ok(StepOutcome::Stopped) => poll_interval * 4,
-                Ok(StepOutcome::Outdated { at }) => {
-                    outdated_at = Some(at);
-                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if let Some(locks) = &locks {
-                        locks.release(self.name(), &mut lease).await;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    attempts += 1;
-                    tracing::warn!(projection = self.name(), error = %describe(&e), attempts, retry_in_ms = backoff.as_millis() as u64, "projection step failed");
-                    self.report_failure(attempts, &e).await;
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    pause
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = appended.changed() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
-        if let Some(locks) = &locks {
-            locks.release(self.name(), &mut lease).await;
+        super::group::run(vec![self], appended, poll_interval, shutdown, locks, false).await;
+    }
+}
+
+/// What a runner asks of the loop before a step.
+pub(crate) enum Prepared {
+    /// It leads (or needs no leadership) and may step.
+    Ready,
+    /// It waits: a standby (for a release notice, or `standby_retry`), a
+    /// runner that stood down for a newer release, a failed take-over.
+    Wait { retry_in: Duration, on_release: bool },
+}
+
+/// One projection's runner state between steps: leadership, back-off,
+/// retry accounting. The loop ([`super::group::run`]) drives one or many.
+pub(crate) struct Runner {
+    pub(crate) projector: Projector,
+    lease: super::leader::Lease,
+    backoff: Duration,
+    behind_retry: Duration,
+    attempts: i64,
+    /// Where this runner stood down for a newer release: it stays a
+    /// standby until someone has applied past that event.
+    outdated_at: Option<LogPosition>,
+    /// Since when an open event writer below the horizon holds this projection back.
+    held_since: Option<std::time::Instant>,
+    /// A batch was fenced out while this runner kept its lock (a rebuild's
+    /// switch bumps the fence): take the projection over again.
+    retake: bool,
+    fenced_in_a_row: u32,
+}
+
+impl Runner {
+    pub(crate) fn new(projector: Projector) -> Self {
+        Self {
+            projector,
+            lease: super::leader::Lease::default(),
+            backoff: Duration::from_millis(100),
+            behind_retry: Duration::from_millis(2),
+            attempts: 0,
+            outdated_at: None,
+            held_since: None,
+            retake: false,
+            fenced_in_a_row: 0,
         }
     }
+
+    /// Leadership and stand-down before a step. The caller marks every
+    /// release notice so far as seen *before* it prepares its runners: a
+    /// release that lands after a failed try then still wakes its wait
+    /// (marking after the try could swallow it, e.g. when another
+    /// projection's release woke the runner and its own came a moment later).
+    pub(crate) async fn prepare(
+        &mut self,
+        locks: Option<&Arc<super::leader::Locks>>,
+        poll_interval: Duration,
+    ) -> Prepared {
+        let p = &self.projector;
+        if let Some(at) = self.outdated_at {
+            match p.durable_checkpoint().await {
+                Ok(checkpoint) if checkpoint >= at => self.outdated_at = None,
+                _ => return Prepared::Wait { retry_in: poll_interval, on_release: false },
+            }
+        }
+        let Some(locks) = locks else { return Prepared::Ready };
+        let take_over = match locks.hold(p.name(), &mut self.lease).await {
+            super::leader::Held::Acquired => true,
+            super::leader::Held::Kept => self.retake,
+            super::leader::Held::No => return Prepared::Wait { retry_in: p.standby_retry, on_release: true },
+        };
+        if take_over {
+            // Run only once the take-over is recorded: a runner that could
+            // not bump the fence releases and retries.
+            if let Err(e) = p.take_over().await {
+                tracing::warn!(projection = p.name(), error = %e, "could not record the take-over; releasing and retrying");
+                locks.release(p.name(), &mut self.lease).await;
+                let retry_in = self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                return Prepared::Wait { retry_in, on_release: false };
+            }
+            self.retake = false;
+            *p.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        Prepared::Ready
+    }
+
+    /// Accounts for a step's outcome; returns how long to wait before the
+    /// next one (`None`: step again at once).
+    pub(crate) async fn settle(
+        &mut self,
+        outcome: Result<StepOutcome, DbErr>,
+        head: LogPosition,
+        poll_interval: Duration,
+        locks: Option<&Arc<super::leader::Locks>>,
+    ) -> Option<Duration> {
+        let p = &self.projector;
+        if outcome.is_ok() && self.attempts > 0 {
+            self.attempts = 0;
+            if let Err(e) = p.report_recovered().await {
+                tracing::warn!(projection = p.name(), error = %e, "could not clear the retrying status");
+            }
+        }
+        let held_back = matches!(outcome, Ok(StepOutcome::Idle)) && p.known_checkpoint().is_some_and(|c| head > c);
+        match (held_back, self.held_since) {
+            (true, None) => self.held_since = Some(std::time::Instant::now()),
+            (false, Some(since)) => {
+                metrics::histogram!(crate::metrics::HORIZON_WAIT, "projection" => p.name())
+                    .record(since.elapsed().as_secs_f64());
+                self.held_since = None;
+            }
+            _ => {}
+        }
+        self.fenced_in_a_row = if matches!(outcome, Ok(StepOutcome::Fenced)) { self.fenced_in_a_row + 1 } else { 0 };
+        match outcome {
+            // Someone else moved the checkpoint or the fence: read it again
+            // (and, holding the lock, take over again). Never a hot loop:
+            // after a few in a row, back off.
+            Ok(StepOutcome::Fenced) => {
+                *p.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.retake = true;
+                if self.fenced_in_a_row <= 3 {
+                    return None;
+                }
+                let pause = self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                Some(pause)
+            }
+            Ok(StepOutcome::Applied { .. } | StepOutcome::DeadLettered { .. } | StepOutcome::Solo) => {
+                self.backoff = Duration::from_millis(100);
+                self.behind_retry = Duration::from_millis(2);
+                None
+            }
+            // Nothing readable, yet this process appended past the
+            // checkpoint: an open transaction holds the horizon back. Look
+            // again soon (backing off) rather than at the next poll.
+            Ok(StepOutcome::Idle) if held_back => {
+                let pause = self.behind_retry;
+                self.behind_retry = (self.behind_retry * 2).min(poll_interval);
+                Some(pause)
+            }
+            Ok(StepOutcome::Idle) => Some(poll_interval),
+            Ok(StepOutcome::Stopped) => Some(poll_interval * 4),
+            Ok(StepOutcome::Outdated { at }) => {
+                self.outdated_at = Some(at);
+                *p.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if let Some(locks) = locks {
+                    locks.release(p.name(), &mut self.lease).await;
+                }
+                None
+            }
+            Err(e) => {
+                self.attempts += 1;
+                tracing::warn!(projection = p.name(), error = %describe(&e), attempts = self.attempts, retry_in_ms = self.backoff.as_millis() as u64, "projection step failed");
+                p.report_failure(self.attempts, &e).await;
+                let pause = self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                Some(pause)
+            }
+        }
+    }
+
+    /// Hands the projection back at shutdown.
+    pub(crate) async fn release(&mut self, locks: Option<&Arc<super::leader::Locks>>) {
+        if let Some(locks) = locks {
+            locks.release(self.projector.name(), &mut self.lease).await;
+        }
+    }
+}
+
+/// One projection's share of a grouped batch: move its checkpoint from
+/// `from` to `to` (`read` events) and announce `update`.
+pub(super) struct Claim<'a> {
+    pub projector: &'a Projector,
+    pub from: LogPosition,
+    pub to: LogPosition,
+    pub read: usize,
+    pub update: &'a ProjectionUpdated,
+}
+
+/// Moves every claimed checkpoint in `txn` (their rows are locked and
+/// checked already). PostgreSQL: one statement for all, which also queues
+/// each projection's NOTIFY; SQLite: one small statement each.
+pub(super) async fn claim_all(txn: &DatabaseTransaction, claims: &[Claim<'_>]) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    let Some(first) = claims.first() else { return Ok(()) };
+    if !first.projector.read_db.is_postgres() {
+        for c in claims {
+            if !c.projector.claim(txn, c.from, c.to, c.read, c.update).await? {
+                return Err(DbErr::Custom(format!("{}: its locked checkpoint moved", c.projector.name())));
+            }
+        }
+        return Ok(());
+    }
+    use sea_orm::sea_query::ArrayType;
+    let to = first.to;
+    let mut notices = Vec::with_capacity(claims.len());
+    for c in claims {
+        notices
+            .push(sea_orm::Value::from(crate::notice::postgres::encoded(c.projector.notices.instance_id(), c.update)?));
+    }
+    let array = |ty: ArrayType, items: Vec<sea_orm::Value>| super::sql::array(ty, items);
+    let values: Vec<sea_orm::Value> = vec![
+        to.tx_id.into(),
+        to.position.into(),
+        chrono::Utc::now().into(),
+        array(ArrayType::String, claims.iter().map(|c| c.projector.name().into()).collect()),
+        array(ArrayType::BigInt, claims.iter().map(|c| (c.read as i64).into()).collect()),
+        array(ArrayType::BigInt, claims.iter().map(|c| c.from.tx_id.into()).collect()),
+        array(ArrayType::BigInt, claims.iter().map(|c| c.from.position.into()).collect()),
+        array(ArrayType::String, notices),
+        crate::notice::postgres::PROJECTION_CHANNEL.into(),
+    ];
+    let sql = "WITH claimed AS (\
+         UPDATE projection_checkpoint AS c SET last_tx_id = $1, last_position = $2, \
+           events_applied = c.events_applied + u.n, updated_at = $3, \
+           status = CASE WHEN c.status = 'outdated' THEN 'running' ELSE c.status END, \
+           last_error = CASE WHEN c.status = 'outdated' THEN NULL ELSE c.last_error END \
+         FROM UNNEST($4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) AS u(name, n, from_tx, from_pos, notice) \
+         WHERE c.name = u.name AND c.last_tx_id = u.from_tx AND c.last_position = u.from_pos AND c.status <> 'stopped' \
+         RETURNING u.notice) \
+       SELECT pg_notify($9, notice) FROM claimed";
+    let rows = txn.query_all_raw(super::sql::statement(sea_orm::DbBackend::Postgres, sql, values)).await?;
+    if rows.len() != claims.len() {
+        return Err(DbErr::Custom(format!("{} of {} locked checkpoints could be moved", rows.len(), claims.len())));
+    }
+    Ok(())
 }
 
 /// Runs the projector `make` builds until `shutdown`, and outlives its
@@ -803,11 +974,7 @@ pub async fn supervise(
             Err(e) if e.is_panic() => e.into_panic(),
             Err(_) => return,
         };
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let reason = panic_reason(panic.as_ref());
         tracing::error!(projection = name, reason = %reason, "the projector panicked; dead-lettering the event it was at and restarting it");
         metrics::counter!(crate::metrics::PROJECTOR_PANICS, "projection" => name).increment(1);
         if let Err(e) = make().dead_letter_panic(&reason).await {
@@ -819,6 +986,15 @@ pub async fn supervise(
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
+}
+
+/// A panic's message, for the log and the dead letter.
+pub(crate) fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// A failed step's error as an operator reads it: the message itself for a

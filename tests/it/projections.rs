@@ -692,3 +692,52 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
     shutdown.cancel();
     supervisor.await.expect("the supervisor ends on shutdown");
 });
+
+// In a group (one transaction for every projection a node runs), a
+// projection that panics is rolled back to its savepoint and dealt with
+// alone: dead-lettered and stopped with the panic as its reason, while the
+// others apply the very same batch, shipment included.
+on_both_backends_api_only!(a_panicking_projection_in_a_group_holds_back_only_itself, |app| async {
+    let seed = app.seed().await;
+    let (order, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    assert!(app.ship_order(&order).await.get("errors").is_none());
+    let mut changes = app.changes();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let make = {
+        let (log_db, views_db, notices) =
+            (app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone());
+        let runtime = twofold::projection::runtime::RuntimeSettings::from(&app.settings.runtime);
+        move || {
+            let mut members: Vec<Arc<dyn Projection>> = vec![Arc::new(PanicsOnShipment)];
+            members.extend(projection::all().into_iter().filter(|p| p.name() != "order_summary"));
+            members
+                .into_iter()
+                .map(|p| Projector::new(p, log_db.clone(), views_db.clone(), notices.clone(), &runtime))
+                .collect::<Vec<_>>()
+        }
+    };
+    let group = tokio::spawn(twofold::projection::group::supervise(
+        make,
+        app.services.appended.subscribe(),
+        Duration::from_millis(50),
+        shutdown.clone(),
+        None,
+    ));
+    let stopped = loop {
+        let rows = app.services.admin.projections().await.expect("projections");
+        let summary = rows.iter().find(|p| p.row.name == "order_summary").expect("row").clone();
+        let others_done = rows.iter().filter(|p| p.row.name != "order_summary").all(|p| p.lag == 0);
+        if summary.row.status == "stopped" && others_done {
+            break summary;
+        }
+        changes.next("order_summary to stop and the others to catch up").await;
+    };
+    assert!(stopped.row.last_error.as_deref().is_some_and(|e| e.contains("boom")), "{:?}", stopped.row.last_error);
+    let dashboard =
+        app.data("query($c: ID!) { customer(id: $c) { ordersShipped } }", json!({ "c": seed.customer })).await;
+    assert_eq!(dashboard["customer"]["ordersShipped"], "1", "customer_view applied the shipment in the same batch");
+    let d = app.data("query($id: ID!) { order(id: $id) { status } }", json!({ "id": order })).await;
+    assert_eq!(d["order"]["status"], "PLACED", "order_summary stopped before the shipment");
+    shutdown.cancel();
+    group.await.expect("the group ends on shutdown");
+});

@@ -1,0 +1,323 @@
+//! The loop that drives projection runners, one or several at a time.
+//!
+//! **Grouped steps.** Every projection a node leads in async mode is
+//! applied together: the log is read once (from the lowest checkpoint),
+//! and one read-database transaction applies each projection's part of the
+//! batch, moves every checkpoint with one statement (which also queues the
+//! NOTIFYs), and commits once. Five projections used to cost five reads,
+//! five transactions and five commits per batch; now they cost one of each.
+//!
+//! What each projection keeps of its own:
+//! - **leadership**: each runner still holds its own advisory lock; the
+//!   group steps only those it leads (others stand by, per projection);
+//! - **fencing**: every checkpoint row is locked and checked (position,
+//!   status, fence token) before anything is applied;
+//! - **poison policies**: each projection applies inside a savepoint; one
+//!   that fails is rolled back to it alone and then stepped by itself,
+//!   after the commit, on the single-projection path that finds the poison
+//!   event and applies its policy (stop or skip). The others are not held
+//!   back;
+//! - **exactly once**: a checkpoint moves in the same transaction as its
+//!   projection's rows, as before.
+//!
+//! **Wake-ups that find nothing cost no query**: a runner woken by an
+//! append this process heard of (a command, or another instance's NOTIFY)
+//! steps only if that append lies beyond its checkpoint. The poll interval
+//! remains the safety net for appends nobody announced.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use sea_orm::{DbErr, TransactionTrait};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::runtime::{Prepared, Projector, Runner, StepOutcome};
+use super::{ApplyContext, ApplyError};
+use crate::catalog::Status;
+use crate::domain::event::RecordedEvent;
+use crate::notice::ProjectionUpdated;
+use crate::token::LogPosition;
+
+/// Why a runner waits, which decides what wakes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// Step now.
+    Now,
+    /// After its last step: at `at`, or sooner when an append lands beyond its checkpoint.
+    Stepped { at: Instant },
+    /// Standing by, stood down or backing off a failed take-over: at `at`,
+    /// or (a standby) sooner on a release notice.
+    Waiting { at: Instant, on_release: bool },
+}
+
+/// Drives `projectors` until `shutdown`. With `grouped`, those that are
+/// ready step together (see the module docs); otherwise each alone.
+pub async fn run(
+    projectors: Vec<Projector>,
+    mut appended: watch::Receiver<LogPosition>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+    locks: Option<Arc<super::leader::Locks>>,
+    grouped: bool,
+) {
+    let Some(notices) = projectors.first().map(|p| p.notices().clone()) else { return };
+    let mut released = notices.watch_released();
+    let mut runners: Vec<Runner> = projectors.into_iter().map(Runner::new).collect();
+    let mut due = vec![Due::Now; runners.len()];
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        released.borrow_and_update();
+        let now = Instant::now();
+        let head = *appended.borrow();
+        let mut ready = Vec::new();
+        for (i, runner) in runners.iter_mut().enumerate() {
+            let go = match due[i] {
+                Due::Now => true,
+                Due::Stepped { at } => at <= now || runner.projector.known_checkpoint().is_none_or(|c| head > c),
+                Due::Waiting { at, .. } => at <= now,
+            };
+            if !go {
+                continue;
+            }
+            match runner.prepare(locks.as_ref(), poll_interval).await {
+                Prepared::Ready => ready.push(i),
+                Prepared::Wait { retry_in, on_release } => due[i] = Due::Waiting { at: now + retry_in, on_release },
+            }
+        }
+        if !ready.is_empty() {
+            let outcomes = if grouped && ready.len() > 1 {
+                step_group(&runners, &ready).await
+            } else {
+                let mut outcomes = Vec::with_capacity(ready.len());
+                for &i in &ready {
+                    outcomes.push((i, runners[i].projector.step().await));
+                }
+                outcomes
+            };
+            let head = *appended.borrow();
+            let now = Instant::now();
+            for (i, outcome) in outcomes {
+                let applied = matches!(outcome, Ok(StepOutcome::Applied { .. }));
+                due[i] = match runners[i].settle(outcome, head, poll_interval, locks.as_ref()).await {
+                    // Caught up with every append this process heard of:
+                    // the next one wakes it, no need to read again now.
+                    None if applied && runners[i].projector.known_checkpoint().is_some_and(|c| c >= head) => {
+                        Due::Stepped { at: now + poll_interval }
+                    }
+                    None => Due::Now,
+                    Some(pause) => Due::Stepped { at: now + pause },
+                };
+            }
+        }
+        if due.contains(&Due::Now) {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let wake_at = due
+            .iter()
+            .map(|d| match d {
+                Due::Now => Instant::now(),
+                Due::Stepped { at } | Due::Waiting { at, .. } => *at,
+            })
+            .min()
+            .unwrap_or_else(|| Instant::now() + poll_interval);
+        let standby = due.iter().any(|d| matches!(d, Due::Waiting { on_release: true, .. }));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = appended.changed() => {}
+            _ = released.changed(), if standby => {
+                for d in &mut due {
+                    if matches!(d, Due::Waiting { on_release: true, .. }) {
+                        *d = Due::Now;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+    for runner in &mut runners {
+        runner.release(locks.as_ref()).await;
+    }
+}
+
+/// One grouped step of the runners at `ready` (see the module docs).
+async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<StepOutcome, DbErr>)> {
+    let members: Vec<(usize, &Projector)> = ready.iter().map(|&i| (i, &runners[i].projector)).collect();
+    match try_group(&members).await {
+        Ok(mut outcomes) => {
+            // Those the group could not apply go alone, after its commit.
+            for (i, outcome) in &mut outcomes {
+                if matches!(outcome, Ok(StepOutcome::Solo)) {
+                    *outcome = solo(&runners[*i].projector).await;
+                }
+            }
+            outcomes
+        }
+        // A database failure of the group as a whole: each reports it.
+        Err(e) => members.iter().map(|(i, _)| (*i, Err(DbErr::Custom(e.to_string())))).collect(),
+    }
+}
+
+/// Reads once, applies each member in a savepoint, moves every checkpoint
+/// in one statement, commits once. A member whose part fails (or meets an
+/// event that does not decode) comes back `Solo`.
+async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result<StepOutcome, DbErr>)>, DbErr> {
+    let first = members[0].1;
+    // Where each member stands (one query when any is not known).
+    let mut from: BTreeMap<usize, LogPosition> = BTreeMap::new();
+    let mut outcomes: Vec<(usize, Result<StepOutcome, DbErr>)> = Vec::new();
+    if members.iter().any(|(_, p)| p.known_checkpoint().is_none()) {
+        let rows = first.checkpoints_of(members.iter().map(|(_, p)| p.name())).await?;
+        for (i, p) in members {
+            match rows.iter().find(|r| r.name == p.name()) {
+                Some(row) if row.status == Status::Stopped.as_str() => outcomes.push((*i, Ok(StepOutcome::Stopped))),
+                Some(row) => {
+                    let at = LogPosition::new(row.last_tx_id, row.last_position);
+                    p.remember_checkpoint(at);
+                    from.insert(*i, at);
+                }
+                // Not registered yet: its own step registers it.
+                None => outcomes.push((*i, Ok(StepOutcome::Solo))),
+            }
+        }
+    } else {
+        for (i, p) in members {
+            if let Some(at) = p.known_checkpoint() {
+                from.insert(*i, at);
+            }
+        }
+    }
+    let Some(lowest) = from.values().min().copied() else { return Ok(outcomes) };
+    let batch = super::reader::read_after(first.events_db_conn(), lowest, first.batch_size()).await?;
+    if batch.is_empty() {
+        outcomes.extend(from.keys().map(|i| (*i, Ok(StepOutcome::Idle))));
+        return Ok(outcomes);
+    }
+    // An event that does not decode: each member meets it on its own path
+    // (dead letter, or standing down for a newer release).
+    let events: Vec<RecordedEvent> = batch.iter().map_while(|e| e.as_ref().ok().cloned()).collect();
+    if events.len() < batch.len() {
+        outcomes.extend(from.keys().map(|i| (*i, Ok(StepOutcome::Solo))));
+        return Ok(outcomes);
+    }
+    let to = events.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or(lowest);
+    let started = std::time::Instant::now();
+    let txn = first.read_db().begin_write().await?;
+    let rows = first.checkpoints_locked(&txn, from.keys().map(|i| members_name(members, *i))).await?;
+    let mut applied: Vec<(usize, &Projector, LogPosition, usize, ProjectionUpdated)> = Vec::new();
+    for (i, p) in members {
+        let Some(at) = from.get(i).copied() else { continue };
+        let current = rows.iter().find(|r| r.name == p.name());
+        let fenced = !current.is_some_and(|r| {
+            LogPosition::new(r.last_tx_id, r.last_position) == at
+                && r.status != Status::Stopped.as_str()
+                && p.fence_token().is_none_or(|f| f == r.fence)
+        });
+        if fenced {
+            outcomes.push((*i, Ok(StepOutcome::Fenced)));
+            continue;
+        }
+        let part: Vec<RecordedEvent> =
+            events.iter().filter(|e| LogPosition::new(e.tx_id, e.position) > at).cloned().collect();
+        if part.is_empty() {
+            outcomes.push((*i, Ok(StepOutcome::Idle)));
+            continue;
+        }
+        let savepoint = txn.begin().await?;
+        let applying = p.projection.apply(&savepoint, &part, ApplyContext { position_guard: true });
+        // A panic in one projection's apply is that projection's problem:
+        // rolled back to its savepoint, it goes alone (and is dead-lettered there).
+        let result = match AssertUnwindSafe(applying).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => Err(ApplyError::Poison { position: to.position, reason: "panicked".into() }),
+        };
+        match result {
+            Ok(()) => {
+                savepoint.commit().await?;
+                let update = p.update_for(to, &part);
+                applied.push((*i, *p, at, part.len(), update));
+            }
+            Err(ApplyError::Database(e)) if !crate::db::classify(&e).is_deterministic() => {
+                // The connection or the server: the whole group retries.
+                return Err(e);
+            }
+            Err(_) => {
+                savepoint.rollback().await?;
+                outcomes.push((*i, Ok(StepOutcome::Solo)));
+            }
+        }
+    }
+    if !applied.is_empty() {
+        let claims: Vec<super::runtime::Claim<'_>> = applied
+            .iter()
+            .map(|(_, p, at, n, update)| super::runtime::Claim { projector: p, from: *at, to, read: *n, update })
+            .collect();
+        super::runtime::claim_all(&txn, &claims).await?;
+    }
+    txn.commit().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    for (i, p, _, n, update) in applied {
+        p.committed(to, update, n, elapsed, &events);
+        outcomes.push((i, Ok(StepOutcome::Applied { events: n, checkpoint: to })));
+    }
+    Ok(outcomes)
+}
+
+/// A step alone, for a member the group could not apply. A panic here is
+/// isolated like the supervisor does it ([`super::runtime::supervise`]):
+/// logged, counted, and the event the projection was at dead-lettered with
+/// the panic as its reason, so its policy applies and the group lives on.
+async fn solo(projector: &Projector) -> Result<StepOutcome, DbErr> {
+    match AssertUnwindSafe(projector.step()).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let reason = super::runtime::panic_reason(panic.as_ref());
+            let name = projector.name();
+            tracing::error!(projection = name, reason = %reason, "the projector panicked; dead-lettering the event it was at");
+            metrics::counter!(crate::metrics::PROJECTOR_PANICS, "projection" => name).increment(1);
+            projector.dead_letter_panic(&reason).await?;
+            projector.forget_checkpoint();
+            Ok(StepOutcome::DeadLettered { position: 0 })
+        }
+    }
+}
+
+/// Runs [`run`] (grouped) for the projectors `make` builds, and starts it
+/// again should the loop itself panic (a projection's own panic is
+/// isolated inside it).
+pub async fn supervise(
+    make: impl Fn() -> Vec<Projector>,
+    appended: watch::Receiver<LogPosition>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+    locks: Option<Arc<super::leader::Locks>>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let running = tokio::spawn(run(make(), appended.clone(), poll_interval, shutdown.clone(), locks.clone(), true));
+        match running.await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                let reason = super::runtime::panic_reason(e.into_panic().as_ref());
+                tracing::error!(reason = %reason, "the projection group panicked; restarting it");
+            }
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+fn members_name(members: &[(usize, &Projector)], i: usize) -> &'static str {
+    members.iter().find(|(j, _)| *j == i).map(|(_, p)| p.name()).unwrap_or_default()
+}
