@@ -61,6 +61,19 @@ pub struct Prepared {
     pub progress: Progress,
     /// Served from the validated-document cache.
     pub cached: bool,
+    /// Refused before running (a cached document whose variables do not
+    /// fit): the request errors to answer with.
+    pub refused: Option<Vec<ServerError>>,
+}
+
+/// After a run on the cached schema, which has no extensions (see
+/// [`Api::prepare`]): were the errors about the request (nothing ran) or
+/// about fields? async-graphql gives every execution error the path of its
+/// field; an error without one comes from before execution (a variable
+/// that does not coerce, a complexity limit).
+fn mark_cached(progress: &Progress, response: &async_graphql::Response) {
+    let request_error = !response.errors.is_empty() && response.errors.iter().all(|e| e.path.is_empty());
+    progress.0.store(!request_error, Ordering::Release);
 }
 
 impl Api {
@@ -75,17 +88,40 @@ impl Api {
 
     /// Runs a prepared one-shot request.
     pub async fn execute(&self, prepared: Prepared) -> async_graphql::Response {
-        let schema = if prepared.cached { &self.cached } else { &self.schema };
-        schema.execute(prepared.request).await
+        if let Some(errors) = prepared.refused {
+            return async_graphql::Response::from_errors(errors);
+        }
+        if !prepared.cached {
+            return self.schema.execute(prepared.request).await;
+        }
+        let response = self.cached.execute(prepared.request).await;
+        mark_cached(&prepared.progress, &response);
+        response
     }
 
     /// Runs a prepared request as a stream (subscriptions; one item for the rest).
     pub fn execute_stream(
         &self,
         prepared: Prepared,
-    ) -> impl futures_util::Stream<Item = async_graphql::Response> + Send + 'static {
-        let schema = if prepared.cached { &self.cached } else { &self.schema };
-        schema.execute_stream(prepared.request)
+    ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        use futures_util::StreamExt;
+        if let Some(errors) = prepared.refused {
+            return futures_util::stream::once(async move { async_graphql::Response::from_errors(errors) }).boxed();
+        }
+        if !prepared.cached {
+            return self.schema.execute_stream(prepared.request);
+        }
+        let progress = prepared.progress.clone();
+        let mut first = true;
+        self.cached
+            .execute_stream(prepared.request)
+            .map(move |response| {
+                if std::mem::take(&mut first) {
+                    mark_cached(&progress, &response);
+                }
+                response
+            })
+            .boxed()
     }
 
     /// Validates `query` (operation `operation_name`) without running it.
@@ -108,12 +144,21 @@ impl Api {
     /// operations, false for subscriptions.
     pub fn prepare(&self, mut request: Request, caller: &Caller, cache_loaders: bool) -> Prepared {
         let key = super::documents::cache_key(&request.query, request.operation_name.as_deref());
-        let cached = match self.documents.validated(&key) {
-            Some(document) => {
+        // A document that passed validation before runs on the twin schema,
+        // which has no extensions: with any extension async-graphql sends
+        // every field and list item through the extension chain and a
+        // registry lookup, which the profile of a page showed to cost. So
+        // the request-level checks the guard makes run here instead.
+        let mut refused = None;
+        let cached = match (self.documents.validated(&key), self.documents.schema_env()) {
+            (Some(document), Some(env)) => {
+                if let Err(error) = super::shape::check_request(&env.registry, &document, &request) {
+                    refused = Some(vec![error]);
+                }
                 request.set_parsed_query((*document).clone());
                 true
             }
-            None => false,
+            _ => false,
         };
         let progress = Progress::default();
         if let Some(reads) = &self.reads {
@@ -135,7 +180,7 @@ impl Api {
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());
-        Prepared { request, progress, cached }
+        Prepared { request, progress, cached, refused }
     }
 }
 

@@ -80,6 +80,9 @@ impl DocumentError {
 /// The document store shared by every request.
 pub struct Documents {
     validated: Mutex<Lru<Arc<ExecutableDocument>>>,
+    /// The schema's registry, which the request-level checks of cached
+    /// documents need (taken from the first request the guard sees).
+    schema_env: std::sync::OnceLock<async_graphql::SchemaEnv>,
     trusted: HashMap<String, Arc<str>>,
     only_trusted: bool,
     introspection_allowed: bool,
@@ -100,6 +103,7 @@ impl Documents {
         }
         Ok(Self {
             validated: Mutex::new(Lru::new(VALIDATED_CAPACITY, usize::MAX)),
+            schema_env: std::sync::OnceLock::new(),
             trusted,
             only_trusted: settings.only_trusted,
             introspection_allowed: settings.introspection_allowed,
@@ -171,6 +175,15 @@ impl Documents {
         Err(DocumentError::NotAllowed(
             "this server runs only its trusted documents: send a documentId from its manifest".into(),
         ))
+    }
+
+    /// The schema's registry, once any request has run.
+    pub fn schema_env(&self) -> Option<&async_graphql::SchemaEnv> {
+        self.schema_env.get()
+    }
+
+    pub fn set_schema_env(&self, env: &async_graphql::SchemaEnv) {
+        let _ = self.schema_env.set(env.clone());
     }
 
     /// The validated parse of this document, if it has passed validation before.

@@ -78,17 +78,17 @@ fn build_with(
     // Depth is measured by the document guard, which leaves introspection
     // to its own rule; the guard runs before async-graphql parses anything.
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot)
-        .extension(shape::DocumentGuard {
-            limits: limits.shape,
-            cached,
-            documents: if cached { None } else { documents },
-        })
-        .extension(api::ProgressTracker)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.shape.max_directives)
         .data(notices);
     if cached {
+        // No extensions at all (see `api::Api::prepare`): the checks they
+        // make for a first-time document were made for this one already,
+        // and its request-level ones run before it does.
         builder = builder.validation_mode(async_graphql::ValidationMode::Fast);
+    } else {
+        builder =
+            builder.extension(shape::DocumentGuard { limits: limits.shape, documents }).extension(api::ProgressTracker);
     }
     if let Some(commands) = commands {
         builder = builder.data(commands);

@@ -265,20 +265,41 @@ pub fn has_nul(value: &Value) -> bool {
     }
 }
 
+/// No NUL character anywhere in the request.
+fn check_nul(request: &Request) -> ServerResult<()> {
+    if request.query.contains('\0')
+        || request.variables.iter().any(|(name, value)| name.contains('\0') || has_nul(value))
+    {
+        return Err(ServerError::new("strings must not contain the NUL character (U+0000)", None));
+    }
+    Ok(())
+}
+
+/// The request-level checks of a document that passed validation before:
+/// NUL, `Int` ranges and every variable against its declared type. (The
+/// guard makes them for documents seen for the first time.)
+pub fn check_request(
+    registry: &async_graphql::registry::Registry,
+    document: &ExecutableDocument,
+    request: &Request,
+) -> ServerResult<()> {
+    check_nul(request)?;
+    let operation_name = request.operation_name.as_deref();
+    super::inputs::check_int_ranges(registry, document, operation_name, &request.variables)?;
+    super::inputs::check_variables(registry, document, operation_name, &request.variables)
+}
+
 /// The extension that applies [`check_document`] and the NUL rule to every
 /// request, over HTTP and WebSocket alike, before async-graphql parses it,
 /// and checks the request's values against the document's declared types
 /// ([`super::inputs`]) once it is parsed.
 ///
-/// On the schema that serves documents from the validated cache
-/// ([`super::documents`]) the document arrives parsed and already passed
-/// every document-level check: only the request-level ones run. On the
-/// other schema, a document that passes validation is remembered.
+/// A document that passes validation is remembered ([`super::documents`]);
+/// the next time it runs on a twin schema without extensions, and
+/// [`check_request`] makes the request-level checks before it runs.
 pub struct DocumentGuard {
     pub limits: ShapeLimits,
-    /// Serving documents from the validated cache (parsed, checked before).
-    pub cached: bool,
-    /// Where documents that pass validation are remembered (strict schema).
+    /// Where documents that pass validation are remembered.
     pub documents: Option<std::sync::Arc<super::documents::Documents>>,
 }
 
@@ -286,7 +307,6 @@ impl ExtensionFactory for DocumentGuard {
     fn create(&self) -> std::sync::Arc<dyn Extension> {
         std::sync::Arc::new(DocumentGuardExtension {
             limits: self.limits,
-            cached: self.cached,
             documents: self.documents.clone(),
             seen: std::sync::Mutex::new(None),
         })
@@ -299,7 +319,6 @@ pub struct ValidateOnly;
 
 struct DocumentGuardExtension {
     limits: ShapeLimits,
-    cached: bool,
     documents: Option<std::sync::Arc<super::documents::Documents>>,
     /// This request's operation name and cache key, and its parsed document
     /// once parsed (to remember it if it validates).
@@ -326,22 +345,19 @@ impl Extension for DocumentGuardExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if request.query.contains('\0')
-            || request.variables.iter().any(|(name, value)| name.contains('\0') || has_nul(value))
-        {
-            return Err(ServerError::new("strings must not contain the NUL character (U+0000)", None));
+        if let Some(documents) = &self.documents {
+            documents.set_schema_env(ctx.schema_env);
         }
+        check_nul(&request)?;
         *self.seen() = Some(Seen {
             operation_name: request.operation_name.clone(),
             key: super::documents::cache_key(&request.query, request.operation_name.as_deref()),
             document: None,
         });
         // A syntax error is left to async-graphql, which reports it with its position.
-        if !self.cached {
-            if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-                check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
-                request.set_parsed_query(document);
-            }
+        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+            check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+            request.set_parsed_query(document);
         }
         next.run(ctx, request).await
     }
