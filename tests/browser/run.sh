@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of GraphiQL (/) and the order board (/board) in headless
 # Chromium, against a real twofold server on a free port with a fresh SQLite
-# database (and, for test_identity.py, a second one that requires tokens,
-# started by the tests themselves). Builds nothing:
+# database (and, for test_identity.py, a second one that requires tokens, and
+# for test_cors.py a third one with --cors-origin, started by the tests
+# themselves). Builds nothing:
 #
 #   tests/browser/run.sh [path/to/twofold]     (default: target/debug/twofold)
 #
@@ -42,8 +43,9 @@ status=1
 finish() {
     python3 "$here/twofold_server.py" stop || true
     python3 "$here/twofold_server.py" stop keyed || true  # the keyed_server fixture's, if pytest died
+    python3 "$here/twofold_server.py" stop cors || true   # test_cors.py's, likewise
     if [[ $status -ne 0 && -f "$work/server.log" ]]; then
-        for log in "$work/server.log" "$work/keyed.log"; do
+        for log in "$work/server.log" "$work/keyed.log" "$work/cors.log"; do
             [[ -f "$log" ]] || continue
             echo "---- last lines of the server log ($log) ----" >&2
             tail -n 40 "$log" >&2
@@ -60,7 +62,7 @@ python3 "$here/seed.py"
 
 set +e
 (cd "$here" && python3 -m pytest -p no:cacheprovider -v -s --rootdir "$here" \
-    test_guard.py test_graphiql.py test_board.py test_identity.py test_readme_snippet.py test_restart.py test_bench.py)
+    test_guard.py test_graphiql.py test_board.py test_identity.py test_readme_snippet.py test_cors.py test_restart.py test_bench.py)
 status=$?
 set -e
 exit $status
