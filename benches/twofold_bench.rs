@@ -10,8 +10,14 @@
 //! 3. propagation lag (`writeVisible`, `projectionUpdated`, 1,000-subscriber fan-out),
 //! 4. rebuild speed (`twofold rebuild` vs bulk INSERT into an identical table),
 //! 5. server resources (peak RSS, CPU seconds per 1,000 commands),
-//! 6. the exporter to NATS JetStream: throughput on the rebuild-size backlog
+//! 6. on the wire: the page's bytes and CPU with gzip and br, conditional
+//!    GETs (304), `writeVisible` subscribe → complete, and a mutation on one
+//!    instance seen through `writeVisible` on another (PostgreSQL),
+//! 7. the exporter to NATS JetStream: throughput on the rebuild-size backlog
 //!    and lag at 200 commands/s (skipped with `--nats-url none`).
+//! 8. the peer (PostgreSQL, when Node is available): the same page served by
+//!    PostGraphile 4.14 over the write tables, loaded alternately with Twofold
+//!    (`benches/peer/`).
 //!
 //! It prints a Markdown table at the end and writes every figure to
 //! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
@@ -40,6 +46,8 @@ mod lag;
 mod load;
 #[path = "twofold_bench/overload.rs"]
 mod overload;
+#[path = "twofold_bench/peer.rs"]
+mod peer;
 #[path = "twofold_bench/reads.rs"]
 mod reads;
 #[path = "twofold_bench/rebuild.rs"]
@@ -52,6 +60,8 @@ mod server;
 mod sql;
 #[path = "twofold_bench/stats.rs"]
 mod stats;
+#[path = "twofold_bench/wire.rs"]
+mod wire;
 #[path = "twofold_bench/workload.rs"]
 mod workload;
 #[path = "twofold_bench/ws.rs"]
@@ -149,8 +159,22 @@ async fn run_phases(
     let catalog = load::seed_catalog(&gql, scale).await?;
     commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
     load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
-    reads::measure(&db, &server.base_url, scale, report).await?;
+    reads::measure(&db, &database.url, &server.base_url, scale, report).await?;
+    wire::measure_http(&server, scale, report).await.context("the compression and conditional GET phase")?;
+    if options.backend == cli::Backend::Postgres {
+        peer::measure(&database.url, &server, scale, &options.out, report)
+            .await
+            .context("the PostGraphile peer phase")?;
+    }
     lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    wire::measure_write_visible(&gql, &server.base_url, &catalog, scale, report)
+        .await
+        .context("the writeVisible phase")?;
+    if options.backend == cli::Backend::Postgres {
+        wire::measure_cross_instance(&gql, &database.url, &options.out, &catalog, scale, report)
+            .await
+            .context("the cross-instance phase")?;
+    }
     overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
     report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;

@@ -7,6 +7,11 @@
 //! - (b′) the naive join (join and aggregate every PLACED order, then sort
 //!   and limit), for reference,
 //! - (c) the GraphQL `orders` query over HTTP with 16 keep-alive connections.
+//!
+//! (a) and (b) through SeaORM are bound by the bench's own client (both near
+//! the same rate), so on PostgreSQL the payoff is also measured at the
+//! database alone: `pgbench -M prepared -c 8` runs (a)'s and (b)'s SQL, and
+//! the figure reports pgbench's own CPU beside it.
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -101,7 +106,13 @@ impl DbVariant {
     }
 }
 
-pub async fn measure(db: &Db, base_url: &str, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+pub async fn measure(
+    db: &Db,
+    database_url: &str,
+    base_url: &str,
+    scale: &Scale,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
     let placed = count(db, "SELECT COUNT(*) FROM customer_order WHERE status = 'PLACED'").await?;
     progress!("reading the 50 newest PLACED of {orders} orders ({placed} PLACED)");
@@ -121,6 +132,13 @@ pub async fn measure(db: &Db, base_url: &str, scale: &Scale, report: &mut Report
         .await;
         progress!("read {name}: {}", result.brief());
         report.set_read(name, result, page.len());
+    }
+
+    if db.backend() == DbBackend::Postgres {
+        match pgbench_payoff(database_url, scale.read_time).await {
+            Ok((view, join)) => report.set_pgbench_payoff(view, join),
+            Err(e) => progress!("pgbench payoff not measured: {e:#}"),
+        }
     }
 
     let gql = Gql::new(base_url, HTTP_READERS)?;
@@ -207,4 +225,82 @@ async fn read_naive_join(db: &Db) -> anyhow::Result<Vec<PageOrder>> {
             })
         })
         .collect()
+}
+
+/// The view's page as a prepared statement for pgbench (the same rows (a) reads).
+const VIEW_PAGE: &str = "SELECT order_id, customer_name, lines FROM order_summary
+WHERE status = 'PLACED' ORDER BY placed_position DESC LIMIT 50;";
+
+/// One pgbench run: transactions/s, and pgbench's own CPU seconds per
+/// 1,000 transactions (from `/usr/bin/time`, when present).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PgbenchRun {
+    pub tps: f64,
+    pub client_cpu_per_1000: Option<f64>,
+}
+
+/// (a) and (b) at the database alone: `pgbench -M prepared -c 8 -j 2`.
+async fn pgbench_payoff(database_url: &str, duration: std::time::Duration) -> anyhow::Result<(PgbenchRun, PgbenchRun)> {
+    let dir = std::env::temp_dir().join(format!("twofold-pgbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("create the pgbench script directory")?;
+    let mut runs = Vec::new();
+    for (name, sql) in [("view", VIEW_PAGE.to_owned()), ("best_join", format!("{BEST_JOIN};"))] {
+        let script = dir.join(format!("{name}.sql"));
+        // pgbench takes one statement per line unless it ends with `;`: join the lines.
+        std::fs::write(&script, sql.replace('\n', " ") + "\n").context("write the pgbench script")?;
+        let run = pgbench(database_url, &script, duration.as_secs().max(2))
+            .await
+            .with_context(|| format!("pgbench {name}"))?;
+        progress!(
+            "pgbench -M prepared -c {DB_READERS} {name}: {:.0} tps, client CPU {:?} s per 1,000",
+            run.tps,
+            run.client_cpu_per_1000
+        );
+        runs.push(run);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let join = runs.pop().context("no join run")?;
+    let view = runs.pop().context("no view run")?;
+    Ok((view, join))
+}
+
+async fn pgbench(database_url: &str, script: &std::path::Path, seconds: u64) -> anyhow::Result<PgbenchRun> {
+    let timed = std::path::Path::new("/usr/bin/time").exists();
+    let mut command = if timed {
+        let mut c = tokio::process::Command::new("/usr/bin/time");
+        c.args(["-f", "cpu %U %S", "pgbench"]);
+        c
+    } else {
+        tokio::process::Command::new("pgbench")
+    };
+    let clients = DB_READERS.to_string();
+    command
+        .args(["-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(script)
+        .arg(database_url);
+    let output = command.output().await.context("run pgbench (is it installed?)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("pgbench failed ({}): {}", output.status, stderr.trim());
+    }
+    let tps = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = ")?.split_whitespace().next()?.parse::<f64>().ok())
+        .with_context(|| format!("no tps in pgbench's output: {stdout}"))?;
+    let transactions = stdout.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("number of transactions actually processed: ")?
+            .split('/')
+            .next()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    });
+    let cpu = stderr.lines().find_map(|l| {
+        let mut parts = l.trim().strip_prefix("cpu ")?.split_whitespace();
+        Some(parts.next()?.parse::<f64>().ok()? + parts.next()?.parse::<f64>().ok()?)
+    });
+    let client_cpu_per_1000 = cpu.zip(transactions).filter(|(_, n)| *n > 0.0).map(|(cpu, n)| cpu / n * 1000.0);
+    Ok(PgbenchRun { tps, client_cpu_per_1000 })
 }

@@ -12,6 +12,7 @@ use crate::cli::{Options, Scale};
 use crate::export::ExportFigures;
 use crate::lag::{FanOut, LagRun};
 use crate::overload::ReadersOutcome;
+use crate::reads::PgbenchRun;
 use crate::rebuild::{BulkInsert, RebuildOutcome};
 use crate::stats::{percentile, sorted_ms, LoopResult, Summary};
 
@@ -32,7 +33,7 @@ pub struct Figure {
 }
 
 impl Figure {
-    fn new(figure: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(figure: impl Into<String>, value: impl Into<String>) -> Self {
         Self {
             figure: figure.into(),
             value: value.into(),
@@ -45,21 +46,21 @@ impl Figure {
             ratio_num: None,
         }
     }
-    fn num(mut self, v: f64) -> Self {
+    pub fn num(mut self, v: f64) -> Self {
         self.value_num = Some(v);
         self
     }
-    fn baseline(mut self, text: impl Into<String>, v: Option<f64>) -> Self {
+    pub fn baseline(mut self, text: impl Into<String>, v: Option<f64>) -> Self {
         self.baseline = text.into();
         self.baseline_num = v;
         self
     }
-    fn ratio(mut self, r: Option<f64>, format: impl Fn(f64) -> String) -> Self {
+    pub fn ratio(mut self, r: Option<f64>, format: impl Fn(f64) -> String) -> Self {
         self.ratio = r.map(&format).unwrap_or_else(|| "—".into());
         self.ratio_num = r;
         self
     }
-    fn target(mut self, target: &str, met: Option<bool>) -> Self {
+    pub fn target(mut self, target: &str, met: Option<bool>) -> Self {
         self.target = target.into();
         self.met = match met {
             Some(true) => "yes".into(),
@@ -113,24 +114,28 @@ pub struct Report {
     rebuild: Option<RebuildSection>,
     overload: Option<(LoopResult, LoopResult, ReadersOutcome)>,
     export: Option<ExportFigures>,
+    /// (a) and (b) at the database alone (pgbench), PostgreSQL only.
+    pgbench_payoff: Option<(PgbenchRun, PgbenchRun)>,
+    /// Rows the phases build themselves (the wire figures), in order.
+    wire: Vec<Figure>,
 }
 
-fn per_s(v: f64) -> String {
+pub fn per_s(v: f64) -> String {
     format!("{v:.0}/s")
 }
-fn times(v: f64) -> String {
+pub fn times(v: f64) -> String {
     format!("{v:.2}×")
 }
-fn percent(v: f64) -> String {
+pub fn percent(v: f64) -> String {
     format!("{:.0}%", v * 100.0)
 }
 fn ratio_of(a: f64, b: f64) -> Option<f64> {
     (a > 0.0 && b > 0.0).then(|| a / b)
 }
-fn latency(s: &Summary) -> String {
+pub fn latency(s: &Summary) -> String {
     format!("p50 {:.2} ms, p99 {:.2} ms", s.p50_ms, s.p99_ms)
 }
-fn lag_text(s: &Summary) -> String {
+pub fn lag_text(s: &Summary) -> String {
     format!("p50 {:.1} / p95 {:.1} / p99 {:.1} / max {:.1} ms", s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms)
 }
 
@@ -153,6 +158,8 @@ impl Report {
             rebuild: None,
             overload: None,
             export: None,
+            pgbench_payoff: None,
+            wire: Vec::new(),
         }
     }
 
@@ -185,6 +192,15 @@ impl Report {
         self.overload = Some((alone, loaded, readers));
     }
 
+    pub fn set_pgbench_payoff(&mut self, view: PgbenchRun, join: PgbenchRun) {
+        self.pgbench_payoff = Some((view, join));
+    }
+
+    /// A row a phase built itself ([`crate::wire`]).
+    pub fn add_wire(&mut self, figure: Figure) {
+        self.wire.push(figure);
+    }
+
     pub fn set_export(&mut self, figures: ExportFigures) {
         self.export = Some(figures);
     }
@@ -207,7 +223,9 @@ impl Report {
         let mut rows = Vec::new();
         self.command_figures(&mut rows);
         self.read_figures(&mut rows);
+        self.pgbench_figures(&mut rows);
         self.lag_figures(&mut rows);
+        rows.extend(self.wire.iter().cloned());
         self.rebuild_figures(&mut rows);
         self.overload_figures(&mut rows);
         self.export_figures(&mut rows);
@@ -314,6 +332,24 @@ impl Report {
             }
             rows.push(row);
         }
+    }
+
+    fn pgbench_figures(&self, rows: &mut Vec<Figure>) {
+        let Some((view, join)) = &self.pgbench_payoff else { return };
+        let cpu = |run: &PgbenchRun| {
+            run.client_cpu_per_1000.map_or(String::new(), |c| format!(" (pgbench's CPU {c:.2} s per 1,000)"))
+        };
+        let ratio = ratio_of(view.tps, join.tps);
+        rows.push(
+            Figure::new(
+                "read payoff at the database: pgbench -M prepared -c 8, (a) view / (b) best join",
+                format!("(a) {}{}", per_s(view.tps), cpu(view)),
+            )
+            .num(view.tps)
+            .baseline(format!("(b) {}{}", per_s(join.tps), cpu(join)), Some(join.tps))
+            .ratio(ratio, times)
+            .target("≥ 5×", ratio.map(|r| r >= 5.0)),
+        );
     }
 
     fn lag_figures(&self, rows: &mut Vec<Figure>) {
@@ -498,6 +534,7 @@ impl Report {
                 "server_cpu_windows": self.cpu_windows,
                 "read_data_set": self.data_set.map(|(orders, placed)| json!({ "orders": orders, "placed": placed })),
                 "reads": reads,
+                "pgbench_payoff": self.pgbench_payoff.as_ref().map(|(view, join)| json!({ "view": view, "best_join": join })),
                 "lag": lag,
                 "fan_out": self.fan_out.as_ref().map(|f| json!({
                     "wanted": f.wanted,

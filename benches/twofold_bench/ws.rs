@@ -19,11 +19,13 @@ use tokio_tungstenite::tungstenite::Message;
 const PROTOCOL: &str = "graphql-transport-ws";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One `next` of a subscription: when it arrived and its payload.
+/// One `next` of a subscription (when it arrived and its payload), or its
+/// `complete` (`complete` set, payload null), which is the last notice.
 #[derive(Debug)]
 pub struct Notice {
     pub at: Instant,
     pub payload: Value,
+    pub complete: bool,
 }
 
 /// Where each live subscription's notices go, by id.
@@ -93,9 +95,10 @@ impl WsMux {
         Ok(Self { outgoing, pending, errors, next_id: AtomicU64::new(1), reader, writer })
     }
 
-    /// Starts a subscription; the receiver yields each `next`, and ends on
-    /// `error`, `complete`, [`unsubscribe`](Self::unsubscribe) or when the
-    /// connection ends.
+    /// Starts a subscription; the receiver yields each `next`, then a
+    /// `complete` notice if the server completes it, and ends on `error`,
+    /// `complete`, [`unsubscribe`](Self::unsubscribe) or when the connection
+    /// ends.
     pub fn subscribe(&self, query: &str, variables: Value) -> (u64, mpsc::UnboundedReceiver<Notice>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, rx) = mpsc::unbounded_channel();
@@ -149,7 +152,7 @@ where
         match (value["type"].as_str(), id) {
             (Some("next"), Some(id)) => {
                 if let Some(sender) = pending.lock().expect("pending subscriptions lock").get(&id) {
-                    let _ = sender.send(Notice { at, payload: value["payload"].clone() });
+                    let _ = sender.send(Notice { at, payload: value["payload"].clone(), complete: false });
                 }
             }
             (Some("error"), Some(id)) => {
@@ -159,7 +162,9 @@ where
                 log.first.get_or_insert_with(|| value["payload"].to_string());
             }
             (Some("complete"), Some(id)) => {
-                pending.lock().expect("pending subscriptions lock").remove(&id);
+                if let Some(sender) = pending.lock().expect("pending subscriptions lock").remove(&id) {
+                    let _ = sender.send(Notice { at, payload: Value::Null, complete: true });
+                }
             }
             (Some("ping"), _) => {
                 let _ = outgoing.send(pong());
