@@ -165,19 +165,29 @@ async fn replay(
         tokio::spawn(async move { read_batch(&events_db, from, until, size).await })
     };
     let mut next = fetch(from);
+    let mut workers = match shadow.backend() {
+        DbBackend::Postgres if chosen.len() > 1 => Some(ShadowWorkers::start(&shadow.url, chosen).await?),
+        _ => None,
+    };
     loop {
         let batch =
             next.await.map_err(|e| RebuildError::Database(DbErr::Custom(format!("read-ahead task failed: {e}"))))??;
         let Some(last) = batch.last() else { break };
         from = LogPosition::new(last.tx_id, last.position);
         next = fetch(from);
-        apply_batch(shadow, chosen, &batch, None).await?;
         done += batch.len() as u64;
+        match &mut workers {
+            Some(workers) => workers.dispatch(Arc::new(batch)).await?,
+            None => apply_batch(shadow, chosen, &batch, None).await?,
+        }
         progress(Progress { done, total: total.max(done), elapsed: started.elapsed() });
         if options.until.is_none() && last_reported.elapsed() > Duration::from_millis(500) {
             set_status(read_db, chosen, Status::Rebuilding.as_str(), done as i64, total.max(done) as i64).await?;
             last_reported = Instant::now();
         }
+    }
+    if let Some(workers) = workers {
+        workers.finish().await?;
     }
     let mut copy_tables = Vec::new();
     let checkpoint = match (options.until, &options.copy_name) {
@@ -217,6 +227,80 @@ async fn replay(
             copy_tables: copy_tables.iter().filter(|t| t.starts_with(p.name())).cloned().collect(),
         })
         .collect())
+}
+
+/// On PostgreSQL, several shadows fill in parallel: one worker per
+/// projection, each on its own connection and in its own transactions, fed
+/// the same batches by the one reader (projections touch only their own
+/// tables, so they need no common transaction). On two cores this overlaps
+/// one projection's round trips with another's work; on SQLite, which has
+/// one writer, the shadows fill one after the other in one transaction.
+struct ShadowWorkers {
+    workers: Vec<ShadowWorker>,
+}
+
+struct ShadowWorker {
+    batches: tokio::sync::mpsc::Sender<Arc<Vec<RecordedEvent>>>,
+    task: tokio::task::JoinHandle<Result<(), RebuildError>>,
+}
+
+impl ShadowWorkers {
+    /// Batches queued per worker beyond the one it applies: enough to keep
+    /// it busy, few enough to bound memory.
+    const QUEUE: usize = 2;
+
+    async fn start(url: &str, chosen: &[Arc<dyn Projection>]) -> Result<Self, RebuildError> {
+        let mut workers = Vec::with_capacity(chosen.len());
+        for projection in chosen {
+            let db = Db::connect_dedicated(url).await?;
+            let (batches, mut queue) = tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(Self::QUEUE);
+            let projection = [projection.clone()];
+            let task = tokio::spawn(async move {
+                let mut outcome = Ok(());
+                while let Some(batch) = queue.recv().await {
+                    outcome = apply_batch(&db, &projection, &batch, None).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
+                let _ = db.conn.close().await;
+                outcome
+            });
+            workers.push(ShadowWorker { batches, task });
+        }
+        Ok(Self { workers })
+    }
+
+    /// Hands the batch to every worker (waiting while a worker's queue is
+    /// full); a worker that stopped on an error reports it here.
+    async fn dispatch(&mut self, batch: Arc<Vec<RecordedEvent>>) -> Result<(), RebuildError> {
+        let mut stopped = false;
+        for worker in &self.workers {
+            stopped |= worker.batches.send(batch.clone()).await.is_err();
+        }
+        if stopped {
+            let workers = std::mem::take(&mut self.workers);
+            Self { workers }.finish().await?;
+            return Err(RebuildError::Database(DbErr::Custom("a rebuild worker stopped early".to_owned())));
+        }
+        Ok(())
+    }
+
+    /// Waits until every worker has applied everything it was given; the
+    /// first error wins.
+    async fn finish(self) -> Result<(), RebuildError> {
+        let mut first_error = None;
+        for ShadowWorker { batches, task } in self.workers {
+            drop(batches);
+            let outcome = task.await.unwrap_or_else(|e| {
+                Err(RebuildError::Database(DbErr::Custom(format!("a rebuild worker failed: {e}"))))
+            });
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 async fn read_batch(

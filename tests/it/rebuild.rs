@@ -181,3 +181,34 @@ on_both_backends!(the_live_runner_goes_on_after_a_rebuild_switched_its_projectio
         .await;
     assert_eq!(d["order"]["id"], order.as_str());
 });
+
+// A rebuild fills every shadow in parallel on PostgreSQL (one worker per
+// projection): a poison event in one of them must still fail the whole
+// rebuild, name the event, and leave every live view and status as it was.
+on_both_backends!(a_poison_event_fails_a_rebuild_of_every_view_and_leaves_the_live_ones, |app| async {
+    let seed = app.seed().await;
+    app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    app.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
+    app.settle().await;
+    // A shipment for an order the log never placed: order_summary cannot apply it.
+    let ghost = uuid::Uuid::new_v4();
+    let payload = json!({ "orderId": ghost, "customerId": seed.customer, "carrier": "DHL", "trackingNumber": "X" });
+    insert_raw_event(&app, ghost, 2, "OrderShipped", 1, payload).await;
+    let poison_at = app.scalar_i64("SELECT max(position) FROM event").await;
+    let names = projection::names();
+    let result = rebuild(&app.services.write_db, &app.services.read_db, &options(&names), |_| {}).await;
+    match result {
+        Err(twofold::projection::rebuild::RebuildError::Poison { position, reason }) => {
+            assert_eq!(position, poison_at, "{reason}");
+            assert!(reason.contains(&ghost.to_string()), "{reason}");
+        }
+        other => panic!("expected the poison event to fail the rebuild, got {other:?}"),
+    }
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM order_summary").await, 2);
+    assert_eq!(app.scalar_i64("SELECT CAST(sum(orders_placed) AS BIGINT) FROM customer_view").await, 2);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM projection_checkpoint WHERE status = 'rebuilding'").await, 0);
+    if app.backend == Backend::Postgres {
+        let shadows = "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'twofold_rebuild_%'";
+        assert_eq!(app.scalar_i64(shadows).await, 0, "the shadows are dropped");
+    }
+});
