@@ -118,6 +118,13 @@ pub async fn rebuild(
         }
     }
     let started = Instant::now();
+    if events_db.backend() == DbBackend::Postgres {
+        // Fresh statistics for the replay's plans: a log that grew fast (an
+        // import, a restore) may be many times what PostgreSQL last sampled.
+        // A few hundred milliseconds on a million events; a role that does
+        // not own the table gets a warning, not an error.
+        events_db.conn.execute_unprepared("ANALYZE event").await?;
+    }
     let shadow = Db::connect_dedicated(&read_db.url).await?;
     let mut deferred_indexes = Vec::new();
     for p in &chosen {
