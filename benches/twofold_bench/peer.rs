@@ -416,27 +416,15 @@ impl PeerServer {
         bail!("PostGraphile did not answer within {timeout:?}")
     }
 
-    /// SIGTERM (through `kill`), then the kill of `Drop` after 5 s.
+    /// SIGTERM, then the kill of `Drop` after 5 s.
     async fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                progress!("PostGraphile stopped");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        progress!("PostGraphile did not stop within 5 s; killing it");
+        crate::server::terminate(&mut self.child, "PostGraphile").await;
     }
 }
 
 impl Drop for PeerServer {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        crate::server::kill_and_reap(&mut self.child);
     }
 }
 

@@ -170,27 +170,38 @@ impl Server {
     /// Asks the server to shut down (SIGTERM through `kill`, std has no
     /// signals), and kills it if it has not exited within 5 s.
     pub async fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                progress!("server stopped");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        progress!("server did not stop within 5 s; killing it");
-        // Drop kills and reaps it.
+        terminate(&mut self.child, "server").await;
+        // Drop kills and reaps it if it is still there.
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
+}
+
+/// SIGTERM (through `kill`: std has no signals), then waits up to 5 s for
+/// the child to exit; says which happened.
+pub async fn terminate(child: &mut Child, what: &str) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            progress!("{what} stopped");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress!("{what} did not stop within 5 s; killing it");
+}
+
+/// Kills the child if it still runs, and reaps it (for `Drop`).
+pub fn kill_and_reap(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 /// A port that was free a moment ago (the server binds it right after).
