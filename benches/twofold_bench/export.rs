@@ -82,8 +82,8 @@ fn free_port() -> anyhow::Result<u16> {
 /// ahead of it, as this did first, scanned up to a million rows every 50 ms
 /// and took a core from the exporter it was measuring.
 async fn exported_to_head(db: &twofold::db::Db) -> anyhow::Result<Option<bool>> {
-    let sql = "SELECT CASE WHEN c.name IS NULL THEN 2 \
-                   WHEN (h.tx_id, h.position) <= (c.last_tx_id, c.last_position) THEN 0 ELSE 1 END \
+    let sql = "SELECT CAST(CASE WHEN c.name IS NULL THEN 2 \
+                   WHEN (h.tx_id, h.position) <= (c.last_tx_id, c.last_position) THEN 0 ELSE 1 END AS BIGINT) \
                FROM (SELECT tx_id, position FROM event ORDER BY tx_id DESC, position DESC LIMIT 1) h \
                LEFT JOIN projection_checkpoint c ON c.name = 'event_export'";
     Ok(match crate::load::count(db, sql).await? {

@@ -103,12 +103,25 @@ pub async fn run(
             };
             let head = *appended.borrow();
             let now = Instant::now();
+            // A full batch means the log may hold more than anyone announced
+            // (a backlog from before this process started, or written while
+            // it was away): read on at once. (All members a grouped step
+            // applied stand at the same position, so one full part speaks
+            // for all of them.)
+            let full_batch = outcomes.iter().any(|(i, outcome)| {
+                matches!(outcome, Ok(StepOutcome::Applied { events, .. })
+                    if *events as u64 >= runners[*i].projector.batch_size())
+            });
             for (i, outcome) in outcomes {
                 let applied = matches!(outcome, Ok(StepOutcome::Applied { .. }));
                 due[i] = match runners[i].settle(outcome, head, poll_interval, locks.as_ref()).await {
-                    // Caught up with every append this process heard of:
-                    // the next one wakes it, no need to read again now.
-                    None if applied && runners[i].projector.known_checkpoint().is_some_and(|c| c >= head) => {
+                    // A partial batch caught up with the log, and with every
+                    // append this process heard of: the next one wakes it,
+                    // no need to read again now.
+                    None if applied
+                        && !full_batch
+                        && runners[i].projector.known_checkpoint().is_some_and(|c| c >= head) =>
+                    {
                         Due::Stepped { at: now + poll_interval }
                     }
                     None => Due::Now,
