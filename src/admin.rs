@@ -16,6 +16,7 @@ use entity::read::projection_checkpoint;
 
 use crate::catalog::{Status, View, EXPORTER};
 use crate::db::Db;
+use crate::notice::progress::{DurableFacts, Wait};
 use crate::notice::Notices;
 use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
@@ -24,17 +25,44 @@ use crate::token::LogPosition;
 pub use crate::projection::dead_letters::{DeadLetter, DeadLetterError, Resolved};
 pub use entity::read::projection_checkpoint::Model as CheckpointRow;
 
-/// A projection's checkpoint row and how far behind the log it is.
+/// A projection's checkpoint row, how far behind the log it is, and its
+/// status as derived from those facts now (see `crate::notice::progress`).
 #[derive(Debug, Clone)]
 pub struct ProjectionState {
     pub row: CheckpointRow,
     /// Committed events not applied yet.
     pub lag: i64,
+    /// How long it has been behind without progress (zero at the head).
+    pub behind_for: Duration,
+    /// While stalled: what it waits on.
+    pub waiting_on: Option<Wait>,
 }
 
 impl ProjectionState {
+    /// The status: `stalled` while behind with no progress for the stall
+    /// bound, else the stored one (`stopped`, `outdated` and `rebuilding`
+    /// always win: they say more).
     pub fn status(&self) -> Option<Status> {
-        Status::parse(&self.row.status)
+        match Status::parse(&self.row.status) {
+            Some(Status::Running | Status::Retrying) if self.waiting_on.is_some() => Some(Status::Stalled),
+            stored => stored,
+        }
+    }
+
+    /// The status's name (the stored text for one this release does not know).
+    pub fn status_name(&self) -> &str {
+        match self.status() {
+            Some(status) => status.as_str(),
+            None => &self.row.status,
+        }
+    }
+
+    /// `lastError`: what a stalled projection waits on, else the stored one.
+    pub fn last_error(&self) -> Option<String> {
+        match (&self.waiting_on, self.status()) {
+            (Some(wait), Some(Status::Stalled)) => Some(wait.describe()),
+            _ => self.row.last_error.clone(),
+        }
     }
 }
 
@@ -93,10 +121,24 @@ impl Admin {
             .all(&self.views_db.conn)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let progress = self.notices.progress();
         for row in rows {
-            let lag = crate::projection::status::lag(&self.log_db, LogPosition::new(row.last_tx_id, row.last_position))
-                .await?;
-            out.push(ProjectionState { row, lag });
+            let checkpoint = LogPosition::new(row.last_tx_id, row.last_position);
+            let lag = crate::projection::status::lag(&self.log_db, checkpoint).await?;
+            let (mut behind_for, mut waiting_on) = (Duration::ZERO, None);
+            let judged = matches!(Status::parse(&row.status), Some(Status::Running | Status::Retrying));
+            if lag > 0 && judged {
+                let oldest = crate::projection::reader::oldest_after(&self.log_db.conn, checkpoint).await?;
+                let facts = DurableFacts {
+                    progressed_at: row.progressed_at,
+                    heartbeat_at: row.heartbeat_at,
+                    waiting_on: row.waiting_on.clone(),
+                    owner: row.owner.clone(),
+                };
+                let judged = progress.judge(&row.name, &facts, oldest, chrono::Utc::now());
+                (behind_for, waiting_on) = (judged.behind_for, judged.wait);
+            }
+            out.push(ProjectionState { row, lag, behind_for, waiting_on });
         }
         Ok(out)
     }
@@ -182,6 +224,16 @@ impl Admin {
             "twofold_projection_outdated",
             "1 when this release stood down for an event a newer release wrote.",
             &|s| u8::from(s.status() == Some(Status::Outdated)).to_string(),
+        );
+        gauge(
+            "twofold_projection_stalled",
+            "1 while the projection is behind the log with no progress for --stall-after-ms (see /readyz for what it waits on).",
+            &|s| u8::from(s.status() == Some(Status::Stalled)).to_string(),
+        );
+        gauge(
+            "twofold_projection_seconds_since_progress",
+            "How long the projection has been behind the log without progress (0 at the head).",
+            &|s| format!("{:.3}", s.behind_for.as_secs_f64()),
         );
         if let Some(exporter) = states.iter().find(|s| s.row.name == EXPORTER) {
             let checkpoint = LogPosition::new(exporter.row.last_tx_id, exporter.row.last_position);

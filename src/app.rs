@@ -45,6 +45,92 @@ pub enum StartError {
     Database(#[from] sea_orm::DbErr),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("start-up cancelled: shutdown was requested before the database could be reached")]
+    Cancelled,
+}
+
+impl StartError {
+    /// A database that cannot be reached (yet): worth waiting for at
+    /// start-up, unlike a bad URL or configuration.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Connect(ConnectError::Unreachable { .. }) => true,
+            Self::Migrate { source, .. } | Self::Database(source) => {
+                crate::db::classify(source) == crate::db::DbFailure::Unavailable
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Starts the service ([`start_patiently`]) while answering on `listener`
+/// at once: `/healthz` 200, `/readyz` 503 naming what start-up waits for,
+/// anything else 503 `UNAVAILABLE` (see `crate::http::starting`). Returns
+/// the services and the same listening socket, for [`serve`] to take over
+/// (connections that arrive in between wait in its backlog).
+pub async fn start_answering(
+    listener: TcpListener,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<(Services, TcpListener), StartError> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let bind_error = |e| StartError::Bind { addr: addr.clone(), source: e };
+    let socket = listener.into_std().map_err(bind_error)?;
+    let early = TcpListener::from_std(socket.try_clone().map_err(bind_error)?).map_err(bind_error)?;
+    let listener = TcpListener::from_std(socket).map_err(bind_error)?;
+    let starting =
+        crate::http::starting::Starting::new(format!("the database {}", crate::db::redact(&settings.database_url)));
+    let handover = CancellationToken::new();
+    let early_server = {
+        let (router, handover) = (crate::http::starting::router(starting.clone()), handover.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(early.tap_io(no_delay), router.into_make_service())
+                .with_graceful_shutdown(handover.cancelled_owned())
+                .await;
+        })
+    };
+    let started = start_patiently(settings, &starting, shutdown).await;
+    handover.cancel();
+    let _ = early_server.await;
+    Ok((started?, listener))
+}
+
+/// [`start`], again and again while the database cannot be reached (with
+/// back-off and jitter, each try logged with its cause and recorded in
+/// `starting` for `/readyz`), until it starts, `settings.startup_timeout`
+/// passes, or `shutdown` is asked for. Any other failure ends it at once.
+pub async fn start_patiently(
+    settings: &Settings,
+    starting: &crate::http::starting::Starting,
+    shutdown: &CancellationToken,
+) -> Result<Services, StartError> {
+    let began = std::time::Instant::now();
+    // At most a second apart: the service is up within about that of its database.
+    let mut backoff =
+        crate::backoff::Backoff::new(std::time::Duration::from_millis(100), std::time::Duration::from_secs(1));
+    loop {
+        match start(settings).await {
+            Ok(services) => {
+                if backoff.failures() > 0 {
+                    tracing::info!(tries = backoff.failures() + 1, "the database is reachable: started");
+                }
+                return Ok(services);
+            }
+            Err(e) if e.is_unreachable() => {
+                if settings.startup_timeout.is_some_and(|limit| began.elapsed() >= limit) {
+                    return Err(e);
+                }
+                let pause = backoff.next_pause();
+                starting.failed(&e.to_string());
+                tracing::warn!(attempt = backoff.failures(), error = %e, retry_in_ms = pause.as_millis() as u64, "cannot start yet: the database is not reachable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(StartError::Cancelled),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The running parts of the service.
@@ -284,14 +370,17 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
                 .into(),
         ));
     }
-    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS, std::time::Duration::from_secs(10));
+    // A projector waits at most 2 s for a connection: while the database is
+    // refused, sqlx retries within that wait at most 400 ms apart, so a
+    // returning link is found within that.
+    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS, std::time::Duration::from_secs(2));
     let projector_db = Db::open(read_url, projector_pool, PROJECTOR_APPLICATION).await?;
     let log_db = if separate_read.is_some() {
         Db::open(&settings.database_url, projector_pool, PROJECTOR_APPLICATION).await?
     } else {
         projector_db.clone()
     };
-    let notices = Notices::default();
+    let notices = Notices::default().with_stall_after(settings.runtime.stall_after);
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
@@ -443,6 +532,13 @@ pub async fn serve(
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
+    if settings.role.runs_projections() || settings.role.runs_exporter() {
+        background.push(crate::projection::heartbeat::spawn(
+            services.projector_db.clone(),
+            services.notices.clone(),
+            shutdown.child_token(),
+        ));
+    }
     if services.log_db.is_postgres() {
         background.push(tokio::spawn(crate::projection::reader::monitor_horizon(
             services.log_db.clone(),

@@ -116,7 +116,10 @@ pub enum PoisonPolicy {
     Skip,
 }
 
-/// A projection's status, as stored in its checkpoint row.
+/// A projection's status. All but `Stalled` are stored in its checkpoint
+/// row; `Stalled` is never stored: it is derived, whenever it is asked, from
+/// facts (behind the log, no progress for `--stall-after-ms`), see
+/// `crate::notice::progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Running,
@@ -128,11 +131,14 @@ pub enum Status {
     /// The runner met an event written by a newer release and stood down;
     /// a newer instance takes the projection over.
     Outdated,
+    /// Behind the log with no progress for `--stall-after-ms`: something
+    /// stands in the way, named by its [`WaitKind`]. Derived, never stored.
+    Stalled,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] =
-        [Status::Running, Status::Retrying, Status::Stopped, Status::Rebuilding, Status::Outdated];
+    pub const ALL: [Status; 6] =
+        [Status::Running, Status::Retrying, Status::Stopped, Status::Rebuilding, Status::Outdated, Status::Stalled];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -141,6 +147,7 @@ impl Status {
             Self::Stopped => "stopped",
             Self::Rebuilding => "rebuilding",
             Self::Outdated => "outdated",
+            Self::Stalled => "stalled",
         }
     }
 
@@ -151,6 +158,57 @@ impl Status {
     /// Whether the projection is keeping up by itself (`/readyz` is not degraded by it).
     pub fn is_healthy(self) -> bool {
         matches!(self, Self::Running | Self::Rebuilding)
+    }
+}
+
+/// What a stalled projection waits on (see `crate::notice::progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A lock held by another database session (PostgreSQL: its backends
+    /// are named, with `pg_blocking_pids`/`pg_locks`).
+    Lock,
+    /// The SQLite write lock, held by another connection or process.
+    SqliteWriteLock,
+    /// The horizon: an open event writer's transaction that began before
+    /// events that committed after it (PostgreSQL).
+    Horizon,
+    /// This process's SQLite writer slot, held by another task.
+    WriterSlot,
+    /// The database cannot be reached (or gives no connection in time).
+    DatabaseOutage,
+    /// The runner fails with another error (see `lastError`), and retries.
+    Failing,
+    /// No instance runs the projection: no heartbeat from a runner (every
+    /// instance runs `--role api`, or the leader died and nobody took over).
+    NoRunner,
+    /// The runner is alive and leads, but reports no cause.
+    Unknown,
+}
+
+impl WaitKind {
+    pub const ALL: [WaitKind; 8] = [
+        WaitKind::Lock,
+        WaitKind::SqliteWriteLock,
+        WaitKind::Horizon,
+        WaitKind::WriterSlot,
+        WaitKind::DatabaseOutage,
+        WaitKind::Failing,
+        WaitKind::NoRunner,
+        WaitKind::Unknown,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::SqliteWriteLock => "sqlite_write_lock",
+            Self::Horizon => "horizon",
+            Self::WriterSlot => "writer_slot",
+            Self::DatabaseOutage => "database_outage",
+            Self::Failing => "failing",
+            Self::NoRunner => "no_runner",
+            Self::Unknown => "unknown",
+        }
     }
 }
 

@@ -247,6 +247,10 @@ pub struct ServeArgs {
     /// release notice arrives (a leader that died without one), in milliseconds.
     #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = 1000)]
     pub standby_retry_ms: u64,
+    /// A projection behind the log with no progress for this long is
+    /// `stalled` (and `/readyz` answers 503), in milliseconds.
+    #[arg(long, env = "TWOFOLD_STALL_AFTER_MS", default_value_t = 2000)]
+    pub stall_after_ms: u64,
     /// How long `consistentWith` waits by default, in milliseconds.
     #[arg(long, env = "TWOFOLD_CONSISTENCY_WAIT_MS", default_value_t = 2000)]
     pub consistency_wait_ms: u64,
@@ -305,6 +309,11 @@ pub struct ServeArgs {
     /// Serve /metrics on this address as well (e.g. an internal interface).
     #[arg(long, env = "TWOFOLD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// How long `serve` keeps trying to reach its database at start-up, in
+    /// milliseconds (default: no limit; /healthz answers meanwhile and
+    /// /readyz says what is missing).
+    #[arg(long, env = "TWOFOLD_STARTUP_TIMEOUT_MS")]
+    pub startup_timeout_ms: Option<u64>,
     /// Most complex query accepted (each field costs 1, lists multiply).
     #[arg(long, env = "TWOFOLD_MAX_COMPLEXITY", default_value_t = 5000)]
     pub max_complexity: usize,
@@ -417,6 +426,8 @@ pub struct Projections {
     pub poll_interval: Duration,
     /// A standby's periodic take-over try (a release notice wakes it sooner).
     pub standby_retry: Duration,
+    /// Behind with no progress for this long: `stalled`.
+    pub stall_after: Duration,
     pub modes: HashMap<String, Mode>,
     pub policies: HashMap<String, PoisonPolicy>,
 }
@@ -519,6 +530,8 @@ pub struct Settings {
     /// The query pool (read database).
     pub reads_pool: Pool,
     pub metrics_bind: Option<SocketAddr>,
+    /// How long start-up waits for an unreachable database (`None`: no limit).
+    pub startup_timeout: Option<Duration>,
     pub runtime: Projections,
     /// The exporter; `None` without `--nats-url`.
     pub export: Option<Export>,
@@ -565,10 +578,12 @@ impl From<&ServeArgs> for Settings {
             ),
             reads_pool: Pool::new(args.database.read_max_connections, Duration::from_millis(args.read_shed_ms.max(1))),
             metrics_bind: args.metrics_bind,
+            startup_timeout: args.startup_timeout_ms.map(Duration::from_millis),
             runtime: Projections {
                 batch_size: args.batch_size.max(1),
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
                 standby_retry: Duration::from_millis(args.standby_retry_ms.max(10)),
+                stall_after: Duration::from_millis(args.stall_after_ms.max(10)),
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),
             },

@@ -18,16 +18,52 @@ pub const PROJECTOR_APPLICATION: &str = "twofold-projector";
 pub struct Db {
     pub conn: DatabaseConnection,
     pub url: String,
-    /// SQLite admits one writer at a time; queueing writers here instead of in
-    /// SQLite's busy handler (which sleeps and retries) keeps latency low and
-    /// never surfaces `database is locked`. `None` on PostgreSQL.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite admits one writer at a time; queueing this process's writers
+    /// here instead of in SQLite's busy handler (which sleeps and retries)
+    /// keeps latency low. Another *process* holding the file's write lock
+    /// still makes `BEGIN IMMEDIATE` wait in the busy handler and then fail
+    /// with `database is locked` (SQLITE_BUSY). `None` on PostgreSQL.
+    sqlite_writer: Option<WriterSlot>,
+    /// The longest wait for the writer slot (the pool's acquire timeout).
+    slot_deadline: Duration,
+}
+
+/// The writer slot of one SQLite file, and who holds it (for a waiter's
+/// message and a stalled projection's cause).
+#[derive(Clone, Default)]
+struct WriterSlot {
+    lock: Arc<Mutex<()>>,
+    holder: Arc<std::sync::Mutex<Option<(&'static str, std::time::Instant)>>>,
+}
+
+/// Holds the writer slot; clears the holder when dropped.
+struct SlotGuard {
+    _guard: OwnedMutexGuard<()>,
+    holder: Arc<std::sync::Mutex<Option<(&'static str, std::time::Instant)>>>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// A wait inside [`Db::begin_write_as`], reported to its observer as it begins and ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteWait {
+    /// Queued for this process's SQLite writer slot, held by `holder` for `held_for`.
+    WriterSlot { holder: &'static str, held_for: Duration },
+    /// In `BEGIN IMMEDIATE`: SQLite's busy handler waits for a write lock
+    /// that another connection or process holds (it returns at once otherwise).
+    FileLock,
+    /// The wait is over.
+    Done,
 }
 
 /// A write transaction; on SQLite it also holds the writer slot until dropped.
 pub struct WriteTxn {
     pub txn: DatabaseTransaction,
-    _writer: Option<OwnedMutexGuard<()>>,
+    _writer: Option<SlotGuard>,
 }
 
 impl WriteTxn {
@@ -69,8 +105,8 @@ impl PoolOptions {
 
 /// The writer slot of each SQLite file, shared by every pool on that file
 /// (commands, queries and projectors use separate pools but one writer).
-fn sqlite_writer_slot(url: &str) -> Arc<Mutex<()>> {
-    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>> =
+fn sqlite_writer_slot(url: &str) -> WriterSlot {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, WriterSlot>>> =
         std::sync::OnceLock::new();
     let file = url.split('?').next().unwrap_or(url).to_owned();
     let mut slots = SLOTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
@@ -89,6 +125,12 @@ impl Db {
     pub async fn for_projectors(&self, max_connections: u32) -> Result<Self, ConnectError> {
         Self::open(&self.url, PoolOptions::new(max_connections, Duration::from_secs(10)), PROJECTOR_APPLICATION).await
     }
+
+    /// The `lock_timeout` of projector sessions (PostgreSQL): how long one
+    /// projection's statement may wait for a lock inside a batch before it
+    /// is set aside for that batch (see `projection::group`), so one
+    /// blocked view never holds back the others.
+    pub const PROJECTOR_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 
     /// Opens a pool on `url`, its PostgreSQL sessions named `application_name`.
     pub async fn open(url: &str, pool: PoolOptions, application_name: &str) -> Result<Self, ConnectError> {
@@ -116,8 +158,15 @@ impl Db {
         } else {
             // A stuck session must not hold the projection horizon back forever.
             let application_name = application_name.to_owned();
+            // A projector's lock waits are bounded (see PROJECTOR_LOCK_TIMEOUT).
+            let lock_timeout = (application_name == PROJECTOR_APPLICATION)
+                .then(|| format!("{}ms", Self::PROJECTOR_LOCK_TIMEOUT.as_millis()));
             options.map_sqlx_postgres_opts(move |o| {
-                o.options([("idle_in_transaction_session_timeout", "30s")]).application_name(&application_name)
+                let o = o.options([("idle_in_transaction_session_timeout", "30s")]).application_name(&application_name);
+                match &lock_timeout {
+                    Some(timeout) => o.options([("lock_timeout", timeout.as_str())]),
+                    None => o,
+                }
             });
             options.map_sqlx_postgres_pool_opts(|o| o.acquire_slow_level(log::LevelFilter::Off));
         }
@@ -125,7 +174,12 @@ impl Db {
             .await
             .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
         conn.ping().await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
-        Ok(Self { conn, url: url.to_owned(), sqlite_writer: is_sqlite.then(|| sqlite_writer_slot(url)) })
+        Ok(Self {
+            conn,
+            url: url.to_owned(),
+            sqlite_writer: is_sqlite.then(|| sqlite_writer_slot(url)),
+            slot_deadline: pool.acquire_timeout,
+        })
     }
 
     /// One long-lived connection that is never recycled (a rebuild keeps
@@ -149,7 +203,7 @@ impl Db {
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
-        Ok(Self { conn, url: url.to_owned(), sqlite_writer: None })
+        Ok(Self { conn, url: url.to_owned(), sqlite_writer: None, slot_deadline: Duration::from_secs(60) })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -164,19 +218,71 @@ impl Db {
     /// writer slot and starts `BEGIN IMMEDIATE`, so it never fails half-way
     /// for want of the write lock.
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
-        match &self.sqlite_writer {
-            Some(slot) => {
-                let guard = slot.clone().lock_owned().await;
-                let txn = self
-                    .conn
-                    .begin_with_options(TransactionOptions {
-                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                        ..Default::default()
-                    })
-                    .await?;
-                Ok(WriteTxn { txn, _writer: Some(guard) })
+        self.begin_write_as("a writer", &mut |_| {}).await
+    }
+
+    /// [`Db::begin_write`] for `who` (named to the writers queued behind
+    /// it), telling `observe` when it waits and for what. The wait for the
+    /// writer slot has a deadline (the pool's acquire timeout): past it the
+    /// caller gets an `Unavailable` error that names the slot's holder.
+    pub async fn begin_write_as(
+        &self,
+        who: &'static str,
+        observe: &mut (dyn FnMut(WriteWait) + Send),
+    ) -> Result<WriteTxn, DbErr> {
+        let Some(slot) = &self.sqlite_writer else {
+            return Ok(WriteTxn { txn: self.begin_transaction(false).await?, _writer: None });
+        };
+        let guard = match slot.lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let holder = *slot.holder.lock().unwrap_or_else(|p| p.into_inner());
+                let (holder, held_for) = holder.map_or(("another writer", Duration::ZERO), |(h, at)| (h, at.elapsed()));
+                observe(WriteWait::WriterSlot { holder, held_for });
+                let started = std::time::Instant::now();
+                let queued = tokio::time::timeout(self.slot_deadline, slot.lock.clone().lock_owned()).await;
+                observe(WriteWait::Done);
+                metrics::histogram!(crate::metrics::WRITER_SLOT_WAIT).record(started.elapsed().as_secs_f64());
+                match queued {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        metrics::counter!(crate::metrics::WRITER_SLOT_TIMEOUTS).increment(1);
+                        let holder = *slot.holder.lock().unwrap_or_else(|p| p.into_inner());
+                        let held = holder.map_or_else(
+                            || "another writer".to_owned(),
+                            |(h, at)| format!("{h} (for {:.1} s)", at.elapsed().as_secs_f64()),
+                        );
+                        let message = format!(
+                            "{who} waited {:.1} s for this process's SQLite writer slot, held by {held}",
+                            self.slot_deadline.as_secs_f64()
+                        );
+                        tracing::warn!(%message, "writer slot wait timed out");
+                        return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(message)));
+                    }
+                }
             }
-            None => Ok(WriteTxn { txn: self.conn.begin().await?, _writer: None }),
+        };
+        *slot.holder.lock().unwrap_or_else(|p| p.into_inner()) = Some((who, std::time::Instant::now()));
+        let guard = SlotGuard { _guard: guard, holder: slot.holder.clone() };
+        observe(WriteWait::FileLock);
+        let txn = self.begin_transaction(true).await;
+        observe(WriteWait::Done);
+        Ok(WriteTxn { txn: txn?, _writer: Some(guard) })
+    }
+
+    /// Begins a transaction (SQLite: `BEGIN IMMEDIATE`). Cancelling it is
+    /// safe: sqlx rolls back a `BEGIN` whose caller is gone, and SeaORM a
+    /// transaction dropped unfinished (`tests/it/stalls.rs` holds that).
+    async fn begin_transaction(&self, immediate: bool) -> Result<DatabaseTransaction, DbErr> {
+        if immediate {
+            self.conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await
+        } else {
+            self.conn.begin().await
         }
     }
 
@@ -190,7 +296,7 @@ impl Db {
     /// rows before its events must begin here; the trigger refuses one
     /// that did not.
     pub async fn begin_append(&self) -> Result<WriteTxn, DbErr> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write_as("a command", &mut |_| {}).await?;
         if self.is_postgres() {
             let (class, object) = APPENDER_LOCK;
             let lock = sea_orm::Statement::from_sql_and_values(
@@ -270,6 +376,9 @@ pub enum DbFailure {
     Unavailable,
     /// A serialization failure or deadlock: retrying the same work may succeed.
     Contention,
+    /// A lock wait ran past `lock_timeout` (PostgreSQL `55P03`): another
+    /// session holds a lock this statement needs.
+    LockTimeout,
     /// A UNIQUE or PRIMARY KEY constraint; the constraint's name where the
     /// database reports it (PostgreSQL does, SQLite does not).
     Unique(Option<String>),
@@ -331,6 +440,8 @@ fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
     match code {
         // PostgreSQL: serialization failure, deadlock.
         "40001" | "40P01" => DbFailure::Contention,
+        // PostgreSQL: lock_not_available (lock_timeout, NOWAIT).
+        "55P03" => DbFailure::LockTimeout,
         // PostgreSQL: connection exceptions, shutdown, too many connections.
         c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => DbFailure::Unavailable,
         // PostgreSQL: data exceptions (numeric value out of range, invalid text…).
@@ -345,6 +456,12 @@ fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
         c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) => DbFailure::Contention,
         _ => DbFailure::Other,
     }
+}
+
+/// True when `err` is a wait for the SQLite writer slot that ran past its
+/// deadline (see [`Db::begin_write_as`]).
+pub fn is_writer_slot_timeout(err: &DbErr) -> bool {
+    matches!(err, DbErr::Conn(sea_orm::RuntimeErr::Internal(m)) if m.contains("SQLite writer slot"))
 }
 
 /// True when `err` is a UNIQUE violation of the constraint named `name`

@@ -21,7 +21,7 @@
 //!                       │              ├─▶ query      ├─▶ inline ◀── projection ◀── export
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
-//!   leaves: domain, token, catalog (closed sets of names)  ◀─────────┘
+//!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
 //!   config builds plain settings and imports only catalog.
 //! ```
@@ -31,14 +31,15 @@
 //! | [`domain`]     | aggregates decide events, enforce invariants, parse input      | std, serde, uuid, chrono                                | any I/O crate (sea_orm, tokio, axum…)        |
 //! | [`token`]      | the consistency token (a log position)                         | nothing of the crate                                    | I/O crates                                   |
 //! | [`catalog`]    | shared closed sets: view names, modes, policies, statuses, roles | nothing of the crate                                  | I/O crates                                   |
+//! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`config`]     | flags and environment into plain settings                      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
 //! | [`db`]         | pools, write transactions, the appender lock, error classes    | metrics                                                 |                                              |
-//! | [`notice`]     | in-process signals and the NOTIFY payloads between instances   | token, db, catalog                                      |                                              |
+//! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
 //! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
-//! | [`projection`] | fold the log into read views; checkpoints, leadership, rebuilds | domain, token, db, notice, inline, catalog, metrics    | entity::write, command, async_graphql        |
+//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff | entity::write, command, async_graphql |
 //! | [`query`]      | read side: read views only, read-your-own-writes waits         | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
 //! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
@@ -53,6 +54,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod catalog;
 pub mod cli;
 pub mod command;

@@ -24,6 +24,15 @@ pub const HORIZON_FALLBACK: &str = "twofold_horizon_fallback";
 pub const APPENDER_AGE: &str = "twofold_appender_oldest_age_seconds";
 pub const HORIZON_WAIT: &str = "twofold_projection_horizon_wait_seconds";
 pub const PROJECTOR_PANICS: &str = "twofold_projector_panics_total";
+pub const WRITER_SLOT_WAIT: &str = "twofold_writer_slot_wait_seconds";
+pub const WRITER_SLOT_TIMEOUTS: &str = "twofold_writer_slot_timeouts_total";
+/// Waits and stalls of the projection runners.
+pub const PROJECTOR_WAITS: &str = "twofold_projector_waits_total";
+pub const PROJECTOR_SET_ASIDE: &str = "twofold_projection_set_aside_total";
+pub const PROJECTOR_FENCED: &str = "twofold_projector_fenced_total";
+pub const PROJECTOR_HELD_BACK: &str = "twofold_projector_held_back_total";
+pub const STATUS_WRITE_FAILURES: &str = "twofold_projection_status_write_failures_total";
+pub const HEARTBEAT_FAILURES: &str = "twofold_projector_heartbeat_failures_total";
 pub const SHED: &str = "twofold_requests_shed_total";
 /// Lookups of the validated-document cache, by `result` (`hit`, `miss`).
 pub const DOCUMENT_CACHE: &str = "twofold_document_cache_lookups_total";
@@ -90,6 +99,39 @@ fn describe_and_zero() {
         "Requests refused with UNAVAILABLE: no database connection was free in time, or the database was unreachable."
     );
     metrics::counter!(SHED).increment(0);
+    metrics::describe_histogram!(
+        WRITER_SLOT_WAIT,
+        metrics::Unit::Seconds,
+        "Each wait for this process's SQLite writer slot that could not take it at once."
+    );
+    metrics::describe_counter!(
+        WRITER_SLOT_TIMEOUTS,
+        "Waits for the SQLite writer slot that ran past their deadline (the caller got UNAVAILABLE)."
+    );
+    metrics::counter!(WRITER_SLOT_TIMEOUTS).increment(0);
+    metrics::describe_counter!(
+        PROJECTOR_WAITS,
+        "What blocked a projection runner's step, by projection and kind (lock, sqlite_write_lock, horizon, writer_slot, database_outage, failing)."
+    );
+    metrics::describe_counter!(
+        PROJECTOR_SET_ASIDE,
+        "Projections set aside from a grouped batch because a lock wait ran past lock_timeout (PostgreSQL)."
+    );
+    metrics::describe_counter!(
+        PROJECTOR_FENCED,
+        "Batches a runner found fenced out (another runner moved the checkpoint or the fence first)."
+    );
+    metrics::describe_counter!(
+        PROJECTOR_HELD_BACK,
+        "Steps that found nothing to read while this process knew of newer appends (an open writer below the horizon)."
+    );
+    metrics::describe_counter!(
+        STATUS_WRITE_FAILURES,
+        "Failed writes of a projection's retrying/recovered status (the database may be what fails)."
+    );
+    metrics::describe_counter!(HEARTBEAT_FAILURES, "Failed heartbeat writes of a projection leader.");
+    metrics::counter!(HEARTBEAT_FAILURES).increment(0);
+    metrics::counter!(STATUS_WRITE_FAILURES).increment(0);
     metrics::describe_counter!(
         PROJECTOR_PANICS,
         "Projector tasks that panicked (each is logged, dead-letters the event it was at, and is restarted)."

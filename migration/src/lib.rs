@@ -22,6 +22,7 @@ mod m20261127_000008_appender_lock;
 mod m20261127_000009_appender_guard;
 mod m20261127_000010_actors;
 mod m20261128_000011_export_state;
+mod m20261204_000012_runner_heartbeat;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000009_appender_guard::Migration),
             Box::new(m20261127_000010_actors::Migration),
             Box::new(m20261128_000011_export_state::Migration),
+            Box::new(m20261204_000012_runner_heartbeat::Migration),
         ]
     }
 }

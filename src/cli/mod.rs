@@ -61,6 +61,8 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| StartError::Bind { addr: bind.to_string(), source: e })?;
+    // The address really bound: with port 0 the system picked one.
+    let bind = listener.local_addr().unwrap_or(bind);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -68,9 +70,8 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
         tracing::info!("shutdown requested: finishing in-flight requests");
         signal.cancel();
     });
-    let services = crate::app::start(&settings).await?;
-    // The address really bound: with port 0 the system picked one.
-    let bind = listener.local_addr().unwrap_or(bind);
+    tracing::info!(addr = %bind, "twofold listening at http://{bind}/ (starting: /healthz answers now, /readyz once the database is reached)");
+    let (services, listener) = crate::app::start_answering(listener, &settings, &shutdown).await?;
     if settings.role.serves_api() {
         tracing::info!(addr = %bind, "twofold serving GraphQL at http://{bind}/graphql (GraphiQL at http://{bind}/, the order board at http://{bind}/board)");
     } else if settings.role == crate::catalog::Role::Exporter {
@@ -216,7 +217,7 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
         let status = if s.status() == Some(crate::catalog::Status::Rebuilding) && s.row.rebuild_total > 0 {
             format!("{} {}%", s.row.status, s.row.rebuild_done * 100 / s.row.rebuild_total)
         } else {
-            s.row.status.clone()
+            s.status().map_or_else(|| s.row.status.clone(), |status| status.as_str().to_owned())
         };
         println!(
             "{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  {}",
@@ -226,7 +227,7 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
             checkpoint,
             s.lag,
             s.row.events_applied,
-            s.row.last_error.as_deref().unwrap_or("-")
+            s.last_error().as_deref().unwrap_or("-")
         );
     }
     Ok(())

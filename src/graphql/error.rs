@@ -108,6 +108,12 @@ pub fn from_query(e: QueryError) -> Error {
     match e {
         QueryError::Validation(m) => coded(VALIDATION, m),
         QueryError::NotVisibleYet(m) => coded(NOT_VISIBLE_YET, m),
+        QueryError::Stalled { message, projection, wait } => Error::new(message).extend_with(move |_, e| {
+            e.set("code", NOT_VISIBLE_YET);
+            e.set("reason", "STALLED");
+            e.set("blockedBy", projection.clone());
+            e.set("waitingOn", wait.kind.as_str().to_uppercase());
+        }),
         QueryError::NotProjected(why, token) => {
             let message = match &why {
                 crate::query::consistency::NotProjected::ProjectionStopped(p) => {

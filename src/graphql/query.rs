@@ -273,6 +273,6 @@ impl QueryRoot {
             Some(cache) => cache.projections.get_or_try_init(read).await?.clone(),
             None => read().await?,
         };
-        Ok(states.into_iter().map(|s| ProjectionStatus { row: s.row, lag: s.lag }).collect())
+        Ok(states.into_iter().map(ProjectionStatus).collect())
     }
 }

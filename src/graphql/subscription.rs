@@ -30,6 +30,10 @@ pub enum NotVisibleReason {
     ProjectionStopped,
     /// A projection could not apply the write's event and dead-lettered it.
     DeadLettered,
+    /// The wait ended behind a stalled projection (behind the log with no
+    /// progress for `--stall-after-ms`); `blockedBy` names it and
+    /// `waitingOn` what it waits on. It may still clear.
+    Stalled,
 }
 
 /// The answer of `writeVisible`.
@@ -41,8 +45,11 @@ pub struct WriteVisibility {
     pub visible: bool,
     /// Why not, when `visible` is false.
     pub reason: Option<NotVisibleReason>,
-    /// The projection that stopped or dead-lettered the write, for those reasons.
+    /// The projection that stopped, dead-lettered or (`STALLED`) holds
+    /// back the write, for those reasons.
     pub blocked_by: Option<String>,
+    /// For `STALLED`: what the projection waits on.
+    pub waiting_on: Option<super::types::ProjectionWait>,
 }
 
 pub struct SubscriptionRoot;
@@ -163,18 +170,24 @@ impl SubscriptionRoot {
         Ok(stream::once(async move {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             use crate::query::consistency::{NotProjected, Visibility};
-            let (visible, reason, blocked_by) =
-                match reads.wait_visible(&refs, token.0, wait).await.map_err(from_query)? {
-                    Visibility::Visible => (true, None, None),
-                    Visibility::Pending => (false, Some(NotVisibleReason::TimedOut), None),
-                    Visibility::NotProjected(NotProjected::ProjectionStopped(p)) => {
-                        (false, Some(NotVisibleReason::ProjectionStopped), Some(p))
-                    }
-                    Visibility::NotProjected(NotProjected::DeadLettered(p)) => {
-                        (false, Some(NotVisibleReason::DeadLettered), Some(p))
-                    }
-                };
-            Ok(WriteVisibility { token, projections: names, visible, reason, blocked_by })
+            let (visible, reason, blocked_by, waiting_on) = match reads
+                .wait_visible(&refs, token.0, wait)
+                .await
+                .map_err(from_query)?
+            {
+                Visibility::Visible => (true, None, None, None),
+                Visibility::Pending => (false, Some(NotVisibleReason::TimedOut), None, None),
+                Visibility::Stalled { projection, wait } => {
+                    (false, Some(NotVisibleReason::Stalled), Some(projection), Some(super::types::ProjectionWait(wait)))
+                }
+                Visibility::NotProjected(NotProjected::ProjectionStopped(p)) => {
+                    (false, Some(NotVisibleReason::ProjectionStopped), Some(p), None)
+                }
+                Visibility::NotProjected(NotProjected::DeadLettered(p)) => {
+                    (false, Some(NotVisibleReason::DeadLettered), Some(p), None)
+                }
+            };
+            Ok(WriteVisibility { token, projections: names, visible, reason, blocked_by, waiting_on })
         }))
     }
 }

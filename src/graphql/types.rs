@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::error::from_query;
 use super::scalars::{int, BigInt, Token};
 use super::{CustomerLoaderHandle, ProductLoaderHandle};
-use crate::admin::CheckpointRow;
+use crate::admin::ProjectionState;
 use crate::query::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
 
@@ -362,51 +362,130 @@ impl DeadLetter {
     }
 }
 
-/// A projection's progress through the log.
-pub struct ProjectionStatus {
-    pub row: CheckpointRow,
-    pub lag: i64,
-}
+pub struct ProjectionStatus(pub ProjectionState);
 
 #[Object]
 impl ProjectionStatus {
     async fn name(&self) -> &str {
-        &self.row.name
+        &self.0.row.name
     }
     /// `async` or `inline`.
     async fn mode(&self) -> &str {
-        &self.row.mode
+        &self.0.row.mode
     }
     /// `running`, `retrying` (failing, with back-off; see `lastError`),
-    /// `stopped` (a poison event under the `stop` policy), `rebuilding`, or
-    /// `outdated` (this instance is older than an event it met; a newer one takes over).
+    /// `stalled` (behind the log with no progress for `--stall-after-ms`;
+    /// `waitingOn` says on what), `stopped` (a poison event under the `stop`
+    /// policy), `rebuilding`, or `outdated` (this instance is older than an
+    /// event it met; a newer one takes over). Derived from facts when asked,
+    /// on whichever instance answers.
     async fn status(&self) -> &str {
-        &self.row.status
+        self.0.status_name()
+    }
+    /// While `stalled`: what the projection waits on.
+    async fn waiting_on(&self) -> Option<ProjectionWait> {
+        self.0.waiting_on.clone().map(ProjectionWait)
+    }
+    /// How long the projection has been behind the log without progress,
+    /// in seconds (0 at the head).
+    async fn seconds_since_progress(&self) -> f64 {
+        self.0.behind_for.as_secs_f64()
     }
     /// Every write with a token at or before this one is visible in the projection.
     async fn checkpoint(&self) -> Token {
-        Token(LogPosition::new(self.row.last_tx_id, self.row.last_position))
+        Token(LogPosition::new(self.0.row.last_tx_id, self.0.row.last_position))
     }
     /// Committed events not yet applied.
     async fn lag(&self) -> BigInt {
-        BigInt(self.lag)
+        BigInt(self.0.lag)
     }
     async fn events_applied(&self) -> BigInt {
-        BigInt(self.row.events_applied)
+        BigInt(self.0.row.events_applied)
     }
     /// Consecutive failed attempts while `retrying` (0 while healthy).
     async fn attempts(&self) -> BigInt {
-        BigInt(self.row.attempts)
+        BigInt(self.0.row.attempts)
     }
-    async fn last_error(&self) -> Option<&str> {
-        self.row.last_error.as_deref()
+    /// The last failure, or, while `stalled`, what the projection waits on.
+    async fn last_error(&self) -> Option<String> {
+        self.0.last_error()
     }
     /// While `rebuilding`: how far the replay has come, in percent.
     async fn rebuild_percent(&self) -> Option<f64> {
-        (self.row.status == crate::catalog::Status::Rebuilding.as_str() && self.row.rebuild_total > 0)
-            .then(|| 100.0 * self.row.rebuild_done as f64 / self.row.rebuild_total as f64)
+        let row = &self.0.row;
+        (row.status == crate::catalog::Status::Rebuilding.as_str() && row.rebuild_total > 0)
+            .then(|| 100.0 * row.rebuild_done as f64 / row.rebuild_total as f64)
     }
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.row.updated_at
+        self.0.row.updated_at
+    }
+}
+
+// The catalog's variants, held equal by `remote`.
+/// What a stalled projection waits on.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::catalog::WaitKind")]
+pub enum ProjectionWaitKind {
+    /// A lock another database session holds (see `blockers`).
+    Lock,
+    /// The SQLite write lock, held by another connection or process.
+    SqliteWriteLock,
+    /// An open event writer's transaction holds the horizon back.
+    Horizon,
+    /// This process's SQLite writer slot, held by another task.
+    WriterSlot,
+    /// The database cannot be reached.
+    DatabaseOutage,
+    /// The runner fails with another error and retries (see `detail`).
+    Failing,
+    /// No instance runs the projection (no heartbeat).
+    NoRunner,
+    /// The runner is alive and names no cause.
+    Unknown,
+}
+
+/// What a stalled projection waits on, and since when.
+pub struct ProjectionWait(pub crate::notice::progress::Wait);
+
+#[Object]
+impl ProjectionWait {
+    async fn kind(&self) -> ProjectionWaitKind {
+        self.0.kind.into()
+    }
+    /// One line for an operator.
+    async fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    async fn since(&self) -> DateTime<Utc> {
+        self.0.since
+    }
+    /// For `LOCK`: the sessions holding the lock (PostgreSQL).
+    async fn blockers(&self) -> Vec<LockHolder> {
+        self.0.blockers.iter().cloned().map(LockHolder).collect()
+    }
+}
+
+/// A database session holding a lock a projection waits for.
+pub struct LockHolder(pub crate::notice::progress::Blocker);
+
+#[Object]
+impl LockHolder {
+    async fn pid(&self) -> i32 {
+        self.0.pid
+    }
+    async fn application_name(&self) -> &str {
+        &self.0.application_name
+    }
+    /// `active`, `idle in transaction`, …
+    async fn state(&self) -> &str {
+        &self.0.state
+    }
+    /// How long its transaction has lasted, in seconds.
+    async fn held_seconds(&self) -> f64 {
+        self.0.held_seconds
+    }
+    /// The lock, e.g. `AccessExclusiveLock on order_summary`.
+    async fn lock(&self) -> &str {
+        &self.0.lock
     }
 }

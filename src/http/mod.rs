@@ -21,6 +21,7 @@
 //! `Retry-After`, and GET must refuse mutations with 405. We keep
 //! async-graphql-axum for WebSocket protocol negotiation (`GraphQLProtocol`).
 pub mod pages;
+pub mod starting;
 pub mod web;
 pub mod ws;
 
@@ -154,9 +155,12 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when both databases answer within a second (else 503); `degraded`
-/// when a projection (or the exporter) is stopped, retrying or outdated, or
-/// the projectors had to fall back to the global horizon.
+/// Ready when both databases answer within a second (else 503). 503
+/// `degraded` while a projection is stalled (behind the log with no
+/// progress for `--stall-after-ms`), naming each and what it waits on: a
+/// client's write would not become visible. 200 `degraded` when a
+/// projection (or the exporter) is stopped, retrying or outdated, or the
+/// projectors had to fall back to the global horizon.
 async fn readyz(State(state): State<AppState>) -> Response {
     let ready = state.admin.readiness().await;
     let (write_ok, read_ok) = (ready.write_database, ready.read_database);
@@ -170,12 +174,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     // The exporter, when there is one: `degraded` (in `projections` too) while its broker is unreachable.
     let exporter = projections.iter().find(|p| p.row.name == crate::catalog::EXPORTER).map(|p| {
-        json!({ "status": p.row.status, "healthy": p.status().is_some_and(Status::is_healthy), "lag": p.lag, "lastError": p.row.last_error })
+        let status = p.status_name();
+        json!({ "status": status, "healthy": p.status().is_some_and(Status::is_healthy), "lag": p.lag, "lastError": p.last_error() })
     });
     let troubled: Vec<serde_json::Value> = projections
-        .into_iter()
+        .iter()
         .filter(|p| !p.status().is_some_and(Status::is_healthy))
-        .map(|p| json!({ "name": p.row.name, "status": p.row.status, "lastError": p.row.last_error, "attempts": p.row.attempts }))
+        .map(|p| {
+            let status = p.status_name();
+            json!({ "name": p.row.name, "status": status, "lastError": p.last_error(), "attempts": p.row.attempts, "lag": p.lag })
+        })
+        .collect();
+    let stalled: Vec<serde_json::Value> = projections
+        .iter()
+        .filter_map(|p| Some((p, p.waiting_on.as_ref().filter(|_| p.status() == Some(Status::Stalled))?)))
+        .map(|(p, wait)| {
+            json!({
+                "name": p.row.name,
+                "lag": p.lag,
+                "secondsSinceProgress": p.behind_for.as_secs_f64(),
+                "waitingOn": wait,
+                "cause": wait.describe(),
+            })
+        })
         .collect();
     let horizon = match ready.horizon {
         Horizon::Global => json!({
@@ -194,7 +215,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
     // `open`: no keys configured, every request acts as staff (development only).
     let auth = if state.auth.is_open() { "open" } else { "jwt" };
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "horizon": horizon, "exporter": exporter, "auth": auth });
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "stalledProjections": stalled, "horizon": horizon, "exporter": exporter, "auth": auth });
+    if !stalled.is_empty() {
+        // A stalled view lets clients down now: not ready (load balancers take note).
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     Json(body).into_response()
 }
 

@@ -10,6 +10,9 @@ use uuid::Uuid;
 use crate::token::LogPosition;
 
 pub mod postgres;
+pub mod progress;
+
+pub use progress::Progress;
 
 /// One committed projection batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +65,8 @@ pub struct Notices {
     /// Bumped whenever a projection's status changed in a way waiters must
     /// see at once (stopped, dead-lettered an event).
     status: Arc<watch::Sender<u64>>,
+    /// What this process's projection runners observe, and the stall bound.
+    progress: Arc<Progress>,
 }
 
 impl Default for Notices {
@@ -79,7 +84,19 @@ impl Notices {
             checkpoints: Arc::default(),
             released: Arc::new(watch::channel(0).0),
             status: Arc::new(watch::channel(0).0),
+            progress: Arc::default(),
         }
+    }
+
+    /// With `stall_after` as the stall bound (`--stall-after-ms`).
+    pub fn with_stall_after(mut self, stall_after: std::time::Duration) -> Self {
+        self.progress = Arc::new(Progress::new(stall_after));
+        self
+    }
+
+    /// This process's runners and the stall rule.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     pub fn instance_id(&self) -> &str {

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use entity::read::projection_checkpoint;
 
 use super::{Notices, ProjectionUpdated};
+use crate::backoff::Backoff;
 use crate::db::Db;
 use crate::token::LogPosition;
 
@@ -153,23 +154,48 @@ async fn listen(
     appended: Arc<watch::Sender<LogPosition>>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    // A cut link is tried again at once, then at most half a second apart,
+    // so LISTEN is back within that of the link's return.
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500)).immediate_first();
+    let mut connected_before = false;
     loop {
-        let mut listener = match connect(&url, &channels).await {
+        let (mut listener, pool) = match connect(&url, &channels).await {
             Ok(l) => {
-                backoff = Duration::from_millis(100);
+                if backoff.failures() > 0 {
+                    tracing::info!(failures = backoff.failures(), "LISTEN connection is back");
+                }
+                backoff.reset();
                 l
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed");
+                let pause = backoff.next_pause();
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "LISTEN connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
+        // Anything appended while the connection was away was announced to
+        // nobody here: wake the runners at the log's head now, so they read
+        // from their checkpoints instead of waiting for the next poll.
+        if connected_before && channels.contains(&LOG_CHANNEL) {
+            match log_head(&pool).await {
+                Ok(Some(head)) => {
+                    appended.send_if_modified(|known| {
+                        let newer = head > *known;
+                        if newer {
+                            *known = head;
+                        }
+                        newer
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "could not read the log's head after reconnecting"),
+            }
+        }
+        connected_before = true;
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -192,12 +218,27 @@ async fn listen(
     }
 }
 
-async fn connect(url: &str, channels: &[&'static str]) -> Result<PgListener, sqlx::Error> {
+async fn connect(url: &str, channels: &[&'static str]) -> Result<(PgListener, sqlx::PgPool), sqlx::Error> {
     let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.application_name("twofold-listener");
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(options).await?;
+    // A refused connection fails within 2 s instead of sqlx's default 30 s
+    // of quiet retrying: the loop above retries, and logs each try.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(options)
+        .await?;
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen_all(channels.iter().copied()).await?;
-    Ok(listener)
+    Ok((listener, pool))
+}
+
+/// The newest position in the log (the highest `(tx_id, position)`).
+async fn log_head(pool: &sqlx::PgPool) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id, position FROM event ORDER BY tx_id DESC, position DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(tx, pos)| LogPosition::new(tx, pos)))
 }
 
 fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sender<LogPosition>) {

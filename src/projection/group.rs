@@ -12,6 +12,12 @@
 //!   group steps only those it leads (others stand by, per projection);
 //! - **fencing**: every checkpoint row is locked and checked (position,
 //!   status, fence token) before anything is applied;
+//! - **isolation from locks** (PostgreSQL): projector sessions wait at most
+//!   `lock_timeout` for a lock (`crate::db::Db::PROJECTOR_LOCK_TIMEOUT`). A
+//!   projection whose statement runs past it is rolled back to its
+//!   savepoint and set aside: the others commit and move on, and it steps
+//!   alone, in its own transaction, with back-off, until a step succeeds.
+//!   Its status names the sessions holding the lock (`super::stall`);
 //! - **poison policies**: each projection applies inside a savepoint; one
 //!   that fails is rolled back to it alone and then stepped by itself,
 //!   after the commit, on the single-projection path that finds the poison
@@ -92,15 +98,20 @@ pub async fn run(
             }
         }
         if !ready.is_empty() {
-            let outcomes = if grouped && ready.len() > 1 {
-                step_group(&runners, &ready).await
+            // Runners set aside by a lock step alone until they succeed.
+            let (together, alone): (Vec<usize>, Vec<usize>) = ready.iter().partition(|&&i| grouped && !runners[i].solo);
+            let mut outcomes = if together.len() > 1 {
+                step_group(&runners, &together).await
             } else {
-                let mut outcomes = Vec::with_capacity(ready.len());
-                for &i in &ready {
+                let mut outcomes = Vec::with_capacity(together.len());
+                for &i in &together {
                     outcomes.push((i, runners[i].projector.step().await));
                 }
                 outcomes
             };
+            for &i in &alone {
+                outcomes.push((i, runners[i].projector.step().await));
+            }
             let head = *appended.borrow();
             let now = Instant::now();
             // A full batch means the log may hold more than anyone announced
@@ -173,8 +184,8 @@ async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<S
             }
             outcomes
         }
-        // A database failure of the group as a whole: each reports it.
-        Err(e) => members.iter().map(|(i, _)| (*i, Err(DbErr::Custom(e.to_string())))).collect(),
+        // A database failure of the group as a whole: each reports it (its class kept).
+        Err(e) => members.iter().map(|(i, _)| (*i, Err(e.clone()))).collect(),
     }
 }
 
@@ -222,7 +233,8 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
     }
     let to = events.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or(lowest);
     let started = std::time::Instant::now();
-    let txn = first.read_db().begin_write().await?;
+    let names: Vec<&str> = members.iter().map(|(_, p)| p.name()).collect();
+    let txn = super::stall::begin_observed(first.read_db(), first.notices().progress(), &names).await?;
     let rows = first.checkpoints_locked(&txn, from.keys().map(|i| members_name(members, *i))).await?;
     let mut applied: Vec<(usize, &Projector, LogPosition, usize, ProjectionUpdated)> = Vec::new();
     for (i, p) in members {
@@ -256,6 +268,12 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
                 savepoint.commit().await?;
                 let update = p.update_for(to, &part);
                 applied.push((*i, *p, at, part.len(), update));
+            }
+            Err(ApplyError::Database(e)) if crate::db::classify(&e) == crate::db::DbFailure::LockTimeout => {
+                // Another session holds a lock this projection needs: set
+                // it aside (rolled back to its savepoint); the others go on.
+                savepoint.rollback().await?;
+                outcomes.push((*i, Err(e)));
             }
             Err(ApplyError::Database(e)) if !crate::db::classify(&e).is_deterministic() => {
                 // The connection or the server: the whole group retries.

@@ -43,8 +43,12 @@ pub enum Held {
     Acquired,
     /// This runner already held it.
     Kept,
-    /// Another process holds it (or the database is unreachable).
+    /// Another process holds it.
     No,
+    /// The database cannot be reached for the lock: try again soon (the
+    /// runner's outage back-off), not at the standby interval, so that the
+    /// lock is claimed again as soon as the link returns.
+    Unreachable,
 }
 
 /// A runner's claim on its lock: valid only in the generation it was taken in.
@@ -117,13 +121,13 @@ impl Locks {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "leadership connection unavailable");
-                    return Held::No;
+                    return Held::Unreachable;
                 }
             }
         }
         let generation = inner.generation;
         let Some(conn) = inner.conn.as_mut() else {
-            return Held::No;
+            return Held::Unreachable;
         };
         match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await {
             Ok(true) => {
@@ -136,7 +140,7 @@ impl Locks {
                 tracing::warn!(error = %e, "leadership connection failed");
                 inner.conn = None;
                 inner.held.clear();
-                Held::No
+                Held::Unreachable
             }
         }
     }

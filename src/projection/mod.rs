@@ -23,6 +23,7 @@ pub mod customer_view;
 pub mod daily_sales;
 pub mod dead_letters;
 pub mod group;
+pub mod heartbeat;
 pub mod leader;
 pub mod order_activity;
 pub mod order_summary;
@@ -31,6 +32,7 @@ pub mod reader;
 pub mod rebuild;
 pub mod runtime;
 pub mod sql;
+pub mod stall;
 
 use std::sync::Arc;
 

@@ -1,4 +1,8 @@
-//! The projection runtime: one projector task per projection.
+//! The projection runtime: a [`Projector`] steps one projection, a
+//! [`Runner`] keeps its state between steps (leadership, back-off, what
+//! blocks it), and the loop in [`super::group`] drives the runners of a
+//! node (every async projection in one grouped loop; each inline one and
+//! the exporter in a loop of its own).
 //!
 //! A step (see [`Projector::step`], which tests drive directly) is:
 //!
@@ -36,6 +40,7 @@ use entity::read::{dead_letter, projection_checkpoint};
 
 use super::reader::{self, Undecodable};
 use super::{ApplyContext, ApplyError, Projection};
+use crate::backoff::Backoff;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
 use crate::inline::InlineProjections;
@@ -181,6 +186,9 @@ impl Projector {
                     rebuild_done: Set(0),
                     rebuild_total: Set(0),
                     attempts: Set(0),
+                    heartbeat_at: Set(None),
+                    progressed_at: Set(None),
+                    waiting_on: Set(None),
                 };
                 // Two instances may register at once; the loser just reads the row.
                 let _ = projection_checkpoint::Entity::insert(row)
@@ -358,7 +366,7 @@ impl Projector {
     ) -> Result<Result<StepOutcome, ApplyError>, DbErr> {
         let started = std::time::Instant::now();
         let update = self.update(to, events);
-        let txn = self.read_db.begin_write().await?;
+        let txn = super::stall::begin_observed(&self.read_db, self.notices.progress(), &[self.name()]).await?;
         // First statement: claim the batch by moving the checkpoint (a
         // compare-and-set that also locks the row and queues the NOTIFY,
         // delivered at commit). Should the apply fail, the rollback undoes both.
@@ -533,7 +541,7 @@ impl Projector {
     async fn dead_letter(&self, from: LogPosition, bad: Undecodable) -> Result<StepOutcome, DbErr> {
         tracing::error!(projection = self.name(), position = bad.position, error = %bad.error, "poison event dead-lettered");
         metrics::counter!(crate::metrics::DEAD_LETTERS, "projection" => self.name()).increment(1);
-        let txn = self.read_db.begin_write().await?;
+        let txn = super::stall::begin_observed(&self.read_db, self.notices.progress(), &[self.name()]).await?;
         if !self.fence(&txn, from).await? {
             return Ok(StepOutcome::Fenced);
         }
@@ -630,7 +638,7 @@ impl Projector {
     /// release cannot read the next event, a newer one must apply it.
     async fn stand_down(&self, from: LogPosition, bad: &Undecodable) -> Result<StepOutcome, DbErr> {
         tracing::warn!(projection = self.name(), position = bad.position, error = %bad.error, "an event from a newer release: standing down for a newer instance");
-        let txn = self.read_db.begin_write().await?;
+        let txn = super::stall::begin_observed(&self.read_db, self.notices.progress(), &[self.name()]).await?;
         if !self.fence(&txn, from).await? {
             return Ok(StepOutcome::Fenced);
         }
@@ -678,7 +686,8 @@ impl Projector {
     /// may be the thing that is failing).
     async fn report_failure(&self, attempts: i64, error: &DbErr) {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
-        let message: String = format!("retrying (attempt {attempts}): {}", describe(error)).chars().take(500).collect();
+        let message: String =
+            format!("retrying (attempt {attempts}): {}", super::stall::describe(error)).chars().take(500).collect();
         let update = projection_checkpoint::Entity::update_many()
             .col_expr(
                 projection_checkpoint::Column::Status,
@@ -693,21 +702,30 @@ impl Projector {
             .col_expr(projection_checkpoint::Column::Attempts, attempts.into())
             .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
             .filter(projection_checkpoint::Column::Name.eq(self.name()));
-        let _ = tokio::time::timeout(Duration::from_secs(1), update.exec(&self.read_db.conn)).await;
+        let failed = match tokio::time::timeout(STATUS_WRITE, update.exec(&self.read_db.conn)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", STATUS_WRITE.as_millis()),
+        };
+        metrics::counter!(crate::metrics::STATUS_WRITE_FAILURES, "projection" => self.name()).increment(1);
+        tracing::debug!(projection = self.name(), error = %failed, "could not record the retrying status");
     }
 
-    /// Clears the retrying state after a successful step.
+    /// Clears the retrying state after a successful step (within
+    /// [`STATUS_WRITE`]: the caller counts and logs a failure, and tries
+    /// again after its next successful step).
     async fn report_recovered(&self) -> Result<(), DbErr> {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
-        projection_checkpoint::Entity::update_many()
+        let clear = projection_checkpoint::Entity::update_many()
             .col_expr(projection_checkpoint::Column::Status, Status::Running.as_str().into())
             .col_expr(projection_checkpoint::Column::LastError, Option::<String>::None.into())
             .col_expr(projection_checkpoint::Column::Attempts, 0i64.into())
             .filter(projection_checkpoint::Column::Name.eq(self.name()))
-            .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()))
-            .exec(&self.read_db.conn)
-            .await?;
-        Ok(())
+            .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()));
+        match tokio::time::timeout(STATUS_WRITE, clear.exec(&self.read_db.conn)).await {
+            Ok(done) => done.map(|_| ()),
+            Err(_) => Err(DbErr::Custom(format!("no answer within {} ms", STATUS_WRITE.as_millis()))),
+        }
     }
 
     /// Runs until `shutdown`: step while there is work, then sleep until a
@@ -727,6 +745,12 @@ impl Projector {
     }
 }
 
+/// The longest a runner waits to record its retrying or recovered status.
+const STATUS_WRITE: Duration = Duration::from_secs(1);
+
+/// The longest pause between two tries of a projection set aside by a lock.
+const LOCK_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// What a runner asks of the loop before a step.
 pub(crate) enum Prepared {
     /// It leads (or needs no leadership) and may step.
@@ -741,7 +765,12 @@ pub(crate) enum Prepared {
 pub(crate) struct Runner {
     pub(crate) projector: Projector,
     lease: super::leader::Lease,
-    backoff: Duration,
+    /// Pauses after a failed step or take-over, by what failed: an outage
+    /// (first retry at once, at most 500 ms apart, so a link that comes
+    /// back is used within that), a lock (at most 1 s), anything else (5 s).
+    outage: Backoff,
+    locked: Backoff,
+    failing: Backoff,
     behind_retry: Duration,
     attempts: i64,
     /// Where this runner stood down for a newer release: it stays a
@@ -753,6 +782,13 @@ pub(crate) struct Runner {
     /// switch bumps the fence): take the projection over again.
     retake: bool,
     fenced_in_a_row: u32,
+    /// A lock wait set it aside from the group (PostgreSQL): it steps alone,
+    /// in its own transaction, until a step succeeds.
+    pub(crate) solo: bool,
+    /// When the horizon was last looked at for a cause (at most once a second).
+    horizon_looked_at: Option<std::time::Instant>,
+    /// When the believed checkpoint was last held against the durable one.
+    verified_at: Option<std::time::Instant>,
 }
 
 impl Runner {
@@ -760,13 +796,18 @@ impl Runner {
         Self {
             projector,
             lease: super::leader::Lease::default(),
-            backoff: Duration::from_millis(100),
+            outage: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)).immediate_first(),
+            locked: Backoff::new(Duration::from_millis(100), LOCK_BACKOFF_MAX),
+            failing: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             behind_retry: Duration::from_millis(2),
             attempts: 0,
             outdated_at: None,
             held_since: None,
             retake: false,
             fenced_in_a_row: 0,
+            solo: false,
+            horizon_looked_at: None,
+            verified_at: None,
         }
     }
 
@@ -781,17 +822,38 @@ impl Runner {
         poll_interval: Duration,
     ) -> Prepared {
         let p = &self.projector;
+        let progress = p.notices.progress();
         if let Some(at) = self.outdated_at {
             match p.durable_checkpoint().await {
                 Ok(checkpoint) if checkpoint >= at => self.outdated_at = None,
-                _ => return Prepared::Wait { retry_in: poll_interval, on_release: false },
+                _ => {
+                    progress.set_leading(p.name(), false);
+                    return Prepared::Wait { retry_in: poll_interval, on_release: false };
+                }
             }
         }
-        let Some(locks) = locks else { return Prepared::Ready };
+        let Some(locks) = locks else {
+            progress.set_leading(p.name(), true);
+            return Prepared::Ready;
+        };
         let take_over = match locks.hold(p.name(), &mut self.lease).await {
             super::leader::Held::Acquired => true,
             super::leader::Held::Kept => self.retake,
-            super::leader::Held::No => return Prepared::Wait { retry_in: p.standby_retry, on_release: true },
+            super::leader::Held::No => {
+                self.outage.reset();
+                progress.set_leading(p.name(), false);
+                return Prepared::Wait { retry_in: p.standby_retry, on_release: true };
+            }
+            super::leader::Held::Unreachable => {
+                progress.blocked(
+                    p.name(),
+                    crate::notice::progress::Wait::new(
+                        crate::catalog::WaitKind::DatabaseOutage,
+                        "the database cannot be reached for the leadership lock",
+                    ),
+                );
+                return Prepared::Wait { retry_in: self.outage.next_pause(), on_release: true };
+            }
         };
         if take_over {
             // Run only once the take-over is recorded: a runner that could
@@ -799,13 +861,16 @@ impl Runner {
             if let Err(e) = p.take_over().await {
                 tracing::warn!(projection = p.name(), error = %e, "could not record the take-over; releasing and retrying");
                 locks.release(p.name(), &mut self.lease).await;
-                let retry_in = self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                let retry_in = match crate::db::classify(&e) {
+                    crate::db::DbFailure::Unavailable => self.outage.next_pause(),
+                    _ => self.failing.next_pause(),
+                };
                 return Prepared::Wait { retry_in, on_release: false };
             }
             self.retake = false;
             *p.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
+        progress.set_leading(p.name(), true);
         Prepared::Ready
     }
 
@@ -819,10 +884,14 @@ impl Runner {
         locks: Option<&Arc<super::leader::Locks>>,
     ) -> Option<Duration> {
         let p = &self.projector;
+        let progress = p.notices.progress();
         if outcome.is_ok() && self.attempts > 0 {
-            self.attempts = 0;
             if let Err(e) = p.report_recovered().await {
+                // Tried again after the next successful step.
+                metrics::counter!(crate::metrics::STATUS_WRITE_FAILURES, "projection" => p.name()).increment(1);
                 tracing::warn!(projection = p.name(), error = %e, "could not clear the retrying status");
+            } else {
+                self.attempts = 0;
             }
         }
         let held_back = matches!(outcome, Ok(StepOutcome::Idle)) && p.known_checkpoint().is_some_and(|c| head > c);
@@ -835,6 +904,69 @@ impl Runner {
             }
             _ => {}
         }
+        // What the step says of the projection's progress.
+        match &outcome {
+            Ok(StepOutcome::Applied { .. } | StepOutcome::DeadLettered { .. } | StepOutcome::Solo) => {
+                progress.healthy(p.name());
+                self.solo = false;
+            }
+            Ok(StepOutcome::Idle) if !held_back => {
+                // Now and then, hold what this runner believes against the
+                // durable checkpoint: a commit that did not persist (a
+                // transaction left open on a pooled connection made every
+                // later one a savepoint) would otherwise look healthy forever.
+                let verify = self.verified_at.is_none_or(|at| at.elapsed() >= progress.stall_after());
+                let mut diverged = None;
+                if verify {
+                    self.verified_at = Some(std::time::Instant::now());
+                    if let (Some(believed), Ok(durable)) = (p.known_checkpoint(), p.durable_checkpoint().await) {
+                        if durable < believed {
+                            diverged = Some((believed, durable));
+                        }
+                    }
+                }
+                match diverged {
+                    None => progress.healthy(p.name()),
+                    Some((believed, durable)) => {
+                        tracing::error!(projection = p.name(), %believed, %durable, "this runner's checkpoint is ahead of the durable one: its commits did not persist; reading it again");
+                        p.forget_checkpoint();
+                        progress.blocked(
+                            p.name(),
+                            crate::notice::progress::Wait::new(
+                                crate::catalog::WaitKind::Unknown,
+                                format!("its runner believed it was at {believed}, but the durable checkpoint is {durable}: its commits did not persist"),
+                            ),
+                        );
+                    }
+                }
+            }
+            Ok(StepOutcome::Idle) => {
+                metrics::counter!(crate::metrics::PROJECTOR_HELD_BACK, "projection" => p.name()).increment(1);
+                tracing::debug!(projection = p.name(), %head, "nothing readable yet below the horizon");
+                let look = self.horizon_looked_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+                if look {
+                    self.horizon_looked_at = Some(std::time::Instant::now());
+                    progress.blocked(p.name(), super::stall::horizon(&p.events_db).await);
+                    metrics::counter!(crate::metrics::PROJECTOR_WAITS, "projection" => p.name(), "on" => crate::catalog::WaitKind::Horizon.as_str()).increment(1);
+                }
+            }
+            Ok(StepOutcome::Fenced) => {
+                metrics::counter!(crate::metrics::PROJECTOR_FENCED, "projection" => p.name()).increment(1);
+                tracing::debug!(projection = p.name(), "fenced out: another runner moved the checkpoint or the fence");
+            }
+            Ok(StepOutcome::Stopped | StepOutcome::Outdated { .. }) => {}
+            Err(e) => {
+                let tables = [p.name(), "projection_checkpoint", "event"];
+                let cause = super::stall::cause_of(e, &p.read_db, &tables).await;
+                metrics::counter!(crate::metrics::PROJECTOR_WAITS, "projection" => p.name(), "on" => cause.kind.as_str()).increment(1);
+                if cause.kind == crate::catalog::WaitKind::Lock {
+                    metrics::counter!(crate::metrics::PROJECTOR_SET_ASIDE, "projection" => p.name()).increment(1);
+                    tracing::warn!(projection = p.name(), cause = %cause.describe(), "set aside: a lock wait ran past lock_timeout; the other projections go on");
+                    self.solo = true;
+                }
+                progress.blocked(p.name(), cause);
+            }
+        }
         self.fenced_in_a_row = if matches!(outcome, Ok(StepOutcome::Fenced)) { self.fenced_in_a_row + 1 } else { 0 };
         match outcome {
             // Someone else moved the checkpoint or the fence: read it again
@@ -846,12 +978,12 @@ impl Runner {
                 if self.fenced_in_a_row <= 3 {
                     return None;
                 }
-                let pause = self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
-                Some(pause)
+                Some(self.failing.next_pause())
             }
             Ok(StepOutcome::Applied { .. } | StepOutcome::DeadLettered { .. } | StepOutcome::Solo) => {
-                self.backoff = Duration::from_millis(100);
+                self.outage.reset();
+                self.locked.reset();
+                self.failing.reset();
                 self.behind_retry = Duration::from_millis(2);
                 None
             }
@@ -866,6 +998,7 @@ impl Runner {
             Ok(StepOutcome::Idle) => Some(poll_interval),
             Ok(StepOutcome::Stopped) => Some(poll_interval * 4),
             Ok(StepOutcome::Outdated { at }) => {
+                progress.set_leading(p.name(), false);
                 self.outdated_at = Some(at);
                 *p.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if let Some(locks) = locks {
@@ -875,10 +1008,13 @@ impl Runner {
             }
             Err(e) => {
                 self.attempts += 1;
-                tracing::warn!(projection = p.name(), error = %describe(&e), attempts = self.attempts, retry_in_ms = self.backoff.as_millis() as u64, "projection step failed");
+                let pause = match crate::db::classify(&e) {
+                    crate::db::DbFailure::Unavailable => self.outage.next_pause(),
+                    crate::db::DbFailure::LockTimeout => self.locked.next_pause(),
+                    _ => self.failing.next_pause(),
+                };
+                tracing::warn!(projection = p.name(), error = %super::stall::describe(&e), attempts = self.attempts, retry_in_ms = pause.as_millis() as u64, "projection step failed");
                 p.report_failure(self.attempts, &e).await;
-                let pause = self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
                 Some(pause)
             }
         }
@@ -886,6 +1022,7 @@ impl Runner {
 
     /// Hands the projection back at shutdown.
     pub(crate) async fn release(&mut self, locks: Option<&Arc<super::leader::Locks>>) {
+        self.projector.notices.progress().forget(self.projector.name());
         if let Some(locks) = locks {
             locks.release(self.projector.name(), &mut self.lease).await;
         }
@@ -995,15 +1132,6 @@ pub(crate) fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// A failed step's error as an operator reads it: the message itself for a
-/// failure outside the database (carried as [`DbErr::Custom`]).
-fn describe(error: &DbErr) -> String {
-    match error {
-        DbErr::Custom(message) => message.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// [`ApplyError`] as the step's error: a poison event here (a probe's) is

@@ -16,7 +16,10 @@
 //!
 //! A wait also ends early, with a reason, when the write can never become
 //! visible without an operator: a projection it waits on is stopped before
-//! the token, or the token's event was dead-lettered.
+//! the token, or the token's event was dead-lettered. A wait behind a
+//! *stalled* projection (see `crate::notice::progress`) waits out its
+//! timeout, since the stall may clear; if it does not, the answer names the
+//! projection and what it waits on instead of a bare timeout.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,7 @@ use entity::read::{dead_letter, projection_checkpoint};
 
 use super::{QueryError, ReadModel};
 use crate::catalog::{Mode, Resolution, Status};
+use crate::notice::progress::{DurableFacts, Wait};
 use crate::token::LogPosition;
 
 /// Why a write will not become visible without an operator.
@@ -56,11 +60,16 @@ impl NotProjected {
 }
 
 /// Where a write stands in the projections a reader waits on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Visibility {
     Visible,
     /// Not yet: the wait timed out.
     Pending,
+    /// Not yet, and the wait timed out behind a stalled projection.
+    Stalled {
+        projection: String,
+        wait: Wait,
+    },
     /// Never, without an operator.
     NotProjected(NotProjected),
 }
@@ -70,6 +79,8 @@ pub enum Visibility {
 #[derive(Debug, Default)]
 pub struct Durable {
     checkpoints: HashMap<String, (LogPosition, bool, bool)>,
+    /// What each projection's runner last wrote of its progress (heartbeat).
+    facts: HashMap<String, DurableFacts>,
     dead: HashSet<(String, LogPosition)>,
 }
 
@@ -134,6 +145,13 @@ impl ReadModel {
             let at = LogPosition::new(row.last_tx_id, row.last_position);
             self.notices.advance(&row.name, at);
             let stopped = row.status == Status::Stopped.as_str();
+            let facts = DurableFacts {
+                progressed_at: row.progressed_at,
+                heartbeat_at: row.heartbeat_at,
+                waiting_on: row.waiting_on,
+                owner: row.owner,
+            };
+            durable.facts.insert(row.name.clone(), facts);
             durable.checkpoints.insert(row.name, (at, row.mode == Mode::Inline.as_str(), stopped));
         }
         durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
@@ -177,6 +195,25 @@ impl ReadModel {
         Ok(self.durable().await?.verdict(projections, token))
     }
 
+    /// At the end of a wait: where `token` stands, and, when it is still
+    /// pending, whether a projection it waits on is stalled.
+    async fn final_visibility(&self, projections: &[&str], token: LogPosition) -> Result<Visibility, QueryError> {
+        let durable = self.durable().await?;
+        let verdict = durable.verdict(projections, token);
+        if verdict != Visibility::Pending {
+            return Ok(verdict);
+        }
+        let now = chrono::Utc::now();
+        for p in projections {
+            let behind = durable.checkpoints.get(*p).is_some_and(|(at, inline, _)| !*inline && *at < token);
+            let Some(facts) = durable.facts.get(*p).filter(|_| behind) else { continue };
+            if let Some(wait) = self.notices.progress().judge(p, facts, None, now).wait {
+                return Ok(Visibility::Stalled { projection: (*p).to_owned(), wait });
+            }
+        }
+        Ok(Visibility::Pending)
+    }
+
     /// Waits up to `wait` for `projections` to reach `token`; ends early when
     /// the write can never become visible without an operator.
     pub async fn wait_visible(
@@ -200,8 +237,9 @@ impl ReadModel {
             }
             let now = Instant::now();
             if now >= deadline {
-                // A last look at the database, in case a notice went missing.
-                return self.visibility(projections, token).await;
+                // A last look at the database, in case a notice went missing
+                // (and, still pending, at what stands in the way).
+                return self.final_visibility(projections, token).await;
             }
             let changed = futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
             tokio::select! {
@@ -228,6 +266,15 @@ impl ReadModel {
                 projections.join(", "),
                 wait.as_millis()
             ))),
+            Visibility::Stalled { projection, wait: stall } => Err(QueryError::Stalled {
+                message: format!(
+                    "the write {token} is not yet visible after {} ms: the projection {projection} is {}; retry later",
+                    wait.as_millis(),
+                    stall.describe()
+                ),
+                projection,
+                wait: Box::new(stall),
+            }),
             Visibility::NotProjected(why) => Err(QueryError::NotProjected(why, token)),
         }
     }

@@ -55,6 +55,10 @@ pub enum QueryError {
     /// The projections did not reach the token within the wait.
     #[error("{0}")]
     NotVisibleYet(String),
+    /// The projections did not reach the token within the wait, behind a
+    /// stalled projection (`wait` says on what).
+    #[error("{message}")]
+    Stalled { message: String, projection: String, wait: Box<crate::notice::progress::Wait> },
     /// The write will not become visible without an operator.
     #[error("the write {1} will not become visible in {projection}: {reason}", projection = .0.projection(), reason = .0.reason())]
     NotProjected(consistency::NotProjected, crate::token::LogPosition),

@@ -137,6 +137,22 @@ def server():
     return Server.from_env()
 
 
+@pytest.fixture(autouse=True)
+def shared_server_stays_whole(request):
+    """After each test that used the shared server: it runs again with its
+    projectors (a test that restarted it with --role api and failed half-way
+    must not leave the next tests without a runner), and /readyz is 200 —
+    a stalled projection fails the test that left it, by name and cause."""
+    yield
+    if "server" not in request.fixturenames:
+        return
+    server = request.getfixturevalue("server")
+    if server.pid() is None or server.role != "all":
+        server.stop()
+        server.start(role="all")
+    server.wait_ready(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def keyed_server():
     """A second server that requires bearer JWTs (TWOFOLD_JWT_SECRET), on its

@@ -37,6 +37,8 @@ class Server:
         self.extra_args = list(extra_args)
         self.pidfile = os.path.join(workdir, f"{name}.pid")
         self.logfile = os.path.join(workdir, f"{name}.log")
+        # The role of the running process (run.sh starts the shared one with the default, all).
+        self.role = "all"
 
     @classmethod
     def from_env(cls):
@@ -106,6 +108,7 @@ class Server:
         )
         with open(self.pidfile, "w") as f:
             f.write(str(process.pid))
+        self.role = role
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -138,6 +141,26 @@ class Server:
             while _alive(pid):
                 time.sleep(0.05)
         os.remove(self.pidfile)
+
+    def readyz(self):
+        """(HTTP status, decoded body) of /readyz."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def wait_ready(self, timeout=10.0):
+        """Waits until /readyz answers 200; raises with its last answer, which
+        names any stalled projection and what it waits on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.readyz()
+            if status == 200:
+                return body
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"/readyz is {status} after {timeout} s: {json.dumps(body)}")
+            time.sleep(0.1)
 
     def kill(self):
         self.stop(sig=signal.SIGKILL)

@@ -16,14 +16,15 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("domain", &[][..]),
         ("token", &[][..]),
         ("catalog", &[][..]),
+        ("backoff", &[][..]),
         ("config", &["catalog"][..]),
         ("metrics", &["catalog"][..]),
         ("db", &["metrics"][..]),
         ("inline", &["domain"][..]),
         ("auth", &["domain"][..]),
-        ("notice", &["token", "db", "catalog"][..]),
+        ("notice", &["token", "db", "catalog", "backoff"][..]),
         ("command", &["domain", "token", "db", "notice", "inline", "metrics"][..]),
-        ("projection", &["domain", "token", "db", "notice", "inline", "catalog", "metrics"][..]),
+        ("projection", &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff"][..]),
         ("query", &["domain", "token", "db", "notice", "catalog", "metrics"][..]),
         ("export", &["projection", "domain", "token", "db", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
@@ -34,6 +35,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &[
                 "config",
                 "catalog",
+                "backoff",
                 "domain",
                 "token",
                 "metrics",
@@ -73,7 +75,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
 /// External paths a layer must never name.
 fn forbidden_external(layer: &str) -> &'static [&'static str] {
     match layer {
-        "domain" | "token" | "catalog" => {
+        "domain" | "token" | "catalog" | "backoff" => {
             &["sea_orm", "sqlx", "tokio", "axum", "async_graphql", "reqwest", "entity", "metrics"]
         }
         "command" => &["entity::read", "async_graphql", "axum"],

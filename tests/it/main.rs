@@ -29,6 +29,7 @@ mod property;
 mod queries;
 mod rebuild;
 mod schema_file;
+mod stalls;
 mod subscriptions;
 mod web;
 mod ws_client;

@@ -29,6 +29,21 @@ impl Server {
     /// [`Server::start`], logging `extra` directives too (e.g.
     /// `twofold::http=debug`, which logs each GraphQL request as it starts).
     pub async fn start_logging(args: &[&str], extra: &str) -> Self {
+        Self::spawn(args, extra, serving_address).await
+    }
+
+    /// Starts `twofold serve` and returns as soon as it listens, before it
+    /// has reached its database (its "listening" line).
+    pub async fn start_early(args: &[&str]) -> Self {
+        Self::spawn(args, "", listening_address).await
+    }
+
+    /// Bumped on every stderr line.
+    pub fn lines_seen(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.lines_seen.subscribe()
+    }
+
+    async fn spawn(args: &[&str], extra: &str, address_in: fn(&str) -> Option<String>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(args)
@@ -49,7 +64,7 @@ impl Server {
                 let mut bound = Some(bound);
                 let mut lines = BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(addr) = serving_address(&line) {
+                    if let Some(addr) = address_in(&line) {
                         if let Some(bound) = bound.take() {
                             let _ = bound.send(addr);
                         }
@@ -108,6 +123,15 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+}
+
+/// The address in the line a process logs once it listens (before it starts).
+fn listening_address(line: &str) -> Option<String> {
+    if !line.contains("twofold listening at") {
+        return None;
+    }
+    let addr: String = line.split_once("http://")?.1.chars().take_while(|c| *c != '/').collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 /// The address in the serving line (API or projector role), if `line` is it.

@@ -9,7 +9,7 @@ pub struct Model {
     pub name: String,
     /// `async` or `inline`.
     pub mode: String,
-    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated`.
+    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated` (`stalled` is derived, never stored).
     pub status: String,
     /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
     pub last_tx_id: i64,
@@ -26,6 +26,13 @@ pub struct Model {
     pub rebuild_total: i64,
     /// Consecutive failed attempts of the runner (0 while healthy).
     pub attempts: i64,
+    /// The leading runner's last heartbeat (none: no runner ever led it).
+    pub heartbeat_at: Option<ChronoDateTimeUtc>,
+    /// When the leading runner was last healthy: it applied a batch or
+    /// stood at the head of the log.
+    pub progressed_at: Option<ChronoDateTimeUtc>,
+    /// What the leading runner waits on (JSON), while something blocks it.
+    pub waiting_on: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,80 @@
+//! What the server answers while it starts: it binds its address first and
+//! answers there at once, so an orchestrator sees a live process
+//! (`/healthz` 200) that is not ready yet (`/readyz` 503, naming what it
+//! waits for: the database it cannot reach, with the last error and the
+//! number of tries). Every other path gets 503 `UNAVAILABLE` with
+//! `Retry-After`. Once the service has started, the real router takes the
+//! same listening socket over.
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+/// Start-up progress, shared by the start-up loop and the router below.
+#[derive(Clone)]
+pub struct Starting {
+    inner: Arc<Mutex<Progress>>,
+}
+
+struct Progress {
+    since: Instant,
+    waiting_for: String,
+    attempts: u64,
+    last_error: Option<String>,
+}
+
+impl Starting {
+    /// Waiting for `what` (e.g. the database, its URL redacted).
+    pub fn new(what: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Progress {
+                since: Instant::now(),
+                waiting_for: what.into(),
+                attempts: 0,
+                last_error: None,
+            })),
+        }
+    }
+
+    /// A try failed with `error`.
+    pub fn failed(&self, error: &str) {
+        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        p.attempts += 1;
+        p.last_error = Some(error.to_owned());
+    }
+
+    fn body(&self) -> serde_json::Value {
+        let p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        json!({
+            "status": "starting",
+            "waitingFor": p.waiting_for,
+            "attempts": p.attempts,
+            "lastError": p.last_error,
+            "secondsStarting": p.since.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The router served while the service starts.
+pub fn router(starting: Starting) -> Router {
+    let ready = starting.clone();
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok", "starting": true })) }))
+        .route("/readyz", get(move || async move { (StatusCode::SERVICE_UNAVAILABLE, Json(ready.body())) }))
+        .fallback(move || async move { not_yet(&starting) })
+}
+
+fn not_yet(starting: &Starting) -> Response {
+    let waiting = starting.body();
+    let message = format!(
+        "the service is starting: waiting for {}; retry shortly",
+        waiting["waitingFor"].as_str().unwrap_or("its database")
+    );
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": "UNAVAILABLE" } }] });
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("1"))], Json(body))
+        .into_response()
+}

@@ -1,0 +1,376 @@
+//! A projector that cannot advance says so, and one blocked view never
+//! holds back the others (issue 21). Each test holds a real lock — a second
+//! SQLite connection in `BEGIN IMMEDIATE`, a PostgreSQL session in `LOCK
+//! TABLE` — or takes the runner away, and then watches the status that any
+//! instance derives from facts: `stalled`, what it waits on, `/readyz` 503.
+//!
+//! A stall is "no progress for `--stall-after-ms`": time is its subject, so
+//! these tests ask the status again every 50 ms until it says what they
+//! expect, each within a deadline the issue sets (the stall bound plus one
+//! second).
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio::time::Instant;
+use twofold::config::Role;
+
+use crate::helpers::*;
+use crate::ws_client::{Protocol, WsClient};
+
+/// The stall bound these tests run with.
+const STALL_AFTER: Duration = Duration::from_millis(1_000);
+
+const STATUS: &str = "{ projections { name status lag lastError secondsSinceProgress waitingOn { kind detail blockers { pid applicationName state heldSeconds lock } } } }";
+
+/// The `projections` list of `base`.
+async fn projections(client: &reqwest::Client, base: &str) -> Vec<Value> {
+    let body: Value = client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": STATUS }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    body["data"]["projections"].as_array().unwrap_or_else(|| panic!("projections: {body}")).clone()
+}
+
+async fn readyz(client: &reqwest::Client, base: &str) -> (u16, Value) {
+    let response = client.get(format!("{base}/readyz")).send().await.expect("readyz");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+/// Asks again every 50 ms until `check` gives an answer; panics with the
+/// last state once `within` has passed.
+async fn until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        match check().await {
+            Ok(answer) => return answer,
+            Err(last) if Instant::now() >= deadline => panic!("{what}: not within {within:?}; last: {last}"),
+            Err(_) => {}
+        }
+    }
+}
+
+fn named<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {list:?}"))
+}
+
+fn with_stall_bound(settings: &mut twofold::config::Settings) {
+    settings.runtime.stall_after = STALL_AFTER;
+}
+
+/// Waits until every view is at the head again, says `running`, and `/readyz` is 200.
+async fn all_recovered(client: &reqwest::Client, base: &str) {
+    until(Duration::from_secs(30), "every projection caught up and ready", || async {
+        let list = projections(client, base).await;
+        let (code, body) = readyz(client, base).await;
+        let healthy = list.iter().all(|p| p["lag"] == "0" && p["status"] == "running" && p["waitingOn"].is_null());
+        if healthy && code == 200 {
+            Ok(())
+        } else {
+            Err(format!("{list:?}; /readyz {code} {body}"))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_write_lock_on_the_sqlite_read_file_is_named_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let read_file = dir.path().join("read.db");
+    let read_url = format!("sqlite://{}?mode=rwc", read_file.display());
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        with_stall_bound(s);
+        s.read_database_url = Some(read_url.clone());
+    })
+    .await
+    .expect("sqlite");
+    let seed = app.seed().await;
+    app.settle().await;
+
+    // Another connection takes the read file's write lock and keeps it.
+    let mut foreign = sqlx::SqliteConnection::connect(&read_url).await.expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut foreign).await.expect("write lock");
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let placed = Instant::now();
+
+    // Within the stall bound plus a second: every view names the lock, and /readyz is 503.
+    let (list, body) =
+        until(STALL_AFTER + Duration::from_secs(1), "every view stalled on the SQLite write lock", || async {
+            let list = projections(&app.client, &app.base).await;
+            let (code, body) = readyz(&app.client, &app.base).await;
+            let all_named = twofold::catalog::View::names().iter().all(|name| {
+                let p = named(&list, name);
+                p["status"] == "stalled" && p["waitingOn"]["kind"] == "SQLITE_WRITE_LOCK"
+            });
+            if all_named && code == 503 {
+                Ok((list, body))
+            } else {
+                Err(format!("{list:?}; /readyz {code} {body}"))
+            }
+        })
+        .await;
+    eprintln!("stalled after {:?}", placed.elapsed());
+    let summary = named(&list, "order_summary");
+    assert_eq!(summary["lag"], "1");
+    let last_error = summary["lastError"].as_str().expect("lastError names the wait");
+    assert!(last_error.contains("sqlite_write_lock"), "{last_error}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["stalledProjections"].as_array().map(Vec::len), Some(5), "{body}");
+    let metrics =
+        app.client.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("twofold_projection_stalled{projection=\"order_summary\"} 1"), "{metrics}");
+    assert!(metrics.contains("twofold_projection_seconds_since_progress{projection=\"order_summary\"}"));
+
+    // A write behind the stall: writeVisible waits out its timeout, then says why.
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init().await;
+    ws.subscribe(
+        "v",
+        "subscription($t: Token!) { writeVisible(token: $t, timeoutMs: 300) { visible reason blockedBy waitingOn { kind } } }",
+        json!({ "t": token }),
+    )
+    .await;
+    let answer = ws.next_data("v").await;
+    let visibility = &answer["data"]["writeVisible"];
+    assert_eq!(visibility["visible"], false, "{answer}");
+    assert_eq!(visibility["reason"], "STALLED", "{answer}");
+    assert_eq!(visibility["waitingOn"]["kind"], "SQLITE_WRITE_LOCK", "{answer}");
+
+    // The lock goes: everything catches up and the status says so.
+    sqlx::query("ROLLBACK").execute(&mut foreign).await.expect("release");
+    foreign.close().await.ok();
+    all_recovered(&app.client, &app.base).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_view_is_set_aside_and_the_others_go_on_on_postgres() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, with_stall_bound).await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+
+    // Another session locks order_summary and keeps the lock.
+    let mut holder = sqlx::PgConnection::connect(&app.database.url).await.expect("connect");
+    sqlx::query("SET application_name = 'the-lock-holder'").execute(&mut holder).await.expect("name");
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.expect("pid");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("LOCK TABLE order_summary IN ACCESS EXCLUSIVE MODE").execute(&mut holder).await.expect("lock");
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 2)]).await;
+    let placed = Instant::now();
+
+    let (list, body) = until(
+        STALL_AFTER + Duration::from_secs(1),
+        "order_summary stalled on the lock, the others at the head",
+        || async {
+            let list = projections(&app.client, &app.base).await;
+            let (code, body) = readyz(&app.client, &app.base).await;
+            let summary = named(&list, "order_summary");
+            let blocked = summary["status"] == "stalled" && summary["waitingOn"]["kind"] == "LOCK";
+            let others_done = list
+                .iter()
+                .filter(|p| p["name"] != "order_summary")
+                .all(|p| p["lag"] == "0" && p["status"] == "running");
+            if blocked && others_done && code == 503 {
+                Ok((list, body))
+            } else {
+                Err(format!("{list:?}; /readyz {code} {body}"))
+            }
+        },
+    )
+    .await;
+    eprintln!("order_summary stalled after {:?}", placed.elapsed());
+    let summary = named(&list, "order_summary");
+    let blockers = summary["waitingOn"]["blockers"].as_array().expect("blockers");
+    let holder_seen =
+        blockers.iter().find(|b| b["pid"] == holder_pid).unwrap_or_else(|| panic!("the holder is named: {summary}"));
+    assert_eq!(holder_seen["applicationName"], "the-lock-holder");
+    assert_eq!(holder_seen["state"], "idle in transaction");
+    assert!(
+        holder_seen["lock"].as_str().is_some_and(|l| l.contains("AccessExclusiveLock on order_summary")),
+        "{holder_seen}"
+    );
+    assert!(summary["lastError"].as_str().is_some_and(|e| e.contains("the-lock-holder")), "{summary}");
+    let stalled = body["stalledProjections"].as_array().expect("stalled list");
+    assert_eq!(stalled.len(), 1, "only order_summary: {body}");
+    assert_eq!(stalled[0]["name"], "order_summary");
+
+    // consistentWith behind the stalled view fails with the reason.
+    let answer = app
+        .gql(
+            "query($t: Token!) { order(id: \"00000000-0000-0000-0000-000000000000\", consistentWith: $t) { id } }",
+            json!({ "t": token }),
+        )
+        .await;
+    let error = &answer["errors"][0];
+    assert_eq!(error["extensions"]["code"], "NOT_VISIBLE_YET", "{answer}");
+    assert_eq!(error["extensions"]["reason"], "STALLED", "{answer}");
+    assert_eq!(error["extensions"]["blockedBy"], "order_summary", "{answer}");
+
+    sqlx::query("COMMIT").execute(&mut holder).await.expect("unlock");
+    holder.close().await.ok();
+    all_recovered(&app.client, &app.base).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_instance_on_role_api_reports_no_runner_on_postgres() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        with_stall_bound(s);
+        s.role = Role::Api;
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, _token) = app.register_customer("Nobody Runs", "nobody@example.com").await;
+    let list = until(STALL_AFTER + Duration::from_secs(1), "no runner reported", || async {
+        let list = projections(&app.client, &app.base).await;
+        let (code, body) = readyz(&app.client, &app.base).await;
+        let view = named(&list, "customer_view");
+        if view["status"] == "stalled" && view["waitingOn"]["kind"] == "NO_RUNNER" && code == 503 {
+            Ok(list)
+        } else {
+            Err(format!("{list:?}; /readyz {code} {body}"))
+        }
+    })
+    .await;
+    let detail = named(&list, "customer_view")["waitingOn"]["detail"].as_str().expect("detail").to_owned();
+    assert!(detail.contains("no runner"), "{detail}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_killed_with_only_api_instances_left_is_reported_on_postgres() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        with_stall_bound(s);
+        s.role = Role::Api;
+    })
+    .await
+    else {
+        return;
+    };
+    let stall = STALL_AFTER.as_millis().to_string();
+    let mut leader = crate::process::Server::start(&[
+        "--database-url",
+        &app.database.url,
+        "--role",
+        "projector",
+        "--stall-after-ms",
+        &stall,
+    ])
+    .await;
+    let seed = app.seed().await;
+    // The leader runs: everything is applied, and the api instance sees its heartbeat.
+    until(Duration::from_secs(30), "the leader applied the seed", || async {
+        let list = projections(&app.client, &app.base).await;
+        let (code, _) = readyz(&app.client, &app.base).await;
+        if list.iter().all(|p| p["lag"] == "0" && p["status"] == "running") && code == 200 {
+            Ok(())
+        } else {
+            Err(format!("{list:?}"))
+        }
+    })
+    .await;
+    leader.child.kill().await.expect("kill -9");
+    let (_, _token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let placed = Instant::now();
+    until(STALL_AFTER + Duration::from_secs(1), "the api instance reports no runner", || async {
+        let list = projections(&app.client, &app.base).await;
+        let (code, body) = readyz(&app.client, &app.base).await;
+        let view = named(&list, "order_summary");
+        if view["status"] == "stalled" && view["waitingOn"]["kind"] == "NO_RUNNER" && code == 503 {
+            Ok(())
+        } else {
+            Err(format!("{list:?}; /readyz {code} {body}"))
+        }
+    })
+    .await;
+    eprintln!("no runner reported {:?} after the order", placed.elapsed());
+    app.stop().await;
+}
+
+/// A lead for the browser suite's old stall ("all five at lag 2, `running`,
+/// no error"): were a `BEGIN` cancelled while it waited for the SQLite write
+/// lock still run, its pooled connection would go back to the pool inside
+/// that transaction, every later "commit" on it would persist nothing, and
+/// it would keep the file's write lock. sqlx 0.9 rolls such a `BEGIN` back
+/// (and SeaORM a transaction dropped unfinished): this holds that contract,
+/// which every cancelled request relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_begin_cancelled_while_it_waits_for_the_lock_leaves_no_transaction_open_on_sqlite() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    // One pooled connection, so the next writer gets the very same one.
+    let db = twofold::db::Db::open(&url, twofold::db::PoolOptions::new(1, Duration::from_secs(10)), "twofold")
+        .await
+        .expect("open");
+    db.conn.execute_unprepared("CREATE TABLE t (x INTEGER)").await.expect("table");
+    let mut foreign = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut foreign).await.expect("write lock");
+
+    // A writer queues behind the foreign lock, and its caller gives up.
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), db.begin_write()).await;
+    assert!(gave_up.is_err(), "the begin waited for the lock");
+    sqlx::query("ROLLBACK").execute(&mut foreign).await.expect("release");
+
+    // The pool's connection is outside any transaction: a commit through it persists.
+    let txn = db.begin_write().await.expect("begin");
+    txn.execute_unprepared("INSERT INTO t VALUES (1)").await.expect("insert");
+    txn.commit().await.expect("commit");
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(&mut foreign).await.expect("count");
+    assert_eq!(seen, 1, "the committed row is seen by another connection");
+    // And nobody holds the file's write lock.
+    sqlx::query("PRAGMA busy_timeout = 2000").execute(&mut foreign).await.expect("pragma");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut foreign).await.expect("the write lock is free");
+    sqlx::query("ROLLBACK").execute(&mut foreign).await.expect("rollback");
+}
+
+/// The second lead for the browser suite's old stall: a projector waiting
+/// for this process's SQLite writer slot had no deadline and said nothing,
+/// so a slot held too long looked like a `running` projection at lag N.
+/// Now the wait is named (with who holds the slot), and it has a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_slot_held_too_long_is_named_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let read_url = format!("sqlite://{}?mode=rwc", dir.path().join("read.db").display());
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+        with_stall_bound(s);
+        s.read_database_url = Some(read_url.clone());
+    })
+    .await
+    .expect("sqlite");
+    let seed = app.seed().await;
+    app.settle().await;
+    // Something in this process takes the read file's writer slot and keeps it.
+    let held = app.services.projector_db.begin_write_as("the test's writer", &mut |_| {}).await.expect("slot");
+    let (_, _token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let list = until(STALL_AFTER + Duration::from_secs(1), "the views name the writer slot", || async {
+        let list = projections(&app.client, &app.base).await;
+        let (code, body) = readyz(&app.client, &app.base).await;
+        let summary = named(&list, "order_summary");
+        if summary["status"] == "stalled" && summary["waitingOn"]["kind"] == "WRITER_SLOT" && code == 503 {
+            Ok(list)
+        } else {
+            Err(format!("{list:?}; /readyz {code} {body}"))
+        }
+    })
+    .await;
+    let detail = named(&list, "order_summary")["waitingOn"]["detail"].as_str().expect("detail").to_owned();
+    assert!(detail.contains("the test's writer"), "the holder is named: {detail}");
+    held.commit().await.expect("release");
+    all_recovered(&app.client, &app.base).await;
+    app.stop().await;
+}
