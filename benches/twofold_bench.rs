@@ -18,6 +18,8 @@
 //! 8. the peer (PostgreSQL, when Node is available): the same page served by
 //!    PostGraphile 4.14 over the write tables, loaded alternately with Twofold
 //!    (`benches/peer/`).
+//! 9. liveness (PostgreSQL): from a cut link's return to the first projected
+//!    batch, over 20 (quick) or 40 cuts through a TCP proxy.
 //!
 //! It prints a Markdown table at the end and writes every figure to
 //! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
@@ -54,6 +56,8 @@ mod reads;
 mod rebuild;
 #[path = "twofold_bench/report.rs"]
 mod report;
+#[path = "twofold_bench/resume.rs"]
+mod resume;
 #[path = "twofold_bench/server.rs"]
 mod server;
 #[path = "twofold_bench/sql.rs"]
@@ -178,6 +182,9 @@ async fn run_phases(
     overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
     report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;
+    if options.backend == cli::Backend::Postgres {
+        resume::measure(&database.url, &options.out, &catalog, scale, report).await.context("the link-return phase")?;
+    }
 
     rebuild::measure(&database.url, &db, &catalog, scale, report).await?;
     if let Some(nats_url) = &options.nats_url {

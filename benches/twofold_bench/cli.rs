@@ -137,6 +137,8 @@ pub struct Scale {
     pub catch_up_timeout: Duration,
     /// How long the overload phase (500 heavy readers beside commands) runs.
     pub overload_time: Duration,
+    /// Link cuts in the resume phase (PostgreSQL).
+    pub resume_cuts: usize,
 }
 
 impl Scale {
@@ -156,6 +158,7 @@ impl Scale {
             rebuild_timeout: Duration::from_secs(60),
             catch_up_timeout: Duration::from_secs(30),
             overload_time: Duration::from_secs(4),
+            resume_cuts: 20,
         }
     }
 
@@ -175,6 +178,7 @@ impl Scale {
             rebuild_timeout: Duration::from_secs(30 * 60),
             catch_up_timeout: Duration::from_secs(10 * 60),
             overload_time: Duration::from_secs(20),
+            resume_cuts: 40,
         }
     }
 

@@ -90,7 +90,7 @@ class Server:
             return None
 
     def start(self, role="all", timeout=30.0):
-        """Starts `twofold serve` on the port and database and waits for /healthz."""
+        """Starts `twofold serve` on the port and database and waits until /healthz says it has started."""
         if self.pid() is not None:
             raise RuntimeError(f"a server is already running (pid {self.pid()})")
         log = open(self.logfile, "a")
@@ -115,8 +115,9 @@ class Server:
                 os.remove(self.pidfile)
                 raise RuntimeError(f"twofold exited with {process.returncode} at start; see {self.logfile}")
             try:
+                # /healthz answers while the server still starts ("starting": true): wait for the service.
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and not json.loads(r.read() or b"{}").get("starting"):
                         return process.pid
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
