@@ -13,6 +13,7 @@ mod commands;
 mod concurrency;
 mod documents;
 mod export;
+mod faults;
 mod fleet;
 mod fuzz;
 mod hardening;
