@@ -18,6 +18,8 @@ use crate::catalog::{Status, View, EXPORTER};
 use crate::db::Db;
 use crate::notice::Notices;
 use crate::projection::dead_letters;
+
+pub mod replicas;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 

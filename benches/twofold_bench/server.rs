@@ -108,6 +108,11 @@ impl Server {
     /// Spawns `twofold serve` on a free port and waits for `/readyz`. Its log
     /// goes to `log_path`, not the terminal.
     pub async fn start(database_url: &str, log_path: &Path) -> anyhow::Result<Self> {
+        Self::start_with(database_url, log_path, &[]).await
+    }
+
+    /// [`Server::start`] with `extra` flags.
+    pub async fn start_with(database_url: &str, log_path: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
@@ -123,6 +128,7 @@ impl Server {
                 "--max-connections",
                 "32",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("clone the log file handle")?)

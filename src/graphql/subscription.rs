@@ -87,6 +87,8 @@ impl SubscriptionRoot {
         actor.require_signed_in().map_err(super::error::from_domain)?;
         let customer = actor.own_customer();
         let notices = ctx.data::<Notices>()?;
+        // On an instance served by replicas, a batch is sent once they hold it.
+        let reads = ctx.data::<ReadModel>().ok().cloned();
         // Subscribed before the current checkpoints are read: nothing
         // committed after them can be missed.
         let mut receiver = notices.subscribe();
@@ -128,6 +130,9 @@ impl SubscriptionRoot {
                                 visible
                             }
                         };
+                        if let (Some(reads), None) = (&reads, u.rebuild_percent) {
+                            reads.until_served(&u.projection, u.token).await;
+                        }
                         yield Ok(ProjectionUpdate {
                             projection: u.projection,
                             token: Token(u.token),
@@ -164,7 +169,7 @@ impl SubscriptionRoot {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             use crate::query::consistency::{NotProjected, Visibility};
             let (visible, reason, blocked_by) =
-                match reads.wait_visible(&refs, token.0, wait).await.map_err(from_query)? {
+                match reads.wait_served(&refs, token.0, wait).await.map_err(from_query)? {
                     Visibility::Visible => (true, None, None),
                     Visibility::Pending => (false, Some(NotVisibleReason::TimedOut), None),
                     Visibility::NotProjected(NotProjected::ProjectionStopped(p)) => {

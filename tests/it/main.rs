@@ -28,6 +28,7 @@ mod projections;
 mod property;
 mod queries;
 mod rebuild;
+mod replicas;
 mod schema_file;
 mod subscriptions;
 mod web;
