@@ -8,10 +8,11 @@
 //!   a stopped standby costs its clients no error.
 //! - **Health.** [`ReplicaSet::run`] measures every replica each
 //!   `check_interval`: reachable, still in recovery (a promoted replica leaves
-//!   rotation with an error line), and its lag: zero while its own copy of
-//!   every checkpoint row has reached the primary's, else the smaller of the
-//!   time since it last had and the age of its last replayed commit
-//!   (`pg_last_xact_replay_timestamp()`). Past `max_lag` it leaves rotation.
+//!   rotation with an error line), and its lag: how old the oldest write it
+//!   lacks may be, from its own copy of the checkpoint rows against the
+//!   primary's at recent checks (or the age of its last replayed commit,
+//!   `pg_last_xact_replay_timestamp()`, when it holds none of those). Past
+//!   `max_lag` it leaves rotation.
 //! - **Read-your-writes.** A replica holds a projection's batch once its own
 //!   copy of the checkpoint row has reached the token (the projector commits
 //!   view rows and checkpoint together, and a standby replays commits in
@@ -119,8 +120,6 @@ struct Status {
     lag: Option<f64>,
     /// Its own copy of the checkpoint rows (lower bounds: it only moves on).
     checkpoints: HashMap<String, Position>,
-    /// When it last held every checkpoint the primary had.
-    caught_up_at: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -128,6 +127,9 @@ struct Inner {
     status: Vec<Status>,
     /// Per projection, the highest position a wait reported held.
     promised: HashMap<String, Position>,
+    /// The primary's checkpoints at each recent health check (as of when
+    /// its read began), oldest first, reaching back a little past `max_lag`.
+    history: std::collections::VecDeque<(Instant, HashMap<String, Position>)>,
 }
 
 /// The replicas of one read database.
@@ -177,19 +179,13 @@ impl ReplicaSet {
         }
         let status = urls
             .iter()
-            .map(|_| Status {
-                state: ReplicaState::Starting,
-                lag: None,
-                checkpoints: HashMap::new(),
-                caught_up_at: None,
-                last_error: None,
-            })
+            .map(|_| Status { state: ReplicaState::Starting, lag: None, checkpoints: HashMap::new(), last_error: None })
             .collect();
         Ok(Arc::new(Self {
             primary: primary.conn.clone(),
             names: urls.iter().map(|u| redact(u)).collect(),
             conns,
-            inner: Mutex::new(Inner { status, promised: HashMap::new() }),
+            inner: Mutex::new(Inner { status, promised: HashMap::new(), history: Default::default() }),
             next: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             waiter_arrived: Notify::new(),
@@ -363,58 +359,64 @@ impl ReplicaSet {
 
     /// One health measure of every replica.
     async fn check(&self) {
-        // The primary first: a replica read after it that holds as much is caught up.
-        let primary = match checkpoints(&self.primary).await {
-            Ok(rows) => Some(rows),
-            Err(e) => {
-                tracing::debug!(error = %e, "the primary's checkpoints could not be read for the replica lag");
-                None
+        // The primary first: a replica read after it that holds as much holds
+        // everything committed before this moment.
+        let asked = Instant::now();
+        match checkpoints(&self.primary).await {
+            Ok(rows) => {
+                let keep = self.settings.max_lag + self.settings.check_interval * 4;
+                let mut inner = self.lock();
+                inner.history.push_back((asked, rows));
+                while inner.history.front().is_some_and(|(at, _)| asked.duration_since(*at) > keep) {
+                    inner.history.pop_front();
+                }
             }
-        };
+            Err(e) => tracing::debug!(error = %e, "the primary's checkpoints could not be read for the replica lag"),
+        }
         let measures = self.conns.iter().map(measure);
         let measures = futures_util::future::join_all(measures).await;
         for (i, measure) in measures.into_iter().enumerate() {
             match measure {
                 Err(e) => self.leave(i, ReplicaState::Unreachable, e.to_string()),
                 Ok(m) if !m.in_recovery => self.leave(i, ReplicaState::Promoted, "not in recovery (promoted)".into()),
-                Ok(m) => self.judge(i, m, primary.as_ref()),
+                Ok(m) => self.judge(i, m),
             }
         }
     }
 
     /// A reachable standby's lag, and whether it is (or enters) rotation.
-    fn judge(&self, i: usize, m: Measure, primary: Option<&HashMap<String, Position>>) {
+    ///
+    /// Its lag is how old the oldest write it lacks may be: the time since
+    /// the newest health check whose primary checkpoints it holds (zero when
+    /// it holds this check's). When it holds none of those remembered, the
+    /// age of its last replayed commit (`pg_last_xact_replay_timestamp()`),
+    /// which is never less.
+    fn judge(&self, i: usize, m: Measure) {
         let now = Instant::now();
         let mut inner = self.lock();
-        let promised = inner.promised.clone();
-        let status = &mut inner.status[i];
+        let Inner { status, promised, history } = &mut *inner;
+        let status = &mut status[i];
         for (name, at) in m.checkpoints {
             let known = status.checkpoints.entry(name).or_insert((0, 0));
             *known = (*known).max(at);
         }
-        let caught_up =
-            primary.map(|p| p.iter().all(|(name, at)| status.checkpoints.get(name).is_some_and(|mine| mine >= at)));
-        if caught_up == Some(true) {
-            status.caught_up_at = Some(now);
-        }
-        let lag = match caught_up {
-            Some(true) => 0.0,
-            // Behind: the smaller of two upper bounds on its staleness.
-            _ => {
-                let since = status.caught_up_at.map(|t| now.duration_since(t).as_secs_f64());
-                match (since, m.replay_age) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (Some(a), None) => a,
-                    (None, Some(b)) => b,
-                    (None, None) => f64::INFINITY,
-                }
-            }
+        let holds = |p: &HashMap<String, Position>| {
+            p.iter().all(|(name, at)| status.checkpoints.get(name).is_some_and(|mine| mine >= at))
         };
+        let newest_held = history.iter().rev().position(|(_, p)| holds(p));
+        let lag = match (newest_held, history.front()) {
+            (Some(0), _) => 0.0,
+            (Some(k), _) => now.duration_since(history[history.len() - 1 - k].0).as_secs_f64(),
+            (None, Some((oldest, _))) => {
+                let at_least = now.duration_since(*oldest).as_secs_f64();
+                m.replay_age.unwrap_or(at_least).max(at_least)
+            }
+            (None, None) => m.replay_age.unwrap_or(f64::INFINITY),
+        };
+        let holds_promises = holds(promised);
         status.lag = lag.is_finite().then_some(lag);
         let was = status.state;
         let too_far = lag > self.settings.max_lag.as_secs_f64();
-        let holds_promises =
-            promised.iter().all(|(name, at)| status.checkpoints.get(name).is_some_and(|mine| mine >= at));
         let state = match (too_far, was, holds_promises) {
             (true, _, _) => ReplicaState::Lagging,
             // In rotation, it holds every promise (none is made without it).

@@ -430,10 +430,35 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
     let count = format!("SELECT count(*) FROM order_summary WHERE order_id = '{order}'");
     assert_eq!(on_standby(count.clone()).await, 0, "the standby is still behind");
     // A wait longer than the delay fires, once the standby has the write.
+    let probe = {
+        let (conn, count) = (pair.on_standby.clone(), count.clone());
+        tokio::spawn(async move {
+            loop {
+                let n = conn
+                    .query_one_raw(Statement::from_string(DbBackend::Postgres, count.clone()))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .try_get_by_index::<i64>(0)
+                    .unwrap();
+                if n == 1 {
+                    return written.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     ws.subscribe("long", visible, json!({ "t": token, "ms": 8_000 })).await;
     assert_eq!(ws.next_data("long").await["data"]["writeVisible"], json!({ "visible": true, "reason": null }));
     let waited = written.elapsed();
-    assert_eq!(on_standby(count).await, 1, "the standby has the write when writeVisible fires");
+    eprintln!("the standby had the row after {:?}; writeVisible after {waited:?}", probe.await.unwrap());
+    assert_eq!(
+        on_standby(count).await,
+        1,
+        "the standby has the write when writeVisible fires (after {:?}; {:?})",
+        written.elapsed(),
+        pair.b.services.replicas.as_ref().map(|r| r.report())
+    );
     assert!(waited >= Duration::from_millis(2_500), "writeVisible fired after {waited:?}, before the 3 s delay");
     let r = pair.b.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": order })).await;
     assert_eq!(r["order"]["id"], order.as_str());
