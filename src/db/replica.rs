@@ -221,11 +221,6 @@ impl ReplicaSet {
             .collect()
     }
 
-    /// How many replicas serve queries now.
-    pub fn in_rotation(&self) -> usize {
-        self.lock().status.iter().filter(|s| s.state == ReplicaState::InRotation).count()
-    }
-
     /// The next replica in rotation (round robin), or `None`: use the primary.
     fn choose(&self) -> Option<usize> {
         let inner = self.lock();
@@ -606,5 +601,91 @@ impl ConnectionTrait for ReadConn {
 
     fn support_returning(&self) -> bool {
         self.primary.support_returning()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two replicas that are never connected to (the pools are lazy).
+    async fn set() -> Arc<ReplicaSet> {
+        let primary = Db {
+            conn: SeaDatabase::connect("sqlite::memory:").await.expect("sqlite"),
+            url: "sqlite::memory:".into(),
+            sqlite_writer: None,
+        };
+        let urls = ["postgres://u:secret@127.0.0.1:1/a".to_owned(), "postgres://u@127.0.0.1:1/b".to_owned()];
+        let settings = ReplicaSettings { max_lag: Duration::from_secs(5), check_interval: Duration::from_millis(250) };
+        ReplicaSet::connect(&primary, &urls, PoolOptions::new(1, Duration::from_millis(100)), settings).await.unwrap()
+    }
+
+    fn measure(checkpoints: &[(&str, Position)]) -> Measure {
+        Measure {
+            in_recovery: true,
+            replay_age: Some(0.1),
+            checkpoints: checkpoints.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect(),
+        }
+    }
+
+    fn primary_was(set: &ReplicaSet, ago: Duration, checkpoints: &[(&str, Position)]) {
+        let at = Instant::now() - ago;
+        set.lock().history.push_back((at, checkpoints.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()));
+    }
+
+    #[tokio::test]
+    async fn with_no_replica_in_rotation_a_wait_is_held_by_the_primary_and_remembered() {
+        let set = set().await;
+        assert!(set.held(&["order_summary"], (7, 1)));
+        assert_eq!(set.choose(), None, "reads go to the primary");
+        assert_eq!(set.lock().promised.get("order_summary"), Some(&(7, 1)));
+        let names: Vec<String> = set.report().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["postgres://u:***@127.0.0.1:1/a", "postgres://u@127.0.0.1:1/b"], "passwords redacted");
+    }
+
+    #[tokio::test]
+    async fn a_replica_joins_only_once_it_holds_every_write_a_wait_reported_visible() {
+        let set = set().await;
+        primary_was(&set, Duration::ZERO, &[("order_summary", (9, 0))]);
+        assert!(set.held(&["order_summary"], (9, 0)), "no replica yet: the primary holds it");
+        // Healthy but behind the promise: joining, waited for, not read from.
+        set.judge(0, measure(&[("order_summary", (8, 0))]));
+        assert_eq!(set.report()[0].state, ReplicaState::Joining);
+        assert_eq!(set.choose(), None);
+        assert!(!set.held(&["order_summary"], (9, 0)), "new waits wait for the joining replica");
+        // Caught up: in rotation, and waits need it to hold their writes.
+        set.judge(0, measure(&[("order_summary", (9, 0))]));
+        assert_eq!(set.report()[0].state, ReplicaState::InRotation);
+        assert_eq!(set.choose(), Some(0));
+        assert!(set.held(&["order_summary"], (9, 0)));
+        assert!(!set.held(&["order_summary"], (10, 0)));
+    }
+
+    #[tokio::test]
+    async fn lag_is_the_age_of_the_newest_primary_state_a_replica_holds() {
+        let set = set().await;
+        primary_was(&set, Duration::from_millis(3_000), &[("p", (1, 0))]);
+        primary_was(&set, Duration::from_millis(1_000), &[("p", (2, 0))]);
+        primary_was(&set, Duration::ZERO, &[("p", (3, 0))]);
+        set.judge(0, measure(&[("p", (2, 0))]));
+        let lag = set.report()[0].lag_seconds.expect("measured");
+        assert!((0.9..1.5).contains(&lag), "{lag}");
+        assert_eq!(set.report()[0].state, ReplicaState::InRotation);
+        set.judge(1, measure(&[("p", (3, 0))]));
+        assert_eq!(set.report()[1].lag_seconds, Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn a_replica_further_behind_than_max_lag_leaves_rotation_and_a_promoted_one_too() {
+        let set = set().await;
+        primary_was(&set, Duration::from_millis(6_000), &[("p", (1, 0))]);
+        primary_was(&set, Duration::ZERO, &[("p", (5, 0))]);
+        set.judge(0, measure(&[("p", (1, 0))]));
+        assert_eq!(set.report()[0].state, ReplicaState::Lagging);
+        set.judge(1, measure(&[("p", (5, 0))]));
+        assert_eq!(set.choose(), Some(1));
+        set.leave(1, ReplicaState::Promoted, "not in recovery (promoted)".into());
+        assert_eq!(set.choose(), None);
+        assert!(set.held(&["p"], (99, 0)), "no replica left to wait for");
     }
 }
