@@ -227,7 +227,7 @@ pub async fn measure_write_visible(
 
 /// Subscribes and waits for `complete`: whether `next` said visible, and
 /// when `next` and `complete` arrived.
-pub async fn subscribe_until_complete(mux: &WsMux, token: &str) -> anyhow::Result<(bool, (Instant, Instant))> {
+async fn subscribe_until_complete(mux: &WsMux, token: &str) -> anyhow::Result<(bool, (Instant, Instant))> {
     let (_, mut notices) = mux.subscribe(WRITE_VISIBLE, json!({ "token": token }));
     let deadline = tokio::time::Instant::now() + NOTICE_TIMEOUT;
     let mut next = None;
