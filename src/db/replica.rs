@@ -391,8 +391,11 @@ impl ReplicaSet {
         let mut inner = self.lock();
         let Inner { status, promised, history } = &mut *inner;
         let status = &mut status[i];
+        // Waits must hear of it, whichever read saw the advance first.
+        let mut moved = false;
         for (name, at) in m.checkpoints {
             let known = status.checkpoints.entry(name).or_insert((0, 0));
+            moved |= at > *known;
             *known = (*known).max(at);
         }
         let holds = |p: &HashMap<String, Position>| {
@@ -437,6 +440,8 @@ impl ReplicaSet {
                 ),
                 _ => {}
             }
+        }
+        if was != state || moved {
             self.progress.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -673,6 +678,23 @@ mod tests {
         assert_eq!(set.report()[0].state, ReplicaState::InRotation);
         set.judge(1, measure(&[("p", (3, 0))]));
         assert_eq!(set.report()[1].lag_seconds, Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn a_wait_wakes_when_the_health_check_is_the_read_that_sees_the_advance() {
+        let set = set().await;
+        primary_was(&set, Duration::ZERO, &[("p", (1, 0))]);
+        set.judge(0, measure(&[("p", (1, 0))]));
+        set.judge(1, measure(&[("p", (1, 0))]));
+        let waiting = tokio::spawn({
+            let set = set.clone();
+            async move { set.wait_held(&["p"], (2, 0), Duration::from_secs(30)).await }
+        });
+        tokio::task::yield_now().await;
+        set.judge(0, measure(&[("p", (2, 0))]));
+        set.judge(1, measure(&[("p", (2, 0))]));
+        let held = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(matches!(held, Ok(Ok(true))), "the wait heard of the advance: {held:?}");
     }
 
     #[tokio::test]

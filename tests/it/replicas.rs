@@ -133,6 +133,8 @@ impl Pair {
         settings.runtime.poll_interval = Duration::from_millis(200);
         settings.replicas.urls = vec![format!("{}/{name}", standby.base)];
         settings.reads_pool.max_connections = 8;
+        // B sends no commands: a small write pool leaves the shared server's connections to others.
+        settings.commands_pool.max_connections = 2;
         let b = TestApp::start(TestDatabase::external(a.database.url.clone()), settings).await;
         let pair = Self { a: Arc::new(a), b: Arc::new(b), standby, on_standby, name };
         pair.until_replica(ReplicaState::InRotation, Duration::from_secs(30)).await;
@@ -451,7 +453,13 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
     ws.subscribe("long", visible, json!({ "t": token, "ms": 8_000 })).await;
     assert_eq!(ws.next_data("long").await["data"]["writeVisible"], json!({ "visible": true, "reason": null }));
     let waited = written.elapsed();
-    eprintln!("the standby had the row after {:?}; writeVisible after {waited:?}", probe.await.unwrap());
+    let had_row = probe.await.expect("the probe");
+    eprintln!("the standby had the row after {had_row:?}; writeVisible fired after {waited:?}");
+    assert!(
+        waited.saturating_sub(had_row) < Duration::from_secs(1),
+        "writeVisible fired {:?} after the standby had the write",
+        waited.saturating_sub(had_row)
+    );
     assert_eq!(
         on_standby(count).await,
         1,
