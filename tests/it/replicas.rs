@@ -373,6 +373,7 @@ impl ApplyDelay {
                 "-Atc",
                 "SELECT pg_reload_conf()",
             ])
+            .stdout(std::process::Stdio::null())
             .status()
             .expect("run psql");
         assert!(reloaded.success(), "pg_reload_conf() on the standby");
