@@ -403,8 +403,38 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
     assert_eq!(ws.next_data("seed").await["data"]["writeVisible"]["visible"], true);
     assert_eq!(pair.replica_state(), ReplicaState::InRotation);
 
-    let (order, token) = pair.a.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    // projectionUpdated on B for the order to come, on a connection of its own.
+    let order = uuid::Uuid::new_v4().to_string();
+    let count = format!("SELECT count(*) FROM order_summary WHERE order_id = '{order}'");
+    let mut updates = WsClient::connect(&pair.b.base, "/graphql/ws", Protocol::TransportWs).await;
+    updates.init().await;
+    updates
+        .subscribe(
+            "upd",
+            "subscription($s: ID) { projectionUpdated(projections: [\"order_summary\"], streamId: $s, includeCurrent: true) { token } }",
+            json!({ "s": order }),
+        )
+        .await;
+    updates.next_data("upd").await; // the current checkpoint: the subscription is live
+    let placed = pair.a.place_order_raw(&seed.customer, &[(&seed.tea, 1)], json!(order), json!(null)).await;
+    let token = s(&placed["data"]["placeOrder"]["token"]);
     let written = Instant::now();
+    let announced = {
+        let (conn, count) = (pair.on_standby.clone(), count.clone());
+        tokio::spawn(async move {
+            updates.next_data("upd").await;
+            let at = written.elapsed();
+            let row = conn
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, count))
+                .await
+                .expect("query the standby")
+                .expect("a row")
+                .try_get_by_index::<i64>(0)
+                .expect("a count");
+            updates.close().await;
+            (at, row)
+        })
+    };
     // On the primary the order is there at once (A waits on the primary)…
     let on_a = pair
         .a
@@ -430,7 +460,6 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
                 .expect("a count")
         }
     };
-    let count = format!("SELECT count(*) FROM order_summary WHERE order_id = '{order}'");
     assert_eq!(on_standby(count.clone()).await, 0, "the standby is still behind");
     // A wait longer than the delay fires, once the standby has the write.
     let probe = {
@@ -471,6 +500,10 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
     assert!(waited >= Duration::from_millis(2_500), "writeVisible fired after {waited:?}, before the 3 s delay");
     let r = pair.b.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": order })).await;
     assert_eq!(r["order"]["id"], order.as_str());
+    // projectionUpdated on B, too, announced the batch only once the standby had it.
+    let (announced_after, row_then) = announced.await.expect("the projectionUpdated reader");
+    assert_eq!(row_then, 1, "projectionUpdated came {announced_after:?} after the write, before the standby had it");
+    assert!(announced_after >= Duration::from_millis(2_500), "projectionUpdated after {announced_after:?}");
     assert_eq!(pair.replica_state(), ReplicaState::InRotation, "3 s behind is within --replica-max-lag-ms");
     eprintln!("writeVisible through a 3 s apply delay fired after {waited:?}");
 
