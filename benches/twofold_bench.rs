@@ -20,6 +20,9 @@
 //!    (`benches/peer/`).
 //! 9. liveness (PostgreSQL): from a cut link's return to the first projected
 //!    batch, over 20 (quick) or 40 cuts through a TCP proxy.
+//! 10. read replicas (PostgreSQL, with `--replica-url` or `TWOFOLD_TEST_REPLICA_URL`):
+//!     the page from the primary and from a hot standby, and `writeVisible`
+//!     through the standby beside its apply delay.
 //!
 //! It prints a Markdown table at the end and writes every figure to
 //! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
@@ -54,6 +57,8 @@ mod peer;
 mod reads;
 #[path = "twofold_bench/rebuild.rs"]
 mod rebuild;
+#[path = "twofold_bench/replica.rs"]
+mod replica;
 #[path = "twofold_bench/report.rs"]
 mod report;
 #[path = "twofold_bench/resume.rs"]
@@ -178,6 +183,11 @@ async fn run_phases(
         wire::measure_cross_instance(&gql, &database.url, &options.out, &catalog, scale, report)
             .await
             .context("the cross-instance phase")?;
+    }
+    if let (cli::Backend::Postgres, Some(replica_url)) = (options.backend, &options.replica_url) {
+        replica::measure(&gql, &database.url, replica_url, &options.out, &catalog, scale, report)
+            .await
+            .context("the read replica phase")?;
     }
     overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
     report.set_peak_rss(server.peak_rss_kib());

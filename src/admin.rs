@@ -19,6 +19,8 @@ use crate::db::Db;
 use crate::notice::progress::{DurableFacts, Wait};
 use crate::notice::Notices;
 use crate::projection::dead_letters;
+
+pub mod replicas;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 

@@ -20,6 +20,7 @@ use crate::catalog::Mode;
 use crate::command::CommandService;
 use crate::config;
 use crate::config::Settings;
+use crate::db::replica::{ReplicaSet, ReplicaSettings};
 use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
 use crate::export::{ExportSettings, Exporter};
 use crate::graphql::api::Api;
@@ -144,6 +145,8 @@ pub struct Services {
     pub write_db: Db,
     /// The query pool, on the read database (never shared with commands).
     pub read_db: Db,
+    /// Hot standbys of the read database that serve the queries (`--replica-url`).
+    pub replicas: Option<Arc<ReplicaSet>>,
     /// The projectors' pool on the read database (views and checkpoints).
     pub projector_db: Db,
     /// The projectors' pool on the write database (reading the log); the
@@ -331,6 +334,21 @@ async fn migrate_db(db: &Db) -> Result<(), StartError> {
     applied
 }
 
+/// The read replicas (`--replica-url`), when given: hot standbys of the
+/// read database. Nothing is ever written to them (no migrations, no
+/// checkpoint rows): they are only read.
+async fn connect_replicas(settings: &Settings, read_db: &Db) -> Result<Option<Arc<ReplicaSet>>, StartError> {
+    let config::Replicas { urls, max_lag, check_interval } = &settings.replicas;
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    if !read_db.is_postgres() {
+        return Err(StartError::Config("--replica-url needs a PostgreSQL read database".into()));
+    }
+    let judged = ReplicaSettings { max_lag: *max_lag, check_interval: *check_interval };
+    Ok(Some(ReplicaSet::connect(read_db, urls, settings.reads_pool.into(), judged).await?))
+}
+
 /// Connections in each projector pool.
 const PROJECTOR_CONNECTIONS: u32 = 3;
 
@@ -396,7 +414,11 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     }
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
-    let reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
+    let replicas = connect_replicas(settings, &read_db).await?;
+    let mut reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
+    if let Some(replicas) = &replicas {
+        reads = reads.with_replicas(replicas.clone());
+    }
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
     let documents = documents(&settings.schema, auth.is_open())?;
     let api = crate::graphql::build_api(
@@ -412,6 +434,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     Ok(Services {
         write_db,
         read_db,
+        replicas,
         projector_db,
         log_db,
         commands,
@@ -546,12 +569,16 @@ pub async fn serve(
             shutdown.child_token(),
         )));
     }
+    if let Some(replicas) = &services.replicas {
+        background.push(tokio::spawn(replicas.clone().run(shutdown.child_token())));
+    }
     let connections = tokio_util::task::TaskTracker::new();
     let endpoints = crate::http::Endpoints {
         api: services.api.clone(),
         admin: services.admin.clone(),
         auth: services.auth.clone(),
         web: services.web.clone(),
+        replicas: services.replicas.clone(),
         limits: settings.http.clone().into(),
     };
     let router = if settings.role.serves_api() {

@@ -320,6 +320,14 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "TWOFOLD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A hot standby of the read database that serves queries (repeatable; `TWOFOLD_REPLICA_URLS`
+    /// comma-separated). Commands, projectors and LISTEN stay on the primary.
+    /// (Its value is never printed: a URL may hold a password.)
+    #[arg(long = "replica-url", env = "TWOFOLD_REPLICA_URLS", value_delimiter = ',', hide_env_values = true)]
+    pub replica_urls: Vec<String>,
+    /// A replica further behind than this leaves rotation until it has caught up, in milliseconds.
+    #[arg(long, env = "TWOFOLD_REPLICA_MAX_LAG_MS", default_value_t = 5_000)]
+    pub replica_max_lag_ms: u64,
 }
 
 /// The exporter: the event log published to NATS JetStream (off without `--nats-url`).
@@ -477,6 +485,15 @@ pub struct Consistency {
     pub max_wait: Duration,
 }
 
+/// Hot standbys of the read database that serve queries (see [`ServeArgs::replica_urls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicas {
+    pub urls: Vec<String>,
+    pub max_lag: Duration,
+    /// How often each replica's health and lag are measured.
+    pub check_interval: Duration,
+}
+
 /// HTTP and WebSocket limits.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -538,6 +555,8 @@ pub struct Settings {
     pub consistency: Consistency,
     pub http: Http,
     pub schema: Documents,
+    /// Read replicas (none by default).
+    pub replicas: Replicas,
 }
 
 impl Settings {
@@ -625,6 +644,11 @@ impl From<&ServeArgs> for Settings {
                 max_aliases: args.max_aliases,
                 max_directives: 8,
                 max_complexity: args.max_complexity,
+            },
+            replicas: Replicas {
+                urls: args.replica_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
+                max_lag: Duration::from_millis(args.replica_max_lag_ms.max(1)),
+                check_interval: Duration::from_millis(250),
             },
         }
     }

@@ -10,6 +10,8 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod replica;
+
 /// `application_name` of projector sessions on PostgreSQL (see [`Db::for_projectors`]).
 pub const PROJECTOR_APPLICATION: &str = "twofold-projector";
 

@@ -34,13 +34,13 @@
 //! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`config`]     | flags and environment into plain settings                      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
-//! | [`db`]         | pools, write transactions, the appender lock, error classes    | metrics                                                 |                                              |
+//! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics          |                                              |
 //! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
 //! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
 //! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff | entity::write, command, async_graphql |
-//! | [`query`]      | read side: read views only, read-your-own-writes waits         | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
+//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
 //! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics | entity, sea_orm, sqlx, axum        |

@@ -33,6 +33,10 @@ pub const PROJECTOR_FENCED: &str = "twofold_projector_fenced_total";
 pub const PROJECTOR_HELD_BACK: &str = "twofold_projector_held_back_total";
 pub const STATUS_WRITE_FAILURES: &str = "twofold_projection_status_write_failures_total";
 pub const HEARTBEAT_FAILURES: &str = "twofold_projector_heartbeat_failures_total";
+/// Seconds a read replica is behind the read database's primary (label `replica`: its redacted URL).
+pub const REPLICA_LAG: &str = "twofold_replica_lag_seconds";
+/// 1 while a read replica serves queries, else 0 (label `replica`).
+pub const REPLICA_IN_ROTATION: &str = "twofold_replica_in_rotation";
 pub const SHED: &str = "twofold_requests_shed_total";
 /// Lookups of the validated-document cache, by `result` (`hit`, `miss`).
 pub const DOCUMENT_CACHE: &str = "twofold_document_cache_lookups_total";
@@ -89,6 +93,8 @@ fn describe_and_zero() {
     metrics::describe_gauge!(REBUILD_PROGRESS, "Progress of a running rebuild, 0 to 1.");
     metrics::describe_gauge!(WS_CONNECTIONS, "Open GraphQL WebSocket connections.");
     metrics::describe_gauge!(SUBSCRIPTIONS, "Active subscriptions.");
+    metrics::describe_gauge!(REPLICA_LAG, metrics::Unit::Seconds, "How far each read replica is behind the primary.");
+    metrics::describe_gauge!(REPLICA_IN_ROTATION, "1 while a read replica serves queries, else 0.");
     metrics::describe_histogram!(
         NOTICE_LATENCY,
         metrics::Unit::Seconds,
@@ -211,4 +217,12 @@ pub fn shed(detail: &dyn std::fmt::Display) {
 /// database are appended by `crate::admin`).
 pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// A read replica's rotation and lag (lag left as it was when unknown: unreachable).
+pub fn replica_state(replica: &str, in_rotation: bool, lag_seconds: Option<f64>) {
+    metrics::gauge!(REPLICA_IN_ROTATION, "replica" => replica.to_owned()).set(if in_rotation { 1.0 } else { 0.0 });
+    if let Some(lag) = lag_seconds {
+        metrics::gauge!(REPLICA_LAG, "replica" => replica.to_owned()).set(lag);
+    }
 }

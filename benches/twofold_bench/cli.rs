@@ -14,7 +14,9 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
   --backend   postgres (default) or sqlite (a temporary file)
   --pg-url    PostgreSQL server without a database name (default postgres://postgres@127.0.0.1:5432)
   --out       where the JSON results and the SVG chart go (default bench-results)
-  --nats-url  NATS server with JetStream for the export figures (default nats://127.0.0.1:4222; `none` skips them)";
+  --nats-url  NATS server with JetStream for the export figures (default nats://127.0.0.1:4222; `none` skips them)
+  --replica-url  a hot standby of --pg-url, without a database name, for the read replica figures
+              (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -39,6 +41,8 @@ pub struct Options {
     pub out: PathBuf,
     /// `None`: the export figures are skipped.
     pub nats_url: Option<String>,
+    /// A hot standby of `pg_url` (no database name); `None`: the replica figures are skipped.
+    pub replica_url: Option<String>,
     pub help: bool,
 }
 
@@ -50,6 +54,7 @@ impl Options {
             pg_url: "postgres://postgres@127.0.0.1:5432".to_owned(),
             out: PathBuf::from("bench-results"),
             nats_url: Some("nats://127.0.0.1:4222".to_owned()),
+            replica_url: std::env::var("TWOFOLD_TEST_REPLICA_URL").ok().filter(|u| !u.trim().is_empty()),
             help: false,
         };
         let mut args = args.into_iter();
@@ -77,6 +82,7 @@ impl Options {
                 "--pg-url" => options.pg_url = value("--pg-url")?.trim_end_matches('/').to_owned(),
                 "--out" => options.out = PathBuf::from(value("--out")?),
                 "--nats-url" => options.nats_url = Some(value("--nats-url")?).filter(|u| u != "none"),
+                "--replica-url" => options.replica_url = Some(value("--replica-url")?).filter(|u| u != "none"),
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}

@@ -94,6 +94,8 @@ impl SubscriptionRoot {
         actor.require_signed_in().map_err(super::error::from_domain)?;
         let customer = actor.own_customer();
         let notices = ctx.data::<Notices>()?;
+        // On an instance served by replicas, a batch is sent once they hold it.
+        let reads = ctx.data::<ReadModel>().ok().cloned();
         // Subscribed before the current checkpoints are read: nothing
         // committed after them can be missed.
         let mut receiver = notices.subscribe();
@@ -135,6 +137,9 @@ impl SubscriptionRoot {
                                 visible
                             }
                         };
+                        if let (Some(reads), None) = (&reads, u.rebuild_percent) {
+                            reads.until_served(&u.projection, u.token).await;
+                        }
                         yield Ok(ProjectionUpdate {
                             projection: u.projection,
                             token: Token(u.token),
@@ -171,7 +176,7 @@ impl SubscriptionRoot {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             use crate::query::consistency::{NotProjected, Visibility};
             let (visible, reason, blocked_by, waiting_on) = match reads
-                .wait_visible(&refs, token.0, wait)
+                .wait_served(&refs, token.0, wait)
                 .await
                 .map_err(from_query)?
             {

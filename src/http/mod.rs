@@ -77,6 +77,8 @@ pub struct Endpoints {
     pub limits: HttpLimits,
     /// CORS, and caching of GET queries.
     pub web: web::WebSettings,
+    /// The read replicas serving queries, if any (their state in `/readyz`).
+    pub replicas: Option<Arc<crate::admin::replicas::ReplicaSet>>,
 }
 
 #[derive(Clone)]
@@ -86,6 +88,7 @@ struct AppState {
     auth: Authenticator,
     limits: HttpLimits,
     web: web::WebSettings,
+    replicas: Option<Arc<crate::admin::replicas::ReplicaSet>>,
     ws_connections: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
     shutdown: CancellationToken,
@@ -95,8 +98,18 @@ struct AppState {
 
 impl AppState {
     fn new(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Self {
-        let Endpoints { api, admin, auth, limits, web } = endpoints;
-        Self { api, admin, auth, limits, web, ws_connections: ws::connection_budget(&limits.ws), shutdown, connections }
+        let Endpoints { api, admin, auth, limits, web, replicas } = endpoints;
+        Self {
+            api,
+            admin,
+            auth,
+            limits,
+            web,
+            replicas,
+            ws_connections: ws::connection_budget(&limits.ws),
+            shutdown,
+            connections,
+        }
     }
 }
 
@@ -159,8 +172,10 @@ async fn healthz() -> Json<serde_json::Value> {
 /// `degraded` while a projection is stalled (behind the log with no
 /// progress for `--stall-after-ms`), naming each and what it waits on: a
 /// client's write would not become visible. 200 `degraded` when a
-/// projection (or the exporter) is stopped, retrying or outdated, or the
-/// projectors had to fall back to the global horizon.
+/// projection (or the exporter) is stopped, retrying or outdated, the
+/// projectors had to fall back to the global horizon, or a read replica is
+/// out of rotation (its queries go to the primary). `replicas` lists each
+/// replica's state and lag.
 async fn readyz(State(state): State<AppState>) -> Response {
     let ready = state.admin.readiness().await;
     let (write_ok, read_ok) = (ready.write_database, ready.read_database);
@@ -209,13 +224,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Horizon::Serial => json!({ "mode": "serial" }),
         Horizon::Unknown => json!({ "mode": "unknown" }),
     };
+    // Replicas out of rotation leave their queries to the primary: degraded, still serving.
+    let replicas: Vec<serde_json::Value> = state
+        .replicas
+        .iter()
+        .flat_map(|set| set.report())
+        .map(|r| json!({ "replica": r.name, "state": r.state.as_str(), "lagSeconds": r.lag_seconds, "lastError": r.last_error }))
+        .collect();
+    let replicas_out = replicas.iter().any(|r| r["state"] != crate::admin::replicas::ReplicaState::InRotation.as_str());
     // A troubled projection degrades its views; the instance still serves.
-    let status = if troubled.is_empty() && ready.horizon != Horizon::Global { "ready" } else { "degraded" };
+    let status =
+        if troubled.is_empty() && ready.horizon != Horizon::Global && !replicas_out { "ready" } else { "degraded" };
     let stopped: Vec<&serde_json::Value> =
         troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
     // `open`: no keys configured, every request acts as staff (development only).
     let auth = if state.auth.is_open() { "open" } else { "jwt" };
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "stalledProjections": stalled, "horizon": horizon, "exporter": exporter, "auth": auth });
+    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "stalledProjections": stalled, "horizon": horizon, "exporter": exporter, "auth": auth, "replicas": replicas });
     if !stalled.is_empty() {
         // A stalled view lets clients down now: not ready (load balancers take note).
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

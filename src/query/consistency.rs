@@ -123,7 +123,7 @@ impl ReadModel {
     }
 
     async fn load_durable(&self) -> Result<Durable, sea_orm::DbErr> {
-        let rows = projection_checkpoint::Entity::find().all(self.conn()).await?;
+        let rows = projection_checkpoint::Entity::find().all(self.primary()).await?;
         let dead = dead_letter::Entity::find()
             .select_only()
             .columns([
@@ -138,7 +138,7 @@ impl ReadModel {
             )
             .limit(100_000)
             .into_tuple::<(String, i64, i64)>()
-            .all(self.conn())
+            .all(self.primary())
             .await?;
         let mut durable = Durable::default();
         for row in rows {
@@ -259,7 +259,7 @@ impl ReadModel {
     pub async fn ensure_visible(&self, projections: &[&str], token: Option<LogPosition>) -> Result<(), QueryError> {
         let Some(token) = token else { return Ok(()) };
         let wait = self.consistency.default_wait;
-        match self.wait_visible(projections, token, wait).await? {
+        match self.wait_served(projections, token, wait).await? {
             Visibility::Visible => Ok(()),
             Visibility::Pending => Err(QueryError::NotVisibleYet(format!(
                 "the write {token} is not yet visible in {} after {} ms; retry, or subscribe to writeVisible",

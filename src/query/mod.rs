@@ -8,6 +8,7 @@ pub mod consistency;
 pub mod customers;
 pub mod orders;
 pub mod products;
+pub mod replica;
 pub mod sales;
 
 use std::time::Duration;
@@ -95,7 +96,10 @@ impl Default for ConsistencySettings {
 /// Handle to the read store.
 #[derive(Clone)]
 pub struct ReadModel {
+    /// The read database (the primary, when replicas serve the queries).
     pub db: Db,
+    /// Where the view reads go: a replica in rotation, or `db` (see [`replica`]).
+    read: crate::db::replica::ReadConn,
     /// SQL statements issued by the query layer (for tests and metrics: a
     /// page of orders with their customers must cost a constant number).
     pub statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -107,11 +111,20 @@ pub struct ReadModel {
 
 impl ReadModel {
     pub fn new(db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
-        Self { db, notices, consistency, statements: Default::default(), durable_read: Default::default() }
+        let read = crate::db::replica::ReadConn::new(db.conn.clone(), None);
+        Self { db, read, notices, consistency, statements: Default::default(), durable_read: Default::default() }
     }
 
-    /// The read connection, counting one statement.
-    pub(crate) fn conn(&self) -> &sea_orm::DatabaseConnection {
+    /// The connection view reads use (a replica in rotation, or the read
+    /// database), counting one statement.
+    pub(crate) fn conn(&self) -> &crate::db::replica::ReadConn {
+        self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.read
+    }
+
+    /// The read database itself (never a replica), counting one statement:
+    /// the checkpoints that decide whether a write is visible.
+    pub(crate) fn primary(&self) -> &sea_orm::DatabaseConnection {
         self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &self.db.conn
     }

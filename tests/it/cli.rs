@@ -113,6 +113,10 @@ fn help_never_prints_secrets_from_the_environment() {
         .args(["serve", "--help"])
         .env("DATABASE_URL", "postgres://app:hunter2@db.internal/twofold")
         .env("READ_DATABASE_URL", "postgres://app:hunter3@replica/twofold")
+        .env(
+            "TWOFOLD_REPLICA_URLS",
+            "postgres://app:hunter4@standby-1/twofold,postgres://app:hunter5@standby-2/twofold",
+        )
         .env("TWOFOLD_ADMIN_TOKEN", "s3cret-token")
         .env("TWOFOLD_JWT_SECRET", "jwt-s3cret-jwt-s3cret-jwt-s3cret!!")
         .output()
@@ -120,7 +124,8 @@ fn help_never_prints_secrets_from_the_environment() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--database-url"), "{help}");
-    for secret in ["hunter2", "hunter3", "s3cret-token", "jwt-s3cret"] {
+    assert!(help.contains("--replica-url"), "{help}");
+    for secret in ["hunter2", "hunter3", "hunter4", "hunter5", "s3cret-token", "jwt-s3cret"] {
         assert!(!help.contains(secret), "--help printed {secret}");
     }
 }

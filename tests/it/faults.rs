@@ -105,7 +105,11 @@ async fn command(client: &reqwest::Client, a: &str, field: &str, mutation: &str,
     let mut input = input;
     input["commandId"] = json!(command_id);
     for _ in 0..50 {
-        let response = client.post(format!("{a}/graphql")).json(&json!({ "query": mutation, "variables": { "i": input } })).send().await;
+        let response = client
+            .post(format!("{a}/graphql"))
+            .json(&json!({ "query": mutation, "variables": { "i": input } }))
+            .send()
+            .await;
         let Ok(response) = response else { continue };
         if response.status() == 503 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -290,7 +294,10 @@ async fn writes_become_visible_while_projectors_are_killed_and_their_link_flaps_
         if enough || !problems.lock().expect("problems").is_empty() {
             break;
         }
-        assert!(began.elapsed() < Duration::from_secs(600), "the run did not reach its trials and faults in 10 minutes");
+        assert!(
+            began.elapsed() < Duration::from_secs(600),
+            "the run did not reach its trials and faults in 10 minutes"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {

@@ -118,13 +118,33 @@ pub fn pg_base_url() -> Option<String> {
     }
 }
 
+/// `TWOFOLD_TEST_REPLICA_URL` without a database name: a hot standby of
+/// `TWOFOLD_TEST_PG_URL` (`.ci/standby.sh` makes one on 127.0.0.1:5433).
+/// Required, like PostgreSQL itself, with `TWOFOLD_REQUIRE_PG=1`.
+pub fn replica_base_url() -> Option<String> {
+    match std::env::var("TWOFOLD_TEST_REPLICA_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_owned()),
+        _ => {
+            if std::env::var("TWOFOLD_REQUIRE_PG").is_ok_and(|v| v == "1") {
+                panic!("TWOFOLD_REQUIRE_PG=1 but TWOFOLD_TEST_REPLICA_URL is not set (see .ci/standby.sh)");
+            }
+            record_skip_because("set TWOFOLD_TEST_REPLICA_URL to a hot standby to run it");
+            None
+        }
+    }
+}
+
 /// Notes a skipped PostgreSQL variant: libtest would count it as passed, so
 /// it is printed and appended to `target/skipped-tests.txt` (which `.ci/run`
 /// requires to stay empty).
 fn record_skip() {
+    record_skip_because("set TWOFOLD_TEST_PG_URL to run the PostgreSQL variant");
+}
+
+fn record_skip_because(why: &str) {
     use std::io::Write;
     let name = std::thread::current().name().unwrap_or("?").to_owned();
-    eprintln!("skipped: {name} (set TWOFOLD_TEST_PG_URL to run the PostgreSQL variant)");
+    eprintln!("skipped: {name} ({why})");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("skipped-tests.txt");
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(file, "{name}");

@@ -29,6 +29,7 @@ mod projections;
 mod property;
 mod queries;
 mod rebuild;
+mod replicas;
 mod schema_file;
 mod stalls;
 mod subscriptions;
