@@ -28,6 +28,7 @@ mod projections;
 mod property;
 mod queries;
 mod rebuild;
+mod request_consistency;
 mod schema_file;
 mod subscriptions;
 mod web;
