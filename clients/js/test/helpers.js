@@ -70,7 +70,7 @@ export async function startServer(db, { env = {}, args = [] } = {}) {
   }
   const child = spawn(
     BIN,
-    ['serve', '--bind', `127.0.0.1:${port}`, '--database-url', db.url, '--max-connections', '4', '--read-max-connections', '4', ...args],
+    ['serve', '--bind', `127.0.0.1:${port}`, '--database-url', db.url, ...args],
     { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
