@@ -2,7 +2,7 @@
  * `TwofoldLink` for Apollo Client 3: put it in the link chain before the
  * terminating `HttpLink`:
  *
- *     new ApolloClient({ cache, link: from([new TwofoldLink(tf), new HttpLink({ uri })]) })
+ *     new ApolloClient({ cache, link: from([new TwofoldLink(tf), new HttpLink({ uri, fetch: tf.fetch })]) })
  *
  * - A mutation gets a `commandId` in its `input` when it has none.
  * - A mutation's result is held back until `writeVisible` says its write is

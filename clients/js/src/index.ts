@@ -525,47 +525,74 @@ export class TwofoldClient {
     return this.ws;
   }
 
+  /**
+   * A `fetch` with this client's bounded retry of a 503 that carries
+   * `Retry-After`: GET requests and queries always, a mutation only when it
+   * carries a `commandId` (the server answers a repeat with the first
+   * outcome). Hand it to urql (`fetch: tf.fetch`) or Apollo's `HttpLink`.
+   */
+  readonly fetch = (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
+    const method = (init.method ?? 'GET').toUpperCase();
+    let retryable = method === 'GET';
+    if (!retryable && typeof init.body === 'string') {
+      try {
+        const body = JSON.parse(init.body) as { query?: string; variables?: unknown };
+        const mutation = /^\s*mutation\b/.test(body.query ?? '');
+        retryable = !mutation || /commandId/.test(JSON.stringify(body.variables ?? {})) || /commandId\s*:/.test(body.query ?? '');
+      } catch {
+        retryable = false;
+      }
+    }
+    return this.fetchWithRetry(input, init, retryable);
+  };
+
+  private async fetchWithRetry(input: RequestInfo | URL, init: RequestInit, retryable: boolean): Promise<Response> {
+    const fetchImpl = this.options.fetch ?? globalThis.fetch;
+    const attempts = this.options.retry?.attempts ?? 3;
+    const maxDelayMs = this.options.retry?.maxDelayMs ?? 5000;
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        response = await fetchImpl(input, init);
+      } catch (cause) {
+        throw new TwofoldError({ code: 'NETWORK', message: `cannot reach ${String(input).split('?')[0]}: ${(cause as Error)?.message ?? cause}`, cause });
+      }
+      const retryAfter = response.headers.get('retry-after');
+      if (response.status !== 503 || !retryable || retryAfter === null || attempt >= attempts) return response;
+      await response.body?.cancel().catch(() => undefined);
+      const seconds = Number(retryAfter);
+      await sleep(Math.min(maxDelayMs, Number.isFinite(seconds) ? Math.max(0, seconds) * 1000 : 1000), init.signal ?? undefined);
+    }
+  }
+
   private async post(
     body: { query: string; variables?: unknown; operationName?: string; extensions?: Record<string, unknown> },
     retryable: boolean,
     signal?: AbortSignal,
   ): Promise<{ data?: unknown }> {
-    const fetchImpl = this.options.fetch ?? globalThis.fetch;
-    const attempts = this.options.retry?.attempts ?? 3;
-    const maxDelayMs = this.options.retry?.maxDelayMs ?? 5000;
-    for (let attempt = 0; ; attempt++) {
-      const headers = await resolveHeaders(this.options.headers);
-      headers.set('content-type', 'application/json');
-      if (!headers.has('accept')) headers.set('accept', 'application/graphql-response+json, application/json');
-      let response: Response;
-      try {
-        response = await fetchImpl(this.url, { method: 'POST', headers, body: JSON.stringify(body), signal });
-      } catch (cause) {
-        throw new TwofoldError({ code: 'NETWORK', message: `cannot reach ${this.url}: ${(cause as Error)?.message ?? cause}`, cause });
-      }
-      const text = await response.text();
-      let json: { data?: unknown; errors?: GraphQLErrorLike[] } | undefined;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      const retryAfter = response.headers.get('retry-after');
-      if (response.status === 503 && retryable && retryAfter !== null && attempt < attempts) {
-        const seconds = Number(retryAfter);
-        await sleep(Math.min(maxDelayMs, Number.isFinite(seconds) ? Math.max(0, seconds) * 1000 : 1000), signal);
-        continue;
-      }
-      if (json?.errors?.length) throw TwofoldError.fromErrors(json.errors, response.status, json.data);
-      if (!response.ok || !json || typeof json !== 'object') {
-        throw new TwofoldError({
-          code: response.status === 503 ? 'UNAVAILABLE' : 'HTTP',
-          status: response.status,
-          message: `HTTP ${response.status}: ${text.slice(0, 200)}`,
-        });
-      }
-      return json;
+    const headers = async () => {
+      const h = await resolveHeaders(this.options.headers);
+      h.set('content-type', 'application/json');
+      if (!h.has('accept')) h.set('accept', 'application/graphql-response+json, application/json');
+      return h;
+    };
+    const response = await this.fetchWithRetry(this.url, { method: 'POST', headers: await headers(), body: JSON.stringify(body), signal }, retryable);
+    const text = await response.text();
+    let json: { data?: unknown; errors?: GraphQLErrorLike[] } | undefined;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
     }
+    if (json?.errors?.length) throw TwofoldError.fromErrors(json.errors, response.status, json.data);
+    if (!response.ok || !json || typeof json !== 'object') {
+      throw new TwofoldError({
+        code: response.status === 503 ? 'UNAVAILABLE' : 'HTTP',
+        status: response.status,
+        message: `HTTP ${response.status}: ${text.slice(0, 200)}`,
+      });
+    }
+    return json;
   }
 }
 

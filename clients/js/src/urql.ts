@@ -1,7 +1,7 @@
 /**
  * `twofoldExchange(tf)` for urql. Put it before the cache exchange:
  *
- *     new Client({ url, exchanges: [twofoldExchange(tf), cacheExchange, fetchExchange] })
+ *     new Client({ url, fetch: tf.fetch, exchanges: [twofoldExchange(tf), cacheExchange, fetchExchange] })
  *
  * - A mutation gets a `commandId` in its `input` when it has none, so a
  *   retried mutation never acts twice.

@@ -20,7 +20,7 @@ async function flakyProxy(target, pattern) {
     const chunks = [];
     for await (const chunk of request) chunks.push(chunk);
     const body = Buffer.concat(chunks);
-    const text = body.toString();
+    const text = `${decodeURIComponent(request.url)} ${body.toString()}`;
     const upstream = await fetch(`${target}${request.url}`, {
       method: request.method,
       headers: { 'content-type': request.headers['content-type'] ?? 'application/json', accept: request.headers.accept ?? '*/*' },
@@ -60,7 +60,7 @@ for (const backend of BACKENDS) {
       const through = server.client({ url: proxy.url, wsUrl: tf.wsUrl });
       try {
         const placed = await through.command(PLACE_ORDER, { input: orderInput(ids) });
-        const attempts = proxy.seen.filter((t) => /placeOrder/.test(t)).map((t) => JSON.parse(t).variables.input.commandId);
+        const attempts = proxy.seen.filter((t) => /placeOrder/.test(t)).map((t) => JSON.parse(t.slice(t.indexOf(' ') + 1)).variables.input.commandId);
         assert.equal(attempts.length, 2, 'answered 503 once, then retried');
         assert.equal(attempts[0], attempts[1], 'the retry carries the same commandId');
         const { data } = await tf.query(ORDERS, { c: ids.customerId }, { consistentWith: placed.token });
@@ -89,6 +89,42 @@ for (const backend of BACKENDS) {
         once.dispose();
         await proxy.close();
       }
+    });
+  });
+}
+
+for (const backend of BACKENDS.slice(0, 1)) {
+  describe(`tf.fetch, for urql and Apollo (${backend})`, () => {
+    let server;
+    let ids;
+    before(async () => {
+      server = await app(backend);
+      const tf = server.client();
+      ids = await seed(tf);
+      tf.dispose();
+    });
+    after(async () => server?.stop());
+
+    it('retries a query (GET too) after a 503, and a mutation only when it carries a commandId', async () => {
+      const through = async (pattern, request) => {
+        const proxy = await flakyProxy(server.url, pattern);
+        const tf = server.client({ url: proxy.url, retry: { attempts: 2 } });
+        try {
+          const response = await request(tf, proxy.url);
+          return { status: response.status, attempts: proxy.seen.length };
+        } finally {
+          tf.dispose();
+          await proxy.close();
+        }
+      };
+      const get = await through(/orders/, (tf, url) => tf.fetch(`${url}?query=${encodeURIComponent('{ orders { edges { cursor } } }')}`));
+      assert.deepEqual(get, { status: 200, attempts: 2 }, 'a GET query is retried');
+      const post = (input) => (tf, url) =>
+        tf.fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: PLACE_ORDER, variables: { input } }) });
+      const bare = await through(/placeOrder/, post(orderInput(ids)));
+      assert.deepEqual(bare, { status: 503, attempts: 1 }, 'a mutation with no commandId is not retried');
+      const keyed = await through(/placeOrder/, post({ ...orderInput(ids), commandId: crypto.randomUUID() }));
+      assert.deepEqual(keyed, { status: 200, attempts: 2 }, 'with a commandId it is');
     });
   });
 }
