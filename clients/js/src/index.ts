@@ -502,6 +502,8 @@ export class TwofoldClient {
         url: this.wsUrl,
         webSocketImpl: impl,
         lazy: true,
+        // Kept open a moment after the last wait: the next command's wait reuses it, and refreshAuth has a socket to use.
+        lazyCloseTimeout: 1000,
         retryAttempts: 3,
         // 4400-4499 are the server's refusals (4401, 4403, …): trying again will not help.
         shouldRetry: (event) => !(typeof (event as { code?: number })?.code === 'number' && (event as { code: number }).code >= 4400 && (event as { code: number }).code < 4500),
