@@ -15,6 +15,37 @@ use super::loaders::{CustomerLoader, ProductLoader};
 use super::mutation::RequestId;
 use super::TwofoldSchema;
 use crate::query::ReadModel;
+use crate::token::LogPosition;
+
+/// The key of the request-level consistency token in a GraphQL request's
+/// `extensions` (beside `persistedQuery`, which it never touches).
+pub const CONSISTENT_WITH: &str = "consistentWith";
+
+/// A request's `extensions.consistentWith`: every root query field of the
+/// operation waits for it as for its own `consistentWith` argument (given
+/// both, a field waits for the later of the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestConsistency(pub LogPosition);
+
+/// The request-level token of `request`, if it carries one; a value that
+/// is not a token is the client's mistake (VALIDATION), never ignored.
+fn request_consistency(request: &Request) -> Result<Option<RequestConsistency>, ServerError> {
+    let refuse = |why: String| {
+        Err(super::error::validation(format!("extensions.consistentWith: {why}"))
+            .into_server_error(async_graphql::Pos::default()))
+    };
+    match request.extensions.get(CONSISTENT_WITH) {
+        None | Some(async_graphql::Value::Null) => Ok(None),
+        Some(async_graphql::Value::String(s)) => match s.parse::<LogPosition>() {
+            Ok(position) => Ok(Some(RequestConsistency(position))),
+            Err(bad) => refuse(bad.to_string()),
+        },
+        Some(other) => refuse(format!(
+            "a token is a string such as \"0.42\", exactly as a mutation returned it, not {}",
+            other.to_string().chars().take(64).collect::<String>()
+        )),
+    }
+}
 
 /// What a transport knows about the caller of one operation.
 #[derive(Debug, Clone)]
@@ -160,6 +191,13 @@ impl Api {
             }
             _ => false,
         };
+        match request_consistency(&request) {
+            Ok(Some(consistency)) => request = request.data(consistency),
+            Ok(None) => {}
+            Err(error) => {
+                refused.get_or_insert_with(Vec::new).push(error);
+            }
+        }
         let progress = Progress::default();
         if let Some(reads) = &self.reads {
             // Cached for one-shot operations (a page asks for the same

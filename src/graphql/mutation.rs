@@ -217,16 +217,21 @@ impl MutationRoot {
     /// Places an order, pricing each line at the product's current price.
     async fn place_order(&self, ctx: &Context<'_>, input: PlaceOrderInput) -> async_graphql::Result<Created> {
         let commands = ctx.data::<CommandService>()?;
+        // Every malformed id is reported, each with its path, not only the first.
+        let mut ids = super::scalars::Ids::default();
+        let order_id = input.order_id.as_ref().map(|id| ids.parse("orderId", id));
+        let customer_id = input.customer_id.as_ref().map(|id| ids.parse("customerId", id));
         let mut lines = Vec::with_capacity(input.lines.len());
         for (i, line) in input.lines.iter().enumerate() {
             lines.push(LineRequest {
-                product_id: uuid(&format!("lines[{i}].productId"), &line.product_id)?,
+                product_id: ids.parse(&format!("lines[{i}].productId"), &line.product_id),
                 quantity: line.quantity,
             });
         }
+        ids.check()?;
         let cmd = PlaceOrder {
-            order_id: input.order_id.as_ref().map(|id| uuid("orderId", id)).transpose()?,
-            customer_id: input.customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?,
+            order_id,
+            customer_id,
             lines: OrderLines::parse(lines).map_err(super::error::from_domain)?,
             channel: input.channel.map_or(crate::domain::event::SalesChannel::Unknown, Into::into),
         };

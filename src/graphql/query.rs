@@ -6,6 +6,7 @@ use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 
 use super::access::{self, Viewer};
+use super::api::RequestConsistency;
 use super::error::{from_query, validation};
 use super::scalars::{uuid, Token};
 use super::types::{Customer, DailySales, Node, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
@@ -21,9 +22,13 @@ const ORDER_VIEWS: &[&str] = &[View::OrderSummary.name(), View::CustomerView.nam
 
 type Page<T> = Connection<OpaqueCursor<i64>, T, EmptyFields, EmptyFields>;
 
+/// The read model once `projections` show the field's `consistentWith`
+/// and the request's `extensions.consistentWith`, whichever is later.
 async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token>) -> async_graphql::Result<ReadModel> {
     let reads = ctx.data::<ReadModel>()?.clone();
-    reads.ensure_visible(projections, token.map(|t| t.0)).await.map_err(from_query)?;
+    let request = ctx.data_opt::<RequestConsistency>().map(|r| r.0);
+    let token = std::cmp::max(token.map(|t| t.0), request);
+    reads.ensure_visible(projections, token).await.map_err(from_query)?;
     Ok(reads)
 }
 
@@ -76,6 +81,13 @@ fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryErr
     std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| crate::query::QueryError::Validation(shared.to_string()))
 }
 
+/// Every field reads the read views, which follow the write model a moment
+/// behind. To read your own write, pass the token a mutation returned as the
+/// field's `consistentWith` argument, or once for the whole operation as the
+/// request-level extension `"extensions": {"consistentWith": "<token>"}` (over
+/// POST, GET's `extensions` parameter, or a WebSocket `subscribe` payload):
+/// every root field then waits until its views show that write (given both,
+/// the later token). A value that is not a token is a VALIDATION error.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// Any order, customer or product by its id (Relay's global object
@@ -84,7 +96,8 @@ impl QueryRoot {
     #[graphql(complexity = "3 * QUERY_COST + child_complexity")]
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         let id = uuid("id", &id)?;
-        let reads = ctx.data::<ReadModel>()?;
+        // No argument of its own; the request's `extensions.consistentWith` applies.
+        let reads = &consistent(ctx, ORDER_VIEWS, None).await?;
         if let Some(product) = reads.products_by_ids(&[id]).await.map_err(from_query)?.pop() {
             return Ok(Some(Node::Product(Product(product))));
         }

@@ -89,3 +89,40 @@ pub fn uuid(field: &str, id: &ID) -> async_graphql::Result<Uuid> {
         ))
     })
 }
+
+/// The ids of one input, parsed together so that every malformed one is
+/// reported at once, each with its path (`extensions.invalid`), rather
+/// than only the first.
+#[derive(Default)]
+pub struct Ids {
+    invalid: Vec<(String, String)>,
+}
+
+impl Ids {
+    /// The UUID of `id`; a malformed one is noted (and stands in as nil
+    /// until [`Ids::check`] refuses the input).
+    pub fn parse(&mut self, path: &str, id: &ID) -> Uuid {
+        Uuid::parse_str(id.as_str()).unwrap_or_else(|_| {
+            let shown: String = id.as_str().chars().take(64).collect();
+            self.invalid.push((path.to_owned(), format!("{path}: '{shown}' is not a valid id (a UUID)")));
+            Uuid::nil()
+        })
+    }
+
+    /// VALIDATION naming every malformed id, if there was one.
+    pub fn check(self) -> async_graphql::Result<()> {
+        use async_graphql::ErrorExtensions;
+        if self.invalid.is_empty() {
+            return Ok(());
+        }
+        let message = self.invalid.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+        let list: Vec<Value> = self
+            .invalid
+            .into_iter()
+            .map(|(path, message)| {
+                Value::from_json(serde_json::json!({ "path": path, "message": message })).unwrap_or(Value::Null)
+            })
+            .collect();
+        Err(super::error::validation(message).extend_with(move |_, e| e.set("invalid", Value::List(list.clone()))))
+    }
+}

@@ -474,7 +474,12 @@ async fn conditional_get(
         set(&mut response, header::CACHE_CONTROL, "no-store");
         return response;
     };
-    let variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    // The request-level token is part of what was asked: an answer tagged
+    // before the write must not be confirmed (304) to a caller waiting for it.
+    let mut variables = serde_json::to_string(&request.variables).unwrap_or_default();
+    if let Some(token) = request.extensions.get(crate::graphql::api::CONSISTENT_WITH) {
+        variables.push_str(&token.to_string());
+    }
     let caller_key = caller.actor.identity_key();
     let tag = web::etag(&request.query, request.operation_name.as_deref(), &variables, &caller_key, &checkpoints);
     let public = reads.catalog_only && caller.actor.is_anonymous();

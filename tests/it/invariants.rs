@@ -176,3 +176,33 @@ on_both_backends!(stale_expected_version_is_a_conflict, |app| async {
     assert!(ok.get("errors").is_none(), "{ok}");
     assert_eq!(app.event_count().await, before + 1);
 });
+
+#[tokio::test]
+async fn every_malformed_id_of_an_input_is_reported_with_its_path() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let seed = app.seed().await;
+    let before = app.event_count().await;
+    let refused = app
+        .gql(
+            "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id token } }",
+            json!({ "input": { "orderId": "o-1", "customerId": "c-2",
+                    "lines": [{ "productId": seed.tea, "quantity": 1 }, { "productId": "p-3", "quantity": 1 }] } }),
+        )
+        .await;
+    assert_eq!(code(&refused), "VALIDATION", "{refused}");
+    let errors = refused["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "one error for the field: {refused}");
+    let paths: Vec<&str> = errors[0]["extensions"]["invalid"]
+        .as_array()
+        .expect("invalid")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["orderId", "customerId", "lines[1].productId"], "{refused}");
+    let message = errors[0]["message"].as_str().expect("message");
+    for shown in ["'o-1'", "'c-2'", "'p-3'"] {
+        assert!(message.contains(shown), "{message}");
+    }
+    assert_eq!(app.event_count().await, before, "nothing appended");
+    app.stop().await;
+}

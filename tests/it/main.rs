@@ -30,6 +30,7 @@ mod property;
 mod queries;
 mod rebuild;
 mod replicas;
+mod request_consistency;
 mod schema_file;
 mod stalls;
 mod subscriptions;
