@@ -85,8 +85,11 @@ pub async fn measure(
 struct Proxy {
     port: u16,
     target: String,
-    state: Arc<Mutex<(Option<JoinHandle<()>>, Vec<JoinHandle<()>>)>>,
+    state: Arc<Mutex<Tasks>>,
 }
+
+/// The proxy's acceptor, and the pipes it opened.
+type Tasks = (Option<JoinHandle<()>>, Vec<JoinHandle<()>>);
 
 impl Proxy {
     async fn start(target: &str) -> anyhow::Result<Self> {

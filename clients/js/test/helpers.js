@@ -60,7 +60,7 @@ export async function database(backend) {
   };
 }
 
-/** Runs `twofold serve`; resolves once /healthz answers. */
+/** Runs `twofold serve`; resolves once /healthz says it has started. */
 export async function startServer(db, { env = {}, args = [] } = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -81,8 +81,9 @@ export async function startServer(db, { env = {}, args = [] } = {}) {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`twofold serve exited (${child.exitCode}):\n${log}`);
     try {
+      // /healthz answers while the server still starts ("starting": true): wait for the service.
       const r = await fetch(`${url}/healthz`);
-      if (r.ok) break;
+      if (r.ok && !(await r.json()).starting) break;
     } catch {
       // not listening yet
     }
