@@ -85,6 +85,23 @@ async fn all_recovered(client: &reqwest::Client, base: &str) {
     .await
 }
 
+/// Waits (within the stall bound plus a second) until `view` is stalled on
+/// `kind` and `/readyz` answers 503; returns what it waits on.
+async fn until_stalled(app: &TestApp, view: &str, kind: &str) -> Value {
+    let what = format!("{view} stalled on {kind}");
+    until(STALL_AFTER + Duration::from_secs(1), &what, || async {
+        let list = projections(&app.client, &app.base).await;
+        let (code, body) = readyz(&app.client, &app.base).await;
+        let p = named(&list, view);
+        if p["status"] == "stalled" && p["waitingOn"]["kind"] == kind && code == 503 {
+            Ok(p["waitingOn"].clone())
+        } else {
+            Err(format!("{list:?}; /readyz {code} {body}"))
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_foreign_write_lock_on_the_sqlite_read_file_is_named_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -235,18 +252,8 @@ async fn every_instance_on_role_api_reports_no_runner_on_postgres() {
         return;
     };
     let (_, _token) = app.register_customer("Nobody Runs", "nobody@example.com").await;
-    let list = until(STALL_AFTER + Duration::from_secs(1), "no runner reported", || async {
-        let list = projections(&app.client, &app.base).await;
-        let (code, body) = readyz(&app.client, &app.base).await;
-        let view = named(&list, "customer_view");
-        if view["status"] == "stalled" && view["waitingOn"]["kind"] == "NO_RUNNER" && code == 503 {
-            Ok(list)
-        } else {
-            Err(format!("{list:?}; /readyz {code} {body}"))
-        }
-    })
-    .await;
-    let detail = named(&list, "customer_view")["waitingOn"]["detail"].as_str().expect("detail").to_owned();
+    let waiting = until_stalled(&app, "customer_view", "NO_RUNNER").await;
+    let detail = waiting["detail"].as_str().expect("detail").to_owned();
     assert!(detail.contains("no runner"), "{detail}");
     app.stop().await;
 }
@@ -286,17 +293,7 @@ async fn a_leader_killed_with_only_api_instances_left_is_reported_on_postgres() 
     leader.child.kill().await.expect("kill -9");
     let (_, _token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     let placed = Instant::now();
-    until(STALL_AFTER + Duration::from_secs(1), "the api instance reports no runner", || async {
-        let list = projections(&app.client, &app.base).await;
-        let (code, body) = readyz(&app.client, &app.base).await;
-        let view = named(&list, "order_summary");
-        if view["status"] == "stalled" && view["waitingOn"]["kind"] == "NO_RUNNER" && code == 503 {
-            Ok(())
-        } else {
-            Err(format!("{list:?}; /readyz {code} {body}"))
-        }
-    })
-    .await;
+    until_stalled(&app, "order_summary", "NO_RUNNER").await;
     eprintln!("no runner reported {:?} after the order", placed.elapsed());
     app.stop().await;
 }
@@ -357,18 +354,8 @@ async fn a_writer_slot_held_too_long_is_named_on_sqlite() {
     // Something in this process takes the read file's writer slot and keeps it.
     let held = app.services.projector_db.begin_write_as("the test's writer", &mut |_| {}).await.expect("slot");
     let (_, _token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-    let list = until(STALL_AFTER + Duration::from_secs(1), "the views name the writer slot", || async {
-        let list = projections(&app.client, &app.base).await;
-        let (code, body) = readyz(&app.client, &app.base).await;
-        let summary = named(&list, "order_summary");
-        if summary["status"] == "stalled" && summary["waitingOn"]["kind"] == "WRITER_SLOT" && code == 503 {
-            Ok(list)
-        } else {
-            Err(format!("{list:?}; /readyz {code} {body}"))
-        }
-    })
-    .await;
-    let detail = named(&list, "order_summary")["waitingOn"]["detail"].as_str().expect("detail").to_owned();
+    let waiting = until_stalled(&app, "order_summary", "WRITER_SLOT").await;
+    let detail = waiting["detail"].as_str().expect("detail").to_owned();
     assert!(detail.contains("the test's writer"), "the holder is named: {detail}");
     held.commit().await.expect("release");
     all_recovered(&app.client, &app.base).await;
