@@ -26,14 +26,18 @@ fn a_bad_database_url_is_one_clear_line() {
     assert!(line.contains("unsupported database URL"), "{line}");
 }
 
+/// `serve` waits for its database (no limit by default, see `faults.rs`);
+/// with `--startup-timeout-ms` it gives up after that, in one clear line.
 #[test]
-fn an_unreachable_database_is_one_clear_line() {
+fn an_unreachable_database_is_one_clear_line_once_the_startup_timeout_passes() {
     let line = one_error_line(&twofold(&[
         "serve",
         "--bind",
         "127.0.0.1:0",
         "--database-url",
         "postgres://postgres:secret@127.0.0.1:1/none",
+        "--startup-timeout-ms",
+        "300",
     ]));
     assert!(
         line.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"),
