@@ -363,7 +363,11 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         catalog_max_age: settings.http.catalog_max_age,
     };
     if auth.is_open() && settings.role.serves_api() {
-        tracing::warn!("OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server");
+        tracing::warn!(
+            "OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server. \
+             To see what a customer sees, send `Twofold-Role: customer` and `Twofold-Customer-Id: <id>` \
+             (or `Twofold-Role: anonymous`); a role can be narrowed, never widened"
+        );
     }
     match &settings.export {
         Some(export) => ExportSettings::from(export).validate().map_err(StartError::Config)?,

@@ -7,8 +7,10 @@
 //! `alg: none`, and no RS256 public key used as an HS256 secret).
 //!
 //! With no key configured the service runs in open development mode: every
-//! request acts as staff. The operators' `--admin-token` is accepted in
-//! both modes as an alias for an admin.
+//! request acts as staff (a bearer value must still look like a JWT). The
+//! operators' `--admin-token` is accepted in both modes as an alias for an
+//! admin. In both modes a request can narrow its role, never widen it, with
+//! `Twofold-Role` (and `Twofold-Customer-Id`): see [`narrow`].
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,7 +144,11 @@ impl Authenticator {
             return Ok(Authenticated { actor: Actor::admin("admin-token"), expires_at: None });
         }
         if self.is_open() {
-            // Nothing to verify a token with: open mode ignores it.
+            // Nothing to verify a token with, so open mode acts as staff;
+            // but a value that could never be a token is refused as keyed
+            // mode refuses it, so a frontend's handling of a bad token can
+            // be tried without setting up keys.
+            jsonwebtoken::decode_header(token).map_err(|_| not_a_jwt())?;
             return Ok(Authenticated { actor: Actor::open(), expires_at: None });
         }
         self.verify(token)
@@ -150,8 +156,7 @@ impl Authenticator {
 
     fn verify(&self, token: &str) -> Result<Authenticated, InvalidToken> {
         let inner = &self.0;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| InvalidToken("the bearer token is not a well-formed JWT (header.payload.signature)".into()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| not_a_jwt())?;
         let key = match header.alg {
             Algorithm::HS256 => inner
                 .secret
@@ -243,6 +248,59 @@ fn bearer(value: &str) -> Result<&str, InvalidToken> {
     }
 }
 
+fn not_a_jwt() -> InvalidToken {
+    InvalidToken("the bearer token is not a well-formed JWT (header.payload.signature)".into())
+}
+
+/// The request header that narrows the role a request acts as.
+pub const ROLE_HEADER: &str = "twofold-role";
+/// The customer a request narrowed to `customer` acts as.
+pub const CUSTOMER_ID_HEADER: &str = "twofold-customer-id";
+
+/// Why a request's narrowing was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NarrowError {
+    /// The headers are malformed: an unknown role, a missing or malformed customer id.
+    #[error("{0}")]
+    Malformed(String),
+    /// A role wider than the credentials give, or another customer.
+    #[error("{0}")]
+    Widens(String),
+}
+
+/// `actor`, narrowed as the request asks (`Twofold-Role`, and
+/// `Twofold-Customer-Id` for a customer); unchanged when it asks nothing.
+pub fn narrow(actor: Actor, role: Option<&str>, customer_id: Option<&str>) -> Result<Actor, NarrowError> {
+    use NarrowError::Malformed;
+    let role = role.map(str::trim).filter(|r| !r.is_empty());
+    let customer_id = customer_id.map(str::trim).filter(|c| !c.is_empty());
+    let Some(role) = role else {
+        return match customer_id {
+            None => Ok(actor),
+            Some(_) => Err(Malformed("Twofold-Customer-Id needs Twofold-Role: customer beside it".into())),
+        };
+    };
+    let role = Role::parse(&role.to_ascii_lowercase()).ok_or_else(|| {
+        Malformed(format!("Twofold-Role {:?} is not one of anonymous, customer, staff, admin", truncate(role, 40)))
+    })?;
+    let customer_id = customer_id
+        .map(|id| {
+            Uuid::parse_str(id)
+                .map_err(|_| Malformed(format!("Twofold-Customer-Id {:?} is not a UUID", truncate(id, 40))))
+        })
+        .transpose()?;
+    if role == Role::Customer && customer_id.is_none() {
+        return Err(Malformed("acting as a customer needs the customer's id (the Twofold-Customer-Id header)".into()));
+    }
+    if role != Role::Customer && customer_id.is_some() {
+        return Err(Malformed(format!(
+            "Twofold-Customer-Id goes with Twofold-Role: customer, not with {}",
+            role.as_str()
+        )));
+    }
+    actor.narrowed_to(role, customer_id).map_err(NarrowError::Widens)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let diff = a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
     diff == 0
@@ -328,7 +386,44 @@ mod tests {
     fn no_credentials_is_anonymous_and_open_mode_is_staff() {
         let (_, auth) = keyed();
         assert_eq!(auth.authenticate(None).expect("ok").actor, Actor::anonymous());
-        assert_eq!(Authenticator::open().authenticate(Some("Bearer whatever")).expect("ok").actor, Actor::open());
+        let open = Authenticator::open();
+        assert_eq!(open.authenticate(None).expect("ok").actor, Actor::open());
+        let (secret, _) = keyed();
+        let real = mint(&secret, &Actor::customer("c", Uuid::nil()), Duration::from_secs(60)).expect("mints");
+        assert_eq!(open.authenticate(Some(&format!("Bearer {real}"))).expect("ok").actor, Actor::open());
+    }
+
+    #[test]
+    fn open_mode_refuses_what_could_never_be_a_token_as_keyed_mode_does() {
+        let (_, keyed) = keyed();
+        let open = Authenticator::open();
+        for value in ["Bearer whatever", "Basic dXNlcjpwYXNz", "Bearer"] {
+            let from_open = open.authenticate(Some(value)).expect_err(value).0;
+            let from_keyed = keyed.authenticate(Some(value)).expect_err(value).0;
+            assert_eq!(from_open, from_keyed, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_role_narrows_and_never_widens() {
+        let id = Uuid::new_v4();
+        let staff = Actor::open();
+        let customer = narrow(staff.clone(), Some("Customer"), Some(&id.to_string())).expect("narrows");
+        assert_eq!((customer.role, customer.customer_id, customer.sub.as_str()), (Role::Customer, Some(id), "open"));
+        assert_eq!(narrow(staff.clone(), Some("anonymous"), None).expect("narrows").role, Role::Anonymous);
+        assert_eq!(narrow(staff.clone(), None, None).expect("unchanged"), staff);
+        let widen = narrow(staff.clone(), Some("admin"), None).expect_err("widens");
+        assert!(matches!(&widen, NarrowError::Widens(m) if m.contains("never widened")), "{widen}");
+        let malformed = |e: NarrowError, needle: &str| matches!(&e, NarrowError::Malformed(m) if m.contains(needle));
+        assert!(malformed(narrow(staff.clone(), Some("customer"), None).expect_err("no id"), "Twofold-Customer-Id"));
+        assert!(malformed(narrow(staff.clone(), Some("customer"), Some("nope")).expect_err("bad id"), "not a UUID"));
+        assert!(malformed(narrow(staff.clone(), Some("root"), None).expect_err("unknown"), "not one of"));
+        assert!(malformed(narrow(staff, None, Some(&id.to_string())).expect_err("id alone"), "Twofold-Role"));
+        let other = Uuid::new_v4();
+        let as_other = narrow(customer.clone(), Some("customer"), Some(&other.to_string()));
+        assert!(matches!(as_other, Err(NarrowError::Widens(_))));
+        assert!(matches!(narrow(customer.clone(), Some("staff"), None), Err(NarrowError::Widens(_))));
+        assert_eq!(narrow(customer.clone(), Some("customer"), Some(&id.to_string())).expect("same"), customer);
     }
 
     #[test]

@@ -78,6 +78,31 @@ impl Actor {
         Self { sub: sub.into(), role: Role::Admin, customer_id: None }
     }
 
+    /// This actor with a role no wider than its own, for one request: a
+    /// developer (in open mode, where everyone is staff) or staff sees
+    /// exactly what a customer, or an anonymous visitor, would. A customer
+    /// stays the customer it is; nothing widens. `sub` is kept, so the
+    /// events record who really acted.
+    pub fn narrowed_to(&self, role: Role, customer_id: Option<Uuid>) -> Result<Actor, String> {
+        let rank = |r: Role| Role::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        if rank(role) > rank(self.role) {
+            return Err(format!(
+                "a role can be narrowed, never widened: this request acts as {} and cannot act as {}",
+                self.role.as_str(),
+                role.as_str()
+            ));
+        }
+        match (role, customer_id) {
+            (Role::Customer, None) => Err("acting as a customer needs the customer's id".into()),
+            (Role::Customer, Some(id)) if self.role == Role::Customer && self.customer_id != Some(id) => {
+                Err("a customer can act only as itself".into())
+            }
+            (Role::Customer, Some(id)) => Ok(Actor::customer(self.sub.clone(), id)),
+            (_, Some(_)) => Err(format!("a customer id goes with the customer role, not with {}", role.as_str())),
+            (role, None) => Ok(Actor { sub: self.sub.clone(), role, customer_id: None }),
+        }
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.role == Role::Anonymous
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError, ValidationResult};
 
 use super::documents::Documents;
@@ -90,6 +91,11 @@ pub struct Api {
 pub struct Prepared {
     pub request: Request,
     pub progress: Progress,
+    /// The document cache's key of this request (to find its parse again
+    /// for [`super::conform`]).
+    key: String,
+    /// The validated parse, when it came from the cache.
+    document: Option<Arc<ExecutableDocument>>,
     /// Served from the validated-document cache.
     pub cached: bool,
     /// Refused before running (a cached document whose variables do not
@@ -122,11 +128,15 @@ impl Api {
         if let Some(errors) = prepared.refused {
             return async_graphql::Response::from_errors(errors);
         }
-        if !prepared.cached {
-            return self.schema.execute(prepared.request).await;
-        }
-        let response = self.cached.execute(prepared.request).await;
-        mark_cached(&prepared.progress, &response);
+        let conformer = self.conformer(&prepared);
+        let mut response = if prepared.cached {
+            let response = self.cached.execute(prepared.request).await;
+            mark_cached(&prepared.progress, &response);
+            response
+        } else {
+            self.schema.execute(prepared.request).await
+        };
+        conformer.apply(&mut response);
         response
     }
 
@@ -139,20 +149,34 @@ impl Api {
         if let Some(errors) = prepared.refused {
             return futures_util::stream::once(async move { async_graphql::Response::from_errors(errors) }).boxed();
         }
-        if !prepared.cached {
-            return self.schema.execute_stream(prepared.request);
-        }
+        let conformer = self.conformer(&prepared);
         let progress = prepared.progress.clone();
+        let cached = prepared.cached;
         let mut first = true;
-        self.cached
-            .execute_stream(prepared.request)
-            .map(move |response| {
-                if std::mem::take(&mut first) {
+        let stream = if cached {
+            self.cached.execute_stream(prepared.request)
+        } else {
+            self.schema.execute_stream(prepared.request)
+        };
+        stream
+            .map(move |mut response| {
+                if cached && std::mem::take(&mut first) {
                     mark_cached(&progress, &response);
                 }
+                conformer.apply(&mut response);
                 response
             })
             .boxed()
+    }
+
+    /// What [`super::conform`] needs to put this request's responses in the spec's shape.
+    fn conformer(&self, prepared: &Prepared) -> Conformer {
+        Conformer {
+            documents: self.documents.clone(),
+            key: prepared.key.clone(),
+            document: prepared.document.clone(),
+            operation_name: prepared.request.operation_name.clone(),
+        }
     }
 
     /// Validates `query` (operation `operation_name`) without running it.
@@ -181,12 +205,14 @@ impl Api {
         // registry lookup, which the profile of a page showed to cost. So
         // the request-level checks the guard makes run here instead.
         let mut refused = None;
+        let mut parsed = None;
         let cached = match (self.documents.validated(&key), self.documents.schema_env()) {
             (Some(document), Some(env)) => {
                 if let Err(error) = super::shape::check_request(&env.registry, &document, &request) {
                     refused = Some(vec![error]);
                 }
                 request.set_parsed_query((*document).clone());
+                parsed = Some(document);
                 true
             }
             _ => false,
@@ -218,7 +244,26 @@ impl Api {
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());
-        Prepared { request, progress, cached, refused }
+        Prepared { request, progress, key, document: parsed, cached, refused }
+    }
+}
+
+/// Applies [`super::conform`] to the responses of one request.
+struct Conformer {
+    documents: Arc<Documents>,
+    key: String,
+    document: Option<Arc<ExecutableDocument>>,
+    operation_name: Option<String>,
+}
+
+impl Conformer {
+    fn apply(&self, response: &mut async_graphql::Response) {
+        // A document seen for the first time was remembered when it passed
+        // validation; one that did not pass has no data to put in shape.
+        let document = self.document.clone().or_else(|| self.documents.peek(&self.key));
+        if let (Some(document), Some(env)) = (document, self.documents.schema_env()) {
+            super::conform::conform(response, &document, self.operation_name.as_deref(), &env.registry);
+        }
     }
 }
 

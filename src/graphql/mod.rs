@@ -10,6 +10,7 @@
 //! `sea_orm`): it calls [`crate::command`] and [`crate::query`].
 pub mod access;
 pub mod api;
+pub mod conform;
 pub mod documents;
 pub mod error;
 pub mod inputs;

@@ -131,6 +131,8 @@ impl QueryRoot {
 
     /// Orders, newest first, optionally by status and/or customer. A
     /// customer sees only its own.
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn orders(
         &self,
@@ -140,7 +142,7 @@ impl QueryRoot {
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
         after: Option<String>,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Page<OrderSummary>> {
+    ) -> async_graphql::Result<Option<Page<OrderSummary>>> {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
         let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
@@ -153,7 +155,7 @@ impl QueryRoot {
         connection
             .edges
             .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
-        Ok(connection)
+        Ok(Some(connection))
     }
 
     /// One customer's dashboard (a customer: only its own).
@@ -171,6 +173,8 @@ impl QueryRoot {
     }
 
     /// Customers, newest first (a customer: only itself).
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn customers(
         &self,
@@ -178,7 +182,7 @@ impl QueryRoot {
         first: Option<i32>,
         after: Option<String>,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Page<Customer>> {
+    ) -> async_graphql::Result<Option<Page<Customer>>> {
         let first = page_size(first).map_err(from_query)?;
         let after = cursor(after)?;
         let scope = access::scope(ctx)?;
@@ -188,7 +192,7 @@ impl QueryRoot {
         connection
             .edges
             .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.registered_position), Customer(r))));
-        Ok(connection)
+        Ok(Some(connection))
     }
 
     /// The catalog, newest first; `search` matches title or sku.
@@ -224,6 +228,8 @@ impl QueryRoot {
 
     /// Staff: sales per UTC day from `from` to `to` inclusive (at most 366
     /// days); days without sales are omitted.
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "QUERY_COST + 31 * child_complexity")]
     async fn daily_sales(
         &self,
@@ -231,29 +237,35 @@ impl QueryRoot {
         from: NaiveDate,
         to: NaiveDate,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Vec<DailySales>> {
+    ) -> async_graphql::Result<Option<Vec<DailySales>>> {
         access::require_staff(ctx, "read daily sales")?;
         let reads = consistent(ctx, &[View::DailySales.name()], consistent_with).await?;
-        Ok(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect())
+        Ok(Some(reads.daily_sales(from, to).await.map_err(from_query)?.into_iter().map(DailySales).collect()))
     }
 
     /// An order's timeline, oldest first, with who did each step (a
     /// customer: only its own orders'; another's order has no timeline).
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "QUERY_COST + 3 * child_complexity")]
     async fn order_activity(
         &self,
         ctx: &Context<'_>,
         order_id: ID,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Vec<OrderActivity>> {
+    ) -> async_graphql::Result<Option<Vec<OrderActivity>>> {
         let order_id = uuid("orderId", &order_id)?;
         let scope = access::scope(ctx)?;
         let reads = consistent(ctx, &[View::OrderActivity.name()], consistent_with).await?;
-        Ok(reads.order_activity(order_id, scope).await.map_err(from_query)?.into_iter().map(OrderActivity).collect())
+        Ok(Some(
+            reads.order_activity(order_id, scope).await.map_err(from_query)?.into_iter().map(OrderActivity).collect(),
+        ))
     }
 
     /// Admin: events projections could not apply, newest first (open ones
     /// unless `includeResolved`).
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "QUERY_COST + first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
     async fn dead_letters(
         &self,
@@ -261,7 +273,7 @@ impl QueryRoot {
         projection: Option<String>,
         #[graphql(default = false)] include_resolved: bool,
         #[graphql(desc = "At most 500 (default 50).")] first: Option<i32>,
-    ) -> async_graphql::Result<Vec<super::types::DeadLetter>> {
+    ) -> async_graphql::Result<Option<Vec<super::types::DeadLetter>>> {
         let admin = access::require_admin(ctx, "read dead letters")?;
         let limit = match first {
             None => 50,
@@ -272,13 +284,15 @@ impl QueryRoot {
             .dead_letters(projection.as_deref(), include_resolved, limit)
             .await
             .map_err(|e| super::error::internal_error_of(&e))?;
-        Ok(rows.into_iter().map(super::types::DeadLetter).collect())
+        Ok(Some(rows.into_iter().map(super::types::DeadLetter).collect()))
     }
 
     /// Staff: every projection's checkpoint, status and lag. Read once per
     /// request, however many times the document asks for it.
+    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
+    /// may not read it, so that the rest of the document still answers.
     #[graphql(complexity = "PROJECTIONS_COST + 5 * child_complexity")]
-    async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
+    async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<ProjectionStatus>>> {
         access::require_staff(ctx, "read the projections' status")?;
         let admin = ctx.data::<crate::admin::Admin>()?;
         let read = || async { admin.projections().await.map_err(|e| super::error::internal_error_of(&e)) };
@@ -286,6 +300,6 @@ impl QueryRoot {
             Some(cache) => cache.projections.get_or_try_init(read).await?.clone(),
             None => read().await?,
         };
-        Ok(states.into_iter().map(ProjectionStatus).collect())
+        Ok(Some(states.into_iter().map(ProjectionStatus).collect()))
     }
 }

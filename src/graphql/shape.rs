@@ -389,7 +389,10 @@ impl Extension for DocumentGuardExtension {
         ctx: &ExtensionContext<'_>,
         next: async_graphql::extensions::NextValidation<'_>,
     ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
+        let result = next.run(ctx).await.map_err(|mut errors| {
+            errors.iter_mut().for_each(explain_scalar);
+            errors
+        });
         if let (Ok(_), Some(documents)) = (&result, &self.documents) {
             if let Some(Seen { key, document: Some(document), .. }) = self.seen().take() {
                 documents.remember(key, document);
@@ -408,6 +411,30 @@ impl Extension for DocumentGuardExtension {
             return async_graphql::Response::new(Value::Null);
         }
         next.run(ctx, operation_name).await
+    }
+}
+
+/// What a value of each custom scalar looks like, for validation errors
+/// that would otherwise say only `expected type "Token"`.
+const SCALAR_SHAPES: &[(&str, &str)] = &[
+    (
+        "Token",
+        "a token is the string a mutation returned as its `token`, two whole numbers joined by a dot \
+         such as \"1234.56\"; pass it back exactly as returned",
+    ),
+    ("BigInt", "a BigInt is a string of decimal digits such as \"6442450944\""),
+    ("NaiveDate", "a date is a string \"YYYY-MM-DD\" such as \"2026-12-04\""),
+];
+
+/// Appends what a value of the expected scalar looks like to a validation
+/// error about a literal of the wrong shape.
+fn explain_scalar(error: &mut ServerError) {
+    for (scalar, shape) in SCALAR_SHAPES {
+        if error.message.ends_with(&format!("expected type \"{scalar}\"")) {
+            error.message.push_str(": ");
+            error.message.push_str(shape);
+            return;
+        }
     }
 }
 

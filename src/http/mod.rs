@@ -270,6 +270,13 @@ async fn websocket(state: &AppState, parts: &mut axum::http::request::Parts, upg
         auth: state.auth.clone(),
         request_id: request_id_of(&parts.headers),
         upgrade_authorization: parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?").to_owned()),
+        upgrade_narrowing: ws::Narrowing {
+            role: parts.headers.get(crate::auth::ROLE_HEADER).map(|v| v.to_str().unwrap_or("?").to_owned()),
+            customer_id: parts
+                .headers
+                .get(crate::auth::CUSTOMER_ID_HEADER)
+                .map(|v| v.to_str().unwrap_or("?").to_owned()),
+        },
     };
     let (api, limits, shutdown, connections) =
         (state.api.clone(), state.limits.ws, state.shutdown.clone(), state.connections.clone());
@@ -293,14 +300,40 @@ fn request_id_of(headers: &HeaderMap) -> String {
 }
 
 /// The caller of an HTTP request, or the 401 for credentials that do not
-/// verify (a missing token is not an error here: it is anonymous).
+/// verify (a missing token is not an error here: it is anonymous), then
+/// narrowed as `Twofold-Role` / `Twofold-Customer-Id` ask (see
+/// [`crate::auth::narrow`]): 400 for headers that say nothing sensible, 403
+/// for a role wider than the credentials give.
 fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
     // A header that is not text is refused like a bad token, never ignored.
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?"));
-    match state.auth.authenticate(authorization) {
-        Ok(authenticated) => Ok(Caller { request_id: request_id_of(headers), actor: authenticated.actor }),
-        Err(invalid) => Err(Box::new(unauthenticated(headers, &invalid))),
+    let actor = match state.auth.authenticate(authorization) {
+        Ok(authenticated) => authenticated.actor,
+        Err(invalid) => return Err(Box::new(unauthenticated(headers, &invalid))),
+    };
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    match crate::auth::narrow(actor, text(crate::auth::ROLE_HEADER), text(crate::auth::CUSTOMER_ID_HEADER)) {
+        Ok(actor) => Ok(Caller { request_id: request_id_of(headers), actor }),
+        Err(refused) => {
+            let (status, code) = match refused {
+                crate::auth::NarrowError::Malformed(_) => (StatusCode::BAD_REQUEST, error::VALIDATION),
+                crate::auth::NarrowError::Widens(_) => (StatusCode::FORBIDDEN, error::FORBIDDEN),
+            };
+            Err(Box::new(refusal(headers, status, code, &refused.to_string())))
+        }
     }
+}
+
+/// A request refused before GraphQL runs, as a GraphQL error.
+fn refusal(headers: &HeaderMap, status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3)
@@ -308,14 +341,7 @@ fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Respon
 fn unauthenticated(headers: &HeaderMap, invalid: &InvalidToken) -> Response {
     let description: String = invalid.0.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect();
     let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
-    let body = json!({ "errors": [{ "message": invalid.0, "extensions": { "code": error::UNAUTHENTICATED } }] });
-    let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
-    let mut reply = (
-        StatusCode::UNAUTHORIZED,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response();
+    let mut reply = refusal(headers, StatusCode::UNAUTHORIZED, error::UNAUTHENTICATED, &invalid.0);
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         reply.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     }

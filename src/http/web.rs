@@ -98,7 +98,14 @@ pub fn cors(settings: &WebSettings) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT, REQUEST_ID])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                REQUEST_ID,
+                HeaderName::from_static(crate::auth::ROLE_HEADER),
+                HeaderName::from_static(crate::auth::CUSTOMER_ID_HEADER),
+            ])
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600)),
     )

@@ -80,6 +80,25 @@ pub struct Credentials {
     pub request_id: String,
     /// The upgrade request's `Authorization` header, if any.
     pub upgrade_authorization: Option<String>,
+    /// The upgrade request's `Twofold-Role` and `Twofold-Customer-Id`
+    /// headers, if any (see [`crate::auth::narrow`]).
+    pub upgrade_narrowing: Narrowing,
+}
+
+/// A connection's request to act with a narrower role: `Twofold-Role` and
+/// `Twofold-Customer-Id`, from `connection_init`'s payload or the upgrade
+/// request's headers. Kept so a refreshed token narrows the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Narrowing {
+    pub role: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+impl Narrowing {
+    fn apply(&self, actor: crate::domain::Actor) -> Result<crate::domain::Actor, Close> {
+        crate::auth::narrow(actor, self.role.as_deref(), self.customer_id.as_deref())
+            .map_err(|refused| Close(CLOSE_FORBIDDEN, format!("Forbidden: {refused}")))
+    }
 }
 
 /// WebSocket limits.
@@ -170,9 +189,22 @@ impl Connection {
                 let payload = message.remove("payload").unwrap_or(Value::Null);
                 let authorization = authorization_in(&payload).or(self.credentials.upgrade_authorization.clone());
                 let authenticated = self.authenticate(authorization.as_deref())?;
+                let narrowing = Narrowing {
+                    role: text_in(&payload, crate::auth::ROLE_HEADER).or(self
+                        .credentials
+                        .upgrade_narrowing
+                        .role
+                        .clone()),
+                    customer_id: text_in(&payload, crate::auth::CUSTOMER_ID_HEADER).or(self
+                        .credentials
+                        .upgrade_narrowing
+                        .customer_id
+                        .clone()),
+                };
+                let actor = narrowing.apply(authenticated.actor)?;
+                self.credentials.upgrade_narrowing = narrowing;
                 self.expires_at = authenticated.expires_at;
-                self.caller =
-                    Some(Caller { request_id: self.credentials.request_id.clone(), actor: authenticated.actor });
+                self.caller = Some(Caller { request_id: self.credentials.request_id.clone(), actor });
                 self.initialized = true;
                 let mut replies = vec![json!({ "type": "connection_ack" }).to_string()];
                 if self.legacy() {
@@ -284,7 +316,8 @@ impl Connection {
     /// Extends the connection with a new token for the same actor; returns
     /// its new expiry (Unix seconds; `null`: none).
     fn refresh(&mut self, authorization: &str) -> Result<Option<u64>, Close> {
-        let renewed = self.authenticate(Some(authorization))?;
+        let mut renewed = self.authenticate(Some(authorization))?;
+        renewed.actor = self.credentials.upgrade_narrowing.apply(renewed.actor)?;
         let Some(caller) = self.caller.as_mut() else {
             return Err(Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
         };
@@ -314,13 +347,13 @@ impl Drop for Connection {
 /// The `authorization` value of a `connection_init` or `ping` payload, in
 /// any letter case (GraphiQL sends `Authorization`).
 fn authorization_in(payload: &Value) -> Option<String> {
-    payload
-        .as_object()?
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?
-        .1
-        .as_str()
-        .map(str::to_owned)
+    text_in(payload, "authorization")
+}
+
+/// A text value of `connection_init`'s payload, its key matched as HTTP
+/// header names are (case-insensitively).
+fn text_in(payload: &Value, key: &str) -> Option<String> {
+    payload.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))?.1.as_str().map(str::to_owned)
 }
 
 /// How long until `expires_at` (Unix seconds); zero if it has passed.

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod concurrency;
+mod conformance;
 mod documents;
 mod export;
 mod faults;

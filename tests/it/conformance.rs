@@ -1,0 +1,208 @@
+//! What a typed client trips on, held to the GraphQL spec: response keys in
+//! document order, a failed field present as `null` with its null
+//! propagated through non-null types, open development mode narrowing a
+//! role per request (never widening it) and refusing what could never be a
+//! token, and validation errors a newcomer can act on.
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+use crate::ws_client::{Protocol, WsClient};
+
+/// POSTs `query` with `headers`; the HTTP status and the body as sent (the
+/// text, since key order is what is under test: `serde_json::Value` sorts).
+async fn post(app: &TestApp, query: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = app.client.post(format!("{}/graphql", app.base)).json(&json!({ "query": query }));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The top-level keys of the JSON object `text` at `pointer`, in the order sent.
+fn keys_in_order(text: &str, pointer: &str) -> Vec<String> {
+    let value: Value = serde_json::from_str(text).expect("JSON");
+    let object = value.pointer(pointer).and_then(Value::as_object).unwrap_or_else(|| panic!("no object at {pointer}"));
+    let mut keys: Vec<(usize, String)> = object
+        .keys()
+        .map(|k| {
+            let needle = format!("\"{k}\":");
+            // Keys are found after the object's own opening: good enough for
+            // these documents, whose keys are distinct words.
+            (text.find(&needle).unwrap_or_else(|| panic!("{k} not in {text}")), k.clone())
+        })
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, k)| k).collect()
+}
+
+on_both_backends!(response_keys_follow_the_document_even_when_a_later_field_answers_first, |app| async {
+    let seed = app.seed().await;
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let query = format!(
+        r#"{{ orders(first: 1, consistentWith: "{token}") {{ edges {{ node {{ customer {{ name }} status }} }} }}
+              viewer {{ sub role }}
+              products(first: 1) {{ edges {{ cursor }} }} }}"#
+    );
+    // The database fields await; `viewer` answers at once. Several runs, so
+    // a lucky scheduling cannot pass it.
+    for _ in 0..5 {
+        let (status, body) = post(&app, &query, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(keys_in_order(&body, "/data"), ["orders", "viewer", "products"], "{body}");
+        assert_eq!(keys_in_order(&body, "/data/viewer"), ["sub", "role"], "{body}");
+        // `customer` is loaded through a DataLoader, `status` is at hand.
+        assert_eq!(keys_in_order(&body, "/data/orders/edges/0/node"), ["customer", "status"], "{body}");
+    }
+    // Aliases and fragments: the order of the document, fragments expanded in place.
+    let query = r#"{ b: viewer { role } ...Catalog a: viewer { sub } } fragment Catalog on Query { products(first: 1) { edges { cursor } } }"#;
+    let (_, body) = post(&app, query, &[]).await;
+    assert_eq!(keys_in_order(&body, "/data"), ["b", "products", "a"], "{body}");
+});
+
+/// A server with a key: requests without a token are anonymous.
+async fn keyed(backend: Backend) -> Option<TestApp> {
+    let mut app = TestApp::spawn_with(backend, |s| {
+        s.identity.jwt_secret = Some("conformance-tests-hs256-secret-32bytes+".into());
+        s.identity.admin_token = Some("conformance-admin".into());
+    })
+    .await?;
+    app.authorization = Some("Bearer conformance-admin".into());
+    Some(app)
+}
+
+async fn failed_fields_are_null_and_propagate(app: TestApp) {
+    app.seed().await;
+    // Anonymous: the catalog answers, the orders may not be read. The key is
+    // there, null, and the error says why.
+    let (status, body) =
+        post(&app, "{ products(first: 1) { edges { cursor } } orders(first: 1) { edges { cursor } } }", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let response: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(response["data"]["products"]["edges"].is_array(), "{body}");
+    assert_eq!(response["data"].get("orders"), Some(&Value::Null), "the key must be present: {body}");
+    assert_eq!(response["errors"][0]["path"], json!(["orders"]), "{body}");
+    assert_eq!(code(&response), "UNAUTHENTICATED", "{body}");
+    assert_eq!(keys_in_order(&body, "/data"), ["products", "orders"], "{body}");
+
+    // Every permission-failing root field is nullable, so each answers null
+    // beside the rest.
+    for field in [
+        "customers(first: 1) { edges { cursor } }",
+        "dailySales(from: \"2026-01-01\", to: \"2026-01-02\") { day }",
+        "orderActivity(orderId: \"00000000-0000-0000-0000-000000000000\") { version }",
+        "deadLetters { id }",
+        "projections { name }",
+    ] {
+        let (_, body) = post(&app, &format!("{{ products(first: 1) {{ edges {{ cursor }} }} {field} }}"), &[]).await;
+        let response: Value = serde_json::from_str(&body).expect("JSON");
+        let name = field.split(['(', ' ']).next().expect("a name");
+        assert_eq!(response["data"].get(name), Some(&Value::Null), "{field}: {body}");
+        assert!(response["data"]["products"].is_object(), "{field}: {body}");
+    }
+
+    // A non-null field that fails takes its nearest nullable parent with it:
+    // here `products` is non-null, so the whole `data` is null (and
+    // `viewer`, which answered, goes with it), as the spec has it.
+    let (_, body) = post(&app, "{ viewer { role } products(first: 1000) { edges { cursor } } }", &[]).await;
+    let response: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(response.get("data"), Some(&Value::Null), "{body}");
+    assert_eq!(response["errors"][0]["path"], json!(["products"]), "{body}");
+    assert_eq!(code(&response), "VALIDATION", "{body}");
+}
+
+mod failed_fields_are_null_and_their_null_propagates {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        failed_fields_are_null_and_propagate(keyed(Backend::Sqlite).await.expect("sqlite")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        let Some(app) = keyed(Backend::Postgres).await else { return };
+        failed_fields_are_null_and_propagate(app).await;
+    }
+}
+
+on_both_backends!(open_mode_narrows_a_role_per_request_and_never_widens_it, |app| async {
+    let seed = app.seed().await;
+    let (other, _) = app.register_customer("Other", &format!("{}@example.com", short())).await;
+    let (mine, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let (_, token) = app.place_order(&other, &[(&seed.cake, 1)]).await;
+    let orders = format!(
+        r#"{{ viewer {{ role customerId }} orders(consistentWith: "{token}") {{ edges {{ node {{ id }} }} }} }}"#
+    );
+
+    // Open mode: staff, every order.
+    let (_, body) = post(&app, &orders, &[]).await;
+    let staff: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(staff["data"]["viewer"]["role"], "STAFF", "{body}");
+    assert_eq!(staff["data"]["orders"]["edges"].as_array().map(Vec::len), Some(2), "{body}");
+
+    // Narrowed to a customer: exactly what that customer sees.
+    let as_customer = [("twofold-role", "customer"), ("twofold-customer-id", seed.customer.as_str())];
+    let (status, body) = post(&app, &orders, &as_customer).await;
+    assert_eq!(status, 200, "{body}");
+    let customer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(customer["data"]["viewer"], json!({ "role": "CUSTOMER", "customerId": seed.customer }), "{body}");
+    assert_eq!(customer["data"]["orders"]["edges"], json!([{ "node": { "id": mine } }]), "{body}");
+
+    // Narrowed to anonymous: the orders are not readable.
+    let (_, body) = post(&app, &orders, &[("twofold-role", "anonymous")]).await;
+    let anonymous: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(anonymous["data"]["orders"], Value::Null, "{body}");
+    assert_eq!(code(&anonymous), "UNAUTHENTICATED", "{body}");
+
+    // Never widened; malformed narrowing is the client's mistake.
+    let (status, body) = post(&app, &orders, &[("twofold-role", "admin")]).await;
+    assert_eq!(status, 403, "{body}");
+    let refused: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(code(&refused), "FORBIDDEN", "{body}");
+    assert!(s(&refused["errors"][0]["message"]).contains("never widened"), "{body}");
+    for headers in [
+        vec![("twofold-role", "customer")],
+        vec![("twofold-role", "customer"), ("twofold-customer-id", "not-a-uuid")],
+        vec![("twofold-role", "superuser")],
+    ] {
+        let (status, body) = post(&app, &orders, &headers).await;
+        assert_eq!(status, 400, "{headers:?}: {body}");
+        let refused: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(code(&refused), "VALIDATION", "{headers:?}: {body}");
+    }
+
+    // A bearer value that could never be a token: 401 with keyed mode's words.
+    let (status, body) = post(&app, &orders, &[("authorization", "Bearer not-a-jwt")]).await;
+    assert_eq!(status, 401, "{body}");
+    let refused: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(code(&refused), "UNAUTHENTICATED", "{body}");
+    assert!(s(&refused["errors"][0]["message"]).contains("not a well-formed JWT"), "{body}");
+
+    // Over a WebSocket, `connection_init` narrows the same way.
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init_with(json!({ "Twofold-Role": "customer", "Twofold-Customer-Id": seed.customer })).await;
+    ws.subscribe("1", "{ viewer { role customerId } }", json!({})).await;
+    let payload = ws.next_data("1").await;
+    assert_eq!(payload["data"]["viewer"], json!({ "role": "CUSTOMER", "customerId": seed.customer }), "{payload}");
+    ws.close().await;
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.send_json(json!({ "type": "connection_init", "payload": { "twofold-role": "admin" } })).await;
+    assert_eq!(ws.expect_close().await, Some(4403), "widening over a WebSocket closes with Forbidden");
+});
+
+on_both_backends!(validation_errors_say_what_a_value_looks_like_and_suggest_a_field, |app| async {
+    let query = r#"{ order(id: "00000000-0000-0000-0000-000000000000", consistentWith: "soon") { id } }"#;
+    let (_, body) = post(&app, query, &[]).await;
+    let response: Value = serde_json::from_str(&body).expect("JSON");
+    let message = s(&response["errors"][0]["message"]);
+    assert!(message.contains("expected type \"Token\""), "{message}");
+    assert!(message.contains("two whole numbers joined by a dot"), "a token's shape is told: {message}");
+
+    let (_, body) = post(&app, "{ ordrs { edges { cursor } } }", &[]).await;
+    let response: Value = serde_json::from_str(&body).expect("JSON");
+    let message = s(&response["errors"][0]["message"]);
+    assert!(message.contains("Did you mean \"orders\""), "{message}");
+});
