@@ -258,10 +258,10 @@ fn is_introspection(query: &str) -> bool {
     })
 }
 
-/// A least-recently-used map bounded by entries and by a total size.
+/// A least-recently-used map bounded by entries and by a total size, on
+/// the `lru` crate (constant-time use and eviction).
 struct Lru<V> {
-    entries: HashMap<String, (V, usize, u64)>,
-    tick: u64,
+    entries: lru::LruCache<String, (V, usize)>,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -269,35 +269,24 @@ struct Lru<V> {
 
 impl<V: Clone> Lru<V> {
     fn new(capacity: usize, max_bytes: usize) -> Self {
-        Self { entries: HashMap::new(), tick: 0, capacity, max_bytes, bytes: 0 }
+        Self { entries: lru::LruCache::unbounded(), capacity, max_bytes, bytes: 0 }
     }
 
     fn get(&mut self, key: &str) -> Option<V> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.entries.get_mut(key).map(|(value, _, used)| {
-            *used = tick;
-            value.clone()
-        })
+        self.entries.get(key).map(|(value, _)| value.clone())
     }
 
     fn insert(&mut self, key: String, value: V, size: usize) {
         if size > self.max_bytes {
             return;
         }
-        self.tick += 1;
-        if let Some((_, old, _)) = self.entries.insert(key, (value, size, self.tick)) {
+        if let Some((_, old)) = self.entries.put(key, (value, size)) {
             self.bytes -= old;
         }
         self.bytes += size;
-        // Evicting scans the map: it runs only when a new document arrives at a full cache.
         while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
-            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, _, used))| *used).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            if let Some((_, size, _)) = self.entries.remove(&oldest) {
-                self.bytes -= size;
-            }
+            let Some((_, (_, size))) = self.entries.pop_lru() else { break };
+            self.bytes -= size;
         }
     }
 }

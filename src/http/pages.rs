@@ -181,14 +181,9 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// A strong validator: FNV-1a over the bytes (stable for the life of a build).
+/// A strong validator over the bytes (stable for the life of a build).
 fn etag(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("\"{h:016x}-{:x}\"", bytes.len())
+    format!("\"{:016x}-{:x}\"", crate::stable_hash::of(&[bytes]), bytes.len())
 }
 
 #[cfg(test)]

@@ -165,7 +165,8 @@ pub fn etag(
     caller: &str,
     checkpoints: &[impl std::fmt::Display],
 ) -> String {
-    let mut h = Fnv::default();
+    use std::hash::Hasher;
+    let mut h = crate::stable_hash::hasher();
     h.write(env!("CARGO_PKG_VERSION").as_bytes());
     for part in [query, operation_name.unwrap_or(""), variables, caller] {
         h.write(part.as_bytes());
@@ -175,7 +176,7 @@ pub fn etag(
         h.write(c.to_string().as_bytes());
         h.write(&[0]);
     }
-    format!("W/\"{:016x}\"", h.0)
+    format!("W/\"{:016x}\"", h.finish())
 }
 
 /// Whether `If-None-Match` names `tag` (or is `*`).
@@ -190,25 +191,6 @@ pub fn matches(headers: &HeaderMap, tag: &str) -> bool {
 /// Weak comparison (RFC 9110 §8.8.3.2): `W/` prefixes do not matter.
 fn weak_eq(a: &str, b: &str) -> bool {
     a.trim_start_matches("W/") == b.trim_start_matches("W/")
-}
-
-/// 64-bit FNV-1a: stable across processes and releases of the toolchain,
-/// so instances behind one load balancer agree on tags.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 #[cfg(test)]

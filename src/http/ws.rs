@@ -95,9 +95,11 @@ pub struct Narrowing {
 }
 
 impl Narrowing {
-    fn apply(&self, actor: crate::domain::Actor) -> Result<crate::domain::Actor, Close> {
-        crate::auth::narrow(actor, self.role.as_deref(), self.customer_id.as_deref())
-            .map_err(|refused| Close(CLOSE_FORBIDDEN, format!("Forbidden: {refused}")))
+    fn apply(&self, authenticated: &mut Authenticated) -> Result<(), Close> {
+        authenticated.actor =
+            crate::auth::narrow(authenticated.actor.clone(), self.role.as_deref(), self.customer_id.as_deref())
+                .map_err(|refused| Close(CLOSE_FORBIDDEN, format!("Forbidden: {refused}")))?;
+        Ok(())
     }
 }
 
@@ -188,7 +190,7 @@ impl Connection {
                 }
                 let payload = message.remove("payload").unwrap_or(Value::Null);
                 let authorization = authorization_in(&payload).or(self.credentials.upgrade_authorization.clone());
-                let authenticated = self.authenticate(authorization.as_deref())?;
+                let mut authenticated = self.authenticate(authorization.as_deref())?;
                 let narrowing = Narrowing {
                     role: text_in(&payload, crate::auth::ROLE_HEADER).or(self
                         .credentials
@@ -201,10 +203,11 @@ impl Connection {
                         .customer_id
                         .clone()),
                 };
-                let actor = narrowing.apply(authenticated.actor)?;
+                narrowing.apply(&mut authenticated)?;
                 self.credentials.upgrade_narrowing = narrowing;
                 self.expires_at = authenticated.expires_at;
-                self.caller = Some(Caller { request_id: self.credentials.request_id.clone(), actor });
+                self.caller =
+                    Some(Caller { request_id: self.credentials.request_id.clone(), actor: authenticated.actor });
                 self.initialized = true;
                 let mut replies = vec![json!({ "type": "connection_ack" }).to_string()];
                 if self.legacy() {
@@ -317,7 +320,7 @@ impl Connection {
     /// its new expiry (Unix seconds; `null`: none).
     fn refresh(&mut self, authorization: &str) -> Result<Option<u64>, Close> {
         let mut renewed = self.authenticate(Some(authorization))?;
-        renewed.actor = self.credentials.upgrade_narrowing.apply(renewed.actor)?;
+        self.credentials.upgrade_narrowing.apply(&mut renewed)?;
         let Some(caller) = self.caller.as_mut() else {
             return Err(Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
         };

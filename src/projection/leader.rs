@@ -26,14 +26,10 @@ use tokio::sync::Mutex;
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 pub use crate::notice::postgres::LEADERSHIP_CHANNEL;
 
-/// A stable 64-bit key for a projection name (FNV-1a).
+/// A stable 64-bit key for a projection name: every instance and release
+/// must agree on it, since it is the advisory lock they contend for.
 pub fn lock_key(name: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in "twofold.projection.".bytes().chain(name.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+    crate::stable_hash::of(&["twofold.projection.".as_bytes(), name.as_bytes()]) as i64
 }
 
 /// The result of [`Locks::hold`].

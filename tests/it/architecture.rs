@@ -17,6 +17,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("token", &[][..]),
         ("catalog", &[][..]),
         ("backoff", &[][..]),
+        ("stable_hash", &[][..]),
         ("config", &["catalog"][..]),
         ("metrics", &["catalog"][..]),
         ("db", &["metrics"][..]),
@@ -24,18 +25,22 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("auth", &["domain"][..]),
         ("notice", &["token", "db", "catalog", "backoff"][..]),
         ("command", &["domain", "token", "db", "notice", "inline", "metrics"][..]),
-        ("projection", &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff"][..]),
+        (
+            "projection",
+            &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff", "stable_hash"][..],
+        ),
         ("query", &["domain", "token", "db", "notice", "catalog", "metrics"][..]),
         ("export", &["projection", "domain", "token", "db", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
         ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics"][..]),
-        ("http", &["graphql", "admin", "auth", "catalog", "metrics"][..]),
+        ("http", &["graphql", "admin", "auth", "catalog", "metrics", "stable_hash"][..]),
         (
             "app",
             &[
                 "config",
                 "catalog",
                 "backoff",
+                "stable_hash",
                 "domain",
                 "token",
                 "metrics",
@@ -75,7 +80,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
 /// External paths a layer must never name.
 fn forbidden_external(layer: &str) -> &'static [&'static str] {
     match layer {
-        "domain" | "token" | "catalog" | "backoff" => {
+        "domain" | "token" | "catalog" | "backoff" | "stable_hash" => {
             &["sea_orm", "sqlx", "tokio", "axum", "async_graphql", "reqwest", "entity", "metrics"]
         }
         "command" => &["entity::read", "async_graphql", "axum"],
