@@ -133,16 +133,12 @@ pub struct RebuildStarted {
     pub accepted: bool,
 }
 
-/// What an operator's action on a dead letter did.
-#[derive(SimpleObject)]
-pub struct DeadLetterResolution {
-    pub dead_letter: super::types::DeadLetter,
-    /// The projection's checkpoint afterwards.
-    pub checkpoint: Token,
-}
-
-fn resolution(done: crate::admin::Resolved) -> DeadLetterResolution {
-    DeadLetterResolution { dead_letter: super::types::DeadLetter(done.dead_letter), checkpoint: Token(done.checkpoint) }
+/// An operator's action on a dead letter is a command like any other: it
+/// answers an ack whose token is the projection's checkpoint afterwards
+/// (wait on it with `writeVisible`); the dead letter itself is read with
+/// the `deadLetters` query.
+fn resolution(done: crate::admin::Resolved) -> Accepted {
+    Accepted { token: Token(done.checkpoint) }
 }
 
 fn dead_letter_error(e: crate::admin::DeadLetterError) -> async_graphql::Error {
@@ -259,15 +255,18 @@ impl MutationRoot {
     }
 
     /// Admin: the projection, stopped at this dead letter (after the cause
-    /// was fixed), tries its event again.
-    async fn retry_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
+    /// was fixed), tries its event again. The token is the projection's
+    /// checkpoint afterwards; `deadLetters(includeResolved: true)` shows the
+    /// letter's resolution.
+    async fn retry_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Accepted> {
         let admin = super::access::require_admin(ctx, "retry dead letters")?;
         Ok(resolution(admin.retry_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
     }
 
     /// Admin: the projection, stopped at this dead letter, moves past its
-    /// event (which then never shows in that view).
-    async fn skip_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<DeadLetterResolution> {
+    /// event (which then never shows in that view). The token is the
+    /// projection's checkpoint afterwards.
+    async fn skip_dead_letter(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Accepted> {
         let admin = super::access::require_admin(ctx, "skip dead letters")?;
         Ok(resolution(admin.skip_dead_letter(dead_letter_id(&id)?).await.map_err(dead_letter_error)?))
     }
