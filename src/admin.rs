@@ -150,8 +150,6 @@ impl Admin {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Pings both databases, reads the projections and the horizon, each
-    /// within a bound, so the check itself answers within a second.
     /// The checkpoints of `views`, in their order (for conditional GETs:
     /// one small query on the query pool, never the log). `None` when one
     /// of them is applied inline: its rows change with each command, before
@@ -178,6 +176,8 @@ impl Admin {
         ))
     }
 
+    /// Pings both databases, reads the projections and the horizon, each
+    /// within a bound, so the check itself answers within a second.
     pub async fn readiness(&self) -> Readiness {
         async fn ping(db: &Db) -> bool {
             matches!(tokio::time::timeout(READY_CHECK, db.conn.ping()).await, Ok(Ok(())))

@@ -22,6 +22,7 @@
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
 //!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘, stable_hash
+//!   admin ─▶ projection (status, rebuilds, dead letters go through it).
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
 //!   config builds plain settings and imports only catalog.
 //! ```

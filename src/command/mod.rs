@@ -1,19 +1,9 @@
 //! The write side: one handler per command, grouped by aggregate
 //! (`customer`, `product`, `order`).
 //!
-//! Every command runs as one unit of work on the write database:
-//!
-//! 1. lock the aggregate rows it decides on (`SELECT … FOR UPDATE`, or
-//!    `FOR SHARE` for rows it only reads). Locking first makes the
-//!    transaction's PostgreSQL xid order agree with each stream's version
-//!    order, which the projections' `(tx_id, position)` reading relies on;
-//! 2. claim the idempotency key (`command_log`): a concurrent duplicate waits
-//!    on that row and then replays the first result;
-//! 3. let the domain aggregate decide the events (or reject the command);
-//! 4. save the new state, append the events, run inline projections, record
-//!    the acknowledgement, commit — all in the same transaction (the outbox:
-//!    there is no second write that could be lost);
-//! 5. after commit, signal the projectors that the log has grown.
+//! Every command runs as one unit of work on the write database, in one
+//! transaction with its events (the outbox): [`pipeline`] describes its
+//! steps, in order, once.
 //!
 //! Concurrency: commands on one aggregate serialize on its row lock, so the
 //! second of two racing commands is decided against the state the first

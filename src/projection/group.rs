@@ -4,8 +4,8 @@
 //! applied together: the log is read once (from the lowest checkpoint),
 //! and one read-database transaction applies each projection's part of the
 //! batch, moves every checkpoint with one statement (which also queues the
-//! NOTIFYs), and commits once. Five projections used to cost five reads,
-//! five transactions and five commits per batch; now they cost one of each.
+//! NOTIFYs), and commits once: one read, one transaction and one commit
+//! per batch, however many projections.
 //!
 //! What each projection keeps of its own:
 //! - **leadership**: each runner still holds its own advisory lock; the
@@ -24,7 +24,7 @@
 //!   event and applies its policy (stop or skip). The others are not held
 //!   back;
 //! - **exactly once**: a checkpoint moves in the same transaction as its
-//!   projection's rows, as before.
+//!   projection's rows.
 //!
 //! **Wake-ups that find nothing cost no query**: a runner woken by an
 //! append this process heard of (a command, or another instance's NOTIFY)
