@@ -4,7 +4,7 @@
 //! `OrderCancelled`, and prints an alert when a product passes a threshold
 //! (time to restock).
 //!
-//! It relies only on what the README promises: CloudEvents headers, events
+//! It relies only on what docs/operators.md promises: CloudEvents headers, events
 //! of one subject in log order, at-least-once delivery, and `ce-id` unique
 //! per event. It is idempotent on `ce-id`: each batch is applied, the
 //! totals *and the ids applied* are saved (one atomic file write), and only

@@ -136,7 +136,7 @@ pub async fn start_patiently(
 
 /// The running parts of the service.
 ///
-/// Pools (connections per instance on PostgreSQL, see the README's budget):
+/// Pools (connections per instance on PostgreSQL, see the connection budget in docs/operators.md):
 /// commands (`write_db`), queries (`read_db`), and the projectors' own
 /// small pools, whose sessions are marked as projector sessions.
 #[derive(Clone)]

@@ -109,7 +109,7 @@ impl QueryRoot {
         Ok(reads.customer(id, scope).await.map_err(from_query)?.map(|c| Node::Customer(Customer(c))))
     }
 
-    /// Who this request acts as (from its bearer token; see the README's
+    /// Who this request acts as (from its bearer token; see docs/frontend.md,
     /// "Identity and access").
     async fn viewer(&self, ctx: &Context<'_>) -> Viewer {
         access::actor(ctx).into()

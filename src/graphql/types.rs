@@ -149,7 +149,7 @@ impl OrderSummary {
     async fn line_count(&self) -> i32 {
         self.0.line_count
     }
-    /// The order's total in cents (at most 1,000,000,000: see the README's limits).
+    /// The order's total in cents (at most 1,000,000,000: see docs/frontend.md, "Money and counters").
     async fn total_cents(&self) -> async_graphql::Result<i32> {
         int("totalCents", self.0.total_cents)
     }

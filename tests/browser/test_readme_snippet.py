@@ -1,6 +1,7 @@
-"""The README's read-your-write snippet (graphql-ws + fetch) runs as written.
+"""The frontend guide's read-your-write snippet (graphql-ws + fetch) runs as written.
 
-It is taken from README.md between `<!-- snippet:read-your-write -->` and
+It is taken from docs/frontend.md (moved there from the README; the file
+keeps its name) between `<!-- snippet:read-your-write -->` and
 `<!-- /snippet:read-your-write -->`; only its `import … from 'graphql-ws'`
 line is rewritten, to the copy of graphql-ws the server vendors. It must
 reach its visible branch.
@@ -24,7 +25,7 @@ PAGE, MODULE = "/board", "/assets/board.js"
 
 
 def readme_snippet():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "frontend.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1, "the snippet markers must appear once each"
     block = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
     assert block.startswith("```js\n") and block.endswith("```"), block[:40]

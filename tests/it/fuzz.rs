@@ -4,7 +4,7 @@
 //! WebSocket message sequences. Nothing may panic, answer 5xx, or grow
 //! memory past a bound. Seeded, so a failure reproduces; set
 //! `TWOFOLD_FUZZ_CASES` and `TWOFOLD_FUZZ_SEED` to run it longer (the
-//! README says how), and see `tests/fuzz` for the coverage-guided target.
+//! README's test section says how), and see `tests/fuzz` for the coverage-guided target.
 use std::time::Duration;
 
 use serde_json::{json, Value};

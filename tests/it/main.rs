@@ -12,6 +12,7 @@ mod cluster;
 mod commands;
 mod concurrency;
 mod conformance;
+mod docs;
 mod documents;
 mod export;
 mod faults;
