@@ -547,6 +547,10 @@ async fn the_client_close_frame_is_echoed() {
 async fn metrics_can_be_served_on_their_own_address() {
     let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr");
     let app = TestApp::spawn_with(Backend::Sqlite, |s| s.metrics_bind = Some(metrics_addr)).await.expect("app");
+    // The server binds the metrics address before it serves its main
+    // listener: once that answers, the metrics address is bound.
+    let health = reqwest::get(format!("{}/healthz", app.base)).await.expect("healthz");
+    assert!(health.status().is_success(), "{}", health.status());
     let text =
         reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("metrics").text().await.expect("text");
     assert!(text.contains("twofold_requests_shed_total"), "{text}");
