@@ -24,8 +24,110 @@ pub mod replicas;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 
-pub use crate::projection::dead_letters::{DeadLetter, DeadLetterError, Resolved};
-pub use entity::read::projection_checkpoint::Model as CheckpointRow;
+pub use crate::projection::dead_letters::DeadLetterError;
+
+/// A projection's checkpoint row (`projection_checkpoint`), as admin hands
+/// it out: its own type, so `graphql` and `http` never hold an `entity` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub name: String,
+    /// `async` or `inline`.
+    pub mode: String,
+    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated` (`stalled` is derived, never stored).
+    pub status: String,
+    /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
+    pub last_tx_id: i64,
+    pub last_position: i64,
+    pub events_applied: i64,
+    pub last_error: Option<String>,
+    /// The instance currently running the projection, when known.
+    pub owner: Option<String>,
+    /// Fencing counter: bumped by every runner that takes the projection over.
+    pub fence: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// While `rebuilding`: events replayed so far, and the log's size when the rebuild began.
+    pub rebuild_done: i64,
+    pub rebuild_total: i64,
+    /// Consecutive failed attempts of the runner (0 while healthy).
+    pub attempts: i64,
+    /// The leading runner's last heartbeat (none: no runner ever led it).
+    pub heartbeat_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the leading runner was last healthy: it applied a batch or
+    /// stood at the head of the log.
+    pub progressed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the leading runner waits on (JSON), while something blocks it.
+    pub waiting_on: Option<String>,
+}
+
+impl From<projection_checkpoint::Model> for CheckpointRow {
+    fn from(m: projection_checkpoint::Model) -> Self {
+        Self {
+            name: m.name,
+            mode: m.mode,
+            status: m.status,
+            last_tx_id: m.last_tx_id,
+            last_position: m.last_position,
+            events_applied: m.events_applied,
+            last_error: m.last_error,
+            owner: m.owner,
+            fence: m.fence,
+            updated_at: m.updated_at,
+            rebuild_done: m.rebuild_done,
+            rebuild_total: m.rebuild_total,
+            attempts: m.attempts,
+            heartbeat_at: m.heartbeat_at,
+            progressed_at: m.progressed_at,
+            waiting_on: m.waiting_on,
+        }
+    }
+}
+
+/// An event a projection failed to apply deterministically (a `dead_letter` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub projection: String,
+    pub event_position: i64,
+    pub event_tx_id: i64,
+    pub stream_id: uuid::Uuid,
+    pub event_type: String,
+    pub error: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// What an operator did with it: `retried` or `skipped`; `None` while open.
+    pub resolution: Option<String>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<dead_letters::DeadLetter> for DeadLetter {
+    fn from(m: dead_letters::DeadLetter) -> Self {
+        Self {
+            id: m.id,
+            projection: m.projection,
+            event_position: m.event_position,
+            event_tx_id: m.event_tx_id,
+            stream_id: m.stream_id,
+            event_type: m.event_type,
+            error: m.error,
+            recorded_at: m.recorded_at,
+            resolution: m.resolution,
+            resolved_at: m.resolved_at,
+        }
+    }
+}
+
+/// What a dead-letter action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub dead_letter: DeadLetter,
+    /// The projection's checkpoint afterwards.
+    pub checkpoint: LogPosition,
+}
+
+impl From<dead_letters::Resolved> for Resolved {
+    fn from(r: dead_letters::Resolved) -> Self {
+        Self { dead_letter: r.dead_letter.into(), checkpoint: r.checkpoint }
+    }
+}
 
 /// A projection's checkpoint row, how far behind the log it is, and its
 /// status as derived from those facts now (see `crate::notice::progress`).
@@ -140,7 +242,7 @@ impl Admin {
                 let judged = progress.judge(&row.name, &facts, oldest, chrono::Utc::now());
                 (behind_for, waiting_on) = (judged.behind_for, judged.wait);
             }
-            out.push(ProjectionState { row, lag, behind_for, waiting_on });
+            out.push(ProjectionState { row: row.into(), lag, behind_for, waiting_on });
         }
         Ok(out)
     }
@@ -258,18 +360,19 @@ impl Admin {
         projection: Option<&str>,
         include_resolved: bool,
         limit: u64,
-    ) -> Result<Vec<dead_letters::DeadLetter>, dead_letters::DeadLetterError> {
-        Ok(dead_letters::list(&self.views_db, projection, include_resolved, limit).await?)
+    ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        let rows = dead_letters::list(&self.views_db, projection, include_resolved, limit).await?;
+        Ok(rows.into_iter().map(DeadLetter::from).collect())
     }
 
     /// Retries a dead letter (its projection, stopped at it, tries it again).
-    pub async fn retry_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
-        dead_letters::retry(&self.views_db, &self.notices, id).await
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<Resolved, DeadLetterError> {
+        dead_letters::retry(&self.views_db, &self.notices, id).await.map(Resolved::from)
     }
 
     /// Skips a dead letter (its projection, stopped at it, moves past it).
-    pub async fn skip_dead_letter(&self, id: i64) -> Result<dead_letters::Resolved, dead_letters::DeadLetterError> {
-        dead_letters::skip(&self.views_db, &self.notices, id).await
+    pub async fn skip_dead_letter(&self, id: i64) -> Result<Resolved, DeadLetterError> {
+        dead_letters::skip(&self.views_db, &self.notices, id).await.map(Resolved::from)
     }
 
     /// Starts a rebuild in the background; progress shows in `projections`

@@ -57,6 +57,11 @@ impl fmt::Display for View {
 /// it, and it cannot be rebuilt (what it published cannot be taken back).
 pub const EXPORTER: &str = "event_export";
 
+/// Events read and applied per replay transaction of a rebuild (the
+/// default of `twofold rebuild --batch-size`, and what rebuilds started
+/// from the admin API use).
+pub const REPLAY_BATCH: u64 = 5_000;
+
 /// Every consumer that may be given a poison policy: the views and the exporter.
 pub fn consumer_names() -> Vec<&'static str> {
     let mut names = View::names();

@@ -167,7 +167,7 @@ pub struct RebuildArgs {
     #[arg(long = "as", value_name = "NAME")]
     pub copy_name: Option<String>,
     /// Events per replay transaction.
-    #[arg(long, default_value_t = crate::projection::rebuild::REPLAY_BATCH)]
+    #[arg(long, default_value_t = crate::catalog::REPLAY_BATCH)]
     pub batch_size: u64,
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -9,9 +9,11 @@
 //!
 //! Arrows point at what a module may import; anything not reachable along
 //! the arrows is forbidden. `tests/it/architecture.rs` holds this map: it
-//! parses every `use` tree and inline path under `src/` with `syn` and
-//! checks each against the same allow-list (and fails on a planted
-//! violation, to prove it can).
+//! parses every `use` tree and inline path under `src/` with `syn` (attribute
+//! arguments and aliases included) and checks each against the same
+//! allow-list; re-exports are followed, a layer never holds an `entity`
+//! type another layer's public types hand out, and the import graph has no
+//! cycle (each rule fails on a planted violation, to prove it can).
 //!
 //! ```text
 //!   main.rs ─▶ cli ─▶ app (wiring: the one module that knows every layer)

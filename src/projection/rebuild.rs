@@ -27,8 +27,9 @@ use crate::db::Db;
 use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
 
-/// Events read and applied per replay transaction.
-pub const REPLAY_BATCH: u64 = 5_000;
+/// Events read and applied per replay transaction (defined in `catalog`,
+/// where `config` can take its default from it).
+pub use crate::catalog::REPLAY_BATCH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {

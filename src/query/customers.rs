@@ -18,7 +18,7 @@ impl ReadModel {
         if let Scope::Customer(own) = scope {
             select = select.filter(customer_view::Column::CustomerId.eq(own));
         }
-        Ok(select.one(self.conn()).await?)
+        Ok(select.one(self.conn()).await?.map(CustomerRow::from))
     }
 
     /// Customers in `scope`, newest registration first, after the cursor (a registered_position).
@@ -30,8 +30,14 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(customer_view::Column::RegisteredPosition.lt(after));
         }
-        let mut rows =
-            select.order_by_desc(customer_view::Column::RegisteredPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows: Vec<CustomerRow> = select
+            .order_by_desc(customer_view::Column::RegisteredPosition)
+            .limit(first + 1)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(CustomerRow::from)
+            .collect();
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(CustomerPage { rows, has_next })
@@ -41,6 +47,9 @@ impl ReadModel {
         Ok(customer_view::Entity::find()
             .filter(customer_view::Column::CustomerId.is_in(ids.iter().copied()))
             .all(self.conn())
-            .await?)
+            .await?
+            .into_iter()
+            .map(CustomerRow::from)
+            .collect())
     }
 }

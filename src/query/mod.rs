@@ -9,6 +9,7 @@ pub mod customers;
 pub mod orders;
 pub mod products;
 pub mod replica;
+mod rows;
 pub mod sales;
 
 use std::time::Duration;
@@ -18,11 +19,7 @@ use sea_orm::DbErr;
 use crate::db::Db;
 use crate::notice::Notices;
 
-pub use entity::read::customer_view::Model as CustomerRow;
-pub use entity::read::daily_sales::Model as DailySalesRow;
-pub use entity::read::order_activity::Model as ActivityRow;
-pub use entity::read::order_summary::Model as OrderSummaryRow;
-pub use entity::read::product_catalog::Model as ProductRow;
+pub use rows::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 
 /// Whose rows a read may return. Applied in the SQL of every read of
 /// customer data (a `customer_id` filter), not by field guards: a row

@@ -20,7 +20,7 @@ impl ReadModel {
         if let Scope::Customer(own) = scope {
             select = select.filter(order_summary::Column::CustomerId.eq(own));
         }
-        Ok(select.one(self.conn()).await?)
+        Ok(select.one(self.conn()).await?.map(OrderSummaryRow::from))
     }
 
     /// Orders newest first (by the log position of `OrderPlaced`), filtered
@@ -46,8 +46,14 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(order_summary::Column::PlacedPosition.lt(after));
         }
-        let mut rows =
-            select.order_by_desc(order_summary::Column::PlacedPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows: Vec<OrderSummaryRow> = select
+            .order_by_desc(order_summary::Column::PlacedPosition)
+            .limit(first + 1)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(OrderSummaryRow::from)
+            .collect();
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(OrderPage { rows, has_next })
@@ -62,6 +68,9 @@ impl ReadModel {
             .order_by_asc(order_activity::Column::StreamVersion)
             .order_by_asc(order_activity::Column::Position)
             .all(self.conn())
-            .await?)
+            .await?
+            .into_iter()
+            .map(ActivityRow::from)
+            .collect())
     }
 }

@@ -46,8 +46,14 @@ impl ReadModel {
         if let Some(after) = after {
             select = select.filter(product_catalog::Column::AddedPosition.lt(after));
         }
-        let mut rows =
-            select.order_by_desc(product_catalog::Column::AddedPosition).limit(first + 1).all(self.conn()).await?;
+        let mut rows: Vec<ProductRow> = select
+            .order_by_desc(product_catalog::Column::AddedPosition)
+            .limit(first + 1)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(ProductRow::from)
+            .collect();
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(ProductPage { rows, has_next })
@@ -68,13 +74,19 @@ impl ReadModel {
             .order_by_asc(product_catalog::Column::Sku)
             .limit(limit)
             .all(self.conn())
-            .await?)
+            .await?
+            .into_iter()
+            .map(ProductRow::from)
+            .collect())
     }
 
     pub async fn products_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ProductRow>, QueryError> {
         Ok(product_catalog::Entity::find()
             .filter(product_catalog::Column::ProductId.is_in(ids.iter().copied()))
             .all(self.conn())
-            .await?)
+            .await?
+            .into_iter()
+            .map(ProductRow::from)
+            .collect())
     }
 }

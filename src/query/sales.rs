@@ -23,6 +23,9 @@ impl ReadModel {
             .filter(daily_sales::Column::Day.lte(to.format("%Y-%m-%d").to_string()))
             .order_by_asc(daily_sales::Column::Day)
             .all(self.conn())
-            .await?)
+            .await?
+            .into_iter()
+            .map(DailySalesRow::from)
+            .collect())
     }
 }

@@ -1,8 +1,52 @@
-//! The layer map of `src/lib.rs`, held by a parser: every `use` tree and
-//! every path in every source file under `src/` (grouped imports,
-//! `super::`/`self::` paths, paths written inline, paths inside macro
-//! invocations) is resolved to the module it names and checked against the
-//! allow-list below. A planted violation proves the checker can fail.
+//! The layer map of `src/lib.rs`, held by a parser, and the import graph of
+//! `src/`, checked for cycles.
+//!
+//! Every source file under `src/` is parsed with `syn`. Each path a file
+//! names is resolved to what it names: `use` trees (grouped, renamed,
+//! globbed), paths written inline, paths inside macro invocations and
+//! inside attribute arguments (`#[arg(default_value_t = crate::x::Y)]`),
+//! `super::`/`self::`/`crate::` paths, and names bound by an earlier `use`
+//! in scope — aliases included (`use sea_orm as orm;` then `orm::DbErr`,
+//! `use crate as root;` then `root::projection::…`). The rules:
+//!
+//! 1. **Arrows.** What a file names directly must be its own layer or one
+//!    [`allowed`] for it, and never an external path of
+//!    [`forbidden_external`].
+//! 2. **Re-exports are transparent to the "never" lists.** A name reached
+//!    through `pub use` is followed, hop by hop, to the item it re-exports.
+//!    If any hop is something the naming layer must never name (its
+//!    [`forbidden_external`] paths or its [`forbidden_internal`] layers —
+//!    the "must never use" column of `src/lib.rs`), that is a violation:
+//!    `graphql` naming `query::OrderSummaryRow` when that is
+//!    `entity::read::order_summary::Model` names `entity`. Internal hops
+//!    along allowed arrows are fine (`http` → `admin` → `db`): the arrows
+//!    say what a file may name, and a re-exported item is named where it is
+//!    re-exported.
+//! 3. **No holding through public types.** What a layer must never name
+//!    of `entity` (the persistence model) it must not hold either: no item
+//!    of another layer that it names may hand one out — by a crate-visible
+//!    (`pub`, `pub(crate)`) field or enum variant, alias, const, or the
+//!    return type of a function, of a trait method or of an inherent `pub`
+//!    method of a type it names — followed through the types handed out
+//!    (`ReadModel::orders` → `OrderPage` → `rows`). So `query` may read
+//!    `entity::read` but hands `graphql` row structs it owns, and `admin`
+//!    hands out its own checkpoint and dead-letter types. Parameters are
+//!    not handed out (a caller must already hold what it passes, which
+//!    rule 1 sees), nor are trait impls (`impl From<entity::…::Model>`).
+//!    The rule is kept to `entity`: other "never" paths handed out in
+//!    signatures (`sea_orm::DbErr` in results) are not covered yet.
+//! 4. **No cycles.** The graph of top-level modules (an edge when a file of
+//!    one names the other) and the graph of files (each `.rs` file a node; an
+//!    edge when a file names an item or module defined in another file,
+//!    following re-exports to the file that defines it) have no cycle.
+//!    `mod x;` declarations are not edges; `super::X` from a child to its
+//!    parent's file and `child::Y` from the parent back are a cycle.
+//!
+//! Each rule has a planted violation in a self-test, so the checker is shown
+//! able to fail. Known limits: names brought in by an external glob
+//! (`use sea_orm::prelude::*`) are not attributed (the `use` itself is),
+//! and paths written inside string literals (`#[serde(with = "…")]`) are not
+//! read.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -96,55 +140,376 @@ fn forbidden_external(layer: &str) -> &'static [&'static str] {
     }
 }
 
+/// Layers of this crate a layer must never name, not even through a
+/// re-export: the internal part of the "must never use" column of
+/// `src/lib.rs`.
+fn forbidden_internal(layer: &str) -> &'static [&'static str] {
+    match layer {
+        "command" => &["query", "projection"],
+        "projection" => &["command"],
+        "query" => &["command"],
+        "export" => &["command", "query"],
+        "cli" => &["http"],
+        _ => &[],
+    }
+}
+
+/// What in `target` `layer` must never name, if anything.
+fn never(layer: &str, target: &Target) -> Option<String> {
+    match target {
+        Target::Internal(path) => {
+            let to = path.first()?;
+            forbidden_internal(layer).contains(&to.as_str()).then(|| to.clone())
+        }
+        Target::External(path) => external_ban(layer, path),
+    }
+}
+
+fn external_ban(layer: &str, path: &[String]) -> Option<String> {
+    let joined = path.join("::");
+    forbidden_external(layer)
+        .iter()
+        .find(|banned| joined == **banned || joined.starts_with(&format!("{banned}::")))
+        .map(|banned| banned.to_string())
+}
+
 /// A path a file names, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
-    /// A module of this crate, from its root (`["query", "orders"]`).
+    /// An item or module of this crate, from its root (`["query", "orders"]`).
     Internal(Vec<String>),
     /// Another crate's path (`["entity", "read", "order_summary"]`).
     External(Vec<String>),
 }
 
-struct Collector<'a> {
-    /// The module being visited (inline `mod x { … }` blocks push onto it).
-    module: Vec<String>,
-    children: &'a BTreeSet<String>,
-    found: Vec<(Target, String)>,
+impl Target {
+    fn join(self, rest: &[String]) -> Target {
+        match self {
+            Target::Internal(mut p) => {
+                p.extend(rest.iter().cloned());
+                Target::Internal(p)
+            }
+            Target::External(mut p) => {
+                p.extend(rest.iter().cloned());
+                Target::External(p)
+            }
+        }
+    }
 }
 
-impl Collector<'_> {
-    /// Resolves a path given as segments, relative to the current module.
-    fn resolve(&self, segments: &[String]) -> Option<Target> {
-        let first = segments.first()?;
-        let mut base: Vec<String> = self.module.clone();
-        let mut rest = segments;
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Internal(p) => write!(f, "crate::{}", p.join("::")),
+            Target::External(p) => write!(f, "{}", p.join("::")),
+        }
+    }
+}
+
+/// One module of the crate (a file, or an inline `mod x { … }` in one).
+#[derive(Default)]
+struct Module {
+    file: PathBuf,
+    /// Modules it declares.
+    children: BTreeSet<String>,
+    /// Names its `use` declarations bind (the last segment or the alias) →
+    /// the path as written (`"::"` first for a leading `::`). Uses inside
+    /// function bodies count for the whole module.
+    uses: BTreeMap<String, Vec<String>>,
+    /// Glob imports (`use super::*;`), as written.
+    globs: Vec<Vec<String>>,
+    /// Items it defines (types, functions, consts, traits, macros…).
+    items: BTreeSet<String>,
+}
+
+/// A name or path found in a file: what it resolves to, hop by hop through
+/// re-exports (the first is what is written), and how it was written.
+#[derive(Debug, Clone)]
+struct Found {
+    chain: Vec<Target>,
+    shown: String,
+}
+
+/// The crate: its parsed files and modules.
+struct Crate {
+    src: PathBuf,
+    /// Each file with its module path (`src/main.rs`, another crate root, has none).
+    files: BTreeMap<PathBuf, (Option<Vec<String>>, syn::File)>,
+    modules: BTreeMap<Vec<String>, Module>,
+}
+
+impl Crate {
+    /// The crate under `src`, from its files on disk.
+    fn load(src: &Path) -> Crate {
+        let files = sources(src)
+            .into_iter()
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).expect("read source");
+                (file, text)
+            })
+            .collect();
+        Crate::from_sources(src, files)
+    }
+
+    /// A crate from source texts (paths under `src`).
+    fn from_sources(src: &Path, files: Vec<(PathBuf, String)>) -> Crate {
+        let mut krate = Crate { src: src.to_path_buf(), files: BTreeMap::new(), modules: BTreeMap::new() };
+        for (file, text) in files {
+            krate.add(file, &text);
+        }
+        krate
+    }
+
+    /// Adds (or replaces) a file.
+    fn add(&mut self, file: PathBuf, text: &str) {
+        let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let is_main = file == self.src.join("main.rs");
+        let module = (!is_main).then(|| module_of(&self.src, &file));
+        if let Some(module) = &module {
+            self.modules.retain(|path, m| !(m.file == file && path.starts_with(module)));
+            scan(&mut self.modules, &file, module.clone(), &ast.items);
+        }
+        self.files.insert(file, (module, ast));
+    }
+
+    /// Resolves `segments` as written in `module`. In a `use` tree
+    /// (`in_use`), an unknown first segment is a crate even alone; `skip`
+    /// is the name the `use` binds, which does not see itself.
+    fn resolve(
+        &self,
+        module: &[String],
+        segments: &[String],
+        in_use: bool,
+        skip: Option<&str>,
+        depth: usize,
+    ) -> Option<Target> {
+        let (first, rest) = segments.split_first()?;
+        if depth > 16 {
+            return None;
+        }
         match first.as_str() {
-            "crate" => {
-                base.clear();
-                rest = &segments[1..];
-            }
-            "self" => rest = &segments[1..],
+            "::" => return (!rest.is_empty()).then(|| Target::External(rest.to_vec())),
+            "crate" | "$crate" => return Some(Target::Internal(rest.to_vec())),
+            "self" => return Some(Target::Internal([module, rest].concat())),
             "super" => {
+                let mut base = module.to_vec();
+                let mut rest = segments;
                 while rest.first().is_some_and(|s| s == "super") {
                     base.pop()?;
                     rest = &rest[1..];
                 }
+                return Some(Target::Internal([&base[..], rest].concat()));
             }
-            name if self.children.contains(name) => {}
-            // A single-segment or external path: only multi-segment ones from known crates matter.
-            _ => return (segments.len() > 1).then(|| Target::External(segments.to_vec())),
+            "Self" => return None,
+            _ => {}
         }
-        base.extend(rest.iter().cloned());
-        (!base.is_empty()).then_some(Target::Internal(base))
+        if let Some(m) = self.modules.get(module) {
+            if m.children.contains(first) {
+                return Some(Target::Internal([module, segments].concat()));
+            }
+            if skip != Some(first.as_str()) {
+                if let Some(written) = m.uses.get(first) {
+                    let base = self.resolve(module, written, true, Some(first), depth + 1)?;
+                    return Some(base.join(rest));
+                }
+            }
+            if m.items.contains(first) {
+                return Some(Target::Internal([module, segments].concat()));
+            }
+            for glob in &m.globs {
+                let Some(Target::Internal(at)) = self.resolve(module, glob, true, None, depth + 1) else { continue };
+                if let Some(g) = self.modules.get(&at) {
+                    if g.children.contains(first) || g.uses.contains_key(first) || g.items.contains(first) {
+                        return self.resolve(&at, segments, in_use, None, depth + 1);
+                    }
+                }
+            }
+        }
+        (in_use || segments.len() > 1).then(|| Target::External(segments.to_vec()))
     }
 
-    fn record(&mut self, segments: Vec<String>, shown: String) {
-        if let Some(target) = self.resolve(&segments) {
-            self.found.push((target, shown));
+    /// How many leading segments of `path` are modules of the crate.
+    fn module_prefix(&self, path: &[String]) -> usize {
+        let mut k = 0;
+        while k < path.len() && self.modules.contains_key(&path[..=k]) {
+            k += 1;
         }
+        k
+    }
+
+    /// `target`, then each item it re-exports in turn.
+    fn follow(&self, target: Target) -> Vec<Target> {
+        let mut chain = vec![target];
+        while chain.len() < 16 {
+            let Some(Target::Internal(path)) = chain.last() else { break };
+            let k = self.module_prefix(path);
+            if k == path.len() {
+                break;
+            }
+            let (module, name) = (&path[..k], &path[k]);
+            let Some(m) = self.modules.get(module) else { break };
+            if m.items.contains(name) || m.children.contains(name) {
+                break;
+            }
+            let Some(written) = m.uses.get(name) else { break };
+            let Some(next) = self.resolve(module, written, true, Some(name), 0) else { break };
+            let next = next.join(&path[k + 1..]);
+            if chain.contains(&next) {
+                break;
+            }
+            chain.push(next);
+        }
+        chain
+    }
+
+    /// The file that defines what `chain` ends at (the last item of this
+    /// crate on it: a re-export of another crate's item counts as defined
+    /// where it is re-exported).
+    fn file_of(&self, chain: &[Target]) -> Option<&Path> {
+        let path = chain.iter().rev().find_map(|t| match t {
+            Target::Internal(p) => Some(p),
+            Target::External(_) => None,
+        })?;
+        let k = self.module_prefix(path);
+        self.modules.get(&path[..k]).map(|m| m.file.as_path())
+    }
+
+    /// Everything a file names.
+    fn names_in(&self, file: &Path) -> Vec<Found> {
+        let (Some(module), ast) = &self.files[file] else { return Vec::new() };
+        let mut collector = Collector { krate: self, module: module.clone(), found: Vec::new() };
+        collector.visit_file(ast);
+        collector.found
+    }
+
+    /// What every crate-visible item hands out, by item.
+    fn surfaces(&self) -> BTreeMap<Vec<String>, Vec<Surface>> {
+        let mut out = Vec::new();
+        for (module, ast) in self.files.values() {
+            if let Some(module) = module {
+                surface(self, module.clone(), &ast.items, &mut out);
+            }
+        }
+        let mut by_item: BTreeMap<Vec<String>, Vec<Surface>> = BTreeMap::new();
+        for s in out {
+            by_item.entry(s.item.clone()).or_default().push(s);
+        }
+        by_item
+    }
+}
+
+/// Records a module's children, `use` bindings and items, and its inline modules'.
+fn scan(modules: &mut BTreeMap<Vec<String>, Module>, file: &Path, module: Vec<String>, items: &[syn::Item]) {
+    /// `use` declarations inside function bodies and impls (not in nested modules).
+    struct InnerUses(Vec<syn::ItemUse>);
+    impl<'ast> Visit<'ast> for InnerUses {
+        fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+            self.0.push(item.clone());
+        }
+        fn visit_item_mod(&mut self, _: &'ast syn::ItemMod) {}
+    }
+    let mut m = Module { file: file.to_path_buf(), ..Module::default() };
+    let mut inline = Vec::new();
+    let mut uses = Vec::new();
+    for item in items {
+        let ident = match item {
+            syn::Item::Mod(i) => {
+                m.children.insert(i.ident.to_string());
+                if let Some((_, content)) = &i.content {
+                    inline.push((i.ident.to_string(), content.clone()));
+                }
+                None
+            }
+            syn::Item::Use(u) => {
+                uses.push(u.clone());
+                None
+            }
+            syn::Item::ExternCrate(e) => {
+                let name = e.rename.as_ref().map_or(&e.ident, |(_, r)| r).to_string();
+                m.uses.insert(name, vec!["::".to_owned(), e.ident.to_string()]);
+                None
+            }
+            syn::Item::Struct(i) => Some(&i.ident),
+            syn::Item::Enum(i) => Some(&i.ident),
+            syn::Item::Union(i) => Some(&i.ident),
+            syn::Item::Fn(i) => Some(&i.sig.ident),
+            syn::Item::Const(i) => Some(&i.ident),
+            syn::Item::Static(i) => Some(&i.ident),
+            syn::Item::Type(i) => Some(&i.ident),
+            syn::Item::Trait(i) => Some(&i.ident),
+            syn::Item::TraitAlias(i) => Some(&i.ident),
+            syn::Item::Macro(i) => i.ident.as_ref(),
+            _ => None,
+        };
+        if let Some(ident) = ident {
+            m.items.insert(ident.to_string());
+        }
+        if !matches!(item, syn::Item::Mod(_) | syn::Item::Use(_)) {
+            let mut inner = InnerUses(Vec::new());
+            inner.visit_item(item);
+            uses.extend(inner.0);
+        }
+    }
+    for u in &uses {
+        let mut prefix = if u.leading_colon.is_some() { vec!["::".to_owned()] } else { Vec::new() };
+        bind(&mut m, &mut prefix, &u.tree);
+    }
+    modules.insert(module.clone(), m);
+    for (name, content) in inline {
+        scan(modules, file, [&module[..], &[name]].concat(), &content);
+    }
+}
+
+/// Records the names a `use` tree binds.
+fn bind(m: &mut Module, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            bind(m, prefix, &p.tree);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) if n.ident == "self" => {
+            if let Some(last) = prefix.last() {
+                m.uses.insert(last.clone(), prefix.clone());
+            }
+        }
+        syn::UseTree::Name(n) => {
+            m.uses.insert(n.ident.to_string(), [&prefix[..], &[n.ident.to_string()]].concat());
+        }
+        syn::UseTree::Rename(r) if r.rename == "_" => {}
+        syn::UseTree::Rename(r) => {
+            let written =
+                if r.ident == "self" { prefix.clone() } else { [&prefix[..], &[r.ident.to_string()]].concat() };
+            m.uses.insert(r.rename.to_string(), written);
+        }
+        syn::UseTree::Glob(_) => m.globs.push(prefix.clone()),
+        syn::UseTree::Group(g) => {
+            for item in &g.items {
+                bind(m, prefix, item);
+            }
+        }
+    }
+}
+
+struct Collector<'a> {
+    krate: &'a Crate,
+    /// The module being visited (inline `mod x { … }` blocks push onto it).
+    module: Vec<String>,
+    found: Vec<Found>,
+}
+
+impl Collector<'_> {
+    fn record(&mut self, segments: Vec<String>, shown: String, in_use: bool, skip: Option<&str>) {
+        let Some(target) = self.krate.resolve(&self.module, &segments, in_use, skip, 0) else { return };
+        if target == Target::Internal(Vec::new()) {
+            return; // the crate root itself (`use crate as root;`): what follows is what counts
+        }
+        let chain = self.krate.follow(target);
+        self.found.push(Found { chain, shown });
     }
 
     fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+        let shown = |full: &[String]| format!("use {}", full.join("::").replacen("::::", "::", 1));
         match tree {
             syn::UseTree::Path(p) => {
                 prefix.push(p.ident.to_string());
@@ -156,18 +521,20 @@ impl Collector<'_> {
                 if n.ident != "self" {
                     full.push(n.ident.to_string());
                 }
-                let shown = full.join("::");
-                self.record(full, format!("use {shown}"));
+                let bound = full.last().cloned();
+                self.record(full.clone(), shown(&full), true, bound.as_deref());
             }
             syn::UseTree::Rename(r) => {
                 let mut full = prefix.clone();
-                full.push(r.ident.to_string());
-                let shown = full.join("::");
-                self.record(full, format!("use {shown}"));
+                if r.ident != "self" {
+                    full.push(r.ident.to_string());
+                }
+                let text = format!("{} as {}", shown(&full), r.rename);
+                self.record(full, text, true, Some(&r.rename.to_string()));
             }
             syn::UseTree::Glob(_) => {
-                let shown = format!("{}::*", prefix.join("::"));
-                self.record(prefix.clone(), format!("use {shown}"));
+                let text = format!("{}::*", shown(prefix));
+                self.record(prefix.clone(), text, true, None);
             }
             syn::UseTree::Group(g) => {
                 for item in &g.items {
@@ -177,7 +544,8 @@ impl Collector<'_> {
         }
     }
 
-    /// Paths inside macro invocations (`metrics::counter!(crate::metrics::X)`).
+    /// Paths inside macro invocations (`metrics::counter!(crate::metrics::X)`)
+    /// and attribute arguments (`#[arg(default_value_t = crate::x::Y)]`).
     fn tokens(&mut self, tokens: TokenStream) {
         let trees: Vec<TokenTree> = tokens.into_iter().collect();
         let mut i = 0;
@@ -198,7 +566,7 @@ impl Collector<'_> {
                     }
                     if segments.len() > 1 {
                         let shown = segments.join("::");
-                        self.record(segments, shown);
+                        self.record(segments, shown, false, None);
                     }
                     i = j.max(i + 1);
                     continue;
@@ -220,21 +588,142 @@ impl<'ast> Visit<'ast> for Collector<'_> {
     }
 
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
-        self.use_tree(&mut Vec::new(), &item.tree);
+        let mut prefix = if item.leading_colon.is_some() { vec!["::".to_owned()] } else { Vec::new() };
+        self.use_tree(&mut prefix, &item.tree);
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
-        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        if segments.len() > 1 {
-            let shown = segments.join("::");
-            self.record(segments, shown);
+        let mut segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let shown = segments.join("::");
+        if path.leading_colon.is_some() {
+            segments.insert(0, "::".to_owned());
         }
+        self.record(segments, shown, false, None);
         syn::visit::visit_path(self, path);
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         self.tokens(mac.tokens.clone());
         syn::visit::visit_macro(self, mac);
+    }
+
+    fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
+        if let syn::Meta::List(list) = &attr.meta {
+            self.tokens(list.tokens.clone());
+        }
+        syn::visit::visit_attribute(self, attr);
+    }
+}
+
+/// Whether an item of `module` with this visibility can be named from
+/// another top-level module.
+fn crate_visible(vis: &syn::Visibility, module: &[String]) -> bool {
+    match vis {
+        syn::Visibility::Public(_) => true,
+        syn::Visibility::Inherited => false,
+        syn::Visibility::Restricted(r) => {
+            let path: Vec<String> = r.path.segments.iter().map(|s| s.ident.to_string()).collect();
+            match path.first().map(String::as_str) {
+                Some("crate") => path.len() == 1,
+                Some("super") => module.len() <= path.len(),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// What a crate-visible item hands to whoever names it: its public fields
+/// and variants' fields, its return type, its alias, its type, and for a
+/// type, what its inherent `pub` methods return.
+#[derive(Debug)]
+struct Surface {
+    /// The item, from the crate root (`["query", "OrderPage"]`).
+    item: Vec<String>,
+    /// How it hands it out, for messages (`field of OrderPage`).
+    how: String,
+    found: Found,
+}
+
+/// Collects the surfaces of the crate-visible items of `items`.
+fn surface(krate: &Crate, module: Vec<String>, items: &[syn::Item], out: &mut Vec<Surface>) {
+    let collect = |what: &mut dyn FnMut(&mut Collector<'_>)| {
+        let mut c = Collector { krate, module: module.clone(), found: Vec::new() };
+        what(&mut c);
+        c.found
+    };
+    let key = |ident: &syn::Ident| [&module[..], &[ident.to_string()]].concat();
+    let mut inline = Vec::new();
+    let mut add = |item: Vec<String>, how: String, found: Vec<Found>| {
+        out.extend(found.into_iter().map(|found| Surface { item: item.clone(), how: how.clone(), found }));
+    };
+    let output = |c: &mut Collector<'_>, sig: &syn::Signature| {
+        if let syn::ReturnType::Type(_, ty) = &sig.output {
+            c.visit_type(ty);
+        }
+    };
+    for item in items {
+        match item {
+            syn::Item::Type(t) if crate_visible(&t.vis, &module) => {
+                add(key(&t.ident), format!("type {}", t.ident), collect(&mut |c| c.visit_type(&t.ty)));
+            }
+            syn::Item::Fn(f) if crate_visible(&f.vis, &module) => {
+                add(key(&f.sig.ident), format!("fn {}", f.sig.ident), collect(&mut |c| output(c, &f.sig)));
+            }
+            syn::Item::Const(k) if crate_visible(&k.vis, &module) => {
+                add(key(&k.ident), format!("const {}", k.ident), collect(&mut |c| c.visit_type(&k.ty)));
+            }
+            syn::Item::Static(s) if crate_visible(&s.vis, &module) => {
+                add(key(&s.ident), format!("static {}", s.ident), collect(&mut |c| c.visit_type(&s.ty)));
+            }
+            syn::Item::Struct(s) if crate_visible(&s.vis, &module) => {
+                for field in s.fields.iter().filter(|f| crate_visible(&f.vis, &module)) {
+                    add(key(&s.ident), format!("a field of {}", s.ident), collect(&mut |c| c.visit_type(&field.ty)));
+                }
+            }
+            syn::Item::Enum(e) if crate_visible(&e.vis, &module) => {
+                for field in e.variants.iter().flat_map(|v| v.fields.iter()) {
+                    add(key(&e.ident), format!("a variant of {}", e.ident), collect(&mut |c| c.visit_type(&field.ty)));
+                }
+            }
+            syn::Item::Trait(t) if crate_visible(&t.vis, &module) => {
+                for inner in &t.items {
+                    if let syn::TraitItem::Fn(f) = inner {
+                        let how = format!("{}::{}", t.ident, f.sig.ident);
+                        add(key(&t.ident), how, collect(&mut |c| output(c, &f.sig)));
+                    }
+                }
+            }
+            syn::Item::Impl(i) if i.trait_.is_none() => {
+                let syn::Type::Path(self_ty) = &*i.self_ty else { continue };
+                let written: Vec<String> = self_ty.path.segments.iter().map(|s| s.ident.to_string()).collect();
+                let Some(owner) = krate.resolve(&module, &written, false, None, 0).map(|t| krate.follow(t)) else {
+                    continue;
+                };
+                let Some(Target::Internal(owner)) = owner.into_iter().last() else { continue };
+                for inner in &i.items {
+                    match inner {
+                        syn::ImplItem::Fn(f) if crate_visible(&f.vis, &module) => {
+                            let how = format!("{}::{}", written.join("::"), f.sig.ident);
+                            add(owner.clone(), how, collect(&mut |c| output(c, &f.sig)));
+                        }
+                        syn::ImplItem::Const(k) if crate_visible(&k.vis, &module) => {
+                            let how = format!("{}::{}", written.join("::"), k.ident);
+                            add(owner.clone(), how, collect(&mut |c| c.visit_type(&k.ty)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            syn::Item::Mod(m) if crate_visible(&m.vis, &module) => {
+                if let Some((_, content)) = &m.content {
+                    inline.push(([&module[..], &[m.ident.to_string()]].concat(), content));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (module, content) in inline {
+        surface(krate, module, content, out);
     }
 }
 
@@ -250,20 +739,6 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
     parts
 }
 
-/// The modules a file declares (`mod x;` or inline), at any depth.
-fn children(ast: &syn::File) -> BTreeSet<String> {
-    struct Mods(BTreeSet<String>);
-    impl<'ast> Visit<'ast> for Mods {
-        fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
-            self.0.insert(item.ident.to_string());
-            syn::visit::visit_item_mod(self, item);
-        }
-    }
-    let mut mods = Mods(BTreeSet::new());
-    mods.visit_file(ast);
-    mods.0
-}
-
 /// The modules `lib.rs` declares at its top level.
 fn top_level(ast: &syn::File) -> BTreeSet<String> {
     ast.items
@@ -275,30 +750,77 @@ fn top_level(ast: &syn::File) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every violation in one file, given as source text.
-fn violations_in(src: &Path, file: &Path, text: &str) -> Vec<String> {
-    let module = module_of(src, file);
+/// `src/`-relative, for messages.
+fn shown_file(krate: &Crate, file: &Path) -> String {
+    file.strip_prefix(&krate.src).unwrap_or(file).display().to_string()
+}
+
+/// Every violation of rules 1–3 in one file.
+fn violations_in(krate: &Crate, file: &Path) -> Vec<String> {
+    let Some((Some(module), _)) = krate.files.get(file) else { return Vec::new() };
     let Some(layer) = module.first().cloned() else { return Vec::new() };
-    let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let children = children(&ast);
-    let mut collector = Collector { module: module.clone(), children: &children, found: Vec::new() };
-    collector.visit_file(&ast);
+    let at = format!("src/{}", shown_file(krate, file));
     let allowed = allowed();
     let mut out = Vec::new();
-    for (target, shown) in collector.found {
-        match target {
+    for Found { chain, shown } in krate.names_in(file) {
+        // Rule 1: what is written.
+        match &chain[0] {
             Target::Internal(path) => {
                 let to = &path[0];
                 let ok = *to == layer || allowed.get(layer.as_str()).is_some_and(|a| a.contains(&to.as_str()));
                 if !ok {
-                    out.push(format!("{}: {layer} may not use {to} ({shown})", file.display()));
+                    out.push(format!("{at}: {layer} may not use {to} ({shown})"));
                 }
             }
             Target::External(path) => {
-                let joined = path.join("::");
-                for banned in forbidden_external(&layer) {
-                    if joined == *banned || joined.starts_with(&format!("{banned}::")) {
-                        out.push(format!("{}: {layer} may not use {banned} ({shown})", file.display()));
+                if let Some(banned) = external_ban(&layer, path) {
+                    out.push(format!("{at}: {layer} may not use {banned} ({shown})"));
+                }
+            }
+        }
+        // Rule 2: what it re-exports.
+        for hop in &chain[1..] {
+            if let Some(banned) = never(&layer, hop) {
+                out.push(format!(
+                    "{at}: {layer} may not use {banned}, not even through a re-export ({shown} is {hop}, re-exported as {})",
+                    chain[0]
+                ));
+            }
+        }
+    }
+    // Rule 3: what the items it names hand to it, followed through the
+    // types they hand out.
+    let surfaces = krate.surfaces();
+    let mut seen = BTreeSet::new();
+    for Found { chain, shown } in krate.names_in(file) {
+        let mut queue: Vec<(Vec<String>, String)> = chain
+            .iter()
+            .filter_map(|t| match t {
+                Target::Internal(p) if p.first() != Some(&layer) => {
+                    Some((p.clone(), format!("crate::{}", p.join("::"))))
+                }
+                _ => None,
+            })
+            .collect();
+        while let Some((item, via)) = queue.pop() {
+            if !seen.insert(item.clone()) {
+                continue;
+            }
+            for Surface { how, found, .. } in surfaces.get(&item).into_iter().flatten() {
+                for hop in &found.chain {
+                    match hop {
+                        Target::External(path) => {
+                            if let Some(banned) = external_ban(&layer, path).filter(|b| held(b)) {
+                                out.push(format!(
+                                    "{at}: {layer} may not hold {banned}: it names {shown}, and {via} hands out {hop} ({how}: {})",
+                                    found.shown
+                                ));
+                            }
+                        }
+                        Target::Internal(p) if p.first() != Some(&layer) => {
+                            queue.push((p.clone(), format!("{via} → {how}")));
+                        }
+                        Target::Internal(_) => {}
                     }
                 }
             }
@@ -309,11 +831,154 @@ fn violations_in(src: &Path, file: &Path, text: &str) -> Vec<String> {
     out
 }
 
+/// What a layer must not even hold (through a type another layer hands it),
+/// among what it must never name: the persistence model.
+fn held(banned: &str) -> bool {
+    banned == "entity" || banned.starts_with("entity::")
+}
+
+fn all_violations(krate: &Crate) -> Vec<String> {
+    krate.files.keys().flat_map(|file| violations_in(krate, file)).collect()
+}
+
+/// The strongly connected components with more than one node (Tarjan).
+fn cycles<N: Ord + Clone>(edges: &BTreeMap<N, BTreeSet<N>>) -> Vec<Vec<N>> {
+    struct Tarjan<'a, N> {
+        edges: &'a BTreeMap<N, BTreeSet<N>>,
+        index: BTreeMap<N, usize>,
+        low: BTreeMap<N, usize>,
+        stack: Vec<N>,
+        on_stack: BTreeSet<N>,
+        out: Vec<Vec<N>>,
+    }
+    impl<N: Ord + Clone> Tarjan<'_, N> {
+        fn visit(&mut self, v: &N) {
+            let i = self.index.len();
+            self.index.insert(v.clone(), i);
+            self.low.insert(v.clone(), i);
+            self.stack.push(v.clone());
+            self.on_stack.insert(v.clone());
+            for w in self.edges.get(v).into_iter().flatten() {
+                if !self.index.contains_key(w) {
+                    self.visit(w);
+                    let low = self.low[v].min(self.low[w]);
+                    self.low.insert(v.clone(), low);
+                } else if self.on_stack.contains(w) {
+                    let low = self.low[v].min(self.index[w]);
+                    self.low.insert(v.clone(), low);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    self.on_stack.remove(&w);
+                    let done = w == *v;
+                    component.push(w);
+                    if done {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    component.sort();
+                    self.out.push(component);
+                }
+            }
+        }
+    }
+    let mut t = Tarjan {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !t.index.contains_key(v) {
+            t.visit(v);
+        }
+    }
+    t.out.sort();
+    t.out
+}
+
+/// An import graph: node → node → how the edge is written (first few).
+type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+fn edge(graph: &mut Graph, from: String, to: String, why: String) {
+    let whys = graph.entry(from).or_default().entry(to).or_default();
+    if whys.len() < 3 && !whys.contains(&why) {
+        whys.push(why);
+    }
+}
+
+/// Top-level module → top-level module, when a file of one names the other.
+fn module_graph(krate: &Crate) -> Graph {
+    let mut graph = Graph::new();
+    for (file, (module, _)) in &krate.files {
+        let Some(from) = module.as_ref().and_then(|m| m.first()) else { continue };
+        for Found { chain, shown } in krate.names_in(file) {
+            if let Target::Internal(path) = &chain[0] {
+                if path[0] != *from {
+                    edge(
+                        &mut graph,
+                        from.clone(),
+                        path[0].clone(),
+                        format!("src/{}: {shown}", shown_file(krate, file)),
+                    );
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// File → file, when a file names an item (or module) another file defines.
+fn file_graph(krate: &Crate) -> Graph {
+    let mut graph = Graph::new();
+    for file in krate.files.keys() {
+        let from = shown_file(krate, file);
+        for Found { chain, shown } in krate.names_in(file) {
+            if let Some(to) = krate.file_of(&chain) {
+                if to != file {
+                    edge(&mut graph, from.clone(), shown_file(krate, to), shown);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Every cycle of `graph`, one paragraph per strongly connected component,
+/// each edge inside it with how it is written.
+fn describe_cycles(kind: &str, graph: &Graph) -> Vec<String> {
+    let edges: BTreeMap<String, BTreeSet<String>> =
+        graph.iter().map(|(from, tos)| (from.clone(), tos.keys().cloned().collect())).collect();
+    cycles(&edges)
+        .into_iter()
+        .map(|component| {
+            let mut text = format!("{kind} cycle among {}:", component.join(", "));
+            for from in &component {
+                for (to, whys) in &graph[from] {
+                    if component.contains(to) {
+                        text.push_str(&format!("\n    {from} -> {to}: {}", whys.join("; ")));
+                    }
+                }
+            }
+            text
+        })
+        .collect()
+}
+
 fn sources(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         if path.is_dir() {
+            // Generated include!() fragments are not modules.
+            if path.file_name().is_some_and(|n| n == "static") {
+                continue;
+            }
             for entry in std::fs::read_dir(&path).expect("read dir") {
                 stack.push(entry.expect("entry").path());
             }
@@ -329,18 +994,25 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// The real crate with planted files added (paths relative to `src/`).
+fn planted(files: &[(&str, &str)]) -> (Crate, Vec<PathBuf>) {
+    let src = src();
+    let mut krate = Crate::load(&src);
+    let paths: Vec<PathBuf> = files.iter().map(|(path, _)| src.join(path)).collect();
+    for ((_, text), path) in files.iter().zip(&paths) {
+        krate.add(path.clone(), text);
+    }
+    (krate, paths)
+}
+
+fn planted_violations(files: &[(&str, &str)]) -> Vec<String> {
+    let (krate, paths) = planted(files);
+    paths.iter().flat_map(|p| violations_in(&krate, p)).collect()
+}
+
 #[test]
 fn every_module_keeps_to_the_layer_map() {
-    let src = src();
-    let mut found = Vec::new();
-    for file in sources(&src) {
-        // Generated include!() fragments are not modules.
-        if file.components().any(|c| c.as_os_str() == "static") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).expect("read source");
-        found.extend(violations_in(&src, &file, &text));
-    }
+    let found = all_violations(&Crate::load(&src()));
     assert!(found.is_empty(), "imports the layer map forbids:\n{}", found.join("\n"));
 }
 
@@ -353,8 +1025,23 @@ fn every_top_level_module_has_a_place_in_the_map() {
 }
 
 #[test]
+fn the_layer_map_itself_has_no_cycle() {
+    let edges: BTreeMap<&str, BTreeSet<&str>> =
+        allowed().into_iter().map(|(layer, may)| (layer, may.iter().copied().collect())).collect();
+    assert!(cycles(&edges).is_empty(), "the allow-list has a cycle: {:?}", cycles(&edges));
+}
+
+#[test]
+#[ignore = "until the projection/http split lands"]
+fn the_import_graph_has_no_cycle() {
+    let krate = Crate::load(&src());
+    let mut found = describe_cycles("module", &module_graph(&krate));
+    found.extend(describe_cycles("file", &file_graph(&krate)));
+    assert!(found.is_empty(), "import cycles ({}):\n{}", found.len(), found.join("\n"));
+}
+
+#[test]
 fn a_planted_violation_is_caught_however_it_is_written() {
-    let src = src();
     let planted = r#"
         use crate::{query::ReadModel, projection::runtime::Projector};
         use super::super::db::Db;
@@ -364,7 +1051,7 @@ fn a_planted_violation_is_caught_however_it_is_written() {
             metrics::counter!(crate::cli::run);
         }
     "#;
-    let found = violations_in(&src, &src.join("graphql").join("planted.rs"), planted);
+    let found = planted_violations(&[("graphql/planted.rs", planted)]);
     for expected in
         ["may not use projection", "may not use db", "may not use entity", "may not use app", "may not use cli"]
     {
@@ -373,8 +1060,141 @@ fn a_planted_violation_is_caught_however_it_is_written() {
     assert!(!found.iter().any(|v| v.contains("may not use query")), "graphql may use query: {found:#?}");
     // `super::` that climbs out of a layer is caught too.
     let climbing = "use super::super::super::command::CommandService;";
-    let found = violations_in(&src, &src.join("query").join("orders").join("deep.rs"), climbing);
+    let found = planted_violations(&[("query/orders/deep.rs", climbing)]);
     assert!(found.iter().any(|v| v.contains("query may not use command")), "{found:#?}");
     // A clean file passes.
-    assert!(violations_in(&src, &src.join("domain").join("clean.rs"), "use super::DomainError;").is_empty());
+    assert!(planted_violations(&[("domain/clean.rs", "use super::DomainError;")]).is_empty());
+}
+
+#[test]
+fn a_planted_path_in_an_attribute_argument_is_caught() {
+    let planted = r#"
+        #[derive(Debug, clap::Args)]
+        pub struct Planted {
+            #[arg(long, default_value_t = crate::projection::rebuild::REPLAY_BATCH)]
+            pub batch_size: u64,
+            #[arg(long, value_parser = sea_orm::Value::from)]
+            pub other: u64,
+        }
+    "#;
+    let found = planted_violations(&[("config/planted.rs", planted)]);
+    for expected in ["config may not use projection", "config may not use sea_orm"] {
+        assert!(found.iter().any(|v| v.contains(expected)), "missed '{expected}' in {found:#?}");
+    }
+}
+
+#[test]
+fn a_planted_alias_is_seen_through() {
+    let planted = r#"
+        use sea_orm as orm;
+        use crate as root;
+        fn f() -> Result<(), orm::DbErr> {
+            let _ = root::projection::rebuild::REPLAY_BATCH;
+            Ok(())
+        }
+        mod inner {
+            use crate::export as ex;
+            fn g() { ex::run(); }
+        }
+    "#;
+    let found = planted_violations(&[("graphql/planted.rs", planted)]);
+    for expected in [
+        "graphql may not use sea_orm (use sea_orm as orm)",
+        "graphql may not use sea_orm (orm::DbErr)",
+        "graphql may not use projection (root::projection::rebuild::REPLAY_BATCH)",
+        "graphql may not use export (ex::run)",
+    ] {
+        assert!(found.iter().any(|v| v.contains(expected)), "missed '{expected}' in {found:#?}");
+    }
+}
+
+#[test]
+fn a_planted_re_export_and_public_type_are_caught() {
+    // `query` may read `entity::read`, but hands entity types to `graphql`
+    // (which must never name `entity`) by a re-export and by public types.
+    let query = r#"
+        pub use entity::read::order_summary::Model as Leaked;
+        pub struct Page { pub rows: Vec<entity::read::customer_view::Model>, hidden: entity::read::dead_letter::Model }
+        pub struct Reader;
+        impl Reader {
+            pub fn page(&self) -> Page { todo!() }
+            pub fn load(&self, _: entity::read::daily_sales::Model) -> Option<Leaked> { None }
+            fn private(&self) -> entity::read::product_catalog::Model { todo!() }
+        }
+    "#;
+    // `admin` does it through a public field of a public type.
+    let admin = "pub struct State { pub row: entity::read::projection_checkpoint::Model }";
+    // `graphql` names the re-exported type, also through a further
+    // re-export in its own layer, and the types that hand entity out.
+    let graphql = r#"
+        pub(crate) use crate::query::planted_leak::Leaked as Renamed;
+        fn f(_: Renamed, _: crate::query::planted_leak::Leaked) {}
+        fn g(reader: &crate::query::planted_leak::Reader, state: crate::admin::planted_state::State) {
+            let _ = (reader.page(), state);
+        }
+    "#;
+    let found = planted_violations(&[
+        ("query/planted_leak.rs", query),
+        ("admin/planted_state.rs", admin),
+        ("graphql/planted_user.rs", graphql),
+    ]);
+    for expected in [
+        "graphql may not use entity, not even through a re-export (crate::query::planted_leak::Leaked is entity::read::order_summary::Model",
+        "graphql may not use entity, not even through a re-export (Renamed is entity::read::order_summary::Model",
+        "graphql may not hold entity: it names crate::query::planted_leak::Reader, and crate::query::planted_leak::Reader hands out entity::read::order_summary::Model (Reader::load",
+        "and crate::query::planted_leak::Reader → Reader::page hands out entity::read::customer_view::Model (a field of Page",
+        "graphql may not hold entity: it names crate::admin::planted_state::State, and crate::admin::planted_state::State hands out entity::read::projection_checkpoint::Model (a field of State",
+    ] {
+        assert!(found.iter().any(|v| v.contains(expected)), "missed '{expected}' in {found:#?}");
+    }
+    // Private fields and methods, and parameters, hand nothing out.
+    for absent in ["dead_letter", "product_catalog", "daily_sales"] {
+        assert!(!found.iter().any(|v| v.contains(absent)), "'{absent}' is not handed out: {found:#?}");
+    }
+    // `query` itself may name entity::read, and the re-export alone is not a violation of query's.
+    assert!(!found.iter().any(|v| v.starts_with("src/query/")), "{found:#?}");
+    // Internal hops along the arrows are fine: http may use admin, admin db.
+    let http = "fn f(_: crate::admin::replicas::ReplicaSet) {}";
+    assert!(planted_violations(&[("http/planted.rs", http)]).is_empty());
+}
+
+#[test]
+fn a_planted_cycle_is_caught_between_files_and_between_modules() {
+    let src = Path::new("/planted/src");
+    let files = [
+        ("lib.rs", "pub mod domain; pub mod token;"),
+        // Files: mod.rs names its child, the child names its parent.
+        ("domain/mod.rs", "pub mod order; pub mod customer; pub use order::Order; pub struct Id;"),
+        ("domain/order.rs", "use super::Id; pub struct Order(pub Id);"),
+        // Files, through a re-export: customer.rs → token/mod.rs → token/position.rs → customer.rs.
+        ("domain/customer.rs", "pub struct Customer(pub crate::token::Position);"),
+        ("token/mod.rs", "mod position; pub use self::position::Position;"),
+        ("token/position.rs", "use crate::domain::customer as c; pub struct Position; fn f(_: c::Customer) {}"),
+    ];
+    let krate = Crate::from_sources(src, files.iter().map(|(p, t)| (src.join(p), t.to_string())).collect());
+    let file_cycles = describe_cycles("file", &file_graph(&krate));
+    assert_eq!(file_cycles.len(), 2, "{file_cycles:#?}");
+    for expected in [
+        "file cycle among domain/mod.rs, domain/order.rs:",
+        "domain/order.rs -> domain/mod.rs: use super::Id",
+        "domain/mod.rs -> domain/order.rs: use order::Order",
+        "file cycle among domain/customer.rs, token/position.rs:",
+        "domain/customer.rs -> token/position.rs: crate::token::Position",
+        "token/position.rs -> domain/customer.rs: use crate::domain::customer as c; c::Customer",
+    ] {
+        assert!(file_cycles.iter().any(|c| c.contains(expected)), "missed '{expected}' in {file_cycles:#?}");
+    }
+    let module_cycles = describe_cycles("module", &module_graph(&krate));
+    assert_eq!(module_cycles.len(), 1, "{module_cycles:#?}");
+    assert!(module_cycles[0].starts_with("module cycle among domain, token:"), "{module_cycles:#?}");
+    // An acyclic crate has none.
+    let acyclic = Crate::from_sources(
+        src,
+        vec![
+            (src.join("lib.rs"), "pub mod domain;".to_owned()),
+            (src.join("domain/mod.rs"), "mod order; pub use order::Order; pub struct Id;".to_owned()),
+            (src.join("domain/order.rs"), "pub struct Order;".to_owned()),
+        ],
+    );
+    assert!(describe_cycles("file", &file_graph(&acyclic)).is_empty());
 }
