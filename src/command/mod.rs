@@ -15,6 +15,7 @@
 //! This module never reads the read model: it imports no read entity, nor
 //! the query or projection layers. Inline
 //! projections are reached through the [`crate::inline::InlineProjections`] trait.
+pub mod contract;
 pub mod customer;
 pub mod idempotency;
 pub mod log;
@@ -25,71 +26,15 @@ pub mod store;
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseTransaction, DbErr};
-use serde::{Deserialize, Serialize};
+use sea_orm::DatabaseTransaction;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::{Db, WriteTxn};
-use crate::domain::{Actor, DomainError, DomainEvent};
+use crate::domain::{DomainError, DomainEvent};
 pub use crate::inline::InlineProjections;
 use crate::token::LogPosition;
-
-/// What a successful command returns: the id it created (if any) and the
-/// consistency token of its last event. Never a read view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {
-    pub id: Option<Uuid>,
-    pub token: LogPosition,
-}
-
-/// Who sent a command and why, recorded in each event's metadata and the
-/// command log.
-#[derive(Debug, Clone)]
-pub struct CommandMeta {
-    /// The client's idempotency key.
-    pub command_id: Option<String>,
-    /// The HTTP request id, to correlate logs and events.
-    pub correlation_id: Option<String>,
-    /// Who acts: every permission check asks it.
-    pub actor: Actor,
-}
-
-impl CommandMeta {
-    /// A command by `actor`, with no idempotency key or request id.
-    pub fn by(actor: Actor) -> Self {
-        Self { command_id: None, correlation_id: None, actor }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Rejected(#[from] DomainError),
-    /// The idempotency key was claimed by a concurrent transaction that has
-    /// since committed; the caller replays its result.
-    #[error("command already executed")]
-    AlreadyExecuted,
-    /// The write database is unreachable, or no connection was free in time.
-    #[error("write database unavailable: {0}")]
-    Unavailable(String),
-    /// A serialization failure or deadlock: the command may simply be retried.
-    #[error("contention: {0}")]
-    Contention(String),
-    /// Anything unexpected (logged with an incident id at the API boundary).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<DbErr> for CommandError {
-    fn from(e: DbErr) -> Self {
-        match crate::db::classify(&e) {
-            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            crate::db::DbFailure::Contention => Self::Contention(e.to_string()),
-            _ => Self::Internal(format!("database error: {e}")),
-        }
-    }
-}
+pub use contract::{Ack, CommandError, CommandMeta};
 
 /// Points in a command's unit of work where a test may hold it.
 #[doc(hidden)]

@@ -5,7 +5,8 @@ use sea_orm::DatabaseTransaction;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::pipeline::{Changes, Changing, Decision, Handler, Stored};
+use super::pipeline::{Changes, Changing, Decision, Handler};
+use super::store::Stored;
 use super::store::{self, Lock};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::customer::Customer;

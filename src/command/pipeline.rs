@@ -17,7 +17,7 @@
 //! 5. **decide**: the domain aggregate accepts the command (its events and
 //!    new state) or rejects it;
 //! 6. save the new state in the write model (insert what was created,
-//!    update what was changed: [`Stored`]);
+//!    update what was changed: [`Stored`](super::store::Stored));
 //! 7. append the events, apply inline projections, record the
 //!    acknowledgement under the key, queue the NOTIFY, commit;
 //! 8. wake this process's projectors; count and time the outcome.
@@ -26,7 +26,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::idempotency::{self, Key};
-use super::store::Lock;
+use super::store::{Lock, Stored};
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::{Actor, DomainError, DomainEvent};
 
@@ -48,22 +48,6 @@ impl<S: Stored> Decision<S> {
         })?;
         Ok(Self { created: creates.then(|| state.id()), events: vec![(event, state.version())], state })
     }
-}
-
-/// A state-stored aggregate: the write-model row is its snapshot.
-#[async_trait::async_trait]
-pub trait Stored: Sized + Send + Sync {
-    /// Its name in messages ("customer").
-    const WHAT: &'static str;
-    fn id(&self) -> Uuid;
-    fn version(&self) -> i64;
-    /// The customer this aggregate belongs to (`None`: the catalog's).
-    fn owner(&self) -> Option<Uuid>;
-    /// The domain's fold: the state after `event`.
-    fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self>;
-    async fn load(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Self, CommandError>;
-    async fn insert(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
-    async fn update(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
 }
 
 /// A command's own steps. Its input (serialized) is the fingerprint its

@@ -10,13 +10,28 @@ use uuid::Uuid;
 
 use entity::write::{customer, customer_order, order_line, product};
 
-use super::pipeline::Stored;
 use super::CommandError;
 use crate::db::is_unique_violation;
 use crate::domain::customer::Customer;
 use crate::domain::order::{Order, OrderLine, OrderStatus};
 use crate::domain::product::Product;
 use crate::domain::{DomainError, DomainEvent};
+
+/// A state-stored aggregate: the write-model row is its snapshot.
+#[async_trait::async_trait]
+pub trait Stored: Sized + Send + Sync {
+    /// Its name in messages ("customer").
+    const WHAT: &'static str;
+    fn id(&self) -> Uuid;
+    fn version(&self) -> i64;
+    /// The customer this aggregate belongs to (`None`: the catalog's).
+    fn owner(&self) -> Option<Uuid>;
+    /// The domain's fold: the state after `event`.
+    fn apply(state: Option<Self>, event: &DomainEvent) -> Option<Self>;
+    async fn load(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Self, CommandError>;
+    async fn insert(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
+    async fn update(&self, txn: &DatabaseTransaction) -> Result<(), CommandError>;
+}
 
 /// How a row is locked for the rest of the transaction (no-op on SQLite,
 /// whose single writer already serializes commands).

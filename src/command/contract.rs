@@ -1,0 +1,67 @@
+//! What a caller sends with a command and what it gets back: the ack (an
+//! id and a consistency token, never a read view), the metadata recorded
+//! with its events, and the error classes the API maps to codes. Its own
+//! file so that every step of the unit of work can name them without
+//! importing the service that runs it.
+use sea_orm::DbErr;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Actor, DomainError};
+use crate::token::LogPosition;
+
+/// What a successful command returns: the id it created (if any) and the
+/// consistency token of its last event. Never a read view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub id: Option<Uuid>,
+    pub token: LogPosition,
+}
+
+/// Who sent a command and why, recorded in each event's metadata and the
+/// command log.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    /// The client's idempotency key.
+    pub command_id: Option<String>,
+    /// The HTTP request id, to correlate logs and events.
+    pub correlation_id: Option<String>,
+    /// Who acts: every permission check asks it.
+    pub actor: Actor,
+}
+
+impl CommandMeta {
+    /// A command by `actor`, with no idempotency key or request id.
+    pub fn by(actor: Actor) -> Self {
+        Self { command_id: None, correlation_id: None, actor }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The idempotency key was claimed by a concurrent transaction that has
+    /// since committed; the caller replays its result.
+    #[error("command already executed")]
+    AlreadyExecuted,
+    /// The write database is unreachable, or no connection was free in time.
+    #[error("write database unavailable: {0}")]
+    Unavailable(String),
+    /// A serialization failure or deadlock: the command may simply be retried.
+    #[error("contention: {0}")]
+    Contention(String),
+    /// Anything unexpected (logged with an incident id at the API boundary).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbErr> for CommandError {
+    fn from(e: DbErr) -> Self {
+        match crate::db::classify(&e) {
+            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
+            crate::db::DbFailure::Contention => Self::Contention(e.to_string()),
+            _ => Self::Internal(format!("database error: {e}")),
+        }
+    }
+}
