@@ -61,8 +61,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::WebSocketProtocols;
+use async_graphql::http::{WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql_axum::GraphQLProtocol;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -70,8 +75,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::{request_id_of, web, AppState};
 use crate::auth::{Authenticated, Authenticator};
 use crate::graphql::api::{Api, Caller};
+use crate::graphql::error::UNAVAILABLE;
 
 /// What a connection authenticates with once the client initialises it.
 #[derive(Clone)]
@@ -595,4 +602,67 @@ pub async fn serve(
 /// Shared connection budget.
 pub fn connection_budget(limits: &WsLimits) -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(limits.max_connections))
+}
+
+/// `/graphql/ws`: a WebSocket upgrade, or the extractor's refusal.
+pub(super) async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => accept(&state, &mut parts, upgrade).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Upgrades a request on `/graphql` or `/graphql/ws` to a subscriptions
+/// connection: the origin must be allowed, the subprotocol one of ours, and
+/// the connection budget not spent (else 403, 400, 503).
+/// async-graphql-axum's `GraphQLProtocol` extractor negotiates the
+/// subprotocol; the connection loop is ours (see the module docs).
+pub(super) async fn accept(
+    state: &AppState,
+    parts: &mut axum::http::request::Parts,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !web::websocket_origin_allowed(&state.web, &parts.headers) {
+        return (StatusCode::FORBIDDEN, "this origin may not open a WebSocket here (see --cors-origin)")
+            .into_response();
+    }
+    if GraphQLProtocol::from_request_parts(parts, &()).await.is_err() {
+        return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws")
+            .into_response();
+    }
+    let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
+        let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": UNAVAILABLE } }] });
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
+            .into_response();
+    };
+    // The token may come with the upgrade request or in `connection_init`:
+    // the connection authenticates when it is initialised (see `ws`).
+    let credentials = Credentials {
+        auth: state.auth.clone(),
+        request_id: request_id_of(&parts.headers),
+        upgrade_authorization: parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("?").to_owned()),
+        upgrade_narrowing: Narrowing {
+            role: parts.headers.get(crate::auth::ROLE_HEADER).map(|v| v.to_str().unwrap_or("?").to_owned()),
+            customer_id: parts
+                .headers
+                .get(crate::auth::CUSTOMER_ID_HEADER)
+                .map(|v| v.to_str().unwrap_or("?").to_owned()),
+        },
+    };
+    let (api, limits, shutdown, connections) =
+        (state.api.clone(), state.limits.ws, state.shutdown.clone(), state.connections.clone());
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+        .on_upgrade(move |socket| {
+            // The same choice GraphQLProtocol made: the first GraphQL subprotocol the client offered.
+            let protocol = socket
+                .protocol()
+                .and_then(|p| p.to_str().ok())
+                .and_then(|p| p.parse::<WebSocketProtocols>().ok())
+                .unwrap_or(WebSocketProtocols::GraphQLWS);
+            connections.track_future(serve(socket, api, credentials, protocol, limits, shutdown, permit))
+        })
 }
