@@ -7,7 +7,7 @@
 //!   encoding). A WebSocket upgrade on `/graphql` serves subscriptions.
 //! - [`ws`]: `/graphql/ws`, subscriptions over `graphql-transport-ws` and
 //!   the legacy `graphql-ws` protocol: the upgrade, the protocol as a pure
-//!   state machine ([`ws::protocol`]) and the socket loop that runs it.
+//!   state machine (`ws/protocol.rs`) and the socket loop that runs it.
 //! - [`health`]: `/healthz` (the process is up), `/readyz` (the databases
 //!   answer, and which projections, if any, are stopped) and `/metrics`.
 //! - [`pages`]: `/` (GraphiQL), `/board` (the live order board) and

@@ -347,3 +347,6 @@ pub(super) fn data_message(protocol: WebSocketProtocols, id: &str, payload: Valu
 pub(super) fn complete_message(id: &str) -> String {
     json!({ "type": "complete", "id": id }).to_string()
 }
+
+#[cfg(test)]
+mod tests;
