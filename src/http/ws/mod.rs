@@ -11,11 +11,11 @@
 //! validation with `next` instead of the `error` message graphql-transport-ws
 //! specifies, and it has no hook for credentials in `ping`. We keep
 //! async-graphql-axum's protocol negotiation (`GraphQLProtocol`, in
-//! [`accept`] here) and async-graphql's executor (`execute_stream`).
+//! `accept` here) and async-graphql's executor (`execute_stream`).
 //!
 //! The files:
 //!
-//! - this one: the upgrade ([`accept`]: origin, subprotocol, connection
+//! - this one: the upgrade (`accept`: origin, subprotocol, connection
 //!   budget, the upgrade request's credentials), the limits and the close
 //!   codes;
 //! - `protocol.rs`: both protocols as a pure state machine. A client's
