@@ -1,15 +1,38 @@
 //! Projections: folds of the event log into denormalized read views.
 //!
 //! Each projection (one file each) owns its read tables and implements
-//! [`Projection::apply`] for a batch of events. The [`runtime`] drives them:
-//! it reads the log after the projection's checkpoint, applies a batch and
-//! advances the checkpoint in the same read-database transaction, then
-//! publishes a notice. Modes:
+//! [`Projection::apply`] for a batch of events. A [`projector::Projector`]
+//! steps one projection: it reads the log after the projection's
+//! checkpoint, applies a batch and advances the checkpoint in the same
+//! read-database transaction, then publishes a notice. Modes:
 //!
 //! - `async` (default): the runtime applies; reads are eventually consistent.
 //! - `inline`: the command applies the projection in its own transaction
-//!   (strong consistency, same database only); the runtime then only moves
-//!   the checkpoint forward and publishes notices.
+//!   ([`inline_applier`]; strong consistency, same database only); the
+//!   runtime then only moves the checkpoint forward and publishes notices.
+//!
+//! The runtime, one file per job, each using only those listed before it:
+//!
+//! - [`runtime`]: the shared vocabulary (settings, what a step did);
+//! - [`projector`]: the step and its commit, and poison handling;
+//! - [`runner`]: one projection's state between steps (leadership,
+//!   back-off, what blocks it);
+//! - [`group`]: the loop that drives runners, and the grouped step (every
+//!   async projection a node leads applied in one transaction per batch);
+//! - [`supervisor`]: restarts a loop after a panic; one task runs all the
+//!   async projections of a node, and each inline projection and the
+//!   exporter runs in a task of its own;
+//! - [`inline_applier`]: the inline projections, for the command side.
+//!
+//! Wake-ups: the command side bumps a watch after every commit; on
+//! PostgreSQL, commits of other instances arrive by LISTEN/NOTIFY
+//! (`crate::notice::postgres`), which bumps the same watch; a slow poll
+//! (`poll_interval`) is the safety net for a missed notification.
+//!
+//! Leadership (PostgreSQL): one runner per projection across instances,
+//! held by a session advisory lock ([`leader`]) and fenced on every
+//! checkpoint write. A standby waits for a release notice, or tries again
+//! every `standby_retry` (a leader killed without one).
 //!
 //! Idempotency: every read row remembers what it last applied — the stream
 //! version for rows keyed by one stream, the `(tx_id, position)` of the last
@@ -24,15 +47,19 @@ pub mod daily_sales;
 pub mod dead_letters;
 pub mod group;
 pub mod heartbeat;
+pub mod inline_applier;
 pub mod leader;
 pub mod order_activity;
 pub mod order_summary;
 pub mod product_catalog;
+pub mod projector;
 pub mod reader;
 pub mod rebuild;
+pub mod runner;
 pub mod runtime;
 pub mod sql;
 pub mod stall;
+pub mod supervisor;
 
 use std::sync::Arc;
 
