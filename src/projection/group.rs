@@ -45,12 +45,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::apply::{ApplyContext, ApplyError};
 use super::projector::commit::{claim_all, Claim, Standing};
 use super::projector::poison::panic_reason;
 use super::projector::Projector;
 use super::runner::{Prepared, Runner};
 use super::runtime::StepOutcome;
-use super::{ApplyContext, ApplyError};
 use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
 

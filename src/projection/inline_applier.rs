@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
 
+use super::apply::{ApplyContext, Projection};
 use super::runtime::{Mode, RuntimeSettings};
-use super::{ApplyContext, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::inline::InlineProjections;
 

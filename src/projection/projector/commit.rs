@@ -19,8 +19,8 @@ use super::Projector;
 use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::notice::ProjectionUpdated;
+use crate::projection::apply::{ApplyContext, ApplyError};
 use crate::projection::runtime::StepOutcome;
-use crate::projection::{ApplyContext, ApplyError};
 use crate::token::LogPosition;
 
 /// Where a member of a group stands before a grouped step.

@@ -28,9 +28,9 @@ use tokio::sync::watch;
 
 use entity::read::projection_checkpoint;
 
+use super::apply::Projection;
 use super::reader::{ReadEvent, Upcaster};
 use super::runtime::{Mode, PoisonPolicy, RuntimeSettings};
-use super::Projection;
 use crate::catalog::Status;
 use crate::db::{Db, WriteTxn};
 use crate::notice::progress::{Progress, Wait};

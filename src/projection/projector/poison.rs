@@ -18,9 +18,9 @@ use entity::read::{dead_letter, projection_checkpoint};
 use super::Projector;
 use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
+use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
 use crate::projection::runtime::{PoisonPolicy, StepOutcome};
-use crate::projection::ApplyError;
 use crate::token::LogPosition;
 
 /// A panic's message, for the log and the dead letter.

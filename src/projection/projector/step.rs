@@ -9,9 +9,9 @@ use sea_orm::DbErr;
 use super::Projector;
 use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
+use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
 use crate::projection::runtime::{Mode, StepOutcome};
-use crate::projection::ApplyError;
 use crate::token::LogPosition;
 
 impl Projector {
