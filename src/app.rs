@@ -27,7 +27,9 @@ use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
 use crate::inline::InlineProjections;
 use crate::notice::Notices;
-use crate::projection::runtime::{InlineApplier, Projector, RuntimeSettings};
+use crate::projection::inline_applier::InlineApplier;
+use crate::projection::projector::Projector;
+use crate::projection::runtime::RuntimeSettings;
 use crate::query::{ConsistencySettings, ReadModel};
 use crate::token::LogPosition;
 
@@ -463,7 +465,7 @@ fn leadership(services: &Services) -> Option<Arc<crate::projection::leader::Lock
 }
 
 /// Starts the supervised exporter task (see
-/// [`crate::projection::runtime::supervise`]) when one is configured.
+/// [`crate::projection::supervisor::supervise_one`]) when one is configured.
 pub fn spawn_exporter(
     services: &Services,
     settings: &Settings,
@@ -478,7 +480,7 @@ pub fn spawn_exporter(
         let exporter = Exporter::new(export_settings.clone(), views_db.clone());
         Projector::new(Arc::new(exporter), log_db.clone(), views_db.clone(), notices.clone(), &runtime)
     };
-    Some(tokio::spawn(crate::projection::runtime::supervise(
+    Some(tokio::spawn(crate::projection::supervisor::supervise_one(
         make,
         services.appended.subscribe(),
         settings.runtime.poll_interval,
@@ -513,7 +515,7 @@ pub fn spawn_projectors(
     if !grouped.is_empty() {
         let build = build.clone();
         let make = move || grouped.iter().cloned().map(&build).collect::<Vec<_>>();
-        tasks.push(tokio::spawn(crate::projection::group::supervise(
+        tasks.push(tokio::spawn(crate::projection::supervisor::supervise_group(
             make,
             services.appended.subscribe(),
             settings.runtime.poll_interval,
@@ -523,7 +525,7 @@ pub fn spawn_projectors(
     }
     for projection in inline {
         let build = build.clone();
-        tasks.push(tokio::spawn(crate::projection::runtime::supervise(
+        tasks.push(tokio::spawn(crate::projection::supervisor::supervise_one(
             move || build(projection.clone()),
             services.appended.subscribe(),
             settings.runtime.poll_interval,

@@ -2,7 +2,7 @@
 //! other services (issue 14), exactly once and in log order.
 //!
 //! It is a consumer of the log like a projection, and runs in the same
-//! runtime ([`crate::projection::runtime::Projector`]): the same
+//! runtime ([`crate::projection::projector::Projector`]): the same
 //! horizon-safe reader, the same leadership (one exporter per log across
 //! instances, with take-over), its own checkpoint row
 //! ([`crate::catalog::EXPORTER`]) shown in `projections` with its lag, the

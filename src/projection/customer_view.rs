@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
+use super::apply::{checked_add, ApplyContext, ApplyError, Projection};
 use super::sql::{array, execute, insert_rows, load_markers, pending};
-use super::{checked_add, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;

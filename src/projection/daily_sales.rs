@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use sea_orm::DatabaseTransaction;
 
+use super::apply::{checked_add, ApplyContext, ApplyError, Projection};
 use super::sql::{execute, load_markers, pending};
-use super::{checked_add, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;

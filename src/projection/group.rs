@@ -1,4 +1,7 @@
-//! The loop that drives projection runners, one or several at a time.
+//! The loop that drives projection runners ([`super::runner`]), one or
+//! several at a time, and the grouped step. The supervisors
+//! ([`super::supervisor`]) run it: grouped for every async projection a
+//! node runs, alone for each inline projection and the exporter.
 //!
 //! **Grouped steps.** Every projection a node leads in async mode is
 //! applied together: the log is read once (from the lowest checkpoint),
@@ -42,11 +45,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Prepared, Projector, Runner, StepOutcome};
-use super::{ApplyContext, ApplyError};
-use crate::catalog::Status;
+use super::apply::{ApplyContext, ApplyError};
+use super::projector::commit::{claim_all, Claim, Standing};
+use super::projector::poison::panic_reason;
+use super::projector::Projector;
+use super::runner::{Prepared, Runner};
+use super::runtime::StepOutcome;
 use crate::domain::event::RecordedEvent;
-use crate::notice::ProjectionUpdated;
 use crate::token::LogPosition;
 
 /// Why a runner waits, which decides what wakes it.
@@ -61,9 +66,27 @@ enum Due {
     Waiting { at: Instant, on_release: bool },
 }
 
+impl Projector {
+    /// Runs until `shutdown`: step while there is work, then sleep until a
+    /// wake-up or the poll interval. Database errors back off and retry
+    /// (and show as `retrying`). With `locks` (PostgreSQL) only the holder
+    /// of the projection's advisory lock steps; the others stand by and take
+    /// over when it goes away or hands over. On shutdown the runner finishes
+    /// its batch and releases its lock at once.
+    pub async fn run(
+        self,
+        appended: watch::Receiver<LogPosition>,
+        poll_interval: Duration,
+        shutdown: CancellationToken,
+        locks: Option<Arc<super::leader::Locks>>,
+    ) {
+        run(vec![self], appended, poll_interval, shutdown, locks, false).await;
+    }
+}
+
 /// Drives `projectors` until `shutdown`. With `grouped`, those that are
 /// ready step together (see the module docs); otherwise each alone.
-pub async fn run(
+pub(super) async fn run(
     projectors: Vec<Projector>,
     mut appended: watch::Receiver<LogPosition>,
     poll_interval: Duration,
@@ -71,9 +94,8 @@ pub async fn run(
     locks: Option<Arc<super::leader::Locks>>,
     grouped: bool,
 ) {
-    let Some(notices) = projectors.first().map(|p| p.notices().clone()) else { return };
-    let mut released = notices.watch_released();
-    let mut runners: Vec<Runner> = projectors.into_iter().map(Runner::new).collect();
+    let Some(mut released) = projectors.first().map(Projector::watch_released) else { return };
+    let mut runners: Vec<Runner> = projectors.into_iter().map(|p| Runner::new(p, poll_interval)).collect();
     let mut due = vec![Due::Now; runners.len()];
     loop {
         if shutdown.is_cancelled() {
@@ -121,7 +143,7 @@ pub async fn run(
             // for all of them.)
             let full_batch = outcomes.iter().any(|(i, outcome)| {
                 matches!(outcome, Ok(StepOutcome::Applied { events, .. })
-                    if *events as u64 >= runners[*i].projector.batch_size())
+                    if runners[*i].projector.fills_a_batch(*events))
             });
             for (i, outcome) in outcomes {
                 let applied = matches!(outcome, Ok(StepOutcome::Applied { .. }));
@@ -195,31 +217,20 @@ async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<S
 async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result<StepOutcome, DbErr>)>, DbErr> {
     let first = members[0].1;
     // Where each member stands (one query when any is not known).
+    let projectors: Vec<&Projector> = members.iter().map(|(_, p)| *p).collect();
     let mut from: BTreeMap<usize, LogPosition> = BTreeMap::new();
     let mut outcomes: Vec<(usize, Result<StepOutcome, DbErr>)> = Vec::new();
-    if members.iter().any(|(_, p)| p.known_checkpoint().is_none()) {
-        let rows = first.checkpoints_of(members.iter().map(|(_, p)| p.name())).await?;
-        for (i, p) in members {
-            match rows.iter().find(|r| r.name == p.name()) {
-                Some(row) if row.status == Status::Stopped.as_str() => outcomes.push((*i, Ok(StepOutcome::Stopped))),
-                Some(row) => {
-                    let at = LogPosition::new(row.last_tx_id, row.last_position);
-                    p.remember_checkpoint(at);
-                    from.insert(*i, at);
-                }
-                // Not registered yet: its own step registers it.
-                None => outcomes.push((*i, Ok(StepOutcome::Solo))),
-            }
-        }
-    } else {
-        for (i, p) in members {
-            if let Some(at) = p.known_checkpoint() {
+    for ((i, _), standing) in members.iter().zip(Projector::standings(&projectors).await?) {
+        match standing {
+            Standing::At(at) => {
                 from.insert(*i, at);
             }
+            Standing::Stopped => outcomes.push((*i, Ok(StepOutcome::Stopped))),
+            Standing::Unregistered => outcomes.push((*i, Ok(StepOutcome::Solo))),
         }
     }
     let Some(lowest) = from.values().min().copied() else { return Ok(outcomes) };
-    let batch = super::reader::read_after(first.events_db_conn(), lowest, first.batch_size()).await?;
+    let batch = first.read_after(lowest).await?;
     if batch.is_empty() {
         outcomes.extend(from.keys().map(|i| (*i, Ok(StepOutcome::Idle))));
         return Ok(outcomes);
@@ -234,25 +245,22 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
     let to = events.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or(lowest);
     let started = std::time::Instant::now();
     let names: Vec<&str> = members.iter().map(|(_, p)| p.name()).collect();
-    let txn = super::stall::begin_observed(first.read_db(), first.notices().progress(), &names).await?;
-    let rows = first.checkpoints_locked(&txn, from.keys().map(|i| members_name(members, *i))).await?;
-    let mut applied: Vec<(usize, &Projector, LogPosition, usize, ProjectionUpdated)> = Vec::new();
-    for (i, p) in members {
-        let Some(at) = from.get(i).copied() else { continue };
-        let current = rows.iter().find(|r| r.name == p.name());
-        let fenced = !current.is_some_and(|r| {
-            LogPosition::new(r.last_tx_id, r.last_position) == at
-                && r.status != Status::Stopped.as_str()
-                && p.fence_token().is_none_or(|f| f == r.fence)
-        });
-        if fenced {
-            outcomes.push((*i, Ok(StepOutcome::Fenced)));
+    let txn = first.begin(&names).await?;
+    // Lock every checkpoint row and check it (fencing) before applying anything.
+    let standing: Vec<(usize, &Projector, LogPosition)> =
+        members.iter().filter_map(|(i, p)| from.get(i).map(|at| (*i, *p, *at))).collect();
+    let checked: Vec<(&Projector, LogPosition)> = standing.iter().map(|(_, p, at)| (*p, *at)).collect();
+    let unmoved = Projector::unmoved(&txn, &checked).await?;
+    let mut claims: Vec<(usize, Claim<'_>)> = Vec::new();
+    for ((i, p, at), unmoved) in standing.into_iter().zip(unmoved) {
+        if !unmoved {
+            outcomes.push((i, Ok(StepOutcome::Fenced)));
             continue;
         }
         let part: Vec<RecordedEvent> =
             events.iter().filter(|e| LogPosition::new(e.tx_id, e.position) > at).cloned().collect();
         if part.is_empty() {
-            outcomes.push((*i, Ok(StepOutcome::Idle)));
+            outcomes.push((i, Ok(StepOutcome::Idle)));
             continue;
         }
         let savepoint = txn.begin().await?;
@@ -266,14 +274,13 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
         match result {
             Ok(()) => {
                 savepoint.commit().await?;
-                let update = p.update_for(to, &part);
-                applied.push((*i, *p, at, part.len(), update));
+                claims.push((i, Claim::new(p, at, to, &part)));
             }
             Err(ApplyError::Database(e)) if crate::db::classify(&e) == crate::db::DbFailure::LockTimeout => {
                 // Another session holds a lock this projection needs: set
                 // it aside (rolled back to its savepoint); the others go on.
                 savepoint.rollback().await?;
-                outcomes.push((*i, Err(e)));
+                outcomes.push((i, Err(e)));
             }
             Err(ApplyError::Database(e)) if !crate::db::classify(&e).is_deterministic() => {
                 // The connection or the server: the whole group retries.
@@ -281,35 +288,31 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
             }
             Err(_) => {
                 savepoint.rollback().await?;
-                outcomes.push((*i, Ok(StepOutcome::Solo)));
+                outcomes.push((i, Ok(StepOutcome::Solo)));
             }
         }
     }
-    if !applied.is_empty() {
-        let claims: Vec<super::runtime::Claim<'_>> = applied
-            .iter()
-            .map(|(_, p, at, n, update)| super::runtime::Claim { projector: p, from: *at, to, read: *n, update })
-            .collect();
-        super::runtime::claim_all(&txn, &claims).await?;
+    let (order, claims): (Vec<usize>, Vec<Claim<'_>>) = claims.into_iter().unzip();
+    if !claims.is_empty() {
+        claim_all(&txn, &claims).await?;
     }
     txn.commit().await?;
     let elapsed = started.elapsed().as_secs_f64();
-    for (i, p, _, n, update) in applied {
-        p.committed(to, update, n, elapsed, &events);
-        outcomes.push((i, Ok(StepOutcome::Applied { events: n, checkpoint: to })));
+    for (i, claim) in order.into_iter().zip(claims) {
+        outcomes.push((i, Ok(claim.committed(elapsed, &events))));
     }
     Ok(outcomes)
 }
 
 /// A step alone, for a member the group could not apply. A panic here is
-/// isolated like the supervisor does it ([`super::runtime::supervise`]):
+/// isolated like the supervisor does it ([`super::supervisor::supervise_one`]):
 /// logged, counted, and the event the projection was at dead-lettered with
 /// the panic as its reason, so its policy applies and the group lives on.
 async fn solo(projector: &Projector) -> Result<StepOutcome, DbErr> {
     match AssertUnwindSafe(projector.step()).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => {
-            let reason = super::runtime::panic_reason(panic.as_ref());
+            let reason = panic_reason(panic.as_ref());
             let name = projector.name();
             tracing::error!(projection = name, reason = %reason, "the projector panicked; dead-lettering the event it was at");
             metrics::counter!(crate::metrics::PROJECTOR_PANICS, "projection" => name).increment(1);
@@ -318,37 +321,4 @@ async fn solo(projector: &Projector) -> Result<StepOutcome, DbErr> {
             Ok(StepOutcome::DeadLettered { position: 0 })
         }
     }
-}
-
-/// Runs [`run`] (grouped) for the projectors `make` builds, and starts it
-/// again should the loop itself panic (a projection's own panic is
-/// isolated inside it).
-pub async fn supervise(
-    make: impl Fn() -> Vec<Projector>,
-    appended: watch::Receiver<LogPosition>,
-    poll_interval: Duration,
-    shutdown: CancellationToken,
-    locks: Option<Arc<super::leader::Locks>>,
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let running = tokio::spawn(run(make(), appended.clone(), poll_interval, shutdown.clone(), locks.clone(), true));
-        match running.await {
-            Ok(()) => return,
-            Err(e) if e.is_panic() => {
-                let reason = super::runtime::panic_reason(e.into_panic().as_ref());
-                tracing::error!(reason = %reason, "the projection group panicked; restarting it");
-            }
-            Err(_) => return,
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
-}
-
-fn members_name(members: &[(usize, &Projector)], i: usize) -> &'static str {
-    members.iter().find(|(j, _)| *j == i).map(|(_, p)| p.name()).unwrap_or_default()
 }

@@ -3,8 +3,8 @@
 //! A batch is written with multi-row inserts.
 use sea_orm::{DatabaseTransaction, Value};
 
+use super::apply::{ApplyContext, ApplyError, Projection};
 use super::sql::insert_rows;
-use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 

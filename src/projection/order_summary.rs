@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use entity::read::order_summary::{self, Model as Row};
 
+use super::apply::{ApplyContext, ApplyError, Projection};
 use super::sql::{array, execute, insert_rows};
-use super::{ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::order::OrderStatus;
 use crate::domain::DomainEvent;
@@ -203,7 +203,7 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
                     title: &l.title,
                     quantity: l.quantity,
                     unit_price_cents: l.unit_price_cents,
-                    line_total_cents: super::line_total(l, e)?,
+                    line_total_cents: super::apply::line_total(l, e)?,
                 })
             })
             .collect::<Result<_, ApplyError>>()?;

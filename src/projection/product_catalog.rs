@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 use uuid::Uuid;
 
+use super::apply::{checked_add, line_total, ApplyContext, ApplyError, Projection};
 use super::sql::{array, execute, insert_rows, load_markers, pending};
-use super::{checked_add, line_total, ApplyContext, ApplyError, Projection};
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
 use crate::token::LogPosition;

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 
+use super::apply::{ApplyContext, Projection};
 use super::reader;
-use super::{ApplyContext, Projection};
 use crate::catalog::Status;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
@@ -349,9 +349,9 @@ async fn apply_in(
     use_shadow(txn, chosen).await?;
     for p in chosen {
         p.apply(txn, batch, ApplyContext { position_guard: true }).await.map_err(|e| match e {
-            super::ApplyError::Poison { position, reason } => RebuildError::Poison { position, reason },
-            super::ApplyError::Database(db) => RebuildError::Database(db),
-            super::ApplyError::Unavailable(message) => RebuildError::Database(DbErr::Custom(message)),
+            super::apply::ApplyError::Poison { position, reason } => RebuildError::Poison { position, reason },
+            super::apply::ApplyError::Database(db) => RebuildError::Database(db),
+            super::apply::ApplyError::Unavailable(message) => RebuildError::Database(DbErr::Custom(message)),
         })?;
     }
     Ok(())

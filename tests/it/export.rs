@@ -311,7 +311,8 @@ async fn every_event_arrives_once_in_log_order_with_its_headers_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_published_but_not_committed_is_neither_lost_nor_duplicated() {
     use twofold::export::{ExportSettings, Exporter};
-    use twofold::projection::runtime::{Projector, RuntimeSettings, StepOutcome};
+    use twofold::projection::projector::Projector;
+    use twofold::projection::runtime::{RuntimeSettings, StepOutcome};
     use twofold::projection::{ApplyContext, Projection};
     for window in [Duration::from_secs(120), Duration::from_millis(100)] {
         let stream = TestStream::new();

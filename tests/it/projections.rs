@@ -9,7 +9,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, Tra
 use serde_json::{json, Value};
 use twofold::config::Role;
 use twofold::domain::event::RecordedEvent;
-use twofold::projection::runtime::{Mode, PoisonPolicy, Projector, StepOutcome};
+use twofold::projection::projector::Projector;
+use twofold::projection::runtime::{Mode, PoisonPolicy, StepOutcome};
 use twofold::projection::{self, ApplyContext, ApplyError, Projection};
 use twofold::token::LogPosition;
 
@@ -645,7 +646,7 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
         let runtime = twofold::projection::runtime::RuntimeSettings::from(&app.settings.runtime);
         move || Projector::new(Arc::new(PanicsOnShipment), log_db.clone(), views_db.clone(), notices.clone(), &runtime)
     };
-    let supervisor = tokio::spawn(twofold::projection::runtime::supervise(
+    let supervisor = tokio::spawn(twofold::projection::supervisor::supervise_one(
         make,
         app.services.appended.subscribe(),
         Duration::from_millis(50),
@@ -716,7 +717,7 @@ on_both_backends_api_only!(a_panicking_projection_in_a_group_holds_back_only_its
                 .collect::<Vec<_>>()
         }
     };
-    let group = tokio::spawn(twofold::projection::group::supervise(
+    let group = tokio::spawn(twofold::projection::supervisor::supervise_group(
         make,
         app.services.appended.subscribe(),
         Duration::from_millis(50),

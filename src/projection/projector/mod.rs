@@ -1,0 +1,282 @@
+//! A [`Projector`]: one projection bound to its databases, and what it
+//! keeps of its checkpoint row (registration, the checkpoint it last
+//! committed, the fence it took the projection over with, the retrying
+//! status a runner records).
+//!
+//! The step itself is spread over the files below, each adding methods to
+//! [`Projector`] and using only the ones before it, never the other way:
+//!
+//! - [`commit`]: moving a checkpoint and committing a batch, alone or in a
+//!   group (the one place the claim SQL and the after-commit metrics live);
+//! - [`poison`]: what happens to an event that cannot be applied (dead
+//!   letter, isolation by bisection to one event, standing down for a newer
+//!   release, the event a panic happened at);
+//! - [`step`]: one step, which reads the log and chooses between the two.
+//!
+//! This file is the bottom of that stack: it uses none of them, so the
+//! fields stay private to the projector's files and the rest of the
+//! runtime goes through the named methods here and in [`commit`].
+pub(super) mod commit;
+pub(super) mod poison;
+mod step;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use tokio::sync::watch;
+
+use entity::read::projection_checkpoint;
+
+use super::apply::Projection;
+use super::reader::{ReadEvent, Upcaster};
+use super::runtime::{Mode, PoisonPolicy, RuntimeSettings};
+use crate::catalog::Status;
+use crate::db::{Db, WriteTxn};
+use crate::notice::progress::{Progress, Wait};
+use crate::notice::Notices;
+use crate::token::LogPosition;
+
+/// The longest a runner waits to record its retrying or recovered status.
+const STATUS_WRITE: Duration = Duration::from_secs(1);
+
+/// Runs one projection.
+pub struct Projector {
+    pub projection: Arc<dyn Projection>,
+    pub mode: Mode,
+    pub policy: PoisonPolicy,
+    events_db: Db,
+    read_db: Db,
+    notices: Notices,
+    batch_size: u64,
+    standby_retry: Duration,
+    /// The checkpoint this runner last committed (saves a read per batch;
+    /// the fence in every batch catches a checkpoint moved by anyone else).
+    cached: std::sync::Mutex<Option<LogPosition>>,
+    /// Decodes newer event versions first (tests play a newer release with it).
+    upcaster: Option<Upcaster>,
+    /// The fence this runner took the projection over with (leadership only).
+    fence_token: std::sync::Mutex<Option<i64>>,
+}
+
+impl Projector {
+    pub fn new(
+        projection: Arc<dyn Projection>,
+        events_db: Db,
+        read_db: Db,
+        notices: Notices,
+        settings: &RuntimeSettings,
+    ) -> Self {
+        let name = projection.name();
+        Self {
+            mode: settings.mode_of(name),
+            policy: settings.policy_of(name),
+            projection,
+            events_db,
+            read_db,
+            notices,
+            batch_size: settings.batch_size.max(1),
+            standby_retry: settings.standby_retry,
+            cached: std::sync::Mutex::new(None),
+            upcaster: None,
+            fence_token: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reads the log through `upcaster` first (a newer release's decoding).
+    pub fn with_upcaster(mut self, upcaster: Upcaster) -> Self {
+        self.upcaster = Some(upcaster);
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Creates the checkpoint row if missing and records the configured mode.
+    pub async fn register(&self) -> Result<projection_checkpoint::Model, DbErr> {
+        let conn = &self.read_db.conn;
+        let existing = projection_checkpoint::Entity::find_by_id(self.name()).one(conn).await?;
+        let row = match existing {
+            Some(row) if row.mode == self.mode.as_str() => row,
+            Some(row) => {
+                let mut active: projection_checkpoint::ActiveModel = row.into();
+                active.mode = Set(self.mode.as_str().to_owned());
+                active.updated_at = Set(chrono::Utc::now());
+                active.update(conn).await?
+            }
+            None => {
+                let row = projection_checkpoint::ActiveModel {
+                    name: Set(self.name().to_owned()),
+                    mode: Set(self.mode.as_str().to_owned()),
+                    status: Set(Status::Running.as_str().to_owned()),
+                    last_tx_id: Set(0),
+                    last_position: Set(0),
+                    events_applied: Set(0),
+                    last_error: Set(None),
+                    owner: Set(None),
+                    fence: Set(0),
+                    updated_at: Set(chrono::Utc::now()),
+                    rebuild_done: Set(0),
+                    rebuild_total: Set(0),
+                    attempts: Set(0),
+                    heartbeat_at: Set(None),
+                    progressed_at: Set(None),
+                    waiting_on: Set(None),
+                };
+                // Two instances may register at once; the loser just reads the row.
+                let _ = projection_checkpoint::Entity::insert(row)
+                    .on_conflict_do_nothing()
+                    .exec_without_returning(conn)
+                    .await?;
+                projection_checkpoint::Entity::find_by_id(self.name())
+                    .one(conn)
+                    .await?
+                    .ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {}", self.name())))?
+            }
+        };
+        self.notices.advance(self.name(), LogPosition::new(row.last_tx_id, row.last_position));
+        Ok(row)
+    }
+
+    /// The checkpoint row, registered first if missing.
+    async fn checkpoint(&self) -> Result<projection_checkpoint::Model, DbErr> {
+        match projection_checkpoint::Entity::find_by_id(self.name()).one(&self.read_db.conn).await? {
+            Some(row) => Ok(row),
+            None => self.register().await,
+        }
+    }
+
+    /// The checkpoint this runner knows, if any.
+    pub fn known_checkpoint(&self) -> Option<LogPosition> {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_checkpoint(&self, at: LogPosition) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// Reads the checkpoint again before the next step (it moved, or this
+    /// runner's view of it cannot be trusted).
+    pub(super) fn forget_checkpoint(&self) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Up to a batch of the log after `from`, decoded (through the
+    /// upcaster, if any).
+    pub(super) async fn read_after(&self, from: LogPosition) -> Result<Vec<ReadEvent>, DbErr> {
+        super::reader::read_after_with(&self.events_db.conn, from, self.batch_size, self.upcaster.as_ref()).await
+    }
+
+    /// Begins a read-database transaction for the projections `names`
+    /// (what it waits on shows in their progress).
+    pub(super) async fn begin(&self, names: &[&str]) -> Result<WriteTxn, DbErr> {
+        super::stall::begin_observed(&self.read_db, self.notices.progress(), names).await
+    }
+
+    fn fence_token(&self) -> Option<i64> {
+        *self.fence_token.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The durable checkpoint (for a runner that stood down, to see whether
+    /// a newer instance has moved past the event).
+    pub(super) async fn durable_checkpoint(&self) -> Result<LogPosition, DbErr> {
+        let row = self.checkpoint().await?;
+        Ok(LogPosition::new(row.last_tx_id, row.last_position))
+    }
+
+    /// Records this process as the projection's runner and bumps the fence.
+    /// The new fence value is this runner's token: every batch it claims
+    /// must find it unchanged, so a runner that lost its lock without
+    /// noticing applies nothing once another has taken over.
+    pub(super) async fn take_over(&self) -> Result<(), DbErr> {
+        use sea_orm::ConnectionTrait;
+        let sql = "UPDATE projection_checkpoint SET fence = fence + 1, owner = $1, updated_at = $2 WHERE name = $3 RETURNING fence";
+        let values = vec![self.notices.instance_id().into(), chrono::Utc::now().into(), self.name().into()];
+        let row = self.read_db.conn.query_one_raw(super::sql::statement(self.read_db.backend(), sql, values)).await?;
+        let fence: i64 =
+            row.ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {}", self.name())))?.try_get("", "fence")?;
+        *self.fence_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(fence);
+        tracing::info!(projection = self.name(), instance = self.notices.instance_id(), fence, "running projection");
+        Ok(())
+    }
+
+    /// Records a failed attempt, so `projections`, `/readyz` and `/metrics`
+    /// tell the truth while the runner retries (best effort: the database
+    /// may be the thing that is failing).
+    pub(super) async fn report_failure(&self, attempts: i64, error: &DbErr) {
+        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
+        let message: String =
+            format!("retrying (attempt {attempts}): {}", super::stall::describe(error)).chars().take(500).collect();
+        let update = projection_checkpoint::Entity::update_many()
+            .col_expr(
+                projection_checkpoint::Column::Status,
+                sea_orm::sea_query::Expr::case(
+                    projection_checkpoint::Column::Status.eq(Status::Running.as_str()),
+                    sea_orm::sea_query::Expr::val(Status::Retrying.as_str()),
+                )
+                .finally(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Status))
+                .into(),
+            )
+            .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
+            .col_expr(projection_checkpoint::Column::Attempts, attempts.into())
+            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()));
+        let failed = match tokio::time::timeout(STATUS_WRITE, update.exec(&self.read_db.conn)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", STATUS_WRITE.as_millis()),
+        };
+        metrics::counter!(crate::metrics::STATUS_WRITE_FAILURES, "projection" => self.name()).increment(1);
+        tracing::debug!(projection = self.name(), error = %failed, "could not record the retrying status");
+    }
+
+    /// Clears the retrying state after a successful step (within
+    /// [`STATUS_WRITE`]: the caller counts and logs a failure, and tries
+    /// again after its next successful step).
+    pub(super) async fn report_recovered(&self) -> Result<(), DbErr> {
+        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
+        let clear = projection_checkpoint::Entity::update_many()
+            .col_expr(projection_checkpoint::Column::Status, Status::Running.as_str().into())
+            .col_expr(projection_checkpoint::Column::LastError, Option::<String>::None.into())
+            .col_expr(projection_checkpoint::Column::Attempts, 0i64.into())
+            .filter(projection_checkpoint::Column::Name.eq(self.name()))
+            .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()));
+        match tokio::time::timeout(STATUS_WRITE, clear.exec(&self.read_db.conn)).await {
+            Ok(done) => done.map(|_| ()),
+            Err(_) => Err(DbErr::Custom(format!("no answer within {} ms", STATUS_WRITE.as_millis()))),
+        }
+    }
+
+    /// What this node knows of its projections' progress (leadership,
+    /// health, what blocks them).
+    pub(super) fn progress(&self) -> &Progress {
+        self.notices.progress()
+    }
+
+    /// Release notices of leadership, which wake standbys.
+    pub(super) fn watch_released(&self) -> watch::Receiver<u64> {
+        self.notices.watch_released()
+    }
+
+    /// How often a standby tries to take over without a release notice.
+    pub(super) fn standby_retry(&self) -> Duration {
+        self.standby_retry
+    }
+
+    /// Whether `events` read is a full batch (the log may hold more).
+    pub(super) fn fills_a_batch(&self, events: usize) -> bool {
+        events as u64 >= self.batch_size
+    }
+
+    /// Why nothing below the horizon is readable yet.
+    pub(super) async fn horizon_wait(&self) -> Wait {
+        super::stall::horizon(&self.events_db).await
+    }
+
+    /// What a failed step waits on (a lock names the sessions holding it).
+    pub(super) async fn cause_of(&self, error: &DbErr) -> Wait {
+        let tables = [self.name(), "projection_checkpoint", "event"];
+        super::stall::cause_of(error, &self.read_db, &tables).await
+    }
+}

@@ -1,0 +1,135 @@
+//! One step of one projection, as the module docs of [`crate::projection`]
+//! describe it: read a batch after the checkpoint, commit it (see
+//! [`super::commit`]), or, when an event in it cannot be applied, hand it
+//! to poison handling (see [`super::poison`]). Tests drive
+//! [`Projector::step`] directly; runners call it between their own
+//! book-keeping.
+use sea_orm::DbErr;
+
+use super::Projector;
+use crate::catalog::Status;
+use crate::domain::event::RecordedEvent;
+use crate::projection::apply::ApplyError;
+use crate::projection::reader::Undecodable;
+use crate::projection::runtime::{Mode, StepOutcome};
+use crate::token::LogPosition;
+
+impl Projector {
+    /// One step, applying events (async mode and start-up catch-up).
+    pub async fn step(&self) -> Result<StepOutcome, DbErr> {
+        self.step_with(self.mode == Mode::Async).await
+    }
+
+    /// Brings an inline projection up to the head before commands start
+    /// applying it themselves (e.g. after switching from async to inline).
+    pub async fn catch_up(&self) -> Result<(), DbErr> {
+        loop {
+            match self.step_with(true).await? {
+                StepOutcome::Idle | StepOutcome::Stopped | StepOutcome::Outdated { .. } => return Ok(()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// One step. `apply` is false for inline projections, whose events were
+    /// applied by the commands themselves: the step then only advances the
+    /// checkpoint and publishes.
+    pub async fn step_with(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+        let outcome = self.step_inner(apply).await;
+        match &outcome {
+            Ok(StepOutcome::Applied { checkpoint, .. }) => self.remember_checkpoint(*checkpoint),
+            Ok(StepOutcome::Idle) => {}
+            _ => self.forget_checkpoint(),
+        }
+        outcome
+    }
+
+    async fn step_inner(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+        let known = self.known_checkpoint();
+        let from = match known {
+            Some(from) => from,
+            None => {
+                let checkpoint = self.checkpoint().await?;
+                if checkpoint.status == Status::Stopped.as_str() {
+                    return Ok(StepOutcome::Stopped);
+                }
+                let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
+                self.remember_checkpoint(from);
+                from
+            }
+        };
+        let batch = self.read_after(from).await?;
+        if batch.is_empty() {
+            if apply {
+                self.projection.probe().await.map_err(into_db_err)?;
+            }
+            return Ok(StepOutcome::Idle);
+        }
+        // Undecodable rows are poison for every projection that applies.
+        let decoded_prefix: Vec<RecordedEvent> = batch.iter().map_while(|e| e.as_ref().ok().cloned()).collect();
+        if apply && decoded_prefix.is_empty() {
+            if let Some(Err(bad)) = batch.first() {
+                if bad.newer {
+                    return self.stand_down(from, bad).await;
+                }
+                return self.dead_letter(from, bad.clone()).await;
+            }
+        }
+        let events: Vec<RecordedEvent> =
+            if apply { decoded_prefix } else { batch.iter().filter_map(|e| e.as_ref().ok().cloned()).collect() };
+        let last = match batch.last() {
+            Some(Ok(e)) if !apply || events.len() == batch.len() => LogPosition::new(e.tx_id, e.position),
+            Some(Err(bad)) if !apply => LogPosition::new(bad.tx_id, bad.position),
+            _ => match events.last() {
+                Some(e) => LogPosition::new(e.tx_id, e.position),
+                None => return Ok(StepOutcome::Idle),
+            },
+        };
+        // Inline runners acknowledge the whole batch; appliers what they applied.
+        let counted = if apply { events.len() } else { batch.len() };
+        match self.commit_batch(from, last, &events, apply, counted).await? {
+            Ok(outcome) => Ok(outcome),
+            Err(ApplyError::Poison { position, reason }) => {
+                // Commit what precedes the poison event, then dead-letter it.
+                let before: Vec<RecordedEvent> =
+                    events.iter().take_while(|e| e.position != position).cloned().collect();
+                let mut from = from;
+                if let Some(prev) = before.last() {
+                    let upto = LogPosition::new(prev.tx_id, prev.position);
+                    match self.commit_batch(from, upto, &before, true, before.len()).await? {
+                        Ok(StepOutcome::Applied { .. }) => from = upto,
+                        Ok(other) => return Ok(other),
+                        Err(e) => return Err(DbErr::Custom(e.to_string())),
+                    }
+                }
+                let Some(bad) = events.iter().find(|e| e.position == position) else {
+                    return Err(DbErr::Custom(format!("poison event {position} not in batch")));
+                };
+                let bad = Undecodable {
+                    position,
+                    tx_id: bad.tx_id,
+                    stream_id: bad.stream_id,
+                    event_type: bad.event.event_type().to_owned(),
+                    error: reason,
+                    newer: false,
+                };
+                self.dead_letter(from, bad).await
+            }
+            Err(ApplyError::Database(e)) if crate::db::classify(&e).is_deterministic() => {
+                tracing::warn!(projection = self.name(), error = %e, "a batch failed deterministically; applying it event by event to find the poison event");
+                self.isolate(from, &events).await
+            }
+            Err(ApplyError::Database(e)) => Err(e),
+            Err(ApplyError::Unavailable(message)) => Err(DbErr::Custom(message)),
+        }
+    }
+}
+
+/// [`ApplyError`] as the step's error: a poison event here (a probe's) is
+/// reported like an unavailable resource.
+fn into_db_err(error: ApplyError) -> DbErr {
+    match error {
+        ApplyError::Database(e) => e,
+        other => DbErr::Custom(other.to_string()),
+    }
+}
