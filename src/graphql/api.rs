@@ -3,30 +3,22 @@
 //! id, the caller's credentials) and reports whether the request got past
 //! parsing and validation, which decides HTTP status codes and whether a
 //! WebSocket `subscribe` is answered with `error` or with `next`.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Request, ServerError, ValidationResult};
+use async_graphql::{Request, ServerError};
 
 use super::documents::Documents;
 use super::loaders::{CustomerLoader, ProductLoader};
-use super::mutation::RequestId;
-use super::TwofoldSchema;
+pub use super::progress::{Progress, ProgressTracker};
+pub use super::request::{RequestCache, RequestConsistency, RequestId, CONSISTENT_WITH};
+use super::schema::TwofoldSchema;
+use crate::command::CommandService;
+use crate::notice::Notices;
 use crate::query::ReadModel;
 use crate::token::LogPosition;
-
-/// The key of the request-level consistency token in a GraphQL request's
-/// `extensions` (beside `persistedQuery`, which it never touches).
-pub const CONSISTENT_WITH: &str = "consistentWith";
-
-/// A request's `extensions.consistentWith`: every root query field of the
-/// operation waits for it as for its own `consistentWith` argument (given
-/// both, a field waits for the later of the two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestConsistency(pub LogPosition);
 
 /// The request-level token of `request`, if it carries one; a value that
 /// is not a token is the client's mistake (VALIDATION), never ignored.
@@ -55,25 +47,6 @@ pub struct Caller {
     pub request_id: String,
     /// Who it acts as: the transport authenticated it (see `crate::auth`).
     pub actor: crate::domain::Actor,
-}
-
-/// Results shared by every field of one request that asks for the same thing.
-#[derive(Default)]
-pub struct RequestCache {
-    pub projections: tokio::sync::OnceCell<Vec<crate::admin::ProjectionState>>,
-}
-
-/// Set once a request has passed parsing and validation: errors after that
-/// point are execution errors, reported with data (HTTP 200, WebSocket `next`);
-/// errors before it are request errors (HTTP 400 with
-/// `application/graphql-response+json`, WebSocket `error`).
-#[derive(Debug, Clone, Default)]
-pub struct Progress(Arc<AtomicBool>);
-
-impl Progress {
-    pub fn validated(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// The schema plus what each request needs attached.
@@ -267,28 +240,25 @@ impl Conformer {
     }
 }
 
-/// Marks [`Progress`] once validation has passed.
-pub struct ProgressTracker;
-
-impl ExtensionFactory for ProgressTracker {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ProgressTracker)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ProgressTracker {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        if result.is_ok() {
-            if let Some(progress) = ctx.data_opt::<Progress>() {
-                progress.0.store(true, Ordering::Release);
-            }
-        }
-        result
-    }
+/// The API: the schema, its twin for validated documents, the document store.
+pub fn build_api(
+    commands: Option<CommandService>,
+    reads: Option<ReadModel>,
+    admin: Option<crate::admin::Admin>,
+    notices: Notices,
+    limits: super::schema::SchemaLimits,
+    documents: Documents,
+) -> Api {
+    let documents = Arc::new(documents);
+    let strict = super::schema::build_with(
+        commands.clone(),
+        reads.clone(),
+        admin.clone(),
+        notices.clone(),
+        limits,
+        Some(documents.clone()),
+        false,
+    );
+    let cached = super::schema::build_with(commands, reads.clone(), admin, notices, limits, None, true);
+    Api::new(strict, cached, documents, reads)
 }

@@ -31,3 +31,10 @@ impl Loader<Uuid> for ProductLoader {
         Ok(rows.into_iter().map(|r| (r.product_id, r)).collect())
     }
 }
+
+/// `OrderSummary.customer` → `customer_view`, batched (and, per request, cached).
+pub type CustomerLoaderHandle =
+    async_graphql::dataloader::DataLoader<CustomerLoader, async_graphql::dataloader::HashMapCache>;
+/// `OrderLine.product` → `product_catalog`, batched (and, per request, cached).
+pub type ProductLoaderHandle =
+    async_graphql::dataloader::DataLoader<ProductLoader, async_graphql::dataloader::HashMapCache>;

@@ -3,16 +3,13 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::error::{from_command, validation};
+use super::request::RequestId;
 use super::scalars::{uuid, Token};
 use super::types::SalesChannel;
 use crate::command::customer::{RegisterCustomer, RenameCustomer};
 use crate::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder, ShipOrder};
 use crate::command::product::{AddProduct, ChangeProductPrice};
 use crate::command::{Ack, CommandMeta, CommandService};
-
-/// The request id of the HTTP request, if any (set by the HTTP layer).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Acknowledges a command that created something.
 #[derive(SimpleObject)]

@@ -6,11 +6,11 @@ use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 
 use super::access::{self, Viewer};
-use super::api::RequestConsistency;
 use super::error::{from_query, validation};
+use super::loaders::{CustomerLoaderHandle, ProductLoaderHandle};
+use super::request::{RequestCache, RequestConsistency};
 use super::scalars::{uuid, Token};
 use super::types::{Customer, DailySales, Node, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
-use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::catalog::View;
 use crate::query::{page_size, ReadModel};
 
@@ -296,7 +296,7 @@ impl QueryRoot {
         access::require_staff(ctx, "read the projections' status")?;
         let admin = ctx.data::<crate::admin::Admin>()?;
         let read = || async { admin.projections().await.map_err(|e| super::error::internal_error_of(&e)) };
-        let states = match ctx.data_opt::<super::api::RequestCache>() {
+        let states = match ctx.data_opt::<RequestCache>() {
             Some(cache) => cache.projections.get_or_try_init(read).await?.clone(),
             None => read().await?,
         };

@@ -3,8 +3,8 @@ use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::error::from_query;
+use super::loaders::{CustomerLoaderHandle, ProductLoaderHandle};
 use super::scalars::{int, BigInt, Token};
-use super::{CustomerLoaderHandle, ProductLoaderHandle};
 use crate::admin::ProjectionState;
 use crate::query::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;

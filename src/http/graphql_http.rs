@@ -27,7 +27,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{pages, request_id_of, web, ws, AppState};
+use super::state::{request_id_of, AppState};
+use super::{pages, web, ws};
 use crate::auth::InvalidToken;
 use crate::graphql::api::Caller;
 use crate::graphql::error::{self, UNAVAILABLE, VALIDATION};

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::AppState;
+use super::state::AppState;
 use crate::admin::Horizon;
 use crate::catalog::Status;
 

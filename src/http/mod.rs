@@ -27,88 +27,20 @@ pub mod graphql_http;
 pub mod health;
 pub mod pages;
 pub mod starting;
+mod state;
 pub mod web;
 pub mod ws;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::admin::Admin;
-use crate::auth::Authenticator;
-use crate::graphql::api::Api;
 use health::{healthz, metrics_text, readyz};
-
-const REQUEST_ID: &str = "x-request-id";
-/// Largest WebSocket message accepted.
-pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
-
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    pub max_body_bytes: usize,
-    pub request_timeout: Duration,
-    pub ws: ws::WsLimits,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, request_timeout: Duration::from_secs(15), ws: ws::WsLimits::default() }
-    }
-}
-
-/// What the HTTP layer is given: the GraphQL API, the operations service
-/// (health, metrics, admin access) and its limits. It never sees a database.
-#[derive(Clone)]
-pub struct Endpoints {
-    pub api: Api,
-    pub admin: Admin,
-    /// Verifies bearer tokens (open development mode when it has no keys).
-    pub auth: Authenticator,
-    pub limits: HttpLimits,
-    /// CORS, and caching of GET queries.
-    pub web: web::WebSettings,
-    /// The read replicas serving queries, if any (their state in `/readyz`).
-    pub replicas: Option<Arc<crate::admin::replicas::ReplicaSet>>,
-}
-
-#[derive(Clone)]
-struct AppState {
-    api: Api,
-    admin: Admin,
-    auth: Authenticator,
-    limits: HttpLimits,
-    web: web::WebSettings,
-    replicas: Option<Arc<crate::admin::replicas::ReplicaSet>>,
-    ws_connections: Arc<tokio::sync::Semaphore>,
-    /// Cancelled when the server shuts down: WebSocket clients are told to go (1001).
-    shutdown: CancellationToken,
-    /// Every open WebSocket connection, so shutdown can wait for their goodbyes.
-    connections: TaskTracker,
-}
-
-impl AppState {
-    fn new(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Self {
-        let Endpoints { api, admin, auth, limits, web, replicas } = endpoints;
-        Self {
-            api,
-            admin,
-            auth,
-            limits,
-            web,
-            replicas,
-            ws_connections: ws::connection_budget(&limits.ws),
-            shutdown,
-            connections,
-        }
-    }
-}
+use state::AppState;
+pub use state::{Endpoints, HttpLimits, MAX_WS_MESSAGE_BYTES};
 
 /// The API router. WebSocket connections are tracked by `connections`:
 /// on `shutdown` each tells its client to go (1001), and the caller waits
@@ -153,10 +85,4 @@ pub fn health_router(endpoints: Endpoints, shutdown: CancellationToken) -> Route
 pub fn metrics_router(endpoints: Endpoints, shutdown: CancellationToken) -> Router {
     let state = AppState::new(endpoints, shutdown, TaskTracker::new());
     Router::new().route("/metrics", get(metrics_text)).with_state(state)
-}
-
-/// The request's `x-request-id` (set by [`SetRequestIdLayer`] when the
-/// client sent none), carried into events' metadata.
-fn request_id_of(headers: &HeaderMap) -> String {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }

@@ -6,6 +6,8 @@
 //! (enforced by `tests/it/architecture.rs`).
 pub mod consistency;
 pub mod customers;
+mod durable;
+mod error;
 pub mod orders;
 pub mod products;
 pub mod replica;
@@ -14,11 +16,10 @@ pub mod sales;
 
 use std::time::Duration;
 
-use sea_orm::DbErr;
-
 use crate::db::Db;
 use crate::notice::Notices;
 
+pub use error::QueryError;
 pub use rows::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 
 /// Whose rows a read may return. Applied in the SQL of every read of
@@ -46,37 +47,6 @@ impl Scope {
 pub const MAX_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum QueryError {
-    #[error("{0}")]
-    Validation(String),
-    /// The projections did not reach the token within the wait.
-    #[error("{0}")]
-    NotVisibleYet(String),
-    /// The projections did not reach the token within the wait, behind a
-    /// stalled projection (`wait` says on what).
-    #[error("{message}")]
-    Stalled { message: String, projection: String, wait: Box<crate::notice::progress::Wait> },
-    /// The write will not become visible without an operator.
-    #[error("the write {1} will not become visible in {projection}: {reason}", projection = .0.projection(), reason = .0.reason())]
-    NotProjected(consistency::NotProjected, crate::token::LogPosition),
-    /// The read database is unreachable, or no connection was free in time.
-    #[error("read database unavailable: {0}")]
-    Unavailable(String),
-    /// Anything unexpected (logged with an incident id at the API boundary).
-    #[error("database error: {0}")]
-    Internal(String),
-}
-
-impl From<DbErr> for QueryError {
-    fn from(e: DbErr) -> Self {
-        match crate::db::classify(&e) {
-            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
-    }
-}
-
 /// How long `consistentWith` waits.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsistencySettings {
@@ -103,13 +73,13 @@ pub struct ReadModel {
     pub notices: Notices,
     pub consistency: ConsistencySettings,
     /// The one durable checkpoint read in flight, shared by concurrent waiters.
-    durable_read: consistency::SharedDurableRead,
+    durable_read: durable::SharedDurableRead,
 }
 
 impl ReadModel {
-    pub fn new(db: Db, notices: Notices, consistency: ConsistencySettings) -> Self {
+    pub fn new(db: Db, notices: Notices, waits: ConsistencySettings) -> Self {
         let read = crate::db::replica::ReadConn::new(db.conn.clone(), None);
-        Self { db, read, notices, consistency, statements: Default::default(), durable_read: Default::default() }
+        Self { db, read, notices, consistency: waits, statements: Default::default(), durable_read: Default::default() }
     }
 
     /// The connection view reads use (a replica in rotation, or the read

@@ -72,11 +72,10 @@
 //! new token must verify and carry the same `sub` and role (else 4403); the
 //! `pong` says until when the connection now lives (`expiresAt`, Unix
 //! seconds). No other GraphQL server we know of offers this.
+mod close;
+mod limits;
 mod protocol;
 mod socket;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::http::{WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql_axum::GraphQLProtocol;
@@ -86,57 +85,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+pub use close::*;
+pub use limits::{connection_budget, WsLimits};
 pub use protocol::{Credentials, Narrowing};
 
-use super::{request_id_of, web, AppState};
+use super::state::{request_id_of, AppState};
+use super::web;
 use crate::graphql::error::UNAVAILABLE;
-
-/// WebSocket limits.
-#[derive(Debug, Clone, Copy)]
-pub struct WsLimits {
-    pub max_connections: usize,
-    pub max_subscriptions_per_connection: usize,
-    pub max_message_bytes: usize,
-    /// How long one outgoing message may take to be accepted by the client.
-    pub send_timeout: Duration,
-    pub init_timeout: Duration,
-    pub keepalive: Duration,
-    /// Messages the operations of one connection may queue for the socket.
-    pub outbox: usize,
-}
-
-impl Default for WsLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 10_000,
-            max_subscriptions_per_connection: 100,
-            max_message_bytes: 64 * 1024,
-            send_timeout: Duration::from_secs(10),
-            init_timeout: Duration::from_secs(10),
-            keepalive: Duration::from_secs(15),
-            outbox: 64,
-        }
-    }
-}
-
-/// Close codes: RFC 6455's (1xxx) and the protocols' own (4xxx); see the
-/// table above for when each is sent.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_BAD_REQUEST: u16 = 4400;
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-pub const CLOSE_FORBIDDEN: u16 = 4403;
-pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
-pub const CLOSE_DUPLICATE_ID: u16 = 4409;
-pub const CLOSE_TOO_MANY_INITS: u16 = 4429;
-pub const CLOSE_SLOW_CONSUMER: u16 = 4503;
-
-/// Shared connection budget.
-pub fn connection_budget(limits: &WsLimits) -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(limits.max_connections))
-}
 
 /// `/graphql/ws`: a WebSocket upgrade, or the extractor's refusal.
 pub(super) async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {

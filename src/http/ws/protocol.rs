@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_graphql::http::WebSocketProtocols;
 use serde_json::{json, Value};
 
-use super::{CLOSE_BAD_REQUEST, CLOSE_DUPLICATE_ID, CLOSE_FORBIDDEN, CLOSE_TOO_MANY_INITS, CLOSE_UNAUTHORIZED};
+use super::close::{CLOSE_BAD_REQUEST, CLOSE_DUPLICATE_ID, CLOSE_FORBIDDEN, CLOSE_TOO_MANY_INITS, CLOSE_UNAUTHORIZED};
 use crate::auth::{Authenticated, Authenticator};
 use crate::graphql::api::Caller;
 use crate::graphql::documents::Documents;

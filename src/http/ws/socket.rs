@@ -19,12 +19,13 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::close::{
+    CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_INIT_TIMEOUT, CLOSE_INVALID_PAYLOAD,
+    CLOSE_PROTOCOL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
+};
+use super::limits::WsLimits;
 use super::protocol::{
     complete_message, data_message, error_message, keepalive, truncate, Action, Close, Connection, Credentials, Start,
-};
-use super::{
-    WsLimits, CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_INIT_TIMEOUT, CLOSE_INVALID_PAYLOAD,
-    CLOSE_PROTOCOL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
 };
 use crate::graphql::api::{Api, Caller};
 
