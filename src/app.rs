@@ -1,4 +1,6 @@
 //! Wiring: connect, migrate, start the projectors, build the schema, serve.
+//! Over 600 lines and one job: the order in which a process's parts start
+//! and stop, which reads best as one sequence.
 //! `start` + `serve(listener, …, shutdown)` let tests run the real server on
 //! `127.0.0.1:0`.
 //!

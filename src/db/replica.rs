@@ -1,6 +1,13 @@
 //! Read replicas: PostgreSQL hot standbys of the read database that serve
 //! queries, their health, and which of them are in rotation.
 //!
+//! Over 600 lines and still one thing: the replica set's state. Routing,
+//! health, read-your-writes and rejoining all read and change the same
+//! rotation under one lock, and each rule below holds only with the others
+//! (a replica rejoins only when it holds what waits were promised; a wait
+//! joins only replicas in rotation), so they are kept where they can be
+//! read together.
+//!
 //! - **Routing.** [`ReadConn`] is the query side's connection: each
 //!   statement goes to the next replica in rotation (round robin), or to the
 //!   primary when none is. A statement a replica fails is run again on the
