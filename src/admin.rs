@@ -26,6 +26,19 @@ use crate::token::LogPosition;
 
 pub use crate::projection::dead_letters::DeadLetterError;
 
+/// Why a rebuild could not start: the caller named something that is not a
+/// projection (or one that cannot be rebuilt), or one already rebuilding
+/// here, which is a state of the service, not a malformed request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartRebuildError {
+    #[error("unknown projection '{projection}'; known: {known}")]
+    Unknown { projection: String, known: String },
+    #[error("{0}")]
+    NotRebuildable(String),
+    #[error("{0} is already being rebuilt")]
+    AlreadyRebuilding(String),
+}
+
 /// A projection's checkpoint row (`projection_checkpoint`), as admin hands
 /// it out: its own type, so `graphql` and `http` never hold an `entity` one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,15 +390,18 @@ impl Admin {
 
     /// Starts a rebuild in the background; progress shows in `projections`
     /// and `projectionUpdated`. Refuses a projection already rebuilding here.
-    pub fn start_rebuild(&self, projection: &str) -> Result<(), String> {
+    pub fn start_rebuild(&self, projection: &str) -> Result<(), StartRebuildError> {
         if projection == EXPORTER {
-            return Err(rebuild::RebuildError::NotRebuildable.to_string());
+            return Err(StartRebuildError::NotRebuildable(rebuild::RebuildError::NotRebuildable.to_string()));
         }
         if View::parse(projection).is_none() {
-            return Err(format!("unknown projection '{projection}'; known: {}", View::names().join(", ")));
+            return Err(StartRebuildError::Unknown {
+                projection: projection.chars().take(64).collect(),
+                known: View::names().join(", "),
+            });
         }
         if !self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(projection.to_owned()) {
-            return Err(format!("{projection} is already being rebuilt"));
+            return Err(StartRebuildError::AlreadyRebuilding(projection.to_owned()));
         }
         let this = self.clone();
         let name = projection.to_owned();

@@ -65,3 +65,32 @@ impl From<DbErr> for CommandError {
         }
     }
 }
+
+/// An inline projection's database failure is the command's: contention
+/// and an unreachable database keep their class (the client may retry);
+/// an event it cannot apply is internal.
+impl From<crate::inline::InlineError> for CommandError {
+    fn from(e: crate::inline::InlineError) -> Self {
+        match e {
+            crate::inline::InlineError::Database { source, .. } => Self::from(source),
+            failed @ crate::inline::InlineError::Failed { .. } => Self::Internal(failed.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inline::InlineError;
+
+    #[test]
+    fn an_inline_projections_database_failure_keeps_its_class() {
+        let unreachable = InlineError::Database {
+            projection: "customer_view",
+            source: DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+        };
+        assert!(matches!(CommandError::from(unreachable), CommandError::Unavailable(_)));
+        let poison = InlineError::Failed { projection: "customer_view", reason: "bad event".into() };
+        assert!(matches!(CommandError::from(poison), CommandError::Internal(m) if m.contains("customer_view")));
+    }
+}

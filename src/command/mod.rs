@@ -176,7 +176,7 @@ impl UnitOfWork {
             .map(|e| LogPosition::new(e.tx_id, e.position))
             .ok_or_else(|| CommandError::Internal(format!("{} decided no event", self.command_type)))?;
         if let Some(inline) = &service.inline {
-            inline.apply_inline(&self.txn, &recorded).await.map_err(CommandError::Internal)?;
+            inline.apply_inline(&self.txn, &recorded).await?;
         }
         let ack = Ack { id, token };
         idempotency::record(&*self.txn, key, &ack).await?;

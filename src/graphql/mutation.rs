@@ -247,7 +247,14 @@ impl MutationRoot {
     /// Requires the admin role.
     async fn rebuild_projection(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<RebuildStarted> {
         let admin = super::access::require_admin(ctx, "rebuild projections")?;
-        admin.start_rebuild(&name).map_err(validation)?;
+        admin.start_rebuild(&name).map_err(|e| match e {
+            crate::admin::StartRebuildError::AlreadyRebuilding(_) => {
+                super::error::coded(super::error::CONFLICT, e.to_string())
+            }
+            crate::admin::StartRebuildError::Unknown { .. } | crate::admin::StartRebuildError::NotRebuildable(_) => {
+                validation(e.to_string())
+            }
+        })?;
         Ok(RebuildStarted { projection: name, accepted: true })
     }
 

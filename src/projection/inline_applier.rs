@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
 
+use super::apply::ApplyError;
 use super::apply::{ApplyContext, Projection};
 use super::runtime::{Mode, RuntimeSettings};
 use crate::domain::event::RecordedEvent;
-use crate::inline::InlineProjections;
+use crate::inline::{InlineError, InlineProjections};
 
 /// The inline projections, applied by commands inside their transaction.
 pub struct InlineApplier {
@@ -28,12 +29,13 @@ impl InlineApplier {
 
 #[async_trait::async_trait]
 impl InlineProjections for InlineApplier {
-    async fn apply_inline(&self, txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), String> {
+    async fn apply_inline(&self, txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), InlineError> {
         for projection in &self.projections {
-            projection
-                .apply(txn, events, ApplyContext { position_guard: false })
-                .await
-                .map_err(|e| format!("inline projection {} failed: {e}", projection.name()))?;
+            let name = projection.name();
+            projection.apply(txn, events, ApplyContext { position_guard: false }).await.map_err(|e| match e {
+                ApplyError::Database(source) => InlineError::Database { projection: name, source },
+                other => InlineError::Failed { projection: name, reason: other.to_string() },
+            })?;
         }
         Ok(())
     }

@@ -603,3 +603,29 @@ async fn an_int_beyond_32_bits_is_a_request_error_wherever_it_hides() {
     assert_eq!(app.event_count().await, events, "nothing was written");
     app.stop().await;
 }
+
+/// A rebuild that is already running is a state of the service (CONFLICT),
+/// not a malformed request; an unknown name is the caller's mistake
+/// (VALIDATION). Both mutations of one document run in order, so the
+/// second finds the first's rebuild still running (a rebuild reads the
+/// whole log before it can finish).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_already_running_is_a_conflict_and_an_unknown_one_a_validation_error() {
+    let app = admin_app(Backend::Sqlite).await.expect("sqlite");
+    app.seed().await;
+    let twice = admin_gql(
+        &app,
+        r#"mutation { a: rebuildProjection(name: "daily_sales") { accepted } b: rebuildProjection(name: "daily_sales") { accepted } }"#,
+        json!({}),
+    )
+    .await;
+    // `b` is non-null, so its error nulls `data` (the spec's propagation);
+    // that `b` found a rebuild running shows `a` started one.
+    assert_eq!(twice["errors"][0]["path"], json!(["b"]), "{twice}");
+    assert_eq!(code(&twice), "CONFLICT", "{twice}");
+    assert!(s(&twice["errors"][0]["message"]).contains("already being rebuilt"), "{twice}");
+    let unknown = admin_gql(&app, r#"mutation { rebuildProjection(name: "nope") { accepted } }"#, json!({})).await;
+    assert_eq!(code(&unknown), "VALIDATION", "{unknown}");
+    assert!(s(&unknown["errors"][0]["message"]).contains("known: "), "{unknown}");
+    app.stop().await;
+}
