@@ -177,8 +177,12 @@ impl Plan<'_> {
 }
 
 /// Plans per distinct list of selection sets, for one response: the rows
-/// of a page share their selection, so it is planned once.
-type Plans<'d> = HashMap<Vec<usize>, Rc<Plan<'d>>>;
+/// of a page share their selection, so it is planned once. Keyed by the
+/// address and length of the slice of sets (a plan's child sets live as
+/// long as the plan, so the address is stable), searched linearly: a
+/// document has a handful of selection sets, and this lookup runs once per
+/// object of the response, so it must not allocate or hash.
+type Plans<'d> = Vec<(usize, usize, Rc<Plan<'d>>)>;
 
 struct Walk<'d> {
     fragments: &'d HashMap<Name, Positioned<FragmentDefinition>>,
@@ -216,8 +220,8 @@ impl<'d> Walk<'d> {
     }
 
     fn plan(&self, sets: &[&'d SelectionSet], plans: &mut Plans<'d>) -> Rc<Plan<'d>> {
-        let id: Vec<usize> = sets.iter().map(|s| std::ptr::from_ref::<SelectionSet>(s) as usize).collect();
-        if let Some(plan) = plans.get(&id) {
+        let (address, len) = (sets.as_ptr() as usize, sets.len());
+        if let Some((_, _, plan)) = plans.iter().find(|(a, l, _)| *a == address && *l == len) {
             return plan.clone();
         }
         let mut keys: Vec<(&'d str, Vec<&'d SelectionSet>)> = Vec::new();
@@ -237,7 +241,7 @@ impl<'d> Walk<'d> {
             });
         }
         let plan = Rc::new(Plan { keys });
-        plans.insert(id, plan.clone());
+        plans.push((address, len, plan.clone()));
         plan
     }
 
