@@ -255,18 +255,31 @@ impl<'d> Walk<'d> {
             }
             Value::Object(map) => {
                 let plan = self.plan(sets, plans);
-                if !in_order(map.keys().map(Name::as_str), &plan) {
-                    map.sort_by(|a, _, b, _| plan.position(a.as_str()).cmp(&plan.position(b.as_str())));
-                }
+                // One pass: each key is found in the plan at or after the
+                // previous one's place while the object is in order; a key
+                // found only before it means the object needs sorting,
+                // which happens after its children are done.
                 let mut cursor = 0;
+                let mut ordered = true;
                 for (key, child) in map.iter_mut() {
-                    while cursor < plan.keys.len() && plan.keys[cursor].0 != key.as_str() {
-                        cursor += 1;
-                    }
-                    let Some((_, child_sets)) = plan.keys.get(cursor) else { return };
+                    let key = key.as_str();
+                    let at = match plan.keys[cursor..].iter().position(|(k, _)| *k == key) {
+                        Some(ahead) => {
+                            cursor += ahead + 1;
+                            Some(cursor - 1)
+                        }
+                        None => {
+                            ordered = false;
+                            plan.keys.iter().position(|(k, _)| *k == key)
+                        }
+                    };
+                    let Some((_, child_sets)) = at.and_then(|at| plan.keys.get(at)) else { continue };
                     if !child_sets.is_empty() && matches!(child, Value::Object(_) | Value::List(_)) {
                         self.order(child, child_sets, plans);
                     }
+                }
+                if !ordered {
+                    map.sort_by(|a, _, b, _| plan.position(a.as_str()).cmp(&plan.position(b.as_str())));
                 }
             }
             _ => {}
@@ -319,21 +332,6 @@ impl<'d> Walk<'d> {
         }
         Some(types)
     }
-}
-
-/// Whether `keys` follow the plan's order.
-fn in_order<'a>(keys: impl Iterator<Item = &'a str>, plan: &Plan<'_>) -> bool {
-    let mut cursor = 0;
-    for key in keys {
-        while cursor < plan.keys.len() && plan.keys[cursor].0 != key {
-            cursor += 1;
-        }
-        if cursor == plan.keys.len() {
-            return false;
-        }
-        cursor += 1;
-    }
-    true
 }
 
 #[cfg(test)]
