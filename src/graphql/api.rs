@@ -97,11 +97,11 @@ impl Api {
     }
 
     /// Runs a prepared one-shot request.
-    pub async fn execute(&self, prepared: Prepared) -> async_graphql::Response {
-        if let Some(errors) = prepared.refused {
+    pub async fn execute(&self, mut prepared: Prepared) -> async_graphql::Response {
+        if let Some(errors) = prepared.refused.take() {
             return async_graphql::Response::from_errors(errors);
         }
-        let conformer = self.conformer(&prepared);
+        let conformer = self.conformer(&mut prepared);
         let mut response = if prepared.cached {
             let response = self.cached.execute(prepared.request).await;
             mark_cached(&prepared.progress, &response);
@@ -116,13 +116,13 @@ impl Api {
     /// Runs a prepared request as a stream (subscriptions; one item for the rest).
     pub fn execute_stream(
         &self,
-        prepared: Prepared,
+        mut prepared: Prepared,
     ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
         use futures_util::StreamExt;
-        if let Some(errors) = prepared.refused {
+        if let Some(errors) = prepared.refused.take() {
             return futures_util::stream::once(async move { async_graphql::Response::from_errors(errors) }).boxed();
         }
-        let conformer = self.conformer(&prepared);
+        let conformer = self.conformer(&mut prepared);
         let progress = prepared.progress.clone();
         let cached = prepared.cached;
         let mut first = true;
@@ -142,12 +142,15 @@ impl Api {
             .boxed()
     }
 
-    /// What [`super::conform`] needs to put this request's responses in the spec's shape.
-    fn conformer(&self, prepared: &Prepared) -> Conformer {
+    /// What [`super::conform`] needs to put this request's responses in the
+    /// spec's shape. The key (the whole document text) and the parse move
+    /// over: nothing else of `prepared` uses them, and copying the text per
+    /// request would put an allocation on every response's path.
+    fn conformer(&self, prepared: &mut Prepared) -> Conformer {
         Conformer {
             documents: self.documents.clone(),
-            key: prepared.key.clone(),
-            document: prepared.document.clone(),
+            key: std::mem::take(&mut prepared.key),
+            document: prepared.document.take(),
             operation_name: prepared.request.operation_name.clone(),
         }
     }
