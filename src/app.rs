@@ -48,6 +48,8 @@ pub enum StartError {
     Config(String),
     #[error("start-up failed: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("an inline projection could not catch up: {0}")]
+    CatchUp(#[from] crate::projection::runtime::StepError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
     #[error("start-up cancelled: shutdown was requested before the database could be reached")]
@@ -63,6 +65,7 @@ impl StartError {
             Self::Migrate { source, .. } | Self::Database(source) => {
                 crate::db::classify(source) == crate::db::DbFailure::Unavailable
             }
+            Self::CatchUp(e) => e.pause() == crate::projection::runtime::Pause::Outage,
             _ => false,
         }
     }

@@ -21,7 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Actor, Role};
+use crate::domain::{Actor, Narrowing, Role};
 
 /// Where keys come from and what tokens must say (built from the configuration).
 #[derive(Debug, Clone, Default)]
@@ -289,16 +289,24 @@ pub fn narrow(actor: Actor, role: Option<&str>, customer_id: Option<&str>) -> Re
                 .map_err(|_| Malformed(format!("Twofold-Customer-Id {:?} is not a UUID", truncate(id, 40))))
         })
         .transpose()?;
-    if role == Role::Customer && customer_id.is_none() {
-        return Err(Malformed("acting as a customer needs the customer's id (the Twofold-Customer-Id header)".into()));
-    }
-    if role != Role::Customer && customer_id.is_some() {
-        return Err(Malformed(format!(
-            "Twofold-Customer-Id goes with Twofold-Role: customer, not with {}",
-            role.as_str()
-        )));
-    }
-    actor.narrowed_to(role, customer_id).map_err(NarrowError::Widens)
+    let target = match (role, customer_id) {
+        (Role::Customer, Some(id)) => Narrowing::Customer(id),
+        (Role::Customer, None) => {
+            return Err(Malformed(
+                "acting as a customer needs the customer's id (the Twofold-Customer-Id header)".into(),
+            ))
+        }
+        (role, Some(_)) => {
+            return Err(Malformed(format!(
+                "Twofold-Customer-Id goes with Twofold-Role: customer, not with {}",
+                role.as_str()
+            )))
+        }
+        (Role::Anonymous, None) => Narrowing::Anonymous,
+        (Role::Staff, None) => Narrowing::Staff,
+        (Role::Admin, None) => Narrowing::Admin,
+    };
+    actor.narrowed_to(target).map_err(NarrowError::Widens)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

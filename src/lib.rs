@@ -23,7 +23,8 @@
 //!                       │              ├─▶ query      ├─▶ inline ◀── projection ◀── export
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
-//!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘, stable_hash
+//!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘, stable_hash,
+//!   failure (database failure classes: db decides them, command, query, projection and graphql report them)
 //!   admin ─▶ projection (status, rebuilds, dead letters go through it).
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
 //!   config builds plain settings and imports only catalog.
@@ -36,18 +37,19 @@
 //! | [`catalog`]    | shared closed sets: view names, modes, policies, statuses, roles | nothing of the crate                                  | I/O crates                                   |
 //! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`stable_hash`] | the one hash that agrees across processes (ETags, lock keys)  | nothing of the crate                                    | I/O crates                                   |
+//! | [`failure`]    | what a failed database call means to a client (retry later, retry now, report) | nothing of the crate                  | I/O crates                                   |
 //! | [`config`]     | flags and environment into plain settings                      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
-//! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics          |                                              |
+//! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics, failure |                                              |
 //! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
 //! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
-//! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics | entity::read, query, projection, async_graphql |
-//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash | entity::write, command, async_graphql |
-//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics             | entity::write, entity::log, command          |
+//! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics, failure | entity::read, query, projection, async_graphql |
+//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure | entity::write, command, async_graphql |
+//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics, failure    | entity::write, entity::log, command          |
 //! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
-//! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics | entity, sea_orm, sqlx, axum        |
+//! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure | entity, sea_orm, sqlx, axum        |
 //! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics, stable_hash     | entity, sea_orm, sqlx                        |
 //! | [`app`]        | wiring: connect, migrate, start projectors, serve              | everything                                              |                                              |
 //! | [`cli`]        | operator commands (`migrate`, `rebuild`, `dead-letters`, …)    | app and the layers it drives                            | http                                         |
@@ -66,6 +68,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod export;
+pub mod failure;
 pub mod graphql;
 pub mod http;
 pub mod inline;

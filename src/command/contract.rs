@@ -45,24 +45,18 @@ pub enum CommandError {
     /// since committed; the caller replays its result.
     #[error("command already executed")]
     AlreadyExecuted,
-    /// The write database is unreachable, or no connection was free in time.
-    #[error("write database unavailable: {0}")]
-    Unavailable(String),
-    /// A serialization failure or deadlock: the command may simply be retried.
-    #[error("contention: {0}")]
-    Contention(String),
+    /// The write database failed (unreachable, contention, anything else).
+    #[error("write {0}")]
+    Database(#[from] crate::failure::DbError),
     /// Anything unexpected (logged with an incident id at the API boundary).
     #[error("{0}")]
     Internal(String),
 }
 
+/// `?` on a sea-orm error (see [`crate::failure::DbError`]).
 impl From<DbErr> for CommandError {
     fn from(e: DbErr) -> Self {
-        match crate::db::classify(&e) {
-            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            crate::db::DbFailure::Contention => Self::Contention(e.to_string()),
-            _ => Self::Internal(format!("database error: {e}")),
-        }
+        Self::Database(e.into())
     }
 }
 
@@ -89,7 +83,10 @@ mod tests {
             projection: "customer_view",
             source: DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
         };
-        assert!(matches!(CommandError::from(unreachable), CommandError::Unavailable(_)));
+        assert!(matches!(
+            CommandError::from(unreachable),
+            CommandError::Database(crate::failure::DbError::Unavailable(_))
+        ));
         let poison = InlineError::Failed { projection: "customer_view", reason: "bad event".into() };
         assert!(matches!(CommandError::from(poison), CommandError::Internal(m) if m.contains("customer_view")));
     }

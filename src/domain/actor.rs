@@ -6,6 +6,28 @@ use uuid::Uuid;
 
 use super::DomainError;
 
+/// Whom a request asks to act as when it narrows its role: a customer
+/// always with its id, every other role without one, so a bad pairing
+/// cannot be expressed (the HTTP layer reports it in its headers' words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Narrowing {
+    Anonymous,
+    Customer(Uuid),
+    Staff,
+    Admin,
+}
+
+impl Narrowing {
+    pub fn role(self) -> Role {
+        match self {
+            Self::Anonymous => Role::Anonymous,
+            Self::Customer(_) => Role::Customer,
+            Self::Staff => Role::Staff,
+            Self::Admin => Role::Admin,
+        }
+    }
+}
+
 /// The roles of the identity model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,9 +104,11 @@ impl Actor {
     /// developer (in open mode, where everyone is staff) or staff sees
     /// exactly what a customer, or an anonymous visitor, would. A customer
     /// stays the customer it is; nothing widens. `sub` is kept, so the
-    /// events record who really acted.
-    pub fn narrowed_to(&self, role: Role, customer_id: Option<Uuid>) -> Result<Actor, String> {
+    /// events record who really acted. The target cannot pair a role with
+    /// the wrong id (see [`Narrowing`]); only rank and self are checked here.
+    pub fn narrowed_to(&self, target: Narrowing) -> Result<Actor, String> {
         let rank = |r: Role| Role::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        let role = target.role();
         if rank(role) > rank(self.role) {
             return Err(format!(
                 "a role can be narrowed, never widened: this request acts as {} and cannot act as {}",
@@ -92,14 +116,14 @@ impl Actor {
                 role.as_str()
             ));
         }
-        match (role, customer_id) {
-            (Role::Customer, None) => Err("acting as a customer needs the customer's id".into()),
-            (Role::Customer, Some(id)) if self.role == Role::Customer && self.customer_id != Some(id) => {
+        match target {
+            Narrowing::Customer(id) if self.role == Role::Customer && self.customer_id != Some(id) => {
                 Err("a customer can act only as itself".into())
             }
-            (Role::Customer, Some(id)) => Ok(Actor::customer(self.sub.clone(), id)),
-            (_, Some(_)) => Err(format!("a customer id goes with the customer role, not with {}", role.as_str())),
-            (role, None) => Ok(Actor { sub: self.sub.clone(), role, customer_id: None }),
+            Narrowing::Customer(id) => Ok(Actor::customer(self.sub.clone(), id)),
+            Narrowing::Anonymous | Narrowing::Staff | Narrowing::Admin => {
+                Ok(Actor { sub: self.sub.clone(), role, customer_id: None })
+            }
         }
     }
 

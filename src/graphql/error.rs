@@ -5,6 +5,7 @@ use async_graphql::{Error, ErrorExtensions};
 
 use crate::command::CommandError;
 use crate::domain::DomainError;
+use crate::failure::DbError;
 use crate::query::QueryError;
 
 pub const VALIDATION: &str = "VALIDATION";
@@ -92,14 +93,23 @@ pub fn from_domain(e: DomainError) -> Error {
     }
 }
 
+/// A database failure, whichever side met it: the one mapping to codes.
+pub fn from_db(e: DbError) -> Error {
+    match e {
+        DbError::Unavailable(m) => unavailable_error(&m),
+        DbError::Contention(_) => coded(CONFLICT, "a concurrent write got in the way; retry"),
+        DbError::Internal(m) => internal(&m),
+    }
+}
+
 pub fn from_command(e: CommandError) -> Error {
     match e {
         CommandError::Rejected(d) => from_domain(d),
         CommandError::AlreadyExecuted => coded(CONFLICT, "this command is being executed concurrently; retry"),
-        CommandError::Unavailable(m) => unavailable_error(&m),
-        CommandError::Contention(_) => {
+        CommandError::Database(DbError::Contention(_)) => {
             coded(CONFLICT, "another command changed this aggregate at the same time; reload it and retry")
         }
+        CommandError::Database(e) => from_db(e),
         CommandError::Internal(m) => internal(&m),
     }
 }
@@ -130,7 +140,6 @@ pub fn from_query(e: QueryError) -> Error {
                 e.set("projection", projection.clone());
             })
         }
-        QueryError::Unavailable(m) => unavailable_error(&m),
-        QueryError::Internal(m) => internal(&m),
+        QueryError::Database(e) => from_db(e),
     }
 }

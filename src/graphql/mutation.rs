@@ -145,8 +145,7 @@ fn dead_letter_error(e: crate::admin::DeadLetterError) -> async_graphql::Error {
         DeadLetterError::AlreadyResolved { .. } | DeadLetterError::Refused(_) => {
             super::error::coded(super::error::INVARIANT_VIOLATION, e.to_string())
         }
-        DeadLetterError::Unavailable(m) => super::error::unavailable_error(&m),
-        DeadLetterError::Internal(m) => super::error::internal_error_of(&m),
+        DeadLetterError::Database(e) => super::error::from_db(e),
     }
 }
 

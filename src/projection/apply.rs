@@ -13,7 +13,10 @@ pub enum ApplyError {
     /// event). Goes to the dead-letter table and the projection's policy.
     #[error("event at position {position}: {reason}")]
     Poison { position: i64, reason: String },
-    /// Transient (connection lost, lock timeout…): retried with back-off.
+    /// A database failure: its class decides ([`crate::db::DbFailure::recovery`]):
+    /// an outage, contention, a lock timeout or the deployment's own fault
+    /// is retried with back-off; the data's (a constraint, a value out of
+    /// range, a decode error) isolates the event that causes it.
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     /// Something other than the database failed (the exporter's broker is

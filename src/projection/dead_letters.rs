@@ -25,19 +25,15 @@ pub enum DeadLetterError {
     AlreadyResolved { id: i64, resolution: String },
     #[error("{0}")]
     Refused(String),
-    /// The read database is unreachable, or no connection was free in time.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Internal(String),
+    /// The database failed (unreachable, contention, anything else).
+    #[error(transparent)]
+    Database(#[from] crate::failure::DbError),
 }
 
+/// `?` on a sea-orm error (see [`crate::failure::DbError`]).
 impl From<DbErr> for DeadLetterError {
     fn from(e: DbErr) -> Self {
-        match crate::db::classify(&e) {
-            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
+        Self::Database(e.into())
     }
 }
 

@@ -40,7 +40,7 @@ use std::time::Duration;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use sea_orm::{DbErr, TransactionTrait};
+use sea_orm::TransactionTrait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ use super::projector::commit::{claim_all, Claim, Standing};
 use super::projector::poison::panic_reason;
 use super::projector::Projector;
 use super::runner::{Prepared, Runner};
-use super::runtime::StepOutcome;
+use super::runtime::{StepError, StepOutcome};
 use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
 
@@ -194,7 +194,7 @@ pub(super) async fn run(
 }
 
 /// One grouped step of the runners at `ready` (see the module docs).
-async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<StepOutcome, DbErr>)> {
+async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<StepOutcome, StepError>)> {
     let members: Vec<(usize, &Projector)> = ready.iter().map(|&i| (i, &runners[i].projector)).collect();
     match try_group(&members).await {
         Ok(mut outcomes) => {
@@ -214,12 +214,12 @@ async fn step_group(runners: &[Runner], ready: &[usize]) -> Vec<(usize, Result<S
 /// Reads once, applies each member in a savepoint, moves every checkpoint
 /// in one statement, commits once. A member whose part fails (or meets an
 /// event that does not decode) comes back `Solo`.
-async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result<StepOutcome, DbErr>)>, DbErr> {
+async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result<StepOutcome, StepError>)>, StepError> {
     let first = members[0].1;
     // Where each member stands (one query when any is not known).
     let projectors: Vec<&Projector> = members.iter().map(|(_, p)| *p).collect();
     let mut from: BTreeMap<usize, LogPosition> = BTreeMap::new();
-    let mut outcomes: Vec<(usize, Result<StepOutcome, DbErr>)> = Vec::new();
+    let mut outcomes: Vec<(usize, Result<StepOutcome, StepError>)> = Vec::new();
     for ((i, _), standing) in members.iter().zip(Projector::standings(&projectors).await?) {
         match standing {
             Standing::At(at) => {
@@ -280,11 +280,12 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
                 // Another session holds a lock this projection needs: set
                 // it aside (rolled back to its savepoint); the others go on.
                 savepoint.rollback().await?;
-                outcomes.push((i, Err(e)));
+                outcomes.push((i, Err(e.into())));
             }
-            Err(ApplyError::Database(e)) if !crate::db::classify(&e).is_deterministic() => {
-                // The connection or the server: the whole group retries.
-                return Err(e);
+            Err(ApplyError::Database(e)) if crate::db::classify(&e).recovery() == crate::db::Recovery::Retry => {
+                // The connection, the server or the deployment: the whole
+                // group retries.
+                return Err(e.into());
             }
             Err(_) => {
                 savepoint.rollback().await?;
@@ -308,7 +309,7 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
 /// isolated like the supervisor does it ([`super::supervisor::supervise_one`]):
 /// logged, counted, and the event the projection was at dead-lettered with
 /// the panic as its reason, so its policy applies and the group lives on.
-async fn solo(projector: &Projector) -> Result<StepOutcome, DbErr> {
+async fn solo(projector: &Projector) -> Result<StepOutcome, StepError> {
     match AssertUnwindSafe(projector.step()).catch_unwind().await {
         Ok(outcome) => outcome,
         Err(panic) => {

@@ -17,7 +17,7 @@
 //!
 //! The runtime, one file per job, each using only those listed before it:
 //!
-//! - [`runtime`]: the shared vocabulary (settings, what a step did);
+//! - [`runtime`]: the shared vocabulary (settings, what a step did, why one failed);
 //! - [`projector`]: the step and its commit, and poison handling;
 //! - [`runner`]: one projection's state between steps (leadership,
 //!   back-off, what blocks it);

@@ -46,6 +46,12 @@ pub enum RebuildError {
     Poison { position: i64, reason: String },
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// Something besides the database failed (a broker a projection needs).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A task of the rebuild itself failed (a reader or a worker ended early).
+    #[error("{0}")]
+    Worker(String),
     #[error(transparent)]
     Connect(#[from] crate::db::ConnectError),
 }
@@ -178,8 +184,7 @@ async fn replay(
         _ => None,
     };
     loop {
-        let batch =
-            next.await.map_err(|e| RebuildError::Database(DbErr::Custom(format!("read-ahead task failed: {e}"))))??;
+        let batch = next.await.map_err(|e| RebuildError::Worker(format!("the read-ahead task failed: {e}")))??;
         let Some(last) = batch.last() else { break };
         from = LogPosition::new(last.tx_id, last.position);
         next = fetch(from);
@@ -289,7 +294,7 @@ impl ShadowWorkers {
         if stopped {
             let workers = std::mem::take(&mut self.workers);
             Self { workers }.finish().await?;
-            return Err(RebuildError::Database(DbErr::Custom("a rebuild worker stopped early".to_owned())));
+            return Err(RebuildError::Worker("a rebuild worker stopped early".to_owned()));
         }
         Ok(())
     }
@@ -300,9 +305,8 @@ impl ShadowWorkers {
         let mut first_error = None;
         for ShadowWorker { batches, task } in self.workers {
             drop(batches);
-            let outcome = task.await.unwrap_or_else(|e| {
-                Err(RebuildError::Database(DbErr::Custom(format!("a rebuild worker failed: {e}"))))
-            });
+            let outcome =
+                task.await.unwrap_or_else(|e| Err(RebuildError::Worker(format!("a rebuild worker failed: {e}"))));
             if let Err(e) = outcome {
                 first_error.get_or_insert(e);
             }
@@ -351,7 +355,7 @@ async fn apply_in(
         p.apply(txn, batch, ApplyContext { position_guard: true }).await.map_err(|e| match e {
             super::apply::ApplyError::Poison { position, reason } => RebuildError::Poison { position, reason },
             super::apply::ApplyError::Database(db) => RebuildError::Database(db),
-            super::apply::ApplyError::Unavailable(message) => RebuildError::Database(DbErr::Custom(message)),
+            super::apply::ApplyError::Unavailable(message) => RebuildError::Unavailable(message),
         })?;
     }
     Ok(())
@@ -418,7 +422,7 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
                     vec![table.into()],
                 ))
                 .await?
-                .ok_or_else(|| DbErr::Custom(format!("no table {table}")))?;
+                .ok_or_else(|| DbErr::RecordNotFound(format!("table {table} in sqlite_master")))?;
             let ddl: String = row.try_get("", "sql")?;
             let ddl = ddl.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
             shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?;

@@ -11,10 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DbErr;
-
 use super::projector::Projector;
-use super::runtime::StepOutcome;
+use super::runtime::{Pause, StepError, StepOutcome};
 use crate::backoff::Backoff;
 use crate::token::LogPosition;
 
@@ -134,10 +132,7 @@ impl Runner {
             if let Err(e) = p.take_over().await {
                 tracing::warn!(projection = p.name(), error = %e, "could not record the take-over; releasing and retrying");
                 locks.release(p.name(), &mut self.lease).await;
-                let retry_in = match crate::db::classify(&e) {
-                    crate::db::DbFailure::Unavailable => self.outage.next_pause(),
-                    _ => self.failing.next_pause(),
-                };
+                let retry_in = self.pause_after(&StepError::from(e));
                 return Prepared::Wait { retry_in, on_release: false };
             }
             self.retake = false;
@@ -151,7 +146,7 @@ impl Runner {
     /// next one (`None`: step again at once).
     pub(super) async fn settle(
         &mut self,
-        outcome: Result<StepOutcome, DbErr>,
+        outcome: Result<StepOutcome, StepError>,
         head: LogPosition,
         poll_interval: Duration,
         locks: Option<&Arc<super::leader::Locks>>,
@@ -276,15 +271,20 @@ impl Runner {
             }
             Err(e) => {
                 self.attempts += 1;
-                let pause = match crate::db::classify(&e) {
-                    crate::db::DbFailure::Unavailable => self.outage.next_pause(),
-                    crate::db::DbFailure::LockTimeout => self.locked.next_pause(),
-                    _ => self.failing.next_pause(),
-                };
-                tracing::warn!(projection = p.name(), error = %super::stall::describe(&e), attempts = self.attempts, retry_in_ms = pause.as_millis() as u64, "projection step failed");
-                p.report_failure(self.attempts, &e).await;
+                let pause = self.pause_after(&e);
+                tracing::warn!(projection = self.projector.name(), error = %e, attempts = self.attempts, retry_in_ms = pause.as_millis() as u64, "projection step failed");
+                self.projector.report_failure(self.attempts, &e).await;
                 Some(pause)
             }
+        }
+    }
+
+    /// The next pause of the back-off that fits `error`.
+    fn pause_after(&mut self, error: &StepError) -> Duration {
+        match error.pause() {
+            Pause::Outage => self.outage.next_pause(),
+            Pause::Locked => self.locked.next_pause(),
+            Pause::Failing => self.failing.next_pause(),
         }
     }
 

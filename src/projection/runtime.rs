@@ -1,11 +1,14 @@
 //! The projection runtime's shared vocabulary: the settings every
-//! projector is built with, and what one step did ([`StepOutcome`]).
+//! projector is built with, what one step did ([`StepOutcome`]) and why
+//! one failed ([`StepError`]).
 //!
 //! A leaf, so that the files that step, handle poison, run and group
 //! projectors can all speak of outcomes and settings without importing one
 //! another. How the runtime is put together is told in [`super`]'s docs.
 use std::collections::HashMap;
 use std::time::Duration;
+
+use sea_orm::DbErr;
 
 use crate::token::LogPosition;
 
@@ -65,4 +68,77 @@ pub enum StepOutcome {
     /// that finds a poison event. Never returned by a step.)
     #[doc(hidden)]
     Solo,
+}
+
+/// Why a step failed, typed end to end so the runner picks its pause from
+/// the cause and the status shows the cause's own words (no failure
+/// outside the database dressed up as a database error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    /// The database failed; [`crate::db::classify`] says how.
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    /// Something besides the database cannot be reached (the exporter's
+    /// broker): retried like an outage.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A statement got no answer within `0` (status writes are bounded so
+    /// that a dying database cannot hold a runner).
+    #[error("no answer within {} ms", .0.as_millis())]
+    NoAnswer(Duration),
+    /// Checkpoints this step had locked and checked could not all be moved:
+    /// the group's transaction is given up and the step tried again.
+    #[error("{moved} of {claimed} locked checkpoints could be moved")]
+    CheckpointsMoved { moved: usize, claimed: usize },
+    /// The runtime broke one of its own rules (a bug): logged with its
+    /// words, retried at the failing pace.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How long a runner pauses after a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// The database or a broker is out: the outage back-off.
+    Outage,
+    /// A lock wait timed out: the lock back-off.
+    Locked,
+    /// Anything else: the failing back-off.
+    Failing,
+}
+
+impl StepError {
+    /// Which back-off the runner uses for this failure.
+    pub fn pause(&self) -> Pause {
+        match self {
+            Self::Database(e) => match crate::db::classify(e) {
+                crate::db::DbFailure::Unavailable => Pause::Outage,
+                crate::db::DbFailure::LockTimeout => Pause::Locked,
+                _ => Pause::Failing,
+            },
+            Self::Unavailable(_) | Self::NoAnswer(_) => Pause::Outage,
+            Self::CheckpointsMoved { .. } | Self::Internal(_) => Pause::Failing,
+        }
+    }
+
+    /// The database error, when the database is what failed.
+    pub fn database(&self) -> Option<&DbErr> {
+        match self {
+            Self::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An apply's failure met outside an apply (a probe's, a whole batch's
+/// that could not be isolated): a poison event there is reported in its
+/// own words, like an unavailable resource.
+impl From<super::apply::ApplyError> for StepError {
+    fn from(error: super::apply::ApplyError) -> Self {
+        match error {
+            super::apply::ApplyError::Database(e) => Self::Database(e),
+            super::apply::ApplyError::Unavailable(message) => Self::Unavailable(message),
+            poison @ super::apply::ApplyError::Poison { .. } => Self::Unavailable(poison.to_string()),
+        }
+    }
 }

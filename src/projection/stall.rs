@@ -10,11 +10,19 @@ use crate::catalog::WaitKind;
 use crate::db::{Db, DbFailure, WriteTxn, WriteWait};
 use crate::notice::progress::{Blocker, Wait};
 use crate::notice::Progress;
+use crate::projection::runtime::StepError;
 
 /// The cause of a failed step, as an operator reads it. On PostgreSQL a
 /// lock timeout looks up who holds the locks on `tables` (on `db`).
-pub async fn cause_of(error: &DbErr, db: &Db, tables: &[&str]) -> Wait {
-    let message = describe(error);
+pub async fn cause_of(error: &StepError, db: &Db, tables: &[&str]) -> Wait {
+    let message = error.to_string();
+    let error = match error {
+        StepError::Database(e) => e,
+        StepError::NoAnswer(_) => return Wait::new(WaitKind::DatabaseOutage, message),
+        StepError::Unavailable(_) | StepError::CheckpointsMoved { .. } | StepError::Internal(_) => {
+            return Wait::new(WaitKind::Failing, message)
+        }
+    };
     if crate::db::is_writer_slot_timeout(error) {
         return Wait::new(WaitKind::WriterSlot, message);
     }
@@ -119,13 +127,4 @@ pub async fn begin_observed(db: &Db, progress: &Progress, names: &[&str]) -> Res
         }
     };
     db.begin_write_as("the projectors", &mut observe).await
-}
-
-/// A failed step's error as an operator reads it: the message itself for a
-/// failure outside the database (carried as [`DbErr::Custom`]).
-pub fn describe(error: &DbErr) -> String {
-    match error {
-        DbErr::Custom(message) => message.clone(),
-        other => other.to_string(),
-    }
 }

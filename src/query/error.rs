@@ -17,19 +17,14 @@ pub enum QueryError {
     /// The write will not become visible without an operator.
     #[error("the write {1} will not become visible in {projection}: {reason}", projection = .0.projection(), reason = .0.reason())]
     NotProjected(NotProjected, crate::token::LogPosition),
-    /// The read database is unreachable, or no connection was free in time.
-    #[error("read database unavailable: {0}")]
-    Unavailable(String),
-    /// Anything unexpected (logged with an incident id at the API boundary).
-    #[error("database error: {0}")]
-    Internal(String),
+    /// The read database failed (unreachable, contention, anything else).
+    #[error("read {0}")]
+    Database(#[from] crate::failure::DbError),
 }
 
+/// `?` on a sea-orm error (see [`crate::failure::DbError`]).
 impl From<DbErr> for QueryError {
     fn from(e: DbErr) -> Self {
-        match crate::db::classify(&e) {
-            crate::db::DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
+        Self::Database(e.into())
     }
 }

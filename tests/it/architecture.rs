@@ -62,25 +62,27 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("catalog", &[][..]),
         ("backoff", &[][..]),
         ("stable_hash", &[][..]),
+        ("failure", &[][..]),
         ("config", &["catalog"][..]),
         ("metrics", &["catalog"][..]),
-        ("db", &["metrics"][..]),
+        ("db", &["metrics", "failure"][..]),
         ("inline", &["domain"][..]),
         ("auth", &["domain"][..]),
         ("notice", &["token", "db", "catalog", "backoff"][..]),
-        ("command", &["domain", "token", "db", "notice", "inline", "metrics"][..]),
+        ("command", &["domain", "token", "db", "notice", "inline", "metrics", "failure"][..]),
         (
             "projection",
-            &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff", "stable_hash"][..],
+            &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff", "stable_hash", "failure"][..],
         ),
-        ("query", &["domain", "token", "db", "notice", "catalog", "metrics"][..]),
+        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure"][..]),
         ("export", &["projection", "domain", "token", "db", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
-        ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics"][..]),
+        ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics", "failure"][..]),
         ("http", &["graphql", "admin", "auth", "catalog", "metrics", "stable_hash"][..]),
         (
             "app",
             &[
+                "failure",
                 "config",
                 "catalog",
                 "backoff",
@@ -124,7 +126,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
 /// External paths a layer must never name.
 fn forbidden_external(layer: &str) -> &'static [&'static str] {
     match layer {
-        "domain" | "token" | "catalog" | "backoff" | "stable_hash" => {
+        "domain" | "token" | "catalog" | "backoff" | "stable_hash" | "failure" => {
             &["sea_orm", "sqlx", "tokio", "axum", "async_graphql", "reqwest", "entity", "metrics"]
         }
         "command" => &["entity::read", "async_graphql", "axum"],

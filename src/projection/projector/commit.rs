@@ -20,7 +20,7 @@ use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::notice::ProjectionUpdated;
 use crate::projection::apply::{ApplyContext, ApplyError};
-use crate::projection::runtime::StepOutcome;
+use crate::projection::runtime::{StepError, StepOutcome};
 use crate::token::LogPosition;
 
 /// Where a member of a group stands before a grouped step.
@@ -64,10 +64,10 @@ impl<'a> Claim<'a> {
 
 /// Moves every claimed checkpoint in `txn`, or fails (their rows are locked
 /// and checked already, so a claim that misses is an error).
-pub(in crate::projection) async fn claim_all(txn: &DatabaseTransaction, claims: &[Claim<'_>]) -> Result<(), DbErr> {
+pub(in crate::projection) async fn claim_all(txn: &DatabaseTransaction, claims: &[Claim<'_>]) -> Result<(), StepError> {
     let moved = move_checkpoints(txn, claims).await?;
     if moved != claims.len() {
-        return Err(DbErr::Custom(format!("{moved} of {} locked checkpoints could be moved", claims.len())));
+        return Err(StepError::CheckpointsMoved { moved, claimed: claims.len() });
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ use entity::read::projection_checkpoint;
 
 use super::apply::Projection;
 use super::reader::{ReadEvent, Upcaster};
-use super::runtime::{Mode, PoisonPolicy, RuntimeSettings};
+use super::runtime::{Mode, PoisonPolicy, RuntimeSettings, StepError};
 use crate::catalog::Status;
 use crate::db::{Db, WriteTxn};
 use crate::notice::progress::{Progress, Wait};
@@ -204,10 +204,9 @@ impl Projector {
     /// Records a failed attempt, so `projections`, `/readyz` and `/metrics`
     /// tell the truth while the runner retries (best effort: the database
     /// may be the thing that is failing).
-    pub(super) async fn report_failure(&self, attempts: i64, error: &DbErr) {
+    pub(super) async fn report_failure(&self, attempts: i64, error: &StepError) {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
-        let message: String =
-            format!("retrying (attempt {attempts}): {}", super::stall::describe(error)).chars().take(500).collect();
+        let message: String = format!("retrying (attempt {attempts}): {error}").chars().take(500).collect();
         let update = projection_checkpoint::Entity::update_many()
             .col_expr(
                 projection_checkpoint::Column::Status,
@@ -234,7 +233,7 @@ impl Projector {
     /// Clears the retrying state after a successful step (within
     /// [`STATUS_WRITE`]: the caller counts and logs a failure, and tries
     /// again after its next successful step).
-    pub(super) async fn report_recovered(&self) -> Result<(), DbErr> {
+    pub(super) async fn report_recovered(&self) -> Result<(), StepError> {
         metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
         let clear = projection_checkpoint::Entity::update_many()
             .col_expr(projection_checkpoint::Column::Status, Status::Running.as_str().into())
@@ -243,8 +242,8 @@ impl Projector {
             .filter(projection_checkpoint::Column::Name.eq(self.name()))
             .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()));
         match tokio::time::timeout(STATUS_WRITE, clear.exec(&self.read_db.conn)).await {
-            Ok(done) => done.map(|_| ()),
-            Err(_) => Err(DbErr::Custom(format!("no answer within {} ms", STATUS_WRITE.as_millis()))),
+            Ok(done) => done.map(|_| ()).map_err(StepError::from),
+            Err(_) => Err(StepError::NoAnswer(STATUS_WRITE)),
         }
     }
 
@@ -275,7 +274,7 @@ impl Projector {
     }
 
     /// What a failed step waits on (a lock names the sessions holding it).
-    pub(super) async fn cause_of(&self, error: &DbErr) -> Wait {
+    pub(super) async fn cause_of(&self, error: &StepError) -> Wait {
         let tables = [self.name(), "projection_checkpoint", "event"];
         super::stall::cause_of(error, &self.read_db, &tables).await
     }

@@ -11,7 +11,7 @@
 //!
 //! All of them fence like a commit does: a runner that lost the projection
 //! to another records nothing.
-use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
 use entity::read::{dead_letter, projection_checkpoint};
 
@@ -20,7 +20,7 @@ use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
-use crate::projection::runtime::{PoisonPolicy, StepOutcome};
+use crate::projection::runtime::{PoisonPolicy, StepError, StepOutcome};
 use crate::token::LogPosition;
 
 /// A panic's message, for the log and the dead letter.
@@ -36,7 +36,11 @@ impl Projector {
     /// Applies `events` one per transaction, so that the event a
     /// deterministic database failure (a sum out of range, a constraint)
     /// belongs to is found and dead-lettered instead of retried forever.
-    pub(super) async fn isolate(&self, mut from: LogPosition, events: &[RecordedEvent]) -> Result<StepOutcome, DbErr> {
+    pub(super) async fn isolate(
+        &self,
+        mut from: LogPosition,
+        events: &[RecordedEvent],
+    ) -> Result<StepOutcome, StepError> {
         let mut applied = 0;
         for e in events {
             let to = LogPosition::new(e.tx_id, e.position);
@@ -48,9 +52,12 @@ impl Projector {
                 }
                 Ok(other) => return Ok(other),
                 Err(ApplyError::Poison { reason, .. }) => reason,
-                Err(ApplyError::Database(err)) if crate::db::classify(&err).is_deterministic() => err.to_string(),
-                Err(ApplyError::Database(err)) => return Err(err),
-                Err(ApplyError::Unavailable(message)) => return Err(DbErr::Custom(message)),
+                Err(ApplyError::Database(err))
+                    if crate::db::classify(&err).recovery() == crate::db::Recovery::Isolate =>
+                {
+                    err.to_string()
+                }
+                Err(other) => return Err(other.into()),
             };
             let bad = Undecodable::poison(e, reason);
             return self.dead_letter(from, bad).await;
@@ -60,7 +67,7 @@ impl Projector {
     }
 
     /// Records a poison event and applies the policy, in one transaction.
-    pub(super) async fn dead_letter(&self, from: LogPosition, bad: Undecodable) -> Result<StepOutcome, DbErr> {
+    pub(super) async fn dead_letter(&self, from: LogPosition, bad: Undecodable) -> Result<StepOutcome, StepError> {
         tracing::error!(projection = self.name(), position = bad.position, error = %bad.error, "poison event dead-lettered");
         metrics::counter!(crate::metrics::DEAD_LETTERS, "projection" => self.name()).increment(1);
         let txn = self.begin(&[self.name()]).await?;
@@ -123,7 +130,7 @@ impl Projector {
     /// transaction, catching panics, to find the event that panics; it is
     /// dead-lettered with the panic as its reason (under the projection's
     /// policy), and what precedes it is applied.
-    pub async fn dead_letter_panic(&self, reason: &str) -> Result<(), DbErr> {
+    pub async fn dead_letter_panic(&self, reason: &str) -> Result<(), StepError> {
         use futures_util::FutureExt;
         let row = self.checkpoint().await?;
         if row.status == Status::Stopped.as_str() {
@@ -145,8 +152,8 @@ impl Projector {
                 }
                 Ok(Ok(Ok(_))) => return Ok(()),
                 Ok(Ok(Err(ApplyError::Poison { reason, .. }))) => reason,
-                Ok(Ok(Err(ApplyError::Database(e)))) | Ok(Err(e)) => return Err(e),
-                Ok(Ok(Err(ApplyError::Unavailable(message)))) => return Err(DbErr::Custom(message)),
+                Ok(Ok(Err(other))) => return Err(other.into()),
+                Ok(Err(e)) => return Err(e.into()),
                 Err(_) => format!("the projector panicked applying this event: {reason}"),
             };
             let bad = Undecodable::poison(&e, why);
@@ -157,7 +164,7 @@ impl Projector {
 
     /// Marks the projection `outdated` (if nobody moved it meanwhile): this
     /// release cannot read the next event, a newer one must apply it.
-    pub(super) async fn stand_down(&self, from: LogPosition, bad: &Undecodable) -> Result<StepOutcome, DbErr> {
+    pub(super) async fn stand_down(&self, from: LogPosition, bad: &Undecodable) -> Result<StepOutcome, StepError> {
         tracing::warn!(projection = self.name(), position = bad.position, error = %bad.error, "an event from a newer release: standing down for a newer instance");
         let txn = self.begin(&[self.name()]).await?;
         if !self.fence(&txn, from).await? {

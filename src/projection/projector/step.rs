@@ -4,25 +4,23 @@
 //! to poison handling (see [`super::poison`]). Tests drive
 //! [`Projector::step`] directly; runners call it between their own
 //! book-keeping.
-use sea_orm::DbErr;
-
 use super::Projector;
 use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
-use crate::projection::runtime::{Mode, StepOutcome};
+use crate::projection::runtime::{Mode, StepError, StepOutcome};
 use crate::token::LogPosition;
 
 impl Projector {
     /// One step, applying events (async mode and start-up catch-up).
-    pub async fn step(&self) -> Result<StepOutcome, DbErr> {
+    pub async fn step(&self) -> Result<StepOutcome, StepError> {
         self.step_with(self.mode == Mode::Async).await
     }
 
     /// Brings an inline projection up to the head before commands start
     /// applying it themselves (e.g. after switching from async to inline).
-    pub async fn catch_up(&self) -> Result<(), DbErr> {
+    pub async fn catch_up(&self) -> Result<(), StepError> {
         loop {
             match self.step_with(true).await? {
                 StepOutcome::Idle | StepOutcome::Stopped | StepOutcome::Outdated { .. } => return Ok(()),
@@ -34,7 +32,7 @@ impl Projector {
     /// One step. `apply` is false for inline projections, whose events were
     /// applied by the commands themselves: the step then only advances the
     /// checkpoint and publishes.
-    pub async fn step_with(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+    pub async fn step_with(&self, apply: bool) -> Result<StepOutcome, StepError> {
         let outcome = self.step_inner(apply).await;
         match &outcome {
             Ok(StepOutcome::Applied { checkpoint, .. }) => self.remember_checkpoint(*checkpoint),
@@ -44,7 +42,7 @@ impl Projector {
         outcome
     }
 
-    async fn step_inner(&self, apply: bool) -> Result<StepOutcome, DbErr> {
+    async fn step_inner(&self, apply: bool) -> Result<StepOutcome, StepError> {
         let known = self.known_checkpoint();
         let from = match known {
             Some(from) => from,
@@ -61,7 +59,7 @@ impl Projector {
         let batch = self.read_after(from).await?;
         if batch.is_empty() {
             if apply {
-                self.projection.probe().await.map_err(into_db_err)?;
+                self.projection.probe().await?;
             }
             return Ok(StepOutcome::Idle);
         }
@@ -99,11 +97,11 @@ impl Projector {
                     match self.commit_batch(from, upto, &before, true, before.len()).await? {
                         Ok(StepOutcome::Applied { .. }) => from = upto,
                         Ok(other) => return Ok(other),
-                        Err(e) => return Err(DbErr::Custom(e.to_string())),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 let Some(bad) = events.iter().find(|e| e.position == position) else {
-                    return Err(DbErr::Custom(format!("poison event {position} not in batch")));
+                    return Err(StepError::Internal(format!("poison event {position} not in batch")));
                 };
                 let bad = Undecodable {
                     position,
@@ -115,21 +113,11 @@ impl Projector {
                 };
                 self.dead_letter(from, bad).await
             }
-            Err(ApplyError::Database(e)) if crate::db::classify(&e).is_deterministic() => {
+            Err(ApplyError::Database(e)) if crate::db::classify(&e).recovery() == crate::db::Recovery::Isolate => {
                 tracing::warn!(projection = self.name(), error = %e, "a batch failed deterministically; applying it event by event to find the poison event");
                 self.isolate(from, &events).await
             }
-            Err(ApplyError::Database(e)) => Err(e),
-            Err(ApplyError::Unavailable(message)) => Err(DbErr::Custom(message)),
+            Err(other) => Err(other.into()),
         }
-    }
-}
-
-/// [`ApplyError`] as the step's error: a poison event here (a probe's) is
-/// reported like an unavailable resource.
-fn into_db_err(error: ApplyError) -> DbErr {
-    match error {
-        ApplyError::Database(e) => e,
-        other => DbErr::Custom(other.to_string()),
     }
 }
