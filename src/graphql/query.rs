@@ -58,6 +58,42 @@ fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
 /// Loads, in one batch each, the customers and products a page of orders
 /// will ask for, so nested fields are served from the request's cache
 /// whatever the resolution timing.
+/// The columns the selected fields of a page's orders show (through
+/// `edges { node }` and `nodes`, fragments included). A field this list
+/// does not know reads the whole row: a new field is never shown empty.
+fn order_columns(ctx: &Context<'_>) -> crate::query::orders::OrderColumns {
+    use crate::query::orders::{OrderColumn as C, OrderColumns};
+    let look = ctx.look_ahead();
+    let mut columns = OrderColumns::KEY;
+    for node in [look.field("edges").field("node"), look.field("nodes")] {
+        for occurrence in node.selection_fields() {
+            for field in occurrence.selection_set() {
+                let column = match field.name() {
+                    "id" | "__typename" => continue,
+                    "customerId" | "customer" => C::CustomerId,
+                    "customerName" => C::CustomerName,
+                    "customerEmail" => C::CustomerEmail,
+                    "lines" => C::Lines,
+                    "lineCount" => C::LineCount,
+                    "totalCents" => C::TotalCents,
+                    "status" => C::Status,
+                    "cancelReason" => C::CancelReason,
+                    "carrier" => C::Carrier,
+                    "trackingNumber" => C::TrackingNumber,
+                    "placedAt" => C::PlacedAt,
+                    "cancelledAt" => C::CancelledAt,
+                    "shippedAt" => C::ShippedAt,
+                    "channel" => C::Channel,
+                    "version" => C::Version,
+                    _ => return OrderColumns::ALL,
+                };
+                columns = columns.with(column);
+            }
+        }
+    }
+    columns
+}
+
 async fn prefetch(ctx: &Context<'_>, rows: &[crate::query::OrderSummaryRow]) -> async_graphql::Result<()> {
     let node = ctx.look_ahead().field("edges").field("node");
     if node.field("customer").exists() {
@@ -149,7 +185,8 @@ impl QueryRoot {
         let scope = access::scope(ctx)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
         let status = status.map(|s| crate::domain::order::OrderStatus::from(s).as_str());
-        let page = reads.orders(status, customer_id, first, after, scope).await.map_err(from_query)?;
+        let columns = order_columns(ctx);
+        let page = reads.orders(status, customer_id, first, after, scope, columns).await.map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection

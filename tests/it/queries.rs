@@ -158,3 +158,77 @@ on_both_backends!(a_token_from_the_future_is_not_visible_yet, |app| async {
     let bad = app.gql("query { orders(consistentWith: \"nonsense\") { edges { node { id } } } }", json!({})).await;
     assert_eq!(code(&bad), "VALIDATION");
 });
+
+// A page reads only the columns its selected fields show (issue 25). Each
+// field asked alone, through `edges { node }`, through `nodes`, and inside
+// a fragment, answers exactly what the whole row answers: a field mapped
+// to the wrong column, or to none, would show an empty value here.
+on_both_backends!(a_page_reads_only_the_columns_its_fields_show_and_each_answers_the_whole_rows_value, |app| async {
+    let seed = app.seed().await;
+    let (shipped, _) = app.place_order(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1)]).await;
+    app.ship_order(&shipped).await;
+    let (cancelled, _) = app.place_order(&seed.customer, &[(&seed.cake, 3)]).await;
+    app.cancel_order(&cancelled, Some("changed my mind")).await;
+    let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    let fields = [
+        "customerId",
+        "customerName",
+        "customerEmail",
+        "customer { id name }",
+        "lines { productId sku title quantity unitPriceCents lineTotalCents product { sku } }",
+        "lineCount",
+        "totalCents",
+        "status",
+        "cancelReason",
+        "carrier",
+        "trackingNumber",
+        "placedAt",
+        "cancelledAt",
+        "shippedAt",
+        "channel",
+        "version",
+        "__typename",
+    ];
+    let page = |selection: String| {
+        format!("query($t: Token) {{ orders(first: 10, consistentWith: $t) {{ edges {{ cursor node {{ id {selection} }} }} nodes {{ id }} }} }}")
+    };
+    // What each order is, read whole: `order(id:)` reads the entire row.
+    let listed = app.data(&page(String::new()), json!({ "t": token })).await;
+    let mut rows = Vec::new();
+    for edge in listed["orders"]["edges"].as_array().expect("edges") {
+        let one = format!("query($id: ID!) {{ order(id: $id) {{ id {} }} }}", fields.join(" "));
+        let order = app.data(&one, json!({ "id": edge["node"]["id"] })).await;
+        rows.push(json!({ "cursor": edge["cursor"], "node": order["order"] }));
+    }
+    assert_eq!(rows.len(), 3, "{listed}");
+    assert_eq!(rows[2]["node"]["carrier"], "DHL", "the reference is the whole row: {}", rows[2]);
+    let value_of = |node: &Value, field: &str| {
+        let name = field.split_whitespace().next().expect("name");
+        node[name].clone()
+    };
+    for field in fields {
+        let shapes = [
+            page(field.to_owned()),
+            format!("query($t: Token) {{ orders(first: 10, consistentWith: $t) {{ edges {{ cursor node {{ id ... on OrderSummary {{ {field} }} }} }} }} }}"),
+            format!("query($t: Token) {{ orders(first: 10, consistentWith: $t) {{ edges {{ cursor node {{ id ...F }} }} }} }} fragment F on OrderSummary {{ {field} }}"),
+        ];
+        for shape in shapes {
+            let alone = app.data(&shape, json!({ "t": token })).await;
+            let edges = alone["orders"]["edges"].as_array().expect("edges");
+            for (edge, row) in edges.iter().zip(&rows) {
+                assert_eq!(edge["cursor"], row["cursor"], "{shape}");
+                assert_eq!(edge["node"]["id"], row["node"]["id"], "{shape}");
+                assert_eq!(value_of(&edge["node"], field), value_of(&row["node"], field), "{field} in {shape}");
+            }
+        }
+        let nodes = app
+            .data(
+                &format!("query($t: Token) {{ orders(first: 10, consistentWith: $t) {{ nodes {{ id {field} }} }} }}"),
+                json!({ "t": token }),
+            )
+            .await;
+        for (node, row) in nodes["orders"]["nodes"].as_array().expect("nodes").iter().zip(&rows) {
+            assert_eq!(value_of(node, field), value_of(&row["node"], field), "{field} through nodes");
+        }
+    }
+});
