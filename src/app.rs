@@ -423,6 +423,12 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     if let Some(exporter) = exporter(settings, &log_db, &projector_db, &notices) {
         exporter.register().await?;
     }
+    // The response cache keys answers by the views' checkpoints: off where
+    // those do not describe what a read sees (see crate::graphql::response_cache).
+    let response_cache = match (&inline, settings.replicas.urls.is_empty()) {
+        (None, true) => Some(crate::graphql::response_cache::ResponseCacheSettings::default()),
+        _ => None,
+    };
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let replicas = connect_replicas(settings, &read_db).await?;
@@ -439,6 +445,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         notices.clone(),
         settings.schema.clone().into(),
         documents,
+        response_cache,
     );
     validate_trusted(&api).await?;
     let schema = api.schema.clone();

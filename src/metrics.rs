@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const COMMANDS: &str = "twofold_commands_total";
+pub const RESPONSE_CACHE: &str = "twofold_response_cache_total";
 pub const COMMAND_DURATION: &str = "twofold_command_duration_seconds";
 pub const EVENTS_APPENDED: &str = "twofold_events_appended_total";
 pub const BATCH_SIZE: &str = "twofold_projection_batch_size";
@@ -81,6 +82,10 @@ pub fn install() -> Option<PrometheusHandle> {
 /// never see a missing series.
 fn describe_and_zero() {
     metrics::describe_counter!(COMMANDS, "Commands by type and outcome.");
+    metrics::describe_counter!(
+        RESPONSE_CACHE,
+        "Query responses served from the response cache (hit) or computed (miss)."
+    );
     metrics::describe_histogram!(COMMAND_DURATION, metrics::Unit::Seconds, "Command latency, from decode to commit.");
     metrics::describe_counter!(EVENTS_APPENDED, "Events appended to the log.");
     metrics::describe_histogram!(BATCH_SIZE, "Events per committed projection batch.");

@@ -14,6 +14,7 @@ use super::documents::Documents;
 use super::loaders::{CustomerLoader, ProductLoader};
 pub use super::progress::{Progress, ProgressTracker};
 pub use super::request::{RequestCache, RequestConsistency, RequestId, CONSISTENT_WITH};
+use super::response_cache::ResponseCache;
 use super::schema::TwofoldSchema;
 use crate::command::CommandService;
 use crate::notice::Notices;
@@ -58,6 +59,9 @@ pub struct Api {
     cached: TwofoldSchema,
     pub documents: Arc<Documents>,
     pub(crate) reads: Option<ReadModel>,
+    /// Whole query responses, while the views they were read from hold
+    /// (see [`super::response_cache`]); `None` where it is off.
+    responses: Option<Arc<ResponseCache>>,
 }
 
 /// A request ready to run, and which schema runs it.
@@ -71,6 +75,9 @@ pub struct Prepared {
     document: Option<Arc<ExecutableDocument>>,
     /// Served from the validated-document cache.
     pub cached: bool,
+    /// The caller's identity, as the response cache keys it (empty when
+    /// the cache is off).
+    identity: String,
     /// Refused before running (a cached document whose variables do not
     /// fit): the request errors to answer with.
     pub refused: Option<Vec<ServerError>>,
@@ -92,8 +99,9 @@ impl Api {
         cached: TwofoldSchema,
         documents: Arc<Documents>,
         reads: Option<ReadModel>,
+        responses: Option<Arc<ResponseCache>>,
     ) -> Self {
-        Self { schema, cached, documents, reads }
+        Self { schema, cached, documents, reads, responses }
     }
 
     /// Runs a prepared one-shot request.
@@ -101,6 +109,19 @@ impl Api {
         if let Some(errors) = prepared.refused.take() {
             return async_graphql::Response::from_errors(errors);
         }
+        let pending = match (&self.responses, &prepared.document) {
+            (Some(responses), Some(document)) => {
+                match responses.lookup(&prepared.request, document, &prepared.key, &prepared.identity) {
+                    Some(Ok(response)) => {
+                        mark_cached(&prepared.progress, &response);
+                        return response;
+                    }
+                    Some(Err(pending)) => Some(pending),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let conformer = self.conformer(&mut prepared);
         let mut response = if prepared.cached {
             let response = self.cached.execute(prepared.request).await;
@@ -110,6 +131,9 @@ impl Api {
             self.schema.execute(prepared.request).await
         };
         conformer.apply(&mut response);
+        if let (Some(responses), Some(pending)) = (&self.responses, pending) {
+            responses.store(pending, &response);
+        }
         response
     }
 
@@ -201,6 +225,10 @@ impl Api {
             }
         }
         let progress = Progress::default();
+        let identity = match &self.responses {
+            Some(_) if cached => caller.actor.identity_key(),
+            _ => String::new(),
+        };
         if let Some(reads) = &self.reads {
             // Cached for one-shot operations (a page asks for the same
             // customer many times); a subscription's stream must see fresh
@@ -220,7 +248,7 @@ impl Api {
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());
-        Prepared { request, progress, key, document: parsed, cached, refused }
+        Prepared { request, progress, key, document: parsed, cached, identity, refused }
     }
 }
 
@@ -251,7 +279,9 @@ pub fn build_api(
     notices: Notices,
     limits: super::schema::SchemaLimits,
     documents: Documents,
+    response_cache: Option<super::response_cache::ResponseCacheSettings>,
 ) -> Api {
+    let responses = response_cache.and_then(|settings| ResponseCache::new(notices.clone(), settings)).map(Arc::new);
     let documents = Arc::new(documents);
     let strict = super::schema::build_with(
         commands.clone(),
@@ -263,5 +293,5 @@ pub fn build_api(
         false,
     );
     let cached = super::schema::build_with(commands, reads.clone(), admin, notices, limits, None, true);
-    Api::new(strict, cached, documents, reads)
+    Api::new(strict, cached, documents, reads, responses)
 }

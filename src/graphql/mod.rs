@@ -20,6 +20,7 @@ pub mod progress;
 pub mod query;
 pub mod reads;
 pub mod request;
+pub mod response_cache;
 pub mod scalars;
 pub mod schema;
 pub mod shape;
