@@ -180,7 +180,63 @@ fn reads_only_views(document: &ExecutableDocument, operation_name: Option<&str>)
 
 #[cfg(test)]
 mod tests {
-    use super::reads_only_views;
+    use std::time::Duration;
+
+    use async_graphql::{Request, Response, Value};
+
+    use super::{reads_only_views, ResponseCache, ResponseCacheSettings};
+    use crate::notice::Notices;
+    use crate::token::LogPosition;
+
+    const PAGE: &str = "{ orders(first: 5) { edges { node { id } } } }";
+
+    /// Looks `PAGE` up for `identity`; stores `answer` on a miss. True on a hit.
+    fn ask(cache: &ResponseCache, identity: &str, answer: &str) -> bool {
+        let document = async_graphql::parser::parse_query(PAGE).expect("parses");
+        match cache.lookup(&Request::new(PAGE), &document, PAGE, identity).expect("cacheable") {
+            Ok(hit) => {
+                assert_eq!(hit.data, Value::String("kept".into()));
+                true
+            }
+            Err(pending) => {
+                cache.store(pending, &Response::new(Value::String(answer.into())));
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn an_answer_is_kept_until_a_view_moves_a_status_changes_or_it_ages() {
+        let notices = Notices::default();
+        let long = ResponseCacheSettings { entries: 8, max_age: Duration::from_secs(600) };
+        let cache = ResponseCache::new(notices.clone(), long).expect("on");
+        assert!(!ask(&cache, "staff", "kept"));
+        assert!(ask(&cache, "staff", "kept"));
+        assert!(!ask(&cache, "customer-1", "kept"), "another caller has its own answer");
+        notices.advance("order_summary", LogPosition::new(1, 1));
+        assert!(!ask(&cache, "staff", "kept"), "a view moved");
+        assert!(ask(&cache, "staff", "kept"));
+        notices.status_changed();
+        assert!(!ask(&cache, "staff", "kept"), "a status changed (a rebuild's swap, a dead letter retried)");
+
+        let aged = ResponseCache::new(notices, ResponseCacheSettings { entries: 8, max_age: Duration::ZERO });
+        let aged = aged.expect("on");
+        assert!(!ask(&aged, "staff", "kept"));
+        assert!(!ask(&aged, "staff", "kept"), "older than max_age");
+        assert!(ResponseCache::new(Notices::default(), ResponseCacheSettings { entries: 0, ..long }).is_none());
+    }
+
+    #[test]
+    fn only_plain_answers_are_kept() {
+        let cache = ResponseCache::new(Notices::default(), ResponseCacheSettings::default()).expect("on");
+        let document = async_graphql::parser::parse_query(PAGE).expect("parses");
+        let pending = || cache.lookup(&Request::new(PAGE), &document, PAGE, "staff").expect("cacheable").err();
+        cache.store(pending().expect("miss"), &Response::new(Value::Null));
+        let mut with_error = Response::new(Value::String("partial".into()));
+        with_error.errors.push(async_graphql::ServerError::new("a field failed", None));
+        cache.store(pending().expect("miss"), &with_error);
+        assert!(pending().is_some(), "neither a null nor a partial answer was kept");
+    }
 
     fn reads_views(query: &str, name: Option<&str>) -> bool {
         let document = async_graphql::parser::parse_query(query).expect("parses");

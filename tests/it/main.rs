@@ -33,6 +33,7 @@ mod queries;
 mod rebuild;
 mod replicas;
 mod request_consistency;
+mod response_cache;
 mod schema_file;
 mod stalls;
 mod subscriptions;
