@@ -27,7 +27,7 @@
 //!   failure (database failure classes: db decides them, command, query, projection and graphql report them)
 //!   admin ─▶ projection (status, rebuilds, dead letters go through it).
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
-//!   config builds plain settings and imports only catalog.
+//!   args reads flags and environment and imports only catalog; config turns them into plain settings.
 //! ```
 //!
 //! | module         | role                                                           | may use                                                 | must never use                               |
@@ -38,7 +38,8 @@
 //! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`stable_hash`] | the one hash that agrees across processes (ETags, lock keys)  | nothing of the crate                                    | I/O crates                                   |
 //! | [`failure`]    | what a failed database call means to a client (retry later, retry now, report) | nothing of the crate                  | I/O crates                                   |
-//! | [`config`]     | flags and environment into plain settings                      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
+//! | [`args`]       | flags and environment (clap), checked against the catalog      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
+//! | [`config`]     | arguments into plain settings                                  | catalog, args                                           | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
 //! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics, failure |                                              |
 //! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
@@ -59,6 +60,7 @@
 //! calls an aggregate.
 pub mod admin;
 pub mod app;
+pub mod args;
 pub mod auth;
 pub mod backoff;
 pub mod catalog;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use twofold::config::{Cli, LogFormat};
+use twofold::args::{Cli, LogFormat};
 
 fn init_tracing(format: LogFormat) {
     let filter =

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::StartError;
+use crate::args::{DemoDataArgs, RebuildArgs};
 use crate::command::customer::RegisterCustomer;
 use crate::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder, ShipOrder};
 use crate::command::product::AddProduct;
 use crate::command::{CommandMeta, CommandService};
-use crate::config::{DemoDataArgs, RebuildArgs};
 use crate::db::ConnectError;
 use crate::db::Db;
 use crate::domain::event::SalesChannel;
@@ -37,8 +37,8 @@ pub enum CliError {
 }
 
 /// Runs the command the command line asks for (`serve` by default).
-pub async fn run(cli: crate::config::Cli) -> Result<(), CliError> {
-    use crate::config::Command;
+pub async fn run(cli: crate::args::Cli) -> Result<(), CliError> {
+    use crate::args::Command;
     match cli.command {
         Some(Command::Schema) => {
             print!("{}", crate::graphql::sdl());
@@ -83,7 +83,7 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
 }
 
 /// `twofold token`: prints a bearer token for the given role.
-pub fn token(args: &crate::config::TokenArgs) -> Result<(), CliError> {
+pub fn token(args: &crate::args::TokenArgs) -> Result<(), CliError> {
     use crate::domain::Role;
     let identity = crate::config::Identity::from_args(&args.identity, None);
     let role = Role::parse(&args.role)
@@ -234,8 +234,8 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
 }
 
 /// `twofold dead-letters list|retry|skip`.
-pub async fn dead_letters(args: &crate::config::DeadLettersArgs) -> Result<(), CliError> {
-    use crate::config::DeadLetterAction;
+pub async fn dead_letters(args: &crate::args::DeadLettersArgs) -> Result<(), CliError> {
+    use crate::args::DeadLetterAction;
     let database = args.action.database();
     let read_url = database.read_database_url.as_deref().unwrap_or(&database.database_url);
     crate::app::migrate(&database.database_url, database.read_database_url.as_deref()).await?;

@@ -28,7 +28,7 @@ use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
 
 /// Events read and applied per replay transaction (defined in `catalog`,
-/// where `config` can take its default from it).
+/// where `args` can take its default from it).
 pub use crate::catalog::REPLAY_BATCH;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::{json, Value};
+use twofold::catalog::Role;
 use twofold::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder};
 use twofold::command::{customer::RegisterCustomer, product::AddProduct, CommandMeta};
-use twofold::config::{Export, Role};
+use twofold::config::Export;
 use twofold::domain::event::SalesChannel;
 
 use crate::helpers::*;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use twofold::config::Role;
+use twofold::catalog::Role;
 
 use crate::helpers::*;
 use crate::outage::{pg_target, via, Proxy};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use twofold::config::Role;
+use twofold::catalog::Role;
 use twofold::projection::runtime::{Mode, PoisonPolicy, StepOutcome};
 
 use crate::helpers::*;

@@ -354,7 +354,7 @@ async fn an_append_after_other_writes_is_refused_unless_the_lock_came_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_read_walks_the_index_even_when_the_log_outgrew_its_statistics() {
     // No projectors: the events below are raw rows for the planner only.
-    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| s.role = twofold::config::Role::Api).await else {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| s.role = twofold::catalog::Role::Api).await else {
         return;
     };
     let append = |transactions: usize| {

@@ -1,5 +1,5 @@
 //! `/metrics` in Prometheus text format.
-use twofold::config::Role;
+use twofold::catalog::Role;
 
 use crate::helpers::*;
 use crate::projections::drain;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryOrder, TransactionTrait};
 use serde_json::{json, Value};
-use twofold::config::Role;
+use twofold::catalog::Role;
 use twofold::domain::event::RecordedEvent;
 use twofold::projection::projector::Projector;
 use twofold::projection::runtime::{Mode, PoisonPolicy, StepOutcome};

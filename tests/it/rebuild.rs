@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
 use serde_json::json;
-use twofold::config::Role;
+use twofold::catalog::Role;
 use twofold::domain::event::RecordedEvent;
 use twofold::projection::rebuild::{rebuild, RebuildOptions};
 use twofold::projection::runtime::{Mode, PoisonPolicy};

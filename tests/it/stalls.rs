@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::time::Instant;
-use twofold::config::Role;
+use twofold::catalog::Role;
 
 use crate::helpers::*;
 use crate::ws_client::{Protocol, WsClient};
