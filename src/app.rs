@@ -4,10 +4,10 @@
 //! `start` + `serve(listener, …, shutdown)` let tests run the real server on
 //! `127.0.0.1:0`.
 //!
-//! This is the one module that knows every layer: it turns the plain
-//! configuration (`crate::config`) into each layer's own settings and hands
-//! each layer only what it needs (HTTP gets the API and the operations
-//! service, never the databases).
+//! This is the one module that knows every layer: it hands each layer its
+//! own settings, as `crate::settings` resolved them from the command line,
+//! and only what it needs (HTTP gets the API and the operations service,
+//! never the databases).
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -20,19 +20,17 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::catalog::Mode;
 use crate::command::CommandService;
-use crate::config;
-use crate::config::Settings;
-use crate::db::replica::{ReplicaSet, ReplicaSettings};
+use crate::db::replica::ReplicaSet;
 use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
-use crate::export::{ExportSettings, Exporter};
+use crate::export::Exporter;
 use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
 use crate::inline::InlineProjections;
 use crate::notice::Notices;
 use crate::projection::inline_applier::InlineApplier;
 use crate::projection::projector::Projector;
-use crate::projection::runtime::RuntimeSettings;
-use crate::query::{ConsistencySettings, ReadModel};
+use crate::query::ReadModel;
+use crate::settings::Settings;
 use crate::token::LogPosition;
 
 /// Why the service could not start (printed as one line).
@@ -172,93 +170,18 @@ pub struct Services {
     pub web: crate::http::web::WebSettings,
 }
 
-impl From<config::Pool> for PoolOptions {
-    fn from(p: config::Pool) -> Self {
-        PoolOptions::new(p.max_connections, p.acquire_timeout)
-    }
-}
-
-impl From<config::Identity> for crate::auth::AuthSettings {
-    fn from(i: config::Identity) -> Self {
-        crate::auth::AuthSettings {
-            jwt_secret: i.jwt_secret,
-            jwks_file: i.jwks_file,
-            issuer: i.issuer,
-            audience: i.audience,
-            leeway: i.leeway,
-            admin_token: i.admin_token,
-        }
-    }
-}
-
-impl From<&config::Projections> for RuntimeSettings {
-    fn from(p: &config::Projections) -> Self {
-        RuntimeSettings {
-            batch_size: p.batch_size,
-            poll_interval: p.poll_interval,
-            standby_retry: p.standby_retry,
-            modes: p.modes.clone(),
-            policies: p.policies.clone(),
-        }
-    }
-}
-
-impl From<&config::Export> for ExportSettings {
-    fn from(e: &config::Export) -> Self {
-        ExportSettings {
-            nats_url: e.nats_url.clone(),
-            stream: e.stream.clone(),
-            subject_prefix: e.subject_prefix.clone(),
-            source: e.source.clone(),
-            duplicate_window: e.duplicate_window,
-            timeout: e.timeout,
-        }
-    }
-}
-
-/// The exporter's runner settings: the projections' own, with its batch size.
-fn export_runtime(settings: &Settings, export: &config::Export) -> RuntimeSettings {
-    let mut runtime = RuntimeSettings::from(&settings.runtime);
-    runtime.batch_size = export.batch_size.min(crate::projection::MAX_BATCH as u64);
-    runtime
-}
-
 /// The exporter's runner, when one is configured.
 fn exporter(settings: &Settings, log_db: &Db, views_db: &Db, notices: &Notices) -> Option<Projector> {
     let export = settings.export.as_ref()?;
-    let exporter = Exporter::new(ExportSettings::from(export), views_db.clone());
-    let runtime = export_runtime(settings, export);
+    let exporter = Exporter::new(export.clone(), views_db.clone());
+    let runtime = export.runtime(&settings.runtime);
     Some(Projector::new(Arc::new(exporter), log_db.clone(), views_db.clone(), notices.clone(), &runtime))
-}
-
-impl From<config::Consistency> for ConsistencySettings {
-    fn from(c: config::Consistency) -> Self {
-        ConsistencySettings { default_wait: c.default_wait, max_wait: c.max_wait }
-    }
-}
-
-impl From<config::Http> for crate::http::HttpLimits {
-    fn from(h: config::Http) -> Self {
-        crate::http::HttpLimits {
-            max_body_bytes: h.max_body_bytes,
-            request_timeout: h.request_timeout,
-            ws: crate::http::ws::WsLimits {
-                max_connections: h.ws.max_connections,
-                max_subscriptions_per_connection: h.ws.max_subscriptions_per_connection,
-                max_message_bytes: h.ws.max_message_bytes,
-                send_timeout: h.ws.send_timeout,
-                init_timeout: h.ws.init_timeout,
-                keepalive: h.ws.keepalive,
-                outbox: h.ws.outbox,
-            },
-        }
-    }
 }
 
 /// The document store: the trusted-documents manifest read and checked
 /// (each id the SHA-256 of its text).
-fn documents(config: &config::Documents, open_mode: bool) -> Result<crate::graphql::documents::Documents, StartError> {
-    let trusted = match &config.trusted_documents {
+fn documents(settings: &Settings, open_mode: bool) -> Result<crate::graphql::documents::Documents, StartError> {
+    let trusted = match &settings.trusted_documents {
         None => Default::default(),
         Some(path) => {
             let shown = path.display();
@@ -269,12 +192,12 @@ fn documents(config: &config::Documents, open_mode: bool) -> Result<crate::graph
             })?
         }
     };
-    let settings = crate::graphql::documents::DocumentSettings {
+    let document_settings = crate::graphql::documents::DocumentSettings {
         trusted,
-        only_trusted: config.only_trusted,
+        only_trusted: settings.only_trusted,
         introspection_allowed: open_mode,
     };
-    crate::graphql::documents::Documents::new(&settings).map_err(StartError::Config)
+    crate::graphql::documents::Documents::new(&document_settings).map_err(StartError::Config)
 }
 
 /// Every trusted document must pass validation (each of its operations).
@@ -298,22 +221,6 @@ async fn validate_trusted(api: &Api) -> Result<(), StartError> {
         }
     }
     Ok(())
-}
-
-impl From<config::Documents> for crate::graphql::SchemaLimits {
-    fn from(d: config::Documents) -> Self {
-        crate::graphql::SchemaLimits {
-            shape: crate::graphql::shape::ShapeLimits {
-                max_fields: d.max_fields,
-                max_spreads: d.max_spreads,
-                max_aliases: d.max_aliases,
-                max_depth: d.max_depth,
-                max_introspection_depth: d.max_introspection_depth,
-                max_directives: d.max_directives,
-            },
-            max_complexity: d.max_complexity,
-        }
-    }
 }
 
 /// Applies migrations to the write database and, when separate, the read database.
@@ -345,15 +252,13 @@ async fn migrate_db(db: &Db) -> Result<(), StartError> {
 /// read database. Nothing is ever written to them (no migrations, no
 /// checkpoint rows): they are only read.
 async fn connect_replicas(settings: &Settings, read_db: &Db) -> Result<Option<Arc<ReplicaSet>>, StartError> {
-    let config::Replicas { urls, max_lag, check_interval } = &settings.replicas;
-    if urls.is_empty() {
+    if settings.replica_urls.is_empty() {
         return Ok(None);
     }
     if !read_db.is_postgres() {
         return Err(StartError::Config("--replica-url needs a PostgreSQL read database".into()));
     }
-    let judged = ReplicaSettings { max_lag: *max_lag, check_interval: *check_interval };
-    Ok(Some(ReplicaSet::connect(read_db, urls, settings.reads_pool.into(), judged).await?))
+    Ok(Some(ReplicaSet::connect(read_db, &settings.replica_urls, settings.reads_pool, settings.replicas).await?))
 }
 
 /// Connections in each projector pool.
@@ -362,12 +267,12 @@ const PROJECTOR_CONNECTIONS: u32 = 3;
 /// Connects, migrates, registers the projections and catches inline ones up.
 pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     crate::metrics::install();
-    let auth = crate::auth::Authenticator::from_settings(&settings.identity.clone().into())
-        .map_err(|e| StartError::Config(e.to_string()))?;
+    let auth =
+        crate::auth::Authenticator::from_settings(&settings.identity).map_err(|e| StartError::Config(e.to_string()))?;
     let web = crate::http::web::WebSettings {
-        cors: crate::http::web::CorsOrigins::parse(&settings.http.cors_origins, auth.is_open())
+        cors: crate::http::web::CorsOrigins::parse(&settings.cors_origins, auth.is_open())
             .map_err(StartError::Config)?,
-        catalog_max_age: settings.http.catalog_max_age,
+        catalog_max_age: settings.catalog_max_age,
     };
     if auth.is_open() && settings.role.serves_api() {
         tracing::warn!(
@@ -377,22 +282,22 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         );
     }
     match &settings.export {
-        Some(export) => ExportSettings::from(export).validate().map_err(StartError::Config)?,
+        Some(export) => export.validate().map_err(StartError::Config)?,
         None if settings.role == crate::catalog::Role::Exporter => {
             return Err(StartError::Config("--role exporter needs --nats-url (or TWOFOLD_NATS_URL)".into()))
         }
         None => {}
     }
-    let runtime = RuntimeSettings::from(&settings.runtime);
-    let write_db = Db::open(&settings.database_url, settings.commands_pool.into(), "twofold").await?;
+    let runtime = &settings.runtime;
+    let write_db = Db::open(&settings.database_url, settings.commands_pool, "twofold").await?;
     migrate_db(&write_db).await?;
     let separate_read = settings.read_database_url.as_deref().filter(|u| *u != settings.database_url);
     let read_url = separate_read.unwrap_or(&settings.database_url);
-    let read_db = Db::open(read_url, settings.reads_pool.into(), "twofold").await?;
+    let read_db = Db::open(read_url, settings.reads_pool, "twofold").await?;
     if separate_read.is_some() {
         migrate_db(&read_db).await?;
     }
-    let inline = InlineApplier::new(&runtime);
+    let inline = InlineApplier::new(runtime);
     if inline.is_some() && !write_db.same_database_as(&read_db) {
         return Err(StartError::Config(
             "inline projections need the read views in the write database; drop --read-database-url or use async mode"
@@ -409,11 +314,11 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     } else {
         projector_db.clone()
     };
-    let notices = Notices::default().with_stall_after(settings.runtime.stall_after);
+    let notices = Notices::default().with_stall_after(settings.stall_after);
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
-        let projector = Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), &runtime);
+        let projector = Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
@@ -425,25 +330,25 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     }
     // The response cache keys answers by the views' checkpoints: off where
     // those do not describe what a read sees (see crate::graphql::response_cache).
-    let response_cache = match (&inline, settings.replicas.urls.is_empty()) {
+    let response_cache = match (&inline, settings.replica_urls.is_empty()) {
         (None, true) => Some(crate::graphql::response_cache::ResponseCacheSettings::default()),
         _ => None,
     };
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);
     let commands = CommandService::new(write_db.clone(), inline, appended.clone());
     let replicas = connect_replicas(settings, &read_db).await?;
-    let mut reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency.into());
+    let mut reads = ReadModel::new(read_db.clone(), notices.clone(), settings.consistency);
     if let Some(replicas) = &replicas {
         reads = reads.with_replicas(replicas.clone());
     }
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
-    let documents = documents(&settings.schema, auth.is_open())?;
+    let documents = documents(settings, auth.is_open())?;
     let api = crate::graphql::build_api(
         Some(commands.clone()),
         Some(reads.clone()),
         Some(admin.clone()),
         notices.clone(),
-        settings.schema.clone().into(),
+        settings.schema,
         documents,
         response_cache,
     );
@@ -485,7 +390,7 @@ pub fn spawn_exporter(
     locks: Option<Arc<crate::projection::leader::Locks>>,
 ) -> Option<JoinHandle<()>> {
     let export = settings.export.as_ref()?;
-    let (export_settings, runtime) = (ExportSettings::from(export), export_runtime(settings, export));
+    let (export_settings, runtime) = (export.clone(), export.runtime(&settings.runtime));
     let (log_db, views_db, notices) =
         (services.log_db.clone(), services.projector_db.clone(), services.notices.clone());
     let make = move || {
@@ -512,7 +417,7 @@ pub fn spawn_projectors(
     shutdown: &CancellationToken,
     locks: Option<Arc<crate::projection::leader::Locks>>,
 ) -> Vec<JoinHandle<()>> {
-    let runtime = RuntimeSettings::from(&settings.runtime);
+    let runtime = &settings.runtime;
     let (inline, grouped): (Vec<_>, Vec<_>) =
         crate::projection::all().into_iter().partition(|p| runtime.mode_of(p.name()) == Mode::Inline);
     let (log_db, views_db, notices) =
@@ -597,7 +502,7 @@ pub async fn serve(
         auth: services.auth.clone(),
         web: services.web.clone(),
         replicas: services.replicas.clone(),
-        limits: settings.http.clone().into(),
+        limits: settings.http,
     };
     let router = if settings.role.serves_api() {
         crate::http::router(endpoints.clone(), shutdown.clone(), connections.clone())

@@ -27,7 +27,8 @@
 //!   failure (database failure classes: db decides them, command, query, projection and graphql report them)
 //!   admin ─▶ projection (status, rebuilds, dead letters go through it).
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
-//!   args reads flags and environment and imports only catalog; config turns them into plain settings.
+//!   args reads flags and environment and imports only catalog; settings turns them into each
+//!   layer's own settings types (so it names those layers), for app and cli only.
 //! ```
 //!
 //! | module         | role                                                           | may use                                                 | must never use                               |
@@ -39,7 +40,6 @@
 //! | [`stable_hash`] | the one hash that agrees across processes (ETags, lock keys)  | nothing of the crate                                    | I/O crates                                   |
 //! | [`failure`]    | what a failed database call means to a client (retry later, retry now, report) | nothing of the crate                  | I/O crates                                   |
 //! | [`args`]       | flags and environment (clap), checked against the catalog      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
-//! | [`config`]     | arguments into plain settings                                  | catalog, args                                           | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
 //! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics, failure |                                              |
 //! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
@@ -52,6 +52,7 @@
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure | entity, sea_orm, sqlx, axum        |
 //! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics, stable_hash     | entity, sea_orm, sqlx                        |
+//! | [`settings`]   | args into each layer's own settings (one type per idea, owned by its layer); used by app and cli only | args, catalog, auth, db, projection, export, query, graphql, http | entity, sea_orm, axum, async_graphql |
 //! | [`app`]        | wiring: connect, migrate, start projectors, serve              | everything                                              |                                              |
 //! | [`cli`]        | operator commands (`migrate`, `rebuild`, `dead-letters`, …)    | app and the layers it drives                            | http                                         |
 //!
@@ -66,7 +67,6 @@ pub mod backoff;
 pub mod catalog;
 pub mod cli;
 pub mod command;
-pub mod config;
 pub mod db;
 pub mod domain;
 pub mod export;
@@ -78,5 +78,6 @@ pub mod metrics;
 pub mod notice;
 pub mod projection;
 pub mod query;
+pub mod settings;
 pub mod stable_hash;
 pub mod token;

@@ -50,14 +50,14 @@ pub async fn run(cli: crate::args::Cli) -> Result<(), CliError> {
         Some(Command::DeadLetters(args)) => dead_letters(&args).await,
         Some(Command::DemoData(args)) => demo_data(&args).await,
         Some(Command::Token(args)) => token(&args),
-        Some(Command::Serve(args)) => serve(crate::config::Settings::from(&*args), args.bind).await,
-        None => serve(crate::config::Settings::from(&cli.serve), cli.serve.bind).await,
+        Some(Command::Serve(args)) => serve(crate::settings::Settings::from(&*args), args.bind).await,
+        None => serve(crate::settings::Settings::from(&cli.serve), cli.serve.bind).await,
     }
 }
 
 /// `twofold serve`: binds, starts, serves until SIGINT or SIGTERM, then
 /// lets in-flight requests finish.
-pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr) -> Result<(), CliError> {
+pub async fn serve(settings: crate::settings::Settings, bind: std::net::SocketAddr) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| StartError::Bind { addr: bind.to_string(), source: e })?;
@@ -85,7 +85,9 @@ pub async fn serve(settings: crate::config::Settings, bind: std::net::SocketAddr
 /// `twofold token`: prints a bearer token for the given role.
 pub fn token(args: &crate::args::TokenArgs) -> Result<(), CliError> {
     use crate::domain::Role;
-    let identity = crate::config::Identity::from_args(&args.identity, None);
+    // The same reading of the identity flags as `serve` (blanks are
+    // absent); minting uses the secret, issuer and audience.
+    let identity = crate::settings::identity(&args.identity, None);
     let role = Role::parse(&args.role)
         .filter(|r| *r != Role::Anonymous)
         .ok_or_else(|| CliError::Failed(format!("--role must be customer, staff or admin, not '{}'", args.role)))?;
@@ -96,13 +98,7 @@ pub fn token(args: &crate::args::TokenArgs) -> Result<(), CliError> {
         (Role::Staff, None) => Actor::staff(args.sub.clone().unwrap_or_else(|| "staff".into())),
         (_, None) => Actor::admin(args.sub.clone().unwrap_or_else(|| "admin".into())),
     };
-    let settings: crate::auth::AuthSettings = crate::auth::AuthSettings {
-        jwt_secret: identity.jwt_secret,
-        issuer: identity.issuer,
-        audience: identity.audience,
-        ..Default::default()
-    };
-    let token = crate::auth::mint(&settings, &actor, args.ttl).map_err(CliError::Failed)?;
+    let token = crate::auth::mint(&identity, &actor, args.ttl).map_err(CliError::Failed)?;
     println!("{token}");
     Ok(())
 }
@@ -271,7 +267,7 @@ pub async fn dead_letters(args: &crate::args::DeadLettersArgs) -> Result<(), Cli
 /// command handlers (so the event log and the views are real); about one
 /// order in five is then cancelled and one in three shipped.
 pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
-    let mut settings = crate::config::Settings::for_database(&args.database.database_url);
+    let mut settings = crate::settings::Settings::for_database(&args.database.database_url);
     settings.read_database_url = args.database.read_database_url.clone();
     let services = crate::app::start(&settings).await?;
     let commands = services.commands.clone();

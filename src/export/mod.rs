@@ -50,10 +50,12 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 use crate::catalog::EXPORTER;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
+use crate::projection::runtime::RuntimeSettings;
 use crate::projection::{ApplyContext, ApplyError, Projection};
 use message::Outgoing;
 
-/// How the exporter reaches its stream (from `crate::config::Export`, through `app`).
+/// How the exporter reaches its stream, and how much it publishes at once
+/// (built from the `--nats-url`/`--export-*` flags by `crate::settings`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSettings {
     pub nats_url: String,
@@ -63,11 +65,23 @@ pub struct ExportSettings {
     /// The CloudEvents `source`.
     pub source: String,
     pub duplicate_window: Duration,
+    /// Events per exported batch (published together; the checkpoint moves
+    /// once all are acknowledged): the exporter's runner reads this many at
+    /// a time ([`Self::runtime`]).
+    pub batch_size: u64,
     /// Bounds connecting, every API call and a batch's acknowledgements.
     pub timeout: Duration,
 }
 
 impl ExportSettings {
+    /// The settings the exporter's runner is built with: the projections'
+    /// own (polls, standby tries, its poison policy), with the exporter's
+    /// batch size instead of theirs, at most [`crate::projection::MAX_BATCH`]
+    /// (the most any consumer of the log is given at once).
+    pub fn runtime(&self, projections: &RuntimeSettings) -> RuntimeSettings {
+        RuntimeSettings { batch_size: self.batch_size.min(crate::projection::MAX_BATCH as u64), ..projections.clone() }
+    }
+
     /// What the stream captures.
     pub fn subjects(&self) -> String {
         format!("{}.>", self.subject_prefix)

@@ -64,7 +64,6 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("stable_hash", &[][..]),
         ("failure", &[][..]),
         ("args", &["catalog"][..]),
-        ("config", &["catalog", "args"][..]),
         ("metrics", &["catalog"][..]),
         ("db", &["metrics", "failure"][..]),
         ("inline", &["domain"][..]),
@@ -80,12 +79,14 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
         ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics", "failure"][..]),
         ("http", &["graphql", "admin", "auth", "catalog", "metrics", "stable_hash"][..]),
+        // Holds each layer's own settings type, so it may name those layers.
+        ("settings", &["args", "catalog", "auth", "db", "projection", "export", "query", "graphql", "http"][..]),
         (
             "app",
             &[
                 "failure",
                 "args",
-                "config",
+                "settings",
                 "catalog",
                 "backoff",
                 "stable_hash",
@@ -110,7 +111,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &[
                 "app",
                 "args",
-                "config",
+                "settings",
                 "catalog",
                 "domain",
                 "token",
@@ -139,7 +140,7 @@ fn forbidden_external(layer: &str) -> &'static [&'static str] {
         "admin" => &["entity::write", "async_graphql", "axum"],
         "graphql" => &["entity", "sea_orm", "sqlx", "axum"],
         "http" => &["entity", "sea_orm", "sqlx"],
-        "args" | "config" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql"],
+        "args" | "settings" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql"],
         "auth" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql", "tokio"],
         _ => &[],
     }
@@ -1089,6 +1090,16 @@ fn a_planted_path_in_an_attribute_argument_is_caught() {
     for expected in ["args may not use projection", "args may not use sea_orm"] {
         assert!(found.iter().any(|v| v.contains(expected)), "missed '{expected}' in {found:#?}");
     }
+}
+
+/// The resolved settings go to `app` and `cli` only (each layer is handed
+/// its own part), and they name only the layers whose settings they hold.
+#[test]
+fn a_planted_use_of_the_settings_is_caught() {
+    let found = planted_violations(&[("http/planted.rs", "fn f(_: &crate::settings::Settings) {}")]);
+    assert!(found.iter().any(|v| v.contains("http may not use settings")), "{found:#?}");
+    let found = planted_violations(&[("settings/planted.rs", "fn f(_: crate::command::CommandService) {}")]);
+    assert!(found.iter().any(|v| v.contains("settings may not use command")), "{found:#?}");
 }
 
 #[test]

@@ -90,8 +90,8 @@ async fn trusted_documents_are_served_by_id_and_only_they_run_when_asked() {
     let dir = tempfile::tempdir().expect("dir");
     let path = manifest(&dir, &[(&id(VIEWER), VIEWER), (&sha256_hex(PRODUCTS), PRODUCTS)]);
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
-        s.schema.trusted_documents = Some(path.clone());
-        s.schema.only_trusted = true;
+        s.trusted_documents = Some(path.clone());
+        s.only_trusted = true;
     })
     .await
     .expect("sqlite");
@@ -144,8 +144,8 @@ async fn a_manifest_that_lies_or_does_not_validate_stops_the_start() {
         let pairs: Vec<(&str, &str)> = entries.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let path = manifest(&dir, &pairs);
         let database = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
-        let mut settings = twofold::config::Settings::for_database(&database.url);
-        settings.schema.trusted_documents = Some(path);
+        let mut settings = twofold::settings::Settings::for_database(&database.url);
+        settings.trusted_documents = Some(path);
         let refused = twofold::app::start(&settings).await.err().expect("a start-up error");
         assert!(refused.to_string().contains(expect), "{refused}");
     }

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use twofold::catalog::Role;
 use twofold::command::order::{CancelOrder, LineRequest, OrderLines, PlaceOrder};
 use twofold::command::{customer::RegisterCustomer, product::AddProduct, CommandMeta};
-use twofold::config::Export;
 use twofold::domain::event::SalesChannel;
+use twofold::export::ExportSettings;
 
 use crate::helpers::*;
 use crate::outage::Proxy;
@@ -51,8 +51,8 @@ impl TestStream {
     }
 
     /// Exporter settings for this stream.
-    pub fn export(&self) -> Export {
-        Export {
+    pub fn export(&self) -> ExportSettings {
+        ExportSettings {
             nats_url: nats_url(),
             stream: self.name.clone(),
             subject_prefix: self.prefix.clone(),
@@ -258,7 +258,11 @@ async fn run_commands(app: &TestApp, count: usize, concurrency: usize) {
         .await;
 }
 
-async fn spawn_exporting(backend: Backend, stream: &TestStream, adjust: impl FnOnce(&mut Export)) -> Option<TestApp> {
+async fn spawn_exporting(
+    backend: Backend,
+    stream: &TestStream,
+    adjust: impl FnOnce(&mut ExportSettings),
+) -> Option<TestApp> {
     let mut export = stream.export();
     adjust(&mut export);
     TestApp::spawn_with(backend, |s| s.export = Some(export)).await
@@ -314,7 +318,7 @@ async fn every_event_arrives_once_in_log_order_with_its_headers_on_sqlite() {
 /// exporter reconciles from the stream's last message. No duplicate either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_published_but_not_committed_is_neither_lost_nor_duplicated() {
-    use twofold::export::{ExportSettings, Exporter};
+    use twofold::export::Exporter;
     use twofold::projection::projector::Projector;
     use twofold::projection::runtime::{RuntimeSettings, StepOutcome};
     use twofold::projection::{ApplyContext, Projection};
@@ -323,7 +327,7 @@ async fn a_batch_published_but_not_committed_is_neither_lost_nor_duplicated() {
         // No exporter runs in the app: this test drives one by hand.
         let Some(app) = TestApp::spawn_with(Backend::Postgres, |_| {}).await else { return };
         run_commands(&app, 60, 4).await;
-        let export = ExportSettings { duplicate_window: window, ..ExportSettings::from(&stream.export()) };
+        let export = ExportSettings { duplicate_window: window, ..stream.export() };
         let exporter = Arc::new(Exporter::new(export, app.services.projector_db.clone()));
         let events: Vec<_> =
             twofold::projection::reader::read_after(&app.services.log_db.conn, twofold::token::LogPosition::START, 25)
@@ -418,7 +422,7 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
             .scalar_i64(&format!("SELECT position FROM event WHERE stream_id = '{big}' AND event_type = 'OrderPlaced'"))
             .await;
         writer.halt().await;
-        let mut settings = twofold::config::Settings::for_database(&writer.database.url);
+        let mut settings = twofold::settings::Settings::for_database(&writer.database.url);
         settings.runtime.poll_interval = Duration::from_millis(200);
         settings.export = Some(stream.export());
         settings.runtime.policies.insert("event_export".into(), policy);
@@ -803,12 +807,12 @@ async fn the_example_consumer_agrees_with_product_catalog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_exporter_role_without_a_broker_is_refused() {
     let database = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
-    let mut settings = twofold::config::Settings::for_database(&database.url);
+    let mut settings = twofold::settings::Settings::for_database(&database.url);
     settings.role = Role::Exporter;
     let Err(e) = twofold::app::start(&settings).await else { panic!("started without --nats-url") };
     assert!(e.to_string().contains("--nats-url"), "{e}");
-    let mut settings = twofold::config::Settings::for_database(&database.url);
-    settings.export = Some(Export { nats_url: "nats://no port:x".into(), ..TestStream::new().export() });
+    let mut settings = twofold::settings::Settings::for_database(&database.url);
+    settings.export = Some(ExportSettings { nats_url: "nats://no port:x".into(), ..TestStream::new().export() });
     let Err(e) = twofold::app::start(&settings).await else { panic!("started with a bad URL") };
     assert!(e.to_string().contains("--nats-url"), "{e}");
     // `twofold rebuild event_export` is refused, with the reason.

@@ -36,12 +36,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// PostgreSQL's 100 connections with the tests beside it), and a query
 /// waits up to 5 s for a connection instead of being shed at 500 ms: the
 /// run counts a writeVisible that could not be answered as a failure.
-fn api_settings(url: &str) -> twofold::config::Settings {
-    let mut settings = twofold::config::Settings::for_database(url);
+fn api_settings(url: &str) -> twofold::settings::Settings {
+    let mut settings = twofold::settings::Settings::for_database(url);
     settings.role = Role::Api;
     settings.runtime.poll_interval = Duration::from_millis(200);
-    settings.commands_pool = twofold::config::Pool::new(4, Duration::from_secs(5));
-    settings.reads_pool = twofold::config::Pool::new(4, Duration::from_secs(5));
+    settings.commands_pool = twofold::db::PoolOptions::new(4, Duration::from_secs(5));
+    settings.reads_pool = twofold::db::PoolOptions::new(4, Duration::from_secs(5));
     settings
 }
 

@@ -408,7 +408,7 @@ async fn aliases_cannot_amplify_database_work() {
 
 async fn reads_are_shed_and_never_starve_commands(backend: Backend) {
     let Some(app) =
-        TestApp::spawn_with(backend, |s| s.reads_pool = twofold::config::Pool::new(1, Duration::from_millis(200)))
+        TestApp::spawn_with(backend, |s| s.reads_pool = twofold::db::PoolOptions::new(1, Duration::from_millis(200)))
             .await
     else {
         return;

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use twofold::app::{self, Services};
-use twofold::config::Settings;
+use twofold::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -256,7 +256,7 @@ impl LimitedRole {
 async fn without_the_privilege_to_see_appenders_it_falls_back_to_the_global_horizon_and_says_so() {
     let Some(limited) = LimitedRole::create().await else { return };
     let database = TestDatabase::external(limited.url(&limited.role));
-    let settings = twofold::config::Settings::for_database(&database.url);
+    let settings = twofold::settings::Settings::for_database(&database.url);
     let app = TestApp::start(database, settings).await;
     let seed = app.seed().await;
     app.settle().await;

@@ -108,9 +108,9 @@ async fn place(app: &TestApp, customer: &str, product: &str) -> Result<(String, 
 async fn a_database_outage_fails_fast_reports_itself_and_loses_nothing() {
     let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
     let proxy = Proxy::start(&pg_target()).await;
-    let mut settings = twofold::config::Settings::for_database(&via(&database.url, proxy.port));
-    settings.commands_pool = twofold::config::Pool::new(6, Duration::from_secs(1));
-    settings.reads_pool = twofold::config::Pool::new(6, Duration::from_millis(500));
+    let mut settings = twofold::settings::Settings::for_database(&via(&database.url, proxy.port));
+    settings.commands_pool = twofold::db::PoolOptions::new(6, Duration::from_secs(1));
+    settings.reads_pool = twofold::db::PoolOptions::new(6, Duration::from_millis(500));
     settings.runtime.poll_interval = Duration::from_millis(200);
     let app = Arc::new(TestApp::start(database, settings).await);
     let seed = app.seed().await;

@@ -80,7 +80,7 @@ pub fn projector(app: &TestApp, projection: Arc<dyn Projection>, mode: Mode, pol
         app.services.write_db.clone(),
         app.services.read_db.clone(),
         app.services.notices.clone(),
-        &twofold::projection::runtime::RuntimeSettings::from(&settings),
+        &settings,
     )
 }
 
@@ -695,7 +695,7 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
     let make = {
         let (log_db, views_db, notices) =
             (app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone());
-        let runtime = twofold::projection::runtime::RuntimeSettings::from(&app.settings.runtime);
+        let runtime = app.settings.runtime.clone();
         move || Projector::new(Arc::new(PanicsOnShipment), log_db.clone(), views_db.clone(), notices.clone(), &runtime)
     };
     let supervisor = tokio::spawn(twofold::projection::supervisor::supervise_one(
@@ -759,7 +759,7 @@ on_both_backends_api_only!(a_panicking_projection_in_a_group_holds_back_only_its
     let make = {
         let (log_db, views_db, notices) =
             (app.services.write_db.clone(), app.services.read_db.clone(), app.services.notices.clone());
-        let runtime = twofold::projection::runtime::RuntimeSettings::from(&app.settings.runtime);
+        let runtime = app.settings.runtime.clone();
         move || {
             let mut members: Vec<Arc<dyn Projection>> = vec![Arc::new(PanicsOnShipment)];
             members.extend(projection::all().into_iter().filter(|p| p.name() != "order_summary"));
@@ -813,7 +813,7 @@ async fn a_backlog_nobody_announced_is_read_batch_after_batch() {
     writer.halt().await;
     // Batches of 5 and a poll interval no test waits out: only reading on
     // after a full batch can catch up within `settle`'s minute.
-    let mut settings = twofold::config::Settings::for_database(&writer.database.url);
+    let mut settings = twofold::settings::Settings::for_database(&writer.database.url);
     settings.runtime.poll_interval = Duration::from_secs(3600);
     settings.runtime.batch_size = 5;
     let app = TestApp::start(TestDatabase::external(writer.database.url.clone()), settings).await;

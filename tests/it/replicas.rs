@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{json, Value};
 use twofold::catalog::Role;
-use twofold::config::Settings;
 use twofold::db::replica::ReplicaState;
+use twofold::settings::Settings;
 
 use crate::helpers::*;
 use crate::process::Server;
@@ -131,7 +131,7 @@ impl Pair {
         let mut settings = Settings::for_database(&a.database.url);
         settings.role = Role::Api;
         settings.runtime.poll_interval = Duration::from_millis(200);
-        settings.replicas.urls = vec![format!("{}/{name}", standby.base)];
+        settings.replica_urls = vec![format!("{}/{name}", standby.base)];
         settings.reads_pool.max_connections = 8;
         // B sends no commands: a small write pool leaves the shared server's connections to others.
         settings.commands_pool.max_connections = 2;

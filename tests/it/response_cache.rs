@@ -18,7 +18,7 @@ use crate::helpers::{Backend, TestApp};
 
 const PAGE: &str = "{ orders(first: 10) { edges { node { id customerName } } } }";
 
-async fn spawn(backend: Backend, adjust: impl FnOnce(&mut twofold::config::Settings)) -> Option<TestApp> {
+async fn spawn(backend: Backend, adjust: impl FnOnce(&mut twofold::settings::Settings)) -> Option<TestApp> {
     TestApp::spawn_with(backend, adjust).await
 }
 

@@ -66,8 +66,8 @@ fn named<'a>(list: &'a [Value], name: &str) -> &'a Value {
     list.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {list:?}"))
 }
 
-fn with_stall_bound(settings: &mut twofold::config::Settings) {
-    settings.runtime.stall_after = STALL_AFTER;
+fn with_stall_bound(settings: &mut twofold::settings::Settings) {
+    settings.stall_after = STALL_AFTER;
 }
 
 /// Waits until every view is at the head again, says `running`, and `/readyz` is 200.

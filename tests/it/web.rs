@@ -12,7 +12,7 @@ use crate::on_both_backends;
 const ALLOWED: &str = "http://localhost:3000";
 
 async fn with_cors() -> TestApp {
-    TestApp::spawn_with(Backend::Sqlite, |s| s.http.cors_origins = vec![ALLOWED.into()]).await.expect("sqlite")
+    TestApp::spawn_with(Backend::Sqlite, |s| s.cors_origins = vec![ALLOWED.into()]).await.expect("sqlite")
 }
 
 #[tokio::test]
@@ -69,8 +69,8 @@ async fn a_preflight_from_an_allowed_origin_is_answered_and_others_are_not() {
 #[tokio::test]
 async fn a_wildcard_origin_is_refused_when_tokens_are_required() {
     let database = TestDatabase::create(Backend::Sqlite).await.expect("sqlite");
-    let mut settings = twofold::config::Settings::for_database(&database.url);
-    settings.http.cors_origins = vec!["*".into()];
+    let mut settings = twofold::settings::Settings::for_database(&database.url);
+    settings.cors_origins = vec!["*".into()];
     settings.identity.jwt_secret = Some("web-tests-secret-web-tests-secret!!".into());
     let refused = twofold::app::start(&settings).await.err().expect("a start-up error");
     assert!(refused.to_string().contains("--cors-origin '*'"), "{refused}");
@@ -232,7 +232,7 @@ async fn a_tag_never_matches_for_another_customer() {
     let secret = "web-tests-secret-web-tests-secret!!";
     let app = TestApp::spawn_with(Backend::Sqlite, |s| {
         s.identity.jwt_secret = Some(secret.into());
-        s.http.catalog_max_age = Some(std::time::Duration::from_secs(60));
+        s.catalog_max_age = Some(std::time::Duration::from_secs(60));
     })
     .await
     .expect("sqlite");
