@@ -7,6 +7,7 @@
 //!
 //! 1. command throughput and latency (`placeOrder` vs plain-SQL inserts),
 //! 2. the read payoff (the projected `order_summary` vs joins over the write model),
+//!    and the GraphQL page again beside 200 `placeOrder`/s (vs the page alone),
 //! 3. propagation lag (`writeVisible`, `projectionUpdated`, 1,000-subscriber fan-out),
 //! 4. rebuild speed (`twofold rebuild` vs bulk INSERT into an identical table),
 //! 5. server resources (peak RSS, CPU seconds per 1,000 commands),
@@ -49,8 +50,12 @@ mod gql;
 mod lag;
 #[path = "twofold_bench/load.rs"]
 mod load;
+#[path = "twofold_bench/mixed.rs"]
+mod mixed;
 #[path = "twofold_bench/overload.rs"]
 mod overload;
+#[path = "twofold_bench/pace.rs"]
+mod pace;
 #[path = "twofold_bench/peer.rs"]
 mod peer;
 #[path = "twofold_bench/reads.rs"]
@@ -169,6 +174,7 @@ async fn run_phases(
     commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
     load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     reads::measure(&db, &database.url, &server.base_url, scale, report).await?;
+    mixed::measure(&gql, &server.base_url, &catalog, scale, report).await.context("the read beside writes phase")?;
     wire::measure_http(&server, scale, report).await.context("the compression and conditional GET phase")?;
     if options.backend == cli::Backend::Postgres {
         peer::measure(&database.url, &server, scale, &options.out, report)

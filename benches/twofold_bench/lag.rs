@@ -2,10 +2,12 @@
 //! notice reaching a WebSocket client.
 //!
 //! Open loop at a steady 200 and 1,000 commands/s: every command has a
-//! scheduled send time, whatever happened to the previous ones. One run per
-//! rate and notice kind (the two kinds are measured apart: a `writeVisible`
-//! check can advance the server's known checkpoint before the projector
-//! publishes its batch, which then swallows that `projectionUpdated`).
+//! scheduled send time, whatever happened to the previous ones (the pacing
+//! and the placing live in [`crate::pace`], shared with the read beside
+//! writes in [`crate::mixed`]). One run per rate and notice kind (the two
+//! kinds are measured apart: a `writeVisible` check can advance the server's
+//! known checkpoint before the projector publishes its batch, which then
+//! swallows that `projectionUpdated`).
 //! Per command:
 //!
 //! - `projectionUpdated`: 300 ms before the send time, subscribe filtered on
@@ -23,10 +25,11 @@ use anyhow::Context;
 use futures_util::{stream, StreamExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::timeout_at;
 
 use crate::cli::Scale;
 use crate::gql::Gql;
+use crate::pace::{paced, place_at, Placed, Schedule, HTTP_SLOTS};
 use crate::progress;
 use crate::report::Report;
 use crate::server::open_file_soft_limit;
@@ -45,9 +48,6 @@ const CONNECTIONS: usize = 64;
 /// skipped (and counted), so an overloaded server cannot exhaust the bench.
 /// (2 subscriptions each over 64 connections stays below the cap of 100.)
 const MAX_IN_FLIGHT: usize = 2_000;
-/// HTTP requests in flight at once (more wait, which shows as send lateness):
-/// keeps an overloaded run from opening thousands of sockets.
-const HTTP_SLOTS: usize = 256;
 const PRESUBSCRIBE: Duration = Duration::from_millis(300);
 /// How long a notice may take before it counts as missed.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -188,7 +188,8 @@ async fn connect_many(base_url: &str, n: usize) -> anyhow::Result<Vec<WsMux>> {
     Ok(muxes)
 }
 
-/// Sends `rate` commands per second for `duration` on a fixed schedule.
+/// Sends `rate` commands per second for `duration` on a fixed schedule
+/// ([`crate::pace`]).
 async fn open_loop(
     gql: &Gql,
     muxes: &Arc<Vec<WsMux>>,
@@ -197,52 +198,39 @@ async fn open_loop(
     rate: u64,
     duration: Duration,
 ) -> LagRun {
-    let scheduled = (rate as f64 * duration.as_secs_f64()).round() as u64;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now() + PRESUBSCRIBE + Duration::from_millis(50);
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let schedule = Schedule::new(rate, duration, Instant::now() + PRESUBSCRIBE + Duration::from_millis(50));
     let http_slots = Arc::new(Semaphore::new(HTTP_SLOTS));
-    let mut run = LagRun { probe, target_rate: rate, scheduled, ..Default::default() };
+    let mut run = LagRun { probe, target_rate: rate, scheduled: schedule.count, ..Default::default() };
     let errors_so_far = subscription_errors(muxes);
-    let mut tasks = Vec::with_capacity(scheduled as usize);
-    for i in 0..scheduled {
-        let send_at = start + interval.mul_f64(i as f64);
-        sleep_until((send_at - PRESUBSCRIBE).into()).await;
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            run.skipped += 1;
-            continue;
-        };
+    let paced = paced(&schedule, PRESUBSCRIBE, MAX_IN_FLIGHT, |i, send_at| {
         let (gql, muxes, catalog, http_slots) = (gql.clone(), muxes.clone(), catalog.clone(), http_slots.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             let n = muxes.len();
             let order = catalog.random_order(0x1A6_0000_0000 + rate * 1_000_000_000 + i);
             one_command(&gql, &http_slots, &muxes[i as usize % n], probe, &catalog, order, send_at).await
-        }));
-    }
-    let mut last_response = start;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(outcome)) => {
+        }
+    })
+    .await;
+    run.skipped = paced.skipped;
+    let mut last_response = schedule.start;
+    for outcome in paced.outcomes {
+        match outcome {
+            Ok(outcome) => {
                 last_response = last_response.max(outcome.responded);
                 run.add(outcome);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 run.failed += 1;
                 run.first_error.get_or_insert_with(|| format!("{e:#}"));
             }
-            Err(e) => {
-                run.failed += 1;
-                run.first_error.get_or_insert_with(|| format!("task panicked: {e}"));
-            }
         }
     }
-    run.elapsed = start.elapsed();
+    run.elapsed = schedule.start.elapsed();
     let (errors_before, _) = errors_so_far;
     let (errors_after, first) = subscription_errors(muxes);
     run.subscription_errors = errors_after - errors_before;
     run.first_subscription_error = first;
-    run.sending = last_response.saturating_duration_since(start).max(duration);
+    run.sending = last_response.saturating_duration_since(schedule.start).max(duration);
     run
 }
 
@@ -293,23 +281,14 @@ async fn one_command(
             ws.unsubscribe(*id);
         }
     };
-    sleep_until(send_at.into()).await;
-    let slot = http_slots.acquire().await?;
-    let send_lateness = send_at.elapsed();
-    let placed = tokio::time::timeout(NOTICE_TIMEOUT, gql.place_order(catalog, &order)).await;
-    drop(slot);
-    let token = match placed {
-        Ok(Ok(token)) => token,
-        Ok(Err(e)) => {
+    let placed = place_at(gql, http_slots, catalog, &order, send_at).await;
+    let Placed { token, responded, send_lateness, .. } = match placed {
+        Ok(placed) => placed,
+        Err(e) => {
             unsubscribe(&update);
             return Err(e);
         }
-        Err(_) => {
-            unsubscribe(&update);
-            anyhow::bail!("placeOrder took longer than {NOTICE_TIMEOUT:?}");
-        }
     };
-    let responded = Instant::now();
     let deadline = (responded + NOTICE_TIMEOUT).into();
     let notice = match update {
         Some((id, mut notices)) => {

@@ -6,13 +6,15 @@
 //!   status index first, then join customer, lines and products),
 //! - (b′) the naive join (join and aggregate every PLACED order, then sort
 //!   and limit), for reference,
-//! - (c) the GraphQL `orders` query over HTTP with 16 keep-alive connections.
+//! - (c) the GraphQL `orders` query over HTTP with 16 keep-alive connections
+//!   (and right after it, the same beside 200 `placeOrder`/s: [`crate::mixed`]).
 //!
 //! (a) and (b) through SeaORM are bound by the bench's own client (both near
 //! the same rate), so on PostgreSQL the payoff is also measured at the
 //! database alone: `pgbench -M prepared -c 8` runs (a)'s and (b)'s SQL, and
 //! the figure reports pgbench's own CPU beside it.
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
@@ -26,6 +28,7 @@ use crate::gql::Gql;
 use crate::load::{closed_loop, count};
 use crate::progress;
 use crate::report::Report;
+use crate::stats::LoopResult;
 
 /// Concurrent readers for the direct database variants (a), (b), (b′).
 pub const DB_READERS: usize = 8;
@@ -143,14 +146,22 @@ pub async fn measure(
 
     let gql = Gql::new(base_url, HTTP_READERS)?;
     let orders = gql.orders_page().await.context("GraphQL orders page")?;
-    let result = closed_loop("graphql orders", HTTP_READERS, scale.read_time, u64::MAX, move |_| {
-        let gql = gql.clone();
-        async move { gql.orders_page().await.map(drop) }
-    })
-    .await;
+    let result = graphql_orders("graphql orders", &gql, scale.read_time).await;
     progress!("read c_graphql_orders ({HTTP_READERS} connections): {}", result.brief());
     report.set_read("c_graphql_orders", result, orders);
     Ok(())
+}
+
+/// (c): the GraphQL `orders` page from [`HTTP_READERS`] workers sharing
+/// `gql`'s keep-alive pool, in a closed loop for `duration` (also the
+/// reader side of [`crate::mixed`]).
+pub async fn graphql_orders(label: &str, gql: &Gql, duration: Duration) -> LoopResult {
+    let gql = gql.clone();
+    closed_loop(label, HTTP_READERS, duration, u64::MAX, move |_| {
+        let gql = gql.clone();
+        async move { gql.orders_page().await.map(drop) }
+    })
+    .await
 }
 
 fn check_page(name: &str, page: &[PageOrder]) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::{Options, Scale};
 use crate::export::ExportFigures;
 use crate::lag::{FanOut, LagRun};
+use crate::mixed::ReadBesideWrites;
 use crate::overload::ReadersOutcome;
 use crate::reads::PgbenchRun;
 use crate::rebuild::{BulkInsert, RebuildOutcome};
@@ -108,6 +109,8 @@ pub struct Report {
     cpu_windows: Vec<CpuWindow>,
     data_set: Option<(u64, u64)>,
     reads: BTreeMap<String, ReadResult>,
+    /// Read (c) again, beside a steady `placeOrder` rate ([`crate::mixed`]).
+    read_beside_writes: Option<ReadBesideWrites>,
     lag: Vec<LagRun>,
     fan_out: Option<FanOut>,
     peak_rss_kib: Option<u64>,
@@ -152,6 +155,7 @@ impl Report {
             cpu_windows: Vec::new(),
             data_set: None,
             reads: BTreeMap::new(),
+            read_beside_writes: None,
             lag: Vec::new(),
             fan_out: None,
             peak_rss_kib: None,
@@ -181,6 +185,9 @@ impl Report {
     }
     pub fn set_read(&mut self, name: &str, result: LoopResult, page_orders: usize) {
         self.reads.insert(name.to_owned(), ReadResult { result, page_orders });
+    }
+    pub fn set_read_beside_writes(&mut self, measured: ReadBesideWrites) {
+        self.read_beside_writes = Some(measured);
     }
     /// The highest `placeOrder` rate of the command phase, if it ran.
     pub fn highest_command_rate(&self) -> Option<f64> {
@@ -318,6 +325,9 @@ impl Report {
                 row = row.target("≥ 3,000 req/s, p99 < 10 ms", Some(met));
             }
             rows.push(row);
+            if key == "c_graphql_orders" {
+                rows.extend(self.read_beside_writes_figure());
+            }
         }
         let view = self.reads.get("a_order_summary_seaorm").map(|r| r.result.per_second());
         for (key, label, target) in
@@ -336,6 +346,44 @@ impl Report {
             }
             rows.push(row);
         }
+    }
+
+    /// Read (c) beside writes, against (c) read-only just before it.
+    fn read_beside_writes_figure(&self) -> Option<Figure> {
+        let mixed = self.read_beside_writes.as_ref()?;
+        let (reads, writes) = (&mixed.reads, &mixed.writes);
+        let summary = reads.summary();
+        let alone = self.reads.get("c_graphql_orders").map(|r| r.result.per_second());
+        let ratio = alone.and_then(|alone| ratio_of(reads.per_second(), alone));
+        let failed_pages = match reads.errors {
+            0 => String::new(),
+            n => format!("; {n} pages failed"),
+        };
+        let met = ratio.map(|r| r >= 0.8 && summary.p99_ms < 15.0 && reads.errors == 0 && mixed.writes_ran());
+        Some(
+            Figure::new(
+                format!(
+                    "read (c) GraphQL orders beside {} placeOrder/s, {} connections",
+                    writes.target_rate,
+                    crate::reads::HTTP_READERS
+                ),
+                format!("{}, {}{failed_pages}", per_s(reads.per_second()), latency(&summary)),
+            )
+            .num(reads.per_second())
+            .baseline(
+                format!(
+                    "writes beside it: {:.0}/s achieved ({} of {} placed); {} failed, {} skipped",
+                    writes.achieved_rate(),
+                    writes.ok,
+                    writes.scheduled,
+                    writes.failed,
+                    writes.skipped
+                ),
+                Some(writes.achieved_rate()),
+            )
+            .ratio(ratio, |r| format!("{} of (c) {}", percent(r), per_s(alone.unwrap_or_default())))
+            .target("≥ 80% of its read-only rate, p99 < 15 ms", met),
+        )
     }
 
     fn pgbench_figures(&self, rows: &mut Vec<Figure>) {
@@ -554,6 +602,14 @@ impl Report {
                 "server_cpu_windows": self.cpu_windows,
                 "read_data_set": self.data_set.map(|(orders, placed)| json!({ "orders": orders, "placed": placed })),
                 "reads": reads,
+                "read_beside_writes": self.read_beside_writes.as_ref().map(|m| json!({
+                    "page_orders": m.page_orders,
+                    "run": m.reads.to_json(),
+                    "read_only_per_second": self.reads.get("c_graphql_orders").map(|r| r.result.per_second()),
+                    "writes_warm_up_s": crate::mixed::WARM_UP.as_secs_f64(),
+                    "writes_ran_as_scheduled": m.writes_ran(),
+                    "writes": m.writes.to_json(),
+                })),
                 "pgbench_payoff": self.pgbench_payoff.as_ref().map(|(view, join)| json!({ "view": view, "best_join": join })),
                 "lag": lag,
                 "fan_out": self.fan_out.as_ref().map(|f| json!({
