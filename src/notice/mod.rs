@@ -143,7 +143,10 @@ impl Notices {
 
     /// The latest checkpoint known for `projection`.
     pub fn known(&self, projection: &str) -> LogPosition {
-        *self.checkpoint_sender(projection).borrow()
+        // Read in place: the response cache asks this for every view on
+        // every request, so no key is allocated and no channel cloned.
+        let map = self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(projection).map_or(LogPosition::START, |sender| *sender.borrow())
     }
 
     /// A runner somewhere released the leadership of `_projection`: standbys should try now.
