@@ -40,7 +40,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use health::{healthz, metrics_text, readyz};
 use state::AppState;
-pub use state::{Endpoints, HttpLimits, MAX_WS_MESSAGE_BYTES};
+pub use state::{Endpoints, HttpLimits};
 
 /// The API router. WebSocket connections are tracked by `connections`:
 /// on `shutdown` each tells its client to go (1001), and the caller waits

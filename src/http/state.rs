@@ -17,8 +17,6 @@ use crate::auth::Authenticator;
 use crate::graphql::api::Api;
 
 const REQUEST_ID: &str = "x-request-id";
-/// Largest WebSocket message accepted.
-pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
