@@ -1,5 +1,8 @@
 //! Appending to the event log (the outbox), inside the command's transaction.
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, DatabaseTransaction, EntityTrait};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryTrait, Statement,
+};
 
 use entity::log::event;
 
@@ -12,6 +15,11 @@ use crate::domain::{DomainError, DomainEvent};
 /// to) in one multi-row INSERT and returns them with their log positions and
 /// transaction id. A duplicate `(stream_id, stream_version)` — a concurrent
 /// writer got there first — is a `CONFLICT`, never silently ignored.
+///
+/// On PostgreSQL the same statement also queues `NOTIFY twofold_log` with
+/// the appended token ([`crate::notice::postgres::LOG_CHANNEL`]): delivered
+/// at commit, it wakes the projectors of every instance, and folding it
+/// into the INSERT saves the command a round trip of its own.
 pub async fn append(
     txn: &DatabaseTransaction,
     events: &[(DomainEvent, i64)],
@@ -46,7 +54,7 @@ pub async fn append(
         })
     });
     let rows: Vec<event::ActiveModel> = rows.collect::<Result<_, CommandError>>()?;
-    let inserted = event::Entity::insert_many(rows).exec_with_returning(txn).await.map_err(|e| {
+    let inserted = insert_announced(txn, rows).await.map_err(|e| {
         if !is_unique_violation(&e, "event_stream_version_key") {
             return CommandError::from(e);
         }
@@ -83,4 +91,30 @@ pub async fn append(
     recorded.sort_by_key(|e| e.position);
     metrics::counter!(crate::metrics::EVENTS_APPENDED).increment(recorded.len() as u64);
     Ok(recorded)
+}
+
+/// The multi-row INSERT, returning the rows; on PostgreSQL with the log
+/// notice in the same statement: a data-modifying CTE inserts, and a
+/// one-row subquery over its output calls `pg_notify` once with the last
+/// `(tx_id, position)` appended, the token format [`crate::token::LogPosition`] prints.
+async fn insert_announced(
+    txn: &DatabaseTransaction,
+    rows: Vec<event::ActiveModel>,
+) -> Result<Vec<event::Model>, DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return event::Entity::insert_many(rows).exec_with_returning(txn).await;
+    }
+    let mut insert = event::Entity::insert_many(rows).into_query();
+    insert.returning_all();
+    let built = sea_orm::StatementBuilder::build(&insert, &DbBackend::Postgres);
+    let mut values = built.values.map(|v| v.0).unwrap_or_default();
+    values.push(crate::notice::postgres::LOG_CHANNEL.into());
+    let sql = format!(
+        "WITH e AS ({insert}) SELECT e.* FROM e CROSS JOIN \
+         (SELECT pg_notify(${channel}, (SELECT max(tx_id)::text || '.' || max(position)::text FROM e))) AS notice",
+        insert = built.sql,
+        channel = values.len(),
+    );
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+    event::Model::find_by_statement(statement).all(txn).await
 }

@@ -180,10 +180,6 @@ impl UnitOfWork {
         }
         let ack = Ack { id, token };
         idempotency::record(&*self.txn, key, &ack).await?;
-        if service.db.is_postgres() {
-            // Delivered at commit, to every process listening: their projectors wake at once.
-            crate::notice::postgres::announce_append(&*self.txn, token).await?;
-        }
         self.txn.commit().await?;
         Ok(ack)
     }

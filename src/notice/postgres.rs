@@ -70,18 +70,6 @@ impl ProjectionNotice {
     }
 }
 
-/// Queues `NOTIFY twofold_log, '<token>'` in an appending transaction:
-/// delivered at its commit, it wakes the projectors of every instance.
-pub async fn announce_append(txn: &impl sea_orm::ConnectionTrait, token: LogPosition) -> Result<(), sea_orm::DbErr> {
-    let notify = sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        vec![LOG_CHANNEL.into(), token.to_string().into()],
-    );
-    txn.execute_raw(notify).await?;
-    Ok(())
-}
-
 /// Queues `NOTIFY twofold_projection` for a batch `instance` committed (the
 /// instance that publishes it in-process itself; others republish it).
 pub async fn announce_batch(

@@ -86,3 +86,43 @@ on_both_backends!(a_price_change_does_not_reprice_placed_orders, |app| async {
     assert_eq!(d["order"]["lines"][0]["unitPriceCents"], 450);
     assert_eq!(d["order"]["lines"][0]["product"]["priceCents"], 999);
 });
+
+/// PostgreSQL: an appending command announces its token on `twofold_log` at
+/// commit (every instance's projectors wake by it), and an order's header
+/// and lines go in with one statement. The notice rides on the event INSERT
+/// itself, so it must carry exactly the ack's token, once, and only after
+/// the commit; a rejected command announces nothing.
+#[tokio::test]
+async fn an_append_announces_its_token_once_at_commit_on_postgres() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.database.url).await.expect("listen");
+    listener.listen("twofold_log").await.expect("listen");
+
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1)]).await;
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("the append is announced")
+        .expect("a notification");
+    assert_eq!(notice.payload(), token, "the notice carries the ack's token");
+    assert_eq!(app.scalar_i64(&format!("SELECT count(*) FROM order_line WHERE order_id = '{order}'")).await, 2);
+    assert_eq!(
+        app.scalar_i64(&format!("SELECT total_cents FROM customer_order WHERE id = '{order}'")).await,
+        2 * 450 + 1200
+    );
+
+    // A duplicate order id is refused with the write model's words; nothing is announced for it.
+    let duplicate = app
+        .gql(
+            "mutation($o: ID!, $c: ID!, $p: ID!) { placeOrder(input: {orderId: $o, customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+            json!({ "o": order, "c": seed.customer, "p": seed.tea }),
+        )
+        .await;
+    assert_eq!(code(&duplicate), "INVARIANT_VIOLATION", "{duplicate}");
+    let (_, next) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("the next append is announced")
+        .expect("a notification");
+    assert_eq!(notice.payload(), next, "one notice per append, none for the refused command");
+}
