@@ -331,7 +331,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     // The response cache keys answers by the views' checkpoints: off where
     // those do not describe what a read sees (see crate::graphql::response_cache).
     let response_cache = match (&inline, settings.replica_urls.is_empty()) {
-        (None, true) => Some(crate::graphql::response_cache::ResponseCacheSettings::default()),
+        (None, true) => Some(settings.response_cache),
         _ => None,
     };
     let inline: Option<Arc<dyn InlineProjections>> = inline.map(|i| Arc::new(i) as Arc<dyn InlineProjections>);

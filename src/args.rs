@@ -310,6 +310,14 @@ pub struct ServeArgs {
     /// Lets caches keep anonymous catalog reads by GET (`products`, `topProducts`) this many seconds.
     #[arg(long, env = "TWOFOLD_CATALOG_MAX_AGE")]
     pub catalog_max_age: Option<u64>,
+    /// Query answers kept in memory while the read views they came from stand
+    /// still (0 turns the response cache off; it is always off with an inline
+    /// projection or with replicas).
+    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_ENTRIES", default_value_t = 512)]
+    pub response_cache_entries: usize,
+    /// The longest a kept answer is served, in milliseconds, however still its views stand.
+    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_MAX_AGE_MS", default_value_t = 1_000)]
+    pub response_cache_max_age_ms: u64,
     /// Serve /metrics on this address as well (e.g. an internal interface).
     #[arg(long, env = "TWOFOLD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,

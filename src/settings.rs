@@ -25,6 +25,7 @@ use crate::catalog::Role;
 use crate::db::replica::ReplicaSettings;
 use crate::db::PoolOptions;
 use crate::export::ExportSettings;
+use crate::graphql::response_cache::ResponseCacheSettings;
 use crate::graphql::shape::ShapeLimits;
 use crate::graphql::SchemaLimits;
 use crate::http::ws::WsLimits;
@@ -68,6 +69,9 @@ pub struct Settings {
     pub catalog_max_age: Option<Duration>,
     /// Bounds on a GraphQL document.
     pub schema: SchemaLimits,
+    /// The kept query answers (used only where no projection is inline and
+    /// there is no replica: see `graphql::response_cache`).
+    pub response_cache: ResponseCacheSettings,
     /// The trusted-documents manifest, read and checked at start (into
     /// `graphql`'s `DocumentSettings`, which holds the documents themselves).
     pub trusted_documents: Option<PathBuf>,
@@ -162,6 +166,10 @@ impl From<&ServeArgs> for Settings {
             },
             cors_origins: args.cors_origins.clone(),
             catalog_max_age: args.catalog_max_age.map(Duration::from_secs),
+            response_cache: ResponseCacheSettings {
+                entries: args.response_cache_entries,
+                max_age: Duration::from_millis(args.response_cache_max_age_ms),
+            },
             // Likewise the introspection depth, spreads and directives.
             schema: SchemaLimits {
                 shape: ShapeLimits {
@@ -220,6 +228,7 @@ mod tests {
         assert_eq!(ws.outbox, 64);
         assert!(s.cors_origins.is_empty());
         assert_eq!(s.catalog_max_age, None);
+        assert_eq!(s.response_cache, ResponseCacheSettings { entries: 512, max_age: Duration::from_secs(1) });
         let shape = s.schema.shape;
         assert_eq!((shape.max_depth, shape.max_introspection_depth), (12, 24));
         assert_eq!((shape.max_fields, shape.max_spreads, shape.max_aliases), (2_000, 1_000, 100));

@@ -14,7 +14,7 @@ use super::documents::Documents;
 use super::loaders::{CustomerLoader, ProductLoader};
 pub use super::progress::{Progress, ProgressTracker};
 pub use super::request::{RequestCache, RequestConsistency, RequestId, CONSISTENT_WITH};
-use super::response_cache::ResponseCache;
+use super::response_cache::{Kept, ResponseCache};
 use super::schema::TwofoldSchema;
 use crate::command::CommandService;
 use crate::notice::Notices;
@@ -93,6 +93,22 @@ fn mark_cached(progress: &Progress, response: &async_graphql::Response) {
     progress.0.store(!request_error, Ordering::Release);
 }
 
+/// What a one-shot request came to: a response computed now, or an answer
+/// the response cache kept (which HTTP sends as its encoded body).
+pub enum Executed {
+    Computed(async_graphql::Response),
+    Kept(Arc<Kept>),
+}
+
+impl Executed {
+    pub fn into_response(self) -> async_graphql::Response {
+        match self {
+            Executed::Computed(response) => response,
+            Executed::Kept(kept) => kept.response(),
+        }
+    }
+}
+
 impl Api {
     pub fn new(
         schema: TwofoldSchema,
@@ -105,16 +121,17 @@ impl Api {
     }
 
     /// Runs a prepared one-shot request.
-    pub async fn execute(&self, mut prepared: Prepared) -> async_graphql::Response {
+    pub async fn execute(&self, mut prepared: Prepared) -> Executed {
         if let Some(errors) = prepared.refused.take() {
-            return async_graphql::Response::from_errors(errors);
+            return Executed::Computed(async_graphql::Response::from_errors(errors));
         }
         let pending = match (&self.responses, &prepared.document) {
             (Some(responses), Some(document)) => {
-                match responses.lookup(&prepared.request, document, &prepared.key, &prepared.identity) {
-                    Some(Ok(response)) => {
-                        mark_cached(&prepared.progress, &response);
-                        return response;
+                match responses.lookup(&prepared.request, document, &prepared.key, &prepared.identity).await {
+                    Some(Ok(kept)) => {
+                        // A kept answer has no error: the request was valid.
+                        prepared.progress.0.store(true, Ordering::Release);
+                        return Executed::Kept(kept);
                     }
                     Some(Err(pending)) => Some(pending),
                     None => None,
@@ -134,7 +151,7 @@ impl Api {
         if let (Some(responses), Some(pending)) = (&self.responses, pending) {
             responses.store(pending, &response);
         }
-        response
+        Executed::Computed(response)
     }
 
     /// Runs a prepared request as a stream (subscriptions; one item for the rest).

@@ -19,6 +19,14 @@
 //!   A request with a token waits for it while it computes, then stores a
 //!   response that holds the token under a state that may be older: that
 //!   is only ever newer data under an older state, never the reverse.
+//! - **One computation per key and state.** When a view moves, every
+//!   reader of a popular page misses at once; without care each of them
+//!   computes the same page (16 connections: 16 times the work, all
+//!   competing for the same cores). The first miss computes; a request for
+//!   the same key under the same state that arrives meanwhile waits for
+//!   that answer instead. If the computing request fails, is refused or is
+//!   cancelled, its waiters compute for themselves: nobody waits on an
+//!   answer that will not come.
 //! - **An age bound** (one second by default) caps what a lost notice connection
 //!   could cost: an instance that stopped hearing of other instances'
 //!   batches would otherwise serve the same answer until it heard again.
@@ -29,8 +37,10 @@
 //! projection in inline mode (commands change its view before its
 //! checkpoint moves) and with read replicas (a standby may be behind the
 //! checkpoints this process knows).
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
@@ -83,7 +93,28 @@ struct ViewState {
 struct Entry {
     state: ViewState,
     at: Instant,
+    answer: Arc<Kept>,
+}
+
+/// A kept answer: its data, and the HTTP body that carries it, encoded
+/// once when it was kept, so a hit over HTTP neither copies the value tree
+/// nor serializes it again (a 50-order page: about 450 values, 12 KB).
+#[derive(Debug)]
+pub struct Kept {
     data: Value,
+    body: bytes::Bytes,
+}
+
+impl Kept {
+    /// The answer as a GraphQL response (for callers that need the value).
+    pub fn response(&self) -> Response {
+        Response::new(self.data.clone())
+    }
+
+    /// `{"data": …}`, exactly what `serde_json` makes of [`Kept::response`].
+    pub fn body(&self) -> bytes::Bytes {
+        self.body.clone()
+    }
 }
 
 /// The cache (see the module docs); one per API.
@@ -91,6 +122,27 @@ pub struct ResponseCache {
     notices: Notices,
     max_age: Duration,
     entries: Mutex<LruCache<String, Entry>>,
+    computing: Arc<Computing>,
+}
+
+/// The answers being computed now, by key: at most one per key (the
+/// newest state's), each with the channel its waiters listen on.
+#[derive(Default)]
+struct Computing {
+    flights: Mutex<HashMap<String, Flight>>,
+    next_id: AtomicU64,
+}
+
+struct Flight {
+    id: u64,
+    state: ViewState,
+    answer: tokio::sync::watch::Receiver<Option<Arc<Kept>>>,
+}
+
+impl Computing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flight>> {
+        self.flights.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A lookup that missed: what to store the computed response under.
@@ -98,13 +150,47 @@ pub struct Pending {
     key: String,
     state: ViewState,
     at: Instant,
+    /// Set when this request computes for others waiting on the same key.
+    leader: Option<Leader>,
+}
+
+/// The computing side of a [`Flight`]. Dropped without an answer (an error,
+/// a cancelled request), it takes the flight away, and its waiters, seeing
+/// the channel close, compute for themselves.
+struct Leader {
+    id: u64,
+    answer: tokio::sync::watch::Sender<Option<Arc<Kept>>>,
+    computing: Arc<Computing>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let mut flights = self.computing.lock();
+        // Remove only this leader's flight: a newer state's may have replaced it.
+        let key = flights.iter().find(|(_, flight)| flight.id == self.id).map(|(key, _)| key.clone());
+        if let Some(key) = key {
+            flights.remove(&key);
+        }
+    }
+}
+
+/// What a lookup found before computing.
+enum Found {
+    Kept(Arc<Kept>),
+    Wait(tokio::sync::watch::Receiver<Option<Arc<Kept>>>),
+    Compute(Leader),
 }
 
 impl ResponseCache {
     /// The cache `settings` describe; `None` when they keep no entry.
     pub fn new(notices: Notices, settings: ResponseCacheSettings) -> Option<Self> {
         let capacity = NonZeroUsize::new(settings.entries)?;
-        Some(Self { notices, max_age: settings.max_age, entries: Mutex::new(LruCache::new(capacity)) })
+        Some(Self {
+            notices,
+            max_age: settings.max_age,
+            entries: Mutex::new(LruCache::new(capacity)),
+            computing: Arc::default(),
+        })
     }
 
     fn state(&self) -> ViewState {
@@ -114,15 +200,16 @@ impl ResponseCache {
         }
     }
 
-    /// The response kept for `request`, or what to store it under once
-    /// computed; `None` for a request that is not cacheable.
-    pub fn lookup(
+    /// The response kept for `request` (or computed meanwhile by a twin
+    /// request, waited for), or what to store it under once computed;
+    /// `None` for a request that is not cacheable.
+    pub async fn lookup(
         &self,
         request: &Request,
         document: &ExecutableDocument,
         key: &str,
         identity: &str,
-    ) -> Option<Result<Response, Pending>> {
+    ) -> Option<Result<Arc<Kept>, Pending>> {
         if !reads_only_views(document, request.operation_name.as_deref()) {
             return None;
         }
@@ -131,26 +218,64 @@ impl ResponseCache {
         let key = format!("{identity}\u{0}{key}\u{0}{variables}\u{0}{}", consistent_with.unwrap_or_default());
         let state = self.state();
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(entry) = entries.get(&key) {
-            if entry.state == state && now.duration_since(entry.at) < self.max_age {
+        let found = self.find(&key, &state, now);
+        let leader = match found {
+            Found::Kept(answer) => {
                 metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "hit").increment(1);
-                return Some(Ok(Response::new(entry.data.clone())));
+                return Some(Ok(answer));
+            }
+            Found::Wait(mut computed) => match computed.wait_for(Option::is_some).await.map(|answer| answer.clone()) {
+                Ok(Some(answer)) => {
+                    metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "shared").increment(1);
+                    return Some(Ok(answer));
+                }
+                // The computing request gave up: compute here.
+                Ok(None) | Err(_) => None,
+            },
+            Found::Compute(leader) => Some(leader),
+        };
+        metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "miss").increment(1);
+        Some(Err(Pending { key, state, at: now, leader }))
+    }
+
+    fn find(&self, key: &str, state: &ViewState, now: Instant) -> Found {
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(entry) = entries.get(key) {
+                if entry.state == *state && now.duration_since(entry.at) < self.max_age {
+                    return Found::Kept(entry.answer.clone());
+                }
             }
         }
-        metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "miss").increment(1);
-        Some(Err(Pending { key, state, at: now }))
+        let mut flights = self.computing.lock();
+        if let Some(flight) = flights.get(key) {
+            if flight.state == *state {
+                return Found::Wait(flight.answer.clone());
+            }
+        }
+        let id = self.computing.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answer, receiver) = tokio::sync::watch::channel(None);
+        flights.insert(key.to_owned(), Flight { id, state: state.clone(), answer: receiver });
+        Found::Compute(Leader { id, answer, computing: self.computing.clone() })
     }
 
     /// Keeps `response` for the request `pending` was looked up for, if it
-    /// is a plain answer.
+    /// is a plain answer, and hands it to the requests waiting for it.
     pub fn store(&self, pending: Pending, response: &Response) {
         let plain = response.errors.is_empty() && response.extensions.is_empty() && response.http_headers.is_empty();
         if !plain || matches!(response.data, Value::Null) {
+            // `pending` drops here: any waiters compute for themselves.
             return;
         }
-        let entry = Entry { state: pending.state, at: pending.at, data: response.data.clone() };
+        let Ok(body) = serde_json::to_vec(response) else {
+            return;
+        };
+        let answer = Arc::new(Kept { data: response.data.clone(), body: body.into() });
+        let entry = Entry { state: pending.state, at: pending.at, answer: answer.clone() };
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).put(pending.key, entry);
+        if let Some(leader) = pending.leader {
+            leader.answer.send_replace(Some(answer));
+        }
     }
 }
 
@@ -191,11 +316,12 @@ mod tests {
     const PAGE: &str = "{ orders(first: 5) { edges { node { id } } } }";
 
     /// Looks `PAGE` up for `identity`; stores `answer` on a miss. True on a hit.
-    fn ask(cache: &ResponseCache, identity: &str, answer: &str) -> bool {
+    async fn ask(cache: &ResponseCache, identity: &str, answer: &str) -> bool {
         let document = async_graphql::parser::parse_query(PAGE).expect("parses");
-        match cache.lookup(&Request::new(PAGE), &document, PAGE, identity).expect("cacheable") {
+        match cache.lookup(&Request::new(PAGE), &document, PAGE, identity).await.expect("cacheable") {
             Ok(hit) => {
-                assert_eq!(hit.data, Value::String("kept".into()));
+                assert_eq!(hit.response().data, Value::String("kept".into()));
+                assert_eq!(&hit.body()[..], br#"{"data":"kept"}"#, "the body is the answer, encoded");
                 true
             }
             Err(pending) => {
@@ -205,37 +331,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_answer_is_kept_until_a_view_moves_a_status_changes_or_it_ages() {
+    #[tokio::test]
+    async fn an_answer_is_kept_until_a_view_moves_a_status_changes_or_it_ages() {
         let notices = Notices::default();
         let long = ResponseCacheSettings { entries: 8, max_age: Duration::from_secs(600) };
         let cache = ResponseCache::new(notices.clone(), long).expect("on");
-        assert!(!ask(&cache, "staff", "kept"));
-        assert!(ask(&cache, "staff", "kept"));
-        assert!(!ask(&cache, "customer-1", "kept"), "another caller has its own answer");
+        assert!(!ask(&cache, "staff", "kept").await);
+        assert!(ask(&cache, "staff", "kept").await);
+        assert!(!ask(&cache, "customer-1", "kept").await, "another caller has its own answer");
         notices.advance("order_summary", LogPosition::new(1, 1));
-        assert!(!ask(&cache, "staff", "kept"), "a view moved");
-        assert!(ask(&cache, "staff", "kept"));
+        assert!(!ask(&cache, "staff", "kept").await, "a view moved");
+        assert!(ask(&cache, "staff", "kept").await);
         notices.status_changed();
-        assert!(!ask(&cache, "staff", "kept"), "a status changed (a rebuild's swap, a dead letter retried)");
+        assert!(!ask(&cache, "staff", "kept").await, "a status changed (a rebuild's swap, a dead letter retried)");
 
         let aged = ResponseCache::new(notices, ResponseCacheSettings { entries: 8, max_age: Duration::ZERO });
         let aged = aged.expect("on");
-        assert!(!ask(&aged, "staff", "kept"));
-        assert!(!ask(&aged, "staff", "kept"), "older than max_age");
+        assert!(!ask(&aged, "staff", "kept").await);
+        assert!(!ask(&aged, "staff", "kept").await, "older than max_age");
         assert!(ResponseCache::new(Notices::default(), ResponseCacheSettings { entries: 0, ..long }).is_none());
     }
 
-    #[test]
-    fn only_plain_answers_are_kept() {
+    #[tokio::test]
+    async fn only_plain_answers_are_kept() {
         let cache = ResponseCache::new(Notices::default(), ResponseCacheSettings::default()).expect("on");
         let document = async_graphql::parser::parse_query(PAGE).expect("parses");
-        let pending = || cache.lookup(&Request::new(PAGE), &document, PAGE, "staff").expect("cacheable").err();
-        cache.store(pending().expect("miss"), &Response::new(Value::Null));
+        let request = Request::new(PAGE);
+        let pending = || async { cache.lookup(&request, &document, PAGE, "staff").await.expect("cacheable").err() };
+        cache.store(pending().await.expect("miss"), &Response::new(Value::Null));
         let mut with_error = Response::new(Value::String("partial".into()));
         with_error.errors.push(async_graphql::ServerError::new("a field failed", None));
-        cache.store(pending().expect("miss"), &with_error);
-        assert!(pending().is_some(), "neither a null nor a partial answer was kept");
+        cache.store(pending().await.expect("miss"), &with_error);
+        assert!(pending().await.is_some(), "neither a null nor a partial answer was kept");
+    }
+
+    /// Twin requests that miss together compute once: the rest wait for
+    /// the first one's answer. If it gives up, a waiter computes instead.
+    #[tokio::test]
+    async fn twins_that_miss_together_compute_once() {
+        let cache =
+            std::sync::Arc::new(ResponseCache::new(Notices::default(), ResponseCacheSettings::default()).expect("on"));
+        let document = std::sync::Arc::new(async_graphql::parser::parse_query(PAGE).expect("parses"));
+        let lookup = |cache: std::sync::Arc<ResponseCache>, document: std::sync::Arc<_>| async move {
+            cache.lookup(&Request::new(PAGE), &document, PAGE, "staff").await.expect("cacheable")
+        };
+        let first = lookup(cache.clone(), document.clone()).await.err().expect("the first request misses");
+        let twins: Vec<_> = (0..3).map(|_| tokio::spawn(lookup(cache.clone(), document.clone()))).collect();
+        // The twins are waiting, not computing: none has finished.
+        tokio::task::yield_now().await;
+        assert!(twins.iter().all(|twin| !twin.is_finished()), "twins wait for the computing request");
+        cache.store(first, &Response::new(Value::String("kept".into())));
+        for twin in twins {
+            let answer = twin.await.expect("joins").ok().expect("a twin gets the computed answer");
+            assert_eq!(answer.response().data, Value::String("kept".into()));
+        }
+
+        // A computing request that gives up (an error, a cancelled request) releases its waiters.
+        let cache =
+            std::sync::Arc::new(ResponseCache::new(Notices::default(), ResponseCacheSettings::default()).expect("on"));
+        let first = lookup(cache.clone(), document.clone()).await.err().expect("miss");
+        let twin = tokio::spawn(lookup(cache.clone(), document.clone()));
+        tokio::task::yield_now().await;
+        assert!(!twin.is_finished());
+        drop(first);
+        let second = twin.await.expect("joins").err().expect("the twin computes for itself");
+        cache.store(second, &Response::new(Value::String("kept".into())));
+        assert!(lookup(cache, document).await.is_ok(), "its answer is kept");
     }
 
     fn reads_views(query: &str, name: Option<&str>) -> bool {

@@ -30,7 +30,7 @@ use serde_json::json;
 use super::state::{request_id_of, AppState};
 use super::{pages, web, ws};
 use crate::auth::InvalidToken;
-use crate::graphql::api::Caller;
+use crate::graphql::api::{Caller, Executed};
 use crate::graphql::error::{self, UNAVAILABLE, VALIDATION};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -344,7 +344,11 @@ async fn execute_as(
     let progress = prepared.progress.clone();
     let execution = tracing::Instrument::instrument(state.api.execute(prepared), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
-        Ok(response) => response,
+        Ok(Executed::Kept(kept)) => {
+            let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
+            return ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], kept.body()).into_response();
+        }
+        Ok(Executed::Computed(response)) => response,
         Err(_) => {
             let err = error::coded(
                 "TIMEOUT",

@@ -159,3 +159,50 @@ async fn an_inline_view_is_never_kept_on_sqlite() {
 async fn an_inline_view_is_never_kept_on_postgres() {
     an_inline_view_is_never_kept(Backend::Postgres).await;
 }
+
+/// `--response-cache-entries 0` turns the cache off: every request reads
+/// the view. With it on, a kept answer goes out as the same bytes, under
+/// the media type each request asked for.
+async fn the_cache_can_be_turned_off_and_keeps_the_media_type(backend: Backend) {
+    let Some(off) = spawn(backend, |s| s.response_cache.entries = 0).await else { return };
+    let seed = off.seed().await;
+    let (_, token) = off.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    known(&off, &token).await;
+    off.data(PAGE, json!({})).await;
+    off.data(PAGE, json!({})).await;
+    rename_by_hand(&off).await;
+    assert_eq!(names(&off.data(PAGE, json!({})).await), vec!["Changed by hand"], "nothing was kept");
+    off.stop().await;
+
+    let Some(on) = spawn(backend, |_| {}).await else { return };
+    let seed = on.seed().await;
+    let (_, token) = on.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    known(&on, &token).await;
+    let ask = |accept: &'static str| {
+        let request = on.client.post(format!("{}/graphql", on.base)).header("accept", accept);
+        async move {
+            let response = request.json(&json!({ "query": PAGE })).send().await.expect("sent");
+            let media = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+            (media, response.bytes().await.expect("body"))
+        }
+    };
+    let (_, computed) = ask("application/json").await;
+    let (_, kept_json) = ask("application/json").await;
+    let (media, kept_graphql) = ask("application/graphql-response+json").await;
+    rename_by_hand(&on).await;
+    let (_, still_kept) = ask("application/json").await;
+    assert_eq!(computed, kept_json);
+    assert_eq!(kept_json, kept_graphql);
+    assert_eq!(kept_json, still_kept, "the answer was kept");
+    assert!(media.starts_with("application/graphql-response+json"), "{media}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cache_can_be_turned_off_and_keeps_the_media_type_on_sqlite() {
+    the_cache_can_be_turned_off_and_keeps_the_media_type(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cache_can_be_turned_off_and_keeps_the_media_type_on_postgres() {
+    the_cache_can_be_turned_off_and_keeps_the_media_type(Backend::Postgres).await;
+}
