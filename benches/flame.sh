@@ -18,7 +18,8 @@
 #   2. runs the bench's page (`orders(status: PLACED, first: 50)` with
 #      customer name and line titles) from 16 connections and records it the
 #      same way.
-# Each profile is drawn with inferno into <out>/<store>-<page|place-order>-<label>.svg.
+# FLAME_ONLY=page skips step 1's profile (the orders are still placed, for
+# the page to show). Each profile is drawn with inferno into <out>/<store>-<page|place-order>-<label>.svg.
 #
 # Needs: perf (linux-perf), wrk, inferno (cargo install inferno), curl, psql
 # for PostgreSQL. The figures wrk prints are under perf's sampling and are not
@@ -108,6 +109,10 @@ profile() {
   echo "   wrote $out/$store-$name-$label.svg"
 }
 
-profile place-order 32 "$work/place.lua"
+if [ "${FLAME_ONLY:-}" = page ]; then
+  wrk -t2 -c32 -d8s -s "$work/place.lua" "$base/graphql" >/dev/null
+else
+  profile place-order 32 "$work/place.lua"
+fi
 # The page needs placed orders to show: the run above left thousands.
 profile page 16 "$work/page.lua"

@@ -375,7 +375,7 @@ mod tests {
         let lookup = |cache: std::sync::Arc<ResponseCache>, document: std::sync::Arc<_>| async move {
             cache.lookup(&Request::new(PAGE), &document, PAGE, "staff").await.expect("cacheable")
         };
-        let first = lookup(cache.clone(), document.clone()).await.err().expect("the first request misses");
+        let first = lookup(cache.clone(), document.clone()).await.expect_err("the first request misses");
         let twins: Vec<_> = (0..3).map(|_| tokio::spawn(lookup(cache.clone(), document.clone()))).collect();
         // The twins are waiting, not computing: none has finished.
         tokio::task::yield_now().await;
@@ -389,12 +389,12 @@ mod tests {
         // A computing request that gives up (an error, a cancelled request) releases its waiters.
         let cache =
             std::sync::Arc::new(ResponseCache::new(Notices::default(), ResponseCacheSettings::default()).expect("on"));
-        let first = lookup(cache.clone(), document.clone()).await.err().expect("miss");
+        let first = lookup(cache.clone(), document.clone()).await.expect_err("miss");
         let twin = tokio::spawn(lookup(cache.clone(), document.clone()));
         tokio::task::yield_now().await;
         assert!(!twin.is_finished());
         drop(first);
-        let second = twin.await.expect("joins").err().expect("the twin computes for itself");
+        let second = twin.await.expect("joins").expect_err("the twin computes for itself");
         cache.store(second, &Response::new(Value::String("kept".into())));
         assert!(lookup(cache, document).await.is_ok(), "its answer is kept");
     }
