@@ -65,11 +65,40 @@ def place_order(page, customer=0, product=0, quantity=1):
     return page.wait_for_function(NEW_ORDER, arg=known).json_value()
 
 
-def wait_visible(page, order_id, timeout=15000):
+def wait_visible(page, order_id, timeout=20000):
     """Waits until the order is visible; returns its click-to-visible milliseconds."""
     selector = f'{ORDER}[data-order-id="{order_id}"][data-visibility=visible]'
-    page.wait_for_selector(selector, timeout=timeout)
+    try:
+        page.wait_for_selector(selector, timeout=timeout)
+    except Exception as e:
+        raise AssertionError(f"order {order_id} never turned visible: {board_diagnostics(page, order_id)}") from e
+    unanswered = page.get_attribute(selector, "data-visibility-unanswered")
+    if unanswered not in (None, "0"):
+        # The board recovered by asking again; say so, so a server that
+        # drops answers shows up in the log even while the tests pass.
+        print(f"\nnote: order {order_id} turned visible after {unanswered} unanswered writeVisible ask(s): {board_diagnostics(page, order_id)}")
     return int(page.get_attribute(selector, "data-click-to-visible-ms"))
+
+
+def board_diagnostics(page, order_id):
+    """What the board shows about an order and its connection, and what the
+    server says of its projections: the message of a failed wait."""
+    shown = page.evaluate(
+        """(id) => ({
+            order: Object.assign({}, document.querySelector(`[data-testid=order][data-order-id="${id}"]`)?.dataset ?? {}),
+            connection: Object.assign({ text: document.querySelector('[data-testid=connection-status]')?.textContent }, document.querySelector('[data-testid=connection-status]')?.dataset ?? {}),
+            errors: [...document.querySelectorAll('[data-testid=error]')].map((e) => e.textContent),
+        })""",
+        order_id,
+    )
+    try:
+        projections = page.evaluate(
+            """() => fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' },
+                 body: JSON.stringify({ query: '{ projections { name status checkpoint lastError } }' }) }).then((r) => r.text())"""
+        )
+    except Exception as e:  # the page may be gone
+        projections = f"(could not ask: {e})"
+    return f"board {shown}; server projections {projections}"
 
 
 def visibility_seen(page, order_id):

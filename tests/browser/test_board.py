@@ -206,3 +206,41 @@ def test_a_fatal_close_code_is_shown_and_the_board_recovers(new_context, server)
     page.evaluate(RECORD_VISIBILITY)
     order_id = place_order(page, customer=0, product=0)
     wait_visible(page, order_id)
+
+
+def test_a_write_visible_answer_lost_on_the_way_is_asked_again(new_context, server):
+    """The first writeVisible's answer (its `next` and its `complete`) is
+    swallowed between server and page, as a proxy or a quietly dead socket
+    might: the board asks again once the server's longest wait has passed
+    and the order still turns visible."""
+    context, _ = new_context(DESKTOP)
+    swallowed = {"id": None, "frames": 0}
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(message):
+            frame = json.loads(message)
+            if frame.get("type") == "subscribe" and "writeVisible" in frame["payload"]["query"] and swallowed["id"] is None:
+                swallowed["id"] = frame["id"]
+            upstream.send(message)
+
+        def to_page(message):
+            frame = json.loads(message)
+            if swallowed["id"] is not None and frame.get("id") == swallowed["id"]:
+                swallowed["frames"] += 1
+                return
+            ws.send(message)
+
+        ws.on_message(to_server)
+        upstream.on_message(to_page)
+
+    context.route_web_socket(re.compile(r".*/graphql/ws$"), route)
+    page = open_board(context)
+    order_id = place_order(page, customer=2, product=1)
+    # UNANSWERED_MS (the 10 s wait plus 5 s) and then the second ask.
+    wait_visible(page, order_id, timeout=30000)
+    assert swallowed["frames"] >= 1, "the test swallowed nothing: the first writeVisible was never answered"
+    li = order(page, order_id)
+    assert li.get_attribute("data-visibility-unanswered") == "1"
+    assert int(li.get_attribute("data-visibility-asks")) >= 2

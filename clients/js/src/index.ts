@@ -285,6 +285,8 @@ const WRITE_VISIBLE = `subscription TwofoldWriteVisible($token: Token!, $project
 }`;
 /** The server caps one `writeVisible` wait at 10 s; longer waits subscribe again. */
 const SERVER_WAIT_CAP_MS = 10_000;
+/** How long past its own wait a writeVisible answer may take before the ask is presumed lost. */
+const UNANSWERED_GRACE_MS = 5_000;
 
 function defaultWsUrl(url: string): string {
   const base = (globalThis as { location?: { href?: string } }).location?.href;
@@ -466,12 +468,28 @@ export class TwofoldClient {
     const client = await this.websocket();
     return new Promise<Visibility>((resolve, reject) => {
       let result: Visibility | null = null;
-      client.subscribe<{ writeVisible: { visible: boolean; reason: NotVisibleReason | null; blockedBy: string | null } }>(
+      // The server answers within `timeoutMs`; an answer lost on the way (a
+      // proxy, a socket that died quietly) must not hold awaitVisible past
+      // its deadline: after a grace period the ask counts as timed out, and
+      // awaitVisible asks again while its own deadline allows.
+      const unanswered = setTimeout(() => {
+        stop();
+        resolve({ visible: false, reason: 'TIMED_OUT' });
+      }, timeoutMs + UNANSWERED_GRACE_MS);
+      const done = (answer: Visibility) => {
+        clearTimeout(unanswered);
+        resolve(answer);
+      };
+      const fail = (error: unknown) => {
+        clearTimeout(unanswered);
+        reject(error);
+      };
+      const stop = client.subscribe<{ writeVisible: { visible: boolean; reason: NotVisibleReason | null; blockedBy: string | null } }>(
         { query: WRITE_VISIBLE, variables: { token, projections: projections ?? null, timeoutMs } },
         {
           next: (message) => {
             if (message.errors?.length) {
-              reject(TwofoldError.fromErrors(message.errors as GraphQLErrorLike[]));
+              fail(TwofoldError.fromErrors(message.errors as GraphQLErrorLike[]));
               return;
             }
             const answer = message.data?.writeVisible;
@@ -481,9 +499,9 @@ export class TwofoldClient {
               if (answer.blockedBy) result.blockedBy = answer.blockedBy;
             }
           },
-          error: (error) => reject(closeError(error)),
+          error: (error) => fail(closeError(error)),
           complete: () =>
-            result ? resolve(result) : reject(new TwofoldError({ code: 'NETWORK', message: 'writeVisible ended without an answer' })),
+            result ? done(result) : fail(new TwofoldError({ code: 'NETWORK', message: 'writeVisible ended without an answer' })),
         },
       );
     });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { BACKENDS, app, seed, orderInput, orderIds, PLACE_ORDER, ORDERS } from './helpers.js';
 import { TwofoldError, compareTokens, laterToken, prepareCommand } from '../dist/index.js';
 import { print } from 'graphql';
+import WebSocket from 'ws';
 
 const FUTURE = '900000000000.1';
 
@@ -80,6 +81,42 @@ for (const backend of BACKENDS) {
       const placed = await tf.command(PLACE_ORDER, { input: orderInput(ids) }, { until: 'accepted' });
       assert.deepEqual(await tf.awaitVisible(placed.token, { timeoutMs: 5000 }), { visible: true });
       assert.deepEqual(await tf.awaitVisible(FUTURE, { timeoutMs: 200 }), { visible: false, reason: 'TIMED_OUT' });
+    });
+
+    it('awaitVisible returns in bounded time when an answer is lost on the way, and asks again', async () => {
+      // The first writeVisible's frames (its next and complete) never reach
+      // the client, as behind a proxy that drops them or a quietly dead socket.
+      const lost = { id: null, frames: 0 };
+      class Swallowing extends WebSocket {
+        send(data, ...rest) {
+          const frame = JSON.parse(String(data));
+          if (lost.id === null && frame.type === 'subscribe' && /writeVisible/.test(frame.payload.query)) lost.id = frame.id;
+          return super.send(data, ...rest);
+        }
+        get onmessage() {
+          return super.onmessage;
+        }
+        set onmessage(handler) {
+          super.onmessage = (event) => {
+            if (lost.id !== null && JSON.parse(String(event.data)).id === lost.id) {
+              lost.frames += 1;
+              return;
+            }
+            handler(event);
+          };
+        }
+      }
+      const lossy = server.client({ webSocketImpl: Swallowing });
+      try {
+        const placed = await tf.command(PLACE_ORDER, { input: orderInput(ids) });
+        const started = Date.now();
+        assert.deepEqual(await lossy.awaitVisible(placed.token, { timeoutMs: 300 }), { visible: false, reason: 'TIMED_OUT' });
+        assert.ok(lost.frames >= 1, 'nothing was swallowed');
+        assert.ok(Date.now() - started < 300 + 5000 + 3000, `took ${Date.now() - started} ms`);
+        assert.deepEqual(await lossy.awaitVisible(placed.token, { timeoutMs: 5000 }), { visible: true }, 'the next ask is answered');
+      } finally {
+        lossy.dispose();
+      }
     });
 
     it('a repeated commandId places one order', async () => {

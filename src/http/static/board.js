@@ -11,6 +11,10 @@ const WAIT_MS = 10000;
 const RETRY_FAILED_MS = 3000;
 /** A writeVisible that timed out (visible: false) is asked again after this pause. */
 const RECHECK_MS = 250;
+/** A writeVisible with no answer this long after it was asked (the server
+ * answers by WAIT_MS at the latest) is presumed lost on the way, say by a
+ * proxy or a socket that died quietly, and asked again. */
+const UNANSWERED_MS = WAIT_MS + 5000;
 /** A client ended by a fatal close code is replaced after this long. */
 const RESTART_AFTER_FATAL_MS = 5000;
 const DEMO_CARRIER = 'Demo Post';
@@ -405,6 +409,7 @@ async function onConnected() {
 }
 
 function dropWatch(order) {
+  if (order.watch?.unanswered) clearTimeout(order.watch.unanswered);
   const stop = order.stopWatch;
   order.stopWatch = null;
   order.watch = null;
@@ -419,6 +424,13 @@ function watchVisibility(order) {
   order.watch = watch;
   const current = () => order.watch === watch;
   let answered = false;
+  order.asks = (order.asks ?? 0) + 1;
+  // The answer is the signal; this timer only covers one that never comes.
+  watch.unanswered = setTimeout(() => {
+    if (!current() || answered || order.visibility !== 'pending') return;
+    order.unanswered = (order.unanswered ?? 0) + 1;
+    watchVisibility(order);
+  }, UNANSWERED_MS);
   order.stopWatch = client.subscribe(
     { query: WRITE_VISIBLE, variables: { token: order.token, projections: VISIBLE_IN, timeoutMs: WAIT_MS } },
     {
@@ -434,6 +446,7 @@ function watchVisibility(order) {
       },
       error: (err) => {
         if (!current()) return;
+        clearTimeout(watch.unanswered);
         order.watch = null;
         order.stopWatch = null;
         if (!isForbiddenClose(err)) showErrors(`writeVisible for order ${shortId(order.id)}`, err);
@@ -443,6 +456,7 @@ function watchVisibility(order) {
       },
       complete: () => {
         if (!current()) return;
+        clearTimeout(watch.unanswered);
         order.watch = null;
         order.stopWatch = null;
         // visible: false means the wait timed out: ask again right away.
@@ -735,7 +749,7 @@ function rows() {
 }
 
 function pick(mine) {
-  return mine ? { visibility: mine.visibility, ms: mine.ms } : {};
+  return mine ? { visibility: mine.visibility, ms: mine.ms, checks: mine.checks, asks: mine.asks, unanswered: mine.unanswered } : {};
 }
 
 function render() {
@@ -762,6 +776,9 @@ function renderOrder(o) {
     },
   });
   if (o.visibility === 'visible' && typeof o.ms === 'number') li.dataset.clickToVisibleMs = String(o.ms);
+  // How the wait went (read by the browser tests when an order stays pending):
+  // writeVisible subscriptions asked, answers of visible: false, and asks that got no answer at all.
+  if (o.asks) Object.assign(li.dataset, { visibilityAsks: String(o.asks), visibilityChecks: String(o.checks ?? 0), visibilityUnanswered: String(o.unanswered ?? 0) });
 
   const head = el(
     'div',
