@@ -408,11 +408,18 @@ async function onConnected() {
   }
 }
 
-function dropWatch(order) {
-  if (order.watch?.unanswered) clearTimeout(order.watch.unanswered);
+/** Forgets the order's writeVisible watch (and its unanswered-ask timer); returns its stop. */
+function forgetWatch(order) {
+  clearTimeout(order.watch?.unanswered);
   const stop = order.stopWatch;
   order.stopWatch = null;
   order.watch = null;
+  return stop;
+}
+
+/** Ends the order's writeVisible watch, unsubscribing it. */
+function dropWatch(order) {
+  const stop = forgetWatch(order);
   if (stop) stop();
 }
 
@@ -446,9 +453,7 @@ function watchVisibility(order) {
       },
       error: (err) => {
         if (!current()) return;
-        clearTimeout(watch.unanswered);
-        order.watch = null;
-        order.stopWatch = null;
+        forgetWatch(order);
         if (!isForbiddenClose(err)) showErrors(`writeVisible for order ${shortId(order.id)}`, err);
         setTimeout(() => {
           if (order.visibility === 'pending' && !order.watch) watchVisibility(order);
@@ -456,9 +461,7 @@ function watchVisibility(order) {
       },
       complete: () => {
         if (!current()) return;
-        clearTimeout(watch.unanswered);
-        order.watch = null;
-        order.stopWatch = null;
+        forgetWatch(order);
         // visible: false means the wait timed out: ask again right away.
         if (order.visibility === 'pending') {
           setTimeout(() => {
