@@ -479,7 +479,8 @@ async fn switch(
     if shadow.backend() == DbBackend::Postgres {
         let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
         txn.execute_unprepared(&format!(
-            "SELECT name FROM public.projection_checkpoint WHERE name IN ({}) FOR UPDATE",
+            // In name order, as every transaction that locks several checkpoint rows (see `heartbeat::beat`).
+            "SELECT name FROM public.projection_checkpoint WHERE name IN ({}) ORDER BY name FOR UPDATE",
             list.join(", ")
         ))
         .await?;

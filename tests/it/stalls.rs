@@ -361,3 +361,68 @@ async fn a_writer_slot_held_too_long_is_named_on_sqlite() {
     all_recovered(&app.client, &app.base).await;
     app.stop().await;
 }
+
+/// The heartbeat locks the checkpoint rows it writes in name order, as a
+/// projector group does for a batch: waiting on one row, it holds none
+/// that sorts after it. (It wrote them in hash-map order; against a group
+/// that held one row and waited on another, the two deadlocked until the
+/// group's `lock_timeout` set every view aside for half a second, the
+/// 450–540 ms tail of `writeVisible` at 200 commands/s.) Each row in turn
+/// is held by another session while a beat waits on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_heartbeat_locks_checkpoint_rows_in_name_order_on_postgres() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, with_stall_bound).await else { return };
+    app.seed().await;
+    app.settle().await;
+    let url = &app.database.url;
+    let mut names: Vec<String> = sqlx::query_scalar("SELECT name FROM projection_checkpoint ORDER BY name")
+        .fetch_all(&mut sqlx::PgConnection::connect(url).await.expect("connect"))
+        .await
+        .expect("names");
+    names.sort();
+    assert_eq!(names.len(), 5, "the five views are led here: {names:?}");
+    for (i, held) in names.iter().enumerate() {
+        let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
+        let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.expect("pid");
+        sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+        sqlx::query("SELECT 1 FROM projection_checkpoint WHERE name = $1 FOR UPDATE")
+            .bind(held)
+            .execute(&mut holder)
+            .await
+            .expect("hold the row");
+        // A beat comes within a quarter of the stall bound and waits on the
+        // row. PostgreSQL announces no lock wait: look at its sessions.
+        let mut probe = sqlx::PgConnection::connect(url).await.expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
+                 AND wait_event_type = 'Lock' AND query ILIKE '%projection_checkpoint%'",
+            )
+            .bind(holder_pid)
+            .fetch_one(&mut probe)
+            .await
+            .expect("sessions");
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no heartbeat waited on {held} within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sqlx::query("BEGIN").execute(&mut probe).await.expect("begin");
+        let free: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM projection_checkpoint ORDER BY name FOR UPDATE SKIP LOCKED")
+                .fetch_all(&mut probe)
+                .await
+                .expect("free rows");
+        for later in &names[i + 1..] {
+            assert!(
+                free.contains(later),
+                "waiting on {held}, the heartbeat already holds {later}: it locks rows out of name order (free: {free:?})"
+            );
+        }
+        sqlx::query("ROLLBACK").execute(&mut probe).await.expect("rollback");
+        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+    }
+    app.stop().await;
+}
