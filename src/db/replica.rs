@@ -213,6 +213,13 @@ impl ReplicaSet {
         self.settings.check_interval
     }
 
+    /// A signal that changes whenever a replica's state or checkpoints
+    /// change (what [`Self::wait_held`] waits on), for whoever watches the
+    /// rotation: a test waiting for a replica to enter or leave it.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
     /// Each replica's state and lag.
     pub fn report(&self) -> Vec<ReplicaReport> {
         let inner = self.lock();

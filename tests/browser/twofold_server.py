@@ -121,6 +121,7 @@ class Server:
                         return process.pid
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
+            # Another process: /healthz is the signal it gives, so ask again shortly.
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"twofold did not answer /healthz within {timeout} s; see {self.logfile}")
@@ -135,6 +136,8 @@ class Server:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout
+        # The server may have been started by another helper (the pidfile is
+        # what we share), so there is no child handle to wait on: look again.
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
         if _alive(pid):
@@ -161,6 +164,7 @@ class Server:
                 return body
             if time.monotonic() >= deadline:
                 raise AssertionError(f"/readyz is {status} after {timeout} s: {json.dumps(body)}")
+            # /readyz is the other process's only signal of readiness.
             time.sleep(0.1)
 
     def kill(self):

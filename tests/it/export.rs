@@ -674,6 +674,7 @@ async fn kill_9_during_a_load_loses_and_duplicates_nothing() {
         let before = fleet.exported().await;
         // Kill it while it exports: once it has moved, after a random moment.
         fleet.until_exported(before + 1).await;
+        // A random moment inside the export is the point of the kill.
         tokio::time::sleep(random_ms(40)).await;
         exporter.child.start_kill().expect("kill -9");
         let status = exporter.exit_status(Duration::from_secs(10)).await;

@@ -118,6 +118,9 @@ async fn command(client: &reqwest::Client, a: &str, field: &str, mutation: &str,
             .await;
         let Ok(response) = response else { continue };
         if response.status() == 503 {
+            // What a client does with 503 (the instance lost its database
+            // link, and says so): back off and try again. The test acts as
+            // that client, so a pause is the behaviour, not a wait for a state.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -238,6 +241,7 @@ async fn writes_become_visible_while_projectors_are_killed_and_their_link_flaps_
         let (projectors, stop, kills, args) = (projectors.clone(), stop.clone(), kills.clone(), args.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                // The chaos schedule itself (random moments are the point), not a wait.
                 tokio::time::sleep(Duration::from_millis(1_000 + fastrand::u64(0..2_000))).await;
                 let mut list = projectors.lock().await;
                 let i = fastrand::usize(0..list.len());
@@ -255,6 +259,7 @@ async fn writes_become_visible_while_projectors_are_killed_and_their_link_flaps_
             (proxy.clone(), stop.clone(), cuts.clone(), resumed.clone(), b.services.notices.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                // The chaos schedule: a cut at a random moment, for a random while.
                 tokio::time::sleep(Duration::from_millis(2_000 + fastrand::u64(0..2_000))).await;
                 proxy.cut();
                 tokio::time::sleep(Duration::from_millis(300 + fastrand::u64(0..1_200))).await;

@@ -68,6 +68,8 @@ impl Proxy {
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(l) => break l,
+                // The kernel releases the port in its own time and signals
+                // nothing: try again shortly.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };

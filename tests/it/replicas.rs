@@ -74,6 +74,7 @@ impl Standby {
                 let _ = conn.close().await;
             }
             assert!(Instant::now() < deadline, "the standby did not replay database {name} within a minute");
+            // WAL replay on the standby announces nothing (see the doc comment).
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -107,6 +108,8 @@ impl Standby {
                 return now;
             }
             assert!(Instant::now() < deadline, "the standby's statistics for {name} never got there: {now:?}");
+            // PostgreSQL flushes session statistics on its own schedule and
+            // announces nothing: only looking again tells.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -147,15 +150,17 @@ impl Pair {
 
     /// Waits (bounded) for B's measure of its replica to reach `state`.
     async fn until_replica(&self, state: ReplicaState, within: Duration) {
-        let deadline = Instant::now() + within;
+        let replicas = self.b.services.replicas.as_ref().expect("B reads from a replica");
+        let mut changes = replicas.changes();
+        let deadline = tokio::time::Instant::now() + within;
         while self.replica_state() != state {
+            let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
             assert!(
-                Instant::now() < deadline,
+                matches!(changed, Ok(Ok(()))),
                 "B's replica is {:?}, not {state:?}: {:?}",
                 self.replica_state(),
-                self.b.services.replicas.as_ref().map(|r| r.report())
+                replicas.report()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -187,6 +192,8 @@ impl Pair {
 #[derive(Default)]
 struct Tally {
     trials: AtomicUsize,
+    /// Signalled as each trial starts (what [`Tally::until_trials`] waits on).
+    trial_started: tokio::sync::Notify,
     /// Reads on B, after a wait said the write was visible, that missed it.
     stale: AtomicUsize,
     /// Anything else that went wrong (a GraphQL error, a wait that ended "not visible").
@@ -204,10 +211,18 @@ impl Tally {
     }
 
     async fn until_trials(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.trials() < n {
-            assert!(Instant::now() < deadline, "only {} of {n} trials in a minute", self.trials());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            // Registered before the count is read, so a trial starting in
+            // between still wakes this wait.
+            let started = self.trial_started.notified();
+            tokio::pin!(started);
+            started.as_mut().enable();
+            if self.trials() >= n {
+                return;
+            }
+            let woke = tokio::time::timeout_at(deadline, started).await;
+            assert!(woke.is_ok(), "only {} of {n} trials in a minute", self.trials());
         }
     }
 }
@@ -225,6 +240,7 @@ async fn worker(a: Arc<TestApp>, b: Arc<TestApp>, tally: Arc<Tally>, limit: usiz
             break;
         }
         let n = tally.trials.fetch_add(1, Ordering::Relaxed);
+        tally.trial_started.notify_waiters();
         if n >= limit {
             break;
         }
@@ -345,6 +361,8 @@ impl ApplyDelay {
         let deadline = Instant::now() + Duration::from_secs(10);
         while standby.text("SHOW recovery_min_apply_delay").await != delay {
             assert!(Instant::now() < deadline, "the standby did not take recovery_min_apply_delay = {delay}");
+            // The standby reloads its configuration on SIGHUP and says
+            // nothing when done: SHOW is the only way to know.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         guard
@@ -476,6 +494,8 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
                 if n == 1 {
                     return written.elapsed();
                 }
+                // This measures when WAL replay makes the row visible on
+                // the standby, which signals nothing: a 10 ms look suffices.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -513,6 +533,7 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while pair.standby.text("SHOW recovery_min_apply_delay").await != "300ms" {
         assert!(Instant::now() < deadline, "the standby's apply delay was not restored");
+        // As in ApplyDelay::set: a reload announces nothing.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     pair.stop().await;
@@ -635,6 +656,7 @@ async fn an_api_instance_whose_only_read_database_is_a_standby_starts_serves_and
             break;
         }
         assert!(Instant::now() < deadline, "the replica never entered rotation: {ready}");
+        // Another process: /readyz is what it shows of its rotation.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // It serves: a write on A, read on the api instance once visible.
