@@ -363,7 +363,9 @@ pub struct ExportArgs {
           value_parser = clap::value_parser!(u64).range(100..=7 * 24 * 3_600_000))]
     pub export_duplicate_window_ms: u64,
     /// Events per exported batch (published together; the checkpoint moves once all are acknowledged).
-    #[arg(long, env = "TWOFOLD_EXPORT_BATCH_SIZE", default_value_t = 1_000,
+    /// The most by default: on a backlog, fewer, larger batches keep the broker busy (a million
+    /// events: 41–45k/s at 1,000, 51–53k/s at 5,000); a quiet log's batches are small anyway.
+    #[arg(long, env = "TWOFOLD_EXPORT_BATCH_SIZE", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..=5_000))]
     pub export_batch_size: u64,
     /// How long the exporter waits for the broker (connecting, an API call, a batch's acknowledgements), in milliseconds.

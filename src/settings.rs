@@ -299,7 +299,7 @@ mod tests {
                 subject_prefix: "twofold.events".into(),
                 source: "urn:twofold".into(),
                 duplicate_window: Duration::from_secs(120),
-                batch_size: 1_000,
+                batch_size: 5_000,
                 timeout: Duration::from_secs(5),
             }
         );

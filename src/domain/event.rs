@@ -265,6 +265,21 @@ impl DomainEvent {
         }
     }
 
+    /// The payload as JSON text, serialized straight from the typed event
+    /// (the exporter's message body: no intermediate JSON tree). The same
+    /// JSON as [`Self::to_payload`], its keys in the struct's order.
+    pub fn to_payload_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            Self::CustomerRegistered(e) => serde_json::to_vec(e),
+            Self::CustomerRenamed(e) => serde_json::to_vec(e),
+            Self::ProductAdded(e) => serde_json::to_vec(e),
+            Self::ProductPriceChanged(e) => serde_json::to_vec(e),
+            Self::OrderPlaced(e) => serde_json::to_vec(e),
+            Self::OrderCancelled(e) => serde_json::to_vec(e),
+            Self::OrderShipped(e) => serde_json::to_vec(e),
+        }
+    }
+
     /// Decodes a stored payload from its JSON text, straight into the typed
     /// event for current versions (no intermediate JSON tree: this is the
     /// hot path of projections and rebuilds); older versions go through
@@ -376,6 +391,9 @@ mod tests {
             )
             .unwrap();
             assert_eq!(from_text, event);
+            // The exporter's body: the same JSON, serialized without the tree.
+            let bytes = event.to_payload_bytes().unwrap();
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(), event.to_payload().unwrap());
         }
     }
 

@@ -51,8 +51,7 @@ pub fn to_message(
 ) -> Result<Outgoing, String> {
     let (stream_type, stream_id) = event.event.stream();
     let event_type = event.event.event_type();
-    let payload = event.event.to_payload().map_err(|e| format!("cannot encode the payload: {e}"))?;
-    let body = serde_json::to_vec(&payload).map_err(|e| format!("cannot encode the payload: {e}"))?;
+    let body = event.event.to_payload_bytes().map_err(|e| format!("cannot encode the payload: {e}"))?;
     let position = event.position.to_string();
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| -> Result<(), String> {

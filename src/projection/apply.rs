@@ -77,4 +77,14 @@ pub trait Projection: Send + Sync {
     async fn probe(&self) -> Result<(), ApplyError> {
         Ok(())
     }
+
+    /// Whether the runtime reads the next batch while this one is applied
+    /// and committed (a full batch only). For a consumer whose apply mostly
+    /// waits on something else (the exporter: the broker's acknowledgements),
+    /// so the log read overlaps that wait. Off for the views: their apply is
+    /// database work on the same machine, which a second read would only
+    /// compete with.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
 }

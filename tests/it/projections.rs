@@ -823,3 +823,69 @@ async fn a_backlog_nobody_announced_is_read_batch_after_batch() {
     assert_eq!(app.scalar_i64("SELECT count(*) FROM order_summary").await, placed);
     assert_eq!(app.scalar_i64("SELECT min(events_applied) FROM projection_checkpoint").await, app.event_count().await);
 }
+
+/// A consumer that reads ahead and records what each successful apply got;
+/// its first apply fails when `fail_first` is set.
+struct ReadsAhead {
+    applied: std::sync::Mutex<Vec<Vec<i64>>>,
+    fail_first: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Projection for ReadsAhead {
+    fn name(&self) -> &'static str {
+        "read_ahead_probe"
+    }
+    async fn apply(
+        &self,
+        _: &DatabaseTransaction,
+        events: &[RecordedEvent],
+        _: ApplyContext,
+    ) -> Result<(), ApplyError> {
+        if self.fail_first.swap(false, Ordering::SeqCst) {
+            return Err(ApplyError::Unavailable("the broker is away".into()));
+        }
+        self.applied.lock().unwrap().push(events.iter().map(|e| e.position).collect());
+        Ok(())
+    }
+    fn reads_ahead(&self) -> bool {
+        true
+    }
+}
+
+on_both_backends_api_only!(a_batch_read_ahead_is_used_from_its_checkpoint_only_and_never_twice, |app| async {
+    history(&app).await;
+    let log: Vec<i64> = all_events(&app).await.iter().map(|e| e.position).collect();
+    assert!(log.len() > 4, "the history writes more than a few events");
+    let consumer = Arc::new(ReadsAhead { applied: Default::default(), fail_first: AtomicBool::new(true) });
+    // A batch three events short of the log: the read ahead finds those three.
+    let mut settings = app.settings.runtime.clone();
+    settings.batch_size = (log.len() - 3) as u64;
+    let projector = Projector::new(
+        consumer.clone(),
+        app.services.write_db.clone(),
+        app.services.read_db.clone(),
+        app.services.notices.clone(),
+        &settings,
+    );
+    // The first batch fails: whatever was read ahead meanwhile is not kept,
+    // so the retry starts from the checkpoint again.
+    assert!(projector.step().await.is_err(), "the first apply fails");
+    assert!(
+        matches!(projector.step().await.expect("step"), StepOutcome::Applied { events, .. } if events == log.len() - 3)
+    );
+    // Written after the read ahead (three events): the next step applies
+    // what was read ahead, not what a read now would return, and the steps
+    // after it the new events.
+    app.seed().await;
+    let later: Vec<i64> = all_events(&app).await.iter().map(|e| e.position).filter(|p| !log.contains(p)).collect();
+    assert_eq!(later.len(), 3, "a customer and two products");
+    assert!(matches!(projector.step().await.expect("step"), StepOutcome::Applied { events: 3, .. }));
+    catch_up(&app, &projector).await;
+    let applied = consumer.applied.lock().unwrap().clone();
+    assert_eq!(applied[0], log[..log.len() - 3], "the retried first batch");
+    assert_eq!(applied[1], log[log.len() - 3..], "the batch read ahead");
+    let everything: Vec<i64> = applied.concat();
+    let expected: Vec<i64> = log.iter().chain(&later).copied().collect();
+    assert_eq!(everything, expected, "every event once, in log order");
+});

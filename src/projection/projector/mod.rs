@@ -57,6 +57,10 @@ pub struct Projector {
     upcaster: Option<Upcaster>,
     /// The fence this runner took the projection over with (leadership only).
     fence_token: std::sync::Mutex<Option<i64>>,
+    /// The batch read after a checkpoint while the batch before it was
+    /// committed ([`Projection::reads_ahead`]), kept with that checkpoint:
+    /// used only by a step from exactly there.
+    read_ahead: std::sync::Mutex<Option<(LogPosition, Vec<ReadEvent>)>>,
 }
 
 impl Projector {
@@ -80,6 +84,7 @@ impl Projector {
             cached: std::sync::Mutex::new(None),
             upcaster: None,
             fence_token: std::sync::Mutex::new(None),
+            read_ahead: std::sync::Mutex::new(None),
         }
     }
 
@@ -160,6 +165,18 @@ impl Projector {
     /// runner's view of it cannot be trusted).
     pub(super) fn forget_checkpoint(&self) {
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.read_ahead.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Keeps `batch`, read after `at`, for the next step from `at`.
+    fn keep_read_ahead(&self, at: LogPosition, batch: Vec<ReadEvent>) {
+        *self.read_ahead.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, batch));
+    }
+
+    /// The batch read ahead after `from`, if one was (anything else kept is dropped).
+    fn take_read_ahead(&self, from: LogPosition) -> Option<Vec<ReadEvent>> {
+        let kept = self.read_ahead.lock().unwrap_or_else(|p| p.into_inner()).take();
+        kept.and_then(|(at, batch)| (at == from).then_some(batch))
     }
 
     /// Up to a batch of the log after `from`, decoded (through the

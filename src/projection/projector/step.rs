@@ -56,7 +56,13 @@ impl Projector {
                 from
             }
         };
-        let batch = self.read_after(from).await?;
+        // The log is append-only and the reader never passes the horizon, so
+        // a batch read ahead after `from` is what reading now would return
+        // (or a prefix of it).
+        let batch = match self.take_read_ahead(from) {
+            Some(batch) => batch,
+            None => self.read_after(from).await?,
+        };
         if batch.is_empty() {
             if apply {
                 self.projection.probe().await?;
@@ -85,7 +91,23 @@ impl Projector {
         };
         // Inline runners acknowledge the whole batch; appliers what they applied.
         let counted = if apply { events.len() } else { batch.len() };
-        match self.commit_batch(from, last, &events, apply, counted).await? {
+        // A full batch of a consumer that reads ahead: read the next one
+        // while this one is applied, kept only if this one committed.
+        let read_ahead =
+            apply && self.projection.reads_ahead() && events.len() == batch.len() && self.fills_a_batch(batch.len());
+        let committed = if read_ahead {
+            let (committed, next) =
+                tokio::join!(self.commit_batch(from, last, &events, apply, counted), self.read_after(last));
+            if let (Ok(Ok(StepOutcome::Applied { checkpoint, .. })), Ok(next)) = (&committed, next) {
+                if *checkpoint == last && !next.is_empty() {
+                    self.keep_read_ahead(last, next);
+                }
+            }
+            committed
+        } else {
+            self.commit_batch(from, last, &events, apply, counted).await
+        };
+        match committed? {
             Ok(outcome) => Ok(outcome),
             Err(ApplyError::Poison { position, reason }) => {
                 // Commit what precedes the poison event, then dead-letter it.
