@@ -68,6 +68,8 @@ mod replica;
 mod report;
 #[path = "twofold_bench/resume.rs"]
 mod resume;
+#[path = "twofold_bench/scrape.rs"]
+mod scrape;
 #[path = "twofold_bench/server.rs"]
 mod server;
 #[path = "twofold_bench/sql.rs"]
@@ -143,7 +145,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
 
     let database = server::BenchDatabase::create(&options).await.context("create the bench database")?;
     let outcome = run_phases(&options, &scale, &database, &mut report).await;
-    database.drop_now().await;
+    if options.keep_database {
+        database.keep();
+    } else {
+        database.drop_now().await;
+    }
     outcome?;
 
     std::fs::create_dir_all(&options.out).with_context(|| format!("create {}", options.out.display()))?;
@@ -171,39 +177,69 @@ async fn run_phases(
     let db = twofold::db::Db::connect(&database.url, 34).await.context("connect the bench to the database")?;
 
     let catalog = load::seed_catalog(&gql, scale).await?;
-    commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
+    let pg = options.backend == cli::Backend::Postgres;
+    if options.runs("commands") {
+        commands::measure(&gql, &db, &server, &catalog, scale, report).await?;
+    }
     load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
-    reads::measure(&db, &database.url, &server.base_url, scale, report).await?;
-    mixed::measure(&gql, &server.base_url, &catalog, scale, report).await.context("the read beside writes phase")?;
-    wire::measure_http(&server, scale, report).await.context("the compression and conditional GET phase")?;
-    if options.backend == cli::Backend::Postgres {
+    if options.runs("reads") {
+        reads::measure(&db, &database.url, &server.base_url, scale, report).await?;
+    }
+    if options.runs("mixed") {
+        mixed::measure(&gql, &server.base_url, &catalog, scale, report)
+            .await
+            .context("the read beside writes phase")?;
+    }
+    if options.runs("wire") {
+        wire::measure_http(&server, scale, report).await.context("the compression and conditional GET phase")?;
+    }
+    if pg && options.runs("peer") {
         peer::measure(&database.url, &server, scale, &options.out, report)
             .await
             .context("the PostGraphile peer phase")?;
     }
-    lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
-    wire::measure_write_visible(&gql, &server.base_url, &catalog, scale, report)
-        .await
-        .context("the writeVisible phase")?;
-    if options.backend == cli::Backend::Postgres {
+    if options.runs("lag") {
+        lag::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    }
+    if options.runs("write-visible") {
+        wire::measure_write_visible(&gql, &server.base_url, &catalog, scale, report)
+            .await
+            .context("the writeVisible phase")?;
+    }
+    if pg && options.runs("cross-instance") {
         wire::measure_cross_instance(&gql, &database.url, &options.out, &catalog, scale, report)
             .await
             .context("the cross-instance phase")?;
     }
-    if let (cli::Backend::Postgres, Some(replica_url)) = (options.backend, &options.replica_url) {
+    if let (true, true, Some(replica_url)) = (pg, options.runs("replica"), &options.replica_url) {
         replica::measure(&gql, &database.url, replica_url, &options.out, &catalog, scale, report)
             .await
             .context("the read replica phase")?;
     }
-    overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    if options.runs("overload") {
+        overload::measure(&gql, &server.base_url, &catalog, scale, report).await?;
+    }
     report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;
-    if options.backend == cli::Backend::Postgres {
+    if pg && options.runs("resume") {
         resume::measure(&database.url, &options.out, &catalog, scale, report).await.context("the link-return phase")?;
     }
 
-    rebuild::measure(&database.url, &db, &catalog, scale, report).await?;
-    if let Some(nats_url) = &options.nats_url {
+    if options.runs("rebuild") {
+        rebuild::measure(&database.url, &db, &catalog, scale, report).await?;
+    }
+    if let (true, Some(nats_url)) = (options.runs("export"), &options.nats_url) {
+        if !options.runs("rebuild") {
+            // The backlog the rebuild phase would have grown, and the views
+            // brought up to it as its rebuild leaves them (the export's lag
+            // figure needs a serving instance that is ready).
+            rebuild::grow_log(&db, &catalog, scale).await?;
+            if let rebuild::RebuildOutcome::NotAvailable(why) =
+                rebuild::run_rebuild(&database.url, &["--all"], scale.rebuild_timeout).await
+            {
+                anyhow::bail!("rebuild --all before the export: {why}");
+            }
+        }
         let figures = export::measure(nats_url, &database.url, &db, &catalog, scale, &options.out)
             .await
             .context("the export phase")?;

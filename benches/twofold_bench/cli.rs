@@ -16,7 +16,29 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
   --out       where the JSON results and the SVG chart go (default bench-results)
   --nats-url  NATS server with JetStream for the export figures (default nats://127.0.0.1:4222; `none` skips them)
   --replica-url  a hot standby of --pg-url, without a database name, for the read replica figures
-              (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)";
+              (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)
+  --only      a comma-separated list of phases to run after the seeding (default: all), of
+              commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
+              overload, resume, rebuild, export (lag's 80% row needs commands; export reads the
+              log the seeding and the phases before it wrote)
+  --keep-database  leave the PostgreSQL database in place at the end (its name is printed)";
+
+/// The phases `--only` can choose, in the order they run.
+pub const PHASES: [&str; 13] = [
+    "commands",
+    "reads",
+    "mixed",
+    "wire",
+    "peer",
+    "lag",
+    "write-visible",
+    "cross-instance",
+    "replica",
+    "overload",
+    "resume",
+    "rebuild",
+    "export",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -43,6 +65,9 @@ pub struct Options {
     pub nats_url: Option<String>,
     /// A hot standby of `pg_url` (no database name); `None`: the replica figures are skipped.
     pub replica_url: Option<String>,
+    /// `--only`: the phases to run (`None`: all of them).
+    pub only: Option<Vec<String>>,
+    pub keep_database: bool,
     pub help: bool,
 }
 
@@ -55,6 +80,8 @@ impl Options {
             out: PathBuf::from("bench-results"),
             nats_url: Some("nats://127.0.0.1:4222".to_owned()),
             replica_url: std::env::var("TWOFOLD_TEST_REPLICA_URL").ok().filter(|u| !u.trim().is_empty()),
+            only: None,
+            keep_database: false,
             help: false,
         };
         let mut args = args.into_iter();
@@ -83,6 +110,14 @@ impl Options {
                 "--out" => options.out = PathBuf::from(value("--out")?),
                 "--nats-url" => options.nats_url = Some(value("--nats-url")?).filter(|u| u != "none"),
                 "--replica-url" => options.replica_url = Some(value("--replica-url")?).filter(|u| u != "none"),
+                "--only" => {
+                    let phases: Vec<String> = value("--only")?.split(',').map(|p| p.trim().to_owned()).collect();
+                    if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+                        bail!("--only: unknown phase '{unknown}' (one of {})", PHASES.join(", "));
+                    }
+                    options.only = Some(phases);
+                }
+                "--keep-database" => options.keep_database = true,
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}
@@ -95,6 +130,12 @@ impl Options {
         Ok(options)
     }
 
+    /// Whether `phase` (one of [`PHASES`]) runs.
+    pub fn runs(&self, phase: &str) -> bool {
+        debug_assert!(PHASES.contains(&phase), "{phase} is not a phase");
+        self.only.as_ref().is_none_or(|only| only.iter().any(|p| p == phase))
+    }
+
     pub fn mode_name(&self) -> &'static str {
         if self.quick {
             "quick"
@@ -104,8 +145,11 @@ impl Options {
     }
 
     /// `postgres-quick`, `sqlite-full`, ...: the stem of the output files.
+    /// `<backend>-<mode>`, with `-only-<phases>` when `--only` chose some
+    /// (so a partial run never overwrites a whole one's files).
     pub fn file_stem(&self) -> String {
-        format!("{}-{}", self.backend.name(), self.mode_name())
+        let only = self.only.as_ref().map(|p| format!("-only-{}", p.join("-"))).unwrap_or_default();
+        format!("{}-{}{only}", self.backend.name(), self.mode_name())
     }
 
     pub fn scale(&self) -> Scale {

@@ -32,6 +32,7 @@ use crate::gql::Gql;
 use crate::pace::{paced, place_at, Placed, Schedule, HTTP_SLOTS};
 use crate::progress;
 use crate::report::Report;
+use crate::scrape::{ProjectorCounters, ProjectorWindow};
 use crate::server::open_file_soft_limit;
 use crate::stats::Summary;
 use crate::workload::Catalog;
@@ -95,6 +96,9 @@ pub struct LagRun {
     pub first_subscription_error: Option<String>,
     /// Set on the run at 80% of the highest command rate measured (that rate).
     pub sustained_rate: Option<f64>,
+    /// What the server's projector of `order_summary` did meanwhile (its
+    /// `/metrics`, read before and after): where the lag went.
+    pub projector: Option<ProjectorWindow>,
 }
 
 impl LagRun {
@@ -125,7 +129,7 @@ impl LagRun {
             self.early_notices,
             self.subscription_errors,
             self.first_subscription_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
-        )
+        ) + &self.projector.map(|p| format!("; {}", p.brief())).unwrap_or_default()
     }
 }
 
@@ -152,7 +156,7 @@ pub async fn measure(
     let catalog = Arc::new(catalog.clone());
     for (rate, duration) in [(200, scale.lag_time_200), (1_000, scale.lag_time_1000)] {
         for probe in [Probe::WriteVisible, Probe::ProjectionUpdated] {
-            let run = open_loop(gql, &muxes, &catalog, probe, rate, duration).await;
+            let run = observed(base_url, open_loop(gql, &muxes, &catalog, probe, rate, duration)).await?;
             progress!("lag at {rate}/s: {}", run.brief());
             report.set_lag(run);
         }
@@ -161,7 +165,9 @@ pub async fn measure(
     // the views are when the machine is busy but not overloaded.
     if let Some(sustained) = report.highest_command_rate() {
         let rate = (sustained * 0.8).round().max(1.0) as u64;
-        let mut run = open_loop(gql, &muxes, &catalog, Probe::WriteVisible, rate, scale.lag_time_1000).await;
+        let mut run =
+            observed(base_url, open_loop(gql, &muxes, &catalog, Probe::WriteVisible, rate, scale.lag_time_1000))
+                .await?;
         run.sustained_rate = Some(sustained);
         progress!("lag at {rate}/s (80% of {sustained:.0}/s): {}", run.brief());
         report.set_lag(run);
@@ -178,6 +184,26 @@ pub async fn measure(
     );
     report.set_fan_out(fan_out);
     Ok(())
+}
+
+/// Runs `run` between two readings of the projector's counters; fails if
+/// commands went through and the server reports no batch of `order_summary`
+/// meanwhile (the metrics this figure rests on are gone or renamed).
+async fn observed(base_url: &str, run: impl std::future::Future<Output = LagRun>) -> anyhow::Result<LagRun> {
+    let before = ProjectorCounters::read(base_url, "order_summary").await?;
+    let started = Instant::now();
+    let mut run = run.await;
+    // Every command's notice has come (or timed out) when the run returns,
+    // so the batches that projected them are counted.
+    let after = ProjectorCounters::read(base_url, "order_summary").await?;
+    let window = before.window(&after, started.elapsed().as_secs_f64());
+    anyhow::ensure!(
+        run.ok == 0 || window.batches > 0.0,
+        "/metrics reported no order_summary batch during a lag run of {} commands",
+        run.ok
+    );
+    run.projector = Some(window);
+    Ok(run)
 }
 
 async fn connect_many(base_url: &str, n: usize) -> anyhow::Result<Vec<WsMux>> {

@@ -58,7 +58,9 @@ pub struct BulkInsert {
     pub rows_per_second: f64,
 }
 
-pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+/// Grows the log to `scale.rebuild_events` by plain SQL (the rebuild's and
+/// the export's backlog); returns its size and how many events were appended.
+pub async fn grow_log(db: &Db, catalog: &Catalog, scale: &Scale) -> anyhow::Result<(u64, u64)> {
     let before = count(db, "SELECT COUNT(*) FROM event").await?;
     let appended = if before < scale.rebuild_events {
         top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await?
@@ -67,6 +69,11 @@ pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, repor
     };
     let events = count(db, "SELECT COUNT(*) FROM event").await?;
     progress!("event log: {events} events ({appended} appended by plain SQL)");
+    Ok((events, appended))
+}
+
+pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, report: &mut Report) -> anyhow::Result<()> {
+    let (events, appended) = grow_log(db, catalog, scale).await?;
 
     let single = run_rebuild(url, &["order_summary"], scale.rebuild_timeout).await;
     log_outcome("rebuild order_summary", &single);
@@ -150,7 +157,7 @@ async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration) -> a
 }
 
 /// Runs `twofold rebuild <args> --database-url URL`, bounded by `timeout`.
-async fn run_rebuild(url: &str, args: &[&str], timeout: Duration) -> RebuildOutcome {
+pub async fn run_rebuild(url: &str, args: &[&str], timeout: Duration) -> RebuildOutcome {
     let started = Instant::now();
     let child = tokio::process::Command::new(TWOFOLD_BIN)
         .arg("rebuild")

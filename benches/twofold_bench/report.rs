@@ -708,6 +708,7 @@ fn lag_json(run: &LagRun) -> Value {
         "notices_before_response": run.early_notices,
         "subscription_errors": run.subscription_errors,
         "first_subscription_error": run.first_subscription_error,
+        "projector": run.projector,
     })
 }
 

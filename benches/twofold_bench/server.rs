@@ -56,6 +56,15 @@ impl BenchDatabase {
         }
     }
 
+    /// Leaves the PostgreSQL database in place (`--keep-database`), to run
+    /// a server or a profiler against what the phases wrote.
+    pub fn keep(mut self) {
+        if let Some((_, name)) = &self.postgres {
+            progress!("kept database {name} (drop it with: DROP DATABASE {name})");
+        }
+        self.dropped = true;
+    }
+
     /// Drops the PostgreSQL database (the SQLite temp dir goes with `Drop`).
     pub async fn drop_now(mut self) {
         if let Some((admin_url, name)) = self.postgres.clone() {
