@@ -13,13 +13,29 @@ ver=$(ls /etc/postgresql | sort -V | tail -n1)
 bin=/usr/lib/postgresql/$ver/bin
 
 as_postgres() { su postgres -s /bin/bash -c "$*"; }
-standby_up() {
+answers() {
   [ "$(psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -d postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null)" = t ]
 }
+# The primary streams WAL to it. A standby stopped while the primary wrote a
+# lot answers, but the WAL it needs may be gone from the primary, and then it
+# never catches up (its log repeats "requested WAL segment ... has already
+# been removed"): such a standby is made anew.
+streaming() {
+  [ "$(psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -d postgres -Atc "select count(*) from pg_stat_replication where state = 'streaming'" 2>/dev/null || echo 0)" -ge 1 ]
+}
+standby_up() { answers && streaming; }
 
-if standby_up; then
-  echo "a standby already answers on 127.0.0.1:$STANDBY_PORT"
-  exit 0
+if answers; then
+  for _ in $(seq 1 10); do
+    if streaming; then
+      echo "a standby already answers on 127.0.0.1:$STANDBY_PORT and streams"
+      exit 0
+    fi
+    sleep 1
+  done
+  echo "the standby on 127.0.0.1:$STANDBY_PORT answers but does not stream from the primary: making it anew"
+  as_postgres "$bin/pg_ctl -D '$STANDBY_DIR' -m immediate stop" >/dev/null 2>&1 || true
+  rm -f "$STANDBY_DIR/standby.signal"
 fi
 
 # 1. The primary accepts replication connections from this machine.
