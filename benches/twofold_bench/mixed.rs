@@ -53,6 +53,9 @@ pub struct ReadBesideWrites {
     /// Orders on the page as the phase began.
     pub page_orders: usize,
     pub writes: Writes,
+    /// The server's kept answers during the phase (reads and warm-up):
+    /// how many pages were computed, how many sent from memory.
+    pub cache: crate::scrape::CacheCounters,
 }
 
 impl ReadBesideWrites {
@@ -79,6 +82,7 @@ pub async fn measure(
         "read c_graphql_orders beside {WRITE_RATE} placeOrder/s: writes start, {HTTP_READERS} readers {} ms later",
         WARM_UP.as_millis()
     );
+    let cache_before = crate::scrape::CacheCounters::read(base_url).await?;
     let schedule = Schedule::new(WRITE_RATE, WARM_UP + scale.read_time, Instant::now());
     let writer = place_orders(gql, &catalog, &schedule, MAX_IN_FLIGHT, SALT);
     let reader = async {
@@ -86,10 +90,19 @@ pub async fn measure(
         graphql_orders("graphql orders beside writes", &readers, scale.read_time).await
     };
     let (writes, reads) = tokio::join!(writer, reader);
+    let cache = crate::scrape::CacheCounters::read(base_url).await?.since(&cache_before);
     progress!("read c_graphql_orders beside {WRITE_RATE} placeOrder/s ({HTTP_READERS} connections): {}", reads.brief());
     progress!("  the writes beside it: {}", writes.brief());
+    progress!(
+        "  kept answers meanwhile: {:.0} computed ({:.1}% of answers, {:.0}/s), {:.0} sent from memory, {:.0} shared with a twin",
+        cache.miss,
+        cache.computed_share() * 100.0,
+        cache.miss / (WARM_UP + scale.read_time).as_secs_f64(),
+        cache.hit,
+        cache.shared
+    );
     let caught_up = wait_caught_up(gql, scale.catch_up_timeout).await.context("catch up after the writes")?;
     progress!("  projections caught up {:.1} s after the phase", caught_up.as_secs_f64());
-    report.set_read_beside_writes(ReadBesideWrites { reads, page_orders, writes });
+    report.set_read_beside_writes(ReadBesideWrites { reads, page_orders, writes, cache });
     Ok(())
 }

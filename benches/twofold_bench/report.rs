@@ -609,6 +609,8 @@ impl Report {
                     "writes_warm_up_s": crate::mixed::WARM_UP.as_secs_f64(),
                     "writes_ran_as_scheduled": m.writes_ran(),
                     "writes": m.writes.to_json(),
+                    "kept_answers": m.cache,
+                    "computed_share": m.cache.computed_share(),
                 })),
                 "pgbench_payoff": self.pgbench_payoff.as_ref().map(|(view, join)| json!({ "view": view, "best_join": join })),
                 "lag": lag,

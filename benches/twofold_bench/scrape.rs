@@ -29,18 +29,67 @@ pub struct ProjectorWindow {
     pub notice_latency_ms: f64,
 }
 
+/// The server's `/metrics` text.
+async fn metrics_text(base_url: &str) -> anyhow::Result<String> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .context("GET /metrics")?
+        .text()
+        .await?)
+}
+
+/// The kept-answer counters (`twofold_response_cache_total`): answers sent
+/// from memory (`hit`), shared with a twin computing the same answer
+/// (`shared`), and computed (`miss`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct CacheCounters {
+    pub hit: f64,
+    pub shared: f64,
+    pub miss: f64,
+}
+
+impl CacheCounters {
+    pub async fn read(base_url: &str) -> anyhow::Result<Self> {
+        let text = metrics_text(base_url).await?;
+        let mut counters = Self::default();
+        for line in text.lines().filter(|l| l.starts_with("twofold_response_cache_total{")) {
+            let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            if labels.contains("outcome=\"hit\"") {
+                counters.hit = value;
+            } else if labels.contains("outcome=\"shared\"") {
+                counters.shared = value;
+            } else if labels.contains("outcome=\"miss\"") {
+                counters.miss = value;
+            }
+        }
+        Ok(counters)
+    }
+
+    /// What happened between `self` (before) and `after`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self { hit: self.hit - before.hit, shared: self.shared - before.shared, miss: self.miss - before.miss }
+    }
+
+    /// The share of answers computed, not sent from memory.
+    pub fn computed_share(&self) -> f64 {
+        let all = self.hit + self.shared + self.miss;
+        if all > 0.0 {
+            self.miss / all
+        } else {
+            0.0
+        }
+    }
+}
+
 impl ProjectorCounters {
     /// Reads them for `projection` from the server's `/metrics`.
     pub async fn read(base_url: &str, projection: &str) -> anyhow::Result<Self> {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()?
-            .get(format!("{base_url}/metrics"))
-            .send()
-            .await
-            .context("GET /metrics")?
-            .text()
-            .await?;
+        let text = metrics_text(base_url).await?;
         let values = parse(&text, projection);
         let get = |name: &str| values.get(name).copied().unwrap_or(0.0);
         Ok(Self {
