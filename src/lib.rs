@@ -59,6 +59,10 @@
 //! `graphql` may name `domain` for its value types only (order status,
 //! sales channel, limits), so each enum has one definition; it never
 //! calls an aggregate.
+//!
+//! Outside tests nothing under `src/` unwraps: bad input and failed I/O are
+//! errors with a code, never a panic (the lint below holds it).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod admin;
 pub mod app;
 pub mod args;

@@ -1,5 +1,6 @@
 //! The `twofold` binary: parse the command line, set up logging, hand over
 //! to the library (`twofold::cli`). Errors print one line and exit non-zero.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 use std::process::ExitCode;
 
 /// The service allocates many small, short-lived objects (JSON, rows,
