@@ -318,30 +318,20 @@ impl Exporter {
             .collect()
     }
 
-    /// Publishes `messages` (those of `events`) after stream sequence
-    /// `sequence` and returns the stream's sequence of the last one.
-    /// Messages already in the stream (a re-sent batch) are recognized,
-    /// never stored twice.
+    /// Publishes the messages of `events` after stream sequence `sequence`
+    /// and returns the stream's sequence of the last one. Messages already
+    /// in the stream (a re-sent batch) are recognized, never stored twice.
     ///
-    /// Each message is handed to the client as it is (its headers moved,
-    /// not copied: the copy was a tenth of the exporter's CPU); the rare
-    /// run that must be sent again after a refusal is built again from its
-    /// events.
-    async fn publish(
-        &self,
-        broker: &Broker,
-        events: &[RecordedEvent],
-        messages: Vec<Outgoing>,
-        mut sequence: u64,
-    ) -> Result<u64, ApplyError> {
+    /// Every message of a run is built before any is sent, so a poison
+    /// event stops the batch before it publishes anything. Each is then
+    /// handed to the client as it is (its headers moved, not copied: the
+    /// copy was a tenth of the exporter's CPU); the rare run sent again
+    /// after a refusal is built again from its events.
+    async fn publish(&self, broker: &Broker, events: &[RecordedEvent], mut sequence: u64) -> Result<u64, ApplyError> {
         let started = Instant::now();
         let (mut next, mut reconciles, mut stored, mut duplicates) = (0usize, 0u32, 0u64, 0u64);
-        let mut first_run = Some(messages);
         while next < events.len() {
-            let run = match first_run.take() {
-                Some(messages) => messages,
-                None => self.messages(&events[next..])?,
-            };
+            let run = self.messages(&events[next..])?;
             let (acks, stop) = send_run(&broker.js, run, sequence).await;
             for ack in acks {
                 if ack.sequence != sequence + 1 {
@@ -539,10 +529,7 @@ impl Projection for Exporter {
         // Disconnected: fail at once rather than queue publishes in the
         // client until the acknowledgements time out.
         self.connected(&broker)?;
-        // Every message is built before any is sent, so a poison event
-        // stops the batch before it publishes anything.
-        let messages = self.messages(events)?;
-        let sequence = self.publish(&broker, events, messages, state.last_sequence).await?;
+        let sequence = self.publish(&broker, events, state.last_sequence).await?;
         let now = chrono::Utc::now();
         let delay = metrics::histogram!(crate::metrics::EXPORT_DELAY);
         for e in events {

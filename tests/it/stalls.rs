@@ -407,6 +407,7 @@ async fn the_heartbeat_locks_checkpoint_rows_in_name_order_on_postgres() {
                 break;
             }
             assert!(Instant::now() < deadline, "no heartbeat waited on {held} within 10 s");
+            // No signal for a lock wait (see above): look again shortly.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         sqlx::query("BEGIN").execute(&mut probe).await.expect("begin");
