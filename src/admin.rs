@@ -16,7 +16,7 @@ use entity::read::projection_checkpoint;
 
 use crate::catalog::{Status, View, EXPORTER};
 use crate::db::Db;
-use crate::notice::progress::{DurableFacts, Wait};
+use crate::notice::progress::{DurableFacts, Failing, Wait};
 use crate::notice::Notices;
 use crate::projection::dead_letters;
 
@@ -46,7 +46,7 @@ pub struct CheckpointRow {
     pub name: String,
     /// `async` or `inline`.
     pub mode: String,
-    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated` (`stalled` is derived, never stored).
+    /// `running`, `stopped`, `rebuilding` or `outdated` (`retrying` and `stalled` are derived, never stored).
     pub status: String,
     /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
     pub last_tx_id: i64,
@@ -70,6 +70,8 @@ pub struct CheckpointRow {
     pub progressed_at: Option<chrono::DateTime<chrono::Utc>>,
     /// What the leading runner waits on (JSON), while something blocks it.
     pub waiting_on: Option<String>,
+    /// While `rebuilding`: when the rebuild last said it is alive.
+    pub rebuild_reported_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<projection_checkpoint::Model> for CheckpointRow {
@@ -91,6 +93,7 @@ impl From<projection_checkpoint::Model> for CheckpointRow {
             heartbeat_at: m.heartbeat_at,
             progressed_at: m.progressed_at,
             waiting_on: m.waiting_on,
+            rebuild_reported_at: m.rebuild_reported_at,
         }
     }
 }
@@ -153,16 +156,30 @@ pub struct ProjectionState {
     pub behind_for: Duration,
     /// While stalled: what it waits on.
     pub waiting_on: Option<Wait>,
+    /// While its runner's steps fail: how often in a row, and why.
+    pub failing: Option<Failing>,
+    /// Whether a rebuild stands behind a stored `rebuilding` (one that
+    /// stopped reporting died with its process).
+    pub rebuild_alive: bool,
 }
 
 impl ProjectionState {
-    /// The status: `stalled` while behind with no progress for the stall
-    /// bound, else the stored one (`stopped`, `outdated` and `rebuilding`
-    /// always win: they say more).
+    /// The status, from the facts as they are now. Only what an operator
+    /// (or a newer release) must end is stored: `stopped`, `outdated`, and
+    /// `rebuilding` while its rebuild reports. Everything else is derived
+    /// whenever asked, so no status outlives its cause: `stalled` while
+    /// behind with no progress for the stall bound, `retrying` while the
+    /// runner's last steps failed, else `running`.
     pub fn status(&self) -> Option<Status> {
         match Status::parse(&self.row.status) {
-            Some(Status::Running | Status::Retrying) if self.waiting_on.is_some() => Some(Status::Stalled),
-            stored => stored,
+            Some(stored @ (Status::Stopped | Status::Outdated)) => Some(stored),
+            Some(Status::Rebuilding) if self.rebuild_alive => Some(Status::Rebuilding),
+            // Running, a `retrying` stored by an older release, a dead
+            // rebuild: what the runner's facts say.
+            Some(_) if self.waiting_on.is_some() => Some(Status::Stalled),
+            Some(_) if self.failing.is_some() => Some(Status::Retrying),
+            Some(_) => Some(Status::Running),
+            None => None,
         }
     }
 
@@ -174,12 +191,21 @@ impl ProjectionState {
         }
     }
 
-    /// `lastError`: what a stalled projection waits on, else the stored one.
+    /// `lastError`, for the status it explains: what a stalled projection
+    /// waits on, why a retrying one failed, the stored reason of a stopped
+    /// or outdated one; none while it runs.
     pub fn last_error(&self) -> Option<String> {
-        match (&self.waiting_on, self.status()) {
-            (Some(wait), Some(Status::Stalled)) => Some(wait.describe()),
+        match self.status() {
+            Some(Status::Stalled) => self.waiting_on.as_ref().map(Wait::describe),
+            Some(Status::Retrying) => self.failing.as_ref().map(Failing::describe),
+            Some(Status::Running) => None,
             _ => self.row.last_error.clone(),
         }
+    }
+
+    /// Consecutive failed steps while `retrying` (0 otherwise).
+    pub fn attempts(&self) -> i64 {
+        self.failing.as_ref().map_or(0, |f| f.attempts)
     }
 }
 
@@ -239,23 +265,33 @@ impl Admin {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         let progress = self.notices.progress();
+        let now = chrono::Utc::now();
         for row in rows {
             let checkpoint = LogPosition::new(row.last_tx_id, row.last_position);
             let lag = crate::projection::status::lag(&self.log_db, checkpoint).await?;
+            let rebuild_alive = crate::projection::rebuild::reports_now(row.rebuild_reported_at, now);
+            // What the runner says, for every status the facts decide (all
+            // but a stopped or outdated projection and a live rebuild).
+            let judged = match Status::parse(&row.status) {
+                Some(Status::Stopped | Status::Outdated) | None => false,
+                Some(Status::Rebuilding) => !rebuild_alive,
+                Some(_) => true,
+            };
+            let facts = DurableFacts {
+                progressed_at: row.progressed_at,
+                heartbeat_at: row.heartbeat_at,
+                waiting_on: row.waiting_on.clone(),
+                owner: row.owner.clone(),
+                attempts: row.attempts,
+            };
             let (mut behind_for, mut waiting_on) = (Duration::ZERO, None);
-            let judged = matches!(Status::parse(&row.status), Some(Status::Running | Status::Retrying));
             if lag > 0 && judged {
                 let oldest = crate::projection::reader::oldest_after(&self.log_db.conn, checkpoint).await?;
-                let facts = DurableFacts {
-                    progressed_at: row.progressed_at,
-                    heartbeat_at: row.heartbeat_at,
-                    waiting_on: row.waiting_on.clone(),
-                    owner: row.owner.clone(),
-                };
-                let judged = progress.judge(&row.name, &facts, oldest, chrono::Utc::now());
+                let judged = progress.judge(&row.name, &facts, oldest, now);
                 (behind_for, waiting_on) = (judged.behind_for, judged.wait);
             }
-            out.push(ProjectionState { row: row.into(), lag, behind_for, waiting_on });
+            let failing = if judged { progress.failing(&row.name, &facts, now) } else { None };
+            out.push(ProjectionState { row: row.into(), lag, behind_for, waiting_on, failing, rebuild_alive });
         }
         Ok(out)
     }

@@ -32,7 +32,6 @@ pub const PROJECTOR_WAITS: &str = "twofold_projector_waits_total";
 pub const PROJECTOR_SET_ASIDE: &str = "twofold_projection_set_aside_total";
 pub const PROJECTOR_FENCED: &str = "twofold_projector_fenced_total";
 pub const PROJECTOR_HELD_BACK: &str = "twofold_projector_held_back_total";
-pub const STATUS_WRITE_FAILURES: &str = "twofold_projection_status_write_failures_total";
 pub const HEARTBEAT_FAILURES: &str = "twofold_projector_heartbeat_failures_total";
 /// Seconds a read replica is behind the read database's primary (label `replica`: its redacted URL).
 pub const REPLICA_LAG: &str = "twofold_replica_lag_seconds";
@@ -136,13 +135,8 @@ fn describe_and_zero() {
         PROJECTOR_HELD_BACK,
         "Steps that found nothing to read while this process knew of newer appends (an open writer below the horizon)."
     );
-    metrics::describe_counter!(
-        STATUS_WRITE_FAILURES,
-        "Failed writes of a projection's retrying/recovered status (the database may be what fails)."
-    );
     metrics::describe_counter!(HEARTBEAT_FAILURES, "Failed heartbeat writes of a projection leader.");
     metrics::counter!(HEARTBEAT_FAILURES).increment(0);
-    metrics::counter!(STATUS_WRITE_FAILURES).increment(0);
     metrics::describe_counter!(
         PROJECTOR_PANICS,
         "Projector tasks that panicked (each is logged, dead-letters the event it was at, and is restarted)."

@@ -23,6 +23,7 @@ mod m20261127_000009_appender_guard;
 mod m20261127_000010_actors;
 mod m20261128_000011_export_state;
 mod m20261204_000012_runner_heartbeat;
+mod m20261206_000013_derived_retrying;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000010_actors::Migration),
             Box::new(m20261128_000011_export_state::Migration),
             Box::new(m20261204_000012_runner_heartbeat::Migration),
+            Box::new(m20261206_000013_derived_retrying::Migration),
         ]
     }
 }

@@ -404,9 +404,11 @@ impl ProjectionStatus {
     }
     /// Consecutive failed attempts while `retrying` (0 while healthy).
     async fn attempts(&self) -> BigInt {
-        BigInt(self.0.row.attempts)
+        BigInt(self.0.attempts())
     }
-    /// The last failure, or, while `stalled`, what the projection waits on.
+    /// What explains the status: while `stalled`, what the projection
+    /// waits on; while `retrying`, why its last step failed; while
+    /// `stopped` or `outdated`, the reason. Null while `running`.
     async fn last_error(&self) -> Option<String> {
         self.0.last_error()
     }

@@ -56,7 +56,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         .filter(|p| !p.status().is_some_and(Status::is_healthy))
         .map(|p| {
             let status = p.status_name();
-            json!({ "name": p.row.name, "status": status, "lastError": p.last_error(), "attempts": p.row.attempts, "lag": p.lag })
+            json!({ "name": p.row.name, "status": status, "lastError": p.last_error(), "attempts": p.attempts(), "lag": p.lag })
         })
         .collect();
     let stalled: Vec<serde_json::Value> = projections

@@ -87,6 +87,9 @@ struct Observed {
     blocked: Option<Wait>,
     /// A wait in progress right now (set on entry, cleared on exit).
     waiting_now: Option<Wait>,
+    /// Steps that failed in a row (0 once a step did not fail): while above
+    /// zero the projection is `retrying`, and `blocked` says why.
+    attempts: i64,
 }
 
 /// A local runner's view, for the stall rule.
@@ -94,6 +97,22 @@ struct Observed {
 pub struct LocalRunner {
     pub healthy_at: DateTime<Utc>,
     pub wait: Option<Wait>,
+    /// Steps that failed in a row (0: its last step did not fail).
+    pub attempts: i64,
+}
+
+/// A runner whose last steps failed: how many in a row, and why the last did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failing {
+    pub attempts: i64,
+    pub wait: Wait,
+}
+
+impl Failing {
+    /// `lastError` of a retrying projection.
+    pub fn describe(&self) -> String {
+        format!("retrying (attempt {}): {}", self.attempts, self.wait.detail)
+    }
 }
 
 /// The durable facts of one projection's checkpoint row.
@@ -104,6 +123,8 @@ pub struct DurableFacts {
     /// The leader's [`Wait`], as JSON.
     pub waiting_on: Option<String>,
     pub owner: Option<String>,
+    /// The leader's failed steps in a row, as of its heartbeat.
+    pub attempts: i64,
 }
 
 /// This process's runners, and the stall bound every reader applies.
@@ -142,6 +163,7 @@ impl Progress {
             healthy_at: Utc::now(),
             blocked: None,
             waiting_now: None,
+            attempts: 0,
         });
         f(entry)
     }
@@ -162,7 +184,27 @@ impl Progress {
         self.with(name, |o| {
             o.healthy_at = Utc::now();
             o.blocked = None;
+            o.attempts = 0;
         });
+    }
+
+    /// The runner's step did not fail (whatever it found): it is not
+    /// retrying any more. What blocks it, if anything, stays (the horizon).
+    pub fn succeeded(&self, name: &str) {
+        self.with(name, |o| {
+            if o.attempts > 0 {
+                o.attempts = 0;
+                o.blocked = None;
+            }
+        });
+    }
+
+    /// The runner's step failed, `attempts` times in a row now, on `wait`
+    /// (kept with its first `since` while the same kind of thing goes on
+    /// failing it).
+    pub fn failed(&self, name: &str, wait: Wait, attempts: i64) {
+        self.blocked(name, wait);
+        self.with(name, |o| o.attempts = attempts);
     }
 
     /// The runner's last step was blocked by `wait` (kept with its first
@@ -192,7 +234,11 @@ impl Progress {
     pub fn local(&self, name: &str) -> Option<LocalRunner> {
         let runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
         let o = runners.get(name).filter(|o| o.leading)?;
-        Some(LocalRunner { healthy_at: o.healthy_at, wait: o.waiting_now.clone().or_else(|| o.blocked.clone()) })
+        Some(LocalRunner {
+            healthy_at: o.healthy_at,
+            wait: o.waiting_now.clone().or_else(|| o.blocked.clone()),
+            attempts: o.attempts,
+        })
     }
 
     /// Every projection this process leads, for its heartbeat.
@@ -203,7 +249,7 @@ impl Progress {
             .filter(|(_, o)| o.leading)
             .map(|(name, o)| {
                 let wait = o.waiting_now.clone().or_else(|| o.blocked.clone());
-                (name.clone(), LocalRunner { healthy_at: o.healthy_at, wait })
+                (name.clone(), LocalRunner { healthy_at: o.healthy_at, wait, attempts: o.attempts })
             })
             .collect()
     }
@@ -256,6 +302,32 @@ impl Progress {
         }
         let reported = durable.waiting_on.as_deref().and_then(|json| serde_json::from_str::<Wait>(json).ok());
         judged(durable.progressed_at, &|since| reported.clone().unwrap_or_else(|| unknown(since, now)))
+    }
+}
+
+impl Progress {
+    /// Whether the runner of `name` is retrying now: its last steps failed
+    /// (this process's runner, or the leader elsewhere as of a heartbeat
+    /// younger than the stall bound). Derived whenever asked, like the
+    /// stall: a runner whose step succeeds is not retrying from that moment
+    /// here, and from its next heartbeat everywhere, with nothing to clear.
+    pub fn failing(&self, name: &str, durable: &DurableFacts, now: DateTime<Utc>) -> Option<Failing> {
+        if let Some(local) = self.local(name) {
+            return (local.attempts > 0).then(|| Failing {
+                attempts: local.attempts,
+                wait: local.wait.unwrap_or_else(|| unknown(local.healthy_at, now)),
+            });
+        }
+        let bound = chrono::Duration::from_std(self.stall_after).unwrap_or(chrono::Duration::MAX);
+        let fresh = durable.heartbeat_at.is_some_and(|h| now - h < bound);
+        if !fresh || durable.attempts <= 0 {
+            return None;
+        }
+        let wait = durable.waiting_on.as_deref().and_then(|json| serde_json::from_str::<Wait>(json).ok());
+        Some(Failing {
+            attempts: durable.attempts,
+            wait: wait.unwrap_or_else(|| unknown(durable.progressed_at.unwrap_or(now), now)),
+        })
     }
 }
 
@@ -321,6 +393,7 @@ mod tests {
             progressed_at: Some(ago(100)),
             waiting_on: None,
             owner: Some("a".into()),
+            attempts: 0,
         };
         assert_eq!(progress.judge("v", &fresh, Some(ago(3_000)), now).wait, None, "a live, healthy runner");
         let blocked = DurableFacts {
@@ -328,8 +401,45 @@ mod tests {
             progressed_at: Some(ago(4_000)),
             waiting_on: serde_json::to_string(&Wait::new(WaitKind::Horizon, "an open writer")).ok(),
             owner: Some("a".into()),
+            attempts: 0,
         };
         assert_eq!(progress.judge("v", &blocked, Some(ago(3_000)), now).wait.map(|w| w.kind), Some(WaitKind::Horizon));
+    }
+
+    #[test]
+    fn retrying_is_derived_from_the_last_steps_and_clears_with_the_first_success() {
+        let progress = Progress::new(Duration::from_millis(1_000));
+        let none = DurableFacts::default();
+        progress.set_leading("v", true);
+        assert_eq!(progress.failing("v", &none, Utc::now()), None);
+        progress.failed("v", Wait::new(WaitKind::SqliteWriteLock, "database is locked"), 1);
+        progress.failed("v", Wait::new(WaitKind::SqliteWriteLock, "database is locked"), 2);
+        let failing = progress.failing("v", &none, Utc::now()).expect("retrying");
+        assert_eq!(failing.attempts, 2);
+        assert_eq!(failing.describe(), "retrying (attempt 2): database is locked");
+        // The first step that does not fail ends it, whatever it found.
+        progress.succeeded("v");
+        assert_eq!(progress.failing("v", &none, Utc::now()), None);
+        assert_eq!(progress.local("v").and_then(|l| l.wait), None, "the failure's cause goes with it");
+        // A horizon wait after a success is not a failure, and stays.
+        progress.blocked("v", Wait::new(WaitKind::Horizon, "an open writer"));
+        progress.succeeded("v");
+        assert_eq!(progress.local("v").and_then(|l| l.wait).map(|w| w.kind), Some(WaitKind::Horizon));
+    }
+
+    #[test]
+    fn another_instances_retrying_runner_is_read_from_a_fresh_heartbeat_only() {
+        let progress = Progress::new(Duration::from_millis(1_000));
+        let wait = serde_json::to_string(&Wait::new(WaitKind::DatabaseOutage, "refused")).ok();
+        let fresh =
+            DurableFacts { heartbeat_at: Some(ago(100)), waiting_on: wait.clone(), attempts: 3, ..Default::default() };
+        let failing = progress.failing("v", &fresh, Utc::now()).expect("retrying elsewhere");
+        assert_eq!((failing.attempts, failing.wait.kind), (3, WaitKind::DatabaseOutage));
+        let recovered = DurableFacts { heartbeat_at: Some(ago(100)), attempts: 0, ..Default::default() };
+        assert_eq!(progress.failing("v", &recovered, Utc::now()), None);
+        let stale =
+            DurableFacts { heartbeat_at: Some(ago(5_000)), waiting_on: wait, attempts: 3, ..Default::default() };
+        assert_eq!(progress.failing("v", &stale, Utc::now()), None, "no runner is not a retrying one");
     }
 
     #[test]

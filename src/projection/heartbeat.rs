@@ -1,7 +1,12 @@
 //! The leader's heartbeat: every projection this process leads gets, in its
-//! checkpoint row, the time of the beat, when its runner was last healthy
-//! and what it waits on (see `crate::notice::progress`). Any instance asked
-//! for a status reads them: a heartbeat that stopped means no runner.
+//! checkpoint row, the time of the beat, when its runner was last healthy,
+//! what it waits on and how many of its steps failed in a row (see
+//! `crate::notice::progress`). Any instance asked for a status reads them:
+//! a heartbeat that stopped means no runner.
+//!
+//! Every beat writes the whole state, never a change: a beat that could
+//! not be written (the lock that failed the steps holds the row too) is
+//! made good by the next one, so nothing a failure wrote can outlive it.
 //!
 //! It runs beside the runners, not inside their loop, so a runner stuck in
 //! a wait still has its cause written (on PostgreSQL; a SQLite file whose
@@ -80,6 +85,7 @@ async fn beat(views_db: &Db, notices: &Notices) -> Result<(), sea_orm::DbErr> {
             .col_expr(projection_checkpoint::Column::HeartbeatAt, Some(now).into())
             .col_expr(projection_checkpoint::Column::ProgressedAt, Some(runner.healthy_at).into())
             .col_expr(projection_checkpoint::Column::WaitingOn, waiting_on.into())
+            .col_expr(projection_checkpoint::Column::Attempts, runner.attempts.into())
             .col_expr(projection_checkpoint::Column::Owner, Some(notices.instance_id().to_owned()).into())
             .filter(projection_checkpoint::Column::Name.eq(name))
             .exec(&*txn)

@@ -31,6 +31,21 @@ use crate::token::LogPosition;
 /// where `args` can take its default from it).
 pub use crate::catalog::REPLAY_BATCH;
 
+/// How often a running rebuild says it is alive (`rebuild_reported_at`).
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a `rebuilding` is believed without a report: past this, the
+/// rebuild died with its process (a killed `twofold rebuild`) and the
+/// projection shows what its runner says. Generous, because a switch's
+/// last catch-up holds the checkpoint row its report would write.
+pub const SILENT_AFTER: Duration = Duration::from_secs(30);
+
+/// Whether a rebuild that last reported at `reported_at` is still believed at `now`.
+pub fn reports_now(reported_at: Option<chrono::DateTime<chrono::Utc>>, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let silent = chrono::Duration::from_std(SILENT_AFTER).unwrap_or(chrono::Duration::MAX);
+    reported_at.is_some_and(|at| now - at < silent)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
     #[error("unknown projection '{0}'")]
@@ -143,19 +158,66 @@ pub async fn rebuild(
             .min(until.position.max(0) as u64),
         None => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0),
     };
-    if options.until.is_none() {
+    let reporter = if options.until.is_none() {
         set_status(read_db, &chosen, Status::Rebuilding.as_str(), 0, total as i64).await?;
-    }
+        Some(report_alive(read_db, &chosen))
+    } else {
+        None
+    };
     let result =
         replay(events_db, read_db, &shadow, &chosen, options, total, started, &deferred_indexes, &mut progress).await;
-    if result.is_err() && options.until.is_none() {
-        let _ = set_status(read_db, &chosen, Status::Running.as_str(), 0, 0).await;
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
+    if let Err(e) = &result {
+        if options.until.is_none() {
+            // Were this write lost too, the `rebuilding` stops being
+            // believed once its reports stop (`SILENT_AFTER`).
+            if let Err(reset) = set_status(read_db, &chosen, Status::Running.as_str(), 0, 0).await {
+                tracing::error!(error = %reset, rebuild_error = %e, "the failed rebuild's status could not be reset; it clears once its reports stop");
+            }
+        }
     }
     for p in &chosen {
-        let _ = drop_shadow(&shadow, p.name()).await;
+        if let Err(e) = drop_shadow(&shadow, p.name()).await {
+            tracing::warn!(projection = p.name(), error = %e, "could not drop the rebuild's shadow tables; the next rebuild replaces them");
+        }
     }
-    let _ = shadow.conn.close().await;
+    // The dedicated connection goes either way; a failed close only logs.
+    if let Err(e) = shadow.conn.close().await {
+        tracing::debug!(error = %e, "closing the rebuild's connection failed");
+    }
     result
+}
+
+/// Says the rebuild of `chosen` is alive every [`REPORT_EVERY`] until
+/// aborted, so readers believe its `rebuilding` only while it runs.
+fn report_alive(read_db: &Db, chosen: &[Arc<dyn Projection>]) -> tokio::task::JoinHandle<()> {
+    let read_db = read_db.clone();
+    let names: Vec<&'static str> = chosen.iter().map(|p| p.name()).collect();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(REPORT_EVERY);
+        loop {
+            ticks.tick().await;
+            for name in &names {
+                let report = read_db.conn.execute_raw(stmt(
+                    &read_db,
+                    "UPDATE projection_checkpoint SET rebuild_reported_at = $1 WHERE name = $2 AND status = $3",
+                    vec![chrono::Utc::now().into(), (*name).into(), Status::Rebuilding.as_str().into()],
+                ));
+                match tokio::time::timeout(REPORT_EVERY, report).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(projection = name, error = %e, "a rebuild report failed; the next one may pass")
+                    }
+                    Err(_) => tracing::debug!(
+                        projection = name,
+                        "a rebuild report got no answer in time; the next one may pass"
+                    ),
+                }
+            }
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -563,7 +625,7 @@ async fn set_status(
             .conn
             .execute_raw(stmt(
                 read_db,
-                "UPDATE projection_checkpoint SET status = $1, rebuild_done = $2, rebuild_total = $3, updated_at = $4 WHERE name = $5",
+                "UPDATE projection_checkpoint SET status = $1, rebuild_done = $2, rebuild_total = $3, updated_at = $4, rebuild_reported_at = $4 WHERE name = $5",
                 vec![status.into(), done.into(), total.into(), chrono::Utc::now().into(), p.name().into()],
             ))
             .await?;

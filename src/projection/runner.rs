@@ -5,9 +5,9 @@
 //! advisory lock of [`super::leader`], the take-over that bumps the fence)
 //! and waits out a stand-down for a newer release. After it,
 //! [`Runner::settle`] accounts for the outcome: the progress the node
-//! reports (healthy, or what blocks the projection), the retrying status,
-//! and how long to wait before the next step (the back-offs of
-//! [`crate::backoff`], by what failed).
+//! reports (healthy, failing and how often, or what blocks the projection;
+//! the status is derived from it), and how long to wait before the next
+//! step (the back-offs of [`crate::backoff`], by what failed).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,14 +153,16 @@ impl Runner {
     ) -> Option<Duration> {
         let p = &self.projector;
         let progress = p.progress();
-        if outcome.is_ok() && self.attempts > 0 {
-            if let Err(e) = p.report_recovered().await {
-                // Tried again after the next successful step.
-                metrics::counter!(crate::metrics::STATUS_WRITE_FAILURES, "projection" => p.name()).increment(1);
-                tracing::warn!(projection = p.name(), error = %e, "could not clear the retrying status");
-            } else {
-                self.attempts = 0;
+        if outcome.is_ok() {
+            // A step that did not fail ends the retrying, whatever it found:
+            // nothing is stored to clear (the status is derived, see
+            // `crate::notice::progress`), so nothing can be left behind.
+            if self.attempts > 0 {
+                tracing::info!(projection = p.name(), attempts = self.attempts, "projection step succeeded again");
+                metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => p.name()).set(0.0);
             }
+            self.attempts = 0;
+            progress.succeeded(p.name());
         }
         let held_back = matches!(outcome, Ok(StepOutcome::Idle)) && p.known_checkpoint().is_some_and(|c| head > c);
         match (held_back, self.held_since) {
@@ -231,7 +233,10 @@ impl Runner {
                     tracing::warn!(projection = p.name(), cause = %cause.describe(), "set aside: a lock wait ran past lock_timeout; the other projections go on");
                     self.solo = true;
                 }
-                progress.blocked(p.name(), cause);
+                self.attempts += 1;
+                metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => p.name())
+                    .set(self.attempts as f64);
+                progress.failed(p.name(), cause, self.attempts);
             }
         }
         self.fenced_in_a_row = if matches!(outcome, Ok(StepOutcome::Fenced)) { self.fenced_in_a_row + 1 } else { 0 };
@@ -270,10 +275,8 @@ impl Runner {
                 None
             }
             Err(e) => {
-                self.attempts += 1;
                 let pause = self.pause_after(&e);
                 tracing::warn!(projection = self.projector.name(), error = %e, attempts = self.attempts, retry_in_ms = pause.as_millis() as u64, "projection step failed");
-                self.projector.report_failure(self.attempts, &e).await;
                 Some(pause)
             }
         }

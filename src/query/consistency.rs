@@ -74,6 +74,7 @@ impl ReadModel {
                 heartbeat_at: row.heartbeat_at,
                 waiting_on: row.waiting_on,
                 owner: row.owner,
+                attempts: row.attempts,
             };
             durable.facts.insert(row.name.clone(), facts);
             durable.checkpoints.insert(row.name, (at, row.mode == Mode::Inline.as_str(), stopped));

@@ -212,3 +212,43 @@ on_both_backends!(a_poison_event_fails_a_rebuild_of_every_view_and_leaves_the_li
         assert_eq!(app.scalar_i64(shadows).await, 0, "the shadows are dropped");
     }
 });
+
+// `rebuilding` is believed only while its rebuild reports (issue 33: a
+// status that outlives its cause). A rebuild whose process was killed
+// leaves the stored label behind: past `SILENT_AFTER` without a report the
+// projection shows what its runner says, and a rebuild that reports is
+// shown as one.
+on_both_backends!(a_rebuild_that_stopped_reporting_is_not_believed, |app| async {
+    use sea_orm::ConnectionTrait;
+    app.seed().await;
+    app.settle().await;
+    let backend = app.db.get_database_backend();
+    let mark = |reported: chrono::DateTime<chrono::Utc>| {
+        sea_orm::Statement::from_sql_and_values(
+            backend,
+            if backend == sea_orm::DbBackend::Postgres {
+                "UPDATE projection_checkpoint SET status = 'rebuilding', rebuild_reported_at = $1 WHERE name = 'order_summary'"
+            } else {
+                "UPDATE projection_checkpoint SET status = 'rebuilding', rebuild_reported_at = ?1 WHERE name = 'order_summary'"
+            },
+            [reported.into()],
+        )
+    };
+    let status = || async {
+        let list = app.data("{ projections { name status lastError } }", json!({})).await["projections"].clone();
+        list.as_array().expect("list").iter().find(|p| p["name"] == "order_summary").expect("order_summary").clone()
+    };
+    app.db.execute_raw(mark(chrono::Utc::now())).await.expect("a reporting rebuild");
+    assert_eq!(status().await["status"], "rebuilding");
+    let silent = chrono::Duration::from_std(twofold::projection::rebuild::SILENT_AFTER).expect("bound");
+    let long_ago = chrono::Utc::now() - silent - chrono::Duration::seconds(1);
+    app.db.execute_raw(mark(long_ago)).await.expect("a rebuild that died");
+    let shown = status().await;
+    assert_eq!(shown["status"], "running", "{shown}");
+    assert!(shown["lastError"].is_null(), "{shown}");
+    let (code, body) = {
+        let response = app.client.get(format!("{}/readyz", app.base)).send().await.expect("readyz");
+        (response.status().as_u16(), response.json::<serde_json::Value>().await.expect("json"))
+    };
+    assert_eq!((code, body["status"].as_str()), (200, Some("ready")), "{body}");
+});

@@ -9,7 +9,9 @@ pub struct Model {
     pub name: String,
     /// `async` or `inline`.
     pub mode: String,
-    /// `running`, `retrying`, `stopped`, `rebuilding` or `outdated` (`stalled` is derived, never stored).
+    /// `running`, `stopped`, `rebuilding` or `outdated`: what an operator,
+    /// a rebuild or a newer release must end. `retrying` and `stalled` are
+    /// derived from the runner's facts, never stored.
     pub status: String,
     /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
     pub last_tx_id: i64,
@@ -24,7 +26,7 @@ pub struct Model {
     /// While `rebuilding`: events replayed so far, and the log's size when the rebuild began.
     pub rebuild_done: i64,
     pub rebuild_total: i64,
-    /// Consecutive failed attempts of the runner (0 while healthy).
+    /// Consecutive failed steps of the leading runner, as of its heartbeat (0 while healthy).
     pub attempts: i64,
     /// The leading runner's last heartbeat (none: no runner ever led it).
     pub heartbeat_at: Option<ChronoDateTimeUtc>,
@@ -33,6 +35,8 @@ pub struct Model {
     pub progressed_at: Option<ChronoDateTimeUtc>,
     /// What the leading runner waits on (JSON), while something blocks it.
     pub waiting_on: Option<String>,
+    /// While `rebuilding`: when the rebuild last said it is alive.
+    pub rebuild_reported_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,7 +1,6 @@
 //! A [`Projector`]: one projection bound to its databases, and what it
 //! keeps of its checkpoint row (registration, the checkpoint it last
-//! committed, the fence it took the projection over with, the retrying
-//! status a runner records).
+//! committed, the fence it took the projection over with).
 //!
 //! The step itself is spread over the files below, each adding methods to
 //! [`Projector`] and using only the ones before it, never the other way:
@@ -23,7 +22,7 @@ mod step;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DbErr, EntityTrait};
 use tokio::sync::watch;
 
 use entity::read::projection_checkpoint;
@@ -36,9 +35,6 @@ use crate::db::{Db, WriteTxn};
 use crate::notice::progress::{Progress, Wait};
 use crate::notice::Notices;
 use crate::token::LogPosition;
-
-/// The longest a runner waits to record its retrying or recovered status.
-const STATUS_WRITE: Duration = Duration::from_secs(1);
 
 /// Runs one projection.
 pub struct Projector {
@@ -128,6 +124,7 @@ impl Projector {
                     heartbeat_at: Set(None),
                     progressed_at: Set(None),
                     waiting_on: Set(None),
+                    rebuild_reported_at: Set(None),
                 };
                 // Two instances may register at once; the loser just reads the row.
                 let _ = projection_checkpoint::Entity::insert(row)
@@ -216,52 +213,6 @@ impl Projector {
         *self.fence_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(fence);
         tracing::info!(projection = self.name(), instance = self.notices.instance_id(), fence, "running projection");
         Ok(())
-    }
-
-    /// Records a failed attempt, so `projections`, `/readyz` and `/metrics`
-    /// tell the truth while the runner retries (best effort: the database
-    /// may be the thing that is failing).
-    pub(super) async fn report_failure(&self, attempts: i64, error: &StepError) {
-        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(attempts as f64);
-        let message: String = format!("retrying (attempt {attempts}): {error}").chars().take(500).collect();
-        let update = projection_checkpoint::Entity::update_many()
-            .col_expr(
-                projection_checkpoint::Column::Status,
-                sea_orm::sea_query::Expr::case(
-                    projection_checkpoint::Column::Status.eq(Status::Running.as_str()),
-                    sea_orm::sea_query::Expr::val(Status::Retrying.as_str()),
-                )
-                .finally(sea_orm::sea_query::Expr::col(projection_checkpoint::Column::Status))
-                .into(),
-            )
-            .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
-            .col_expr(projection_checkpoint::Column::Attempts, attempts.into())
-            .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
-            .filter(projection_checkpoint::Column::Name.eq(self.name()));
-        let failed = match tokio::time::timeout(STATUS_WRITE, update.exec(&self.read_db.conn)).await {
-            Ok(Ok(_)) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} ms", STATUS_WRITE.as_millis()),
-        };
-        metrics::counter!(crate::metrics::STATUS_WRITE_FAILURES, "projection" => self.name()).increment(1);
-        tracing::debug!(projection = self.name(), error = %failed, "could not record the retrying status");
-    }
-
-    /// Clears the retrying state after a successful step (within
-    /// [`STATUS_WRITE`]: the caller counts and logs a failure, and tries
-    /// again after its next successful step).
-    pub(super) async fn report_recovered(&self) -> Result<(), StepError> {
-        metrics::gauge!(crate::metrics::PROJECTION_ATTEMPTS, "projection" => self.name()).set(0.0);
-        let clear = projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::Status, Status::Running.as_str().into())
-            .col_expr(projection_checkpoint::Column::LastError, Option::<String>::None.into())
-            .col_expr(projection_checkpoint::Column::Attempts, 0i64.into())
-            .filter(projection_checkpoint::Column::Name.eq(self.name()))
-            .filter(projection_checkpoint::Column::Status.eq(Status::Retrying.as_str()));
-        match tokio::time::timeout(STATUS_WRITE, clear.exec(&self.read_db.conn)).await {
-            Ok(done) => done.map(|_| ()).map_err(StepError::from),
-            Err(_) => Err(StepError::NoAnswer(STATUS_WRITE)),
-        }
     }
 
     /// What this node knows of its projections' progress (leadership,
