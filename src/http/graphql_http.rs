@@ -399,10 +399,10 @@ async fn execute_as(
                 "TIMEOUT",
                 format!("the request took longer than {} ms and was abandoned; a command either committed or left no trace — retry it with the same commandId", state.limits.request_timeout.as_millis()),
             );
-            async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())])
+            async_graphql::Response::from_errors(vec![error::request_level(err)])
         }
     };
-    error::label_codeless(&mut response.errors, progress.validated());
+    error::for_client(&mut response.errors, progress.validated());
     let graphql_response = wants_graphql_response(headers);
     let unavailable = response
         .errors

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::ws_client::{Protocol, WsClient};
+use crate::ws_client::{Event, Protocol, WsClient};
 
 /// POSTs `query` with `headers`; the HTTP status and the body as sent (the
 /// text, since key order is what is under test: `serde_json::Value` sorts).
@@ -205,4 +205,132 @@ on_both_backends!(validation_errors_say_what_a_value_looks_like_and_suggest_a_fi
     let response: Value = serde_json::from_str(&body).expect("JSON");
     let message = s(&response["errors"][0]["message"]);
     assert!(message.contains("Did you mean \"orders\""), "{message}");
+});
+
+/// POSTs a whole GraphQL-over-HTTP body asking for
+/// `application/graphql-response+json`: the status and the answer.
+async fn post_body(app: &TestApp, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("accept", "application/graphql-response+json")
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// Every location of every error in `answer`: GraphQL counts lines and
+/// columns from 1, so none may be below it.
+fn assert_locations_count_from_one(answer: &Value, what: &str) {
+    for error in answer["errors"].as_array().unwrap_or_else(|| panic!("{what}: no errors in {answer}")) {
+        assert!(error["extensions"]["code"].is_string(), "{what}: a code: {error}");
+        let Some(locations) = error.get("locations") else { continue };
+        let locations = locations.as_array().unwrap_or_else(|| panic!("{what}: locations is a list: {error}"));
+        assert!(!locations.is_empty(), "{what}: an empty locations list is left out: {error}");
+        for location in locations {
+            let (line, column) = (location["line"].as_u64(), location["column"].as_u64());
+            assert!(line.is_some_and(|l| l >= 1) && column.is_some_and(|c| c >= 1), "{what}: {error}");
+        }
+    }
+}
+
+on_both_backends!(no_error_points_at_line_or_column_zero, |app| async {
+    // A request-level error has no place in the document: no `locations` at all.
+    for token in [json!("0.x"), json!(42), json!({ "a": 1 })] {
+        let request = json!({ "query": "{ viewer { role } }", "extensions": { "consistentWith": token } });
+        // Twice: the second run is served from the validated-document cache.
+        for run in ["first", "cached"] {
+            let (status, answer) = post_body(&app, request.clone()).await;
+            assert_eq!(status, 400, "{token} ({run}): {answer}");
+            assert_eq!(code(&answer), "VALIDATION", "{token} ({run}): {answer}");
+            assert!(s(&answer["errors"][0]["message"]).starts_with("extensions.consistentWith: "), "{answer}");
+            assert!(answer["errors"][0].get("locations").is_none(), "{token} ({run}): {answer}");
+            assert_locations_count_from_one(&answer, &format!("consistentWith {token}"));
+        }
+    }
+    let get = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .header("accept", "application/graphql-response+json")
+        .query(&[("query", "{ viewer { role } }"), ("extensions", r#"{"consistentWith":"soon"}"#)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(get.status(), 400);
+    let answer: Value = get.json().await.expect("JSON");
+    assert!(answer["errors"][0].get("locations").is_none(), "GET: {answer}");
+
+    // Bad requests of every kind: wherever a location is given, it is a place.
+    let nul = "a\u{0}b";
+    let too_deep = format!("{{ {}__typename{} }}", "orders { edges { node { ".repeat(5), " } } }".repeat(5));
+    let bad: Vec<(&str, Value)> = vec![
+        ("syntax", json!({ "query": "{ projections {" })),
+        ("syntax, later line", json!({ "query": "query {\n  viewer {\n    role(\n  }\n}" })),
+        ("empty document", json!({ "query": "" })),
+        ("two anonymous operations", json!({ "query": "{ viewer { role } } { viewer { sub } }" })),
+        ("an operation defined twice", json!({ "query": "query A { viewer { role } } query A { viewer { sub } }" })),
+        ("no operation", json!({ "query": "fragment F on Query { viewer { role } }" })),
+        ("unknown field", json!({ "query": "{ ordrs { edges { cursor } } }" })),
+        ("missing argument", json!({ "query": "{ order { id } }" })),
+        ("unknown operation", json!({ "query": "query A { viewer { role } }", "operationName": "B" })),
+        ("missing variable", json!({ "query": "query($id: ID!) { order(id: $id) { id } }" })),
+        (
+            "variable of the wrong type",
+            json!({ "query": "query($id: ID!) { order(id: $id) { id } }", "variables": { "id": 5 } }),
+        ),
+        ("Int out of range", json!({ "query": "{ orders(first: 3000000000) { edges { cursor } } }" })),
+        (
+            "NUL",
+            json!({ "query": "query($s: String) { products(search: $s) { edges { cursor } } }", "variables": { "s": nul } }),
+        ),
+        ("too deep", json!({ "query": too_deep })),
+        (
+            "a token literal that is not one",
+            json!({ "query": r#"{ order(id: "00000000-0000-0000-0000-000000000000", consistentWith: "soon") { id } }"# }),
+        ),
+        (
+            "unknown input field",
+            json!({ "query": r#"mutation { registerCustomer(input: {nme: "A", email: "a@example.com"}) { id } }"# }),
+        ),
+        (
+            "unknown variable field",
+            json!({ "query": "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { id } }", "variables": { "input": { "nme": "A", "email": "a@example.com" } } }),
+        ),
+        ("an execution error", json!({ "query": r#"{ order(id: "not-a-uuid") { id } }"# })),
+        (
+            "a rule the command refuses",
+            json!({ "query": r#"mutation { registerCustomer(input: {name: "", email: "a@example.com"}) { id } }"# }),
+        ),
+    ];
+    for (what, request) in bad {
+        // Twice, for the cached path of the documents that pass validation.
+        for _ in 0..2 {
+            let (_, answer) = post_body(&app, request.clone()).await;
+            assert_locations_count_from_one(&answer, what);
+        }
+    }
+
+    // Over a WebSocket the same errors come in `error` messages.
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init().await;
+    for (id, payload) in [
+        ("token", json!({ "query": "{ viewer { role } }", "extensions": { "consistentWith": "0.x" } })),
+        ("syntax", json!({ "query": "subscription { writeVisible(token: " })),
+    ] {
+        ws.send_json(json!({ "id": id, "type": "subscribe", "payload": payload })).await;
+        match ws.next().await {
+            Event::Message(m) if m["type"] == "error" && m["id"] == id => {
+                let answer = json!({ "errors": m["payload"] });
+                assert_locations_count_from_one(&answer, id);
+                if id == "token" {
+                    assert!(m["payload"][0].get("locations").is_none(), "{m}");
+                }
+            }
+            other => panic!("{id}: expected an error message, got {other:?}"),
+        }
+    }
+    ws.close().await;
 });
