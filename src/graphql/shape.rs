@@ -23,7 +23,8 @@
 //! And it coerces `Int` arguments up front ([`super::inputs`]).
 //!
 //! Only after these checks pass does async-graphql see the document (the
-//! parsed document is handed over, so it is parsed once).
+//! parsed document is handed over, so it is parsed once). A document that
+//! does not parse is refused here too, in one line ([`super::syntax`]).
 use std::collections::HashMap;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
@@ -354,11 +355,12 @@ impl Extension for DocumentGuardExtension {
             key: super::documents::cache_key(&request.query, request.operation_name.as_deref()),
             document: None,
         });
-        // A syntax error is left to async-graphql, which reports it with its position.
-        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-            check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
-            request.set_parsed_query(document);
-        }
+        // A document that does not parse is answered here, in one line
+        // ([`super::syntax`]), rather than with async-graphql's parser art.
+        let document = async_graphql::parser::parse_query(&request.query)
+            .map_err(|error| super::syntax::parse_error(&request.query, &error))?;
+        check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+        request.set_parsed_query(document);
         next.run(ctx, request).await
     }
 

@@ -222,10 +222,11 @@ async fn post_body(app: &TestApp, body: Value) -> (u16, Value) {
     (status, response.json().await.expect("JSON"))
 }
 
-/// Every location of every error in `answer`: GraphQL counts lines and
-/// columns from 1, so none may be below it.
+/// Every error in `answer` has a code and a one-line message, and every
+/// location of it counts lines and columns from 1, as GraphQL does.
 fn assert_locations_count_from_one(answer: &Value, what: &str) {
     for error in answer["errors"].as_array().unwrap_or_else(|| panic!("{what}: no errors in {answer}")) {
+        assert!(!s(&error["message"]).contains('\n'), "{what}: a one-line message: {error}");
         assert!(error["extensions"]["code"].is_string(), "{what}: a code: {error}");
         let Some(locations) = error.get("locations") else { continue };
         let locations = locations.as_array().unwrap_or_else(|| panic!("{what}: locations is a list: {error}"));
@@ -333,4 +334,43 @@ on_both_backends!(no_error_points_at_line_or_column_zero, |app| async {
         }
     }
     ws.close().await;
+});
+
+on_both_backends!(a_syntax_error_is_one_line_that_says_where_and_what_was_expected, |app| async {
+    let query = "mutation Register($input: RegisterCustomerInput!) { registerCustomer(input: $) { id } }";
+    let column = query.find("$)").expect("the slip") as u64 + 2;
+    let expected = format!("Syntax error at line 1, column {column}: expected a name, found \")\"");
+    let (status, answer) = post_body(&app, json!({ "query": query })).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.get("data").is_none(), "{answer}");
+    assert_eq!(code(&answer), "VALIDATION", "{answer}");
+    assert_eq!(s(&answer["errors"][0]["message"]), expected, "{answer}");
+    assert_eq!(answer["errors"][0]["locations"], json!([{ "line": 1, "column": column }]), "{answer}");
+    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(1), "{answer}");
+
+    // Lines count from the document's own line breaks; the end of the text is named.
+    let (_, answer) = post_body(&app, json!({ "query": "query {\n  viewer {\n    role(\n  }\n}" })).await;
+    assert_eq!(s(&answer["errors"][0]["message"]), "Syntax error at line 4, column 3: expected a name, found \"}\"");
+    assert_eq!(answer["errors"][0]["locations"], json!([{ "line": 4, "column": 3 }]), "{answer}");
+    let (_, answer) = post_body(&app, json!({ "query": "{ viewer { role }" })).await;
+    let message = s(&answer["errors"][0]["message"]);
+    assert_eq!(message, "Syntax error at line 1, column 18: expected a field, found the end of the document");
+
+    // The same over a WebSocket subscribe, on both protocols.
+    for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
+        let mut ws = WsClient::connect(&app.base, "/graphql/ws", protocol).await;
+        ws.init().await;
+        ws.subscribe("s", query, json!({})).await;
+        match ws.next().await {
+            Event::Message(m) if m["type"] == "error" && m["id"] == "s" => {
+                // graphql-transport-ws sends a list of errors, the legacy protocol one.
+                let error = if m["payload"].is_array() { m["payload"][0].clone() } else { m["payload"].clone() };
+                assert_eq!(s(&error["message"]), expected, "{m}");
+                assert_eq!(error["locations"], json!([{ "line": 1, "column": column }]), "{m}");
+                assert_eq!(error["extensions"]["code"], "VALIDATION", "{m}");
+            }
+            other => panic!("expected an error message, got {other:?}"),
+        }
+        ws.close().await;
+    }
 });
