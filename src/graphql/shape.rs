@@ -277,7 +277,8 @@ fn check_nul(request: &Request) -> ServerResult<()> {
 }
 
 /// The request-level checks of a document that passed validation before:
-/// NUL, `Int` ranges and every variable against its declared type. (The
+/// NUL, `Int` ranges (and input fields) of arguments, and every variable
+/// against its declared type. (The
 /// guard makes them for documents seen for the first time.)
 pub fn check_request(
     registry: &async_graphql::registry::Registry,
@@ -286,7 +287,7 @@ pub fn check_request(
 ) -> ServerResult<()> {
     check_nul(request)?;
     let operation_name = request.operation_name.as_deref();
-    super::inputs::check_int_ranges(registry, document, operation_name, &request.variables)?;
+    super::inputs::check_arguments(registry, document, operation_name, &request.variables)?;
     super::inputs::check_variables(registry, document, operation_name, &request.variables)
 }
 
@@ -375,7 +376,7 @@ impl Extension for DocumentGuardExtension {
         if ctx.data_opt::<ValidateOnly>().is_none() {
             let operation_name = self.seen().as_ref().and_then(|s| s.operation_name.clone());
             let registry = &ctx.schema_env.registry;
-            super::inputs::check_int_ranges(registry, &document, operation_name.as_deref(), variables)?;
+            super::inputs::check_arguments(registry, &document, operation_name.as_deref(), variables)?;
             super::inputs::check_variables(registry, &document, operation_name.as_deref(), variables)?;
         }
         if self.documents.is_some() {

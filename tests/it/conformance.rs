@@ -374,3 +374,66 @@ on_both_backends!(a_syntax_error_is_one_line_that_says_where_and_what_was_expect
         ws.close().await;
     }
 });
+
+on_both_backends!(a_misspelt_input_field_is_named_with_a_suggestion, |app| async {
+    let (status, answer) = post_body(
+        &app,
+        json!({ "query": r#"mutation { registerCustomer(input: {nme: "Ada", email: "ada@example.com"}) { id } }"# }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), "VALIDATION", "{answer}");
+    assert_eq!(
+        s(&answer["errors"][0]["message"]),
+        r#"Unknown field "nme" in input RegisterCustomerInput; did you mean "name"?"#,
+        "{answer}"
+    );
+    assert_eq!(answer["errors"][0]["locations"], json!([{ "line": 1, "column": 36 }]), "{answer}");
+
+    // In a variable's JSON, the variable is named too.
+    let register = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { id } }";
+    let (status, answer) = post_body(
+        &app,
+        json!({ "query": register, "variables": { "input": { "nme": "Ada", "email": "ada@example.com" } } }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), "VALIDATION", "{answer}");
+    assert_eq!(
+        s(&answer["errors"][0]["message"]),
+        r#"Unknown field "nme" in input RegisterCustomerInput (variable $input); did you mean "name"?"#,
+        "{answer}"
+    );
+
+    // Nested inputs, and a name that resembles none: the fields are listed.
+    let (_, answer) = post_body(
+        &app,
+        json!({ "query": r#"mutation { placeOrder(input: {customerId: "00000000-0000-0000-0000-000000000000", lines: [{productId: "00000000-0000-0000-0000-000000000000", quantty: 1}]}) { id } }"# }),
+    )
+    .await;
+    assert_eq!(
+        s(&answer["errors"][0]["message"]),
+        r#"Unknown field "quantty" in input OrderLineInput; did you mean "quantity"?"#,
+        "{answer}"
+    );
+    let place = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }";
+    let lines = json!([{ "productId": "00000000-0000-0000-0000-000000000000", "quantty": 1 }]);
+    let (_, answer) = post_body(&app, json!({ "query": place, "variables": { "input": { "lines": lines } } })).await;
+    assert_eq!(
+        s(&answer["errors"][0]["message"]),
+        r#"Unknown field "quantty" in input OrderLineInput (variable $input.lines[0]); did you mean "quantity"?"#,
+        "{answer}"
+    );
+    let (_, answer) = post_body(
+        &app,
+        json!({ "query": register, "variables": { "input": { "name": "Ada", "email": "ada@example.com", "zzz": 1 } } }),
+    )
+    .await;
+    let message = s(&answer["errors"][0]["message"]);
+    assert!(
+        message.starts_with(r#"Unknown field "zzz" in input RegisterCustomerInput (variable $input); its fields are "#),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert_eq!(app.event_count().await, 0, "nothing ran");
+});
