@@ -317,6 +317,23 @@ pub(super) async fn graphql_post(
         Ok(body) => body,
         Err(refused) => return *refused,
     };
+    // The decompression layer lets an encoding it does not decode through
+    // (see `super::router`), so that it is refused here, as a GraphQL error.
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?");
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            let mut response = request_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &headers,
+                format!(
+                    "Content-Encoding '{}' is not supported; send the body gzipped or uncompressed",
+                    encoding.chars().take(40).collect::<String>()
+                ),
+            );
+            response.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            return response;
+        }
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
         return request_error(

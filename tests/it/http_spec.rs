@@ -355,6 +355,24 @@ on_both_backends!(a_body_over_the_limit_is_a_graphql_error_however_it_arrives, |
     assert!(!s(&body["errors"][0]["message"]).contains('\n'), "{body}");
     assert!(s(&body["errors"][0]["message"]).starts_with("the request body could not be read: "), "{body}");
 
+    // An encoding the server does not decode: a GraphQL error too, saying which it does.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .header("accept", "application/graphql-response+json")
+        .body("{\"query\": \"{ viewer { role } }\"}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["accept-encoding"], "gzip");
+    assert_eq!(response.headers()["content-type"], "application/graphql-response+json");
+    let body: Value = response.json().await.expect("a GraphQL answer");
+    assert_eq!(code(&body), "VALIDATION", "{body}");
+    assert!(s(&body["errors"][0]["message"]).contains("Content-Encoding 'br' is not supported"), "{body}");
+
     // GET has no body; its URL has the HTTP server's own bound (hyper's,
     // 65,534 bytes), answered before any handler runs, as the docs say.
     let padding = "%20".repeat(22_000);
