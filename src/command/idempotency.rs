@@ -1,6 +1,7 @@
 //! Idempotent retries: a command sent again with the same `commandId`
 //! returns the first acknowledgement and appends nothing; the same
-//! `commandId` with a different command is a `CONFLICT`.
+//! `commandId` with a different command, or with the same command and
+//! different input, is a `CONFLICT` that says which.
 //!
 //! The key is claimed by inserting its `command_log` row early in the
 //! command's transaction (right after the aggregate locks). A concurrent
@@ -53,7 +54,7 @@ impl Key {
 }
 
 /// The recorded result for this key, if the command already ran; a
-/// `CONFLICT` if the key was used for a different command.
+/// `CONFLICT` if the key was used for a different command or input.
 pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>, CommandError> {
     let Some(command_id) = &key.command_id else {
         return Ok(None);
@@ -67,9 +68,19 @@ pub async fn replay(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Ack>,
         ))
         .into());
     }
-    if row.command_type != key.command_type || row.fingerprint != key.fingerprint {
+    if row.command_type != key.command_type {
         return Err(DomainError::conflict(format!(
             "commandId '{command_id}' was already used for a different command ({}); use a new commandId for a new command",
+            row.command_type
+        ))
+        .into());
+    }
+    // The same command with other input is most often a client that
+    // changed a form and retried with the old key: say that, so whoever
+    // reads it knows which of the two it must change.
+    if row.fingerprint != key.fingerprint {
+        return Err(DomainError::conflict(format!(
+            "commandId '{command_id}' was already used for a {} with different input; a retry must send the same input, a new command needs a new commandId",
             row.command_type
         ))
         .into());

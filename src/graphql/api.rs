@@ -25,8 +25,7 @@ use crate::token::LogPosition;
 /// is not a token is the client's mistake (VALIDATION), never ignored.
 fn request_consistency(request: &Request) -> Result<Option<RequestConsistency>, ServerError> {
     let refuse = |why: String| {
-        Err(super::error::validation(format!("extensions.consistentWith: {why}"))
-            .into_server_error(async_graphql::Pos::default()))
+        Err(super::error::request_level(super::error::validation(format!("extensions.consistentWith: {why}"))))
     };
     match request.extensions.get(CONSISTENT_WITH) {
         None | Some(async_graphql::Value::Null) => Ok(None),

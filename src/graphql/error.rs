@@ -1,7 +1,7 @@
 //! Error codes at the API boundary: every error a client sees carries
 //! `extensions.code` from this closed set and a message written for a person.
 //! Internal causes are logged, never shown.
-use async_graphql::{Error, ErrorExtensions};
+use async_graphql::{Error, ErrorExtensions, ServerError};
 
 use crate::command::CommandError;
 use crate::domain::DomainError;
@@ -60,13 +60,42 @@ pub fn unavailable_error(detail: &dyn std::fmt::Display) -> Error {
     coded(UNAVAILABLE, "the service is overloaded or its database is unreachable; retry in a moment")
 }
 
+/// A request-level error (about the request's extensions, its time, …):
+/// it has no place in the document, so no `locations`. async-graphql's
+/// `Error::into_server_error` always gives one, and callers without a
+/// place used to pass `Pos::default()`, which the spec cannot have (line
+/// and column count from 1).
+pub fn request_level(error: Error) -> ServerError {
+    let mut server_error = ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    server_error
+}
+
+/// What every transport does to a response's errors before they go out:
+/// each gets a code ([`label_codeless`]), and no location that is not a
+/// place in the document (see [`drop_placeless_locations`]).
+pub fn for_client(errors: &mut [ServerError], validated: bool) {
+    label_codeless(errors, validated);
+    drop_placeless_locations(errors);
+}
+
+/// Drops every location with a 0 line or column. GraphQL counts both from
+/// 1; a 0 is async-graphql's `Pos::default()`, which it (and older code of
+/// ours) uses where an error has no place in the document, e.g. for an
+/// argument left out. Such an error has no `locations` at all.
+pub fn drop_placeless_locations(errors: &mut [ServerError]) {
+    for e in errors {
+        e.locations.retain(|pos| pos.line >= 1 && pos.column >= 1);
+    }
+}
+
 /// Gives every error without a code one. Before validation has passed,
 /// async-graphql's own errors are about the request (it does not parse,
 /// does not validate, a value is not of its type): `VALIDATION`. After it,
 /// every error we raise carries its code, and input values were checked by
 /// validation (custom scalars included, see `scalars`), so a codeless error
 /// is unexpected: `INTERNAL`, its cause logged with an incident id.
-pub fn label_codeless(errors: &mut [async_graphql::ServerError], validated: bool) {
+pub fn label_codeless(errors: &mut [ServerError], validated: bool) {
     for e in errors {
         let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
         if has_code {
@@ -141,5 +170,26 @@ pub fn from_query(e: QueryError) -> Error {
             })
         }
         QueryError::Database(e) => from_db(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_at_line_or_column_zero_is_dropped_and_a_place_is_kept() {
+        let place = async_graphql::Pos { line: 3, column: 7 };
+        let mut errors = vec![
+            coded(VALIDATION, "no place").into_server_error(async_graphql::Pos::default()),
+            ServerError::new("half a place", Some(async_graphql::Pos { line: 1, column: 0 })),
+            coded(NOT_FOUND, "a place").into_server_error(place),
+        ];
+        for_client(&mut errors, false);
+        let locations: Vec<_> = errors.iter().map(|e| e.locations.clone()).collect();
+        assert_eq!(locations, [vec![], vec![], vec![place]]);
+        let json = serde_json::to_value(&errors[0]).expect("JSON");
+        assert!(json.get("locations").is_none(), "no empty list either: {json}");
+        assert!(request_level(validation("x")).locations.is_empty());
     }
 }

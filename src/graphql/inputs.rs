@@ -14,6 +14,13 @@
 //! `Int` outside the 32-bit range with a `VALIDATION` error that names the
 //! argument path. Everything else stays with async-graphql's validator,
 //! which already checks it.
+//!
+//! Except one thing it says poorly: a misspelt field in an input object
+//! literal (`registerCustomer(input: {nme: "A", …})`). Its validator names
+//! the required field that is missing (`name`) and never the field that
+//! was given, so the walk refuses the unknown field first, with the name
+//! it most resembles ([`unknown_field`]). Variables' JSON is checked the
+//! same way ([`check_variables`]).
 use std::collections::HashSet;
 
 use async_graphql::parser::types::{
@@ -23,9 +30,10 @@ use async_graphql::registry::{MetaType, Registry};
 use async_graphql::{ErrorExtensionValues, Name, Pos, Positioned, ServerError, Value, Variables};
 
 /// Refuses an out-of-range `Int` anywhere in the arguments of the
-/// operation `operation_name` selects. An operation that cannot be
+/// operation `operation_name` selects, and a field an input object literal
+/// among them has but its type does not. An operation that cannot be
 /// selected, an unknown field or an unknown variable is left to validation.
-pub fn check_int_ranges(
+pub fn check_arguments(
     registry: &Registry,
     doc: &ExecutableDocument,
     operation_name: Option<&str>,
@@ -76,6 +84,11 @@ impl<'a> Walk<'a> {
                     };
                     for (name, value) in &field.arguments {
                         let Some(arg) = meta.args.get(name.node.as_str()) else { continue };
+                        if let Some(message) =
+                            Type::new(&arg.ty).and_then(|ty| self.unknown_in_literal(&ty, &value.node))
+                        {
+                            return Err(validation_error(message, Some(value.pos)));
+                        }
                         let Ok(value) =
                             value.node.clone().into_const_with(|var| self.variables.get(&var).cloned().ok_or(()))
                         else {
@@ -104,6 +117,31 @@ impl<'a> Walk<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The first field of an input object literal in `value` (of type
+    /// `ty`) that its type does not have, as a message; `None` when there
+    /// is none. Variables in it are [`check_variables`]' to check.
+    fn unknown_in_literal(&self, ty: &Type, value: &async_graphql_value::Value) -> Option<String> {
+        use async_graphql_value::Value as Literal;
+        match (&ty.base, value) {
+            (BaseType::List(item), Literal::List(items)) => items.iter().find_map(|v| self.unknown_in_literal(item, v)),
+            (BaseType::List(item), v) => self.unknown_in_literal(item, v),
+            (BaseType::Named(name), Literal::Object(fields)) => {
+                let Some(MetaType::InputObject { name, input_fields, .. }) = self.registry.types.get(name.as_str())
+                else {
+                    return None;
+                };
+                if let Some(unknown) = fields.keys().find(|k| !input_fields.contains_key(k.as_str())) {
+                    return Some(unknown_field(unknown, name, input_fields.keys().map(String::as_str), None));
+                }
+                fields.iter().find_map(|(key, v)| {
+                    let field = input_fields.get(key.as_str())?;
+                    self.unknown_in_literal(&Type::new(&field.ty)?, v)
+                })
+            }
+            _ => None,
+        }
     }
 
     /// The first out-of-range `Int` in `value` (of type `ty`), as a
@@ -142,11 +180,54 @@ fn named_type(ty: &str) -> &str {
 }
 
 fn refused(field: &Name, problem: &str, pos: Pos) -> ServerError {
-    let mut error = ServerError::new(format!("invalid argument of {field}: {problem}"), Some(pos));
+    validation_error(format!("invalid argument of {field}: {problem}"), Some(pos))
+}
+
+fn validation_error(message: String, pos: Option<Pos>) -> ServerError {
+    let mut error = ServerError::new(message, pos);
     let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", "VALIDATION");
+    extensions.set("code", super::error::VALIDATION);
     error.extensions = Some(extensions);
     error
+}
+
+/// Field names are quoted at most this long in a message.
+const MAX_NAME_CHARS: usize = 64;
+
+/// `Unknown field "nme" in input RegisterCustomerInput; did you mean
+/// "name"?` — or, when no field's name is close, the fields it has. `at`:
+/// where in a variable it was (`$input.lines[0]`), for variables' JSON.
+pub fn unknown_field<'a>(
+    unknown: &str,
+    input: &str,
+    known: impl Iterator<Item = &'a str> + Clone,
+    at: Option<&str>,
+) -> String {
+    let unknown: String = unknown.chars().take(MAX_NAME_CHARS).collect();
+    let whose = at.map(|at| format!(" (variable {at})")).unwrap_or_default();
+    let hint = match closest(&unknown, known.clone()) {
+        Some(name) => format!("did you mean {name:?}?"),
+        None => {
+            let names: Vec<String> = known.map(|name| format!("{name:?}")).collect();
+            format!("its fields are {}", names.join(", "))
+        }
+    };
+    format!("Unknown field {unknown:?} in input {input}{whose}; {hint}")
+}
+
+/// The name in `known` nearest to `given`, if one is near enough to be
+/// what was meant: a third of the longer name may differ (at least one
+/// edit; a swap of two letters counts as one, and so does letter case).
+fn closest<'a>(given: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let given_lower = given.to_lowercase();
+    known
+        .map(|name| (strsim::damerau_levenshtein(&given_lower, &name.to_lowercase()), name))
+        .filter(|(distance, name)| {
+            let longer = given.chars().count().max(name.chars().count());
+            *distance <= (longer / 3).max(1)
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// Checks every variable of the selected operation against its declared
@@ -177,18 +258,50 @@ pub fn check_variables(
         };
         let check = VariableCheck { registry };
         if let Some(problem) = check.value(ty, &value, 0) {
-            return Err(variable_error(name, &problem));
+            return Err(validation_error(problem.message(name), None));
         }
     }
     Ok(())
 }
 
 fn variable_error(name: &str, problem: &str) -> ServerError {
-    let mut error = ServerError::new(format!("variable ${name} {problem}"), None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", "VALIDATION");
-    error.extensions = Some(extensions);
-    error
+    validation_error(format!("variable ${name} {problem}"), None)
+}
+
+/// What is wrong with a variable's value, and where in it.
+struct Problem {
+    /// The place inside the variable, outermost first (`.lines[0]`).
+    path: String,
+    kind: ProblemKind,
+}
+
+enum ProblemKind {
+    /// Said after the place: `is required`, `is not a valid Int`.
+    Says(String),
+    /// An input object field that its type does not have.
+    UnknownField { field: String, input: String, known: Vec<String> },
+}
+
+impl Problem {
+    fn says(what: String) -> Self {
+        Self { path: String::new(), kind: ProblemKind::Says(what) }
+    }
+
+    /// The same problem, one step further in (`segment` is `.name` or `[i]`).
+    fn under(mut self, segment: &str) -> Self {
+        self.path.insert_str(0, segment);
+        self
+    }
+
+    /// The message for the variable `name`.
+    fn message(&self, name: &str) -> String {
+        match &self.kind {
+            ProblemKind::Says(what) => format!("variable ${name}{} {what}", self.path),
+            ProblemKind::UnknownField { field, input, known } => {
+                unknown_field(field, input, known.iter().map(String::as_str), Some(&format!("${name}{}", self.path)))
+            }
+        }
+    }
 }
 
 struct VariableCheck<'a> {
@@ -200,19 +313,19 @@ const MAX_VARIABLE_DEPTH: usize = 16;
 
 impl VariableCheck<'_> {
     /// What is wrong with `value` as a `ty`, if anything.
-    fn value(&self, ty: &Type, value: &Value, depth: usize) -> Option<String> {
+    fn value(&self, ty: &Type, value: &Value, depth: usize) -> Option<Problem> {
         if depth > MAX_VARIABLE_DEPTH {
-            return Some("nests too deep".into());
+            return Some(Problem::says("nests too deep".into()));
         }
         if matches!(value, Value::Null) {
-            return (!ty.nullable).then(|| format!("must not be null (its type is {ty})"));
+            return (!ty.nullable).then(|| Problem::says(format!("must not be null (its type is {ty})")));
         }
         match &ty.base {
             BaseType::List(item) => match value {
                 Value::List(items) => items
                     .iter()
                     .enumerate()
-                    .find_map(|(i, v)| self.value(item, v, depth + 1).map(|p| format!("[{i}] {p}"))),
+                    .find_map(|(i, v)| self.value(item, v, depth + 1).map(|p| p.under(&format!("[{i}]")))),
                 // A single value coerces to a one-item list.
                 other => self.value(item, other, depth + 1),
             },
@@ -221,39 +334,48 @@ impl VariableCheck<'_> {
                     if name == "Int" {
                         if let Value::Number(n) = value {
                             if n.as_i64().is_some_and(|i| i32::try_from(i).is_err()) {
-                                return Some(format!(
+                                return Some(Problem::says(format!(
                                     "is {n}, but Int holds only -2147483648 to 2147483647 (use a smaller number)"
-                                ));
+                                )));
                             }
                         }
                     }
                     let valid = is_valid.as_ref().is_none_or(|check| check(value));
-                    (!valid).then(|| format!("is not a valid {name}"))
+                    (!valid).then(|| Problem::says(format!("is not a valid {name}")))
                 }
                 Some(MetaType::Enum { name, enum_values, .. }) => {
                     let given = match value {
                         Value::Enum(v) => v.as_str(),
                         Value::String(s) => s.as_str(),
-                        _ => return Some(format!("must be one of {name}'s values")),
+                        _ => return Some(Problem::says(format!("must be one of {name}'s values"))),
                     };
                     (!enum_values.contains_key(given)).then(|| {
                         let known: Vec<&str> = enum_values.keys().map(String::as_str).collect();
-                        format!("is {given:?}, not one of {name}'s values ({})", known.join(", "))
+                        Problem::says(format!("is {given:?}, not one of {name}'s values ({})", known.join(", ")))
                     })
                 }
                 Some(MetaType::InputObject { name, input_fields, .. }) => {
                     let Value::Object(fields) = value else {
-                        return Some(format!("must be an object ({name})"));
+                        return Some(Problem::says(format!("must be an object ({name})")));
                     };
+                    // Before what is missing: a misspelt field is why it is missing.
                     if let Some(unknown) = fields.keys().find(|k| !input_fields.contains_key(k.as_str())) {
-                        return Some(format!("has a field {unknown} that {name} does not have"));
+                        return Some(Problem {
+                            path: String::new(),
+                            kind: ProblemKind::UnknownField {
+                                field: unknown.to_string(),
+                                input: name.clone(),
+                                known: input_fields.keys().cloned().collect(),
+                            },
+                        });
                     }
                     input_fields.values().find_map(|field| {
                         let field_ty = Type::new(&field.ty)?;
+                        let segment = format!(".{}", field.name);
                         match fields.get(field.name.as_str()) {
-                            Some(v) => self.value(&field_ty, v, depth + 1).map(|p| format!(".{} {p}", field.name)),
+                            Some(v) => self.value(&field_ty, v, depth + 1).map(|p| p.under(&segment)),
                             None if !field_ty.nullable && field.default_value.is_none() => {
-                                Some(format!(".{} is required", field.name))
+                                Some(Problem::says("is required".into()).under(&segment))
                             }
                             None => None,
                         }
@@ -263,5 +385,38 @@ impl VariableCheck<'_> {
                 _ => None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_closest_name_is_suggested_only_when_it_is_close() {
+        let fields = ["name", "email", "commandId"];
+        let closest = |given| closest(given, fields.iter().copied());
+        assert_eq!(closest("nme"), Some("name"));
+        assert_eq!(closest("nmae"), Some("name"), "a swap is one edit");
+        assert_eq!(closest("Email"), Some("email"), "letter case is no edit");
+        assert_eq!(closest("command_id"), Some("commandId"));
+        assert_eq!(closest("zzz"), None);
+        assert_eq!(closest("x"), None);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_a_suggestion_or_the_fields_there_are() {
+        let fields = ["name", "email"];
+        assert_eq!(
+            unknown_field("nme", "RegisterCustomerInput", fields.iter().copied(), None),
+            r#"Unknown field "nme" in input RegisterCustomerInput; did you mean "name"?"#
+        );
+        assert_eq!(
+            unknown_field("zzz", "RegisterCustomerInput", fields.iter().copied(), Some("$input")),
+            r#"Unknown field "zzz" in input RegisterCustomerInput (variable $input); its fields are "name", "email""#
+        );
+        let long = "x\"\n".repeat(100);
+        let message = unknown_field(&long, "I", fields.iter().copied(), None);
+        assert!(!message.contains('\n') && message.len() < 300, "{message}");
     }
 }

@@ -25,6 +25,7 @@ pub mod scalars;
 pub mod schema;
 pub mod shape;
 pub mod subscription;
+pub mod syntax;
 pub mod types;
 
 pub use api::build_api;

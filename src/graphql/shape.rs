@@ -23,7 +23,8 @@
 //! And it coerces `Int` arguments up front ([`super::inputs`]).
 //!
 //! Only after these checks pass does async-graphql see the document (the
-//! parsed document is handed over, so it is parsed once).
+//! parsed document is handed over, so it is parsed once). A document that
+//! does not parse is refused here too, in one line ([`super::syntax`]).
 use std::collections::HashMap;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
@@ -276,7 +277,8 @@ fn check_nul(request: &Request) -> ServerResult<()> {
 }
 
 /// The request-level checks of a document that passed validation before:
-/// NUL, `Int` ranges and every variable against its declared type. (The
+/// NUL, `Int` ranges (and input fields) of arguments, and every variable
+/// against its declared type. (The
 /// guard makes them for documents seen for the first time.)
 pub fn check_request(
     registry: &async_graphql::registry::Registry,
@@ -285,7 +287,7 @@ pub fn check_request(
 ) -> ServerResult<()> {
     check_nul(request)?;
     let operation_name = request.operation_name.as_deref();
-    super::inputs::check_int_ranges(registry, document, operation_name, &request.variables)?;
+    super::inputs::check_arguments(registry, document, operation_name, &request.variables)?;
     super::inputs::check_variables(registry, document, operation_name, &request.variables)
 }
 
@@ -354,11 +356,12 @@ impl Extension for DocumentGuardExtension {
             key: super::documents::cache_key(&request.query, request.operation_name.as_deref()),
             document: None,
         });
-        // A syntax error is left to async-graphql, which reports it with its position.
-        if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-            check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
-            request.set_parsed_query(document);
-        }
+        // A document that does not parse is answered here, in one line
+        // ([`super::syntax`]), rather than with async-graphql's parser art.
+        let document = async_graphql::parser::parse_query(&request.query)
+            .map_err(|error| super::syntax::parse_error(&request.query, &error))?;
+        check_document(&document, self.limits).map_err(|e| ServerError::new(e.message, e.pos))?;
+        request.set_parsed_query(document);
         next.run(ctx, request).await
     }
 
@@ -373,7 +376,7 @@ impl Extension for DocumentGuardExtension {
         if ctx.data_opt::<ValidateOnly>().is_none() {
             let operation_name = self.seen().as_ref().and_then(|s| s.operation_name.clone());
             let registry = &ctx.schema_env.registry;
-            super::inputs::check_int_ranges(registry, &document, operation_name.as_deref(), variables)?;
+            super::inputs::check_arguments(registry, &document, operation_name.as_deref(), variables)?;
             super::inputs::check_variables(registry, &document, operation_name.as_deref(), variables)?;
         }
         if self.documents.is_some() {

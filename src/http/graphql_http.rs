@@ -10,8 +10,8 @@
 //! client accepts it (then a request that fails to parse or validate is a
 //! 400), `application/json` otherwise (always 200); GET never executes a
 //! mutation (405); a shed or unreachable database answers 503 with
-//! `Retry-After`. A WebSocket upgrade on `/graphql` is handed to
-//! [`super::ws`].
+//! `Retry-After`; a body over the limit is a 413 with a GraphQL error. A
+//! WebSocket upgrade on `/graphql` is handed to [`super::ws`].
 //!
 //! Why our own handlers rather than async-graphql-axum's `GraphQLRequest`
 //! extractor and `GraphQL` service: the GraphQL-over-HTTP spec's status
@@ -22,6 +22,7 @@
 //! in [`super::ws`]).
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -271,7 +272,68 @@ fn set(response: &mut Response, name: header::HeaderName, value: &'static str) {
     response.headers_mut().insert(name, HeaderValue::from_static(value));
 }
 
-pub(super) async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The body of a POST, or the GraphQL answer for one that could not be
+/// read. axum's `Bytes` extractor enforces the body limit (its
+/// `DefaultBodyLimit`, counted after request decompression, so it holds for
+/// a `Content-Length`, a chunked body and a gzip body alike) but answers a
+/// refusal as `text/plain`; taking its result rather than letting it reject
+/// keeps the limit where axum enforces it and makes the answer a GraphQL
+/// error like every other refusal here.
+fn body_of(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Box<Response>> {
+    match body {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            headers,
+            format!(
+                "the request body (decompressed, if it was sent compressed) is larger than this server's limit of {} bytes; send a smaller request",
+                state.limits.max_body_bytes
+            ),
+        ))),
+        // A body that ends early, or says gzip and is not: the client's to fix.
+        Err(rejection) => {
+            let text = rejection.body_text();
+            let cause = text.split_once(": ").map_or(text.as_str(), |(_, cause)| cause);
+            Err(Box::new(request_error(
+                StatusCode::BAD_REQUEST,
+                headers,
+                format!("the request body could not be read: {}", one_line(cause, 200)),
+            )))
+        }
+    }
+}
+
+/// `text` on one line, at most `max_chars` long.
+fn one_line(text: &str, max_chars: usize) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(max_chars).collect()
+}
+
+pub(super) async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_of(&state, &headers, body) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    // The decompression layer lets an encoding it does not decode through
+    // (see `super::router`), so that it is refused here, as a GraphQL error.
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?");
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            let mut response = request_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &headers,
+                format!(
+                    "Content-Encoding '{}' is not supported; send the body gzipped or uncompressed",
+                    encoding.chars().take(40).collect::<String>()
+                ),
+            );
+            response.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            return response;
+        }
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
         return request_error(
@@ -354,10 +416,10 @@ async fn execute_as(
                 "TIMEOUT",
                 format!("the request took longer than {} ms and was abandoned; a command either committed or left no trace — retry it with the same commandId", state.limits.request_timeout.as_millis()),
             );
-            async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())])
+            async_graphql::Response::from_errors(vec![error::request_level(err)])
         }
     };
-    error::label_codeless(&mut response.errors, progress.validated());
+    error::for_client(&mut response.errors, progress.validated());
     let graphql_response = wants_graphql_response(headers);
     let unavailable = response
         .errors

@@ -52,7 +52,9 @@ pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: Ta
     // Layers run outside in, from the last one added: nosniff on every
     // answer; preflight statuses; CORS; response compression; request
     // decompression (its output, not the wire bytes, counts against the
-    // body limit, so a decompression bomb is a 413); request ids.
+    // body limit, so a decompression bomb is a 413; an encoding it does not
+    // decode passes through, for `/graphql` to refuse with a GraphQL error
+    // rather than the layer's empty 415); request ids.
     let mut router = Router::new()
         .merge(pages::router())
         .route("/graphql", get(graphql_http::graphql_get).post(graphql_http::graphql_post))
@@ -63,7 +65,7 @@ pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: Ta
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true).pass_through_unaccepted(true))
         .layer(web::compression());
     if let Some(cors) = cors {
         router = router.layer(cors).layer(axum::middleware::from_fn(web::preflight_status));

@@ -2,6 +2,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::on_both_backends;
 
 async fn app() -> TestApp {
     TestApp::spawn(Backend::Sqlite).await
@@ -224,3 +225,165 @@ async fn node_finds_any_object_by_its_id() {
     assert!(d["d"].is_null());
     app.stop().await;
 }
+
+/// One HTTP/1.1 exchange over a bare socket, for what reqwest cannot send
+/// (a chunked body of our own making): the request is written while the
+/// answer is read, so a server that answers before reading everything is
+/// heard. Returns the status, the headers (lowercase names) and the body.
+async fn raw_exchange(base: &str, head: &str, body: Vec<u8>) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let mut request = head.replace('\n', "\r\n").into_bytes();
+    request.extend_from_slice(b"\r\n");
+    request.extend(body);
+    let writing = tokio::spawn(async move {
+        // The server may stop reading once it has refused: a failed write is expected then.
+        let _ = writer.write_all(&request).await;
+        let _ = writer.flush().await;
+        writer
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), reader.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes (Connection: close) in time")
+        .expect("read");
+    drop(writing.await);
+    let text = String::from_utf8(answer).expect("UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// A refusal of a too-large request, as a GraphQL answer: no `data`, one
+/// error with `extensions.code` and a one-line message naming the limit.
+fn assert_too_large(status: u16, content_type: Option<&str>, body: &str, expected_type: &str, what: &str) {
+    assert_eq!(status, 413, "{what}: {body}");
+    assert_eq!(content_type, Some(expected_type), "{what}: {body}");
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"));
+    assert!(body.get("data").is_none(), "{what}: {body}");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{what}: {body}");
+    assert_eq!(code(&body), "VALIDATION", "{what}: {body}");
+    let message = s(&body["errors"][0]["message"]);
+    assert!(!message.contains('\n'), "{what}: one line: {message:?}");
+    assert!(message.contains("262144 bytes"), "{what}: names the limit: {message}");
+}
+
+on_both_backends!(a_body_over_the_limit_is_a_graphql_error_however_it_arrives, |app| async {
+    let url = format!("{}/graphql", app.base);
+    let padded = |bytes: usize| {
+        json!({ "query": "{ viewer { role } }", "variables": { "pad": "x".repeat(bytes) } }).to_string().into_bytes()
+    };
+    // A Content-Length over the limit, under both media types.
+    for accept in ["application/graphql-response+json", "application/json"] {
+        let response = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .body(padded(300 * 1024))
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().expect("text").to_owned());
+        let body = response.text().await.expect("body");
+        assert_too_large(status, content_type.as_deref(), &body, accept, &format!("Content-Length, {accept}"));
+    }
+
+    // A chunked body (no Content-Length) that runs past the limit.
+    let mut chunked = Vec::new();
+    for piece in padded(300 * 1024).chunks(16 * 1024) {
+        chunked.extend(format!("{:x}\r\n", piece.len()).into_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /graphql HTTP/1.1\nhost: localhost\ncontent-type: application/json\n\
+                accept: application/graphql-response+json\ntransfer-encoding: chunked\nconnection: close\n";
+    let (status, headers, body) = raw_exchange(&app.base, head, chunked).await;
+    assert_too_large(status, header(&headers, "content-type"), &body, "application/graphql-response+json", "chunked");
+
+    // A gzip body that inflates past the limit (a few KiB on the wire).
+    let bomb = {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&padded(4 * 1024 * 1024)).expect("gzip");
+        encoder.finish().expect("gzip")
+    };
+    assert!(bomb.len() < 64 * 1024, "{} bytes on the wire", bomb.len());
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept", "application/graphql-response+json")
+        .body(bomb)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().expect("text").to_owned());
+    let body = response.text().await.expect("body");
+    assert_too_large(status, content_type.as_deref(), &body, "application/graphql-response+json", "gzip");
+    assert!(body.contains("decompressed"), "says the decompressed size counts: {body}");
+
+    // A body that is not gzip at all, though it says so: a GraphQL answer too.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept", "application/graphql-response+json")
+        .body("{\"query\": \"{ viewer { role } }\"}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("a GraphQL answer");
+    assert_eq!(code(&body), "VALIDATION", "{body}");
+    assert!(!s(&body["errors"][0]["message"]).contains('\n'), "{body}");
+    assert!(s(&body["errors"][0]["message"]).starts_with("the request body could not be read: "), "{body}");
+
+    // An encoding the server does not decode: a GraphQL error too, saying which it does.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .header("accept", "application/graphql-response+json")
+        .body("{\"query\": \"{ viewer { role } }\"}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["accept-encoding"], "gzip");
+    assert_eq!(response.headers()["content-type"], "application/graphql-response+json");
+    let body: Value = response.json().await.expect("a GraphQL answer");
+    assert_eq!(code(&body), "VALIDATION", "{body}");
+    assert!(s(&body["errors"][0]["message"]).contains("Content-Encoding 'br' is not supported"), "{body}");
+
+    // GET has no body; its URL has the HTTP server's own bound (hyper's,
+    // 65,534 bytes), answered before any handler runs, as the docs say.
+    let padding = "%20".repeat(22_000);
+    for (padding, status) in [(&padding[..60_000], 200), (&padding[..], 414)] {
+        let head = format!(
+            "GET /graphql?query=%7Bviewer%7Brole%7D%7D{padding} HTTP/1.1\nhost: localhost\nconnection: close\n"
+        );
+        let (got, _, body) = raw_exchange(&app.base, &head, Vec::new()).await;
+        assert_eq!(got, status, "a GET URL of {} bytes: {body}", padding.len());
+    }
+
+    // The server still answers normally afterwards.
+    assert_eq!(app.data("{ viewer { role } }", json!({})).await["viewer"]["role"], "STAFF");
+});

@@ -53,3 +53,35 @@ on_both_backends!(a_rejected_command_does_not_burn_its_command_id, |app| async {
     let good = app.place_order_raw(&seed.customer, &[(&seed.tea, 1)], json!(null), json!("fix-and-retry")).await;
     assert!(good.get("errors").is_none(), "{good}");
 });
+
+// A retry that changed its input is told so, not that it was another
+// command: the command type matches, only the input differs.
+on_both_backends!(a_command_id_reused_with_other_input_says_the_input_differs, |app| async {
+    let register = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { id } }";
+    let input = |email: &str| json!({ "input": { "name": "Ada", "email": email, "commandId": "same-key" } });
+    let first = app.gql(register, input("ada@example.com")).await;
+    assert!(first.get("errors").is_none(), "{first}");
+    let before = app.event_count().await;
+
+    let changed = app.gql(register, input("ada.lovelace@example.com")).await;
+    assert_eq!(code(&changed), "CONFLICT", "{changed}");
+    assert_eq!(
+        s(&changed["errors"][0]["message"]),
+        "commandId 'same-key' was already used for a RegisterCustomer with different input; \
+         a retry must send the same input, a new command needs a new commandId",
+        "{changed}"
+    );
+
+    // Another command type keeps its own message.
+    let other = app
+        .gql(
+            "mutation { addProduct(input: {sku: \"SK-1\", title: \"Tea\", priceCents: 100, commandId: \"same-key\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&other), "CONFLICT", "{other}");
+    let message = s(&other["errors"][0]["message"]);
+    assert!(message.contains("was already used for a different command (RegisterCustomer)"), "{other}");
+    assert!(!message.contains('\n'), "{other}");
+    assert_eq!(app.event_count().await, before, "neither appended anything");
+});

@@ -124,7 +124,7 @@ async fn run_operation(
     let mut responses = api.execute_stream(prepared);
     let mut first = true;
     while let Some(mut response) = responses.next().await {
-        crate::graphql::error::label_codeless(&mut response.errors, progress.validated());
+        crate::graphql::error::for_client(&mut response.errors, progress.validated());
         if first && !progress.validated() {
             // The document never ran: graphql-transport-ws answers with `error`, and no `complete`.
             let errors = response
