@@ -1,37 +1,147 @@
 //! `customer_view`: a customer dashboard — profile, order counts by status,
 //! lifetime value (totals of orders not cancelled) and last order time.
 //!
-//! A batch is applied as: new customers in one multi-row insert, renames
-//! (rare) one by one under a version guard, and the order counters summed per
-//! customer in memory — skipping events a row has already applied — then
-//! written with one additive update per customer. Additive updates keep
-//! concurrent inline writers from overwriting each other.
-use std::collections::BTreeMap;
-
+//! A batch goes through the fold pipeline ([`super::fold`]): new customers
+//! as whole rows (a stored one is kept), renames (rare) one by one under a
+//! version guard, and what each order event adds to its customer's
+//! counters ([`deltas`], this view's own part) summed per customer and
+//! added in one statement.
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
+use sea_orm::{DatabaseTransaction, Value};
 use uuid::Uuid;
 
+use entity::read::customer_view::Model as Row;
+
 use super::apply::{checked_add, ApplyContext, ApplyError, Projection};
-use super::sql::{array, execute, insert_rows, load_markers, pending};
+use super::fold::{Column, Counters, Delta, DeltaColumn, Kind, Merge, Table};
+use super::sql::execute;
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
-use crate::token::LogPosition;
 
 pub struct CustomerView;
 
 pub const NAME: &str = crate::catalog::View::CustomerView.name();
 
-/// What a batch adds to one customer's counters.
+/// Every column of `customer_view`, in the entity's order (new customers
+/// are written through it; a test holds it equal to the entity's).
+pub(super) const TABLE: Table<Row> = Table {
+    name: NAME,
+    key: "customer_id",
+    key_kind: Kind::Uuid,
+    columns: &[
+        Column { name: "customer_id", kind: Kind::Uuid, value: |r| r.customer_id.into() },
+        Column { name: "name", kind: Kind::Text, value: |r| r.name.clone().into() },
+        Column { name: "email", kind: Kind::Text, value: |r| r.email.clone().into() },
+        Column { name: "registered_at", kind: Kind::Time, value: |r| r.registered_at.into() },
+        Column { name: "registered_position", kind: Kind::BigInt, value: |r| r.registered_position.into() },
+        Column { name: "orders_placed", kind: Kind::BigInt, value: |r| r.orders_placed.into() },
+        Column { name: "orders_open", kind: Kind::BigInt, value: |r| r.orders_open.into() },
+        Column { name: "orders_cancelled", kind: Kind::BigInt, value: |r| r.orders_cancelled.into() },
+        Column { name: "orders_shipped", kind: Kind::BigInt, value: |r| r.orders_shipped.into() },
+        Column { name: "lifetime_value_cents", kind: Kind::BigInt, value: |r| r.lifetime_value_cents.into() },
+        Column { name: "last_order_at", kind: Kind::OptTime, value: |r| r.last_order_at.into() },
+        Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
+        Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
+        Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+    ],
+};
+
+/// What order events add to one customer's counters.
 #[derive(Default)]
-struct Delta {
+pub(super) struct OrderCounts {
     placed: i64,
     open: i64,
     cancelled: i64,
     shipped: i64,
     lifetime_value: i64,
     last_order_at: Option<DateTime<Utc>>,
-    last: LogPosition,
+}
+
+impl Delta for OrderCounts {
+    fn add(&mut self, other: &Self, e: &RecordedEvent) -> Result<(), ApplyError> {
+        self.placed = checked_add(self.placed, other.placed, e, "ordersPlaced")?;
+        self.open = checked_add(self.open, other.open, e, "ordersOpen")?;
+        self.cancelled = checked_add(self.cancelled, other.cancelled, e, "ordersCancelled")?;
+        self.shipped = checked_add(self.shipped, other.shipped, e, "ordersShipped")?;
+        self.lifetime_value = checked_add(self.lifetime_value, other.lifetime_value, e, "lifetimeValueCents")?;
+        self.last_order_at = self.last_order_at.max(other.last_order_at);
+        Ok(())
+    }
+}
+
+const COUNTERS: Counters<OrderCounts> = Counters {
+    table: NAME,
+    key: "customer_id",
+    key_kind: Kind::Uuid,
+    columns: &[
+        DeltaColumn { name: "orders_placed", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.placed.into() },
+        DeltaColumn { name: "orders_open", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.open.into() },
+        DeltaColumn { name: "orders_cancelled", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.cancelled.into() },
+        DeltaColumn { name: "orders_shipped", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.shipped.into() },
+        DeltaColumn {
+            name: "lifetime_value_cents",
+            kind: Kind::BigInt,
+            merge: Merge::Sum,
+            value: |d| d.lifetime_value.into(),
+        },
+        DeltaColumn {
+            name: "last_order_at",
+            kind: Kind::OptTime,
+            merge: Merge::Latest,
+            value: |d| d.last_order_at.into(),
+        },
+    ],
+    creates_rows: false,
+};
+
+/// What an order event adds to its customer's counters.
+pub(super) fn deltas(e: &RecordedEvent) -> Result<Vec<(Uuid, OrderCounts)>, ApplyError> {
+    Ok(match &e.event {
+        DomainEvent::OrderPlaced(p) => vec![(
+            p.customer_id,
+            OrderCounts {
+                placed: 1,
+                open: 1,
+                lifetime_value: p.total_cents,
+                last_order_at: Some(e.recorded_at),
+                ..Default::default()
+            },
+        )],
+        DomainEvent::OrderCancelled(c) => vec![(
+            c.customer_id,
+            OrderCounts {
+                open: -1,
+                cancelled: 1,
+                lifetime_value: c.total_cents.checked_neg().unwrap_or(i64::MIN),
+                ..Default::default()
+            },
+        )],
+        DomainEvent::OrderShipped(s) => {
+            vec![(s.customer_id, OrderCounts { open: -1, shipped: 1, ..Default::default() })]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// The row a registration creates.
+fn registered(e: &RecordedEvent) -> Option<Row> {
+    let DomainEvent::CustomerRegistered(r) = &e.event else { return None };
+    Some(Row {
+        customer_id: r.customer_id,
+        name: r.name.clone(),
+        email: r.email.clone(),
+        registered_at: e.recorded_at,
+        registered_position: e.position,
+        orders_placed: 0,
+        orders_open: 0,
+        orders_cancelled: 0,
+        orders_shipped: 0,
+        lifetime_value_cents: 0,
+        last_order_at: None,
+        version: 1,
+        last_tx_id: e.tx_id,
+        last_position: e.position,
+    })
 }
 
 #[async_trait::async_trait]
@@ -46,176 +156,30 @@ impl Projection for CustomerView {
         events: &[RecordedEvent],
         ctx: ApplyContext,
     ) -> Result<(), ApplyError> {
-        insert_registrations(txn, events).await?;
+        let new: Vec<Row> = events.iter().filter_map(registered).collect();
+        TABLE.write(txn, &new.iter().collect::<Vec<_>>(), "ON CONFLICT (customer_id) DO NOTHING").await?;
         for e in events {
             if let DomainEvent::CustomerRenamed(r) = &e.event {
+                let values: Vec<Value> = vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()];
                 execute(
                     txn,
                     "UPDATE customer_view SET name = $1, version = $2 WHERE customer_id = $3 AND version < $2",
-                    vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
+                    values,
                 )
                 .await?;
             }
         }
-        let mut customers: Vec<Uuid> = events.iter().filter_map(|e| order_customer(&e.event)).collect();
-        customers.sort_unstable();
-        customers.dedup();
-        if customers.is_empty() {
-            return Ok(());
-        }
-        let markers = if ctx.position_guard {
-            load_markers(txn, "customer_view", "customer_id", &customers).await?
-        } else {
-            Default::default()
-        };
-        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        for e in events {
-            let Some(customer) = order_customer(&e.event) else {
-                continue;
-            };
-            let at = LogPosition::new(e.tx_id, e.position);
-            if !pending(markers.get(&customer), at, ctx.position_guard) {
-                continue;
-            }
-            let d = deltas.entry(customer).or_default();
-            match &e.event {
-                DomainEvent::OrderPlaced(p) => {
-                    d.placed = checked_add(d.placed, 1, e, "ordersPlaced")?;
-                    d.open = checked_add(d.open, 1, e, "ordersOpen")?;
-                    d.lifetime_value = checked_add(d.lifetime_value, p.total_cents, e, "lifetimeValueCents")?;
-                    d.last_order_at = d.last_order_at.max(Some(e.recorded_at));
-                }
-                DomainEvent::OrderCancelled(c) => {
-                    d.open = checked_add(d.open, -1, e, "ordersOpen")?;
-                    d.cancelled = checked_add(d.cancelled, 1, e, "ordersCancelled")?;
-                    let refund = c.total_cents.checked_neg().unwrap_or(i64::MIN);
-                    d.lifetime_value = checked_add(d.lifetime_value, refund, e, "lifetimeValueCents")?;
-                }
-                DomainEvent::OrderShipped(_) => {
-                    d.open = checked_add(d.open, -1, e, "ordersOpen")?;
-                    d.shipped = checked_add(d.shipped, 1, e, "ordersShipped")?;
-                }
-                _ => {}
-            }
-            d.last = d.last.max(at);
-        }
-        // One statement for all rows on PostgreSQL when a single runner
-        // applies (async, rebuild). Inline, concurrent commands update rows
-        // one by one in key order instead, so their row locks cannot deadlock.
-        if ctx.position_guard && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            return add_deltas_unnest(txn, &deltas).await;
-        }
-        for (customer, d) in deltas {
-            execute(
-                txn,
-                "UPDATE customer_view SET orders_placed = orders_placed + $2, orders_open = orders_open + $3, \
-                 orders_cancelled = orders_cancelled + $4, orders_shipped = orders_shipped + $5, \
-                 lifetime_value_cents = lifetime_value_cents + $6, \
-                 last_order_at = CASE WHEN $7 IS NOT NULL AND (last_order_at IS NULL OR last_order_at < $7) THEN $7 ELSE last_order_at END, \
-                 last_tx_id = CASE WHEN (last_tx_id, last_position) < ($8, $9) THEN $8 ELSE last_tx_id END, \
-                 last_position = CASE WHEN (last_tx_id, last_position) < ($8, $9) THEN $9 ELSE last_position END \
-                 WHERE customer_id = $1",
-                vec![
-                    customer.into(),
-                    d.placed.into(),
-                    d.open.into(),
-                    d.cancelled.into(),
-                    d.shipped.into(),
-                    d.lifetime_value.into(),
-                    d.last_order_at.into(),
-                    d.last.tx_id.into(),
-                    d.last.position.into(),
-                ],
-            )
-            .await?;
-        }
-        Ok(())
+        COUNTERS.apply(txn, events, ctx, deltas).await
     }
 }
 
-/// PostgreSQL: every customer's delta in one `UPDATE … FROM UNNEST`.
-async fn add_deltas_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
-    use sea_orm::sea_query::ArrayType;
-    let col =
-        |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
-    let values = vec![
-        col(ArrayType::Uuid, &|k, _| (*k).into()),
-        col(ArrayType::BigInt, &|_, d| d.placed.into()),
-        col(ArrayType::BigInt, &|_, d| d.open.into()),
-        col(ArrayType::BigInt, &|_, d| d.cancelled.into()),
-        col(ArrayType::BigInt, &|_, d| d.shipped.into()),
-        col(ArrayType::BigInt, &|_, d| d.lifetime_value.into()),
-        // NULL cannot travel in these arrays: '' stands for "no order placed".
-        col(ArrayType::String, &|_, d| d.last_order_at.map(|t| t.to_rfc3339()).unwrap_or_default().into()),
-        col(ArrayType::BigInt, &|_, d| d.last.tx_id.into()),
-        col(ArrayType::BigInt, &|_, d| d.last.position.into()),
-    ];
-    execute(
-        txn,
-        "UPDATE customer_view c SET orders_placed = c.orders_placed + u.placed, orders_open = c.orders_open + u.open, \
-         orders_cancelled = c.orders_cancelled + u.cancelled, orders_shipped = c.orders_shipped + u.shipped, \
-         lifetime_value_cents = c.lifetime_value_cents + u.ltv, \
-         last_order_at = GREATEST(c.last_order_at, NULLIF(u.last_order_at, '')::timestamptz), \
-         last_tx_id = CASE WHEN (c.last_tx_id, c.last_position) < (u.tx, u.pos) THEN u.tx ELSE c.last_tx_id END, \
-         last_position = CASE WHEN (c.last_tx_id, c.last_position) < (u.tx, u.pos) THEN u.pos ELSE c.last_position END \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[]) \
-              AS u(id, placed, open, cancelled, shipped, ltv, last_order_at, tx, pos) \
-         WHERE c.customer_id = u.id",
-        values,
-    )
-    .await?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use sea_orm::{IdenStatic, Iterable};
 
-/// The customer whose counters an order event moves.
-fn order_customer(event: &DomainEvent) -> Option<Uuid> {
-    match event {
-        DomainEvent::OrderPlaced(p) => Some(p.customer_id),
-        DomainEvent::OrderCancelled(c) => Some(c.customer_id),
-        DomainEvent::OrderShipped(s) => Some(s.customer_id),
-        _ => None,
+    #[test]
+    fn the_column_list_is_the_entitys() {
+        let entity: Vec<&str> = entity::read::customer_view::Column::iter().map(|c| c.as_str()).collect();
+        assert_eq!(super::TABLE.column_names(), entity);
     }
-}
-
-async fn insert_registrations(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
-    let rows: Vec<Vec<Value>> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            DomainEvent::CustomerRegistered(r) => Some(vec![
-                r.customer_id.into(),
-                r.name.clone().into(),
-                r.email.clone().into(),
-                e.recorded_at.into(),
-                e.position.into(),
-                0i64.into(),
-                0i64.into(),
-                0i64.into(),
-                0i64.into(),
-                0i64.into(),
-                Option::<DateTime<Utc>>::None.into(),
-                1i64.into(),
-                e.tx_id.into(),
-                e.position.into(),
-            ]),
-            _ => None,
-        })
-        .collect();
-    let columns = [
-        "customer_id",
-        "name",
-        "email",
-        "registered_at",
-        "registered_position",
-        "orders_placed",
-        "orders_open",
-        "orders_cancelled",
-        "orders_shipped",
-        "lifetime_value_cents",
-        "last_order_at",
-        "version",
-        "last_tx_id",
-        "last_position",
-    ];
-    insert_rows(txn, "customer_view", &columns, rows, "ON CONFLICT (customer_id) DO NOTHING", 500).await?;
-    Ok(())
 }

@@ -1,7 +1,9 @@
 //! Projections: folds of the event log into denormalized read views.
 //!
 //! Each projection (one file each) owns its read tables and implements
-//! [`Projection::apply`] for a batch of events. A [`projector::Projector`]
+//! [`Projection::apply`] for a batch of events, through the one fold
+//! pipeline ([`fold`]: keys, markers, deltas or whole rows, one bulk
+//! statement per store), supplying only what is its own. A [`projector::Projector`]
 //! steps one projection: it reads the log after the projection's
 //! checkpoint, applies a batch and advances the checkpoint in the same
 //! read-database transaction, then publishes a notice. Modes:
@@ -50,6 +52,7 @@ pub mod apply;
 pub mod customer_view;
 pub mod daily_sales;
 pub mod dead_letters;
+pub mod fold;
 pub mod group;
 pub mod heartbeat;
 pub mod inline_applier;

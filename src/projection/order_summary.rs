@@ -2,22 +2,22 @@
 //! email (kept current on rename) and the lines' skus and titles (as at
 //! order time) joined in once, here, instead of on every read.
 //!
-//! Applied a batch at a time: the rows the batch touches are loaded in one
-//! query, the events are folded into them in memory, and the result is
-//! written back with multi-row upserts. The upsert merges by version (a
+//! Applied a batch at a time through the fold pipeline ([`super::fold`]):
+//! the rows the batch touches are loaded in one query, the events are
+//! folded into them in memory ([`fold`], the view's own code), and the
+//! result is written back in one upsert. The upsert merges by version (a
 //! column group is only overwritten by a newer order or customer version),
 //! so it is idempotent and safe against concurrent inline writers.
 use std::collections::HashMap;
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, QueryFilter, Value,
-};
+use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
-use entity::read::order_summary::{self, Model as Row};
+use entity::read::order_summary::Model as Row;
 
 use super::apply::{ApplyContext, ApplyError, Projection};
-use super::sql::{array, execute, insert_rows};
+use super::fold::{Column, Kind, Table};
+use super::sql::execute;
 use crate::domain::event::RecordedEvent;
 use crate::domain::order::OrderStatus;
 use crate::domain::DomainEvent;
@@ -26,61 +26,36 @@ pub struct OrderSummary;
 
 pub const NAME: &str = crate::catalog::View::OrderSummary.name();
 
-/// How a column travels in the PostgreSQL `UNNEST` path: its array type,
-/// and for nullable columns the '' that stands for NULL (arrays here
-/// cannot carry NULLs; those fields are never stored blank).
-#[derive(Clone, Copy)]
-enum Kind {
-    Uuid,
-    Text,
-    /// Nullable text: '' in the array, `NULLIF(…, '')` on the way in.
-    OptText,
-    Int,
-    BigInt,
-    Time,
-    /// Nullable timestamp: RFC 3339 text or '' in the array.
-    OptTime,
-}
-
-/// One column of the view: its name, how it travels, and the row's value.
-struct Column {
-    name: &'static str,
-    kind: Kind,
-    value: fn(&Row) -> Value,
-}
-
-/// Every column of `order_summary`, once: both write paths (the multi-row
-/// VALUES upsert and the PostgreSQL `UNNEST` upsert) are built from this
-/// list, and a test holds it equal to the entity's columns.
-const COLUMNS: [Column; 20] = [
-    Column { name: "order_id", kind: Kind::Uuid, value: |r| r.order_id.into() },
-    Column { name: "customer_id", kind: Kind::Uuid, value: |r| r.customer_id.into() },
-    Column { name: "customer_name", kind: Kind::Text, value: |r| r.customer_name.clone().into() },
-    Column { name: "customer_email", kind: Kind::Text, value: |r| r.customer_email.clone().into() },
-    Column { name: "customer_version", kind: Kind::BigInt, value: |r| r.customer_version.into() },
-    Column { name: "lines", kind: Kind::Text, value: |r| r.lines.clone().into() },
-    Column { name: "line_count", kind: Kind::Int, value: |r| r.line_count.into() },
-    Column { name: "total_cents", kind: Kind::BigInt, value: |r| r.total_cents.into() },
-    Column { name: "status", kind: Kind::Text, value: |r| r.status.clone().into() },
-    Column { name: "cancel_reason", kind: Kind::OptText, value: |r| r.cancel_reason.clone().into() },
-    Column { name: "carrier", kind: Kind::OptText, value: |r| r.carrier.clone().into() },
-    Column { name: "tracking_number", kind: Kind::OptText, value: |r| r.tracking_number.clone().into() },
-    Column { name: "placed_at", kind: Kind::Time, value: |r| r.placed_at.into() },
-    Column { name: "cancelled_at", kind: Kind::OptTime, value: |r| r.cancelled_at.into() },
-    Column { name: "shipped_at", kind: Kind::OptTime, value: |r| r.shipped_at.into() },
-    Column { name: "placed_position", kind: Kind::BigInt, value: |r| r.placed_position.into() },
-    Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
-    Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
-    Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
-    Column { name: "channel", kind: Kind::Text, value: |r| r.channel.clone().into() },
-];
-
-fn column_names() -> Vec<&'static str> {
-    COLUMNS.iter().map(|c| c.name).collect()
-}
-
-/// Rows per INSERT statement (20 parameters each).
-const ROWS_PER_STATEMENT: usize = 500;
+/// The table, and every column of `order_summary` once: loads and writes
+/// are built from this list (by [`super::fold`]), and a test holds it
+/// equal to the entity's columns.
+pub(super) const TABLE: Table<Row> = Table {
+    name: NAME,
+    key: "order_id",
+    key_kind: Kind::Uuid,
+    columns: &[
+        Column { name: "order_id", kind: Kind::Uuid, value: |r| r.order_id.into() },
+        Column { name: "customer_id", kind: Kind::Uuid, value: |r| r.customer_id.into() },
+        Column { name: "customer_name", kind: Kind::Text, value: |r| r.customer_name.clone().into() },
+        Column { name: "customer_email", kind: Kind::Text, value: |r| r.customer_email.clone().into() },
+        Column { name: "customer_version", kind: Kind::BigInt, value: |r| r.customer_version.into() },
+        Column { name: "lines", kind: Kind::Text, value: |r| r.lines.clone().into() },
+        Column { name: "line_count", kind: Kind::Int, value: |r| r.line_count.into() },
+        Column { name: "total_cents", kind: Kind::BigInt, value: |r| r.total_cents.into() },
+        Column { name: "status", kind: Kind::Text, value: |r| r.status.clone().into() },
+        Column { name: "cancel_reason", kind: Kind::OptText, value: |r| r.cancel_reason.clone().into() },
+        Column { name: "carrier", kind: Kind::OptText, value: |r| r.carrier.clone().into() },
+        Column { name: "tracking_number", kind: Kind::OptText, value: |r| r.tracking_number.clone().into() },
+        Column { name: "placed_at", kind: Kind::Time, value: |r| r.placed_at.into() },
+        Column { name: "cancelled_at", kind: Kind::OptTime, value: |r| r.cancelled_at.into() },
+        Column { name: "shipped_at", kind: Kind::OptTime, value: |r| r.shipped_at.into() },
+        Column { name: "placed_position", kind: Kind::BigInt, value: |r| r.placed_position.into() },
+        Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
+        Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
+        Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+        Column { name: "channel", kind: Kind::Text, value: |r| r.channel.clone().into() },
+    ],
+};
 
 #[async_trait::async_trait]
 impl Projection for OrderSummary {
@@ -106,7 +81,7 @@ impl Projection for OrderSummary {
             .map(|e| e.stream_id)
             .collect();
         let mut rows: HashMap<Uuid, Row> = HashMap::new();
-        for existing in load_rows(txn, &order_ids).await? {
+        for existing in TABLE.load(txn, &order_ids).await? {
             rows.insert(existing.order_id, existing);
         }
         let mut dirty: Vec<Uuid> = Vec::new();
@@ -136,7 +111,7 @@ impl Projection for OrderSummary {
         dirty.sort_unstable();
         dirty.dedup();
         let changed: Vec<&Row> = dirty.iter().filter_map(|id| rows.get(id)).collect();
-        upsert(txn, &changed).await?;
+        TABLE.write(txn, &changed, &merge_clause()).await?;
         Ok(())
     }
 }
@@ -151,33 +126,6 @@ struct LineView<'a> {
     quantity: i32,
     unit_price_cents: i64,
     line_total_cents: i64,
-}
-
-/// The stored rows of these orders (one array parameter on PostgreSQL).
-async fn load_rows(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Vec<Row>, DbErr> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        let ids: Vec<Value> = ids.iter().map(|id| (*id).into()).collect();
-        let ids = array(sea_orm::sea_query::ArrayType::Uuid, ids);
-        let stmt = super::sql::statement(
-            sea_orm::DbBackend::Postgres,
-            "SELECT * FROM order_summary WHERE order_id = ANY($1)",
-            vec![ids],
-        );
-        return Row::find_by_statement(stmt).all(txn).await;
-    }
-    let mut rows = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(1000) {
-        rows.extend(
-            order_summary::Entity::find()
-                .filter(order_summary::Column::OrderId.is_in(chunk.iter().copied()))
-                .all(txn)
-                .await?,
-        );
-    }
-    Ok(rows)
 }
 
 fn is_order_event(event: &DomainEvent) -> bool {
@@ -275,64 +223,6 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
     Ok(true)
 }
 
-/// Writes rows with multi-row upserts that merge by version: a column group
-/// is only overwritten by a newer order (or customer) version.
-async fn upsert(txn: &DatabaseTransaction, rows: &[&Row]) -> Result<(), ApplyError> {
-    let on_conflict = merge_clause();
-    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        return upsert_unnest(txn, rows, &on_conflict).await;
-    }
-    let values: Vec<Vec<Value>> = rows.iter().map(|row| COLUMNS.iter().map(|c| (c.value)(row)).collect()).collect();
-    insert_rows(txn, "order_summary", &column_names(), values, &on_conflict, ROWS_PER_STATEMENT).await?;
-    Ok(())
-}
-
-/// PostgreSQL bulk path: one array parameter per column, expanded by
-/// `UNNEST` — one statement and twenty parameters per batch however many
-/// rows, in the binary protocol (no VALUES list to parse and plan, no JSON
-/// to parse). Arrays cannot carry NULLs here, so nullable text travels as ''
-/// (never a stored value: those fields are either absent or non-blank).
-async fn upsert_unnest(txn: &DatabaseTransaction, rows: &[&Row], on_conflict: &str) -> Result<(), ApplyError> {
-    use sea_orm::sea_query::ArrayType;
-    let mut values = Vec::with_capacity(COLUMNS.len());
-    let (mut selects, mut arrays) = (Vec::new(), Vec::new());
-    for (i, column) in COLUMNS.iter().enumerate() {
-        let (ty, sql_type, select) = match column.kind {
-            Kind::Uuid => (ArrayType::Uuid, "uuid", column.name.to_owned()),
-            Kind::Text => (ArrayType::String, "text", column.name.to_owned()),
-            Kind::OptText => (ArrayType::String, "text", format!("NULLIF({}, '')", column.name)),
-            Kind::Int => (ArrayType::Int, "int", column.name.to_owned()),
-            Kind::BigInt => (ArrayType::BigInt, "bigint", column.name.to_owned()),
-            Kind::Time => (ArrayType::ChronoDateTimeUtc, "timestamptz", column.name.to_owned()),
-            Kind::OptTime => (ArrayType::String, "text", format!("NULLIF({}, '')::timestamptz", column.name)),
-        };
-        let items = rows.iter().map(|row| blank_for_null(column.kind, (column.value)(row))).collect();
-        values.push(array(ty, items));
-        selects.push(select);
-        arrays.push(format!("${}::{sql_type}[]", i + 1));
-    }
-    let names = column_names().join(", ");
-    let sql = format!(
-        "INSERT INTO order_summary ({names}) SELECT {} FROM UNNEST({}) AS u({names}) {on_conflict}",
-        selects.join(", "),
-        arrays.join(", ")
-    );
-    execute(txn, &sql, values).await?;
-    Ok(())
-}
-
-/// A nullable column's value as its array element: '' for NULL, and a
-/// timestamp as RFC 3339 text.
-fn blank_for_null(kind: Kind, value: Value) -> Value {
-    match (kind, value) {
-        (Kind::OptText, Value::String(v)) => Value::String(Some(v.unwrap_or_default())),
-        (Kind::OptTime, Value::ChronoDateTimeUtc(v)) => {
-            Value::String(Some(v.map(|t| t.to_rfc3339()).unwrap_or_default()))
-        }
-        (_, value) => value,
-    }
-}
-
 /// `ON CONFLICT` clause that merges by version: a column group is only
 /// overwritten by a newer order (or customer) version.
 fn merge_clause() -> String {
@@ -368,11 +258,11 @@ pub(crate) fn poison(e: &RecordedEvent, reason: String) -> ApplyError {
 mod tests {
     use sea_orm::{IdenStatic, Iterable};
 
-    /// Both write paths are built from `COLUMNS`: a column added to the
+    /// Loads and writes are built from `TABLE`: a column added to the
     /// entity (or renamed) must be added here too, in the entity's order.
     #[test]
     fn the_column_list_is_the_entitys() {
         let entity: Vec<&str> = entity::read::order_summary::Column::iter().map(|c| c.as_str()).collect();
-        assert_eq!(super::column_names(), entity);
+        assert_eq!(super::TABLE.column_names(), entity);
     }
 }

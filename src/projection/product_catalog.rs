@@ -1,55 +1,114 @@
 //! `product_catalog`: the catalog with current prices and per-product sales
 //! (units and revenue over orders that are not cancelled).
 //!
-//! A batch is applied as: new products in one multi-row insert, price
-//! changes one by one under a version guard, and sales summed per product in
-//! memory — skipping events a row has already applied — then written with
-//! one additive update per product.
+//! A batch goes through the fold pipeline ([`super::fold`]): new products
+//! as whole rows (a stored one is kept), price changes one by one under a
+//! version guard, and what each order event adds to each product's sales
+//! ([`deltas`], this view's own part) summed per product and added in one
+//! statement.
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
+use sea_orm::{DatabaseTransaction, Value};
 use uuid::Uuid;
 
+use entity::read::product_catalog::Model as Row;
+
 use super::apply::{checked_add, line_total, ApplyContext, ApplyError, Projection};
-use super::sql::{array, execute, insert_rows, load_markers, pending};
+use super::fold::{Column, Counters, Delta, DeltaColumn, Kind, Merge, Table};
+use super::sql::execute;
 use crate::domain::event::RecordedEvent;
 use crate::domain::DomainEvent;
-use crate::token::LogPosition;
 
 pub struct ProductCatalog;
 
 pub const NAME: &str = crate::catalog::View::ProductCatalog.name();
 
+/// Every column of `product_catalog`, in the entity's order (new products
+/// are written through it; a test holds it equal to the entity's).
+pub(super) const TABLE: Table<Row> = Table {
+    name: NAME,
+    key: "product_id",
+    key_kind: Kind::Uuid,
+    columns: &[
+        Column { name: "product_id", kind: Kind::Uuid, value: |r| r.product_id.into() },
+        Column { name: "sku", kind: Kind::Text, value: |r| r.sku.clone().into() },
+        Column { name: "title", kind: Kind::Text, value: |r| r.title.clone().into() },
+        Column { name: "price_cents", kind: Kind::BigInt, value: |r| r.price_cents.into() },
+        Column { name: "units_sold", kind: Kind::BigInt, value: |r| r.units_sold.into() },
+        Column { name: "revenue_cents", kind: Kind::BigInt, value: |r| r.revenue_cents.into() },
+        Column { name: "added_at", kind: Kind::Time, value: |r| r.added_at.into() },
+        Column { name: "added_position", kind: Kind::BigInt, value: |r| r.added_position.into() },
+        Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
+        Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
+        Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+    ],
+};
+
+/// What order events add to one product's sales.
 #[derive(Default)]
-struct Delta {
+pub(super) struct Sales {
     units: i64,
     revenue: i64,
-    last: LogPosition,
 }
 
-/// `(product, units, revenue)` an order event moves, lines of one product
+impl Delta for Sales {
+    fn add(&mut self, other: &Self, e: &RecordedEvent) -> Result<(), ApplyError> {
+        self.units = checked_add(self.units, other.units, e, "unitsSold")?;
+        self.revenue = checked_add(self.revenue, other.revenue, e, "revenueCents")?;
+        Ok(())
+    }
+}
+
+const COUNTERS: Counters<Sales> = Counters {
+    table: NAME,
+    key: "product_id",
+    key_kind: Kind::Uuid,
+    columns: &[
+        DeltaColumn { name: "units_sold", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.units.into() },
+        DeltaColumn { name: "revenue_cents", kind: Kind::BigInt, merge: Merge::Sum, value: |d| d.revenue.into() },
+    ],
+    creates_rows: false,
+};
+
+/// What an order event adds to each product's sales, lines of one product
 /// summed (with checked arithmetic: an overflow makes the event poison).
-fn sales(e: &RecordedEvent) -> Result<Vec<(Uuid, i64, i64)>, ApplyError> {
-    let mut per_product: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+pub(super) fn deltas(e: &RecordedEvent) -> Result<Vec<(Uuid, Sales)>, ApplyError> {
+    let mut per_product: BTreeMap<Uuid, Sales> = BTreeMap::new();
     match &e.event {
         DomainEvent::OrderPlaced(o) => {
             for l in &o.lines {
-                let entry = per_product.entry(l.product_id).or_default();
-                entry.0 = checked_add(entry.0, i64::from(l.quantity), e, "unitsSold")?;
-                entry.1 = checked_add(entry.1, line_total(l, e)?, e, "revenueCents")?;
+                let line = Sales { units: i64::from(l.quantity), revenue: line_total(l, e)? };
+                per_product.entry(l.product_id).or_default().add(&line, e)?;
             }
         }
         DomainEvent::OrderCancelled(c) => {
             for l in &c.lines {
-                let entry = per_product.entry(l.product_id).or_default();
-                entry.0 = checked_add(entry.0, -i64::from(l.quantity), e, "unitsSold")?;
-                entry.1 =
-                    checked_add(entry.1, l.line_total_cents.checked_neg().unwrap_or(i64::MIN), e, "revenueCents")?;
+                let refund = l.line_total_cents.checked_neg().unwrap_or(i64::MIN);
+                let line = Sales { units: -i64::from(l.quantity), revenue: refund };
+                per_product.entry(l.product_id).or_default().add(&line, e)?;
             }
         }
         _ => {}
     }
-    Ok(per_product.into_iter().map(|(p, (u, r))| (p, u, r)).collect())
+    Ok(per_product.into_iter().collect())
+}
+
+/// The row a product's addition creates.
+fn added(e: &RecordedEvent) -> Option<Row> {
+    let DomainEvent::ProductAdded(p) = &e.event else { return None };
+    Some(Row {
+        product_id: p.product_id,
+        sku: p.sku.clone(),
+        title: p.title.clone(),
+        price_cents: p.price_cents,
+        units_sold: 0,
+        revenue_cents: 0,
+        added_at: e.recorded_at,
+        added_position: e.position,
+        version: 1,
+        last_tx_id: e.tx_id,
+        last_position: e.position,
+    })
 }
 
 #[async_trait::async_trait]
@@ -64,121 +123,30 @@ impl Projection for ProductCatalog {
         events: &[RecordedEvent],
         ctx: ApplyContext,
     ) -> Result<(), ApplyError> {
-        insert_products(txn, events).await?;
+        let new: Vec<Row> = events.iter().filter_map(added).collect();
+        TABLE.write(txn, &new.iter().collect::<Vec<_>>(), "ON CONFLICT (product_id) DO NOTHING").await?;
         for e in events {
             if let DomainEvent::ProductPriceChanged(p) = &e.event {
+                let values: Vec<Value> = vec![p.price_cents.into(), e.stream_version.into(), p.product_id.into()];
                 execute(
                     txn,
                     "UPDATE product_catalog SET price_cents = $1, version = $2 WHERE product_id = $3 AND version < $2",
-                    vec![p.price_cents.into(), e.stream_version.into(), p.product_id.into()],
+                    values,
                 )
                 .await?;
             }
         }
-        let per_event: Vec<Vec<(Uuid, i64, i64)>> = events.iter().map(sales).collect::<Result<_, _>>()?;
-        let mut products: Vec<Uuid> = per_event.iter().flatten().map(|(p, _, _)| *p).collect();
-        products.sort_unstable();
-        products.dedup();
-        if products.is_empty() {
-            return Ok(());
-        }
-        let markers = if ctx.position_guard {
-            load_markers(txn, "product_catalog", "product_id", &products).await?
-        } else {
-            Default::default()
-        };
-        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        for (e, sales) in events.iter().zip(per_event) {
-            let at = LogPosition::new(e.tx_id, e.position);
-            for (product, units, revenue) in sales {
-                if !pending(markers.get(&product), at, ctx.position_guard) {
-                    continue;
-                }
-                let d = deltas.entry(product).or_default();
-                d.units = checked_add(d.units, units, e, "unitsSold")?;
-                d.revenue = checked_add(d.revenue, revenue, e, "revenueCents")?;
-                d.last = d.last.max(at);
-            }
-        }
-        // One statement for all rows on PostgreSQL when a single runner
-        // applies (async, rebuild). Inline, concurrent commands update rows
-        // one by one in key order instead, so their row locks cannot deadlock.
-        if ctx.position_guard && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            return add_sales_unnest(txn, &deltas).await;
-        }
-        for (product, d) in deltas {
-            execute(
-                txn,
-                "UPDATE product_catalog SET units_sold = units_sold + $2, revenue_cents = revenue_cents + $3, \
-                 last_tx_id = CASE WHEN (last_tx_id, last_position) < ($4, $5) THEN $4 ELSE last_tx_id END, \
-                 last_position = CASE WHEN (last_tx_id, last_position) < ($4, $5) THEN $5 ELSE last_position END \
-                 WHERE product_id = $1",
-                vec![product.into(), d.units.into(), d.revenue.into(), d.last.tx_id.into(), d.last.position.into()],
-            )
-            .await?;
-        }
-        Ok(())
+        COUNTERS.apply(txn, events, ctx, deltas).await
     }
 }
 
-/// PostgreSQL: every product's sales delta in one `UPDATE … FROM UNNEST`.
-async fn add_sales_unnest(txn: &DatabaseTransaction, deltas: &BTreeMap<Uuid, Delta>) -> Result<(), ApplyError> {
-    use sea_orm::sea_query::ArrayType;
-    let col =
-        |ty: ArrayType, f: &dyn Fn(&Uuid, &Delta) -> Value| array(ty, deltas.iter().map(|(k, d)| f(k, d)).collect());
-    let values = vec![
-        col(ArrayType::Uuid, &|k, _| (*k).into()),
-        col(ArrayType::BigInt, &|_, d| d.units.into()),
-        col(ArrayType::BigInt, &|_, d| d.revenue.into()),
-        col(ArrayType::BigInt, &|_, d| d.last.tx_id.into()),
-        col(ArrayType::BigInt, &|_, d| d.last.position.into()),
-    ];
-    execute(
-        txn,
-        "UPDATE product_catalog p SET units_sold = p.units_sold + u.units, revenue_cents = p.revenue_cents + u.revenue, \
-         last_tx_id = CASE WHEN (p.last_tx_id, p.last_position) < (u.tx, u.pos) THEN u.tx ELSE p.last_tx_id END, \
-         last_position = CASE WHEN (p.last_tx_id, p.last_position) < (u.tx, u.pos) THEN u.pos ELSE p.last_position END \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, units, revenue, tx, pos) \
-         WHERE p.product_id = u.id",
-        values,
-    )
-    .await?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use sea_orm::{IdenStatic, Iterable};
 
-async fn insert_products(txn: &DatabaseTransaction, events: &[RecordedEvent]) -> Result<(), ApplyError> {
-    let rows: Vec<Vec<Value>> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            DomainEvent::ProductAdded(p) => Some(vec![
-                p.product_id.into(),
-                p.sku.clone().into(),
-                p.title.clone().into(),
-                p.price_cents.into(),
-                0i64.into(),
-                0i64.into(),
-                e.recorded_at.into(),
-                e.position.into(),
-                1i64.into(),
-                e.tx_id.into(),
-                e.position.into(),
-            ]),
-            _ => None,
-        })
-        .collect();
-    let columns = [
-        "product_id",
-        "sku",
-        "title",
-        "price_cents",
-        "units_sold",
-        "revenue_cents",
-        "added_at",
-        "added_position",
-        "version",
-        "last_tx_id",
-        "last_position",
-    ];
-    insert_rows(txn, "product_catalog", &columns, rows, "ON CONFLICT (product_id) DO NOTHING", 500).await?;
-    Ok(())
+    #[test]
+    fn the_column_list_is_the_entitys() {
+        let entity: Vec<&str> = entity::read::product_catalog::Column::iter().map(|c| c.as_str()).collect();
+        assert_eq!(super::TABLE.column_names(), entity);
+    }
 }

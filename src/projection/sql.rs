@@ -54,30 +54,6 @@ pub fn pending(marker: Option<&LogPosition>, at: LogPosition, guard: bool) -> bo
     !guard || marker.is_none_or(|m| at > *m)
 }
 
-/// Inserts rows with multi-row statements (`chunk` rows each), every value
-/// bound as a parameter; `on_conflict` is appended verbatim (e.g.
-/// `ON CONFLICT (id) DO NOTHING`).
-pub async fn insert_rows(
-    txn: &DatabaseTransaction,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<Value>>,
-    on_conflict: &str,
-    chunk: usize,
-) -> Result<(), DbErr> {
-    let width = columns.len();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let batch: Vec<Vec<Value>> = rows.by_ref().take(chunk.max(1)).collect();
-        let tuples: Vec<String> = (0..batch.len())
-            .map(|r| format!("({})", (1..=width).map(|c| format!("${}", r * width + c)).collect::<Vec<_>>().join(", ")))
-            .collect();
-        let sql = format!("INSERT INTO {table} ({}) VALUES {} {on_conflict}", columns.join(", "), tuples.join(", "));
-        execute(txn, &sql, batch.into_iter().flatten().collect()).await?;
-    }
-    Ok(())
-}
-
 /// A PostgreSQL array parameter (for `UNNEST` bulk statements). Its
 /// elements cannot be NULL: nullable columns travel as '' and come back
 /// through `NULLIF`.
