@@ -10,6 +10,17 @@
  *   its views show those writes, on any instance.
  * - `awaitVisible` is the subscription on its own.
  *
+ * A wait ends when the write is visible, when the caller's time runs out
+ * (NOT_VISIBLE_YET), or when an operator must act (NOT_PROJECTED: a
+ * stopped view, a dead letter). A stalled view is none of these: it may
+ * clear, so the wait goes on and `onStalled` is told (`reasonMeaning` and
+ * `notVisibleError` are the one place this is decided).
+ *
+ * The server's types the client meets (`NotVisibleReason`, what a stalled
+ * view waits on, the `writeVisible` answer) are generated from the
+ * repository's schema.graphql at build time (scripts/generate.mjs), never
+ * copied by hand.
+ *
  * The one runtime dependency is `graphql-ws` (and its peer `graphql`).
  */
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
@@ -23,6 +34,12 @@ import {
   type OperationDefinitionNode,
   type SelectionNode,
 } from 'graphql';
+import {
+  WRITE_VISIBLE_DOCUMENT,
+  type NotVisibleReason,
+  type ProjectionWaitKind,
+  type TwofoldWriteVisibleSubscription,
+} from './generated/schema.js';
 
 /** A document whose result and variables types travel with it (graphql-codegen's typed document nodes). */
 export interface TypedDocumentNode<Result = Record<string, any>, Variables = Record<string, any>> extends DocumentNode {
@@ -43,14 +60,41 @@ export interface GraphQLErrorLike {
   extensions?: Record<string, unknown> & { code?: string };
 }
 
-export type NotVisibleReason = 'TIMED_OUT' | 'PROJECTION_STOPPED' | 'DEAD_LETTERED';
+// The server's types, generated from schema.graphql (scripts/generate.mjs), never copied by hand.
+export type { NotVisibleReason, ProjectionWaitKind };
+
+/** What a stalled view waits on, as `writeVisible` reports it (`kind`, `detail`, `since`, `blockers`). */
+export type ProjectionWait = NonNullable<TwofoldWriteVisibleSubscription['writeVisible']['waitingOn']>;
+/** A PostgreSQL session holding the lock a stalled view waits for. */
+export type LockHolder = ProjectionWait['blockers'][number];
+
+/** A stall met while waiting for a write: what `onStalled` is told. */
+export interface Stall {
+  /** The write waited for. */
+  token: string;
+  /** The stalled view (projection) the write waits behind. */
+  view: string;
+  /** What that view waits on: a lock, the SQLite write lock, an outage… */
+  waitingOn: ProjectionWait;
+}
 
 export interface Visibility {
   visible: boolean;
+  /**
+   * Why not. From `awaitVisible`: `TIMED_OUT` (the caller's wait ended; the
+   * write may still become visible) or a reason an operator must act on
+   * (`PROJECTION_STOPPED`, `DEAD_LETTERED`). `STALLED` is the server's
+   * answer to one capped wait; the client waits through it.
+   */
   reason?: NotVisibleReason;
-  /** The projection that stopped or dead-lettered the write. */
+  /** The projection that stopped or dead-lettered the write; after `TIMED_OUT`, the stalled one the wait last met. */
   blockedBy?: string;
+  /** After `TIMED_OUT`: what that stalled view waited on, when the wait met a stall. */
+  waitingOn?: ProjectionWait;
 }
+
+/** Told of each stall a wait meets; see `AwaitVisibleOptions.onStalled`. */
+export type StallListener = (stall: Stall) => void;
 
 export interface RetryOptions {
   /** Retries after a 503 that carries `Retry-After` (default 3). */
@@ -73,6 +117,12 @@ export interface ClientOptions {
   retry?: RetryOptions;
   /** How long `command` waits for visibility by default (5000 ms). */
   timeoutMs?: number;
+  /**
+   * Told of the stalls every wait of this client meets (`command`,
+   * `awaitVisible`, the urql exchange, the Apollo link) unless the call
+   * gives its own `onStalled`.
+   */
+  onStalled?: StallListener;
 }
 
 export interface CommandOptions {
@@ -82,7 +132,10 @@ export interface CommandOptions {
   timeoutMs?: number;
   /** The projections to wait for (default: all). */
   projections?: string[];
+  /** Told, while the command waits, of a view that is stalled (see `AwaitVisibleOptions.onStalled`). */
+  onStalled?: StallListener;
   operationName?: string;
+  /** Aborts the request, or the wait for visibility after it (which then rejects with `ABORTED`). */
   signal?: AbortSignal;
 }
 
@@ -107,20 +160,42 @@ export interface QueryResult<Result> {
 }
 
 export interface AwaitVisibleOptions {
+  /** How long to wait in all (default: the client's `timeoutMs`, 5000 ms); a stall does not end the wait sooner. */
   timeoutMs?: number;
   projections?: string[];
+  /**
+   * Told of each stall the wait meets: the view the write waits behind and
+   * what that view waits on, so a page can say "waiting on the database".
+   * The wait goes on until the write is visible or `timeoutMs` passes. With
+   * a listener the server is asked in slices of 2 s, so a stall is told
+   * within about 2 s of the server seeing it (without one, in slices of up
+   * to 10 s, the server's cap). A listener that throws ends the wait with
+   * its error.
+   */
+  onStalled?: StallListener;
+  /** Ends the wait (and its subscription): it rejects with `ABORTED`. */
+  signal?: AbortSignal;
 }
 
 /** What went wrong, with the server's `extensions.code`. */
 export class TwofoldError extends Error {
-  /** `extensions.code` of the first error (VALIDATION, UNAUTHENTICATED, FORBIDDEN, NOT_VISIBLE_YET, NOT_PROJECTED, UNAVAILABLE…), or NETWORK / HTTP. */
+  /**
+   * `extensions.code` of the first error (VALIDATION, UNAUTHENTICATED,
+   * FORBIDDEN, NOT_VISIBLE_YET, NOT_PROJECTED, UNAVAILABLE…), or the
+   * client's own: NETWORK, HTTP, ABORTED, DISPOSED, NO_TOKEN. A write that
+   * is not visible: NOT_VISIBLE_YET (it may still become visible: the wait
+   * ran out, perhaps behind a stall) or NOT_PROJECTED (an operator must act).
+   */
   readonly code: string;
   readonly errors: GraphQLErrorLike[];
   /** The HTTP status, when the answer came over HTTP. */
   readonly status?: number;
   /** Why a write is not visible (`command`). */
   readonly reason?: NotVisibleReason;
+  /** The projection that stopped or dead-lettered the write, or the stalled one a timed-out wait last met. */
   readonly blockedBy?: string;
+  /** After a wait that timed out behind a stall: what the stalled view waited on. */
+  readonly waitingOn?: ProjectionWait;
   /** The write's token, when it committed but is not visible. */
   readonly token?: string;
   /** Whatever data came with the errors. */
@@ -133,6 +208,7 @@ export class TwofoldError extends Error {
     status?: number;
     reason?: NotVisibleReason;
     blockedBy?: string;
+    waitingOn?: ProjectionWait;
     token?: string;
     data?: unknown;
     cause?: unknown;
@@ -145,14 +221,19 @@ export class TwofoldError extends Error {
     this.status = init.status;
     this.reason = init.reason;
     this.blockedBy = init.blockedBy;
+    this.waitingOn = init.waitingOn;
     this.token = init.token;
     this.data = init.data;
   }
 
   static fromErrors(errors: GraphQLErrorLike[], status?: number, data?: unknown): TwofoldError {
     const code = (errors.find((e) => typeof e.extensions?.code === 'string')?.extensions?.code as string) ?? 'GRAPHQL';
-    const reason = errors.find((e) => e.extensions?.reason)?.extensions?.reason as NotVisibleReason | undefined;
-    return new TwofoldError({ code, errors, status, data, reason });
+    const coded = errors.find((e) => e.extensions?.reason)?.extensions;
+    const reason = coded?.reason as NotVisibleReason | undefined;
+    // consistentWith's errors name the view as `blockedBy` (STALLED) or `projection` (NOT_PROJECTED).
+    const view = coded?.blockedBy ?? coded?.projection;
+    const blockedBy = typeof view === 'string' ? view : undefined;
+    return new TwofoldError({ code, errors, status, data, reason, blockedBy });
   }
 }
 
@@ -209,6 +290,50 @@ function toDocument(document: Document): DocumentNode {
 function operationOf(document: DocumentNode, operationName?: string): OperationDefinitionNode | undefined {
   const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
   return operationName ? operations.find((o) => o.name?.value === operationName) : operations[0];
+}
+
+/** The kind of the operation `operationName` names (default: the first) in `document`, parsed with graphql; undefined when there is none. */
+export function operationKind(document: Document, operationName?: string | null): 'query' | 'mutation' | 'subscription' | undefined {
+  return operationOf(toDocument(document), operationName ?? undefined)?.operation as 'query' | 'mutation' | 'subscription' | undefined;
+}
+
+/** Whether a root field's `input` carries a `commandId` (inline, or in the variable given for it). */
+function carriesCommandId(field: FieldNode, variables: Record<string, unknown>): boolean {
+  const input = field.arguments?.find((a) => a.name.value === 'input');
+  if (input?.value.kind === Kind.VARIABLE) {
+    const given = variables[input.value.name.value];
+    return Boolean(given) && typeof given === 'object' && typeof (given as { commandId?: unknown }).commandId === 'string';
+  }
+  if (input?.value.kind === Kind.OBJECT) {
+    const commandId = input.value.fields.find((f) => f.name.value === 'commandId')?.value;
+    if (commandId?.kind === Kind.STRING) return true;
+    if (commandId?.kind === Kind.VARIABLE) return typeof variables[commandId.name.value] === 'string';
+  }
+  return false;
+}
+
+/**
+ * Whether a GraphQL request (a POST body) may be sent again after a 503: a
+ * query or a subscription always; a mutation only when every root field's
+ * `input` carries a `commandId`, since the server answers a repeat with
+ * the first outcome. The document is parsed (graphql's `parse`), so a
+ * comment, a fragment or whitespace before the operation cannot hide a
+ * mutation. A body without document text (a persisted query's hash or
+ * id) or one that does not parse is not retried: it may be a mutation.
+ */
+export function retryableRequest(body: { query?: unknown; variables?: unknown; operationName?: unknown }): boolean {
+  if (typeof body.query !== 'string') return false;
+  let operation: OperationDefinitionNode | undefined;
+  try {
+    operation = operationOf(parse(body.query), typeof body.operationName === 'string' ? body.operationName : undefined);
+  } catch {
+    return false;
+  }
+  if (!operation) return false;
+  if (operation.operation !== 'mutation') return true;
+  const variables = body.variables && typeof body.variables === 'object' ? (body.variables as Record<string, unknown>) : {};
+  const fields = operation.selectionSet.selections.filter((s) => !(s.kind === Kind.FIELD && s.name.value === '__typename'));
+  return fields.length > 0 && fields.every((s) => s.kind === Kind.FIELD && carriesCommandId(s, variables));
 }
 
 export interface PreparedCommand {
@@ -280,13 +405,111 @@ export async function prepareCommand(
   return { document: rewritten, variables: vars, commandId };
 }
 
-const WRITE_VISIBLE = `subscription TwofoldWriteVisible($token: Token!, $projections: [String!], $timeoutMs: Int) {
-  writeVisible(token: $token, projections: $projections, timeoutMs: $timeoutMs) { visible reason blockedBy }
-}`;
 /** The server caps one `writeVisible` wait at 10 s; longer waits subscribe again. */
 const SERVER_WAIT_CAP_MS = 10_000;
+/**
+ * With an `onStalled` listener, one ask waits at most this long, so a stall
+ * is told within about this long of the server seeing it (the server says
+ * STALLED only when a wait ends). The server's default stall bound is 2 s too.
+ */
+const STALL_CHECK_MS = 2_000;
 /** How long past its own wait a writeVisible answer may take before the ask is presumed lost. */
 const UNANSWERED_GRACE_MS = 5_000;
+
+/**
+ * What a reason the server gives for a write that is not visible means to a
+ * caller still willing to wait:
+ *
+ * - `pending`: the server's wait ended first (`TIMED_OUT`); ask again while
+ *   the caller's own time allows.
+ * - `stalled`: the server's wait ended behind a stalled view (`STALLED`). A
+ *   stall may clear (a lock released, the database back): tell the
+ *   caller's `onStalled` and ask again, like `pending`.
+ * - `operator`: it will not become visible until an operator acts (a
+ *   stopped view, a dead letter): stop waiting, NOT_PROJECTED.
+ *
+ * The switch is exhaustive over `NotVisibleReason` as generated from
+ * schema.graphql: a reason the schema gains fails the type-check here until
+ * it is given a meaning. At run time a reason this build does not know (a
+ * newer server) is `unknown`: the wait stops, since re-asking at once could
+ * spin, and the error says to update the client.
+ */
+export function reasonMeaning(reason: NotVisibleReason): 'pending' | 'stalled' | 'operator' | 'unknown' {
+  switch (reason) {
+    case 'TIMED_OUT':
+      return 'pending';
+    case 'STALLED':
+      return 'stalled';
+    case 'PROJECTION_STOPPED':
+    case 'DEAD_LETTERED':
+      return 'operator';
+    default:
+      return unhandledReason(reason);
+  }
+}
+
+/** Compiles only while every `NotVisibleReason` has a case above. */
+function unhandledReason(reason: never): 'unknown' {
+  void reason;
+  return 'unknown';
+}
+
+/**
+ * The error for a write that committed and is not visible, from what
+ * `awaitVisible` answered. Written once: `command`, the urql exchange, the
+ * Apollo link and the React hooks all report a write this way.
+ *
+ * - NOT_VISIBLE_YET, reason TIMED_OUT: the caller's wait ran out; the
+ *   write may still become visible. After a stall it carries the stalled
+ *   view (`blockedBy`) and what it waited on (`waitingOn`).
+ * - NOT_PROJECTED, reason PROJECTION_STOPPED or DEAD_LETTERED: an operator
+ *   must act.
+ */
+export function notVisibleError(token: string, visibility: Visibility, data?: unknown): TwofoldError {
+  const reason = visibility.reason ?? 'TIMED_OUT';
+  const { blockedBy, waitingOn } = visibility;
+  switch (reasonMeaning(reason)) {
+    case 'pending':
+    case 'stalled': {
+      const stall = blockedBy && waitingOn ? `; ${blockedBy} is stalled, waiting on ${describeWait(waitingOn)}` : '';
+      return new TwofoldError({
+        code: 'NOT_VISIBLE_YET',
+        message: `the write ${token} committed but is not visible yet${stall}; it may still become visible`,
+        reason: 'TIMED_OUT',
+        blockedBy: waitingOn ? blockedBy : undefined,
+        waitingOn,
+        token,
+        data,
+      });
+    }
+    case 'operator':
+      return new TwofoldError({
+        code: 'NOT_PROJECTED',
+        message: `the write ${token} committed but will not become visible: ${reason}${blockedBy ? ` in ${blockedBy}` : ''}; an operator must act`,
+        reason,
+        blockedBy,
+        token,
+        data,
+      });
+    case 'unknown':
+      return new TwofoldError({
+        code: 'NOT_VISIBLE_YET',
+        message: `the write ${token} is not visible: the server says ${String(reason)}${blockedBy ? ` in ${blockedBy}` : ''}, which this client does not know (it was built from an older schema.graphql); update @twofold/client`,
+        reason,
+        blockedBy,
+        token,
+        data,
+      });
+  }
+}
+
+function describeWait(wait: ProjectionWait): string {
+  return wait.detail ? `${wait.kind}: ${wait.detail}` : wait.kind;
+}
+
+function abortError(signal: AbortSignal, token?: string): TwofoldError {
+  return new TwofoldError({ code: 'ABORTED', message: 'the wait was aborted', cause: signal.reason, token });
+}
 
 function defaultWsUrl(url: string): string {
   const base = (globalThis as { location?: { href?: string } }).location?.href;
@@ -356,8 +579,12 @@ export class TwofoldClient {
   /**
    * Sends a mutation. Resolves with its data and token once the write is
    * visible (`until: 'visible'`, the default) or at commit (`'accepted'`).
-   * A write that does not become visible rejects with a `TwofoldError`
-   * whose `reason` and `blockedBy` say why (its `token` says what committed).
+   * A stall does not end the wait: `onStalled` is told, and the command
+   * waits on until the write is visible or `timeoutMs` passes. A write that
+   * is not visible by then rejects with `notVisibleError`'s TwofoldError:
+   * NOT_VISIBLE_YET (reason TIMED_OUT, with the last stall's `blockedBy` and
+   * `waitingOn`), or NOT_PROJECTED when an operator must act (its `reason`
+   * and `blockedBy` say why, its `token` what committed).
    */
   async command<D extends Document>(
     document: D,
@@ -380,24 +607,13 @@ export class TwofoldClient {
     if ((options.until ?? 'visible') === 'accepted') {
       return { data, token, visible: false, commandId: prepared.commandId };
     }
-    const visibility = await this.awaitVisible(token, {
-      timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
+    await this.ensureVisible(token, {
+      timeoutMs: options.timeoutMs,
       projections: options.projections,
+      onStalled: options.onStalled,
+      signal: options.signal,
+      data,
     });
-    if (!visibility.visible) {
-      const reason = visibility.reason ?? 'TIMED_OUT';
-      throw new TwofoldError({
-        code: reason === 'TIMED_OUT' ? 'NOT_VISIBLE_YET' : 'NOT_PROJECTED',
-        message:
-          reason === 'TIMED_OUT'
-            ? `the write ${token} committed but is not visible yet`
-            : `the write ${token} committed but will not become visible: ${reason}${visibility.blockedBy ? ` in ${visibility.blockedBy}` : ''}; an operator must act`,
-        reason,
-        blockedBy: visibility.blockedBy,
-        token,
-        data,
-      });
-    }
     return { data, token, visible: true, commandId: prepared.commandId };
   }
 
@@ -421,15 +637,53 @@ export class TwofoldClient {
     return { data: body.data as ResultOf<D> };
   }
 
-  /** Waits (on the `writeVisible` subscription) until the views show `token`, or `timeoutMs` (default 5000) passes. */
+  /**
+   * Waits (on the `writeVisible` subscription) until the views show `token`,
+   * or `timeoutMs` (default: the client's, 5000 ms) passes. A stalled view
+   * does not end the wait (it may clear): `onStalled` is told of it and the
+   * wait goes on. Resolves with `{ visible: true }`; with `visible: false`
+   * and `reason: 'TIMED_OUT'` (plus the last stall's `blockedBy` and
+   * `waitingOn`) when the time ran out; at once with `PROJECTION_STOPPED`
+   * or `DEAD_LETTERED` and `blockedBy` when an operator must act.
+   */
   async awaitVisible(token: string, options: AwaitVisibleOptions = {}): Promise<Visibility> {
     tokenParts(token);
+    const { signal, projections } = options;
+    const onStalled = options.onStalled ?? this.options.onStalled;
     const deadline = Date.now() + (options.timeoutMs ?? this.options.timeoutMs ?? 5000);
+    // With a listener, shorter asks: the server tells of a stall only when an ask ends.
+    const slice = onStalled ? STALL_CHECK_MS : SERVER_WAIT_CAP_MS;
+    let lastStall: Stall | null = null;
     for (;;) {
-      const wait = Math.max(0, Math.min(SERVER_WAIT_CAP_MS, deadline - Date.now()));
-      const answer = await this.writeVisible(token, options.projections, wait);
-      if (answer.visible || answer.reason !== 'TIMED_OUT' || Date.now() >= deadline) return answer;
+      if (signal?.aborted) throw abortError(signal, token);
+      const wait = Math.max(0, Math.min(slice, deadline - Date.now()));
+      const answer = await this.writeVisible(token, projections, wait, signal);
+      if (answer.visible) return { visible: true };
+      const reason = answer.reason ?? 'TIMED_OUT';
+      const meaning = reasonMeaning(reason);
+      if (meaning === 'operator' || meaning === 'unknown') {
+        return answer.blockedBy ? { visible: false, reason, blockedBy: answer.blockedBy } : { visible: false, reason };
+      }
+      if (meaning === 'stalled' && answer.blockedBy && answer.waitingOn) {
+        lastStall = { token, view: answer.blockedBy, waitingOn: answer.waitingOn };
+        onStalled?.(lastStall);
+      }
+      if (Date.now() >= deadline) {
+        return lastStall
+          ? { visible: false, reason: 'TIMED_OUT', blockedBy: lastStall.view, waitingOn: lastStall.waitingOn }
+          : { visible: false, reason: 'TIMED_OUT' };
+      }
     }
+  }
+
+  /**
+   * `awaitVisible`, as `command` waits: resolves once the write is visible,
+   * rejects with `notVisibleError(token, …)` otherwise (`data`, when given,
+   * rides on the error). What the urql exchange and the Apollo link wait with.
+   */
+  async ensureVisible(token: string, options: AwaitVisibleOptions & { data?: unknown } = {}): Promise<void> {
+    const visibility = await this.awaitVisible(token, options);
+    if (!visibility.visible) throw notVisibleError(token, visibility, options.data);
   }
 
   /**
@@ -464,32 +718,44 @@ export class TwofoldClient {
     for (const pong of pongs) pong.reject(error);
   }
 
-  private async writeVisible(token: string, projections: string[] | undefined, timeoutMs: number): Promise<Visibility> {
+  /** One `writeVisible` ask: the server answers once, within `timeoutMs` (capped at its 10 s). */
+  private async writeVisible(
+    token: string,
+    projections: string[] | undefined,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<Visibility> {
     const client = await this.websocket();
-    return new Promise<Visibility>((resolve, reject) => {
+    if (signal?.aborted) throw abortError(signal, token);
+    return new Promise((resolve, reject) => {
       let result: Visibility | null = null;
+      let stop: () => void = () => undefined;
       // The server answers within `timeoutMs`; an answer lost on the way (a
       // proxy, a socket that died quietly) must not hold awaitVisible past
       // its deadline: after a grace period the ask counts as timed out, and
       // awaitVisible asks again while its own deadline allows.
       const unanswered = setTimeout(() => {
-        stop();
+        settle();
         resolve({ visible: false, reason: 'TIMED_OUT' });
       }, timeoutMs + UNANSWERED_GRACE_MS);
-      const done = (answer: Visibility) => {
-        clearTimeout(unanswered);
-        resolve(answer);
+      const aborted = () => {
+        settle();
+        reject(abortError(signal!, token));
       };
-      const fail = (error: unknown) => {
+      signal?.addEventListener('abort', aborted, { once: true });
+      // Ends the ask: no timer, no abort listener, no subscription left behind.
+      const settle = () => {
         clearTimeout(unanswered);
-        reject(error);
+        signal?.removeEventListener('abort', aborted);
+        stop();
       };
-      const stop = client.subscribe<{ writeVisible: { visible: boolean; reason: NotVisibleReason | null; blockedBy: string | null } }>(
-        { query: WRITE_VISIBLE, variables: { token, projections: projections ?? null, timeoutMs } },
+      stop = client.subscribe<TwofoldWriteVisibleSubscription>(
+        { query: WRITE_VISIBLE_DOCUMENT, variables: { token, projections: projections ?? null, timeoutMs } },
         {
           next: (message) => {
             if (message.errors?.length) {
-              fail(TwofoldError.fromErrors(message.errors as GraphQLErrorLike[]));
+              settle();
+              reject(TwofoldError.fromErrors(message.errors as GraphQLErrorLike[]));
               return;
             }
             const answer = message.data?.writeVisible;
@@ -497,11 +763,18 @@ export class TwofoldClient {
               result = { visible: answer.visible };
               if (answer.reason) result.reason = answer.reason;
               if (answer.blockedBy) result.blockedBy = answer.blockedBy;
+              if (answer.waitingOn) result.waitingOn = answer.waitingOn;
             }
           },
-          error: (error) => fail(closeError(error)),
-          complete: () =>
-            result ? done(result) : fail(new TwofoldError({ code: 'NETWORK', message: 'writeVisible ended without an answer' })),
+          error: (error) => {
+            settle();
+            reject(closeError(error));
+          },
+          complete: () => {
+            settle();
+            if (result) resolve(result);
+            else reject(new TwofoldError({ code: 'NETWORK', message: 'writeVisible ended without an answer' }));
+          },
         },
       );
     });
@@ -549,16 +822,15 @@ export class TwofoldClient {
    * A `fetch` with this client's bounded retry of a 503 that carries
    * `Retry-After`: GET requests and queries always, a mutation only when it
    * carries a `commandId` (the server answers a repeat with the first
-   * outcome). Hand it to urql (`fetch: tf.fetch`) or Apollo's `HttpLink`.
+   * outcome; see `retryableRequest`, which parses the document). Hand it to
+   * urql (`fetch: tf.fetch`) or Apollo's `HttpLink`.
    */
   readonly fetch = (input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> => {
     const method = (init.method ?? 'GET').toUpperCase();
     let retryable = method === 'GET';
     if (!retryable && typeof init.body === 'string') {
       try {
-        const body = JSON.parse(init.body) as { query?: string; variables?: unknown };
-        const mutation = /^\s*mutation\b/.test(body.query ?? '');
-        retryable = !mutation || /commandId/.test(JSON.stringify(body.variables ?? {})) || /commandId\s*:/.test(body.query ?? '');
+        retryable = retryableRequest(JSON.parse(init.body) as Record<string, unknown>);
       } catch {
         retryable = false;
       }
@@ -575,6 +847,7 @@ export class TwofoldClient {
       try {
         response = await fetchImpl(input, init);
       } catch (cause) {
+        if (init.signal?.aborted) throw new TwofoldError({ code: 'ABORTED', message: 'the request was aborted', cause: init.signal.reason });
         throw new TwofoldError({ code: 'NETWORK', message: `cannot reach ${String(input).split('?')[0]}: ${(cause as Error)?.message ?? cause}`, cause });
       }
       const retryAfter = response.headers.get('retry-after');

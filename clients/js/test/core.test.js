@@ -119,6 +119,19 @@ for (const backend of BACKENDS) {
       }
     });
 
+    it('an aborted awaitVisible rejects ABORTED at once, long before its timeout', async () => {
+      const controller = new AbortController();
+      const started = Date.now();
+      const waiting = tf.awaitVisible(FUTURE, { timeoutMs: 8000, signal: controller.signal });
+      // Aborted mid-wait (the client gives no signal for "subscribed"; 100 ms is ample on the open socket).
+      setTimeout(() => controller.abort(), 100);
+      await assert.rejects(waiting, (e) => e instanceof TwofoldError && e.code === 'ABORTED' && e.token === FUTURE);
+      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms of the 8000 it would have waited`);
+      // The socket still serves the next wait.
+      const placed = await tf.command(PLACE_ORDER, { input: orderInput(ids) });
+      assert.equal(placed.visible, true);
+    });
+
     it('a repeated commandId places one order', async () => {
       const commandId = crypto.randomUUID();
       const first = await tf.command(PLACE_ORDER, { input: { ...orderInput(ids), commandId } });

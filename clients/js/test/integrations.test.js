@@ -11,7 +11,7 @@ import { Client, cacheExchange, fetchExchange, gql as urqlGql } from '@urql/core
 import { pipe, subscribe } from 'wonka';
 import { ApolloClient, InMemoryCache, HttpLink, from, gql as apolloGql } from '@apollo/client/core/index.js';
 import { BACKENDS, database, startServer, seed, orderInput, orderIds, PLACE_ORDER } from './helpers.js';
-import { createClient } from '../dist/index.js';
+import { createClient, operationKind } from '../dist/index.js';
 import { twofoldExchange } from '../dist/urql.js';
 import { TwofoldLink } from '../dist/apollo.js';
 
@@ -25,7 +25,11 @@ const LIST = `query Orders($c: ID) { orders(first: 100, customerId: $c) { edges 
  */
 function routingSession(writer, reader) {
   const counts = { queries: 0, mutations: 0 };
-  const isMutation = (init) => typeof init.body === 'string' && /^\s*mutation/.test(JSON.parse(init.body).query ?? '');
+  const isMutation = (init) => {
+    if (typeof init.body !== 'string') return false;
+    const { query, operationName } = JSON.parse(init.body);
+    return typeof query === 'string' && operationKind(query, operationName) === 'mutation';
+  };
   const route = (url, init = {}) => {
     // urql sends queries by GET (the request, extensions too, in the URL).
     const href = String(url);
