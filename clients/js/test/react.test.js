@@ -5,6 +5,7 @@ import React from 'react';
 import TestRenderer, { act } from 'react-test-renderer';
 import { app, seed, orderInput, PLACE_ORDER } from './helpers.js';
 import { TwofoldProvider, useCommand, useWriteVisible } from '../dist/react.js';
+import { TwofoldError } from '../dist/index.js';
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -87,7 +88,42 @@ describe('React hooks (sqlite)', () => {
     await act(async () => {
       await never.until((s) => s.visible !== null);
     });
-    assert.deepEqual(never.renders.at(-1), { visible: false, reason: 'TIMED_OUT', error: null });
+    const { error, ...rest } = never.renders.at(-1);
+    assert.deepEqual(rest, { visible: false, reason: 'TIMED_OUT' });
+    assert.ok(error instanceof TwofoldError, 'the error command would reject with');
+    assert.equal(error.code, 'NOT_VISIBLE_YET');
+    assert.equal(error.token, '900000000000.1');
     await never.unmount();
+  });
+
+  it('useCommand and useWriteVisible show a stall while they wait through it', async () => {
+    // The server's answers to the waits are scripted: stalled once, then visible.
+    const scripted = server.client();
+    const waitingOn = { kind: 'LOCK', detail: 'a lock', since: '2026-12-06T05:00:00Z', blockers: [] };
+    let asks = 0;
+    scripted.writeVisible = async () => (asks++ % 2 === 0 ? { visible: false, reason: 'STALLED', blockedBy: 'order_summary', waitingOn } : { visible: true });
+    try {
+      const probe = await renderHook(scripted, () => useCommand(PLACE_ORDER));
+      let placed;
+      await act(async () => {
+        placed = await probe.renders.at(-1)[0]({ input: orderInput(ids) });
+      });
+      const states = probe.renders.map(([, s]) => s);
+      const stalled = states.find((s) => s.stalled);
+      assert.ok(stalled, 'a render showed the stall');
+      assert.equal(stalled.pending, true);
+      assert.deepEqual(stalled.stalled, { token: placed.token, view: 'order_summary', waitingOn });
+      assert.deepEqual(states.at(-1), { pending: false, visible: true, error: null, data: placed.data, token: placed.token }, 'the stall is gone once visible');
+      await probe.unmount();
+
+      const seen = await renderHook(scripted, () => useWriteVisible(placed.token, { timeoutMs: 10_000 }));
+      await act(async () => {
+        await seen.until((s) => s.visible === true);
+      });
+      assert.ok(seen.renders.some((s) => s.visible === null && s.stalled?.view === 'order_summary'), 'stalled while waiting');
+      await seen.unmount();
+    } finally {
+      scripted.dispose();
+    }
   });
 });
