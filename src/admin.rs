@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{DbErr, EntityTrait, QueryOrder};
 
-use entity::read::projection_checkpoint;
+use entity::read::dead_letter;
+use entity::read::projection_checkpoint::{self, StoredMode, StoredStatus};
 
-use crate::catalog::{Status, View, EXPORTER};
+use crate::catalog::{Mode, Status, View, EXPORTER};
 use crate::db::Db;
 use crate::notice::progress::{DurableFacts, Failing, Wait};
 use crate::notice::Notices;
@@ -39,95 +40,42 @@ pub enum StartRebuildError {
     AlreadyRebuilding(String),
 }
 
-/// A projection's checkpoint row (`projection_checkpoint`), as admin hands
-/// it out: its own type, so `graphql` and `http` never hold an `entity` one.
+/// An event a projection failed to apply deterministically (a
+/// `dead_letter` row). The row itself, behind accessors, so `graphql` and
+/// `http` never hold an `entity` type and nothing copies it field by field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointRow {
-    pub name: String,
-    /// `async` or `inline`.
-    pub mode: String,
-    /// `running`, `stopped`, `rebuilding` or `outdated` (`retrying` and `stalled` are derived, never stored).
-    pub status: String,
-    /// The checkpoint: every event at or before `(last_tx_id, last_position)` is applied.
-    pub last_tx_id: i64,
-    pub last_position: i64,
-    pub events_applied: i64,
-    pub last_error: Option<String>,
-    /// The instance currently running the projection, when known.
-    pub owner: Option<String>,
-    /// Fencing counter: bumped by every runner that takes the projection over.
-    pub fence: i64,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    /// While `rebuilding`: events replayed so far, and the log's size when the rebuild began.
-    pub rebuild_done: i64,
-    pub rebuild_total: i64,
-    /// Consecutive failed attempts of the runner (0 while healthy).
-    pub attempts: i64,
-    /// The leading runner's last heartbeat (none: no runner ever led it).
-    pub heartbeat_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// When the leading runner was last healthy: it applied a batch or
-    /// stood at the head of the log.
-    pub progressed_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// What the leading runner waits on (JSON), while something blocks it.
-    pub waiting_on: Option<String>,
-    /// While `rebuilding`: when the rebuild last said it is alive.
-    pub rebuild_reported_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+pub struct DeadLetter(dead_letter::Model);
 
-impl From<projection_checkpoint::Model> for CheckpointRow {
-    fn from(m: projection_checkpoint::Model) -> Self {
-        Self {
-            name: m.name,
-            mode: m.mode,
-            status: m.status,
-            last_tx_id: m.last_tx_id,
-            last_position: m.last_position,
-            events_applied: m.events_applied,
-            last_error: m.last_error,
-            owner: m.owner,
-            fence: m.fence,
-            updated_at: m.updated_at,
-            rebuild_done: m.rebuild_done,
-            rebuild_total: m.rebuild_total,
-            attempts: m.attempts,
-            heartbeat_at: m.heartbeat_at,
-            progressed_at: m.progressed_at,
-            waiting_on: m.waiting_on,
-            rebuild_reported_at: m.rebuild_reported_at,
-        }
+impl DeadLetter {
+    pub fn id(&self) -> i64 {
+        self.0.id
     }
-}
-
-/// An event a projection failed to apply deterministically (a `dead_letter` row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub projection: String,
-    pub event_position: i64,
-    pub event_tx_id: i64,
-    pub stream_id: uuid::Uuid,
-    pub event_type: String,
-    pub error: String,
-    pub recorded_at: chrono::DateTime<chrono::Utc>,
-    /// What an operator did with it: `retried` or `skipped`; `None` while open.
-    pub resolution: Option<String>,
-    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl From<dead_letters::DeadLetter> for DeadLetter {
-    fn from(m: dead_letters::DeadLetter) -> Self {
-        Self {
-            id: m.id,
-            projection: m.projection,
-            event_position: m.event_position,
-            event_tx_id: m.event_tx_id,
-            stream_id: m.stream_id,
-            event_type: m.event_type,
-            error: m.error,
-            recorded_at: m.recorded_at,
-            resolution: m.resolution,
-            resolved_at: m.resolved_at,
-        }
+    pub fn projection(&self) -> &str {
+        &self.0.projection
+    }
+    /// The event's position in the log.
+    pub fn event(&self) -> LogPosition {
+        LogPosition::new(self.0.event_tx_id, self.0.event_position)
+    }
+    pub fn stream_id(&self) -> uuid::Uuid {
+        self.0.stream_id
+    }
+    pub fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// Why it could not be applied.
+    pub fn error(&self) -> &str {
+        &self.0.error
+    }
+    pub fn recorded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.recorded_at
+    }
+    /// What an operator did with it; `None` while open.
+    pub fn resolution(&self) -> Option<crate::catalog::Resolution> {
+        self.0.resolution.map(dead_letters::resolved)
+    }
+    pub fn resolved_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.resolved_at
     }
 }
 
@@ -141,15 +89,16 @@ pub struct Resolved {
 
 impl From<dead_letters::Resolved> for Resolved {
     fn from(r: dead_letters::Resolved) -> Self {
-        Self { dead_letter: r.dead_letter.into(), checkpoint: r.checkpoint }
+        Self { dead_letter: DeadLetter(r.dead_letter), checkpoint: r.checkpoint }
     }
 }
 
 /// A projection's checkpoint row, how far behind the log it is, and its
 /// status as derived from those facts now (see `crate::notice::progress`).
+/// The row is held as read, behind accessors (no copy of its fields).
 #[derive(Debug, Clone)]
 pub struct ProjectionState {
-    pub row: CheckpointRow,
+    row: projection_checkpoint::Model,
     /// Committed events not applied yet.
     pub lag: i64,
     /// How long it has been behind without progress (zero at the head).
@@ -170,24 +119,22 @@ impl ProjectionState {
     /// whenever asked, so no status outlives its cause: `stalled` while
     /// behind with no progress for the stall bound, `retrying` while the
     /// runner's last steps failed, else `running`.
-    pub fn status(&self) -> Option<Status> {
-        match Status::parse(&self.row.status) {
-            Some(stored @ (Status::Stopped | Status::Outdated)) => Some(stored),
-            Some(Status::Rebuilding) if self.rebuild_alive => Some(Status::Rebuilding),
+    pub fn status(&self) -> Status {
+        match self.row.status {
+            StoredStatus::Stopped => Status::Stopped,
+            StoredStatus::Outdated => Status::Outdated,
+            StoredStatus::Rebuilding if self.rebuild_alive => Status::Rebuilding,
             // Running, a `retrying` stored by an older release, a dead
             // rebuild: what the runner's facts say.
-            Some(_) if self.waiting_on.is_some() => Some(Status::Stalled),
-            Some(_) if self.failing.is_some() => Some(Status::Retrying),
-            Some(_) => Some(Status::Running),
-            None => None,
-        }
-    }
-
-    /// The status's name (the stored text for one this release does not know).
-    pub fn status_name(&self) -> &str {
-        match self.status() {
-            Some(status) => status.as_str(),
-            None => &self.row.status,
+            StoredStatus::Running | StoredStatus::LegacyRetrying | StoredStatus::Rebuilding => {
+                if self.waiting_on.is_some() {
+                    Status::Stalled
+                } else if self.failing.is_some() {
+                    Status::Retrying
+                } else {
+                    Status::Running
+                }
+            }
         }
     }
 
@@ -196,11 +143,41 @@ impl ProjectionState {
     /// or outdated one; none while it runs.
     pub fn last_error(&self) -> Option<String> {
         match self.status() {
-            Some(Status::Stalled) => self.waiting_on.as_ref().map(Wait::describe),
-            Some(Status::Retrying) => self.failing.as_ref().map(Failing::describe),
-            Some(Status::Running) => None,
-            _ => self.row.last_error.clone(),
+            Status::Stalled => self.waiting_on.as_ref().map(Wait::describe),
+            Status::Retrying => self.failing.as_ref().map(Failing::describe),
+            Status::Running => None,
+            Status::Stopped | Status::Outdated | Status::Rebuilding => self.row.last_error.clone(),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.row.mode {
+            StoredMode::Async => Mode::Async,
+            StoredMode::Inline => Mode::Inline,
+        }
+    }
+
+    /// Every write with a token at or before this one is visible in it.
+    pub fn checkpoint(&self) -> LogPosition {
+        LogPosition::new(self.row.last_tx_id, self.row.last_position)
+    }
+
+    pub fn events_applied(&self) -> i64 {
+        self.row.events_applied
+    }
+
+    /// While `rebuilding`: how far the replay has come, in percent.
+    pub fn rebuild_percent(&self) -> Option<f64> {
+        (self.status() == Status::Rebuilding && self.row.rebuild_total > 0)
+            .then(|| 100.0 * self.row.rebuild_done as f64 / self.row.rebuild_total as f64)
+    }
+
+    pub fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.row.updated_at
     }
 
     /// Consecutive failed steps while `retrying` (0 otherwise).
@@ -272,10 +249,10 @@ impl Admin {
             let rebuild_alive = crate::projection::rebuild::reports_now(row.rebuild_reported_at, now);
             // What the runner says, for every status the facts decide (all
             // but a stopped or outdated projection and a live rebuild).
-            let judged = match Status::parse(&row.status) {
-                Some(Status::Stopped | Status::Outdated) | None => false,
-                Some(Status::Rebuilding) => !rebuild_alive,
-                Some(_) => true,
+            let judged = match row.status {
+                StoredStatus::Stopped | StoredStatus::Outdated => false,
+                StoredStatus::Rebuilding => !rebuild_alive,
+                StoredStatus::Running | StoredStatus::LegacyRetrying => true,
             };
             let facts = DurableFacts {
                 progressed_at: row.progressed_at,
@@ -291,7 +268,7 @@ impl Admin {
                 (behind_for, waiting_on) = (judged.behind_for, judged.wait);
             }
             let failing = if judged { progress.failing(&row.name, &facts, now) } else { None };
-            out.push(ProjectionState { row: row.into(), lag, behind_for, waiting_on, failing, rebuild_alive });
+            out.push(ProjectionState { row, lag, behind_for, waiting_on, failing, rebuild_alive });
         }
         Ok(out)
     }
@@ -312,7 +289,7 @@ impl Admin {
             .filter(projection_checkpoint::Column::Name.is_in(names.iter().copied()))
             .all(&self.read_db.conn)
             .await?;
-        if rows.iter().any(|r| r.mode == crate::catalog::Mode::Inline.as_str()) {
+        if rows.iter().any(|r| r.mode == StoredMode::Inline) {
             return Ok(None);
         }
         Ok(Some(
@@ -368,20 +345,20 @@ impl Admin {
             s.lag.to_string()
         });
         gauge("twofold_projection_retrying", "1 while the projection's runner retries after failures.", &|s| {
-            u8::from(s.status() == Some(Status::Retrying)).to_string()
+            u8::from(s.status() == Status::Retrying).to_string()
         });
         gauge("twofold_projection_stopped", "1 when a poison event stopped the projection.", &|s| {
-            u8::from(s.status() == Some(Status::Stopped)).to_string()
+            u8::from(s.status() == Status::Stopped).to_string()
         });
         gauge(
             "twofold_projection_outdated",
             "1 when this release stood down for an event a newer release wrote.",
-            &|s| u8::from(s.status() == Some(Status::Outdated)).to_string(),
+            &|s| u8::from(s.status() == Status::Outdated).to_string(),
         );
         gauge(
             "twofold_projection_stalled",
             "1 while the projection is behind the log with no progress for --stall-after-ms (see /readyz for what it waits on).",
-            &|s| u8::from(s.status() == Some(Status::Stalled)).to_string(),
+            &|s| u8::from(s.status() == Status::Stalled).to_string(),
         );
         gauge(
             "twofold_projection_seconds_since_progress",
@@ -411,7 +388,7 @@ impl Admin {
         limit: u64,
     ) -> Result<Vec<DeadLetter>, DeadLetterError> {
         let rows = dead_letters::list(&self.views_db, projection, include_resolved, limit).await?;
-        Ok(rows.into_iter().map(DeadLetter::from).collect())
+        Ok(rows.into_iter().map(DeadLetter).collect())
     }
 
     /// Retries a dead letter (its projection, stopped at it, tries it again).

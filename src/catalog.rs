@@ -92,8 +92,8 @@ impl Mode {
     }
 }
 
-/// What an operator did with a dead letter (its `resolution` column;
-/// NULL while it is open).
+/// What an operator did with a dead letter (stored as
+/// `entity::read::dead_letter::Resolution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
     /// The projection was set to apply the event again.
@@ -108,6 +108,12 @@ impl Resolution {
             Self::Retried => "retried",
             Self::Skipped => "skipped",
         }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

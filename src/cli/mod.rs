@@ -209,20 +209,18 @@ pub async fn projections(database_url: &str, read_database_url: Option<&str>) ->
         "projection", "mode", "status", "checkpoint", "lag", "applied"
     );
     for s in states {
-        let checkpoint = LogPosition::new(s.row.last_tx_id, s.row.last_position).to_string();
-        let status = if s.status() == Some(crate::catalog::Status::Rebuilding) && s.row.rebuild_total > 0 {
-            format!("{} {}%", s.row.status, s.row.rebuild_done * 100 / s.row.rebuild_total)
-        } else {
-            s.status().map_or_else(|| s.row.status.clone(), |status| status.as_str().to_owned())
+        let status = match s.rebuild_percent() {
+            Some(percent) => format!("{} {percent:.0}%", s.status().as_str()),
+            None => s.status().as_str().to_owned(),
         };
         println!(
             "{:<16} {:<7} {:<11} {:>16} {:>8} {:>10}  {}",
-            s.row.name,
-            s.row.mode,
+            s.name(),
+            s.mode().as_str(),
             status,
-            checkpoint,
+            s.checkpoint().to_string(),
             s.lag,
-            s.row.events_applied,
+            s.events_applied(),
             s.last_error().as_deref().unwrap_or("-")
         );
     }
@@ -244,7 +242,7 @@ pub async fn dead_letters(args: &crate::args::DeadLettersArgs) -> Result<(), Cli
             println!("{:>6} {:<16} {:>16} {:<20} {:<10} error", "id", "projection", "event", "type", "status");
             for r in rows {
                 let event = LogPosition::new(r.event_tx_id, r.event_position).to_string();
-                let status = r.resolution.as_deref().unwrap_or("open");
+                let status = r.resolution.map_or_else(|| "open".to_owned(), |r| r.to_string());
                 println!(
                     "{:>6} {:<16} {:>16} {:<20} {:<10} {}",
                     r.id, r.projection, event, r.event_type, status, r.error

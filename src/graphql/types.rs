@@ -331,34 +331,34 @@ pub struct DeadLetter(pub crate::admin::DeadLetter);
 #[Object]
 impl DeadLetter {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.0.id().to_string())
     }
     async fn projection(&self) -> &str {
-        &self.0.projection
+        self.0.projection()
     }
     /// The event's position in the log.
     async fn token(&self) -> Token {
-        Token(LogPosition::new(self.0.event_tx_id, self.0.event_position))
+        Token(self.0.event())
     }
     async fn stream_id(&self) -> ID {
-        ID(self.0.stream_id.to_string())
+        ID(self.0.stream_id().to_string())
     }
     async fn event_type(&self) -> &str {
-        &self.0.event_type
+        self.0.event_type()
     }
     /// Why it could not be applied.
     async fn error(&self) -> &str {
-        &self.0.error
+        self.0.error()
     }
     async fn recorded_at(&self) -> DateTime<Utc> {
-        self.0.recorded_at
+        self.0.recorded_at()
     }
     /// `retried` or `skipped` once an operator acted; null while open.
-    async fn resolution(&self) -> Option<&str> {
-        self.0.resolution.as_deref()
+    async fn resolution(&self) -> Option<&'static str> {
+        self.0.resolution().map(crate::catalog::Resolution::as_str)
     }
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
-        self.0.resolved_at
+        self.0.resolved_at()
     }
 }
 
@@ -367,11 +367,11 @@ pub struct ProjectionStatus(pub ProjectionState);
 #[Object]
 impl ProjectionStatus {
     async fn name(&self) -> &str {
-        &self.0.row.name
+        self.0.name()
     }
     /// `async` or `inline`.
     async fn mode(&self) -> &str {
-        &self.0.row.mode
+        self.0.mode().as_str()
     }
     /// `running`, `retrying` (failing, with back-off; see `lastError`),
     /// `stalled` (behind the log with no progress for `--stall-after-ms`;
@@ -380,7 +380,7 @@ impl ProjectionStatus {
     /// event it met; a newer one takes over). Derived from facts when asked,
     /// on whichever instance answers.
     async fn status(&self) -> &str {
-        self.0.status_name()
+        self.0.status().as_str()
     }
     /// While `stalled`: what the projection waits on.
     async fn waiting_on(&self) -> Option<ProjectionWait> {
@@ -393,14 +393,14 @@ impl ProjectionStatus {
     }
     /// Every write with a token at or before this one is visible in the projection.
     async fn checkpoint(&self) -> Token {
-        Token(LogPosition::new(self.0.row.last_tx_id, self.0.row.last_position))
+        Token(self.0.checkpoint())
     }
     /// Committed events not yet applied.
     async fn lag(&self) -> BigInt {
         BigInt(self.0.lag)
     }
     async fn events_applied(&self) -> BigInt {
-        BigInt(self.0.row.events_applied)
+        BigInt(self.0.events_applied())
     }
     /// Consecutive failed attempts while `retrying` (0 while healthy).
     async fn attempts(&self) -> BigInt {
@@ -414,12 +414,10 @@ impl ProjectionStatus {
     }
     /// While `rebuilding`: how far the replay has come, in percent.
     async fn rebuild_percent(&self) -> Option<f64> {
-        let row = &self.0.row;
-        (row.status == crate::catalog::Status::Rebuilding.as_str() && row.rebuild_total > 0)
-            .then(|| 100.0 * row.rebuild_done as f64 / row.rebuild_total as f64)
+        self.0.rebuild_percent()
     }
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.row.updated_at
+        self.0.updated_at()
     }
 }
 

@@ -8,10 +8,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::json;
 
 use super::state::AppState;
-use crate::admin::Horizon;
+use crate::admin::{Horizon, ProjectionState};
 use crate::catalog::Status;
 
 /// Prometheus text: this process's metrics, then each projection's lines,
@@ -25,6 +26,77 @@ pub(super) async fn metrics_text(State(state): State<AppState>) -> Response {
 /// Liveness: the process is up and answering (no database is asked).
 pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// A projection in trouble, as `/readyz` lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Troubled<'a> {
+    name: &'a str,
+    status: &'static str,
+    last_error: Option<String>,
+    attempts: i64,
+    lag: i64,
+}
+
+impl<'a> Troubled<'a> {
+    fn of(p: &'a ProjectionState) -> Self {
+        Self {
+            name: p.name(),
+            status: p.status().as_str(),
+            last_error: p.last_error(),
+            attempts: p.attempts(),
+            lag: p.lag,
+        }
+    }
+}
+
+/// A stalled projection and what it waits on.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stalled<'a> {
+    name: &'a str,
+    lag: i64,
+    seconds_since_progress: f64,
+    /// What it waits on (`crate::notice::progress::Wait`, as admin hands it out).
+    waiting_on: serde_json::Value,
+    cause: String,
+}
+
+/// The exporter, when there is one.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Exporter {
+    status: &'static str,
+    healthy: bool,
+    lag: i64,
+    last_error: Option<String>,
+}
+
+/// A read replica's state.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Replica {
+    replica: String,
+    state: &'static str,
+    lag_seconds: Option<f64>,
+    last_error: Option<String>,
+}
+
+/// `/readyz` when both databases answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ready<'a> {
+    status: &'static str,
+    write_database: bool,
+    read_database: bool,
+    projections: Vec<Troubled<'a>>,
+    stopped_projections: Vec<Troubled<'a>>,
+    stalled_projections: Vec<Stalled<'a>>,
+    horizon: serde_json::Value,
+    exporter: Option<Exporter>,
+    auth: &'static str,
+    replicas: Vec<Replica>,
 }
 
 /// Ready when both databases answer within a second (else 503). 503
@@ -47,28 +119,24 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
     // The exporter, when there is one: `degraded` (in `projections` too) while its broker is unreachable.
-    let exporter = projections.iter().find(|p| p.row.name == crate::catalog::EXPORTER).map(|p| {
-        let status = p.status_name();
-        json!({ "status": status, "healthy": p.status().is_some_and(Status::is_healthy), "lag": p.lag, "lastError": p.last_error() })
+    let exporter = projections.iter().find(|p| p.name() == crate::catalog::EXPORTER).map(|p| Exporter {
+        status: p.status().as_str(),
+        healthy: p.status().is_healthy(),
+        lag: p.lag,
+        last_error: p.last_error(),
     });
-    let troubled: Vec<serde_json::Value> = projections
+    let troubled: Vec<&ProjectionState> = projections.iter().filter(|p| !p.status().is_healthy()).collect();
+    let stalled: Vec<Stalled<'_>> = projections
         .iter()
-        .filter(|p| !p.status().is_some_and(Status::is_healthy))
-        .map(|p| {
-            let status = p.status_name();
-            json!({ "name": p.row.name, "status": status, "lastError": p.last_error(), "attempts": p.attempts(), "lag": p.lag })
-        })
-        .collect();
-    let stalled: Vec<serde_json::Value> = projections
-        .iter()
-        .filter_map(|p| Some((p, p.waiting_on.as_ref().filter(|_| p.status() == Some(Status::Stalled))?)))
-        .map(|(p, wait)| {
-            json!({
-                "name": p.row.name,
-                "lag": p.lag,
-                "secondsSinceProgress": p.behind_for.as_secs_f64(),
-                "waitingOn": wait,
-                "cause": wait.describe(),
+        .filter(|p| p.status() == Status::Stalled)
+        .filter_map(|p| {
+            let wait = p.waiting_on.as_ref()?;
+            Some(Stalled {
+                name: p.name(),
+                lag: p.lag,
+                seconds_since_progress: p.behind_for.as_secs_f64(),
+                waiting_on: serde_json::to_value(wait).unwrap_or_default(),
+                cause: wait.describe(),
             })
         })
         .collect();
@@ -84,22 +152,40 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         Horizon::Unknown => json!({ "mode": "unknown" }),
     };
     // Replicas out of rotation leave their queries to the primary: degraded, still serving.
-    let replicas: Vec<serde_json::Value> = state
-        .replicas
-        .iter()
-        .flat_map(|set| set.report())
-        .map(|r| json!({ "replica": r.name, "state": r.state.as_str(), "lagSeconds": r.lag_seconds, "lastError": r.last_error }))
+    let in_rotation = crate::admin::replicas::ReplicaState::InRotation;
+    let reports: Vec<_> = state.replicas.iter().flat_map(|set| set.report()).collect();
+    let replicas_out = reports.iter().any(|r| r.state != in_rotation);
+    let replicas: Vec<Replica> = reports
+        .into_iter()
+        .map(|r| Replica {
+            replica: r.name,
+            state: r.state.as_str(),
+            lag_seconds: r.lag_seconds,
+            last_error: r.last_error,
+        })
         .collect();
-    let replicas_out = replicas.iter().any(|r| r["state"] != crate::admin::replicas::ReplicaState::InRotation.as_str());
     // A troubled projection degrades its views; the instance still serves.
     let status =
         if troubled.is_empty() && ready.horizon != Horizon::Global && !replicas_out { "ready" } else { "degraded" };
-    let stopped: Vec<&serde_json::Value> =
-        troubled.iter().filter(|p| p["status"] == Status::Stopped.as_str()).collect();
-    // `open`: no keys configured, every request acts as staff (development only).
-    let auth = if state.auth.is_open() { "open" } else { "jwt" };
-    let body = json!({ "status": status, "writeDatabase": true, "readDatabase": true, "projections": troubled, "stoppedProjections": stopped, "stalledProjections": stalled, "horizon": horizon, "exporter": exporter, "auth": auth, "replicas": replicas });
-    if !stalled.is_empty() {
+    let any_stalled = !stalled.is_empty();
+    let body = Ready {
+        status,
+        write_database: true,
+        read_database: true,
+        stopped_projections: troubled
+            .iter()
+            .filter(|p| p.status() == Status::Stopped)
+            .map(|p| Troubled::of(p))
+            .collect(),
+        projections: troubled.iter().map(|p| Troubled::of(p)).collect(),
+        stalled_projections: stalled,
+        horizon,
+        exporter,
+        // `open`: no keys configured, every request acts as staff (development only).
+        auth: if state.auth.is_open() { "open" } else { "jwt" },
+        replicas,
+    };
+    if any_stalled {
         // A stalled view lets clients down now: not ready (load balancers take note).
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }

@@ -7,9 +7,9 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use entity::read::{dead_letter, projection_checkpoint};
+use entity::read::dead_letter::{self, Resolution};
+use entity::read::projection_checkpoint::{self, StoredStatus};
 
-use crate::catalog::{Resolution, Status};
 use crate::db::Db;
 use crate::notice::Notices;
 use crate::token::LogPosition;
@@ -22,7 +22,7 @@ pub enum DeadLetterError {
     #[error("there is no dead letter {0}")]
     NotFound(i64),
     #[error("dead letter {id} was already {resolution}")]
-    AlreadyResolved { id: i64, resolution: String },
+    AlreadyResolved { id: i64, resolution: crate::catalog::Resolution },
     #[error("{0}")]
     Refused(String),
     /// The database failed (unreachable, contention, anything else).
@@ -34,6 +34,14 @@ pub enum DeadLetterError {
 impl From<DbErr> for DeadLetterError {
     fn from(e: DbErr) -> Self {
         Self::Database(e.into())
+    }
+}
+
+/// A stored resolution, in the vocabulary the layers share.
+pub fn resolved(stored: Resolution) -> crate::catalog::Resolution {
+    match stored {
+        Resolution::Retried => crate::catalog::Resolution::Retried,
+        Resolution::Skipped => crate::catalog::Resolution::Skipped,
     }
 }
 
@@ -82,7 +90,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     let txn = db.begin_write().await?;
     let letter = dead_letter::Entity::find_by_id(id).one(&*txn).await?.ok_or(DeadLetterError::NotFound(id))?;
     if let Some(resolution) = &letter.resolution {
-        return Err(DeadLetterError::AlreadyResolved { id, resolution: resolution.clone() });
+        return Err(DeadLetterError::AlreadyResolved { id, resolution: resolved(*resolution) });
     }
     let checkpoint = projection_checkpoint::Entity::find_by_id(letter.projection.clone())
         .lock_exclusive()
@@ -91,17 +99,17 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
         .ok_or_else(|| DeadLetterError::Refused(format!("projection {} has no checkpoint", letter.projection)))?;
     let at = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
     let event = LogPosition::new(letter.event_tx_id, letter.event_position);
-    let stopped_here = checkpoint.status == Status::Stopped.as_str() && at < event;
+    let stopped_here = checkpoint.status == StoredStatus::Stopped && at < event;
     let (resolution, new_checkpoint) = match action {
-        Action::Retry if stopped_here => (Resolution::Retried.as_str(), at),
+        Action::Retry if stopped_here => (Resolution::Retried, at),
         Action::Retry => {
             return Err(DeadLetterError::Refused(format!(
             "projection {} is not stopped at this event (it is {} at {at}); rebuild the projection to apply it again",
             letter.projection, checkpoint.status
         )))
         }
-        Action::Skip if stopped_here => (Resolution::Skipped.as_str(), event),
-        Action::Skip if at >= event => (Resolution::Skipped.as_str(), at),
+        Action::Skip if stopped_here => (Resolution::Skipped, event),
+        Action::Skip if at >= event => (Resolution::Skipped, at),
         Action::Skip => {
             return Err(DeadLetterError::Refused(format!(
                 "projection {} has not reached this event yet (it is {} at {at})",
@@ -111,7 +119,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     };
     if stopped_here {
         let mut row = checkpoint.into_active_model();
-        row.status = Set(Status::Running.as_str().to_owned());
+        row.status = Set(StoredStatus::Running);
         row.last_error = Set(None);
         row.attempts = Set(0);
         row.last_tx_id = Set(new_checkpoint.tx_id);
@@ -120,7 +128,7 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
         projection_checkpoint::Entity::update(row).exec(&*txn).await?;
     }
     let mut letter = letter.into_active_model();
-    letter.resolution = Set(Some(resolution.to_owned()));
+    letter.resolution = Set(Some(resolution));
     letter.resolved_at = Set(Some(chrono::Utc::now()));
     let letter = dead_letter::Entity::update(letter).exec(&*txn).await?;
     if db.is_postgres() {
@@ -129,6 +137,6 @@ async fn resolve(db: &Db, notices: &Notices, id: i64, action: Action) -> Result<
     txn.commit().await?;
     notices.advance(&letter.projection, new_checkpoint);
     notices.status_changed();
-    tracing::info!(dead_letter = id, projection = %letter.projection, resolution, "dead letter resolved by an operator");
+    tracing::info!(dead_letter = id, projection = %letter.projection, %resolution, "dead letter resolved by an operator");
     Ok(Resolved { dead_letter: letter, checkpoint: new_checkpoint })
 }

@@ -27,12 +27,12 @@ use futures_util::future::FutureExt;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use tokio::time::Instant;
 
-use entity::read::{dead_letter, projection_checkpoint};
+use entity::read::dead_letter::{self, Resolution};
+use entity::read::projection_checkpoint::{self, StoredMode, StoredStatus};
 
 use super::durable::Durable;
 pub use super::durable::{NotProjected, Visibility};
 use super::{QueryError, ReadModel};
-use crate::catalog::{Mode, Resolution, Status};
 use crate::notice::progress::DurableFacts;
 use crate::token::LogPosition;
 
@@ -58,7 +58,7 @@ impl ReadModel {
             .filter(
                 Condition::any()
                     .add(dead_letter::Column::Resolution.is_null())
-                    .add(dead_letter::Column::Resolution.eq(Resolution::Skipped.as_str())),
+                    .add(dead_letter::Column::Resolution.eq(Resolution::Skipped)),
             )
             .limit(100_000)
             .into_tuple::<(String, i64, i64)>()
@@ -68,7 +68,7 @@ impl ReadModel {
         for row in rows {
             let at = LogPosition::new(row.last_tx_id, row.last_position);
             self.notices.advance(&row.name, at);
-            let stopped = row.status == Status::Stopped.as_str();
+            let stopped = row.status == StoredStatus::Stopped;
             let facts = DurableFacts {
                 progressed_at: row.progressed_at,
                 heartbeat_at: row.heartbeat_at,
@@ -77,7 +77,7 @@ impl ReadModel {
                 attempts: row.attempts,
             };
             durable.facts.insert(row.name.clone(), facts);
-            durable.checkpoints.insert(row.name, (at, row.mode == Mode::Inline.as_str(), stopped));
+            durable.checkpoints.insert(row.name, (at, row.mode == StoredMode::Inline, stopped));
         }
         durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
         Ok(durable)

@@ -460,14 +460,14 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
                 assert!(!d["data"]["writeVisible"]["projections"].to_string().contains("event_export"), "{d}");
                 let letters = app.services.admin.dead_letters(Some("event_export"), false, 10).await.expect("list");
                 assert_eq!(letters.len(), 1);
-                app.services.admin.skip_dead_letter(letters[0].id).await.expect("skip");
+                app.services.admin.skip_dead_letter(letters[0].id()).await.expect("skip");
                 app.settle().await;
             }
         }
         let letters = app.services.admin.dead_letters(Some("event_export"), true, 10).await.expect("list");
         assert_eq!(letters.len(), 1, "{letters:?}");
-        assert_eq!(letters[0].event_position, big_position);
-        assert!(letters[0].error.contains("refused"), "{}", letters[0].error);
+        assert_eq!(letters[0].event().position, big_position);
+        assert!(letters[0].error().contains("refused"), "{}", letters[0].error());
         let skipped = HashSet::from([big_position]);
         assert_stream_is_the_log(&app.db, &stream, &skipped).await;
         assert_eq!(exporter_state(&app).await["status"], "running");

@@ -106,7 +106,7 @@ pub async fn catch_up(app: &TestApp, projector: &Projector) -> Vec<StepOutcome> 
             .await
             .expect("projections")
             .into_iter()
-            .find(|p| p.row.name == name)
+            .find(|p| p.name() == name)
             .expect("checkpoint");
         if row.lag == 0 {
             return outcomes;
@@ -714,17 +714,17 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
             .await
             .expect("projections")
             .into_iter()
-            .find(|p| p.row.name == "order_summary")
+            .find(|p| p.name() == "order_summary")
             .expect("row");
-        if row.row.status == "stopped" {
+        if row.status() == twofold::catalog::Status::Stopped {
             break row;
         }
         status.changed().await.expect("status notices");
     };
     assert!(
-        stopped.row.last_error.as_deref().is_some_and(|e| e.contains("panicked") && e.contains("boom")),
+        stopped.last_error().as_deref().is_some_and(|e| e.contains("panicked") && e.contains("boom")),
         "{:?}",
-        stopped.row.last_error
+        stopped.last_error()
     );
     assert_eq!(
         app.scalar_i64(
@@ -778,14 +778,14 @@ on_both_backends_api_only!(a_panicking_projection_in_a_group_holds_back_only_its
     ));
     let stopped = loop {
         let rows = app.services.admin.projections().await.expect("projections");
-        let summary = rows.iter().find(|p| p.row.name == "order_summary").expect("row").clone();
-        let others_done = rows.iter().filter(|p| p.row.name != "order_summary").all(|p| p.lag == 0);
-        if summary.row.status == "stopped" && others_done {
+        let summary = rows.iter().find(|p| p.name() == "order_summary").expect("row").clone();
+        let others_done = rows.iter().filter(|p| p.name() != "order_summary").all(|p| p.lag == 0);
+        if summary.status() == twofold::catalog::Status::Stopped && others_done {
             break summary;
         }
         changes.next("order_summary to stop and the others to catch up").await;
     };
-    assert!(stopped.row.last_error.as_deref().is_some_and(|e| e.contains("boom")), "{:?}", stopped.row.last_error);
+    assert!(stopped.last_error().as_deref().is_some_and(|e| e.contains("boom")), "{:?}", stopped.last_error());
     let dashboard =
         app.data("query($c: ID!) { customer(id: $c) { ordersShipped } }", json!({ "c": seed.customer })).await;
     assert_eq!(dashboard["customer"]["ordersShipped"], "1", "customer_view applied the shipment in the same batch");

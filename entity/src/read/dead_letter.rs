@@ -14,9 +14,28 @@ pub struct Model {
     pub event_type: String,
     pub error: String,
     pub recorded_at: ChronoDateTimeUtc,
-    /// What an operator did with it: `retried` or `skipped`; `None` while open.
-    pub resolution: Option<String>,
+    /// What an operator did with it; `None` while open.
+    pub resolution: Option<Resolution>,
     pub resolved_at: Option<ChronoDateTimeUtc>,
+}
+
+/// What an operator did with a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+pub enum Resolution {
+    /// The projection was set to apply the event again.
+    #[sea_orm(string_value = "retried")]
+    Retried,
+    /// The projection moved past the event, which stays unapplied.
+    #[sea_orm(string_value = "skipped")]
+    Skipped,
+}
+
+/// The stored text, for messages.
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_value())
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,10 +13,9 @@ use sea_orm::{
     QuerySelect,
 };
 
-use entity::read::projection_checkpoint;
+use entity::read::projection_checkpoint::{self, StoredStatus};
 
 use super::Projector;
-use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::notice::ProjectionUpdated;
 use crate::projection::apply::{ApplyContext, ApplyError};
@@ -77,14 +76,17 @@ pub(in crate::projection) async fn claim_all(txn: &DatabaseTransaction, claims: 
 /// (with a fence token) still fenced by this runner. A batch applied past
 /// an event an older release stood down at ends the `outdated` status.
 fn move_sql(rows: &str) -> String {
+    use sea_orm::ActiveEnum;
+    let (outdated, running, stopped) =
+        (StoredStatus::Outdated.to_value(), StoredStatus::Running.to_value(), StoredStatus::Stopped.to_value());
     format!(
         "UPDATE projection_checkpoint AS c SET last_tx_id = u.to_tx, last_position = u.to_pos, \
            events_applied = c.events_applied + u.n, updated_at = $1, \
-           status = CASE WHEN c.status = 'outdated' THEN 'running' ELSE c.status END, \
-           last_error = CASE WHEN c.status = 'outdated' THEN NULL ELSE c.last_error END \
+           status = CASE WHEN c.status = '{outdated}' THEN '{running}' ELSE c.status END, \
+           last_error = CASE WHEN c.status = '{outdated}' THEN NULL ELSE c.last_error END \
          FROM {rows} AS u \
          WHERE c.name = u.name AND c.last_tx_id = u.from_tx AND c.last_position = u.from_pos \
-           AND c.status <> 'stopped' AND c.fence = COALESCE(u.fence, c.fence)"
+           AND c.status <> '{stopped}' AND c.fence = COALESCE(u.fence, c.fence)"
     )
 }
 
@@ -153,7 +155,7 @@ async fn move_checkpoints(txn: &DatabaseTransaction, claims: &[Claim<'_>]) -> Re
 /// `fence` left it at `from`, and not stopped (the fencing check).
 fn still_at(row: &projection_checkpoint::Model, from: LogPosition, fence: Option<i64>) -> bool {
     LogPosition::new(row.last_tx_id, row.last_position) == from
-        && row.status != Status::Stopped.as_str()
+        && row.status != StoredStatus::Stopped
         && fence.is_none_or(|f| f == row.fence)
 }
 
@@ -209,7 +211,7 @@ impl Projector {
         Ok(members
             .iter()
             .map(|p| match rows.iter().find(|r| r.name == p.name()) {
-                Some(row) if row.status == Status::Stopped.as_str() => Standing::Stopped,
+                Some(row) if row.status == StoredStatus::Stopped => Standing::Stopped,
                 Some(row) => {
                     let at = LogPosition::new(row.last_tx_id, row.last_position);
                     p.remember_checkpoint(at);

@@ -25,16 +25,23 @@ use std::time::Duration;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DbErr, EntityTrait};
 use tokio::sync::watch;
 
-use entity::read::projection_checkpoint;
+use entity::read::projection_checkpoint::{self, StoredMode, StoredStatus};
 
 use super::apply::Projection;
 use super::reader::{ReadEvent, Upcaster};
 use super::runtime::{Mode, PoisonPolicy, RuntimeSettings, StepError};
-use crate::catalog::Status;
 use crate::db::{Db, WriteTxn};
 use crate::notice::progress::{Progress, Wait};
 use crate::notice::Notices;
 use crate::token::LogPosition;
+
+/// How a mode is stored in the checkpoint row.
+pub(crate) fn stored_mode(mode: Mode) -> StoredMode {
+    match mode {
+        Mode::Async => StoredMode::Async,
+        Mode::Inline => StoredMode::Inline,
+    }
+}
 
 /// Runs one projection.
 pub struct Projector {
@@ -99,18 +106,18 @@ impl Projector {
         let conn = &self.read_db.conn;
         let existing = projection_checkpoint::Entity::find_by_id(self.name()).one(conn).await?;
         let row = match existing {
-            Some(row) if row.mode == self.mode.as_str() => row,
+            Some(row) if row.mode == stored_mode(self.mode) => row,
             Some(row) => {
                 let mut active: projection_checkpoint::ActiveModel = row.into();
-                active.mode = Set(self.mode.as_str().to_owned());
+                active.mode = Set(stored_mode(self.mode));
                 active.updated_at = Set(chrono::Utc::now());
                 active.update(conn).await?
             }
             None => {
                 let row = projection_checkpoint::ActiveModel {
                     name: Set(self.name().to_owned()),
-                    mode: Set(self.mode.as_str().to_owned()),
-                    status: Set(Status::Running.as_str().to_owned()),
+                    mode: Set(stored_mode(self.mode)),
+                    status: Set(StoredStatus::Running),
                     last_tx_id: Set(0),
                     last_position: Set(0),
                     events_applied: Set(0),

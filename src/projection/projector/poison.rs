@@ -13,10 +13,10 @@
 //! to another records nothing.
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
-use entity::read::{dead_letter, projection_checkpoint};
+use entity::read::dead_letter;
+use entity::read::projection_checkpoint::{self, StoredStatus};
 
 use super::Projector;
-use crate::catalog::Status;
 use crate::domain::event::RecordedEvent;
 use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
@@ -107,7 +107,7 @@ impl Projector {
         let skipped_to = LogPosition::new(bad.tx_id, bad.position);
         update = match self.policy {
             PoisonPolicy::Stop => update
-                .col_expr(projection_checkpoint::Column::Status, Status::Stopped.as_str().into())
+                .col_expr(projection_checkpoint::Column::Status, StoredStatus::Stopped.into())
                 .col_expr(projection_checkpoint::Column::Attempts, 0i64.into()),
             PoisonPolicy::Skip => update
                 .col_expr(projection_checkpoint::Column::LastTxId, skipped_to.tx_id.into())
@@ -133,7 +133,7 @@ impl Projector {
     pub async fn dead_letter_panic(&self, reason: &str) -> Result<(), StepError> {
         use futures_util::FutureExt;
         let row = self.checkpoint().await?;
-        if row.status == Status::Stopped.as_str() {
+        if row.status == StoredStatus::Stopped {
             return Ok(());
         }
         let mut from = LogPosition::new(row.last_tx_id, row.last_position);
@@ -175,7 +175,7 @@ impl Projector {
             bad.position, bad.error
         );
         projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::Status, Status::Outdated.as_str().into())
+            .col_expr(projection_checkpoint::Column::Status, StoredStatus::Outdated.into())
             .col_expr(projection_checkpoint::Column::LastError, Some(message).into())
             .col_expr(projection_checkpoint::Column::UpdatedAt, chrono::Utc::now().into())
             .filter(projection_checkpoint::Column::Name.eq(self.name()))

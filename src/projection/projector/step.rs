@@ -5,7 +5,8 @@
 //! [`Projector::step`] directly; runners call it between their own
 //! book-keeping.
 use super::Projector;
-use crate::catalog::Status;
+use entity::read::projection_checkpoint::StoredStatus;
+
 use crate::domain::event::RecordedEvent;
 use crate::projection::apply::ApplyError;
 use crate::projection::reader::Undecodable;
@@ -48,7 +49,7 @@ impl Projector {
             Some(from) => from,
             None => {
                 let checkpoint = self.checkpoint().await?;
-                if checkpoint.status == Status::Stopped.as_str() {
+                if checkpoint.status == StoredStatus::Stopped {
                     return Ok(StepOutcome::Stopped);
                 }
                 let from = LogPosition::new(checkpoint.last_tx_id, checkpoint.last_position);
