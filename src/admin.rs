@@ -158,6 +158,7 @@ impl ProjectionState {
         match self.row.mode {
             StoredMode::Async => Mode::Async,
             StoredMode::Inline => Mode::Inline,
+            StoredMode::Lazy => Mode::Lazy,
         }
     }
 
@@ -249,11 +250,14 @@ impl Admin {
             let rebuild_alive = crate::projection::rebuild::reports_now(row.rebuild_reported_at, now);
             // What the runner says, for every status the facts decide (all
             // but a stopped or outdated projection and a live rebuild).
-            let judged = match row.status {
-                StoredStatus::Stopped | StoredStatus::Outdated => false,
-                StoredStatus::Rebuilding => !rebuild_alive,
-                StoredStatus::Running | StoredStatus::LegacyRetrying => true,
-            };
+            // (A lazy view has no runner to judge: its reads fold, and its
+            // lag is only how far its snapshot is behind.)
+            let judged = row.mode != StoredMode::Lazy
+                && match row.status {
+                    StoredStatus::Stopped | StoredStatus::Outdated => false,
+                    StoredStatus::Rebuilding => !rebuild_alive,
+                    StoredStatus::Running | StoredStatus::LegacyRetrying => true,
+                };
             let facts = DurableFacts {
                 progressed_at: row.progressed_at,
                 heartbeat_at: row.heartbeat_at,
@@ -289,7 +293,7 @@ impl Admin {
             .filter(projection_checkpoint::Column::Name.is_in(names.iter().copied()))
             .all(&self.read_db.conn)
             .await?;
-        if rows.iter().any(|r| r.mode == StoredMode::Inline) {
+        if rows.iter().any(|r| matches!(r.mode, StoredMode::Inline | StoredMode::Lazy)) {
             return Ok(None);
         }
         Ok(Some(

@@ -171,6 +171,10 @@ pub struct Services {
     /// True once the search backfill found every row indexed (see
     /// `crate::projection::search_backfill`).
     pub search_backfilled: watch::Sender<bool>,
+    /// What readers ask of the lazy views' snapshotter (taken by the one
+    /// `serve` that runs it).
+    pub snapshot_wishes:
+        Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<crate::projection::snapshotter::SnapshotWish>>>>,
 }
 
 /// The exporter's runner, when one is configured.
@@ -344,6 +348,16 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     if let Some(replicas) = &replicas {
         reads = reads.with_replicas(replicas.clone());
     }
+    // Lazy views and reads at the token fold the log through the command
+    // pool (the log's own database) and read rows through the query pool;
+    // a long fold asks the snapshotter (see `serve`) to store its key.
+    let (wishes, wished) = tokio::sync::mpsc::channel(crate::projection::snapshotter::WISHES);
+    let lazy: Vec<crate::catalog::View> =
+        crate::catalog::View::ALL.into_iter().filter(|v| runtime.mode_of(v.name()) == Mode::Lazy).collect();
+    let threshold =
+        crate::lazy::HotThreshold { events: runtime.snapshots.hot_events, elapsed: runtime.snapshots.hot_time };
+    let folder = crate::lazy::Folder::new(write_db.clone(), read_db.clone()).with_hot_keys(wishes, threshold);
+    let reads = reads.with_folding(crate::query::served::Folding { folder, lazy });
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
     let documents = documents(settings, auth.is_open())?;
     let api = crate::graphql::build_api(
@@ -373,6 +387,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         auth,
         web,
         search_backfilled: watch::Sender::new(false),
+        snapshot_wishes: Arc::new(std::sync::Mutex::new(Some(wished))),
     })
 }
 
@@ -422,8 +437,11 @@ pub fn spawn_projectors(
     locks: Option<Arc<crate::projection::leader::Locks>>,
 ) -> Vec<JoinHandle<()>> {
     let runtime = &settings.runtime;
-    let (inline, grouped): (Vec<_>, Vec<_>) =
-        crate::projection::all().into_iter().partition(|p| runtime.mode_of(p.name()) == Mode::Inline);
+    // Lazy views have no runner (the snapshotter moves them, see `serve`).
+    let (inline, grouped): (Vec<_>, Vec<_>) = crate::projection::all()
+        .into_iter()
+        .filter(|p| runtime.mode_of(p.name()) != Mode::Lazy)
+        .partition(|p| runtime.mode_of(p.name()) == Mode::Inline);
     let (log_db, views_db, notices) =
         (services.log_db.clone(), services.projector_db.clone(), services.notices.clone());
     let build = {
@@ -482,6 +500,30 @@ pub async fn serve(
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
+    let wishes = services.snapshot_wishes.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let (true, Some(wishes)) = (settings.role.runs_projections(), wishes) {
+        let lazy: Vec<Projector> = crate::projection::all()
+            .into_iter()
+            .filter(|p| settings.runtime.mode_of(p.name()) == Mode::Lazy)
+            .map(|p| {
+                Projector::new(
+                    p,
+                    services.log_db.clone(),
+                    services.projector_db.clone(),
+                    services.notices.clone(),
+                    &settings.runtime,
+                )
+            })
+            .collect();
+        background.push(tokio::spawn(crate::projection::snapshotter::run(
+            lazy,
+            services.log_db.clone(),
+            settings.runtime.snapshots,
+            wishes,
+            services.appended.subscribe(),
+            shutdown.child_token(),
+        )));
+    }
     if settings.role.runs_projections() {
         background.push(crate::projection::search_backfill::spawn(
             services.projector_db.clone(),

@@ -251,6 +251,20 @@ pub struct ServeArgs {
     /// release notice arrives (a leader that died without one), in milliseconds.
     #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = 1000)]
     pub standby_retry_ms: u64,
+    /// Lazy views: snapshot once the log has grown this many events past one.
+    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_EVENTS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub lazy_snapshot_events: u64,
+    /// Lazy views: snapshot at least this often when anything came, in milliseconds.
+    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub lazy_snapshot_ms: u64,
+    /// Lazy views: store a key at once when a read of it folded more events than this…
+    #[arg(long, env = "TWOFOLD_LAZY_HOT_EVENTS", default_value_t = 20)]
+    pub lazy_hot_events: usize,
+    /// …or took longer than this, in milliseconds.
+    #[arg(long, env = "TWOFOLD_LAZY_HOT_MS", default_value_t = 5)]
+    pub lazy_hot_ms: u64,
     /// A projection behind the log with no progress for this long is
     /// `stalled` (and `/readyz` answers 503), in milliseconds.
     #[arg(long, env = "TWOFOLD_STALL_AFTER_MS", default_value_t = 2000)]
@@ -375,7 +389,15 @@ pub struct ExportArgs {
 }
 
 fn parse_mode(s: &str) -> Result<(String, Mode), String> {
-    parse_pair(s, &crate::catalog::View::names(), "projection")
+    let (name, mode) = parse_pair(s, &crate::catalog::View::names(), "projection")?;
+    if mode == Mode::Lazy && !crate::catalog::View::parse(&name).is_some_and(crate::catalog::View::can_be_lazy) {
+        let lazy: Vec<&str> = crate::catalog::View::ALL.iter().filter(|v| v.can_be_lazy()).map(|v| v.name()).collect();
+        return Err(format!(
+            "{name} cannot be lazy: its rows fold from the events of many streams, which no index finds; lazy views: {}",
+            lazy.join(", ")
+        ));
+    }
+    Ok((name, mode))
 }
 
 fn parse_policy(s: &str) -> Result<(String, PoisonPolicy), String> {

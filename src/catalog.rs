@@ -41,6 +41,16 @@ impl View {
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|v| v.name()).collect()
     }
+
+    /// Whether the view may be lazy: each of its rows folds from the
+    /// events of one stream, found by the log's stream index
+    /// (`order_activity`: the order's; `order_summary`: the order's and its
+    /// customer's renames). A customer's counters fold from every order of
+    /// the customer, a product's sales from every order of it, a day's
+    /// sales from every order of the day: no index finds those events.
+    pub const fn can_be_lazy(self) -> bool {
+        matches!(self, Self::OrderSummary | Self::OrderActivity)
+    }
 }
 
 impl fmt::Display for View {
@@ -77,18 +87,26 @@ pub enum Mode {
     Async,
     /// Inside the command's transaction (strong consistency; same database only).
     Inline,
+    /// By nobody in the background: a read folds the stored row and the
+    /// stream's events after it, so it never lags (only views whose rows
+    /// fold from one stream or two: see [`View::can_be_lazy`]). Snapshots
+    /// (rows folded and stored) keep those folds short.
+    Lazy,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Async, Mode::Inline, Mode::Lazy];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Async => "async",
             Self::Inline => "inline",
+            Self::Lazy => "lazy",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Async, Self::Inline].into_iter().find(|m| m.as_str() == value)
+        Self::ALL.into_iter().find(|m| m.as_str() == value)
     }
 }
 

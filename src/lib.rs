@@ -48,7 +48,8 @@
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics, failure | entity::read, query, projection, async_graphql |
 //! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure, search | entity::write, command, async_graphql |
-//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics, failure, search | entity::write, entity::log, command     |
+//! | [`lazy`]       | reads that fold: lazy views and reads at the token (a stored row plus its stream's events, by the view's own fold); the one way the query side reaches the log | projection, domain, token, db, catalog | entity::write, entity::log, command, async_graphql |
+//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too); the log only through `lazy` | domain, token, db, notice, catalog, metrics, failure, search, lazy | entity::write, entity::log, command, projection |
 //! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure | entity, sea_orm, sqlx, axum        |
@@ -79,6 +80,7 @@ pub mod failure;
 pub mod graphql;
 pub mod http;
 pub mod inline;
+pub mod lazy;
 pub mod metrics;
 pub mod notice;
 pub mod projection;

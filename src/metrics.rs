@@ -33,6 +33,10 @@ pub const PROJECTOR_SET_ASIDE: &str = "twofold_projection_set_aside_total";
 pub const PROJECTOR_FENCED: &str = "twofold_projector_fenced_total";
 pub const PROJECTOR_HELD_BACK: &str = "twofold_projector_held_back_total";
 pub const HEARTBEAT_FAILURES: &str = "twofold_projector_heartbeat_failures_total";
+/// Snapshots of a lazy view that stored something (label `projection`).
+pub const SNAPSHOTS: &str = "twofold_lazy_snapshots_total";
+/// Keys of a lazy view stored after a long fold (label `projection`).
+pub const SNAPSHOT_KEYS: &str = "twofold_lazy_snapshot_keys_total";
 /// Seconds a read replica is behind the read database's primary (label `replica`: its redacted URL).
 pub const REPLICA_LAG: &str = "twofold_replica_lag_seconds";
 /// 1 while a read replica serves queries, else 0 (label `replica`).

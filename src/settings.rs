@@ -133,6 +133,12 @@ impl From<&ServeArgs> for Settings {
                 standby_retry: Duration::from_millis(args.standby_retry_ms.max(10)),
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),
+                snapshots: crate::projection::snapshotter::SnapshotSettings {
+                    every_events: args.lazy_snapshot_events,
+                    every: Duration::from_millis(args.lazy_snapshot_ms),
+                    hot_events: args.lazy_hot_events,
+                    hot_time: Duration::from_millis(args.lazy_hot_ms),
+                },
             },
             stall_after: Duration::from_millis(args.stall_after_ms.max(10)),
             export: args.export.nats_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(|url| {

@@ -13,7 +13,7 @@ use async_graphql::{Request, ServerError};
 use super::documents::Documents;
 use super::loaders::{CustomerLoader, CustomerOrderCountLoader, CustomerOrdersLoader, ProductLoader};
 pub use super::progress::{Progress, ProgressTracker};
-pub use super::request::{RequestCache, RequestConsistency, RequestId, CONSISTENT_WITH};
+pub use super::request::{RequestCache, RequestConsistency, RequestId, ServedLog, CONSISTENT_WITH};
 use super::response_cache::{Kept, ResponseCache};
 use super::schema::TwofoldSchema;
 use crate::command::CommandService;
@@ -80,6 +80,8 @@ pub struct Prepared {
     /// Refused before running (a cached document whose variables do not
     /// fit): the request errors to answer with.
     pub refused: Option<Vec<ServerError>>,
+    /// How root fields that read at a token were served.
+    served: ServedLog,
 }
 
 /// After a run on the cached schema, which has no extensions (see
@@ -150,6 +152,9 @@ impl Api {
             self.schema.execute(prepared.request).await
         };
         conformer.apply(&mut response);
+        if let Some(served) = prepared.served.take() {
+            response.extensions.insert("served".to_owned(), served);
+        }
         if let (Some(responses), Some(pending)) = (&self.responses, pending) {
             responses.store(pending, &response);
         }
@@ -273,7 +278,9 @@ impl Api {
             .data(caller.clone())
             .data(progress.clone())
             .data(RequestCache::default());
-        Prepared { request, progress, key, document: parsed, cached, identity, refused }
+        let served = ServedLog::default();
+        let request = request.data(served.clone());
+        Prepared { request, progress, key, document: parsed, cached, identity, refused, served }
     }
 }
 

@@ -11,14 +11,16 @@ use super::lists::{
     Page, ProductFilter, ProductOrderBy, QUERY_COST,
 };
 use super::loaders::{unwrap_arc, CustomerLoaderHandle, ProductLoaderHandle};
-use super::request::{RequestCache, RequestConsistency};
+use super::request::{RequestCache, RequestConsistency, ServedLog};
 use super::scalars::{uuid, Token};
 use super::types::{Customer, DailySales, Node, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
 use crate::catalog::View;
 use crate::query::customers::CUSTOMERS;
 use crate::query::list::ListQuery;
 use crate::query::products::PRODUCTS;
+use crate::query::served::Served;
 use crate::query::{page_size, ReadModel};
+use crate::token::LogPosition;
 
 pub struct QueryRoot;
 
@@ -30,10 +32,27 @@ const ORDER_VIEWS: &[&str] = &[View::OrderSummary.name(), View::CustomerView.nam
 /// and the request's `extensions.consistentWith`, whichever is later.
 async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token>) -> async_graphql::Result<ReadModel> {
     let reads = ctx.data::<ReadModel>()?.clone();
-    let request = ctx.data_opt::<RequestConsistency>().map(|r| r.0);
-    let token = std::cmp::max(token.map(|t| t.0), request);
+    let token = token_of(ctx, token);
     reads.ensure_visible(projections, token).await.map_err(from_query)?;
     Ok(reads)
+}
+
+/// The token a root field reads at: its `consistentWith` or the
+/// request's, whichever is later.
+fn token_of(ctx: &Context<'_>, token: Option<Token>) -> Option<LogPosition> {
+    let request = ctx.data_opt::<RequestConsistency>().map(|r| r.0);
+    std::cmp::max(token.map(|t| t.0), request)
+}
+
+/// Records how a root field was served (`extensions.served`), when it was
+/// asked to read at a token or it folded.
+fn note_served(ctx: &Context<'_>, token: Option<LogPosition>, served: Served) {
+    if token.is_none() && served != Served::Folded {
+        return;
+    }
+    if let Some(log) = ctx.data_opt::<ServedLog>() {
+        log.note(ctx.item.node.response_key().node.as_str(), served.as_str());
+    }
 }
 
 /// `projections` reads every checkpoint and counts the log behind each.
@@ -105,8 +124,21 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<OrderSummary>> {
         let id = uuid("id", &id)?;
         let scope = access::scope(ctx)?;
-        let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        Ok(reads.order(id, scope).await.map_err(from_query)?.map(OrderSummary))
+        // The order alone folds (or reads stored rows); nested fields from
+        // other views wait for those views first.
+        let look = ctx.look_ahead();
+        let others: &[&str] = if look.field("customer").exists() || look.field("lines").field("product").exists() {
+            &ORDER_VIEWS[1..]
+        } else {
+            &[]
+        };
+        let reads = ctx.data::<ReadModel>()?.clone();
+        let token = token_of(ctx, consistent_with);
+        let waited = token.is_some_and(|t| others.iter().any(|v| reads.notices.known(v) < t));
+        reads.ensure_visible(others, token).await.map_err(from_query)?;
+        let (row, served) = reads.order_served(id, scope, token).await.map_err(from_query)?;
+        note_served(ctx, token, if waited { Served::Waited } else { served });
+        Ok(row.map(OrderSummary))
     }
 
     /// Orders: newest first, or by relevance to `search`, or as `orderBy`
@@ -154,8 +186,11 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<Customer>> {
         let id = uuid("id", &id)?;
         let scope = access::scope(ctx)?;
-        let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
-        Ok(reads.customer(id, scope).await.map_err(from_query)?.map(Customer))
+        let reads = ctx.data::<ReadModel>()?;
+        let token = token_of(ctx, consistent_with);
+        let (row, served) = reads.customer_served(id, scope, token).await.map_err(from_query)?;
+        note_served(ctx, token, served);
+        Ok(row.map(Customer))
     }
 
     /// Customers: newest registration first, or by relevance to `search`,
@@ -298,10 +333,11 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<Vec<OrderActivity>>> {
         let order_id = uuid("orderId", &order_id)?;
         let scope = access::scope(ctx)?;
-        let reads = consistent(ctx, &[View::OrderActivity.name()], consistent_with).await?;
-        Ok(Some(
-            reads.order_activity(order_id, scope).await.map_err(from_query)?.into_iter().map(OrderActivity).collect(),
-        ))
+        let reads = ctx.data::<ReadModel>()?;
+        let token = token_of(ctx, consistent_with);
+        let (rows, served) = reads.activity_served(order_id, scope, token).await.map_err(from_query)?;
+        note_served(ctx, token, served);
+        Ok(Some(rows.into_iter().map(OrderActivity).collect()))
     }
 
     /// Admin: events projections could not apply, newest first (open ones

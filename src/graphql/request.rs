@@ -20,6 +20,30 @@ pub struct RequestCache {
     pub projections: tokio::sync::OnceCell<Vec<crate::admin::ProjectionState>>,
 }
 
+/// How each root field that read at a token was served (`stored`,
+/// `folded`, `waited`), for the response's `extensions.served`.
+#[derive(Default, Clone)]
+pub struct ServedLog(std::sync::Arc<std::sync::Mutex<Vec<(String, &'static str)>>>);
+
+impl ServedLog {
+    pub fn note(&self, field: &str, served: &'static str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((field.to_owned(), served));
+    }
+
+    /// What was noted, as `extensions.served`: `{field: how}`; `None` if nothing.
+    pub fn take(&self) -> Option<async_graphql::Value> {
+        let noted = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        (!noted.is_empty()).then(|| {
+            async_graphql::Value::Object(
+                noted
+                    .into_iter()
+                    .map(|(field, served)| (async_graphql::Name::new(field), async_graphql::Value::from(served)))
+                    .collect(),
+            )
+        })
+    }
+}
+
 /// The request id of the HTTP request, if any (set by the HTTP layer).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

@@ -66,6 +66,7 @@ pub mod rebuild;
 pub mod runner;
 pub mod runtime;
 pub mod search_backfill;
+pub mod snapshotter;
 pub mod sql;
 pub mod stall;
 pub mod supervisor;

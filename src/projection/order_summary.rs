@@ -101,14 +101,7 @@ impl Projection for OrderSummary {
                     )
                     .await?;
                     // …and the ones folded in memory.
-                    for row in rows
-                        .values_mut()
-                        .filter(|row| row.customer_id == r.customer_id && row.customer_version < e.stream_version)
-                    {
-                        row.customer_name = r.name.clone();
-                        row.customer_version = e.stream_version;
-                        dirty.push(row.order_id);
-                    }
+                    dirty.extend(fold_rename(&mut rows, e));
                 }
                 event if is_order_event(event) && fold(&mut rows, e)? => dirty.push(e.stream_id),
                 _ => {}
@@ -131,7 +124,7 @@ impl Projection for OrderSummary {
 /// customer's name, and the email, the lines' titles and SKUs, the
 /// tracking number and the id. Computed from the row itself, so a row
 /// folded from any event (or backfilled) gets the same words.
-pub(super) fn index(row: &mut Row) {
+pub(crate) fn index(row: &mut Row) {
     #[derive(serde::Deserialize)]
     struct Line {
         sku: String,
@@ -166,8 +159,25 @@ fn is_order_event(event: &DomainEvent) -> bool {
     matches!(event, DomainEvent::OrderPlaced(_) | DomainEvent::OrderCancelled(_) | DomainEvent::OrderShipped(_))
 }
 
-/// Folds one order event into its row; `Ok(false)` for a duplicate.
-fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyError> {
+/// Folds a customer's rename into the rows in memory that show an older
+/// name; returns the orders it changed.
+pub(crate) fn fold_rename(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Vec<Uuid> {
+    let DomainEvent::CustomerRenamed(r) = &e.event else { return Vec::new() };
+    let mut changed = Vec::new();
+    for row in
+        rows.values_mut().filter(|row| row.customer_id == r.customer_id && row.customer_version < e.stream_version)
+    {
+        row.customer_name = r.name.clone();
+        row.customer_version = e.stream_version;
+        changed.push(row.order_id);
+    }
+    changed
+}
+
+/// Folds one order event into its row in memory (the view's own code,
+/// which the projector, a lazy read and a read at the token all run);
+/// `Ok(false)` for a duplicate.
+pub(crate) fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyError> {
     if let DomainEvent::OrderPlaced(p) = &e.event {
         if rows.contains_key(&p.order_id) {
             return Ok(false); // placed twice in one batch: a duplicate

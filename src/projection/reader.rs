@@ -271,6 +271,69 @@ pub fn range_statement(backend: DbBackend, after: LogPosition, until: Option<Log
     }
 }
 
+/// The committed events of one stream after its version `after_version`
+/// (up to `upto`, inclusive, in the log's order), in stream order: the
+/// stream index (`event_stream_version_key`), never a scan of the log.
+/// Within a stream, versions commit in order (each command holds the
+/// aggregate's lock), so what this returns has no gap.
+pub async fn read_stream(
+    db: &impl ConnectionTrait,
+    stream_id: uuid::Uuid,
+    after_version: i64,
+    upto: Option<LogPosition>,
+    limit: u64,
+) -> Result<Vec<ReadEvent>, DbErr> {
+    let backend = db.get_database_backend();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let upto = upto.unwrap_or(LogPosition::new(i64::MAX, i64::MAX));
+    let stmt = match backend {
+        DbBackend::Postgres => statement(
+            backend,
+            &format!(
+                "SELECT {COLUMNS} FROM event WHERE stream_id = $1 AND stream_version > $2 \
+                 AND (tx_id, position) <= ($3, $4) ORDER BY stream_version LIMIT $5"
+            ),
+            vec![stream_id.into(), after_version.into(), upto.tx_id.into(), upto.position.into(), limit.into()],
+        ),
+        _ => statement(
+            backend,
+            &format!(
+                "SELECT {COLUMNS} FROM event WHERE stream_id = $1 AND stream_version > $2 AND position <= $3 \
+                 ORDER BY stream_version LIMIT $4"
+            ),
+            vec![stream_id.into(), after_version.into(), upto.position.into(), limit.into()],
+        ),
+    };
+    let rows = LogRow::find_by_statement(stmt).all(db).await?;
+    Ok(rows.into_iter().map(|row| decode_row(row, None)).collect())
+}
+
+/// Whether a committed event is at `token` (a token names the last event
+/// of the command that returned it).
+pub async fn exists(db: &impl ConnectionTrait, token: LogPosition) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = statement(
+        backend,
+        "SELECT 1 AS found FROM event WHERE position = $1 AND tx_id = $2",
+        vec![token.position.into(), token.tx_id.into()],
+    );
+    Ok(db.query_one_raw(stmt).await?.is_some())
+}
+
+/// Whether every transaction that could append an event at or before
+/// `token` has ended (PostgreSQL: the horizon has passed its transaction
+/// id; SQLite: always, writers are serialized). Until then a transaction
+/// with a smaller id may still commit an event that sorts before `token`.
+pub async fn settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<bool, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
+    }
+    let sql = format!("{} SELECT h FROM horizon", horizon_sql());
+    let row = db.query_one_raw(statement(DbBackend::Postgres, &sql, vec![])).await?;
+    let horizon: i64 = row.map(|r| r.try_get("", "h")).transpose()?.unwrap_or(0);
+    Ok(token.tx_id < horizon)
+}
+
 /// How many committed events lie after `after`.
 pub async fn count_after(db: &impl ConnectionTrait, after: LogPosition) -> Result<i64, DbErr> {
     count_where(db, ">", after).await

@@ -25,6 +25,8 @@ pub struct RuntimeSettings {
     pub standby_retry: Duration,
     pub modes: HashMap<String, Mode>,
     pub policies: HashMap<String, PoisonPolicy>,
+    /// When lazy views are snapshotted.
+    pub snapshots: SnapshotSettings,
 }
 
 impl Default for RuntimeSettings {
@@ -35,6 +37,7 @@ impl Default for RuntimeSettings {
             standby_retry: Duration::from_secs(1),
             modes: HashMap::new(),
             policies: HashMap::new(),
+            snapshots: Default::default(),
         }
     }
 }
@@ -45,6 +48,25 @@ impl RuntimeSettings {
     }
     pub fn policy_of(&self, name: &str) -> PoisonPolicy {
         self.policies.get(name).copied().unwrap_or_default()
+    }
+}
+
+/// When the snapshotter stores a lazy view (each a `serve` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// Snapshot once the log has grown this many events past the view.
+    pub every_events: u64,
+    /// Snapshot at least this often when anything came.
+    pub every: Duration,
+    /// A key whose fold took more events than this is stored at once…
+    pub hot_events: usize,
+    /// …or more time than this.
+    pub hot_time: Duration,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self { every_events: 1_000, every: Duration::from_secs(10), hot_events: 20, hot_time: Duration::from_millis(5) }
     }
 }
 

@@ -77,7 +77,9 @@ impl ReadModel {
                 attempts: row.attempts,
             };
             durable.facts.insert(row.name.clone(), facts);
-            durable.checkpoints.insert(row.name, (at, row.mode == StoredMode::Inline, stopped));
+            // Inline and lazy views are current whatever their checkpoint says.
+            let current = matches!(row.mode, StoredMode::Inline | StoredMode::Lazy);
+            durable.checkpoints.insert(row.name, (at, current, stopped));
         }
         durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
         Ok(durable)
@@ -179,11 +181,42 @@ impl ReadModel {
         }
     }
 
+    /// Asks the snapshotter for a lazy view up to `token` and waits (at
+    /// most `wait`) for its checkpoint to reach it.
+    async fn snapshot_upto(
+        &self,
+        view: crate::catalog::View,
+        token: LogPosition,
+        wait: Duration,
+    ) -> Result<(), QueryError> {
+        let mut checkpoint = self.notices.watch_checkpoint(view.name());
+        if *checkpoint.borrow_and_update() >= token {
+            return Ok(());
+        }
+        self.durable().await?;
+        if let Some(folding) = &self.folding {
+            folding.folder.wish(view, token);
+        }
+        let reached = tokio::time::timeout(wait, checkpoint.wait_for(|at| *at >= token)).await.is_ok_and(|r| r.is_ok());
+        match reached {
+            true => Ok(()),
+            false => Err(QueryError::NotVisibleYet(format!(
+                "the write {token} is not yet in a snapshot of the lazy view {view} after {} ms; retry, or read a single key (it folds)",
+                wait.as_millis()
+            ))),
+        }
+    }
+
     /// Waits for `token` when given; `NOT_VISIBLE_YET` if it is not reached
     /// in time, `NOT_PROJECTED` if it never will be without an operator.
     pub async fn ensure_visible(&self, projections: &[&str], token: Option<LogPosition>) -> Result<(), QueryError> {
         let Some(token) = token else { return Ok(()) };
         let wait = self.consistency.default_wait;
+        // A lazy view's rows (what a list reads) hold a write once a
+        // snapshot has passed it: ask for one and wait for it.
+        for view in projections.iter().filter_map(|p| crate::catalog::View::parse(p)).filter(|v| self.is_lazy(*v)) {
+            self.snapshot_upto(view, token, wait).await?;
+        }
         match self.wait_served(projections, token, wait).await? {
             Visibility::Visible => Ok(()),
             Visibility::Pending => Err(QueryError::NotVisibleYet(format!(

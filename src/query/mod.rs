@@ -14,6 +14,7 @@ pub mod products;
 pub mod replica;
 mod rows;
 pub mod sales;
+pub mod served;
 
 use std::time::Duration;
 
@@ -61,6 +62,13 @@ impl Default for ConsistencySettings {
     }
 }
 
+/// Which views are lazy, and the folder that reads them (see [`served`]).
+#[derive(Clone)]
+pub struct Folding {
+    pub folder: crate::lazy::Folder,
+    pub lazy: Vec<crate::catalog::View>,
+}
+
 /// Handle to the read store.
 #[derive(Clone)]
 pub struct ReadModel {
@@ -75,12 +83,22 @@ pub struct ReadModel {
     pub consistency: ConsistencySettings,
     /// The one durable checkpoint read in flight, shared by concurrent waiters.
     durable_read: durable::SharedDurableRead,
+    /// Lazy views and reads at the token (see [`served`]); none: every read waits.
+    folding: Option<Folding>,
 }
 
 impl ReadModel {
     pub fn new(db: Db, notices: Notices, waits: ConsistencySettings) -> Self {
         let read = crate::db::replica::ReadConn::new(db.conn.clone(), None);
-        Self { db, read, notices, consistency: waits, statements: Default::default(), durable_read: Default::default() }
+        Self {
+            db,
+            read,
+            notices,
+            consistency: waits,
+            statements: Default::default(),
+            durable_read: Default::default(),
+            folding: None,
+        }
     }
 
     /// The connection view reads use (a replica in rotation, or the read

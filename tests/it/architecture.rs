@@ -87,7 +87,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "search",
             ][..],
         ),
-        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure", "search"][..]),
+        ("lazy", &["projection", "domain", "token", "db", "catalog"][..]),
+        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure", "search", "lazy"][..]),
         ("export", &["projection", "domain", "token", "db", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
         ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics", "failure"][..]),
@@ -108,6 +109,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "metrics",
                 "db",
                 "inline",
+                "lazy",
                 "notice",
                 "command",
                 "projection",
@@ -149,6 +151,7 @@ fn forbidden_external(layer: &str) -> &'static [&'static str] {
         "command" => &["entity::read", "async_graphql", "axum"],
         "query" => &["entity::write", "entity::log", "async_graphql", "axum"],
         "projection" => &["entity::write", "async_graphql", "axum"],
+        "lazy" => &["entity::write", "entity::log", "async_graphql", "axum"],
         "export" => &["entity", "async_graphql", "axum"],
         "admin" => &["entity::write", "async_graphql", "axum"],
         "graphql" => &["entity", "sea_orm", "sqlx", "axum"],
@@ -1086,6 +1089,31 @@ fn a_planted_violation_is_caught_however_it_is_written() {
     assert!(found.iter().any(|v| v.contains("query may not use command")), "{found:#?}");
     // A clean file passes.
     assert!(planted_violations(&[("domain/clean.rs", "use super::DomainError;")]).is_empty());
+}
+
+/// The query side reaches the event log only through `lazy`, the one
+/// module that folds: never the log's entity, never the projection's reader.
+#[test]
+fn a_planted_read_of_the_log_outside_lazy_is_caught() {
+    let planted = r#"
+        use entity::log::event;
+        use crate::projection::reader::read_stream;
+        fn f() { let _ = crate::lazy::MAX_FOLD; }
+    "#;
+    let found = planted_violations(&[("query/planted_log.rs", planted), ("graphql/planted_log.rs", planted)]);
+    for expected in [
+        "query may not use entity::log",
+        "query may not use projection",
+        "graphql may not use entity",
+        "graphql may not use projection",
+        "graphql may not use lazy",
+    ] {
+        assert!(found.iter().any(|v| v.contains(expected)), "missed '{expected}' in {found:#?}");
+    }
+    assert!(!found.iter().any(|v| v.contains("query may not use lazy")), "query folds through lazy: {found:#?}");
+    // And `lazy` itself reads the log only through the projection's reader.
+    let found = planted_violations(&[("lazy/planted.rs", "use entity::log::event::Model;")]);
+    assert!(found.iter().any(|v| v.contains("lazy may not use entity::log")), "{found:#?}");
 }
 
 #[test]

@@ -330,6 +330,17 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("an integer")
     }
 
+    pub async fn scalar_text(&self, sql: &str) -> String {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(backend, sql.to_owned()))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<String>(0).expect("text")
+    }
+
     pub async fn event_count(&self) -> i64 {
         self.scalar_i64("SELECT count(*) FROM event").await
     }

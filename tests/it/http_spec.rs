@@ -203,12 +203,11 @@ async fn node_finds_any_object_by_its_id() {
     let app = app().await;
     let seed = app.seed().await;
     let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-    // (Root fields resolve concurrently: wait for the write in a request of its own.)
-    app.data(
-        "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id } }",
-        json!({ "o": order, "t": token }),
-    )
-    .await;
+    // (Root fields resolve concurrently: wait for the write in a request of
+    // its own, with a list, which waits for the views; a single key would
+    // fold the write without waiting.)
+    app.data("query($t: Token) { orders(consistentWith: $t) { nodes { id } } }", json!({ "t": token })).await;
+    let _ = &order;
     let d = app
         .data(
             "query($o: ID!, $c: ID!, $p: ID!) { a: node(id: $o) { __typename id ... on OrderSummary { totalCents } } \

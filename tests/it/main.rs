@@ -24,6 +24,7 @@ mod http_spec;
 mod idempotency;
 mod identity;
 mod invariants;
+mod lazy;
 mod metrics;
 mod outage;
 mod process;

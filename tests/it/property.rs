@@ -11,7 +11,7 @@ use crate::helpers::*;
 use crate::projections::{all_events, dump};
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Register(u8),
     AddProduct(u8, i64),
     Place(u8, Vec<(u8, i32)>),
@@ -21,7 +21,7 @@ enum Op {
     ChangePrice(u8, i64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => any::<u8>().prop_map(Op::Register),
         1 => (any::<u8>(), -100i64..3000).prop_map(|(i, p)| Op::AddProduct(i, p)),
@@ -41,7 +41,7 @@ fn pick(list: &[String], i: u8) -> String {
     }
 }
 
-async fn run_ops(app: &TestApp, ops: &[Op]) {
+pub(crate) async fn run_ops(app: &TestApp, ops: &[Op]) {
     let (mut customers, mut products, mut orders) = (Vec::new(), Vec::new(), Vec::new());
     for (n, op) in ops.iter().enumerate() {
         match op {

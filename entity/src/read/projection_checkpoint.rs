@@ -70,6 +70,8 @@ pub enum StoredMode {
     Async,
     #[sea_orm(string_value = "inline")]
     Inline,
+    #[sea_orm(string_value = "lazy")]
+    Lazy,
 }
 
 /// The stored text, for messages.

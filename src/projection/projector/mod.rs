@@ -40,6 +40,7 @@ pub(crate) fn stored_mode(mode: Mode) -> StoredMode {
     match mode {
         Mode::Async => StoredMode::Async,
         Mode::Inline => StoredMode::Inline,
+        Mode::Lazy => StoredMode::Lazy,
     }
 }
 
@@ -220,6 +221,11 @@ impl Projector {
         *self.fence_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(fence);
         tracing::info!(projection = self.name(), instance = self.notices.instance_id(), fence, "running projection");
         Ok(())
+    }
+
+    /// The database the view's rows and checkpoint live in.
+    pub(super) fn views(&self) -> &Db {
+        &self.read_db
     }
 
     /// What this node knows of its projections' progress (leadership,

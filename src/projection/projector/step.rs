@@ -14,9 +14,10 @@ use crate::projection::runtime::{Mode, StepError, StepOutcome};
 use crate::token::LogPosition;
 
 impl Projector {
-    /// One step, applying events (async mode and start-up catch-up).
+    /// One step, applying events (async mode, a lazy view's snapshot, and
+    /// start-up catch-up).
     pub async fn step(&self) -> Result<StepOutcome, StepError> {
-        self.step_with(self.mode == Mode::Async).await
+        self.step_with(self.mode != Mode::Inline).await
     }
 
     /// Brings an inline projection up to the head before commands start

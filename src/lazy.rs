@@ -1,0 +1,252 @@
+//! Reads that fold: the one place the query side reads the event log.
+//!
+//! Two of the design's variants read a view's stored row and fold, in
+//! memory, the events it has not applied yet, with the projection's own
+//! fold (`crate::projection::order_summary::fold` and its twins), never a
+//! second implementation of the view:
+//!
+//! - **lazy views** (`--projection-mode order_activity=lazy`): nothing
+//!   keeps them current in the background; a read folds the stored row (the
+//!   snapshot) and the stream's events after it, up to the log's head, so a
+//!   lazy view never lags;
+//! - **reads at the token**: an eager view behind a query's
+//!   `consistentWith` answers a single-key field without waiting, from the
+//!   stored row and the stream's events up to the token.
+//!
+//! Every fold reads the log by its stream index (the events of one stream
+//! after a version), never by scanning it. A customer's counters are the
+//! exception: they fold from the orders of the customer, which no index of
+//! the log finds, so a read at the token reads the log's range between the
+//! view's checkpoint and the token (bounded by [`MAX_FOLD`]) and keeps the
+//! customer's events.
+//!
+//! A fold is bounded: past [`MAX_FOLD`] events, or (PostgreSQL) while a
+//! transaction that could still append before the token is open, it gives
+//! up and the caller waits for the view instead.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use entity::read::{customer_view, order_activity, order_summary};
+
+use crate::catalog::View;
+use crate::db::Db;
+use crate::domain::event::RecordedEvent;
+use crate::projection::reader::{self, ReadEvent};
+use crate::token::LogPosition;
+
+/// The most events one read folds; past it the read waits for the view.
+pub const MAX_FOLD: u64 = 5_000;
+
+/// How far a read folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upto {
+    /// Every committed event (a lazy view).
+    Head,
+    /// The events at or before a token (a read at the token).
+    Token(LogPosition),
+}
+
+impl Upto {
+    fn position(self) -> Option<LogPosition> {
+        match self {
+            Self::Head => None,
+            Self::Token(token) => Some(token),
+        }
+    }
+}
+
+/// A folded answer, and what it cost.
+#[derive(Debug, Clone)]
+pub struct Folded<T> {
+    pub value: T,
+    /// Events folded onto the stored rows.
+    pub events: usize,
+    pub elapsed: Duration,
+}
+
+/// Why a fold gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    /// More than [`MAX_FOLD`] events to fold: wait for the view instead.
+    #[error("more than {MAX_FOLD} events to fold")]
+    TooFar,
+    /// No committed event has the token's position (a token from the
+    /// future, or from another database): nothing to fold to.
+    #[error("no committed event is at the token")]
+    UnknownToken,
+    /// A transaction that could still append an event before the token is
+    /// open (PostgreSQL): the view's answer at the token is not settled yet.
+    #[error("an event writer below the token has not finished")]
+    NotSettled,
+    /// An event that cannot be decoded or applied: the view's runner
+    /// dead-letters it; the read waits to hear so.
+    #[error("event at position {position} cannot be folded: {reason}")]
+    Poison { position: i64, reason: String },
+}
+
+pub use crate::projection::snapshotter::{HotKey, SnapshotWish};
+
+/// When a key's fold is long enough to be worth a snapshot of that key
+/// (Axon's load-time trigger, per key): the folder tells the snapshotter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotThreshold {
+    pub events: usize,
+    pub elapsed: Duration,
+}
+
+/// Reads that fold: the log, the views, and where to report hot keys.
+#[derive(Clone)]
+pub struct Folder {
+    log: Db,
+    views: Db,
+    hot: Option<(mpsc::Sender<SnapshotWish>, HotThreshold)>,
+}
+
+impl Folder {
+    pub fn new(log: Db, views: Db) -> Self {
+        Self { log, views, hot: None }
+    }
+
+    /// Reports keys whose fold passed `threshold` on `hot` (a full channel
+    /// drops them: a snapshot every N events or T seconds comes anyway).
+    pub fn with_hot_keys(mut self, hot: mpsc::Sender<SnapshotWish>, threshold: HotThreshold) -> Self {
+        self.hot = Some((hot, threshold));
+        self
+    }
+
+    /// Whether the events at or before `upto` are all committed, so a fold
+    /// to it is the view's answer there.
+    async fn ready(&self, upto: Upto) -> Result<(), FoldError> {
+        let Upto::Token(token) = upto else { return Ok(()) };
+        if !reader::exists(&self.log.conn, token).await? {
+            return Err(FoldError::UnknownToken);
+        }
+        if !reader::settled(&self.log.conn, token).await? {
+            return Err(FoldError::NotSettled);
+        }
+        Ok(())
+    }
+
+    async fn stream(&self, id: Uuid, after_version: i64, upto: Upto) -> Result<Vec<RecordedEvent>, FoldError> {
+        let read = reader::read_stream(&self.log.conn, id, after_version, upto.position(), MAX_FOLD + 1).await?;
+        decoded(read)
+    }
+
+    /// Asks for a lazy view's snapshot up to `token` (a list read waits for it).
+    pub fn wish(&self, view: View, token: LogPosition) {
+        if let Some((hot, _)) = &self.hot {
+            // A full queue drops it: the waiter's deadline still holds.
+            let _dropped = hot.try_send(SnapshotWish::Upto(view, token));
+        }
+    }
+
+    fn report(&self, view: View, key: Uuid, events: usize, elapsed: Duration) {
+        if let Some((hot, threshold)) = &self.hot {
+            if events > threshold.events || elapsed > threshold.elapsed {
+                // A full queue drops it: the next snapshot comes anyway.
+                let _dropped = hot.try_send(SnapshotWish::Key(HotKey { view, key }));
+            }
+        }
+    }
+
+    /// An order's summary at `upto`: its stored row, the order's events
+    /// after the row's version, and its customer's renames after the row's
+    /// customer version, folded by the view's own code.
+    pub async fn order(&self, id: Uuid, upto: Upto) -> Result<Folded<Option<order_summary::Model>>, FoldError> {
+        let started = Instant::now();
+        self.ready(upto).await?;
+        let mut rows: HashMap<Uuid, order_summary::Model> = HashMap::new();
+        if let Some(stored) = order_summary::Entity::find_by_id(id).one(&self.views.conn).await? {
+            rows.insert(id, stored);
+        }
+        let after = rows.get(&id).map_or(0, |row| row.version);
+        let order_events = self.stream(id, after, upto).await?;
+        for e in &order_events {
+            crate::projection::order_summary::fold(&mut rows, e).map_err(poison)?;
+        }
+        let mut events = order_events.len();
+        if let Some((customer, since)) = rows.get(&id).map(|row| (row.customer_id, row.customer_version)) {
+            let customer_events = self.stream(customer, since, upto).await?;
+            events += customer_events.len();
+            for e in &customer_events {
+                crate::projection::order_summary::fold_rename(&mut rows, e);
+            }
+        }
+        let mut row = rows.remove(&id);
+        if let Some(row) = row.as_mut() {
+            crate::projection::order_summary::index(row);
+        }
+        let elapsed = started.elapsed();
+        if upto == Upto::Head {
+            self.report(View::OrderSummary, id, events, elapsed);
+        }
+        Ok(Folded { value: row, events, elapsed })
+    }
+
+    /// An order's timeline at `upto`: its stored rows, and a row for each
+    /// of the order's events after the last stored one.
+    pub async fn activity(&self, order_id: Uuid, upto: Upto) -> Result<Folded<Vec<order_activity::Model>>, FoldError> {
+        let started = Instant::now();
+        self.ready(upto).await?;
+        let mut rows = order_activity::Entity::find()
+            .filter(order_activity::Column::OrderId.eq(order_id))
+            .order_by_asc(order_activity::Column::StreamVersion)
+            .all(&self.views.conn)
+            .await?;
+        if let Upto::Token(token) = upto {
+            rows.retain(|row| LogPosition::new(row.tx_id, row.position) <= token);
+        }
+        let after = rows.iter().map(|row| row.stream_version).max().unwrap_or(0);
+        let events = self.stream(order_id, after, upto).await?;
+        rows.extend(events.iter().filter_map(crate::projection::order_activity::row_of));
+        let elapsed = started.elapsed();
+        if upto == Upto::Head {
+            self.report(View::OrderActivity, order_id, events.len(), elapsed);
+        }
+        Ok(Folded { value: rows, events: events.len(), elapsed })
+    }
+
+    /// A customer's dashboard at `token`, for a `customer_view` whose
+    /// checkpoint is `checkpoint` (before the token): the stored row and
+    /// the log's events between the two that concern the customer.
+    pub async fn customer(
+        &self,
+        id: Uuid,
+        token: LogPosition,
+        checkpoint: LogPosition,
+    ) -> Result<Folded<Option<customer_view::Model>>, FoldError> {
+        let started = Instant::now();
+        self.ready(Upto::Token(token)).await?;
+        let mut row = customer_view::Entity::find_by_id(id).one(&self.views.conn).await?;
+        let range = decoded(reader::read_range(&self.log.conn, checkpoint, Some(token), MAX_FOLD + 1).await?)?;
+        let mut events = 0;
+        for e in range.iter().filter(|e| e.stream_id == id || e.event.owner() == Some(id)) {
+            crate::projection::customer_view::fold(&mut row, id, e).map_err(poison)?;
+            events += 1;
+        }
+        Ok(Folded { value: row, events, elapsed: started.elapsed() })
+    }
+}
+
+/// The events of a read, or the first that cannot be decoded; past
+/// [`MAX_FOLD`], [`FoldError::TooFar`].
+fn decoded(read: Vec<ReadEvent>) -> Result<Vec<RecordedEvent>, FoldError> {
+    if read.len() as u64 > MAX_FOLD {
+        return Err(FoldError::TooFar);
+    }
+    read.into_iter().map(|e| e.map_err(|bad| FoldError::Poison { position: bad.position, reason: bad.error })).collect()
+}
+
+fn poison(e: crate::projection::ApplyError) -> FoldError {
+    match e {
+        crate::projection::ApplyError::Database(e) => FoldError::Database(e),
+        crate::projection::ApplyError::Poison { position, reason } => FoldError::Poison { position, reason },
+        crate::projection::ApplyError::Unavailable(reason) => FoldError::Poison { position: 0, reason },
+    }
+}
