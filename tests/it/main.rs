@@ -39,6 +39,7 @@ mod stalls;
 mod subscriptions;
 mod web;
 mod ws_client;
+mod ws_timers;
 
 // The benchmark's pure modules: its target has `harness = false`, so their
 // unit tests run here (`bench_stats::tests`, `bench_rebuilt::tests`).
