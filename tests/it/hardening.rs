@@ -236,7 +236,8 @@ async fn overflowing_sums_are_dead_lettered_and_reported(app: TestApp) {
     let (order, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
     ws.init().await;
-    let started = std::time::Instant::now();
+    // Answered at once, not at the timeout: a wait that ran out would say
+    // TIMED_OUT (and blame nobody).
     ws.subscribe(
         "v",
         "subscription($t: Token!) { writeVisible(token: $t, projections: [\"customer_view\"], timeoutMs: 10000) { visible reason blockedBy } }",
@@ -248,7 +249,6 @@ async fn overflowing_sums_are_dead_lettered_and_reported(app: TestApp) {
         answer["data"]["writeVisible"],
         json!({ "visible": false, "reason": "PROJECTION_STOPPED", "blockedBy": "customer_view" })
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "answered at once, not at the timeout");
     let refused = app
         .gql(
             "query($c: ID!, $t: Token) { customer(id: $c, consistentWith: $t) { name } }",
@@ -549,12 +549,19 @@ async fn metrics_can_be_served_on_their_own_address() {
     let app = TestApp::spawn_with(Backend::Sqlite, |s| s.metrics_bind = Some(metrics_addr)).await.expect("app");
     // The server binds the metrics address before it serves its main
     // listener: once that answers, the metrics address is bound.
-    let health = reqwest::get(format!("{}/healthz", app.base)).await.expect("healthz");
+    let health = http_client().get(format!("{}/healthz", app.base)).send().await.expect("healthz");
     assert!(health.status().is_success(), "{}", health.status());
-    let text =
-        reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("metrics").text().await.expect("text");
+    let text = http_client()
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("twofold_requests_shed_total"), "{text}");
-    let not_there = reqwest::get(format!("http://{metrics_addr}/graphql?query={{__typename}}")).await.expect("send");
+    let not_there =
+        http_client().get(format!("http://{metrics_addr}/graphql?query={{__typename}}")).send().await.expect("send");
     assert_eq!(not_there.status(), 404, "only /metrics is served there");
     app.stop().await;
 }

@@ -174,8 +174,7 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     let mut arrived = gate.arrived.subscribe();
     // The held command, on its own connection.
     let held = {
-        let (client, base, customer, tea) =
-            (reqwest::Client::new(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
+        let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
         tokio::spawn(async move {
             let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id token } }", "variables": { "c": customer, "p": tea } });
             client

@@ -201,7 +201,7 @@ async fn subscriptions_and_connections_are_capped() {
     for _ in 0..49 {
         open.push(WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await);
     }
-    let refused = reqwest::Client::new()
+    let refused = http_client()
         .get(format!("{}/graphql/ws", app.base))
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
