@@ -733,7 +733,9 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
         if row.status() == twofold::catalog::Status::Stopped {
             break row;
         }
-        status.changed().await.expect("status notices");
+        within(Duration::from_secs(60), "order_summary to stop on the panic", status.changed())
+            .await
+            .expect("status notices");
     };
     assert!(
         stopped.last_error().as_deref().is_some_and(|e| e.contains("panicked") && e.contains("boom")),
