@@ -168,6 +168,9 @@ pub struct Services {
     pub auth: crate::auth::Authenticator,
     /// CORS origins and GET caching.
     pub web: crate::http::web::WebSettings,
+    /// True once the search backfill found every row indexed (see
+    /// `crate::projection::search_backfill`).
+    pub search_backfilled: watch::Sender<bool>,
 }
 
 /// The exporter's runner, when one is configured.
@@ -369,6 +372,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         admin,
         auth,
         web,
+        search_backfilled: watch::Sender::new(false),
     })
 }
 
@@ -478,6 +482,13 @@ pub async fn serve(
         settings.runtime.poll_interval,
         shutdown.child_token(),
     ));
+    if settings.role.runs_projections() {
+        background.push(crate::projection::search_backfill::spawn(
+            services.projector_db.clone(),
+            services.search_backfilled.clone(),
+            shutdown.child_token(),
+        ));
+    }
     if settings.role.runs_projections() || settings.role.runs_exporter() {
         background.push(crate::projection::heartbeat::spawn(
             services.projector_db.clone(),

@@ -346,16 +346,38 @@ pub struct MigrationLock {
 }
 
 impl MigrationLock {
-    /// Waits (at most two minutes) for the lock.
+    /// How long an instance waits for another's migrations.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// Waits (at most two minutes) for the lock. It asks again every 100 ms
+    /// rather than blocking in `pg_advisory_lock`: a waiting statement holds
+    /// a snapshot, and `CREATE INDEX CONCURRENTLY` (which the holder may be
+    /// running) waits for every older snapshot to end, so the two would wait
+    /// on each other until the timeout.
     pub async fn acquire(url: &str) -> Result<Self, DbErr> {
         use sqlx::Connection;
         let to_db = |e: sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)));
         let options =
             url.parse::<sqlx::postgres::PgConnectOptions>().map_err(to_db)?.application_name("twofold-migrate");
         let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(to_db)?;
-        sqlx::query("SET lock_timeout = '120s'").execute(&mut conn).await.map_err(to_db)?;
-        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY).execute(&mut conn).await.map_err(to_db)?;
-        Ok(Self { conn })
+        let deadline = tokio::time::Instant::now() + Self::WAIT;
+        loop {
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(to_db)?;
+            if held {
+                return Ok(Self { conn });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DbErr::Migration(format!(
+                    "another instance held the migration lock for {} s; is a migration stuck?",
+                    Self::WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn release(mut self) {

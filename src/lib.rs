@@ -23,7 +23,7 @@
 //!                       │              ├─▶ query      ├─▶ inline ◀── projection ◀── export
 //!                       └──────────────┴─▶ admin ─────┴─▶ notice, db, token, metrics
 //!                                                                    │
-//!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘, stable_hash,
+//!   leaves: domain, token, catalog (closed sets of names), backoff ◀─┘, stable_hash, search,
 //!   failure (database failure classes: db decides them, command, query, projection and graphql report them)
 //!   admin ─▶ projection (status, rebuilds, dead letters go through it).
 //!   auth (tokens → actors) sits on domain; http, app and cli use it.
@@ -38,6 +38,7 @@
 //! | [`catalog`]    | shared closed sets: view names, modes, policies, statuses, roles | nothing of the crate                                  | I/O crates                                   |
 //! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`stable_hash`] | the one hash that agrees across processes (ETags, lock keys)  | nothing of the crate                                    | I/O crates                                   |
+//! | [`search`]     | the search language and the one folding of text both stores index | nothing of the crate                | I/O crates                                   |
 //! | [`failure`]    | what a failed database call means to a client (retry later, retry now, report) | nothing of the crate                  | I/O crates                                   |
 //! | [`args`]       | flags and environment (clap), checked against the catalog      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
@@ -46,8 +47,8 @@
 //! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
 //! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics, failure | entity::read, query, projection, async_graphql |
-//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure | entity::write, command, async_graphql |
-//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics, failure    | entity::write, entity::log, command          |
+//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure, search | entity::write, command, async_graphql |
+//! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too) | domain, token, db, notice, catalog, metrics, failure, search | entity::write, entity::log, command     |
 //! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
 //! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure | entity, sea_orm, sqlx, axum        |
@@ -82,6 +83,7 @@ pub mod metrics;
 pub mod notice;
 pub mod projection;
 pub mod query;
+pub mod search;
 pub mod settings;
 pub mod stable_hash;
 pub mod token;

@@ -24,6 +24,8 @@ mod m20261127_000010_actors;
 mod m20261128_000011_export_state;
 mod m20261204_000012_runner_heartbeat;
 mod m20261206_000013_derived_retrying;
+mod m20261206_000014_search_documents;
+mod m20261206_000015_search_and_filter_indexes;
 
 pub struct Migrator;
 
@@ -44,6 +46,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000011_export_state::Migration),
             Box::new(m20261204_000012_runner_heartbeat::Migration),
             Box::new(m20261206_000013_derived_retrying::Migration),
+            Box::new(m20261206_000014_search_documents::Migration),
+            Box::new(m20261206_000015_search_and_filter_indexes::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request, ServerError};
 
 use super::documents::Documents;
-use super::loaders::{CustomerLoader, ProductLoader};
+use super::loaders::{CustomerLoader, CustomerOrderCountLoader, CustomerOrdersLoader, ProductLoader};
 pub use super::progress::{Progress, ProgressTracker};
 pub use super::request::{RequestCache, RequestConsistency, RequestId, CONSISTENT_WITH};
 use super::response_cache::{Kept, ResponseCache};
@@ -255,11 +255,17 @@ impl Api {
             let customers =
                 DataLoader::with_cache(CustomerLoader(reads.clone()), tokio::spawn, HashMapCache::default());
             let products = DataLoader::with_cache(ProductLoader(reads.clone()), tokio::spawn, HashMapCache::default());
+            let customer_orders =
+                DataLoader::with_cache(CustomerOrdersLoader(reads.clone()), tokio::spawn, HashMapCache::default());
+            let customer_order_counts =
+                DataLoader::with_cache(CustomerOrderCountLoader(reads.clone()), tokio::spawn, HashMapCache::default());
             if !cache_loaders {
                 customers.enable_all_cache(false);
                 products.enable_all_cache(false);
+                customer_orders.enable_all_cache(false);
+                customer_order_counts.enable_all_cache(false);
             }
-            request = request.data(customers).data(products);
+            request = request.data(customers).data(products).data(customer_orders).data(customer_order_counts);
         }
         let request = request
             .data(RequestId(caller.request_id.clone()))

@@ -1,17 +1,23 @@
 //! Queries: every field reads only the read views (through
 //! [`crate::query::ReadModel`]) and takes `consistentWith: Token` to read
 //! the caller's own write.
-use async_graphql::connection::{Connection, Edge, EmptyFields, OpaqueCursor};
 use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 
 use super::access::{self, Viewer};
 use super::error::{from_query, validation};
-use super::loaders::{CustomerLoaderHandle, ProductLoaderHandle};
+use super::lists::{
+    self, order_columns, order_list, page_cost, CountOf, CustomerFilter, CustomerOrderBy, OrderFilter, OrderOrderBy,
+    Page, ProductFilter, ProductOrderBy, QUERY_COST,
+};
+use super::loaders::{unwrap_arc, CustomerLoaderHandle, ProductLoaderHandle};
 use super::request::{RequestCache, RequestConsistency};
 use super::scalars::{uuid, Token};
 use super::types::{Customer, DailySales, Node, OrderActivity, OrderStatus, OrderSummary, Product, ProjectionStatus};
 use crate::catalog::View;
+use crate::query::customers::CUSTOMERS;
+use crate::query::list::ListQuery;
+use crate::query::products::PRODUCTS;
 use crate::query::{page_size, ReadModel};
 
 pub struct QueryRoot;
@@ -19,8 +25,6 @@ pub struct QueryRoot;
 /// What an order field can reach: the summary, and through nested fields
 /// the customer dashboard and the catalog.
 const ORDER_VIEWS: &[&str] = &[View::OrderSummary.name(), View::CustomerView.name(), View::ProductCatalog.name()];
-
-type Page<T> = Connection<OpaqueCursor<i64>, T, EmptyFields, EmptyFields>;
 
 /// The read model once `projections` show the field's `consistentWith`
 /// and the request's `extensions.consistentWith`, whichever is later.
@@ -32,73 +36,17 @@ async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token
     Ok(reads)
 }
 
-/// What a root field that runs a query costs beyond its selection: a field
-/// that hits the database must cost what it costs, so that a document of
-/// aliases cannot turn a small request into thousands of statements.
-const QUERY_COST: usize = 10;
 /// `projections` reads every checkpoint and counts the log behind each.
 const PROJECTIONS_COST: usize = 50;
-
-/// A page costs its query plus its selection once per row it may return.
-fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let rows = first
-        .map_or(crate::query::DEFAULT_PAGE_SIZE as usize, |n| n.clamp(0, crate::query::MAX_PAGE_SIZE as i32) as usize);
-    QUERY_COST + rows.max(1) * child_complexity
-}
-
-fn cursor(after: Option<String>) -> async_graphql::Result<Option<i64>> {
-    match after {
-        None => Ok(None),
-        Some(s) => async_graphql::connection::CursorType::decode_cursor(&s)
-            .map(|c: OpaqueCursor<i64>| Some(c.0))
-            .map_err(|_| validation("`after` is not a cursor from this list; pass an endCursor exactly as returned")),
-    }
-}
 
 /// Loads, in one batch each, the customers and products a page of orders
 /// will ask for, so nested fields are served from the request's cache
 /// whatever the resolution timing.
-/// The columns the selected fields of a page's orders show (through
-/// `edges { node }` and `nodes`, fragments included). A field this list
-/// does not know reads the whole row: a new field is never shown empty.
-fn order_columns(ctx: &Context<'_>) -> crate::query::orders::OrderColumns {
-    use crate::query::orders::{OrderColumn as C, OrderColumns};
-    let look = ctx.look_ahead();
-    let mut columns = OrderColumns::KEY;
-    for node in [look.field("edges").field("node"), look.field("nodes")] {
-        for occurrence in node.selection_fields() {
-            for field in occurrence.selection_set() {
-                let column = match field.name() {
-                    "id" | "__typename" => continue,
-                    "customerId" | "customer" => C::CustomerId,
-                    "customerName" => C::CustomerName,
-                    "customerEmail" => C::CustomerEmail,
-                    "lines" => C::Lines,
-                    "lineCount" => C::LineCount,
-                    "totalCents" => C::TotalCents,
-                    "status" => C::Status,
-                    "cancelReason" => C::CancelReason,
-                    "carrier" => C::Carrier,
-                    "trackingNumber" => C::TrackingNumber,
-                    "placedAt" => C::PlacedAt,
-                    "cancelledAt" => C::CancelledAt,
-                    "shippedAt" => C::ShippedAt,
-                    "channel" => C::Channel,
-                    "version" => C::Version,
-                    _ => return OrderColumns::ALL,
-                };
-                columns = columns.with(column);
-            }
-        }
-    }
-    columns
-}
-
 async fn prefetch(ctx: &Context<'_>, rows: &[crate::query::OrderSummaryRow]) -> async_graphql::Result<()> {
     let node = ctx.look_ahead().field("edges").field("node");
     if node.field("customer").exists() {
         let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.customer_id).collect();
-        ctx.data::<CustomerLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
+        ctx.data::<CustomerLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(unwrap_arc(e)))?;
     }
     if node.field("lines").field("product").exists() {
         let mut ids: Vec<uuid::Uuid> = Vec::new();
@@ -108,13 +56,9 @@ async fn prefetch(ctx: &Context<'_>, rows: &[crate::query::OrderSummaryRow]) -> 
             })?;
             ids.extend(lines);
         }
-        ctx.data::<ProductLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(shared(e)))?;
+        ctx.data::<ProductLoaderHandle>()?.load_many(ids).await.map_err(|e| from_query(unwrap_arc(e)))?;
     }
     Ok(())
-}
-
-fn shared(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
-    std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| crate::query::QueryError::Validation(shared.to_string()))
 }
 
 /// Every field reads the read views, which follow the write model a moment
@@ -165,34 +109,39 @@ impl QueryRoot {
         Ok(reads.order(id, scope).await.map_err(from_query)?.map(OrderSummary))
     }
 
-    /// Orders, newest first, optionally by status and/or customer. A
-    /// customer sees only its own.
-    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
-    /// may not read it, so that the rest of the document still answers.
+    /// Orders: newest first, or by relevance to `search`, or as `orderBy`
+    /// says; narrowed by `filter` (see `OrderFilter` for which filters each
+    /// sort offers). A customer sees only its own. `totalCount` counts
+    /// every page. `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a
+    /// caller who may not read it, so that the rest of the document still
+    /// answers.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
     async fn orders(
         &self,
         ctx: &Context<'_>,
-        status: Option<OrderStatus>,
-        customer_id: Option<ID>,
+        #[graphql(
+            desc = "Full-text search over the customer's name and email, the products' titles and SKUs, the tracking number and the order id: words are ANDed, `\"a phrase\"`, `-word` excludes, `word*` and the last word typed match as prefixes (docs/frontend.md, \"Search and filters\"). At most 200 characters. Ranked by relevance unless `orderBy` is given."
+        )]
+        search: Option<String>,
+        filter: Option<OrderFilter>,
+        #[graphql(desc = "One sort (ties by id). Default: `PLACED_AT DESC`, or relevance with `search`.")]
+        order_by: Option<Vec<OrderOrderBy>>,
+        #[graphql(deprecation = "use filter: {status: {eq: …}}")] status: Option<OrderStatus>,
+        #[graphql(deprecation = "use filter: {customerId: {eq: …}}")] customer_id: Option<ID>,
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Page<OrderSummary>>> {
-        let first = page_size(first).map_err(from_query)?;
-        let after = cursor(after)?;
-        let customer_id = customer_id.as_ref().map(|id| uuid("customerId", id)).transpose()?;
         let scope = access::scope(ctx)?;
+        let list = order_list(search, filter, order_by, status, customer_id, first, after)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
-        let status = status.map(|s| crate::domain::order::OrderStatus::from(s).as_str());
         let columns = order_columns(ctx);
-        let page = reads.orders(status, customer_id, first, after, scope, columns).await.map_err(from_query)?;
+        let had_after = list.after.is_some();
+        let page = reads.orders(list.clone(), scope, columns).await.map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection
-            .edges
-            .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.placed_position), OrderSummary(r))));
-        Ok(Some(connection))
+        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(OrderSummary));
+        Ok(Some(lists::page(rows, had_after, page.has_next, CountOf::Orders(list, scope))))
     }
 
     /// One customer's dashboard (a customer: only its own).
@@ -209,46 +158,102 @@ impl QueryRoot {
         Ok(reads.customer(id, scope).await.map_err(from_query)?.map(Customer))
     }
 
-    /// Customers, newest first (a customer: only itself).
-    /// `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a caller who
-    /// may not read it, so that the rest of the document still answers.
+    /// Customers: newest registration first, or by relevance to `search`,
+    /// or as `orderBy` says; narrowed by `filter` (a customer: only
+    /// itself). `null` (with an UNAUTHENTICATED or FORBIDDEN error) for a
+    /// caller who may not read it, so that the rest of the document still
+    /// answers.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
     async fn customers(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Full-text search over name and email (the language of `orders(search:)`). Ranked by relevance unless `orderBy` is given."
+        )]
+        search: Option<String>,
+        filter: Option<CustomerFilter>,
+        #[graphql(desc = "One sort (ties by id). Default: `REGISTERED_AT DESC`, or relevance with `search`.")]
+        order_by: Option<Vec<CustomerOrderBy>>,
         first: Option<i32>,
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Page<Customer>>> {
-        let first = page_size(first).map_err(from_query)?;
-        let after = cursor(after)?;
         let scope = access::scope(ctx)?;
+        let order_by = lists::one_sort(order_by)?;
+        let mut list = ListQuery::new(&CUSTOMERS, page_size(first).map_err(from_query)?)
+            .search(search.as_deref(), order_by.is_some())
+            .map_err(from_query)?;
+        if let Some(sort) = order_by {
+            list = list.order_by(sort.field.name(), sort.direction.into()).map_err(from_query)?;
+        }
+        if let Some(filter) = filter {
+            crate::query::customers::CustomerFilter {
+                lifetime_value_cents: filter.lifetime_value_cents.map(Into::into).unwrap_or_default(),
+                orders_placed: filter.orders_placed.map(Into::into).unwrap_or_default(),
+            }
+            .apply(&mut list);
+        }
+        let list = lists::after(list, after)?;
         let reads = consistent(ctx, &[View::CustomerView.name()], consistent_with).await?;
-        let page = reads.customers(first, after, scope).await.map_err(from_query)?;
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection
-            .edges
-            .extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.registered_position), Customer(r))));
-        Ok(Some(connection))
+        let had_after = list.after.is_some();
+        let page = reads.customers(list.clone(), scope).await.map_err(from_query)?;
+        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(Customer));
+        Ok(Some(lists::page(rows, had_after, page.has_next, CountOf::Customers(list, scope))))
     }
 
-    /// The catalog, newest first; `search` matches title or sku.
+    /// One product by id.
+    #[graphql(complexity = "QUERY_COST + child_complexity")]
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        consistent_with: Option<Token>,
+    ) -> async_graphql::Result<Option<Product>> {
+        let id = uuid("id", &id)?;
+        consistent(ctx, &[View::ProductCatalog.name()], consistent_with).await?;
+        let loader = ctx.data::<ProductLoaderHandle>()?;
+        Ok(loader.load_one(id).await.map_err(|e| from_query(unwrap_arc(e)))?.map(Product))
+    }
+
+    /// The catalog: newest first, or by relevance to `search`, or as
+    /// `orderBy` says; narrowed by `filter`.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
     async fn products(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Full-text search over title and SKU (the language of `orders(search:)`). Ranked by relevance unless `orderBy` is given."
+        )]
         search: Option<String>,
+        filter: Option<ProductFilter>,
+        #[graphql(desc = "One sort (ties by id). Default: `ADDED_AT DESC`, or relevance with `search`.")]
+        order_by: Option<Vec<ProductOrderBy>>,
         first: Option<i32>,
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Page<Product>> {
-        let first = page_size(first).map_err(from_query)?;
-        let after = cursor(after)?;
+        let order_by = lists::one_sort(order_by)?;
+        let mut list = ListQuery::new(&PRODUCTS, page_size(first).map_err(from_query)?)
+            .search(search.as_deref(), order_by.is_some())
+            .map_err(from_query)?;
+        if let Some(sort) = order_by {
+            list = list.order_by(sort.field.name(), sort.direction.into()).map_err(from_query)?;
+        }
+        if let Some(filter) = filter {
+            crate::query::products::ProductFilter {
+                price_cents: filter.price_cents.map(Into::into).unwrap_or_default(),
+                units_sold: filter.units_sold.map(Into::into).unwrap_or_default(),
+            }
+            .apply(&mut list);
+        }
+        let list = lists::after(list, after)?;
         let reads = consistent(ctx, &[View::ProductCatalog.name()], consistent_with).await?;
-        let page = reads.products(search.as_deref(), first, after).await.map_err(from_query)?;
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(page.rows.into_iter().map(|r| Edge::new(OpaqueCursor(r.added_position), Product(r))));
-        Ok(connection)
+        let had_after = list.after.is_some();
+        let page = reads.products(list.clone()).await.map_err(from_query)?;
+        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(Product));
+        Ok(lists::page(rows, had_after, page.has_next, CountOf::Products(list)))
     }
 
     /// Best sellers by revenue (default 10, at most 100).

@@ -3,34 +3,13 @@ use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::error::from_query;
-use super::loaders::{CustomerLoaderHandle, ProductLoaderHandle};
+use super::loaders::{unwrap_arc, CustomerLoaderHandle, ProductLoaderHandle};
 use super::scalars::{int, BigInt, Token};
 use crate::admin::ProjectionState;
 use crate::query::{ActivityRow, CustomerRow, DailySalesRow, OrderSummaryRow, ProductRow};
 use crate::token::LogPosition;
 
-// The variants are the domain's; `remote` makes the compiler hold the two
-// lists equal (one source of truth, no string matching).
-/// Where an order stands: placed, then cancelled or shipped.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "crate::domain::order::OrderStatus")]
-pub enum OrderStatus {
-    Placed,
-    Cancelled,
-    Shipped,
-}
-
-// The domain's variants, held equal by `remote` as above.
-/// Where an order was placed.
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "crate::domain::event::SalesChannel")]
-pub enum SalesChannel {
-    Web,
-    Mobile,
-    Api,
-    /// Not recorded (orders placed before channels were tracked, or the client did not say).
-    Unknown,
-}
+pub use super::enums::{OrderStatus, SalesChannel};
 
 /// A stored value that is not one of the enum's: the view is corrupt, so
 /// an internal error (with an incident id), never a silent default.
@@ -115,10 +94,6 @@ pub enum Node {
     Product(Product),
 }
 
-fn unwrap_arc(e: std::sync::Arc<crate::query::QueryError>) -> crate::query::QueryError {
-    std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| crate::query::QueryError::Validation(shared.to_string()))
-}
-
 #[Object]
 impl OrderSummary {
     async fn id(&self) -> ID {
@@ -183,6 +158,12 @@ impl OrderSummary {
     async fn version(&self) -> async_graphql::Result<i32> {
         int("version", self.0.version)
     }
+    /// Relevance to the list's `search`: higher is better; null outside a
+    /// search. Comparable only within one answer (each store ranks its own
+    /// way: PostgreSQL's `ts_rank_cd`, SQLite's `bm25`).
+    async fn search_rank(&self) -> Option<f64> {
+        self.0.search_rank
+    }
 }
 
 /// A customer dashboard (`customer_view`).
@@ -227,6 +208,46 @@ impl Customer {
     async fn version(&self) -> async_graphql::Result<i32> {
         int("version", self.0.version)
     }
+    /// Relevance to the list's `search`: higher is better; null outside a
+    /// search. Comparable only within one answer (each store ranks its own
+    /// way: PostgreSQL's `ts_rank_cd`, SQLite's `bm25`).
+    async fn search_rank(&self) -> Option<f64> {
+        self.0.search_rank
+    }
+    /// The customer's orders: newest first, or as `orderBy` says; narrowed
+    /// by `filter` (any filter and sort: one customer's orders). Under a
+    /// list of customers, every customer's page is read in one statement.
+    #[graphql(complexity = "super::lists::page_cost(first, child_complexity)")]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<super::lists::OrderFilter>,
+        #[graphql(desc = "One sort (ties by id). Default: `PLACED_AT DESC`.")] order_by: Option<
+            Vec<super::lists::OrderOrderBy>,
+        >,
+        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::lists::Page<OrderSummary>> {
+        if filter.as_ref().is_some_and(|f| f.customer_id.is_some()) {
+            return Err(super::error::validation(
+                "Customer.orders lists this customer's orders: drop filter.customerId",
+            ));
+        }
+        // The customer goes into the statement (all the request's customers
+        // at once), not into the list, which every customer shares.
+        let list = super::lists::order_list(None, filter, order_by, None, None, first, after)?;
+        let columns = super::lists::order_columns(ctx);
+        let key = super::loaders::CustomerOrdersKey {
+            customer: self.0.customer_id,
+            list: super::loaders::CustomerOrdersList::new(list.clone(), columns),
+        };
+        let loader = ctx.data::<super::loaders::CustomerOrdersLoaderHandle>()?;
+        let page = loader.load_one(key.clone()).await.map_err(|e| from_query(unwrap_arc(e)))?;
+        let empty = crate::query::orders::OrderPage { rows: Vec::new(), cursors: Vec::new(), has_next: false };
+        let page = page.map(|p| (*p).clone()).unwrap_or(empty);
+        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(OrderSummary));
+        Ok(super::lists::page(rows, list.after.is_some(), page.has_next, super::lists::CountOf::CustomerOrders(key)))
+    }
 }
 
 /// A catalog entry with its sales (`product_catalog`).
@@ -260,6 +281,12 @@ impl Product {
     }
     async fn version(&self) -> async_graphql::Result<i32> {
         int("version", self.0.version)
+    }
+    /// Relevance to the list's `search`: higher is better; null outside a
+    /// search. Comparable only within one answer (each store ranks its own
+    /// way: PostgreSQL's `ts_rank_cd`, SQLite's `bm25`).
+    async fn search_rank(&self) -> Option<f64> {
+        self.0.search_rank
     }
 }
 

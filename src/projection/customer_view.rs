@@ -43,6 +43,8 @@ pub(super) const TABLE: Table<Row> = Table {
         Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
         Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
         Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+        Column { name: "search_name", kind: Kind::OptText, value: |r| r.search_name.clone().into() },
+        Column { name: "search_text", kind: Kind::OptText, value: |r| r.search_text.clone().into() },
     ],
 };
 
@@ -141,7 +143,20 @@ fn registered(e: &RecordedEvent) -> Option<Row> {
         version: 1,
         last_tx_id: e.tx_id,
         last_position: e.position,
+        search_name: None,
+        search_text: None,
     })
+    .map(|mut row| {
+        index(&mut row);
+        row
+    })
+}
+
+/// Sets what finds the customer in a search (see [`crate::search`]): the
+/// name, and the email.
+pub(super) fn index(row: &mut Row) {
+    row.search_name = Some(crate::search::document([row.name.as_str()]));
+    row.search_text = Some(crate::search::document([row.email.as_str()]));
 }
 
 #[async_trait::async_trait]
@@ -160,10 +175,12 @@ impl Projection for CustomerView {
         TABLE.write(txn, &new.iter().collect::<Vec<_>>(), "ON CONFLICT (customer_id) DO NOTHING").await?;
         for e in events {
             if let DomainEvent::CustomerRenamed(r) = &e.event {
-                let values: Vec<Value> = vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()];
+                let search_name = crate::search::document([r.name.as_str()]);
+                let values: Vec<Value> =
+                    vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into(), search_name.into()];
                 execute(
                     txn,
-                    "UPDATE customer_view SET name = $1, version = $2 WHERE customer_id = $3 AND version < $2",
+                    "UPDATE customer_view SET name = $1, version = $2, search_name = $4 WHERE customer_id = $3 AND version < $2",
                     values,
                 )
                 .await?;

@@ -203,6 +203,12 @@ impl<R> Table<R> {
         self.columns.iter().map(|c| c.name).collect()
     }
 
+    /// The columns, for a `SELECT` (what the store keeps besides them, such
+    /// as PostgreSQL's `search` vector, is not read).
+    fn select_list(&self) -> String {
+        self.column_names().join(", ")
+    }
+
     /// Inserts `rows`; `on_conflict` decides what a stored row keeps
     /// (e.g. `ON CONFLICT (id) DO NOTHING`, or a merge by version).
     pub async fn write(&self, txn: &DatabaseTransaction, rows: &[&R], on_conflict: &str) -> Result<(), DbErr> {
@@ -231,13 +237,20 @@ impl<R: FromQueryResult + Send + Sync> Table<R> {
         if backend == DbBackend::Postgres {
             let (ty, sql_type) = self.key_kind.array_type();
             let keys = array(ty, keys.iter().cloned().map(Into::into).collect());
-            let sql = format!("SELECT * FROM {} WHERE {} = ANY($1::{sql_type}[])", self.name, self.key);
+            let sql =
+                format!("SELECT {} FROM {} WHERE {} = ANY($1::{sql_type}[])", self.select_list(), self.name, self.key);
             return R::find_by_statement(super::sql::statement(backend, &sql, vec![keys])).all(txn).await;
         }
         let mut rows = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(1000) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT * FROM {} WHERE {} IN ({})", self.name, self.key, placeholders.join(", "));
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} IN ({})",
+                self.select_list(),
+                self.name,
+                self.key,
+                placeholders.join(", ")
+            );
             let values = chunk.iter().cloned().map(Into::into).collect();
             rows.extend(R::find_by_statement(super::sql::statement(backend, &sql, values)).all(txn).await?);
         }

@@ -65,6 +65,7 @@ pub mod reader;
 pub mod rebuild;
 pub mod runner;
 pub mod runtime;
+pub mod search_backfill;
 pub mod sql;
 pub mod stall;
 pub mod supervisor;

@@ -54,6 +54,8 @@ pub(super) const TABLE: Table<Row> = Table {
         Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
         Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
         Column { name: "channel", kind: Kind::Text, value: |r| r.channel.clone().into() },
+        Column { name: "search_name", kind: Kind::OptText, value: |r| r.search_name.clone().into() },
+        Column { name: "search_text", kind: Kind::OptText, value: |r| r.search_text.clone().into() },
     ],
 };
 
@@ -88,11 +90,14 @@ impl Projection for OrderSummary {
         for e in events {
             match &e.event {
                 DomainEvent::CustomerRenamed(r) => {
-                    // Rows outside this batch, in the database…
+                    // Rows outside this batch, in the database (one search
+                    // name for all of them)…
+                    let search_name = crate::search::document([r.name.as_str()]);
                     execute(
                         txn,
-                        "UPDATE order_summary SET customer_name = $1, customer_version = $2 WHERE customer_id = $3 AND customer_version < $2",
-                        vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into()],
+                        "UPDATE order_summary SET customer_name = $1, customer_version = $2, search_name = $4 \
+                         WHERE customer_id = $3 AND customer_version < $2",
+                        vec![r.name.clone().into(), e.stream_version.into(), r.customer_id.into(), search_name.into()],
                     )
                     .await?;
                     // …and the ones folded in memory.
@@ -102,6 +107,7 @@ impl Projection for OrderSummary {
                     {
                         row.customer_name = r.name.clone();
                         row.customer_version = e.stream_version;
+                        dirty.push(row.order_id);
                     }
                 }
                 event if is_order_event(event) && fold(&mut rows, e)? => dirty.push(e.stream_id),
@@ -110,10 +116,38 @@ impl Projection for OrderSummary {
         }
         dirty.sort_unstable();
         dirty.dedup();
+        for id in &dirty {
+            if let Some(row) = rows.get_mut(id) {
+                index(row);
+            }
+        }
         let changed: Vec<&Row> = dirty.iter().filter_map(|id| rows.get(id)).collect();
         TABLE.write(txn, &changed, &merge_clause()).await?;
         Ok(())
     }
+}
+
+/// Sets what finds the order in a search (see [`crate::search`]): the
+/// customer's name, and the email, the lines' titles and SKUs, the
+/// tracking number and the id. Computed from the row itself, so a row
+/// folded from any event (or backfilled) gets the same words.
+pub(super) fn index(row: &mut Row) {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        sku: String,
+        title: String,
+    }
+    let lines: Vec<Line> = serde_json::from_str(&row.lines).unwrap_or_default();
+    let id = row.order_id.to_string();
+    let mut parts: Vec<&str> = vec![&row.customer_email];
+    for line in &lines {
+        parts.push(&line.title);
+        parts.push(&line.sku);
+    }
+    parts.extend(row.tracking_number.as_deref());
+    parts.push(&id);
+    row.search_name = Some(crate::search::document([row.customer_name.as_str()]));
+    row.search_text = Some(crate::search::document(parts));
 }
 
 /// One line as the view stores it (JSON text in `lines`).
@@ -178,6 +212,8 @@ fn fold(rows: &mut HashMap<Uuid, Row>, e: &RecordedEvent) -> Result<bool, ApplyE
                 last_tx_id: e.tx_id,
                 last_position: e.position,
                 channel: p.channel.as_str().to_owned(),
+                search_name: None,
+                search_text: None,
             },
         );
         return Ok(true);
@@ -233,6 +269,7 @@ fn merge_clause() -> String {
     };
     // (In an UPDATE every CASE sees the old row, so the order of these does not matter.)
     let mut sets: Vec<String> = [
+        "search_text",
         "status",
         "cancel_reason",
         "carrier",
@@ -246,7 +283,9 @@ fn merge_clause() -> String {
     .iter()
     .map(|c| merge(c, newer_order))
     .collect();
-    sets.extend(["customer_name", "customer_email", "customer_version"].iter().map(|c| merge(c, newer_customer)));
+    sets.extend(
+        ["customer_name", "customer_email", "customer_version", "search_name"].iter().map(|c| merge(c, newer_customer)),
+    );
     format!("ON CONFLICT (order_id) DO UPDATE SET {}", sets.join(", "))
 }
 

@@ -41,6 +41,8 @@ pub(super) const TABLE: Table<Row> = Table {
         Column { name: "version", kind: Kind::BigInt, value: |r| r.version.into() },
         Column { name: "last_tx_id", kind: Kind::BigInt, value: |r| r.last_tx_id.into() },
         Column { name: "last_position", kind: Kind::BigInt, value: |r| r.last_position.into() },
+        Column { name: "search_name", kind: Kind::OptText, value: |r| r.search_name.clone().into() },
+        Column { name: "search_text", kind: Kind::OptText, value: |r| r.search_text.clone().into() },
     ],
 };
 
@@ -108,7 +110,20 @@ fn added(e: &RecordedEvent) -> Option<Row> {
         version: 1,
         last_tx_id: e.tx_id,
         last_position: e.position,
+        search_name: None,
+        search_text: None,
     })
+    .map(|mut row| {
+        index(&mut row);
+        row
+    })
+}
+
+/// Sets what finds the product in a search (see [`crate::search`]): the
+/// title, and the SKU.
+pub(super) fn index(row: &mut Row) {
+    row.search_name = Some(crate::search::document([row.title.as_str()]));
+    row.search_text = Some(crate::search::document([row.sku.as_str()]));
 }
 
 #[async_trait::async_trait]

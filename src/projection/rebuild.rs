@@ -458,6 +458,26 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
                     vec![table.into()],
                 ))
                 .await?;
+            // Its triggers (the search document's), so the replay keeps
+            // them as the live table does; they move with it at the switch.
+            let triggers = shadow
+                .conn
+                .query_all_raw(stmt(
+                    shadow,
+                    "SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t \
+                     WHERE t.tgrelid = to_regclass('public.' || $1) AND NOT t.tgisinternal",
+                    vec![table.into()],
+                ))
+                .await?;
+            for trigger in triggers {
+                let def: String = trigger.try_get("", "def")?;
+                let def = def.replacen(&format!(" ON public.{table} "), &format!(" ON {schema}.{table} "), 1).replacen(
+                    &format!(" ON {table} "),
+                    &format!(" ON {schema}.{table} "),
+                    1,
+                );
+                shadow.conn.execute_unprepared(&def).await?;
+            }
             for index in indexes {
                 let name: String = index.try_get("", "name")?;
                 let def: String = index.try_get("", "def")?;

@@ -8,6 +8,7 @@ pub mod consistency;
 pub mod customers;
 mod durable;
 mod error;
+pub mod list;
 pub mod orders;
 pub mod products;
 pub mod replica;
@@ -94,6 +95,12 @@ impl ReadModel {
     pub(crate) fn primary(&self) -> &sea_orm::DatabaseConnection {
         self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         &self.db.conn
+    }
+
+    /// The store view reads go to (no statement is counted).
+    pub(crate) fn read_backend(&self) -> sea_orm::DbBackend {
+        use sea_orm::ConnectionTrait;
+        self.read.get_database_backend()
     }
 
     pub fn statement_count(&self) -> u64 {

@@ -1,62 +1,72 @@
 //! Products: `product_catalog`.
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use entity::read::product_catalog;
 
+use super::list::{Cursor, Direction, Filter, ListQuery, Order, Range, SortSpec, ViewSpec};
 use super::{ProductRow, QueryError, ReadModel};
 
 pub const MAX_TOP_PRODUCTS: u64 = 100;
-pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// Products as lists show them: newest first by default; sorted by price
+/// or units sold, each filterable by its own range (served by its index);
+/// any filter with a search.
+pub static PRODUCTS: ViewSpec = ViewSpec {
+    list: "products",
+    table: "product_catalog",
+    key: "product_id",
+    fts: "product_catalog_fts",
+    default_sort: ADDED_AT,
+    default_direction: Direction::Desc,
+    sorts: &[ADDED_AT, PRICE, UNITS_SOLD],
+};
+
+/// The order products were added in (the log position of the addition).
+const ADDED_AT: SortSpec = SortSpec { name: "ADDED_AT", column: "added_position", time: false, serves: &[] };
+const PRICE: SortSpec = SortSpec { name: "PRICE", column: "price_cents", time: false, serves: &["priceCents"] };
+const UNITS_SOLD: SortSpec = SortSpec { name: "UNITS_SOLD", column: "units_sold", time: false, serves: &["unitsSold"] };
+
+/// What products a list holds, beyond a search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductFilter {
+    pub price_cents: Range<i64>,
+    pub units_sold: Range<i64>,
+}
+
+impl ProductFilter {
+    pub fn apply(self, list: &mut ListQuery) {
+        list.filters.extend(Filter::range("priceCents", "price_cents", &self.price_cents));
+        list.filters.extend(Filter::range("unitsSold", "units_sold", &self.units_sold));
+    }
+}
 
 pub struct ProductPage {
     pub rows: Vec<ProductRow>,
+    pub cursors: Vec<Cursor>,
     pub has_next: bool,
 }
 
+/// Every column of the view, for a page.
+fn select_list() -> String {
+    product_catalog::Column::iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 impl ReadModel {
-    /// Products, newest first, optionally matching `search` in the title or
-    /// sku (case-insensitive substring).
-    pub async fn products(
-        &self,
-        search: Option<&str>,
-        first: u64,
-        after: Option<i64>,
-    ) -> Result<ProductPage, QueryError> {
-        let mut select = product_catalog::Entity::find();
-        if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
-            if search.chars().count() > MAX_SEARCH_CHARS {
-                return Err(QueryError::Validation(format!("search must be at most {MAX_SEARCH_CHARS} characters")));
+    /// A list of products.
+    pub async fn products(&self, list: ListQuery) -> Result<ProductPage, QueryError> {
+        let raw = self.page_rows(&list, &select_list()).await?;
+        let ranked = list.order == Order::Relevance;
+        let mut page = ProductPage { rows: Vec::new(), cursors: Vec::new(), has_next: raw.len() as u64 > list.first };
+        for row in raw.iter().take(list.first as usize) {
+            let mut decoded = ProductRow::from(product_catalog::Model::from_query_result(row, "")?);
+            if ranked {
+                decoded.search_rank = Some(row.try_get("", "rank")?);
             }
-            let escaped = search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            let pattern = format!("%{escaped}%");
-            select = select.filter(
-                Condition::any()
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(product_catalog::Column::Title)))
-                            .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')),
-                    )
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(product_catalog::Column::Sku)))
-                            .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
-                    ),
-            );
+            page.cursors.push(list.cursor(row, decoded.product_id)?);
+            page.rows.push(decoded);
         }
-        if let Some(after) = after {
-            select = select.filter(product_catalog::Column::AddedPosition.lt(after));
-        }
-        let mut rows: Vec<ProductRow> = select
-            .order_by_desc(product_catalog::Column::AddedPosition)
-            .limit(first + 1)
-            .all(self.conn())
-            .await?
-            .into_iter()
-            .map(ProductRow::from)
-            .collect();
-        let has_next = rows.len() as u64 > first;
-        rows.truncate(first as usize);
-        Ok(ProductPage { rows, has_next })
+        Ok(page)
     }
 
     /// Best sellers by revenue, then units.

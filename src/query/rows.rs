@@ -7,7 +7,7 @@ use uuid::Uuid;
 use entity::read::{customer_view, daily_sales, order_activity, order_summary, product_catalog};
 
 /// A customer's dashboard (`customer_view`): profile plus order counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRow {
     pub customer_id: Uuid,
     pub name: String,
@@ -25,6 +25,8 @@ pub struct CustomerRow {
     pub version: i64,
     pub last_tx_id: i64,
     pub last_position: i64,
+    /// Its relevance to the search it was found by (higher is better).
+    pub search_rank: Option<f64>,
 }
 
 impl From<customer_view::Model> for CustomerRow {
@@ -44,6 +46,7 @@ impl From<customer_view::Model> for CustomerRow {
             version: m.version,
             last_tx_id: m.last_tx_id,
             last_position: m.last_position,
+            search_rank: None,
         }
     }
 }
@@ -119,7 +122,7 @@ impl From<order_activity::Model> for ActivityRow {
 }
 
 /// One order as a page or list shows it (`order_summary`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderSummaryRow {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -147,6 +150,8 @@ pub struct OrderSummaryRow {
     pub last_position: i64,
     /// `WEB`, `MOBILE`, `API` or `UNKNOWN` (from `OrderPlaced` v2).
     pub channel: String,
+    /// Its relevance to the search it was found by (higher is better).
+    pub search_rank: Option<f64>,
 }
 
 impl From<order_summary::Model> for OrderSummaryRow {
@@ -172,12 +177,13 @@ impl From<order_summary::Model> for OrderSummaryRow {
             last_tx_id: m.last_tx_id,
             last_position: m.last_position,
             channel: m.channel,
+            search_rank: None,
         }
     }
 }
 
 /// A product with its sales (`product_catalog`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProductRow {
     pub product_id: Uuid,
     pub sku: String,
@@ -193,6 +199,8 @@ pub struct ProductRow {
     pub version: i64,
     pub last_tx_id: i64,
     pub last_position: i64,
+    /// Its relevance to the search it was found by (higher is better).
+    pub search_rank: Option<f64>,
 }
 
 impl From<product_catalog::Model> for ProductRow {
@@ -209,6 +217,7 @@ impl From<product_catalog::Model> for ProductRow {
             version: m.version,
             last_tx_id: m.last_tx_id,
             last_position: m.last_position,
+            search_rank: None,
         }
     }
 }

@@ -63,6 +63,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("backoff", &[][..]),
         ("stable_hash", &[][..]),
         ("failure", &[][..]),
+        ("search", &[][..]),
         ("args", &["catalog"][..]),
         ("metrics", &["catalog"][..]),
         ("db", &["metrics", "failure"][..]),
@@ -72,9 +73,21 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("command", &["domain", "token", "db", "notice", "inline", "metrics", "failure"][..]),
         (
             "projection",
-            &["domain", "token", "db", "notice", "inline", "catalog", "metrics", "backoff", "stable_hash", "failure"][..],
+            &[
+                "domain",
+                "token",
+                "db",
+                "notice",
+                "inline",
+                "catalog",
+                "metrics",
+                "backoff",
+                "stable_hash",
+                "failure",
+                "search",
+            ][..],
         ),
-        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure"][..]),
+        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure", "search"][..]),
         ("export", &["projection", "domain", "token", "db", "catalog", "metrics"][..]),
         ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
         ("graphql", &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics", "failure"][..]),
@@ -130,7 +143,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
 /// External paths a layer must never name.
 fn forbidden_external(layer: &str) -> &'static [&'static str] {
     match layer {
-        "domain" | "token" | "catalog" | "backoff" | "stable_hash" | "failure" => {
+        "domain" | "token" | "catalog" | "backoff" | "stable_hash" | "failure" | "search" => {
             &["sea_orm", "sqlx", "tokio", "axum", "async_graphql", "reqwest", "entity", "metrics"]
         }
         "command" => &["entity::read", "async_graphql", "axum"],

@@ -218,6 +218,13 @@ impl TestApp {
         }
     }
 
+    /// Stops the server and hands its database back, to start another on it.
+    pub async fn into_database(mut self) -> TestDatabase {
+        self.halt().await;
+        let _ = self.db.clone().close().await;
+        self.database
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {

@@ -35,6 +35,7 @@ mod replicas;
 mod request_consistency;
 mod response_cache;
 mod schema_file;
+mod search;
 mod stalls;
 mod subscriptions;
 mod web;

@@ -22,6 +22,11 @@ pub struct Model {
     pub version: i64,
     pub last_tx_id: i64,
     pub last_position: i64,
+    /// The name as search words (kept current on rename); NULL until the
+    /// search backfill reaches a row written before search.
+    pub search_name: Option<String>,
+    /// The email as search words.
+    pub search_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

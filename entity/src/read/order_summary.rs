@@ -33,6 +33,12 @@ pub struct Model {
     pub last_position: i64,
     /// `WEB`, `MOBILE`, `API` or `UNKNOWN` (from `OrderPlaced` v2).
     pub channel: String,
+    /// The customer's name as search words (kept current on rename); NULL
+    /// until the search backfill reaches a row written before search.
+    pub search_name: Option<String>,
+    /// The rest of what finds the order (email, product titles and SKUs,
+    /// tracking number, id) as search words.
+    pub search_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

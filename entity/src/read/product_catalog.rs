@@ -20,6 +20,11 @@ pub struct Model {
     pub version: i64,
     pub last_tx_id: i64,
     pub last_position: i64,
+    /// The title as search words; NULL until the search backfill reaches a
+    /// row written before search.
+    pub search_name: Option<String>,
+    /// The SKU as search words.
+    pub search_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
