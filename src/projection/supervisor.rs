@@ -119,6 +119,7 @@ mod tests {
                 started.lock().expect("starts").push(Instant::now());
                 let run = runs.lock().expect("runs").next();
                 if let Some(run) = run {
+                    // The run's length, on the paused clock, is what the test is about.
                     tokio::time::sleep(run).await;
                     panic!("boom after {run:?}");
                 }
