@@ -37,6 +37,9 @@
 //!
 //! The modules live in `benches/twofold_bench/` and are included with
 //! `#[path]`, so Cargo does not mistake them for bench targets of their own.
+//! This target has `harness = false`, so `cargo test` runs no unit test of
+//! it: the pure modules (`stats.rs`, `rebuilt.rs`) are included by the
+//! integration tests too (`tests/it/main.rs`), where theirs run.
 
 #[path = "twofold_bench/cli.rs"]
 mod cli;
@@ -62,6 +65,8 @@ mod peer;
 mod reads;
 #[path = "twofold_bench/rebuild.rs"]
 mod rebuild;
+#[path = "twofold_bench/rebuilt.rs"]
+mod rebuilt;
 #[path = "twofold_bench/replica.rs"]
 mod replica;
 #[path = "twofold_bench/report.rs"]

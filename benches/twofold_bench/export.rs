@@ -52,6 +52,7 @@ impl Drop for Process {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
                 return;
             }
+            // std's Child signals nothing on exit: look again shortly (at most 5 s).
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.0.kill();
@@ -155,6 +156,7 @@ async fn run(
         if Instant::now() > deadline {
             bail!("the exporter did not export {backlog} events within {:?}", scale.rebuild_timeout);
         }
+        // The checkpoint is in the database, which announces nothing to this process: look again.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let backlog_seconds = started.elapsed().as_secs_f64();

@@ -250,6 +250,7 @@ pub async fn wait_caught_up(gql: &Gql, timeout: Duration) -> anyhow::Result<Dura
         if started.elapsed() > timeout {
             bail!("projections still {lag} events behind after {timeout:?} (last error: {error:?})");
         }
+        // The lag is another process's, read over HTTP: look again shortly (bounded by `timeout`).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

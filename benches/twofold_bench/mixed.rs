@@ -86,6 +86,7 @@ pub async fn measure(
     let schedule = Schedule::new(WRITE_RATE, WARM_UP + scale.read_time, Instant::now());
     let writer = place_orders(gql, &catalog, &schedule, MAX_IN_FLIGHT, SALT);
     let reader = async {
+        // The writers' warm-up is the schedule of this phase, not a wait for a state.
         tokio::time::sleep(WARM_UP).await;
         graphql_orders("graphql orders beside writes", &readers, scale.read_time).await
     };

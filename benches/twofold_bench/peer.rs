@@ -411,6 +411,7 @@ impl PeerServer {
                     }
                 }
             }
+            // PostGraphile announces nothing when it is ready: ask again shortly.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("PostGraphile did not answer within {timeout:?}")

@@ -20,6 +20,7 @@ use twofold::db::Db;
 use crate::cli::Scale;
 use crate::load::count;
 use crate::progress;
+use crate::rebuilt::{parse_rebuilt, Rebuilt};
 use crate::report::Report;
 use crate::server::TWOFOLD_BIN;
 use crate::sql::{self, Fate};
@@ -28,15 +29,6 @@ use crate::workload::Catalog;
 const BULK_TABLE: &str = "bench_bulk_order_summary";
 const BULK_BATCH: usize = 1_000;
 const TOP_UP_BATCH: u64 = 500;
-
-/// One `rebuilt <name>: <N> events in <S> s (<R> events/s)` line.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Rebuilt {
-    pub projection: String,
-    pub events: u64,
-    pub seconds: f64,
-    pub events_per_second: f64,
-}
 
 /// What one `twofold rebuild` invocation gave.
 #[derive(Debug, Clone)]
@@ -183,23 +175,6 @@ pub async fn run_rebuild(url: &str, args: &[&str], timeout: Duration) -> Rebuild
     RebuildOutcome::Done { lines, wall }
 }
 
-/// Parses `rebuilt <name>: <N> events in <S> s (<R> events/s)`.
-fn parse_rebuilt(line: &str) -> Option<Rebuilt> {
-    let rest = line.trim().strip_prefix("rebuilt ")?;
-    let (name, rest) = rest.split_once(':')?;
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    // ["<N>", "events", "in", "<S>", "s", "(<R>", "events/s)"]
-    if words.len() < 7 || words[1] != "events" || words[2] != "in" {
-        return None;
-    }
-    Some(Rebuilt {
-        projection: name.trim().to_owned(),
-        events: words[0].parse().ok()?,
-        seconds: words[3].parse().ok()?,
-        events_per_second: words[5].trim_start_matches('(').parse().ok()?,
-    })
-}
-
 /// Inserts `rows` finished `order_summary` rows (real rows with fresh ids)
 /// into an identical empty table, 1,000 per INSERT; drops the table after.
 async fn bulk_insert(db: &Db, rows: u64, timeout: Duration) -> anyhow::Result<BulkInsert> {
@@ -328,17 +303,4 @@ async fn create_bulk_table(db: &Db) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_the_rebuild_contract_line() {
-        let r =
-            super::parse_rebuilt("rebuilt order_summary: 1000000 events in 8.5 s (117647 events/s)").expect("parses");
-        assert_eq!(r.projection, "order_summary");
-        assert_eq!(r.events, 1_000_000);
-        assert_eq!(r.seconds, 8.5);
-        assert_eq!(r.events_per_second, 117_647.0);
-    }
 }

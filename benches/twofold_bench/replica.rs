@@ -190,6 +190,7 @@ async fn wait_in_rotation(base_url: &str) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!("the standby never entered instance B's rotation");
         }
+        // Another process: /readyz is all it shows of its rotation; ask again shortly.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -55,6 +55,7 @@ pub async fn measure(
         for k in 0..3 {
             gql.place_order(catalog, &catalog.random_order(0x5E5_0000_0000 + round * 8 + k)).await?;
         }
+        // The cut lasts a while with writes behind it: its length is the scenario, not a wait.
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Forget what was announced before the cut.
         while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), listener.recv()).await {}
@@ -133,6 +134,7 @@ impl Proxy {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(listener) => break listener,
                 Err(e) if Instant::now() >= deadline => return Err(e).context("take the proxy's port again"),
+                // The kernel frees the port without telling anyone: try again shortly.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         };

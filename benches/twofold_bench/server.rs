@@ -165,6 +165,7 @@ impl Server {
             if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
                 return Ok(());
             }
+            // The process tells this one nothing when it is ready: ask /readyz again shortly.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("the server was not ready within {timeout:?}")
@@ -206,6 +207,7 @@ pub async fn terminate(child: &mut Child, what: &str) {
             progress!("{what} stopped");
             return;
         }
+        // A child's exit signals nothing to an async loop here: look again shortly.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     progress!("{what} did not stop within 5 s; killing it");

@@ -1,4 +1,5 @@
-//! Latency samples and their percentiles.
+//! Latency samples and their percentiles. Pure: the integration tests
+//! include this file too and run its unit tests (see `tests/it/main.rs`).
 use std::time::Duration;
 
 use serde::Serialize;
@@ -117,5 +118,15 @@ mod tests {
         assert_eq!(super::percentile(&v, 50.0), 50.0);
         assert_eq!(super::percentile(&v, 99.0), 99.0);
         assert_eq!(super::percentile(&v, 100.0), 100.0);
+        assert_eq!(super::percentile(&v, 0.0), 1.0, "the lowest rank is the first sample");
+        assert_eq!(super::percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn a_summary_sorts_its_samples() {
+        let samples: Vec<std::time::Duration> =
+            [30, 10, 20].into_iter().map(std::time::Duration::from_millis).collect();
+        let s = super::Summary::of(&samples);
+        assert_eq!((s.count, s.p50_ms, s.max_ms, s.mean_ms), (3, 20.0, 30.0, 20.0));
     }
 }

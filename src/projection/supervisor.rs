@@ -15,7 +15,7 @@
 //!   policy applies and `dead-letters retry|skip` can act on it.
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,8 @@ where
 {
     let mut backoff = Backoff::new(Duration::from_secs(1), HEALTHY_RUN);
     loop {
-        let started = Instant::now();
+        // The runtime's clock, like the pause below (one clock for both).
+        let started = tokio::time::Instant::now();
         let panic = match tokio::spawn(start()).await {
             Ok(()) => return,
             Err(e) if e.is_panic() => e.into_panic(),
@@ -96,4 +97,85 @@ pub async fn supervise_one(
         }
     };
     supervise(start, on_panic, shutdown.clone()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Runs [`supervise`] on a task that panics after each run's length in
+    /// `runs` (virtual time), then ends; returns when each run started and
+    /// how many panics `on_panic` was told of.
+    async fn starts(runs: Vec<Duration>, shutdown: CancellationToken) -> (Vec<Instant>, usize) {
+        let started: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let runs = Arc::new(Mutex::new(runs.into_iter()));
+        let start = || {
+            let (started, runs) = (started.clone(), runs.clone());
+            async move {
+                started.lock().expect("starts").push(Instant::now());
+                let run = runs.lock().expect("runs").next();
+                if let Some(run) = run {
+                    // The run's length, on the paused clock, is what the test is about.
+                    tokio::time::sleep(run).await;
+                    panic!("boom after {run:?}");
+                }
+            }
+        };
+        let panics = Arc::new(Mutex::new(Vec::new()));
+        let on_panic = |reason: String| {
+            panics.lock().expect("panics").push(reason);
+            async {}
+        };
+        supervise(start, on_panic, shutdown).await;
+        let started = started.lock().expect("starts").clone();
+        let panics = panics.lock().expect("panics").len();
+        (started, panics)
+    }
+
+    /// The pause before restart `i`: from the end of run `i - 1` to the start of run `i`.
+    fn pauses(started: &[Instant], runs: &[Duration]) -> Vec<Duration> {
+        started.windows(2).zip(runs).map(|(w, run)| w[1] - w[0] - *run).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_task_is_restarted_after_a_doubling_pause_that_a_healthy_run_resets() {
+        // Eight quick panics, one after a healthy run (a minute), then two more.
+        let mut runs = vec![Duration::ZERO; 8];
+        runs.push(HEALTHY_RUN);
+        runs.extend([Duration::ZERO; 2]);
+        let (started, panics) = starts(runs.clone(), CancellationToken::new()).await;
+        assert_eq!(panics, runs.len(), "every panic reported");
+        assert_eq!(started.len(), runs.len() + 1, "restarted after every panic, ended with the task");
+        let pauses = pauses(&started, &runs);
+        // Full jitter: between half the nominal pause and all of it, the
+        // nominal doubling from 1 s up to a minute (reached by the seventh).
+        let nominal = |n: usize| Duration::from_secs(1).saturating_mul(1 << n).min(HEALTHY_RUN);
+        let within = |pause: Duration, n: Duration| pause >= n / 2 && pause <= n;
+        for (i, pause) in pauses.iter().enumerate().take(8) {
+            assert!(within(*pause, nominal(i)), "pause {i}: {pause:?}, nominal {:?}", nominal(i));
+        }
+        // Run 8 lasted a minute, a healthy run: the pauses start over.
+        for (i, pause) in pauses.iter().enumerate().skip(8) {
+            assert!(within(*pause, nominal(i - 8)), "pause {i}: {pause:?}, nominal {:?}", nominal(i - 8));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_pause_at_once() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let begun = Instant::now();
+        tokio::spawn(async move {
+            // Inside the second pause (nominally 2 s, at least 1 s).
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            stop.cancel();
+        });
+        let (started, panics) = starts(vec![Duration::ZERO; 10], shutdown).await;
+        assert_eq!((started.len(), panics), (2, 2), "no restart after the shutdown");
+        assert_eq!(begun.elapsed(), Duration::from_millis(1_200), "ended when told, not after the pause");
+    }
 }

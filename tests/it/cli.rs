@@ -75,7 +75,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let mut server =
         Server::start_logging(&["--database-url", &url, "--consistency-wait-ms", "1500"], "twofold::http=debug").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     // A request that takes 1.5 s (waiting for a token that never comes)…
     let slow = {
         let (client, base) = (client.clone(), server.base.clone());

@@ -24,7 +24,7 @@ impl Instance {
         let mut args = vec!["--database-url", database_url, "--poll-interval-ms", "200"];
         args.extend_from_slice(extra);
         let server = Server::start(&args).await;
-        Self { base: server.base.clone(), server, client: reqwest::Client::new() }
+        Self { base: server.base.clone(), server, client: http_client() }
     }
 
     fn terminate(&self) {
@@ -120,26 +120,31 @@ async fn a_command_on_one_instance_is_announced_on_the_other_and_a_dead_runner_i
             .gql("mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 2}]}) { token } }", json!({ "c": customer, "p": product }))
             .await["placeOrder"]["token"]);
     }
-    let mut visible = false;
-    while killed_at.elapsed() < Duration::from_secs(15) {
-        let d = survivor.client.post(format!("{}/graphql", survivor.base))
-            .json(&json!({ "query": "query($t: Token) { orders(first: 1, consistentWith: $t) { edges { node { id } } } }", "variables": { "t": last } }))
-            .send().await.expect("send").json::<Value>().await.expect("json");
-        if d.get("errors").is_none() {
-            visible = true;
-            break;
-        }
+    // The survivor takes over: it leads every projection and has applied
+    // the whole log. Its own notices (or, after a second without one, a
+    // fresh look) say when to look again, and `PgSignals` gives up after a
+    // minute: how fast the take-over is, is the benchmark's figure.
+    let test = TestAppLite { db: db.clone() };
+    let events = test.scalar("SELECT count(*) FROM event").await;
+    let mut signals = PgSignals::listen(&database.url).await;
+    while !(owners(&db).await.iter().all(|p| *p == survivor.pid())
+        && test.scalar("SELECT min(events_applied) FROM projection_checkpoint").await >= events)
+    {
+        signals.next(&format!("the survivor to lead every projection and apply all {events} events")).await;
     }
-    assert!(visible, "the survivor took over the projections");
-    let took_over = killed_at.elapsed();
-    assert!(took_over < Duration::from_secs(10), "take-over took {took_over:?}");
-    assert!(owners(&db).await.iter().all(|p| *p == survivor.pid()));
+    eprintln!("take-over: every event applied by the survivor {:?} after the kill", killed_at.elapsed());
+    // It reads its own writes through the views it now keeps.
+    let seen = survivor
+        .gql(
+            "query($t: Token) { orders(first: 1, consistentWith: $t) { edges { node { id } } } }",
+            json!({ "t": last }),
+        )
+        .await;
+    assert_eq!(seen["orders"]["edges"].as_array().map(Vec::len), Some(1), "{seen}");
 
     // Nothing applied twice: every checkpoint counted each event exactly once,
     // and the counters agree with the log.
-    let test = TestAppLite { db };
-    let events = test.scalar("SELECT count(*) FROM event").await;
-    test.until_applied(&database.url, events).await;
+    assert_eq!(test.scalar("SELECT count(*) FROM event").await, events, "no event since");
     assert_eq!(test.scalar("SELECT min(events_applied) FROM projection_checkpoint").await, events);
     assert_eq!(test.scalar("SELECT max(events_applied) FROM projection_checkpoint").await, events);
     assert_eq!(test.scalar("SELECT orders_placed FROM customer_view").await, 11);
@@ -202,9 +207,9 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
     while !owners(&db).await.iter().all(|p| *p == a.pid()) {
         signals.next("A to lead every projection").await;
     }
-    // B's periodic take-over try is a minute away: only A's release notice
-    // can hand leadership over within this test.
-    let b = Instance::start_with(&database.url, &["--standby-retry-ms", "60000"]).await;
+    // B's periodic take-over try is ten minutes away: only A's release
+    // notice can hand leadership over within this test.
+    let b = Instance::start_with(&database.url, &["--standby-retry-ms", "600000"]).await;
     let customer = s(&b
         .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
         .await["registerCustomer"]["id"]);
@@ -237,7 +242,9 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
             }
         })
     };
-    placed_count.wait_for(|n| *n >= 30).await.expect("the load runs");
+    within(Duration::from_secs(60), "30 orders placed through B", placed_count.wait_for(|n| *n >= 30))
+        .await
+        .expect("the load runs");
     a.terminate();
     assert_eq!(on_a.expect_close().await, Some(1001), "WebSocket clients are told the server is going away");
     assert!(a.server.exit_status(Duration::from_secs(10)).await.success(), "A exits cleanly: {}", a.server.stderr());
@@ -246,7 +253,11 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
         .scalar("SELECT last_position FROM projection_checkpoint WHERE name = 'order_summary'")
         .await;
     // The standby's first batch: the checkpoint moves under B's ownership.
-    // (Measured here and printed; the benchmark reports the figure.)
+    // (Measured here and printed; the benchmark reports the figure.) A
+    // minute of its own for it, however long the start took on a loaded
+    // machine: B's periodic try, ten minutes away, cannot stand in for the
+    // notice within it.
+    let mut signals = PgSignals::listen(&database.url).await;
     let hand_over = loop {
         let rows = owners(&db).await;
         let position = TestAppLite { db: db.clone() }
@@ -255,14 +266,22 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
         if rows.iter().all(|p| *p == b.pid()) && position > position_at_exit {
             break exited_at.elapsed();
         }
-        signals.next("B to take over from A's release notice").await;
+        let what = format!(
+            "B (pid {}) to take over from A's release notice: owners {rows:?}, order_summary at {position} \
+             (A exited at {position_at_exit}, {:?} ago); B's log:\n{}\nA's log:\n{}",
+            b.pid(),
+            exited_at.elapsed(),
+            b.server.stderr(),
+            a.server.stderr()
+        );
+        signals.next(&what).await;
     };
     eprintln!(
         "hand-over: {:.1} ms from the leader's exit to the standby's first batch",
         hand_over.as_secs_f64() * 1000.0
     );
     stop.cancel();
-    load.await.expect("load");
+    within(Duration::from_secs(60), "the load to stop", load).await.expect("load");
 
     // Nothing lost, nothing applied twice.
     let test = TestAppLite { db };

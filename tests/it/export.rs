@@ -557,7 +557,7 @@ impl Fleet {
         let database = TestDatabase::create(Backend::Postgres).await?;
         let api = Server::start(&["--database-url", &database.url, "--role", "api"]).await;
         let db = sea_orm::Database::connect(&database.url).await.expect("connect");
-        Some(Self { database, db, api, client: reqwest::Client::new() })
+        Some(Self { database, db, api, client: http_client() })
     }
 
     /// An exporter process (`--role exporter`).

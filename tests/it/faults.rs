@@ -62,7 +62,7 @@ async fn a_server_started_while_the_database_is_down_comes_up_by_itself_on_postg
     proxy.cut();
     let url = via(&database.url, proxy.port);
     let server = Server::start_early(&["--database-url", &url]).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
 
     // Alive, not ready, and saying what it waits for, once it has tried.
     let health = client.get(format!("{}/healthz", server.base)).send().await.expect("healthz");
@@ -144,7 +144,7 @@ async fn trials(
     problems: Arc<Mutex<Vec<String>>>,
     waits: Arc<Mutex<Vec<Duration>>>,
 ) {
-    let client = reqwest::Client::new();
+    let client = http_client();
     let mut ws = WsClient::connect(&b_base, "/graphql/ws", Protocol::TransportWs).await;
     ws.init().await;
     let mut n = 0_u64;

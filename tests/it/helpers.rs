@@ -198,7 +198,7 @@ impl TestApp {
         let db = Database::connect(&database.url).await.expect("test connection");
         Self {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: http_client(),
             services,
             settings,
             db,
@@ -405,6 +405,22 @@ pub struct Seed {
     pub customer: String,
     pub tea: String,
     pub cake: String,
+}
+
+/// An HTTP client whose every request has a deadline: a server that
+/// stopped answering fails the test within a minute instead of hanging it.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("HTTP client")
+}
+
+/// Waits for `future`, at most `limit`; past it, panics saying what it
+/// waited for. Every wait in these tests has a deadline: a hang is a
+/// failure with a message, never a stuck run.
+pub async fn within<T>(limit: Duration, what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("gave up after {limit:?} waiting for {what}"),
+    }
 }
 
 pub fn s(v: &Value) -> String {

@@ -174,8 +174,7 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     let mut arrived = gate.arrived.subscribe();
     // The held command, on its own connection.
     let held = {
-        let (client, base, customer, tea) =
-            (reqwest::Client::new(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
+        let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
         tokio::spawn(async move {
             let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id token } }", "variables": { "c": customer, "p": tea } });
             client
@@ -190,13 +189,25 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
         })
     };
     // 1. It holds the appender lock but has no xid yet: that holds nobody back.
-    arrived.wait_for(|p| *p == Some(Pause::AppenderLockTaken)).await.expect("arrives at the lock");
+    within(
+        Duration::from_secs(30),
+        "the held command to take the appender lock",
+        arrived.wait_for(|p| *p == Some(Pause::AppenderLockTaken)),
+    )
+    .await
+    .expect("arrives at the lock");
     let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     let (visible, _) = write_visible(&app, &token, 5000).await;
     assert!(visible, "a lock holder without an xid does not hold the horizon back");
     // 2. It has its xid (its state is written) and has not appended: later writes wait for it.
     gate.release.send_replace(1);
-    arrived.wait_for(|p| *p == Some(Pause::StateSaved)).await.expect("arrives after its first write");
+    within(
+        Duration::from_secs(30),
+        "the held command to save its state",
+        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
+    )
+    .await
+    .expect("arrives after its first write");
     let (later, later_token) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
     let (visible, _) = write_visible(&app, &later_token, 300).await;
     assert!(!visible, "a later write must not become visible past an open appender");

@@ -41,3 +41,13 @@ mod stalls;
 mod subscriptions;
 mod web;
 mod ws_client;
+mod ws_timers;
+
+// The benchmark's pure modules: its target has `harness = false`, so their
+// unit tests run here (`bench_stats::tests`, `bench_rebuilt::tests`).
+#[allow(dead_code)]
+#[path = "../../benches/twofold_bench/rebuilt.rs"]
+mod bench_rebuilt;
+#[allow(dead_code)]
+#[path = "../../benches/twofold_bench/stats.rs"]
+mod bench_stats;

@@ -22,6 +22,8 @@ pub struct Proxy {
 #[derive(Default)]
 struct ProxyState {
     acceptor: Option<JoinHandle<()>>,
+    /// The acceptor being aborted: its listener closes when its task is dropped.
+    closing: Option<JoinHandle<()>>,
     pipes: Vec<JoinHandle<()>>,
 }
 
@@ -57,6 +59,7 @@ impl Proxy {
         let mut state = self.state.lock().expect("state");
         if let Some(acceptor) = state.acceptor.take() {
             acceptor.abort();
+            state.closing = Some(acceptor);
         }
         for pipe in state.pipes.drain(..) {
             pipe.abort();
@@ -64,13 +67,29 @@ impl Proxy {
     }
 
     pub async fn restore(&self) {
-        // The port was closed with the acceptor; take it again.
+        // The port closes with the acceptor's listener, once its aborted
+        // task has been dropped: the end of that task is the signal.
+        let closing = self.state.lock().expect("state").closing.take();
+        if let Some(closing) = closing {
+            let _ = within(Duration::from_secs(10), "the cut proxy's acceptor to end", closing).await;
+        }
+        // Take the port again. It is free now (tokio binds with SO_REUSEADDR,
+        // so the cut connections' TIME_WAIT does not hold it), unless another
+        // socket on the machine took it meanwhile: then say so.
+        let deadline = Instant::now() + Duration::from_secs(10);
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(l) => break l,
-                // The kernel releases the port in its own time and signals
-                // nothing: try again shortly.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the proxy could not take port {} back within 10 s: {e}",
+                        self.port
+                    );
+                    // Whoever holds the port releases it without telling
+                    // anyone: all there is to do is try again shortly.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         };
         self.serve(listener);
@@ -141,7 +160,13 @@ async fn a_database_outage_fails_fast_reports_itself_and_loses_nothing() {
             }
         })
     };
-    seen.wait_for(|(acked, _)| *acked >= 20).await.expect("load runs");
+    within(
+        Duration::from_secs(60),
+        "20 orders acknowledged before the outage",
+        seen.wait_for(|(acked, _)| *acked >= 20),
+    )
+    .await
+    .expect("load runs");
 
     proxy.cut();
     // Requests fail fast with UNAVAILABLE and a 503.
@@ -168,14 +193,22 @@ async fn a_database_outage_fails_fast_reports_itself_and_loses_nothing() {
     eprintln!("/readyz answered 503 after {:?}", started.elapsed());
     // The outage lasts until the load has been refused five times (each
     // refusal waits out the one-second pool timeout).
-    seen.wait_for(|(_, refused)| *refused >= 5).await.expect("load runs");
+    within(Duration::from_secs(60), "5 orders refused during the outage", seen.wait_for(|(_, refused)| *refused >= 5))
+        .await
+        .expect("load runs");
     let acked_before = seen.borrow().0;
     proxy.restore().await;
 
     // Commands go through again…
-    seen.wait_for(|(acked, _)| *acked >= acked_before + 10).await.expect("load runs");
+    within(
+        Duration::from_secs(60),
+        "10 more orders acknowledged after the outage",
+        seen.wait_for(|(acked, _)| *acked >= acked_before + 10),
+    )
+    .await
+    .expect("load runs");
     stop.cancel();
-    load.await.expect("load");
+    within(Duration::from_secs(60), "the load to stop", load).await.expect("load");
     let (_, last_token) = acked.lock().expect("acked").last().cloned().expect("an acknowledgement");
     // …notices resume (a fresh write is announced over WebSocket)…
     let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;

@@ -123,6 +123,27 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+
+    /// The process's resident memory now (`VmRSS`), in KiB: this server
+    /// alone, not the test binary and the other tests in it.
+    pub fn resident_kib(&self) -> u64 {
+        self.memory_kib("VmRSS")
+    }
+
+    /// The most resident memory the process has had (`VmHWM`), in KiB.
+    pub fn peak_resident_kib(&self) -> u64 {
+        self.memory_kib("VmHWM")
+    }
+
+    fn memory_kib(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid);
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {path}: {status}"))
+    }
 }
 
 /// The address in the line a process logs once it listens (before it starts).

@@ -489,9 +489,23 @@ pub async fn insert_raw_event(
     app.services.appended.send_modify(|_| {});
 }
 
+/// Delayed, never skipped. How long the delay lasts is not the subject, and
+/// the one step whose outcome depended on time was the `consistentWith`
+/// read after the commit: with the default 2 s wait, a loaded machine (the
+/// whole suite on two cores, beside other suites on the same server) could
+/// turn "delayed" into `NOT_VISIBLE_YET`. Its waits get half a minute; what
+/// it asserts (nothing read past the open writer, everything applied once
+/// it commits) is unchanged. Open transactions of other tests do not hold
+/// this test's horizon back: only event writers in its own database do
+/// (`horizon::a_write_held_open_in_another_database_…` shows it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_commit_is_never_skipped_on_postgres() {
-    let Some(app) = TestApp::spawn_postgres().await else {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |s| {
+        s.consistency.default_wait = Duration::from_secs(30);
+        s.consistency.max_wait = Duration::from_secs(30);
+    })
+    .await
+    else {
         return;
     };
     let seed = app.seed().await;
@@ -719,7 +733,9 @@ on_both_backends_api_only!(a_projector_that_panics_is_logged_counted_dead_letter
         if row.status() == twofold::catalog::Status::Stopped {
             break row;
         }
-        status.changed().await.expect("status notices");
+        within(Duration::from_secs(60), "order_summary to stop on the panic", status.changed())
+            .await
+            .expect("status notices");
     };
     assert!(
         stopped.last_error().as_deref().is_some_and(|e| e.contains("panicked") && e.contains("boom")),

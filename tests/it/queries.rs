@@ -124,7 +124,7 @@ on_both_backends!(consistent_with_reads_your_own_write_under_load, |app| async {
     let background = {
         let (base, customer, cake, stop) = (app.base.clone(), seed.customer.clone(), seed.cake.clone(), stop.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = http_client();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) && n < 500 {
                 let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",

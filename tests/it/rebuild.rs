@@ -36,7 +36,7 @@ on_both_backends!(a_rebuild_gives_the_rows_the_live_projectors_built, |app| asyn
     let writer = {
         let (base, customer, tea) = (app.base.clone(), seed.customer.clone(), seed.tea.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = http_client();
             for _ in 0..40 {
                 let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
                                    "variables": { "c": customer, "p": tea } });

@@ -138,6 +138,12 @@ impl Pair {
         settings.reads_pool.max_connections = 8;
         // B sends no commands: a small write pool leaves the shared server's connections to others.
         settings.commands_pool.max_connections = 2;
+        // The trials' waits are the contract's subject, not their speed: a
+        // `consistentWith` that ran out of the default 2 s while the standby
+        // left or rejoined rotation on a loaded machine failed a trial
+        // (NOT_VISIBLE_YET) though nothing stale was shown. They get the
+        // longest wait a client may ask for.
+        settings.consistency.default_wait = settings.consistency.max_wait;
         let b = TestApp::start(TestDatabase::external(a.database.url.clone()), settings).await;
         let pair = Self { a: Arc::new(a), b: Arc::new(b), standby, on_standby, name };
         pair.until_replica(ReplicaState::InRotation, Duration::from_secs(30)).await;
@@ -261,7 +267,7 @@ async fn worker(a: Arc<TestApp>, b: Arc<TestApp>, tally: Arc<Tally>, limit: usiz
             let id = format!("v{n}");
             ws.subscribe(
                 &id,
-                "subscription($t: Token!) { writeVisible(token: $t, projections: [\"order_summary\"], timeoutMs: 5000) { visible reason } }",
+                "subscription($t: Token!) { writeVisible(token: $t, projections: [\"order_summary\"], timeoutMs: 10000) { visible reason } }",
                 json!({ "t": token }),
             )
             .await;
@@ -308,7 +314,7 @@ fn assert_contract_held(tally: &Tally, at_least: usize) {
 }
 
 async fn get_json(base: &str, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{base}{path}")).await.expect("GET");
+    let r = http_client().get(format!("{base}{path}")).send().await.expect("GET");
     let status = r.status().as_u16();
     (status, r.json().await.expect("JSON"))
 }
@@ -336,7 +342,8 @@ async fn reads_served_by_a_lagging_standby_show_every_write_the_client_waited_fo
     assert_eq!(replica["state"], "in_rotation", "{ready}");
     assert_eq!(replica["replica"], format!("{}/{}", pair.standby.base, pair.name));
     assert!(replica["lagSeconds"].as_f64().is_some_and(|lag| lag < 5.0), "{ready}");
-    let metrics = reqwest::get(format!("{}/metrics", pair.b.base)).await.expect("GET").text().await.expect("text");
+    let metrics =
+        http_client().get(format!("{}/metrics", pair.b.base)).send().await.expect("GET").text().await.expect("text");
     let gauge = format!("twofold_replica_lag_seconds{{replica=\"{}/{}\"}}", pair.standby.base, pair.name);
     assert!(metrics.contains(&gauge), "no {gauge} in /metrics");
     assert!(
@@ -479,37 +486,12 @@ async fn with_a_three_second_apply_delay_write_visible_waits_for_the_standby() {
         }
     };
     assert_eq!(on_standby(count.clone()).await, 0, "the standby is still behind");
-    // A wait longer than the delay fires, once the standby has the write.
-    let probe = {
-        let (conn, count) = (pair.on_standby.clone(), count.clone());
-        tokio::spawn(async move {
-            loop {
-                let n = conn
-                    .query_one_raw(Statement::from_string(DbBackend::Postgres, count.clone()))
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .try_get_by_index::<i64>(0)
-                    .unwrap();
-                if n == 1 {
-                    return written.elapsed();
-                }
-                // This measures when WAL replay makes the row visible on
-                // the standby, which signals nothing: a 10 ms look suffices.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    // A wait longer than the delay fires, once the standby has the write
+    // (the order, not the speed, is the contract: a wait that ran out would
+    // say TIMED_OUT; how soon it fires is the benchmark's replica figure).
     ws.subscribe("long", visible, json!({ "t": token, "ms": 8_000 })).await;
     assert_eq!(ws.next_data("long").await["data"]["writeVisible"], json!({ "visible": true, "reason": null }));
     let waited = written.elapsed();
-    let had_row = probe.await.expect("the probe");
-    eprintln!("the standby had the row after {had_row:?}; writeVisible fired after {waited:?}");
-    assert!(
-        waited.saturating_sub(had_row) < Duration::from_secs(1),
-        "writeVisible fired {:?} after the standby had the write",
-        waited.saturating_sub(had_row)
-    );
     assert_eq!(
         on_standby(count).await,
         1,
@@ -662,7 +644,7 @@ async fn an_api_instance_whose_only_read_database_is_a_standby_starts_serves_and
     // It serves: a write on A, read on the api instance once visible.
     let seed = a.seed().await;
     let (order, token) = a.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let response: Value = client
         .post(format!("{}/graphql", api.base))
         .json(&json!({ "query": "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id totalCents } }", "variables": { "id": order, "t": token } }))

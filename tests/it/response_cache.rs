@@ -5,7 +5,10 @@
 //! A kept answer is seen by changing a view row by hand, which no
 //! projection does and no checkpoint tells of: a kept answer still shows
 //! the row as it was, a fresh read shows the change. (Kept answers live a
-//! second at most; the unit tests in `response_cache.rs` show the age bound.)
+//! second at most by default; the unit tests in `response_cache.rs` show the
+//! age bound. Here they live ten minutes: on a loaded machine a second could
+//! pass between two requests, and an answer aged out would look like one
+//! never kept.)
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
@@ -19,7 +22,11 @@ use crate::helpers::{Backend, TestApp};
 const PAGE: &str = "{ orders(first: 10) { edges { node { id customerName } } } }";
 
 async fn spawn(backend: Backend, adjust: impl FnOnce(&mut twofold::settings::Settings)) -> Option<TestApp> {
-    TestApp::spawn_with(backend, adjust).await
+    TestApp::spawn_with(backend, |s| {
+        s.response_cache.max_age = Duration::from_secs(600);
+        adjust(s);
+    })
+    .await
 }
 
 /// The customer names of the page, newest order first.

@@ -1,5 +1,9 @@
 //! The API on the open web: CORS and the WebSocket origin rule, compression
 //! both ways, conditional GETs keyed by the read model, security headers.
+//!
+//! The conditional GETs read the store and run on both; the rest is the
+//! HTTP layer's alone (headers, CORS, encodings, the upgrade's origin
+//! check, none of which reaches a database) and runs on SQLite.
 use std::io::Write;
 
 use serde_json::{json, Value};
@@ -227,15 +231,17 @@ on_both_backends!(a_get_query_is_tagged_by_the_checkpoints_it_reads, |app| async
     assert_eq!(post.headers()["cache-control"], "no-store");
 });
 
-#[tokio::test]
-async fn a_tag_never_matches_for_another_customer() {
+/// Tags are keyed by the read model's checkpoints: on both stores.
+async fn a_tag_never_matches_for_another_customer(backend: Backend) {
     let secret = "web-tests-secret-web-tests-secret!!";
-    let app = TestApp::spawn_with(Backend::Sqlite, |s| {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
         s.identity.jwt_secret = Some(secret.into());
         s.catalog_max_age = Some(std::time::Duration::from_secs(60));
     })
     .await
-    .expect("sqlite");
+    else {
+        return;
+    };
     let settings = AuthSettings { jwt_secret: Some(secret.into()), ..Default::default() };
     let token = |actor: Actor| {
         format!("Bearer {}", mint(&settings, &actor, std::time::Duration::from_secs(600)).expect("mint"))
@@ -253,6 +259,16 @@ async fn a_tag_never_matches_for_another_customer() {
     let (_, _, cache, _) = get(&app, "{ topProducts { sku } }", Some(&alice), None).await;
     assert_eq!(cache, "private, no-cache");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tag_never_matches_for_another_customer_on_sqlite() {
+    a_tag_never_matches_for_another_customer(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_tag_never_matches_for_another_customer_on_postgres() {
+    a_tag_never_matches_for_another_customer(Backend::Postgres).await;
 }
 
 #[tokio::test]

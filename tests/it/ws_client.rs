@@ -46,9 +46,12 @@ pub enum Event {
 impl WsClient {
     pub async fn connect(base: &str, path: &str, protocol: Protocol) -> Self {
         let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
-        let mut request = url.into_client_request().expect("request");
+        let mut request = url.clone().into_client_request().expect("request");
         request.headers_mut().insert("sec-websocket-protocol", protocol.name().parse().expect("header"));
-        let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("WebSocket handshake");
+        let (ws, response) = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(request))
+            .await
+            .unwrap_or_else(|_| panic!("no WebSocket handshake with {url} within 30 s"))
+            .expect("WebSocket handshake");
         assert_eq!(response.headers()["sec-websocket-protocol"], protocol.name());
         Self { ws, protocol }
     }

@@ -236,8 +236,15 @@ pub(super) async fn serve(
     let mut subscriptions = SubscriptionGauge(0);
     let mut keepalive_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
+    // The token's expiry (Unix seconds) as a deadline on the runtime's
+    // clock, set when the expiry is (`connection_init`, a `ping` refresh):
+    // the timers of a connection all run on one clock.
+    let mut expiry: Option<(u64, tokio::time::Instant)> = None;
     let ending: Close = loop {
         subscriptions.set(conn.operations());
+        if expiry.map(|(exp, _)| exp) != conn.expires_at() {
+            expiry = conn.expires_at().map(|exp| (exp, tokio::time::Instant::now() + until(exp)));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break Close(CLOSE_GOING_AWAY, "the server is shutting down; reconnect".into()),
             incoming = source.next() => match incoming {
@@ -269,8 +276,8 @@ pub(super) async fn serve(
                 }
             },
             _ = &mut init_deadline, if !conn.initialized() => break Close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout".into()),
-            // Re-armed on every turn: a refresh moves the deadline.
-            _ = tokio::time::sleep(conn.expires_at().map_or(Duration::MAX, until)), if conn.expires_at().is_some() => {
+            // A refresh moves the deadline (see `expiry` above).
+            _ = tokio::time::sleep_until(expiry.map_or_else(tokio::time::Instant::now, |(_, at)| at)), if expiry.is_some() => {
                 break Close(CLOSE_FORBIDDEN, "Forbidden: the token has expired; reconnect with a new one".into());
             }
             _ = keepalive_timer.tick(), if conn.initialized() => {
