@@ -20,9 +20,9 @@
 //! view's checkpoint and the token (bounded by [`MAX_FOLD`]) and keeps the
 //! customer's events.
 //!
-//! A fold is bounded: past [`MAX_FOLD`] events, or (PostgreSQL) while a
-//! transaction that could still append before the token is open, it gives
-//! up and the caller waits for the view instead.
+//! A fold is bounded: past [`MAX_FOLD`] events or [`FOLD_WAIT`], or
+//! (PostgreSQL) while a transaction that could still append before the
+//! token is open, it gives up and the caller waits for the view instead.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,11 @@ use crate::token::LogPosition;
 
 /// The most events one read folds; past it the read waits for the view.
 pub const MAX_FOLD: u64 = 5_000;
+
+/// The longest a fold may take (its reads may meet a lock a session holds
+/// on a view); past it the read waits for the view, which says what
+/// stands in the way.
+pub const FOLD_WAIT: Duration = Duration::from_secs(1);
 
 /// How far a read folds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +93,14 @@ pub enum FoldError {
     /// dead-letters it; the read waits to hear so.
     #[error("event at position {position} cannot be folded: {reason}")]
     Poison { position: i64, reason: String },
+    /// The fold took longer than [`FOLD_WAIT`] (a lock on the view?).
+    #[error("the fold took longer than {} ms", FOLD_WAIT.as_millis())]
+    TimedOut,
+}
+
+/// `fold`, within [`FOLD_WAIT`].
+async fn bounded<T>(fold: impl std::future::Future<Output = Result<T, FoldError>>) -> Result<T, FoldError> {
+    tokio::time::timeout(FOLD_WAIT, fold).await.unwrap_or(Err(FoldError::TimedOut))
 }
 
 pub use crate::projection::snapshotter::{HotKey, SnapshotWish};
@@ -159,6 +172,10 @@ impl Folder {
     /// after the row's version, and its customer's renames after the row's
     /// customer version, folded by the view's own code.
     pub async fn order(&self, id: Uuid, upto: Upto) -> Result<Folded<Option<order_summary::Model>>, FoldError> {
+        bounded(self.fold_order(id, upto)).await
+    }
+
+    async fn fold_order(&self, id: Uuid, upto: Upto) -> Result<Folded<Option<order_summary::Model>>, FoldError> {
         let started = Instant::now();
         self.ready(upto).await?;
         let mut rows: HashMap<Uuid, order_summary::Model> = HashMap::new();
@@ -192,6 +209,10 @@ impl Folder {
     /// An order's timeline at `upto`: its stored rows, and a row for each
     /// of the order's events after the last stored one.
     pub async fn activity(&self, order_id: Uuid, upto: Upto) -> Result<Folded<Vec<order_activity::Model>>, FoldError> {
+        bounded(self.fold_activity(order_id, upto)).await
+    }
+
+    async fn fold_activity(&self, order_id: Uuid, upto: Upto) -> Result<Folded<Vec<order_activity::Model>>, FoldError> {
         let started = Instant::now();
         self.ready(upto).await?;
         let mut rows = order_activity::Entity::find()
@@ -216,6 +237,15 @@ impl Folder {
     /// checkpoint is `checkpoint` (before the token): the stored row and
     /// the log's events between the two that concern the customer.
     pub async fn customer(
+        &self,
+        id: Uuid,
+        token: LogPosition,
+        checkpoint: LogPosition,
+    ) -> Result<Folded<Option<customer_view::Model>>, FoldError> {
+        bounded(self.fold_customer(id, token, checkpoint)).await
+    }
+
+    async fn fold_customer(
         &self,
         id: Uuid,
         token: LogPosition,

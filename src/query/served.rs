@@ -74,7 +74,12 @@ impl ReadModel {
     }
 
     /// A fold that gave up: the read waits for the view instead.
-    async fn wait_instead(&self, view: View, token: Option<LogPosition>, why: &FoldError) -> Result<Served, QueryError> {
+    async fn wait_instead(
+        &self,
+        view: View,
+        token: Option<LogPosition>,
+        why: &FoldError,
+    ) -> Result<Served, QueryError> {
         tracing::debug!(view = view.name(), reason = %why, "a read at the token waits instead of folding");
         if let FoldError::Database(e) = why {
             return Err(QueryError::from(e.clone()));
