@@ -30,6 +30,16 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Where `serve` exports traces (no other command does).
+    pub fn traces(&self) -> Option<crate::telemetry::TraceSettings> {
+        let serve = match &self.command {
+            Some(Command::Serve(args)) => args,
+            None => &self.serve,
+            Some(_) => return None,
+        };
+        Some(crate::telemetry::TraceSettings { endpoint: serve.otlp_endpoint.clone() })
+    }
+
     /// How the command wants its log lines (`serve` may ask for JSON).
     pub fn log_format(&self) -> LogFormat {
         match &self.command {
@@ -346,6 +356,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "TWOFOLD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this collector, e.g. `http://127.0.0.1:4318`
+    /// (default: `OTEL_EXPORTER_OTLP_ENDPOINT`; neither: no traces).
+    #[arg(long, env = "TWOFOLD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// A hot standby of the read database that serves queries (repeatable; `TWOFOLD_REPLICA_URLS`
     /// comma-separated). Commands, projectors and LISTEN stay on the primary.
     /// (Its value is never printed: a URL may hold a password.)

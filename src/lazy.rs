@@ -151,6 +151,12 @@ impl Folder {
         decoded(read)
     }
 
+    /// The trace context of the command whose last event is at `token`
+    /// (a span answering about that write links to it).
+    pub async fn traceparent_at(&self, token: LogPosition) -> Result<Option<String>, DbErr> {
+        Ok(reader::meta_at(&self.log.conn, token).await?.and_then(|meta| meta.traceparent))
+    }
+
     /// Asks for a lazy view's snapshot up to `token` (a list read waits for it).
     pub fn wish(&self, view: View, token: LogPosition) {
         if let Some((hot, _)) = &self.hot {

@@ -39,21 +39,22 @@
 //! | [`backoff`]    | the one exponential back-off with jitter and reset             | nothing of the crate                                    | I/O crates                                   |
 //! | [`stable_hash`] | the one hash that agrees across processes (ETags, lock keys)  | nothing of the crate                                    | I/O crates                                   |
 //! | [`search`]     | the search language and the one folding of text both stores index | nothing of the crate                | I/O crates                                   |
+//! | [`telemetry`]  | traces: the OpenTelemetry layer, W3C trace context in and out, span links | nothing of the crate            | sea_orm, axum, async_graphql                 |
 //! | [`failure`]    | what a failed database call means to a client (retry later, retry now, report) | nothing of the crate                  | I/O crates                                   |
-//! | [`args`]       | flags and environment (clap), checked against the catalog      | catalog                                                 | entity, sea_orm, axum, async_graphql         |
+//! | [`args`]       | flags and environment (clap), checked against the catalog      | catalog, telemetry                                      | entity, sea_orm, axum, async_graphql         |
 //! | [`metrics`]    | metric names and the recorder                                  | catalog                                                 |                                              |
 //! | [`db`]         | pools, write transactions, the appender lock, error classes; read replicas (routing, health, rotation) | metrics, failure |                                              |
 //! | [`notice`]     | in-process signals, NOTIFY payloads, runners' progress and the stall rule | token, db, catalog, backoff                  |                                              |
 //! | [`auth`]       | bearer tokens (JWT) into the actor a request acts as           | domain                                                  | entity, sea_orm, axum, async_graphql         |
 //! | [`inline`]     | the seam the command side calls inline projections through     | domain                                                  |                                              |
-//! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics, failure | entity::read, query, projection, async_graphql |
-//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure, search | entity::write, command, async_graphql |
+//! | [`command`]    | write side: one pipeline (lock, claim key, load, decide, save, append, record, notify) | domain, token, db, notice, inline, metrics, failure, telemetry | entity::read, query, projection, async_graphql |
+//! | [`projection`] | fold the log into read views; checkpoints, leadership, heartbeats, rebuilds | domain, token, db, notice, inline, catalog, metrics, backoff, stable_hash, failure, search, telemetry | entity::write, command, async_graphql |
 //! | [`lazy`]       | reads that fold: lazy views and reads at the token (a stored row plus its stream's events, by the view's own fold); the one way the query side reaches the log | projection, domain, token, db, catalog | entity::write, entity::log, command, async_graphql |
 //! | [`query`]      | read side: read views only, read-your-own-writes waits (through replicas too); the log only through `lazy` | domain, token, db, notice, catalog, metrics, failure, search, lazy | entity::write, entity::log, command, projection |
-//! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics | entity, command, query, async_graphql, axum |
+//! | [`export`]     | the exporter: the log published to NATS JetStream, exactly once, in order | projection, domain, token, db, catalog, metrics, telemetry | entity, command, query, async_graphql, axum |
 //! | [`admin`]      | operations on the request path: status, lag, horizon, rebuilds, dead letters | projection, token, db, notice, catalog, metrics | entity::write, async_graphql           |
-//! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure | entity, sea_orm, sqlx, axum        |
-//! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics, stable_hash     | entity, sea_orm, sqlx                        |
+//! | [`graphql`]    | schema, roots, types, DataLoaders, document guard, error codes | command, query, admin, notice, token, domain, catalog, metrics, failure, telemetry | entity, sea_orm, sqlx, axum |
+//! | [`http`]       | axum router, WebSockets, pages, limits, health, shutdown       | graphql, admin, auth, catalog, metrics, stable_hash, telemetry | entity, sea_orm, sqlx                 |
 //! | [`settings`]   | args into each layer's own settings (one type per idea, owned by its layer); used by app and cli only | args, catalog, auth, db, projection, export, query, graphql, http | entity, sea_orm, axum, async_graphql |
 //! | [`app`]        | wiring: connect, migrate, start projectors, serve              | everything                                              |                                              |
 //! | [`cli`]        | operator commands (`migrate`, `rebuild`, `dead-letters`, …)    | app and the layers it drives                            | http                                         |
@@ -88,4 +89,5 @@ pub mod query;
 pub mod search;
 pub mod settings;
 pub mod stable_hash;
+pub mod telemetry;
 pub mod token;

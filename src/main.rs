@@ -11,21 +11,49 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use twofold::args::{Cli, LogFormat};
 
-fn init_tracing(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+/// The log (stderr; colour only on a terminal) and, when an endpoint is
+/// set, the traces (see `twofold::telemetry`): each layer with its own
+/// filter, so the spans meant for traces never reach the log.
+fn init_tracing(
+    format: LogFormat,
+    traces: Option<&twofold::telemetry::TraceSettings>,
+) -> Result<Option<twofold::telemetry::Tracing>, twofold::telemetry::TraceError> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into())
+        .add_directive(format!("{}=off", twofold::telemetry::TARGET).parse().unwrap_or_default());
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
+        LogFormat::Json => log.json().boxed(),
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).boxed(),
+    };
+    let (otel, tracing) = match traces.map(twofold::telemetry::layer).transpose()?.flatten() {
+        Some((layer, tracing)) => (Some(layer), Some(tracing)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(log.with_filter(filter)).with(otel).init();
+    Ok(tracing)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format());
-    match twofold::cli::run(cli).await {
+    let tracing = match init_tracing(cli.log_format(), cli.traces().as_ref()) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            eprintln!("twofold: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = twofold::cli::run(cli).await;
+    if let Some(tracing) = tracing {
+        // Off the runtime's threads: the exporter's last send blocks.
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("twofold: {e}");

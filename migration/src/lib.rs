@@ -26,6 +26,7 @@ mod m20261204_000012_runner_heartbeat;
 mod m20261206_000013_derived_retrying;
 mod m20261206_000014_search_documents;
 mod m20261206_000015_search_and_filter_indexes;
+mod m20261206_000016_activity_correlation;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_derived_retrying::Migration),
             Box::new(m20261206_000014_search_documents::Migration),
             Box::new(m20261206_000015_search_and_filter_indexes::Migration),
+            Box::new(m20261206_000016_activity_correlation::Migration),
         ]
     }
 }

@@ -24,7 +24,10 @@ pub struct Ack {
 pub struct CommandMeta {
     /// The client's idempotency key.
     pub command_id: Option<String>,
-    /// The HTTP request id, to correlate logs and events.
+    /// The HTTP request id, to find the request's log lines.
+    pub request_id: Option<String>,
+    /// The work this command belongs to (`Twofold-Correlation-Id`); none:
+    /// the command is the root, and its own id correlates.
     pub correlation_id: Option<String>,
     /// Who acts: every permission check asks it.
     pub actor: Actor,
@@ -33,7 +36,13 @@ pub struct CommandMeta {
 impl CommandMeta {
     /// A command by `actor`, with no idempotency key or request id.
     pub fn by(actor: Actor) -> Self {
-        Self { command_id: None, correlation_id: None, actor }
+        Self { command_id: None, request_id: None, correlation_id: None, actor }
+    }
+
+    /// What caused the events: the command's id (its `commandId`, or one
+    /// made for it once, so a command without a key is still named).
+    pub fn causation_id(&self) -> String {
+        self.command_id.clone().unwrap_or_else(|| format!("cmd-{}", Uuid::now_v7()))
     }
 }
 

@@ -30,10 +30,21 @@ pub async fn append(
         return Ok(Vec::new());
     }
     let now = chrono::Utc::now();
+    let causation_id = meta.causation_id();
+    let event_meta = crate::domain::event::EventMeta {
+        correlation_id: Some(meta.correlation_id.clone().unwrap_or_else(|| causation_id.clone())),
+        causation_id: Some(causation_id),
+        // The command's transaction span, when traced: what comes of the
+        // event later (a projector batch, a NATS message) links back to it.
+        traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
+    };
     let metadata = serde_json::json!({
         "commandType": command_type,
         "commandId": meta.command_id,
-        "correlationId": meta.correlation_id,
+        "requestId": meta.request_id,
+        "correlationId": event_meta.correlation_id,
+        "causationId": event_meta.causation_id,
+        "traceparent": event_meta.traceparent,
         "actor": meta.actor,
     });
     let rows = events.iter().map(|(e, version)| {
@@ -85,6 +96,7 @@ pub async fn append(
             stream_version: row.stream_version,
             recorded_at: row.recorded_at,
             actor: Some(meta.actor.clone()),
+            meta: event_meta.clone(),
             event,
         });
     }

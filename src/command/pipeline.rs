@@ -160,6 +160,31 @@ impl CommandService {
         command: C,
         meta: CommandMeta,
     ) -> Result<Ack, CommandError> {
+        // The command's span (traces only), with its transaction in a child.
+        let traced = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "command",
+            otel.name = %format_args!("command {command_type}"),
+            twofold.command.type = command_type,
+            twofold.command.id = meta.command_id.as_deref().unwrap_or(""),
+        );
+        let transaction = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            parent: &traced,
+            "transaction",
+            otel.name = %format_args!("{command_type} transaction"),
+            db.operation.name = "transaction",
+        );
+        tracing::Instrument::instrument(self.run(command_type, command, meta, transaction), traced).await
+    }
+
+    async fn run<C: Handler>(
+        &self,
+        command_type: &'static str,
+        command: C,
+        meta: CommandMeta,
+        transaction: tracing::Span,
+    ) -> Result<Ack, CommandError> {
         let key = Key::new(meta.command_id.as_deref(), command_type, &command, &meta.actor)?;
         if let Some(ack) = idempotency::replay(&self.db.conn, &key).await? {
             return Ok(ack);
@@ -180,9 +205,10 @@ impl CommandService {
             "command",
             command = command_type,
             command_id = meta.command_id.as_deref().unwrap_or(""),
-            request_id = meta.correlation_id.as_deref().unwrap_or("")
+            request_id = meta.request_id.as_deref().unwrap_or("")
         );
-        let attempt = tracing::Instrument::instrument(attempt, span).await;
+        let attempt =
+            tracing::Instrument::instrument(tracing::Instrument::instrument(attempt, transaction), span).await;
         self.settle(attempt, &key, started).await
     }
 }

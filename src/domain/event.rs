@@ -357,7 +357,29 @@ pub struct RecordedEvent {
     /// Who caused it (from the event's metadata; `None` on events written
     /// before actors were recorded).
     pub actor: Option<super::Actor>,
+    /// Why it happened, from its metadata.
+    pub meta: EventMeta,
     pub event: DomainEvent,
+}
+
+/// Why an event happened (its metadata): the command that caused it, the
+/// root of the work it belongs to, and the trace of the request.
+///
+/// - `causation_id`: the command's `commandId` (or, without one, an id the
+///   command was given), or the event that caused it;
+/// - `correlation_id`: the `Twofold-Correlation-Id` of the request, or else
+///   the root command's id (for a command a client sends, its own);
+/// - `traceparent`: the W3C trace context of the command's transaction,
+///   when it was traced.
+///
+/// Events recorded before these were (their metadata's `correlationId`
+/// held the HTTP request id) read with their `commandId` as both ids: the
+/// log is append-only, so they are derived when read, never rewritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 #[cfg(test)]

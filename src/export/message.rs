@@ -16,7 +16,13 @@
 //! | `twofold-token`          | the event's consistency token (`tx.position`)        |
 //! | `twofold-stream-version` | the aggregate's version after the event              |
 //! | `twofold-actor`          | who caused it, when the log records one              |
+//! | `ce-correlationid`       | the work it belongs to (see `EventMeta`)             |
+//! | `ce-causationid`         | the command (or event) that caused it                |
+//! | `ce-traceparent`         | the W3C trace context of the command that recorded it (CloudEvents distributed tracing) |
 //! | `Nats-Msg-Id`            | the position again, for JetStream's duplicate window |
+//!
+//! The three extensions are left out when the event has none (or, for
+//! older events, one a header cannot hold: never a reason not to export).
 //!
 //! `Nats-Expected-Last-Sequence` is added when the message is published.
 use async_nats::{HeaderMap, HeaderValue};
@@ -72,6 +78,16 @@ pub fn to_message(
         put("twofold-actor", actor)?;
     }
     put("Nats-Msg-Id", position)?;
+    let meta = &event.meta;
+    for (name, value) in [
+        ("ce-correlationid", &meta.correlation_id),
+        ("ce-causationid", &meta.causation_id),
+        ("ce-traceparent", &meta.traceparent),
+    ] {
+        if let Some(value) = value.as_deref().and_then(|v| v.parse::<HeaderValue>().ok()) {
+            headers.insert(name, value);
+        }
+    }
     Ok(Outgoing {
         position: event.position,
         subject: format!("{prefix}.{}.{event_type}", stream_type.as_str()),
@@ -109,6 +125,7 @@ mod tests {
             stream_version: 3,
             recorded_at: chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00.5Z").unwrap().into(),
             actor: None,
+            meta: Default::default(),
             event: DomainEvent::OrderShipped(OrderShipped {
                 order_id: id,
                 customer_id: id,

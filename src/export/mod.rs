@@ -529,7 +529,20 @@ impl Projection for Exporter {
         // Disconnected: fail at once rather than queue publishes in the
         // client until the acknowledgements time out.
         self.connected(&broker)?;
-        let sequence = self.publish(&broker, events, state.last_sequence).await?;
+        // The publish's span (traces only), a child of the batch's, which
+        // links to each event's command; each message carries its event's
+        // `traceparent` as a CloudEvents extension.
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "publish",
+            otel.name = %format_args!("publish {}", self.settings.stream),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.destination.name = %self.settings.stream,
+            messaging.batch.message_count = events.len(),
+        );
+        let publishing = self.publish(&broker, events, state.last_sequence);
+        let sequence = tracing::Instrument::instrument(publishing, span).await?;
         let now = chrono::Utc::now();
         let delay = metrics::histogram!(crate::metrics::EXPORT_DELAY);
         for e in events {

@@ -13,7 +13,7 @@ use async_graphql::{Request, ServerError};
 use super::documents::Documents;
 use super::loaders::{CustomerLoader, CustomerOrderCountLoader, CustomerOrdersLoader, ProductLoader};
 pub use super::progress::{Progress, ProgressTracker};
-pub use super::request::{RequestCache, RequestConsistency, RequestId, ServedLog, CONSISTENT_WITH};
+pub use super::request::{Caller, RequestCache, RequestConsistency, RequestId, ServedLog, CONSISTENT_WITH};
 use super::response_cache::{Kept, ResponseCache};
 use super::schema::TwofoldSchema;
 use crate::command::CommandService;
@@ -38,15 +38,6 @@ fn request_consistency(request: &Request) -> Result<Option<RequestConsistency>, 
             other.to_string().chars().take(64).collect::<String>()
         )),
     }
-}
-
-/// What a transport knows about the caller of one operation.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The HTTP request id (`x-request-id`), carried into events' metadata.
-    pub request_id: String,
-    /// Who it acts as: the transport authenticated it (see `crate::auth`).
-    pub actor: crate::domain::Actor,
 }
 
 /// The schema plus what each request needs attached.
@@ -82,6 +73,75 @@ pub struct Prepared {
     pub refused: Option<Vec<ServerError>>,
     /// How root fields that read at a token were served.
     served: ServedLog,
+    /// The operation's span (traces only; see [`operation_span`]).
+    span: tracing::Span,
+}
+
+/// The GraphQL span of an operation, as the OpenTelemetry conventions name
+/// it (its operation type, `graphql.operation.name`/`.type`), with a hash
+/// of the document in place of the document and no variables (they may
+/// hold personal data). A WebSocket operation continues the trace its
+/// caller named; an HTTP one is a child of the request's span.
+fn operation_span(request: &Request, parsed: Option<&ExecutableDocument>, caller: &Caller) -> tracing::Span {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "graphql",
+        otel.name = tracing::field::Empty,
+        graphql.operation.type = tracing::field::Empty,
+        graphql.operation.name = tracing::field::Empty,
+        graphql.document.sha256 = tracing::field::Empty,
+        twofold.request_id = %caller.request_id,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let parsed_now;
+    let document = match parsed {
+        Some(document) => Some(document),
+        None => {
+            parsed_now = async_graphql::parser::parse_query(&request.query).ok();
+            parsed_now.as_ref()
+        }
+    };
+    // The name the request selects, else the document's only operation's
+    // (the parser keeps a lone named operation among `Multiple`).
+    let (name, operation) = match document.map(|d| &d.operations) {
+        Some(DocumentOperations::Single(op)) => (request.operation_name.as_deref(), Some(op.node.ty)),
+        Some(DocumentOperations::Multiple(ops)) => match request.operation_name.as_deref() {
+            Some(name) => (Some(name), ops.get(name).map(|op| op.node.ty)),
+            None if ops.len() == 1 => {
+                ops.iter().next().map_or((None, None), |(n, op)| (Some(n.as_str()), Some(op.node.ty)))
+            }
+            None => (None, None),
+        },
+        None => (request.operation_name.as_deref(), None),
+    };
+    let kind = match operation {
+        Some(OperationType::Query) => Some("query"),
+        Some(OperationType::Mutation) => Some("mutation"),
+        Some(OperationType::Subscription) => Some("subscription"),
+        None => None,
+    };
+    // The conventions' span name: `{type} {name}`, the type alone, or
+    // "GraphQL Operation" for a document that does not parse.
+    let shown = match (kind, name) {
+        (Some(kind), Some(name)) => format!("{kind} {name}"),
+        (Some(kind), None) => kind.to_owned(),
+        (None, _) => "GraphQL Operation".to_owned(),
+    };
+    span.record("otel.name", shown.as_str());
+    if let Some(kind) = kind {
+        span.record("graphql.operation.type", kind);
+    }
+    if let Some(name) = name {
+        span.record("graphql.operation.name", name);
+    }
+    span.record("graphql.document.sha256", super::documents::sha256_hex(&request.query).as_str());
+    if let Some((parent, state)) = &caller.trace {
+        crate::telemetry::continue_trace(&span, Some(parent), state.as_deref());
+    }
+    span
 }
 
 /// After a run on the cached schema, which has no extensions (see
@@ -144,13 +204,17 @@ impl Api {
             _ => None,
         };
         let conformer = self.conformer(&mut prepared);
-        let mut response = if prepared.cached {
-            let response = self.cached.execute(prepared.request).await;
-            mark_cached(&prepared.progress, &response);
-            response
-        } else {
-            self.schema.execute(prepared.request).await
+        let span = std::mem::replace(&mut prepared.span, tracing::Span::none());
+        let run = async {
+            if prepared.cached {
+                let response = self.cached.execute(prepared.request).await;
+                mark_cached(&prepared.progress, &response);
+                response
+            } else {
+                self.schema.execute(prepared.request).await
+            }
         };
+        let mut response = tracing::Instrument::instrument(run, span).await;
         conformer.apply(&mut response);
         if let Some(served) = prepared.served.take() {
             response.extensions.insert("served".to_owned(), served);
@@ -174,11 +238,16 @@ impl Api {
         let progress = prepared.progress.clone();
         let cached = prepared.cached;
         let mut first = true;
+        let span = std::mem::replace(&mut prepared.span, tracing::Span::none());
         let stream = if cached {
             self.cached.execute_stream(prepared.request)
         } else {
             self.schema.execute_stream(prepared.request)
         };
+        // Every poll of the operation runs in its span (a stream is
+        // instrumented by hand: `tracing` instruments futures only).
+        let mut inner = stream;
+        let stream = futures_util::stream::poll_fn(move |cx| span.in_scope(|| inner.poll_next_unpin(cx)));
         stream
             .map(move |mut response| {
                 if cached && std::mem::take(&mut first) {
@@ -279,8 +348,9 @@ impl Api {
             .data(progress.clone())
             .data(RequestCache::default());
         let served = ServedLog::default();
+        let span = operation_span(&request, parsed.as_deref(), caller);
         let request = request.data(served.clone());
-        Prepared { request, progress, key, document: parsed, cached, identity, refused, served }
+        Prepared { request, progress, key, document: parsed, cached, identity, refused, served, span }
     }
 }
 

@@ -101,7 +101,8 @@ pub struct ShipOrderInput {
 fn meta(ctx: &Context<'_>, command_id: Option<String>) -> CommandMeta {
     CommandMeta {
         command_id,
-        correlation_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
+        request_id: ctx.data_opt::<RequestId>().map(|r| r.0.clone()),
+        correlation_id: ctx.data_opt::<super::request::Caller>().and_then(|c| c.correlation_id.clone()),
         actor: super::access::actor(ctx),
     }
 }

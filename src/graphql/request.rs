@@ -44,6 +44,21 @@ impl ServedLog {
     }
 }
 
+/// What a transport knows about the caller of one operation.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The HTTP request id (`x-request-id`), carried into events' metadata.
+    pub request_id: String,
+    /// Who it acts as: the transport authenticated it (see `crate::auth`).
+    pub actor: crate::domain::Actor,
+    /// `Twofold-Correlation-Id`: the work the caller's commands belong to.
+    pub correlation_id: Option<String>,
+    /// The W3C trace context (`traceparent`, `tracestate`) the caller
+    /// continues, when the transport's own span does not carry it (a
+    /// WebSocket operation).
+    pub trace: Option<(String, Option<String>)>,
+}
+
 /// The request id of the HTTP request, if any (set by the HTTP layer).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

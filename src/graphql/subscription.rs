@@ -172,7 +172,22 @@ impl SubscriptionRoot {
         let names = known_projections(projections)?;
         let reads = ctx.data::<ReadModel>()?.clone();
         let wait: Duration = reads.wait_for(timeout_ms).map_err(from_query)?;
-        Ok(stream::once(async move {
+        // The answer's span (traces only): a child of the operation's,
+        // linked to the command that wrote the token.
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "writeVisible",
+            otel.name = "writeVisible push",
+            otel.kind = "producer",
+            twofold.token = %token.0,
+            twofold.visible = tracing::field::Empty,
+        );
+        let answer = async move {
+            if !tracing::Span::current().is_disabled() {
+                if let Some(parent) = reads.traceparent_of(token.0).await {
+                    crate::telemetry::link(&tracing::Span::current(), [parent.as_str()]);
+                }
+            }
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             use crate::query::consistency::{NotProjected, Visibility};
             let (visible, reason, blocked_by, waiting_on) = match reads
@@ -192,7 +207,9 @@ impl SubscriptionRoot {
                     (false, Some(NotVisibleReason::DeadLettered), Some(p), None)
                 }
             };
+            tracing::Span::current().record("twofold.visible", visible);
             Ok(WriteVisibility { token, projections: names, visible, reason, blocked_by, waiting_on })
-        }))
+        };
+        Ok(stream::once(tracing::Instrument::instrument(answer, span)))
     }
 }

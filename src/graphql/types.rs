@@ -350,6 +350,17 @@ impl OrderActivity {
     async fn token(&self) -> Token {
         Token(LogPosition::new(self.0.tx_id, self.0.position))
     }
+    /// The work the event belongs to: the `Twofold-Correlation-Id` of the
+    /// request that caused it, or else the root command's id. Null for
+    /// steps recorded before it was (until `twofold rebuild order_activity`).
+    async fn correlation_id(&self) -> Option<&str> {
+        self.0.correlation_id.as_deref()
+    }
+    /// What caused the event: the command's `commandId` (or the id the
+    /// command was given, when it had none).
+    async fn causation_id(&self) -> Option<&str> {
+        self.0.causation_id.as_deref()
+    }
 }
 
 /// An event a projection could not apply.

@@ -23,6 +23,7 @@
 //! extractor, `GraphQL` service and `GraphQLWebSocket`: see
 //! [`graphql_http`] and [`ws`]. We keep async-graphql-axum for WebSocket
 //! protocol negotiation (`GraphQLProtocol`, in [`ws`]).
+pub mod correlation;
 pub mod graphql_http;
 pub mod health;
 pub mod pages;
@@ -70,7 +71,28 @@ pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: Ta
     if let Some(cors) = cors {
         router = router.layer(cors).layer(axum::middleware::from_fn(web::preflight_status));
     }
-    router.layer(axum::middleware::from_fn(web::nosniff)).with_state(state)
+    router.layer(axum::middleware::from_fn(web::nosniff)).layer(axum::middleware::from_fn(traced)).with_state(state)
+}
+
+/// The HTTP server span of each request (traces only; see
+/// `crate::telemetry`), continuing the trace of its `traceparent`.
+async fn traced(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "http",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        crate::telemetry::continue_trace(&span, header("traceparent"), header("tracestate"));
+    }
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics` (for `--role projector`).

@@ -242,6 +242,20 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
         outcomes.extend(from.keys().map(|i| (*i, Ok(StepOutcome::Solo))));
         return Ok(outcomes);
     }
+    let names: Vec<&str> = members.iter().map(|(_, p)| p.name()).collect();
+    let span = super::projector::batch_span(&names, &events);
+    tracing::Instrument::instrument(apply_group(members, first, &from, outcomes, events, lowest), span).await
+}
+
+/// The grouped step's transaction (see [`try_group`]), in its batch's span.
+async fn apply_group<'a>(
+    members: &'a [(usize, &'a Projector)],
+    first: &'a Projector,
+    from: &BTreeMap<usize, LogPosition>,
+    mut outcomes: Vec<(usize, Result<StepOutcome, StepError>)>,
+    events: Vec<RecordedEvent>,
+    lowest: LogPosition,
+) -> Result<Vec<(usize, Result<StepOutcome, StepError>)>, StepError> {
     let to = events.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or(lowest);
     let started = std::time::Instant::now();
     let names: Vec<&str> = members.iter().map(|(_, p)| p.name()).collect();

@@ -64,6 +64,8 @@ pub(super) const TABLE: Table<Row> = Table {
         Column { name: "customer_id", kind: Kind::OptUuid, value: |r| r.customer_id.into() },
         Column { name: "actor_sub", kind: Kind::OptText, value: |r| r.actor_sub.clone().into() },
         Column { name: "actor_role", kind: Kind::OptText, value: |r| r.actor_role.clone().into() },
+        Column { name: "correlation_id", kind: Kind::OptText, value: |r| r.correlation_id.clone().into() },
+        Column { name: "causation_id", kind: Kind::OptText, value: |r| r.causation_id.clone().into() },
     ],
 };
 
@@ -81,6 +83,8 @@ pub fn row_of(e: &RecordedEvent) -> Option<Row> {
         customer_id: e.event.owner(),
         actor_sub: e.actor.as_ref().map(|a| a.sub.clone()),
         actor_role: e.actor.as_ref().map(|a| a.role.as_str().to_owned()),
+        correlation_id: e.meta.correlation_id.clone(),
+        causation_id: e.meta.causation_id.clone(),
     })
 }
 

@@ -182,10 +182,39 @@ pub async fn horizon_probe(db: &impl ConnectionTrait) -> Result<Option<HorizonPr
     }))
 }
 
+/// The parts of an event's stored metadata a reader uses.
+#[derive(Debug, Default)]
+pub struct StoredMetadata {
+    pub actor: Option<crate::domain::Actor>,
+    pub command_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+impl StoredMetadata {
+    /// The ids as [`EventMeta`] explains them (older events included).
+    pub fn meta(&self) -> crate::domain::event::EventMeta {
+        match &self.causation_id {
+            Some(causation) => crate::domain::event::EventMeta {
+                correlation_id: self.correlation_id.clone().or_else(|| Some(causation.clone())),
+                causation_id: Some(causation.clone()),
+                traceparent: self.traceparent.clone(),
+            },
+            // Before causation was recorded: `correlationId` was the request id.
+            None => crate::domain::event::EventMeta {
+                correlation_id: self.command_id.clone(),
+                causation_id: self.command_id.clone(),
+                traceparent: self.traceparent.clone(),
+            },
+        }
+    }
+}
+
 /// What a reader needs of an event row: the payload as JSON text (decoded
-/// straight into the typed event) and, of the metadata, only the actor.
-/// (`->` is JSON access on both backends: SQLite ≥ 3.38 and PostgreSQL.)
-const COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_type, event_version, CAST(payload AS TEXT) AS payload, recorded_at, CAST(metadata -> 'actor' AS TEXT) AS actor";
+/// straight into the typed event) and the metadata (its actor, ids and
+/// trace context, see [`StoredMetadata`]).
+const COLUMNS: &str = "position, tx_id, stream_id, stream_version, event_type, event_version, CAST(payload AS TEXT) AS payload, recorded_at, CAST(metadata AS TEXT) AS metadata";
 
 #[derive(Debug, FromQueryResult)]
 struct LogRow {
@@ -197,8 +226,8 @@ struct LogRow {
     event_version: i32,
     payload: String,
     recorded_at: chrono::DateTime<chrono::Utc>,
-    /// The metadata's actor as JSON text (`null` or absent on older events).
-    actor: Option<String>,
+    /// The metadata, as JSON text.
+    metadata: Option<String>,
 }
 
 /// Reads up to `limit` committed events after `after`, in checkpoint order.
@@ -308,6 +337,21 @@ pub async fn read_stream(
     Ok(rows.into_iter().map(|row| decode_row(row, None)).collect())
 }
 
+/// Why the event at `token` happened (its metadata), if one is there.
+pub async fn meta_at(
+    db: &impl ConnectionTrait,
+    token: LogPosition,
+) -> Result<Option<crate::domain::event::EventMeta>, DbErr> {
+    let stmt = statement(
+        db.get_database_backend(),
+        "SELECT CAST(metadata AS TEXT) AS metadata FROM event WHERE position = $1 AND tx_id = $2",
+        vec![token.position.into(), token.tx_id.into()],
+    );
+    let row = db.query_one_raw(stmt).await?;
+    let text: Option<String> = row.map(|r| r.try_get("", "metadata")).transpose()?;
+    Ok(text.map(|t| metadata_of(Some(&t)).meta()))
+}
+
 /// Whether a committed event is at `token` (a token names the last event
 /// of the command that returned it).
 pub async fn exists(db: &impl ConnectionTrait, token: LogPosition) -> Result<bool, DbErr> {
@@ -387,6 +431,22 @@ async fn count_where(db: &impl ConnectionTrait, cmp: &str, at: LogPosition) -> R
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
 
+/// The metadata's parts, each unknown when it does not read (a field at a
+/// time: an actor of another shape does not hide the ids).
+fn metadata_of(text: Option<&str>) -> StoredMetadata {
+    let Some(value) = text.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) else {
+        return StoredMetadata::default();
+    };
+    let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    StoredMetadata {
+        actor: value.get("actor").and_then(|a| serde_json::from_value(a.clone()).ok()),
+        command_id: text("commandId"),
+        correlation_id: text("correlationId"),
+        causation_id: text("causationId"),
+        traceparent: text("traceparent"),
+    }
+}
+
 fn decode_row(row: LogRow, upcaster: Option<&Upcaster>) -> ReadEvent {
     let upcast = upcaster.and_then(|u| u(&row.event_type, row.event_version, &row.payload));
     let (version, payload) = match &upcast {
@@ -394,18 +454,22 @@ fn decode_row(row: LogRow, upcaster: Option<&Upcaster>) -> ReadEvent {
         None => (row.event_version, row.payload.as_str()),
     };
     match DomainEvent::decode_json(&row.event_type, version, payload) {
-        Ok(event) => Ok(RecordedEvent {
-            position: row.position,
-            tx_id: row.tx_id,
-            stream_id: row.stream_id,
-            stream_version: row.stream_version,
-            recorded_at: row.recorded_at,
-            // Audit data, not the event: an actor this release cannot read
+        Ok(event) => {
+            // Audit data, not the event: metadata this release cannot read
             // (a foreign writer's) is shown as unknown rather than poisoning
             // every projection.
-            actor: row.actor.as_deref().and_then(|a| serde_json::from_str(a).ok()),
-            event,
-        }),
+            let metadata = metadata_of(row.metadata.as_deref());
+            Ok(RecordedEvent {
+                position: row.position,
+                tx_id: row.tx_id,
+                stream_id: row.stream_id,
+                stream_version: row.stream_version,
+                recorded_at: row.recorded_at,
+                meta: metadata.meta(),
+                actor: metadata.actor,
+                event,
+            })
+        }
         Err(e) => Err(Undecodable {
             position: row.position,
             tx_id: row.tx_id,

@@ -102,6 +102,8 @@ pub struct ActivityRow {
     pub actor_sub: Option<String>,
     /// The actor's role (`customer`, `staff`, `admin`, `anonymous`).
     pub actor_role: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
 }
 
 impl From<order_activity::Model> for ActivityRow {
@@ -117,6 +119,8 @@ impl From<order_activity::Model> for ActivityRow {
             customer_id: m.customer_id,
             actor_sub: m.actor_sub,
             actor_role: m.actor_role,
+            correlation_id: m.correlation_id,
+            causation_id: m.causation_id,
         }
     }
 }

@@ -43,6 +43,13 @@ impl ReadModel {
         self
     }
 
+    /// The trace context of the command whose write `token` names, when it
+    /// was traced (a `writeVisible` answer links to it).
+    pub async fn traceparent_of(&self, token: LogPosition) -> Option<String> {
+        let folding = self.folding.as_ref()?;
+        folding.folder.traceparent_at(token).await.ok().flatten()
+    }
+
     /// Whether `view` is lazy here.
     pub fn is_lazy(&self, view: View) -> bool {
         self.folding.as_ref().is_some_and(|f| f.lazy.contains(&view))

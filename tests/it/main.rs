@@ -39,6 +39,7 @@ mod schema_file;
 mod search;
 mod stalls;
 mod subscriptions;
+mod traces;
 mod web;
 mod ws_client;
 mod ws_timers;

@@ -29,13 +29,18 @@ impl Server {
     /// [`Server::start`], logging `extra` directives too (e.g.
     /// `twofold::http=debug`, which logs each GraphQL request as it starts).
     pub async fn start_logging(args: &[&str], extra: &str) -> Self {
-        Self::spawn(args, extra, serving_address).await
+        Self::spawn(args, extra, &[], serving_address).await
+    }
+
+    /// [`Server::start`] with `env` set in the process's environment.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(args, "", env, serving_address).await
     }
 
     /// Starts `twofold serve` and returns as soon as it listens, before it
     /// has reached its database (its "listening" line).
     pub async fn start_early(args: &[&str]) -> Self {
-        Self::spawn(args, "", listening_address).await
+        Self::spawn(args, "", &[], listening_address).await
     }
 
     /// Bumped on every stderr line.
@@ -43,12 +48,13 @@ impl Server {
         self.lines_seen.subscribe()
     }
 
-    async fn spawn(args: &[&str], extra: &str, address_in: fn(&str) -> Option<String>) -> Self {
+    async fn spawn(args: &[&str], extra: &str, env: &[(&str, &str)], address_in: fn(&str) -> Option<String>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", format!("warn,twofold::cli=info,{extra}"))
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -20,6 +20,10 @@ pub struct Model {
     pub actor_sub: Option<String>,
     /// The actor's role (`customer`, `staff`, `admin`, `anonymous`).
     pub actor_role: Option<String>,
+    /// The work the event belongs to (the request's `Twofold-Correlation-Id`, or the root command's id).
+    pub correlation_id: Option<String>,
+    /// The command (or event) that caused it.
+    pub causation_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

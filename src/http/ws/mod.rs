@@ -138,6 +138,16 @@ pub(super) async fn accept(
                 .get(crate::auth::CUSTOMER_ID_HEADER)
                 .map(|v| v.to_str().unwrap_or("?").to_owned()),
         },
+        upgrade_correlation: parts
+            .headers
+            .get(super::correlation::CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::correlation::correlation_of(Some(v)).ok().flatten()),
+        upgrade_trace: parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(|p| (p.to_owned(), parts.headers.get("tracestate").and_then(|v| v.to_str().ok()).map(str::to_owned))),
     };
     let (api, limits, shutdown, connections) =
         (state.api.clone(), state.limits.ws, state.shutdown.clone(), state.connections.clone());

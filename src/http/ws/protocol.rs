@@ -37,6 +37,10 @@ pub struct Credentials {
     /// The upgrade request's `Twofold-Role` and `Twofold-Customer-Id`
     /// headers, if any (see [`crate::auth::narrow`]).
     pub upgrade_narrowing: Narrowing,
+    /// The upgrade request's `Twofold-Correlation-Id`, if any.
+    pub upgrade_correlation: Option<String>,
+    /// The upgrade request's `traceparent` and `tracestate`, if any.
+    pub upgrade_trace: Option<(String, Option<String>)>,
 }
 
 /// A connection's request to act with a narrower role: `Twofold-Role` and
@@ -170,8 +174,19 @@ impl Connection {
                 narrowing.apply(&mut authenticated)?;
                 self.credentials.upgrade_narrowing = narrowing;
                 self.expires_at = authenticated.expires_at;
-                self.caller =
-                    Some(Caller { request_id: self.credentials.request_id.clone(), actor: authenticated.actor });
+                let correlation = text_in(&payload, crate::http::correlation::CORRELATION_HEADER);
+                let correlation_id = match correlation {
+                    Some(given) => crate::http::correlation::correlation_of(Some(&given))
+                        .map_err(|why| Close(CLOSE_BAD_REQUEST, truncate(&why, 100)))?,
+                    None => self.credentials.upgrade_correlation.clone(),
+                };
+                let trace = trace_in(&payload).or_else(|| self.credentials.upgrade_trace.clone());
+                self.caller = Some(Caller {
+                    request_id: self.credentials.request_id.clone(),
+                    actor: authenticated.actor,
+                    correlation_id,
+                    trace,
+                });
                 self.initialized = true;
                 let mut replies = vec![Action::Send(json!({ "type": "connection_ack" }).to_string())];
                 if self.legacy() {
@@ -200,6 +215,12 @@ impl Connection {
                         CLOSE_BAD_REQUEST,
                         "Invalid message received: subscribe needs payload.query (or payload.documentId)".into(),
                     ));
+                }
+                // A subscribe may continue a trace of its own (`traceparent`
+                // beside the query, or in its extensions).
+                let mut caller = caller;
+                if let Some(trace) = trace_in(&payload).or_else(|| payload.get("extensions").and_then(trace_in)) {
+                    caller.trace = Some(trace);
                 }
                 let mut request: async_graphql::Request = serde_json::from_value(payload).map_err(|e| {
                     Close(CLOSE_BAD_REQUEST, format!("Invalid message received: {}", truncate(&e.to_string(), 80)))
@@ -292,6 +313,11 @@ impl Connection {
             self.operations.remove(id);
         }
     }
+}
+
+/// The `traceparent` (and `tracestate`) of a payload, if any.
+fn trace_in(payload: &Value) -> Option<(String, Option<String>)> {
+    Some((text_in(payload, "traceparent")?, text_in(payload, "tracestate")))
 }
 
 /// The `authorization` value of a `connection_init` or `ping` payload, in

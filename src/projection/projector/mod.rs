@@ -35,6 +35,23 @@ use crate::notice::progress::{Progress, Wait};
 use crate::notice::Notices;
 use crate::token::LogPosition;
 
+/// The span of a batch applied to `names` (traces only): one per batch,
+/// linked to the command of each of its events (at most
+/// [`crate::telemetry::MAX_LINKS`]), as the messaging conventions link a
+/// consumer to its producers.
+pub(crate) fn batch_span(names: &[&str], events: &[crate::domain::event::RecordedEvent]) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "project",
+        otel.name = %format_args!("project {}", names.join(", ")),
+        otel.kind = "consumer",
+        twofold.projections = %names.join(","),
+        twofold.events = events.len(),
+    );
+    crate::telemetry::link(&span, events.iter().filter_map(|e| e.meta.traceparent.as_deref()));
+    span
+}
+
 /// How a mode is stored in the checkpoint row.
 pub(crate) fn stored_mode(mode: Mode) -> StoredMode {
     match mode {

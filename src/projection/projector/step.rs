@@ -91,6 +91,19 @@ impl Projector {
                 None => return Ok(StepOutcome::Idle),
             },
         };
+        let span = super::batch_span(&[self.name()], &events);
+        tracing::Instrument::instrument(self.commit_step(from, last, batch, events, apply), span).await
+    }
+
+    /// The step's commit (see [`Projector::step_inner`]), in its batch's span.
+    async fn commit_step(
+        &self,
+        from: LogPosition,
+        last: LogPosition,
+        batch: Vec<crate::projection::reader::ReadEvent>,
+        events: Vec<RecordedEvent>,
+        apply: bool,
+    ) -> Result<StepOutcome, StepError> {
         // Inline runners acknowledge the whole batch; appliers what they applied.
         let counted = if apply { events.len() } else { batch.len() };
         // A full batch of a consumer that reads ahead: read the next one

@@ -52,6 +52,8 @@ fn credentials(auth: Authenticator) -> Credentials {
         request_id: "request-1".into(),
         upgrade_authorization: None,
         upgrade_narrowing: Narrowing::default(),
+        upgrade_correlation: None,
+        upgrade_trace: None,
     }
 }
 
