@@ -21,7 +21,9 @@
 //!    (`benches/peer/`).
 //! 9. liveness (PostgreSQL): from a cut link's return to the first projected
 //!    batch, over 20 (quick) or 40 cuts through a TCP proxy.
-//! 10. read replicas (PostgreSQL, with `--replica-url` or `TWOFOLD_TEST_REPLICA_URL`):
+//! 10. what tracing costs: the page and `placeOrder` with every span
+//!     exported over OTLP, against tracing off (`traces.rs`).
+//! 11. read replicas (PostgreSQL, with `--replica-url` or `TWOFOLD_TEST_REPLICA_URL`):
 //!     the page from the primary and from a hot standby, and `writeVisible`
 //!     through the standby beside its apply delay.
 //!
@@ -81,6 +83,8 @@ mod server;
 mod sql;
 #[path = "twofold_bench/stats.rs"]
 mod stats;
+#[path = "twofold_bench/traces.rs"]
+mod traces;
 #[path = "twofold_bench/wire.rs"]
 mod wire;
 #[path = "twofold_bench/workload.rs"]
@@ -226,6 +230,9 @@ async fn run_phases(
     }
     report.set_peak_rss(server.peak_rss_kib());
     server.stop().await;
+    if options.runs("tracing") {
+        traces::measure(&database.url, &options.out, &catalog, scale, report).await.context("the tracing phase")?;
+    }
     if pg && options.runs("resume") {
         resume::measure(&database.url, &options.out, &catalog, scale, report).await.context("the link-return phase")?;
     }

@@ -28,7 +28,10 @@ fn init_tracing(
     let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let log = match format {
         LogFormat::Json => log.json().boxed(),
-        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            log.with_ansi(colour).boxed()
+        }
     };
     let (otel, tracing) = match traces.map(twofold::telemetry::layer).transpose()?.flatten() {
         Some((layer, tracing)) => (Some(layer), Some(tracing)),

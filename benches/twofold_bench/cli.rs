@@ -19,12 +19,12 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)
   --only      a comma-separated list of phases to run after the seeding (default: all), of
               commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
-              overload, resume, rebuild, export (lag's 80% row needs commands; export reads the
+              overload, tracing, resume, rebuild, export (lag's 80% row needs commands; export reads the
               log the seeding and the phases before it wrote)
   --keep-database  leave the PostgreSQL database in place at the end (its name is printed)";
 
 /// The phases `--only` can choose, in the order they run.
-pub const PHASES: [&str; 13] = [
+pub const PHASES: [&str; 14] = [
     "commands",
     "reads",
     "mixed",
@@ -35,6 +35,7 @@ pub const PHASES: [&str; 13] = [
     "cross-instance",
     "replica",
     "overload",
+    "tracing",
     "resume",
     "rebuild",
     "export",

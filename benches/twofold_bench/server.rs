@@ -122,6 +122,16 @@ impl Server {
 
     /// [`Server::start`] with more flags (a role, say).
     pub async fn start_with(database_url: &str, log_path: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_env(database_url, log_path, extra, &[]).await
+    }
+
+    /// [`Server::start_with`] with `env` set in the process's environment.
+    pub async fn start_env(
+        database_url: &str,
+        log_path: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
@@ -139,6 +149,7 @@ impl Server {
             ])
             .args(extra)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("clone the log file handle")?)
             .stderr(log)

@@ -524,10 +524,10 @@ mod plans {
 }
 
 /// A database made by the previous release, holding orders: made here by
-/// this release and then taken back down the two search migrations (their
-/// `down`), which leaves exactly the previous schema with real rows. This
-/// release migrates it up again, backfills the search words from the
-/// views, and finds the old orders.
+/// this release and then taken back down to before the search migrations
+/// (their `down`, and those of every later migration), which leaves exactly
+/// the previous schema with real rows. This release migrates it up again,
+/// backfills the search words from the views, and finds the old orders.
 mod upgrade {
     use super::*;
     use migration::MigratorTrait;
@@ -540,7 +540,15 @@ mod upgrade {
         app.settle().await;
         let database = app.into_database().await;
         let db = sea_orm::Database::connect(&database.url).await.expect("connect");
-        migration::Migrator::down(&db, Some(2)).await.expect("down to the previous release");
+        // Every migration from the first search one on (later releases'
+        // migrations come down first, as they would not exist yet).
+        let migrations = migration::Migrator::migrations();
+        let first_search = migrations
+            .iter()
+            .position(|m| m.name().contains("search_documents"))
+            .expect("the search migration is listed");
+        let steps = u32::try_from(migrations.len() - first_search).expect("a few migrations");
+        migration::Migrator::down(&db, Some(steps)).await.expect("down to the previous release");
         if backend == Backend::Postgres {
             use sea_orm::ConnectionTrait;
             let columns = db

@@ -131,6 +131,8 @@ fn linked_to(span: &Span, trace_id: &[u8]) -> bool {
 /// The `traceparent` a browser would send: its own trace and span.
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// The trace a `subscribe` payload names.
+const WS_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 async fn one_trace_from_the_request_to_its_visibility(backend: Backend, client_traceparent: bool) {
     let Some(database) = TestDatabase::create(backend).await else { return };
@@ -189,12 +191,15 @@ async fn one_trace_from_the_request_to_its_visibility(backend: Backend, client_t
 
     let mut ws = WsClient::connect(&server.base, "/graphql/ws", Protocol::TransportWs).await;
     ws.init().await;
-    ws.subscribe(
-        "visible",
-        "subscription($t: Token!) { writeVisible(token: $t, timeoutMs: 20000) { visible } }",
-        json!({ "t": token }),
-    )
-    .await;
+    let mut payload = json!({
+        "query": "subscription($t: Token!) { writeVisible(token: $t, timeoutMs: 20000) { visible } }",
+        "variables": { "t": token },
+    });
+    if client_traceparent {
+        // The subscribe continues a trace of the caller's own.
+        payload["traceparent"] = json!(format!("00-{WS_TRACE}-{CLIENT_SPAN}-01"));
+    }
+    ws.send_json(json!({ "id": "visible", "type": "subscribe", "payload": payload })).await;
     let answer = ws.next_data("visible").await;
     assert_eq!(answer["data"]["writeVisible"]["visible"], true, "{answer}");
 
@@ -244,6 +249,9 @@ async fn one_trace_from_the_request_to_its_visibility(backend: Backend, client_t
         .until("the writeVisible push", |spans| named(spans, "writeVisible push").first().map(|s| (*s).clone()))
         .await;
     assert!(linked_to(&push, &trace), "the push links to the command's trace: {:?}", push.links);
+    if client_traceparent {
+        assert_eq!(hex(&push.trace_id), WS_TRACE, "the push continues the subscribe's own trace");
+    }
     assert_eq!(attribute(&push, "twofold.visible").as_deref(), Some("true"));
 
     // The exporter's publish, and the CloudEvent naming the trace.
@@ -252,10 +260,51 @@ async fn one_trace_from_the_request_to_its_visibility(backend: Backend, client_t
             spans.iter().find(|s| s.name.starts_with("publish ") && s.kind == 4).cloned()
         })
         .await;
+    if let Ok(path) = std::env::var("TWOFOLD_TRACE_DUMP") {
+        dump(&receiver, &trace, &path);
+    }
     let placed = wait_for_message(&stream, &order, "OrderPlaced").await;
     let traceparent = header(&placed, "ce-traceparent").expect("ce-traceparent");
     assert!(traceparent.starts_with(&format!("00-{}-", hex(&trace))), "{traceparent} names another trace");
     drop(server);
+}
+
+/// Writes the spans of `trace`, and those linked to it, as JSON lines (for
+/// the picture in docs/operators.md: `docs/trace.py` draws it).
+fn dump(receiver: &Receiver, trace: &[u8], path: &str) {
+    let spans = receiver.spans.lock().unwrap_or_else(|p| p.into_inner());
+    // The trace, the spans linked to it, and their parents and children
+    // (the subscription around the push, the publish inside a batch).
+    let mut kept: Vec<&Span> = spans.iter().filter(|s| s.trace_id == trace || linked_to(s, trace)).collect();
+    loop {
+        let ids: Vec<&[u8]> = kept.iter().map(|s| s.span_id.as_slice()).collect();
+        let parents: Vec<&[u8]> = kept.iter().map(|s| s.parent_span_id.as_slice()).collect();
+        let more: Vec<&Span> = spans
+            .iter()
+            .filter(|s| !ids.contains(&s.span_id.as_slice()))
+            .filter(|s| ids.contains(&s.parent_span_id.as_slice()) || parents.contains(&s.span_id.as_slice()))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        kept.extend(more);
+    }
+    let lines: Vec<String> = kept
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "trace": hex(&s.trace_id),
+                "span": hex(&s.span_id),
+                "parent": hex(&s.parent_span_id),
+                "start_ns": s.start_time_unix_nano,
+                "end_ns": s.end_time_unix_nano,
+                "linked": linked_to(s, trace),
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n")).expect("write the trace dump");
 }
 
 /// The stream's message of `event_type` for `subject`, once exported.
@@ -411,4 +460,17 @@ async fn correlation_and_causation_ids_travel_with_the_events_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn correlation_and_causation_ids_travel_with_the_events_on_postgres() {
     correlation_and_causation_ids_travel_with_the_events(Backend::Postgres).await;
+}
+
+/// Written to a pipe (a file, a log collector), the text log carries no
+/// colour codes; only a terminal gets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_to_a_pipe_has_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("twofold.db").display());
+    // An empty NO_COLOR is no request for plain text: the pipe alone decides.
+    let server = Server::start_with_env(&["--database-url", &url], &[("NO_COLOR", "")]).await;
+    let log = server.stderr();
+    assert!(log.contains("twofold serving GraphQL at"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
 }
