@@ -30,6 +30,17 @@
 //! - **An age bound** (one second by default) caps what a lost notice connection
 //!   could cost: an instance that stopped hearing of other instances'
 //!   batches would otherwise serve the same answer until it heard again.
+//! - **Readers that asked for no consistency get the previous answer while
+//!   one request computes the new one.** Under writes every batch moves the
+//!   views, so without this every reader of a popular page waits for its
+//!   recomputation after each batch (or computes it). A request that
+//!   carries no `consistentWith` (neither on the request nor on a field)
+//!   and finds the answer of an older state, younger than the age bound,
+//!   while another request is computing the new one, is served that older
+//!   answer at once (outcome `stale`). It is a real answer the views gave
+//!   less than the age bound ago: exactly the promise a reader without a
+//!   token has (docs/frontend.md, "Consistency"). A reader with a token
+//!   never gets it: it waits for, or computes, an answer at its token.
 //!
 //! Only queries whose root fields all read views (the [`CACHEABLE`] list)
 //! are kept, and only answers without errors, extensions or headers. The
@@ -177,6 +188,9 @@ impl Drop for Leader {
 /// What a lookup found before computing.
 enum Found {
     Kept(Arc<Kept>),
+    /// An older state's answer, within the age bound, for a reader
+    /// without a token while another request computes the new one.
+    Previous(Arc<Kept>),
     Wait(tokio::sync::watch::Receiver<Option<Arc<Kept>>>),
     Compute(Leader),
 }
@@ -214,14 +228,21 @@ impl ResponseCache {
             return None;
         }
         let consistent_with = request.extensions.get(super::request::CONSISTENT_WITH).map(|v| v.to_string());
+        // A token on a field is an argument: in the document, or passed in a
+        // variable the document names.
+        let tokenless = consistent_with.is_none() && !request.query.contains("consistentWith");
         let variables = serde_json::to_string(&request.variables).ok()?;
         let key = format!("{identity}\u{0}{key}\u{0}{variables}\u{0}{}", consistent_with.unwrap_or_default());
         let state = self.state();
         let now = Instant::now();
-        let found = self.find(&key, &state, now);
+        let found = self.find(&key, &state, now, tokenless);
         let leader = match found {
             Found::Kept(answer) => {
                 metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "hit").increment(1);
+                return Some(Ok(answer));
+            }
+            Found::Previous(answer) => {
+                metrics::counter!(crate::metrics::RESPONSE_CACHE, "outcome" => "stale").increment(1);
                 return Some(Ok(answer));
             }
             Found::Wait(mut computed) => match computed.wait_for(Option::is_some).await.map(|answer| answer.clone()) {
@@ -238,17 +259,26 @@ impl ResponseCache {
         Some(Err(Pending { key, state, at: now, leader }))
     }
 
-    fn find(&self, key: &str, state: &ViewState, now: Instant) -> Found {
-        {
+    fn find(&self, key: &str, state: &ViewState, now: Instant, tokenless: bool) -> Found {
+        let previous = {
             let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(entry) = entries.get(key) {
-                if entry.state == *state && now.duration_since(entry.at) < self.max_age {
-                    return Found::Kept(entry.answer.clone());
+            match entries.get(key) {
+                Some(entry) if now.duration_since(entry.at) < self.max_age => {
+                    if entry.state == *state {
+                        return Found::Kept(entry.answer.clone());
+                    }
+                    tokenless.then(|| entry.answer.clone())
                 }
+                _ => None,
             }
-        }
+        };
         let mut flights = self.computing.lock();
         if let Some(flight) = flights.get(key) {
+            // Someone computes a newer answer: a reader without a token
+            // takes the previous one rather than wait for it.
+            if let Some(previous) = previous {
+                return Found::Previous(previous);
+            }
             if flight.state == *state {
                 return Found::Wait(flight.answer.clone());
             }
@@ -397,6 +427,63 @@ mod tests {
         let second = twin.await.expect("joins").expect_err("the twin computes for itself");
         cache.store(second, &Response::new(Value::String("kept".into())));
         assert!(lookup(cache, document).await.is_ok(), "its answer is kept");
+    }
+
+    /// After a view moves, while one request computes the new answer, a
+    /// reader without a token gets the previous one at once; a reader with
+    /// a token waits for the new one; past the age bound nobody gets it.
+    #[tokio::test]
+    async fn a_reader_without_a_token_gets_the_previous_answer_while_the_new_one_computes() {
+        use std::sync::Arc;
+        let notices = Notices::default();
+        let settings = ResponseCacheSettings { entries: 8, max_age: Duration::from_secs(600) };
+        let cache = Arc::new(ResponseCache::new(notices.clone(), settings).expect("on"));
+        let document = Arc::new(async_graphql::parser::parse_query(PAGE).expect("parses"));
+        let lookup = |cache: Arc<ResponseCache>, request: Request| {
+            let document = document.clone();
+            async move { cache.lookup(&request, &document, PAGE, "staff").await.expect("cacheable") }
+        };
+        let first = lookup(cache.clone(), Request::new(PAGE)).await.expect_err("miss");
+        cache.store(first, &Response::new(Value::String("before".into())));
+        notices.advance("order_summary", LogPosition::new(1, 1));
+        let computing = lookup(cache.clone(), Request::new(PAGE)).await.expect_err("the view moved: compute");
+        let previous = futures_util::FutureExt::now_or_never(lookup(cache.clone(), Request::new(PAGE)))
+            .expect("answered at once, not made to wait")
+            .ok()
+            .expect("the previous answer");
+        assert_eq!(previous.response().data, Value::String("before".into()));
+        cache.store(computing, &Response::new(Value::String("after".into())));
+        let fresh = lookup(cache.clone(), Request::new(PAGE)).await.ok().expect("kept");
+        assert_eq!(fresh.response().data, Value::String("after".into()));
+
+        // A reader with a token (on the request, or a field's argument)
+        // waits for the new answer instead.
+        let on_field = "{ order(id: \"x\", consistentWith: \"1.1\") { id } }";
+        let mut on_request = Request::new(PAGE);
+        on_request.extensions.insert(crate::graphql::request::CONSISTENT_WITH.to_owned(), Value::String("1.1".into()));
+        for (n, request) in [Request::new(on_field), on_request].into_iter().enumerate() {
+            let document = async_graphql::parser::parse_query(&request.query).expect("parses");
+            let ask = || cache.lookup(&request, &document, &request.query, "staff");
+            let first = ask().await.expect("cacheable").expect_err("miss");
+            cache.store(first, &Response::new(Value::String("before".into())));
+            notices.advance("order_summary", LogPosition::new(2, n as i64));
+            let _computing = ask().await.expect("cacheable").expect_err("the view moved: compute");
+            assert!(futures_util::FutureExt::now_or_never(ask()).is_none(), "a reader with a token waits ({n})");
+        }
+
+        // Past the age bound, nobody is served the previous answer.
+        let cache = Arc::new(
+            ResponseCache::new(notices.clone(), ResponseCacheSettings { entries: 8, max_age: Duration::ZERO })
+                .expect("on"),
+        );
+        let first = lookup(cache.clone(), Request::new(PAGE)).await.expect_err("miss");
+        cache.store(first, &Response::new(Value::String("before".into())));
+        notices.advance("order_summary", LogPosition::new(3, 1));
+        let _computing = lookup(cache.clone(), Request::new(PAGE)).await.expect_err("compute");
+        assert!(
+            futures_util::FutureExt::now_or_never(lookup(cache.clone(), Request::new(PAGE))).is_none(),
+            "an answer older than the bound is not served: the reader waits"
+        );
     }
 
     fn reads_views(query: &str, name: Option<&str>) -> bool {
