@@ -9,8 +9,11 @@ use async_graphql::Enum;
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::domain::order::OrderStatus")]
 pub enum OrderStatus {
+    /// Placed, not yet shipped or cancelled.
     Placed,
+    /// Cancelled (with a reason).
     Cancelled,
+    /// Shipped (with a carrier and tracking number).
     Shipped,
 }
 
@@ -19,8 +22,11 @@ pub enum OrderStatus {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::domain::event::SalesChannel")]
 pub enum SalesChannel {
+    /// The web shop.
     Web,
+    /// The mobile app.
     Mobile,
+    /// The API, by another system.
     Api,
     /// Not recorded (orders placed before channels were tracked, or the client did not say).
     Unknown,

@@ -94,7 +94,9 @@ pub fn page<T: OutputType>(
 /// Which way a sort runs.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SortDirection {
+    /// Smallest (or oldest) first.
     Asc,
+    /// Largest (or newest) first.
     Desc,
 }
 
@@ -110,9 +112,13 @@ impl From<SortDirection> for Direction {
 /// Bounds on a timestamp (each optional; all given must hold).
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct DateTimeRange {
+    /// Greater than this (excluded).
     pub gt: Option<DateTime<Utc>>,
+    /// This or greater.
     pub gte: Option<DateTime<Utc>>,
+    /// Less than this (excluded).
     pub lt: Option<DateTime<Utc>>,
+    /// This or less.
     pub lte: Option<DateTime<Utc>>,
 }
 
@@ -125,9 +131,13 @@ impl From<DateTimeRange> for Range<DateTime<Utc>> {
 /// Bounds on an `Int` field (each optional; all given must hold).
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct IntRange {
+    /// Greater than this (excluded).
     pub gt: Option<i32>,
+    /// This or greater.
     pub gte: Option<i32>,
+    /// Less than this (excluded).
     pub lt: Option<i32>,
+    /// This or less.
     pub lte: Option<i32>,
 }
 
@@ -140,9 +150,13 @@ impl From<IntRange> for Range<i64> {
 /// Bounds on a `BigInt` field (each optional; all given must hold).
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct BigIntRange {
+    /// Greater than this (excluded).
     pub gt: Option<BigInt>,
+    /// This or greater.
     pub gte: Option<BigInt>,
+    /// Less than this (excluded).
     pub lt: Option<BigInt>,
+    /// This or less.
     pub lte: Option<BigInt>,
 }
 
@@ -155,6 +169,7 @@ impl From<BigIntRange> for Range<i64> {
 /// Orders of one status, or of any of several.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct OrderStatusFilter {
+    /// Exactly this status.
     pub eq: Option<OrderStatus>,
     /// Any of these (at most 8).
     #[graphql(name = "in")]
@@ -164,6 +179,7 @@ pub struct OrderStatusFilter {
 /// One id.
 #[derive(InputObject, Clone, Debug)]
 pub struct IdEquals {
+    /// The id.
     pub eq: ID,
 }
 
@@ -173,10 +189,13 @@ pub struct IdEquals {
 /// VALIDATION, naming what is offered (no filter reads the whole view).
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct OrderFilter {
+    /// By status (`eq`, or `in` a few).
     pub status: Option<OrderStatusFilter>,
     /// One customer's orders: with it, any other filter and sort.
     pub customer_id: Option<IdEquals>,
+    /// When the order was placed (a range, bounds optional).
     pub placed_at: Option<DateTimeRange>,
+    /// The order's total in cents (a range).
     pub total_cents: Option<IntRange>,
 }
 
@@ -217,7 +236,9 @@ pub enum OrderSortField {
 /// One sort of orders (ties are broken by id, in the same direction).
 #[derive(InputObject, Clone, Debug)]
 pub struct OrderOrderBy {
+    /// What to sort by.
     pub field: OrderSortField,
+    /// Which way (default `DESC`).
     #[graphql(default_with = "SortDirection::Desc")]
     pub direction: SortDirection,
 }
@@ -227,7 +248,9 @@ pub struct OrderOrderBy {
 /// with `ordersPlaced`.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct CustomerFilter {
+    /// What the customer has spent in all, in cents (a range).
     pub lifetime_value_cents: Option<BigIntRange>,
+    /// How many orders the customer has placed (a range).
     pub orders_placed: Option<BigIntRange>,
 }
 
@@ -236,14 +259,18 @@ pub struct CustomerFilter {
 pub enum CustomerSortField {
     /// Registration order.
     RegisteredAt,
+    /// What the customer has spent in all.
     LifetimeValue,
+    /// How many orders the customer has placed.
     OrdersPlaced,
 }
 
 /// One sort of customers (ties are broken by id, in the same direction).
 #[derive(InputObject, Clone, Debug)]
 pub struct CustomerOrderBy {
+    /// What to sort by.
     pub field: CustomerSortField,
+    /// Which way (default `DESC`).
     #[graphql(default_with = "SortDirection::Desc")]
     pub direction: SortDirection,
 }
@@ -252,7 +279,9 @@ pub struct CustomerOrderBy {
 /// filter: `PRICE` with `priceCents`, `UNITS_SOLD` with `unitsSold`.
 #[derive(InputObject, Clone, Debug, Default)]
 pub struct ProductFilter {
+    /// The unit price in cents (a range).
     pub price_cents: Option<IntRange>,
+    /// How many units have sold (a range).
     pub units_sold: Option<BigIntRange>,
 }
 
@@ -261,14 +290,18 @@ pub struct ProductFilter {
 pub enum ProductSortField {
     /// The order products were added in.
     AddedAt,
+    /// The unit price.
     Price,
+    /// How many units have sold.
     UnitsSold,
 }
 
 /// One sort of products (ties are broken by id, in the same direction).
 #[derive(InputObject, Clone, Debug)]
 pub struct ProductOrderBy {
+    /// What to sort by.
     pub field: ProductSortField,
+    /// Which way (default `DESC`).
     #[graphql(default_with = "SortDirection::Desc")]
     pub direction: SortDirection,
 }

@@ -156,12 +156,17 @@ impl QueryRoot {
             desc = "Full-text search over the customer's name and email, the products' titles and SKUs, the tracking number and the order id: words are ANDed, `\"a phrase\"`, `-word` excludes, `word*` and the last word typed match as prefixes (docs/frontend.md, \"Search and filters\"). At most 200 characters. Ranked by relevance unless `orderBy` is given."
         )]
         search: Option<String>,
-        filter: Option<OrderFilter>,
+        #[graphql(desc = "Narrows the list (see `OrderFilter`: which filters each sort offers).")] filter: Option<
+            OrderFilter,
+        >,
         #[graphql(desc = "One sort (ties by id). Default: `PLACED_AT DESC`, or relevance with `search`.")]
         order_by: Option<Vec<OrderOrderBy>>,
         #[graphql(deprecation = "use filter: {status: {eq: …}}")] status: Option<OrderStatus>,
         #[graphql(deprecation = "use filter: {customerId: {eq: …}}")] customer_id: Option<ID>,
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "The `endCursor` of the page before, exactly as returned (under the same search, filter and sort)."
+        )]
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Page<OrderSummary>>> {
@@ -207,10 +212,15 @@ impl QueryRoot {
             desc = "Full-text search over name and email (the language of `orders(search:)`). Ranked by relevance unless `orderBy` is given."
         )]
         search: Option<String>,
-        filter: Option<CustomerFilter>,
+        #[graphql(desc = "Narrows the list (see `CustomerFilter`: which filter each sort offers).")] filter: Option<
+            CustomerFilter,
+        >,
         #[graphql(desc = "One sort (ties by id). Default: `REGISTERED_AT DESC`, or relevance with `search`.")]
         order_by: Option<Vec<CustomerOrderBy>>,
-        first: Option<i32>,
+        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "The `endCursor` of the page before, exactly as returned (under the same search, filter and sort)."
+        )]
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Option<Page<Customer>>> {
@@ -262,10 +272,15 @@ impl QueryRoot {
             desc = "Full-text search over title and SKU (the language of `orders(search:)`). Ranked by relevance unless `orderBy` is given."
         )]
         search: Option<String>,
-        filter: Option<ProductFilter>,
+        #[graphql(desc = "Narrows the list (see `ProductFilter`: which filter each sort offers).")] filter: Option<
+            ProductFilter,
+        >,
         #[graphql(desc = "One sort (ties by id). Default: `ADDED_AT DESC`, or relevance with `search`.")]
         order_by: Option<Vec<ProductOrderBy>>,
-        first: Option<i32>,
+        #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "The `endCursor` of the page before, exactly as returned (under the same search, filter and sort)."
+        )]
         after: Option<String>,
         consistent_with: Option<Token>,
     ) -> async_graphql::Result<Page<Product>> {

@@ -221,12 +221,13 @@ impl Customer {
     async fn orders(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Narrows the list (any filter and sort: one customer's orders; not `customerId`).")]
         filter: Option<super::lists::OrderFilter>,
         #[graphql(desc = "One sort (ties by id). Default: `PLACED_AT DESC`.")] order_by: Option<
             Vec<super::lists::OrderOrderBy>,
         >,
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "The `endCursor` of the page before, exactly as returned.")] after: Option<String>,
     ) -> async_graphql::Result<super::lists::Page<OrderSummary>> {
         if filter.as_ref().is_some_and(|f| f.customer_id.is_some()) {
             return Err(super::error::validation(

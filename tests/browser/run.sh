@@ -62,7 +62,7 @@ python3 "$here/seed.py"
 
 set +e
 (cd "$here" && python3 -m pytest -p no:cacheprovider -v -s --rootdir "$here" \
-    test_guard.py test_graphiql.py test_board.py test_identity.py test_readme_snippet.py test_cors.py test_restart.py test_bench.py)
+    test_guard.py test_graphiql.py test_board.py test_search.py test_identity.py test_readme_snippet.py test_cors.py test_restart.py test_bench.py)
 status=$?
 set -e
 exit $status

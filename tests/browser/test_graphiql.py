@@ -1,5 +1,6 @@
 """GraphiQL at /: served from the binary, works offline, under the CSP."""
 import json
+import re
 import time
 
 from conftest import CSP, DESKTOP, PHONE, screenshot
@@ -126,3 +127,25 @@ def test_graphiql_at_phone_width(new_context):
     context, _ = new_context(PHONE)
     page = open_graphiql(context)
     screenshot(page, "graphiql-phone")
+
+
+def test_the_docs_panel_describes_the_search_argument_of_orders(new_context, server):
+    context, _ = new_context(DESKTOP)
+    page = open_graphiql(context)
+    page.click('[aria-label="Show Documentation Explorer"]')
+    explorer = page.locator(".graphiql-doc-explorer")
+    explorer.locator(".graphiql-doc-explorer-type-name", has_text=re.compile(r"^Query$")).first.click()
+    explorer.locator(".graphiql-doc-explorer-field-name", has_text=re.compile(r"^orders$")).first.click()
+    page.wait_for_selector(".graphiql-doc-explorer-title:text-is('orders')")
+    # The description the schema gives `orders(search:)`, as the server introspects it.
+    described = server.data('{ __type(name: "Query") { fields { name args { name description } } } }')["__type"]["fields"]
+    args = {a["name"]: a["description"] for f in described if f["name"] == "orders" for a in f["args"]}
+    assert args["search"] and args["filter"] and args["orderBy"] and args["after"]
+    search = explorer.locator(".graphiql-doc-explorer-argument").filter(
+        has=page.locator(".graphiql-doc-explorer-argument-name", has_text=re.compile(r"^search$"))
+    )
+    search.wait_for()
+    shown = " ".join(search.inner_text().split())
+    assert "Full-text search over the customer's name and email" in shown, shown
+    assert "words are ANDed" in shown, shown
+    screenshot(page, "graphiql-docs-orders")

@@ -33,7 +33,10 @@
 //!
 //! The ```` ```graphql ```` fences of `docs/*.md` are sent afterwards with
 //! the same variables and must be valid against the schema (no HTTP 400
-//! under `Accept: application/graphql-response+json`).
+//! under `Accept: application/graphql-response+json`). A guide's snippet
+//! that carries `# expect: CODE` must fail with that code, and one that
+//! carries `# expect: answer` must answer without errors, every root
+//! field set (the guide shows what it answers).
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -520,6 +523,22 @@ async fn the_readme_tour_runs_as_written() {
             let status = response.status();
             let body: Value = response.json().await.expect("JSON");
             assert_eq!(status, 200, "{where_} is not a valid document: {body}\n{}", snippet.text);
+            match expected_code(&snippet.text) {
+                None => {}
+                Some("answer") => {
+                    assert!(body.get("errors").is_none(), "{where_} failed: {body}\n{}", snippet.text);
+                    let data = body["data"].as_object().unwrap_or_else(|| panic!("{where_}: no data: {body}"));
+                    for (field, value) in data {
+                        assert!(!value.is_null(), "{where_}: `{field}` is null: {body}\n{}", snippet.text);
+                    }
+                }
+                Some(expected) => assert_eq!(
+                    body["errors"][0]["extensions"]["code"],
+                    json!(expected),
+                    "{where_} should fail with {expected}: {body}\n{}",
+                    snippet.text
+                ),
+            }
         }
     }
     app.stop().await;

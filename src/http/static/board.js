@@ -23,8 +23,15 @@ const MAX_ERRORS = 30;
 const CLOSE_FORBIDDEN = 4403;
 
 const VIEWER_QUERY = `query BoardViewer { viewer { sub role customerId } }`;
-const ORDERS_QUERY = `query BoardOrders($consistentWith: Token) {
-  orders(first: 20, consistentWith: $consistentWith) {
+/** How long the search box waits after the last keystroke before it asks the server. */
+const SEARCH_DEBOUNCE_MS = 250;
+// totalCount reads every match, so it is asked for only while a search or a
+// filter is active (the whole board needs no count).
+// Newest first under a search too (PLACED_AT serves the status and placedAt
+// filters), so that a board's order does not jump around as words are typed.
+const ORDERS_QUERY = `query BoardOrders($consistentWith: Token, $search: String, $filter: OrderFilter, $withCount: Boolean!) {
+  orders(first: 20, search: $search, filter: $filter, orderBy: [{ field: PLACED_AT, direction: DESC }], consistentWith: $consistentWith) {
+    totalCount @include(if: $withCount)
     nodes { id customerName totalCents status placedAt carrier trackingNumber lines { title quantity } }
   }
 }`;
@@ -64,6 +71,12 @@ const ui = {
   orders: $('orders'),
   ordersEmpty: $('orders-empty'),
   ordersMeta: $('orders-meta'),
+  searchForm: $('search-form'),
+  search: $('search'),
+  statusFilter: $('status-filter'),
+  placedFrom: $('placed-from'),
+  placedTo: $('placed-to'),
+  searchStatus: $('search-status'),
 };
 
 const state = {
@@ -78,6 +91,12 @@ const state = {
   /** Newest orders as the order_summary view last answered. */
   orders: [],
   ordersLoaded: false,
+  /** The search and filters the shown orders answer (as last applied). */
+  shownCriteria: null,
+  /** totalCount of the shown answer (null without a search or filter). */
+  totalCount: null,
+  /** Why the server refused the search or filters: { message, code }, or null. */
+  searchError: null,
   /** Orders placed from this page: id -> { id, token, clickedAt, visibility, ms, ... }. */
   placed: new Map(),
   /** Order ids with a cancel or ship in flight. */
@@ -201,25 +220,95 @@ function commandId() {
 let ordersSeq = 0;
 let ordersApplied = 0;
 
-/** Re-reads the newest orders; an answer older than one already shown is dropped. */
+/** The search and filters as the form holds them now. */
+function criteria() {
+  return {
+    search: ui.search.value.trim() === '' ? null : ui.search.value,
+    status: ui.statusFilter.value || null,
+    from: ui.placedFrom.value || null,
+    to: ui.placedTo.value || null,
+  };
+}
+
+function isActive(c) {
+  return Boolean(c && (c.search || c.status || c.from || c.to));
+}
+
+/** Local midnight of a `YYYY-MM-DD` day (what a date input holds), plus `days`. */
+function dayStart(day, days = 0) {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(y, m - 1, d + days).toISOString();
+}
+
+/** The `orders` arguments for the criteria: the "to" day is included whole. */
+function ordersVariables(c) {
+  const filter = {};
+  if (c.status) filter.status = { eq: c.status };
+  if (c.from || c.to) {
+    filter.placedAt = {};
+    if (c.from) filter.placedAt.gte = dayStart(c.from);
+    if (c.to) filter.placedAt.lt = dayStart(c.to, 1);
+  }
+  return { search: c.search, filter: Object.keys(filter).length ? filter : null, withCount: isActive(c) };
+}
+
+/** Re-reads the newest orders under the form's search and filters; an
+ * answer older than one already shown is dropped, so a slow answer to an
+ * earlier keystroke never overwrites a newer one. */
 async function fetchOrders(consistentWith = null) {
   const seq = ++ordersSeq;
   const mine = session;
+  const asked = criteria();
   try {
-    const data = await gql(ORDERS_QUERY, { consistentWith });
-    if (mine !== session || seq < ordersApplied) return;
+    const data = await gql(ORDERS_QUERY, { consistentWith, ...ordersVariables(asked) });
+    if (mine !== session) return;
+    if (seq < ordersApplied) {
+      // An answer to an earlier keystroke, overtaken by a newer one: dropped.
+      ui.orders.dataset.dropped = String(Number(ui.orders.dataset.dropped ?? 0) + 1);
+      return;
+    }
     ordersApplied = seq;
     state.orders = data.orders.nodes;
     state.ordersLoaded = true;
+    state.shownCriteria = asked;
+    state.totalCount = data.orders.totalCount ?? null;
+    state.searchError = null;
     for (const o of state.orders) {
       const mine = state.placed.get(o.id);
       if (mine) mine.listed = true;
     }
     render();
   } catch (e) {
-    if (mine === session) showErrors('orders', e);
+    if (mine !== session || seq < ordersApplied) return;
+    const refused = e instanceof BoardError && e.errors.find((x) => x.code === 'VALIDATION');
+    if (refused && isActive(asked)) {
+      // The user's own input was refused: say why next to the search box.
+      ordersApplied = seq;
+      state.searchError = refused;
+      render();
+      return;
+    }
+    showErrors('orders', e);
   }
 }
+
+let searchTimer = null;
+
+/** Search as you type: one read once the typing pauses for SEARCH_DEBOUNCE_MS. */
+function searchSoon(delay = SEARCH_DEBOUNCE_MS) {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    searchTimer = null;
+    fetchOrders();
+  }, delay);
+}
+
+ui.search.addEventListener('input', () => searchSoon());
+for (const input of [ui.statusFilter, ui.placedFrom, ui.placedTo]) input.addEventListener('change', () => searchSoon(0));
+ui.searchForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  searchSoon(0);
+});
 
 let refreshTimer = null;
 let refreshRunning = false;
@@ -741,11 +830,13 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-/** Server rows first merged with what this page knows; placed orders not yet listed on top. */
+/** Server rows first merged with what this page knows; placed orders not yet listed on top
+ * (under a search or filter only while pending: once visible, the server says whether it matches). */
 function rows() {
   const listed = new Set(state.orders.map((o) => o.id));
+  const searching = isActive(state.shownCriteria);
   const unlisted = [...state.placed.values()]
-    .filter((o) => !listed.has(o.id) && (o.visibility === 'pending' || !o.listed))
+    .filter((o) => !listed.has(o.id) && (o.visibility === 'pending' || (!o.listed && !searching)))
     .sort((a, b) => b.clickedAt - a.clickedAt)
     .map((o) => ({ ...o, status: 'PLACED', local: true }));
   return [...unlisted, ...state.orders.map((o) => ({ ...o, ...pick(state.placed.get(o.id)) }))];
@@ -759,11 +850,52 @@ function render() {
   const items = rows().map(renderOrder);
   ui.orders.replaceChildren(...items);
   const signedOut = state.auth === 'anonymous' || state.auth === 'refused';
-  ui.ordersEmpty.textContent = signedOut ? 'Sign in with a token to see orders.' : 'No orders yet.';
+  const searching = isActive(state.shownCriteria);
+  ui.ordersEmpty.textContent = signedOut
+    ? 'Sign in with a token to see orders.'
+    : searching
+      ? 'No orders match the search and filters.'
+      : 'No orders yet.';
+  renderSearchStatus(searching);
+  // What the shown list answers (the browser tests wait on these).
+  const shown = state.shownCriteria ?? {};
+  Object.assign(ui.orders.dataset, {
+    search: shown.search ?? '',
+    status: shown.status ?? '',
+    placedFrom: shown.from ?? '',
+    placedTo: shown.to ?? '',
+    answers: String(ordersApplied),
+  });
   ui.ordersEmpty.hidden = !(signedOut || (state.ordersLoaded && items.length === 0));
   const pending = [...state.placed.values()].filter((o) => o.visibility === 'pending').length;
   ui.ordersMeta.textContent = pending ? `${pending} pending` : '';
   ui.ordersMeta.dataset.pending = String(pending);
+}
+
+/** The match count, or why the search was refused. */
+function renderSearchStatus(searching) {
+  const s = ui.searchStatus;
+  if (state.searchError) {
+    s.dataset.state = 'error';
+    s.replaceChildren(
+      el('strong', { textContent: 'Search refused: ' }),
+      el('span', { textContent: state.searchError.message, dataset: { testid: 'search-error' } }),
+      ' ',
+      el('code', { className: 'error-code', textContent: state.searchError.code }),
+    );
+    return;
+  }
+  if (searching && state.totalCount !== null) {
+    const n = state.totalCount;
+    s.dataset.state = 'counted';
+    s.dataset.count = String(n);
+    const shown = Math.min(n, state.orders.length);
+    s.textContent = `${n} matching ${n === 1 ? 'order' : 'orders'}${n > shown ? ` (newest ${shown} shown)` : ''}`;
+    return;
+  }
+  s.dataset.state = 'idle';
+  delete s.dataset.count;
+  s.textContent = '';
 }
 
 function renderOrder(o) {
