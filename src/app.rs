@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::catalog::Mode;
 use crate::command::CommandService;
+use crate::db::reach::{Outlook, Transient};
 use crate::db::replica::ReplicaSet;
 use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
 use crate::export::Exporter;
@@ -33,45 +34,76 @@ use crate::query::ReadModel;
 use crate::settings::Settings;
 use crate::token::LogPosition;
 
-/// Why the service could not start (printed as one line).
+/// Why the service could not start: each variant keeps its cause as its
+/// `source()` (printed by `main` as `caused by:` lines), and
+/// [`StartError::outlook`] says whether it may clear by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("cannot apply migrations to {url}: {source}")]
-    Migrate { url: String, source: sea_orm::DbErr },
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error("cannot apply migrations to {url}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sea_orm::DbErr,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("start-up failed: {0}")]
+    #[error("start-up failed")]
     Database(#[from] sea_orm::DbErr),
-    #[error("an inline projection could not catch up: {0}")]
+    #[error("an inline projection could not catch up")]
     CatchUp(#[from] crate::projection::runtime::StepError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+    #[error("server error")]
+    Serve(#[source] std::io::Error),
     #[error("start-up cancelled: shutdown was requested before the database could be reached")]
     Cancelled,
 }
 
 impl StartError {
-    /// A database that cannot be reached (yet): worth waiting for at
-    /// start-up, unlike a bad URL or configuration.
-    pub fn is_unreachable(&self) -> bool {
+    /// Whether the failure may clear by itself (a refused connection, a
+    /// time-out, a server starting up or out of connection slots: `serve`
+    /// waits for it) or needs a person (a missing database, file or
+    /// directory, bad credentials, a bad URL or configuration: every
+    /// command exits at once). Decided on the typed cause (see
+    /// [`crate::db::reach`]), never on its message.
+    pub fn outlook(&self) -> Outlook {
+        use crate::projection::runtime::{Pause, StepError};
         match self {
-            Self::Connect(ConnectError::Unreachable { .. }) => true,
-            Self::Migrate { source, .. } | Self::Database(source) => {
-                crate::db::classify(source) == crate::db::DbFailure::Unavailable
+            Self::Connect(e) => e.outlook(),
+            Self::Migrate { source, .. } | Self::Database(source) => crate::db::reach::of_db(source),
+            Self::CatchUp(StepError::Database(e)) => crate::db::reach::of_db(e),
+            Self::CatchUp(e) if e.pause() == Pause::Outage => Outlook::MayClear(Transient::TimedOut),
+            Self::CatchUp(_) | Self::Bind { .. } | Self::Config(_) | Self::Serve(_) | Self::Cancelled => {
+                Outlook::NeedsOperator
             }
-            Self::CatchUp(e) => e.pause() == crate::projection::runtime::Pause::Outage,
-            _ => false,
         }
     }
 }
 
+/// The warning of open development mode, printed once by `serve` (the only
+/// command that serves requests), before it reaches its database.
+fn warn_if_open(settings: &Settings) {
+    let open = crate::auth::Authenticator::from_settings(&settings.identity).is_ok_and(|auth| auth.is_open());
+    if open && settings.role.serves_api() {
+        tracing::warn!(
+            "OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server. \
+             To see what a customer sees, send `Twofold-Role: customer` and `Twofold-Customer-Id: <id>` \
+             (or `Twofold-Role: anonymous`); a role can be narrowed, never widened"
+        );
+    }
+}
+
 /// Starts the service ([`start_patiently`]) while answering on `listener`
-/// at once: `/healthz` 200, `/readyz` 503 naming what start-up waits for,
-/// anything else 503 `UNAVAILABLE` (see `crate::http::starting`). Returns
+/// at once: `/healthz` 200, `/readyz` 503 naming the kind of database
+/// start-up waits for (never its address), anything else 503
+/// `UNAVAILABLE` (see `crate::http::starting`). Warns once, first, when the
+/// service will run in open development mode. Returns
 /// the services and the same listening socket, for [`serve`] to take over
 /// (connections that arrive in between wait in its backlog).
 pub async fn start_answering(
@@ -84,8 +116,8 @@ pub async fn start_answering(
     let socket = listener.into_std().map_err(bind_error)?;
     let early = TcpListener::from_std(socket.try_clone().map_err(bind_error)?).map_err(bind_error)?;
     let listener = TcpListener::from_std(socket).map_err(bind_error)?;
-    let starting =
-        crate::http::starting::Starting::new(format!("the database {}", crate::db::redact(&settings.database_url)));
+    warn_if_open(settings);
+    let starting = crate::http::starting::Starting::new(crate::db::reach::kind(&settings.database_url));
     let handover = CancellationToken::new();
     let early_server = {
         let (router, handover) = (crate::http::starting::router(starting.clone()), handover.clone());
@@ -101,10 +133,13 @@ pub async fn start_answering(
     Ok((started?, listener))
 }
 
-/// [`start`], again and again while the database cannot be reached (with
-/// back-off and jitter, each try logged with its cause and recorded in
-/// `starting` for `/readyz`), until it starts, `settings.startup_timeout`
-/// passes, or `shutdown` is asked for. Any other failure ends it at once.
+/// [`start`], again and again while its failure may clear by itself (a
+/// refused connection, a time-out, a server starting up or out of
+/// connection slots: see [`StartError::outlook`]), with back-off and
+/// jitter, each try logged with its whole chain of causes and recorded in
+/// `starting` for `/readyz` (in a few words, with no address), until it
+/// starts, `settings.startup_timeout` passes, or `shutdown` is asked for.
+/// A failure that needs a person ends it at once.
 pub async fn start_patiently(
     settings: &Settings,
     starting: &crate::http::starting::Starting,
@@ -115,26 +150,31 @@ pub async fn start_patiently(
     let mut backoff =
         crate::backoff::Backoff::new(std::time::Duration::from_millis(100), std::time::Duration::from_secs(1));
     loop {
-        match start(settings).await {
+        let e = match start(settings).await {
             Ok(services) => {
                 if backoff.failures() > 0 {
                     tracing::info!(tries = backoff.failures() + 1, "the database is reachable: started");
                 }
                 return Ok(services);
             }
-            Err(e) if e.is_unreachable() => {
-                if settings.startup_timeout.is_some_and(|limit| began.elapsed() >= limit) {
-                    return Err(e);
-                }
-                let pause = backoff.next_pause();
-                starting.failed(&e.to_string());
-                tracing::warn!(attempt = backoff.failures(), error = %e, retry_in_ms = pause.as_millis() as u64, "cannot start yet: the database is not reachable; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(StartError::Cancelled),
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
-            Err(e) => return Err(e),
+            Err(e) => e,
+        };
+        let Outlook::MayClear(cause) = e.outlook() else { return Err(e) };
+        if settings.startup_timeout.is_some_and(|limit| began.elapsed() >= limit) {
+            return Err(e);
+        }
+        let pause = backoff.next_pause();
+        starting.failed(cause.describe());
+        tracing::warn!(
+            attempt = backoff.failures(),
+            error = %crate::failure::Chain(&e),
+            retry_in_ms = pause.as_millis() as u64,
+            "cannot start yet ({}); retrying",
+            cause.describe()
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(StartError::Cancelled),
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -230,29 +270,70 @@ async fn validate_trusted(api: &Api) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Applies migrations to the write database and, when separate, the read database.
-pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Result<(), StartError> {
-    let write = Db::connect(database_url, 2).await?;
-    migrate_db(&write).await?;
-    if let Some(read_url) = read_database_url.filter(|u| *u != database_url) {
-        migrate_db(&Db::connect(read_url, 2).await?).await?;
+/// What `migrate` did to one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The database, its URL redacted.
+    pub url: String,
+    /// The migrations applied now, in order (none: the schema was current).
+    pub applied: Vec<String>,
+    /// How many migrations the schema has in all.
+    pub known: usize,
+}
+
+impl std::fmt::Display for Migrated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.applied.is_empty() {
+            write!(f, "{}: the schema is current ({} migrations, none pending)", self.url, self.known)
+        } else {
+            write!(
+                f,
+                "{}: applied {} of {} migrations: {}",
+                self.url,
+                self.applied.len(),
+                self.known,
+                self.applied.join(", ")
+            )
+        }
     }
-    Ok(())
+}
+
+/// Applies migrations to the write database and, when separate, the read
+/// database; says what it applied to each.
+pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Result<Vec<Migrated>, StartError> {
+    let write = Db::connect(database_url, 2).await?;
+    let mut done = vec![migrate_db(&write).await?];
+    if let Some(read_url) = read_database_url.filter(|u| *u != database_url) {
+        done.push(migrate_db(&Db::connect(read_url, 2).await?).await?);
+    }
+    Ok(done)
 }
 
 /// Applies pending migrations. On PostgreSQL under an advisory lock: when
 /// several instances start together on a fresh database, one applies the
 /// migrations and the others wait, then find them applied (without it, two
 /// concurrent `CREATE TABLE`s collide in PostgreSQL's catalog).
-async fn migrate_db(db: &Db) -> Result<(), StartError> {
-    let fail = |source: sea_orm::DbErr| StartError::Migrate { url: crate::db::redact(&db.url), source };
+async fn migrate_db(db: &Db) -> Result<Migrated, StartError> {
+    let url = crate::db::redact(&db.url);
+    let fail = |source: sea_orm::DbErr| StartError::Migrate { url: url.clone(), source };
     let lock =
         if db.is_postgres() { Some(crate::db::MigrationLock::acquire(&db.url).await.map_err(fail)?) } else { None };
-    let applied = Migrator::up(&db.conn, None).await.map_err(fail);
+    let applied = async {
+        let pending: Vec<String> =
+            Migrator::get_pending_migrations(&db.conn).await?.iter().map(|m| m.name().to_owned()).collect();
+        Migrator::up(&db.conn, None).await?;
+        Ok(pending)
+    }
+    .await
+    .map_err(fail);
     if let Some(lock) = lock {
         lock.release().await;
     }
-    applied
+    let applied = applied?;
+    if !applied.is_empty() {
+        tracing::info!(database = %url, migrations = %applied.join(", "), "applied {} migrations", applied.len());
+    }
+    Ok(Migrated { url, applied, known: Migrator::migrations().len() })
 }
 
 /// The read replicas (`--replica-url`), when given: hot standbys of the
@@ -281,13 +362,6 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
             .map_err(StartError::Config)?,
         catalog_max_age: settings.catalog_max_age,
     };
-    if auth.is_open() && settings.role.serves_api() {
-        tracing::warn!(
-            "OPEN DEVELOPMENT MODE: no --jwt-secret or --jwks-file, so every request acts as staff; never expose this server. \
-             To see what a customer sees, send `Twofold-Role: customer` and `Twofold-Customer-Id: <id>` \
-             (or `Twofold-Role: anonymous`); a role can be narrowed, never widened"
-        );
-    }
     match &settings.export {
         Some(export) => export.validate().map_err(StartError::Config)?,
         None if settings.role == crate::catalog::Role::Exporter => {

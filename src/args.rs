@@ -423,13 +423,25 @@ fn parse_pair<T: ValueEnum + Clone + Send + Sync + 'static>(
     known: &[&str],
     what: &str,
 ) -> Result<(String, T), String> {
-    let (name, value) = s.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, got '{s}'"))?;
-    let name = name.trim();
+    let values: Vec<String> =
+        T::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|v| v.get_name().to_owned()).collect();
+    let (name, value) = s.split_once('=').ok_or_else(|| {
+        format!("expected NAME=VALUE, got '{s}' (names: {}; values: {})", known.join(", "), values.join(", "))
+    })?;
+    let (name, value) = (name.trim(), value.trim());
+    // Both halves are checked, so one message names everything that is wrong.
+    let mut wrong = Vec::new();
     if !known.contains(&name) {
-        return Err(format!("unknown {what} '{name}'; known: {}", known.join(", ")));
+        wrong.push(format!("unknown {what} '{name}'; known: {}", known.join(", ")));
     }
-    let value = T::from_str(value.trim(), true).map_err(|e| format!("'{}': {e}", value.trim()))?;
-    Ok((name.to_owned(), value))
+    let parsed = T::from_str(value, true);
+    if parsed.is_err() {
+        wrong.push(format!("'{value}' is not one of {}", values.join(", ")));
+    }
+    match parsed {
+        Ok(value) if wrong.is_empty() => Ok((name.to_owned(), value)),
+        _ => Err(wrong.join("; ")),
+    }
 }
 
 /// A JetStream stream name: 1-64 characters of A-Z, a-z, 0-9, `_` and `-`.

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod reach;
 pub mod replica;
 
 /// `application_name` of projector sessions on PostgreSQL (see [`Db::for_projectors`]).
@@ -81,13 +82,59 @@ impl std::ops::Deref for WriteTxn {
     }
 }
 
-/// Why a database could not be opened; printed as one line at start-up.
+/// Why a database could not be opened (the URL redacted), with the
+/// driver's own error as its cause: [`ConnectError::outlook`] tells whether
+/// it may clear by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("unsupported database URL '{0}': use sqlite://FILE?mode=rwc or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
-    #[error("cannot connect to {url}: {source}")]
-    Unreachable { url: String, source: DbErr },
+    /// The first connection, made directly, failed: refused, timed out, a
+    /// missing database, file or directory, bad credentials…
+    #[error("cannot connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The pool on it could not be opened.
+    #[error("cannot open a connection pool on {url}")]
+    Pool {
+        url: String,
+        #[source]
+        source: DbErr,
+    },
+}
+
+impl ConnectError {
+    /// Whether the failure may clear by itself (see [`reach`]).
+    pub fn outlook(&self) -> reach::Outlook {
+        reach::outlook(self)
+    }
+}
+
+/// One connection made directly, not through a pool (whose wait for a
+/// connection would hide why none came, as "pool timed out"), and closed:
+/// the driver's own error at once, or a time-out after `timeout`.
+async fn probe(url: &str, timeout: Duration, application_name: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let timed_out = |_| {
+        let message = format!("no connection within {} ms", timeout.as_millis());
+        sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
+    };
+    if url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+        let conn = tokio::time::timeout(timeout, sqlx::sqlite::SqliteConnection::connect_with(&options))
+            .await
+            .map_err(timed_out)??;
+        conn.close().await
+    } else {
+        let options = url.parse::<sqlx::postgres::PgConnectOptions>()?.application_name(application_name);
+        let conn = tokio::time::timeout(timeout, sqlx::postgres::PgConnection::connect_with(&options))
+            .await
+            .map_err(timed_out)??;
+        conn.close().await
+    }
 }
 
 /// How a pool is sized and how long a caller waits for one of its connections.
@@ -134,17 +181,23 @@ impl Db {
     /// blocked view never holds back the others.
     pub const PROJECTOR_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 
-    /// Opens a pool on `url`, its PostgreSQL sessions named `application_name`.
+    /// Opens a pool on `url`, its PostgreSQL sessions named
+    /// `application_name`, after one direct connection (see [`probe`]), so
+    /// that a failure names its cause at once.
     pub async fn open(url: &str, pool: PoolOptions, application_name: &str) -> Result<Self, ConnectError> {
         let is_sqlite = url.starts_with("sqlite:");
         if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(ConnectError::UnsupportedUrl(redact(url)));
         }
+        let connect_timeout = Duration::from_secs(5).min(pool.acquire_timeout.max(Duration::from_millis(500)));
+        probe(url, connect_timeout, application_name)
+            .await
+            .map_err(|source| ConnectError::Connect { url: redact(url), source })?;
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(if is_sqlite { pool.max_connections.min(8) } else { pool.max_connections })
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5).min(pool.acquire_timeout.max(Duration::from_millis(500))))
+            .connect_timeout(connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
             .sqlx_logging(false);
         if is_sqlite {
@@ -172,10 +225,9 @@ impl Db {
             });
             options.map_sqlx_postgres_pool_opts(|o| o.acquire_slow_level(log::LevelFilter::Off));
         }
-        let conn = SeaDatabase::connect(options)
-            .await
-            .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
-        conn.ping().await.map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
+        let conn =
+            SeaDatabase::connect(options).await.map_err(|source| ConnectError::Pool { url: redact(url), source })?;
+        conn.ping().await.map_err(|source| ConnectError::Pool { url: redact(url), source })?;
         Ok(Self {
             conn,
             url: url.to_owned(),
@@ -202,9 +254,8 @@ impl Db {
             // A rebuild's replay transactions never append events either.
             options.map_sqlx_postgres_opts(|o| o.application_name(PROJECTOR_APPLICATION));
         }
-        let conn = SeaDatabase::connect(options)
-            .await
-            .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
+        let conn =
+            SeaDatabase::connect(options).await.map_err(|source| ConnectError::Pool { url: redact(url), source })?;
         Ok(Self { conn, url: url.to_owned(), sqlite_writer: None, slot_deadline: Duration::from_secs(60) })
     }
 

@@ -1,5 +1,6 @@
 //! The `twofold` binary: parse the command line, set up logging, hand over
-//! to the library (`twofold::cli`). Errors print one line and exit non-zero.
+//! to the library (`twofold::cli`). An error prints `error: …` and a
+//! `caused by: …` line for each cause, and exits non-zero.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 use std::process::ExitCode;
 
@@ -44,7 +45,8 @@ fn init_tracing(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let tracing = match init_tracing(cli.log_format(), cli.traces().as_ref()) {
+    let format = cli.log_format();
+    let tracing = match init_tracing(format, cli.traces().as_ref()) {
         Ok(tracing) => tracing,
         Err(e) => {
             eprintln!("twofold: {e}");
@@ -59,7 +61,12 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("twofold: {e}");
+            if format == LogFormat::Json {
+                // The JSON log carries the whole chain too.
+                let causes = twofold::failure::causes(&e);
+                tracing::error!(error = %twofold::failure::Chain(&e), ?causes, "twofold stopped");
+            }
+            eprintln!("{}", twofold::failure::Report(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,8 @@
 //! The operator commands, above the wiring (`crate::app`): `twofold
 //! migrate`, `rebuild`, `projections`, `demo-data` and `dead-letters`.
 //! Progress goes to stderr (a bar on a terminal, plain lines otherwise);
-//! results go to stdout. Each returns [`CliError`], printed as one line.
+//! results go to stdout. Each returns [`CliError`], which keeps its cause
+//! (`main` prints the error, then each cause on a `caused by:` line).
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,15 +24,17 @@ use crate::projection::dead_letters;
 use crate::projection::rebuild::{self, RebuildOptions};
 use crate::token::LogPosition;
 
-/// Why an operator command failed (printed as one line).
+/// Why an operator command failed, with its cause as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sea_orm::DbErr),
+    #[error("rebuild failed")]
+    Rebuild(#[from] rebuild::RebuildError),
     #[error("{0}")]
     Failed(String),
 }
@@ -103,9 +106,13 @@ pub fn token(args: &crate::args::TokenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Applies migrations to the write database and, when separate, the read database.
+/// Applies migrations to the write database and, when separate, the read
+/// database, and says what it applied (or that the schema was current).
 pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Result<(), CliError> {
-    Ok(crate::app::migrate(database_url, read_database_url).await?)
+    for migrated in crate::app::migrate(database_url, read_database_url).await? {
+        println!("migrate {migrated}");
+    }
+    Ok(())
 }
 
 /// A progress display: a bar on a terminal, a line a second otherwise.
@@ -171,9 +178,8 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), CliError> {
     let options =
         RebuildOptions { projections, until, copy_name: args.copy_name.clone(), batch_size: args.batch_size.max(1) };
     let mut reporter = Reporter::new("rebuild", "events");
-    let reports = rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed))
-        .await
-        .map_err(|e| CliError::Failed(format!("rebuild failed: {e}")))?;
+    let reports =
+        rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed)).await?;
     reporter.finish();
     for r in &reports {
         println!(

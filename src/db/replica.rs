@@ -181,7 +181,7 @@ impl ReplicaSet {
             options.map_sqlx_postgres_pool_opts(|o| o.acquire_slow_level(log::LevelFilter::Off));
             let conn = SeaDatabase::connect(options)
                 .await
-                .map_err(|source| ConnectError::Unreachable { url: redact(url), source })?;
+                .map_err(|source| ConnectError::Pool { url: redact(url), source })?;
             conns.push(conn);
         }
         let status = urls

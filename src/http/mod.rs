@@ -49,6 +49,7 @@ pub use state::{Endpoints, HttpLimits};
 pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: TaskTracker) -> Router {
     let max_body_bytes = endpoints.limits.max_body_bytes;
     let cors = web::cors(&endpoints.web);
+    let web_settings = endpoints.web.clone();
     let state = AppState::new(endpoints, shutdown, connections);
     // Layers run outside in, from the last one added: nosniff on every
     // answer; preflight statuses; CORS; response compression; request
@@ -71,6 +72,8 @@ pub fn router(endpoints: Endpoints, shutdown: CancellationToken, connections: Ta
     if let Some(cors) = cors {
         router = router.layer(cors).layer(axum::middleware::from_fn(web::preflight_status));
     }
+    // Outside CORS: an origin that may not call is refused before anything runs.
+    router = router.layer(axum::middleware::from_fn_with_state(web_settings, web::origin_guard));
     router.layer(axum::middleware::from_fn(web::nosniff)).layer(axum::middleware::from_fn(traced)).with_state(state)
 }
 

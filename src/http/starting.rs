@@ -1,10 +1,12 @@
 //! What the server answers while it starts: it binds its address first and
 //! answers there at once, so an orchestrator sees a live process
 //! (`/healthz` 200) that is not ready yet (`/readyz` 503, naming what it
-//! waits for: the database it cannot reach, with the last error and the
-//! number of tries). Every other path gets 503 `UNAVAILABLE` with
-//! `Retry-After`. Once the service has started, the real router takes the
-//! same listening socket over.
+//! waits for: the kind of database it cannot reach, why in a few words,
+//! and the number of tries). Every other path gets 503 `UNAVAILABLE` with
+//! `Retry-After`. Anyone may ask, so nothing here names the database's
+//! host, port, name or path (the log does, for the operator). Once the
+//! service has started, the real router takes the same listening socket
+//! over.
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,25 +24,21 @@ pub struct Starting {
 
 struct Progress {
     since: Instant,
-    waiting_for: String,
+    /// `sqlite` or `postgres`.
+    database: &'static str,
     attempts: u64,
     last_error: Option<String>,
 }
 
 impl Starting {
-    /// Waiting for `what` (e.g. the database, its URL redacted).
-    pub fn new(what: impl Into<String>) -> Self {
+    /// Waiting for a database of this kind (`sqlite`, `postgres`).
+    pub fn new(database: &'static str) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Progress {
-                since: Instant::now(),
-                waiting_for: what.into(),
-                attempts: 0,
-                last_error: None,
-            })),
+            inner: Arc::new(Mutex::new(Progress { since: Instant::now(), database, attempts: 0, last_error: None })),
         }
     }
 
-    /// A try failed with `error`.
+    /// A try failed with `error`: a few words that name no address.
     pub fn failed(&self, error: &str) {
         let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         p.attempts += 1;
@@ -51,7 +49,8 @@ impl Starting {
         let p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         json!({
             "status": "starting",
-            "waitingFor": p.waiting_for,
+            "waitingFor": "database",
+            "database": p.database,
             "attempts": p.attempts,
             "lastError": p.last_error,
             "secondsStarting": p.since.elapsed().as_secs_f64(),
@@ -71,8 +70,8 @@ pub fn router(starting: Starting) -> Router {
 fn not_yet(starting: &Starting) -> Response {
     let waiting = starting.body();
     let message = format!(
-        "the service is starting: waiting for {}; retry shortly",
-        waiting["waitingFor"].as_str().unwrap_or("its database")
+        "the service is starting: waiting for its {} database; retry shortly",
+        waiting["database"].as_str().unwrap_or("")
     );
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": "UNAVAILABLE" } }] });
     (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("1"))], Json(body))

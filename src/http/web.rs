@@ -1,5 +1,6 @@
-//! The web platform around the API: CORS (and the same origin rule for
-//! WebSocket upgrades), compression both ways, conditional GETs keyed by
+//! The web platform around the API: CORS (a request from an origin that is
+//! neither the server's own nor allowed is refused with 403 before anything
+//! runs, WebSocket upgrades included), compression both ways, conditional GETs keyed by
 //! the read model, and the headers every response carries.
 //!
 //! **Conditional GET.** A query sent by GET whose root fields read only
@@ -111,35 +112,61 @@ pub fn cors(settings: &WebSettings) -> Option<CorsLayer> {
     )
 }
 
-/// Preflights: 204 for an allowed origin (the CORS layer answers 200), 403
-/// with a reason for any other. Installed outside the CORS layer.
+/// Preflights from an allowed origin: 204 (the CORS layer answers 200).
+/// Installed outside the CORS layer; [`origin_guard`] has already refused
+/// every other origin.
 pub async fn preflight_status(request: Request, next: Next) -> Response {
     let preflight = request.method() == Method::OPTIONS
         && request.headers().contains_key(header::ORIGIN)
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let mut response = next.run(request).await;
-    if preflight {
-        if response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-            *response.status_mut() = StatusCode::NO_CONTENT;
-        } else {
-            return (StatusCode::FORBIDDEN, "this origin may not call the API (see --cors-origin)").into_response();
-        }
+    if preflight && response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
 }
 
-/// Whether a WebSocket upgrade may proceed: no `Origin` (not a browser),
-/// the page's own origin, or an allowed one. Anything else is cross-site
-/// WebSocket hijacking (a page on another site riding the user's
-/// credentials) and gets 403 before the upgrade.
-pub fn websocket_origin_allowed(settings: &WebSettings, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return headers.get(header::ORIGIN).is_none();
-    };
+/// Whether a request may proceed: no `Origin` (not a browser), the
+/// server's own origin (`Sec-Fetch-Site: same-origin`, or an `Origin` whose
+/// host and port are the `Host` asked for: GraphiQL and the board), or an
+/// allowed one (`--cors-origin`).
+pub fn origin_allowed(settings: &WebSettings, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let same_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"same-origin");
     let same_origin = headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|host| {
         origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
     });
-    same_origin || settings.cors.allows(origin)
+    same_site || same_origin || settings.cors.allows(origin)
+}
+
+/// Whether a WebSocket upgrade may proceed: the same rule as every other
+/// request ([`origin_allowed`]). Anything else is cross-site WebSocket
+/// hijacking (a page on another site riding the user's credentials) and
+/// gets 403 before the upgrade.
+pub fn websocket_origin_allowed(settings: &WebSettings, headers: &HeaderMap) -> bool {
+    origin_allowed(settings, headers)
+}
+
+/// Refuses, before anything runs, a request whose `Origin` is present and
+/// not allowed ([`origin_allowed`]): 403 with a GraphQL error
+/// (`FORBIDDEN`). A preflight from it is refused the same way, so a
+/// browser never sends the request itself; one that does not preflight (a
+/// form, a "simple" POST) is refused here, so no mutation runs.
+pub async fn origin_guard(
+    axum::extract::State(settings): axum::extract::State<WebSettings>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if origin_allowed(&settings, request.headers()) {
+        return next.run(request).await;
+    }
+    let origin = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
+    let upgrade = request.headers().contains_key(header::UPGRADE);
+    let what = if upgrade { "may not open a WebSocket here" } else { "may not call the API" };
+    let message = format!("the origin {origin} {what} (see --cors-origin)");
+    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": crate::graphql::error::FORBIDDEN } }] });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
 }
 
 /// Gzip and brotli for responses of 1 KiB or more, by `Accept-Encoding`.

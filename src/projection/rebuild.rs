@@ -48,7 +48,7 @@ pub fn reports_now(reported_at: Option<chrono::DateTime<chrono::Utc>>, now: chro
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("unknown projection '{0}'")]
+    #[error("unknown projection '{0}'; known: {known}", known = crate::catalog::View::names().join(", "))]
     UnknownProjection(String),
     #[error(
         "the exporter ({}) cannot be rebuilt: what it published stays published; it goes on from its checkpoint",

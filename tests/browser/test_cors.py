@@ -283,6 +283,18 @@ def preflight(api, origin):
         connection.close()
 
 
+def post_from(api, origin, query):
+    """A POST that skips the preflight (as a form or a script outside a browser would): (status, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        body = json.dumps({"query": query})
+        connection.request("POST", "/graphql", body=body, headers={"Origin": origin, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        connection.close()
+
+
 def upgrade(api, origin):
     """A graphql-transport-ws upgrade with `Origin: origin`: the first message
     after connection_init, or the refusal (status, body)."""
@@ -361,6 +373,16 @@ def test_another_origin_is_refused_both_fetch_and_websocket(open_page, cors):
     assert status == 403, (status, headers, body)
     assert "access-control-allow-origin" not in headers
     assert "may not call the API" in body
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
     status, body = upgrade(api, other)
     assert status == 403, (status, body)
     assert "may not open a WebSocket" in body
+
+    # A mutation sent without a preflight is refused before it runs.
+    sneaky = f"sneaky.{uuid.uuid4().hex[:8]}@example.com"
+    mutation = 'mutation { registerCustomer(input: { name: "Sneaky", email: "%s" }) { id } }' % sneaky
+    status, headers, body = post_from(api, other, mutation)
+    assert status == 403, (status, body)
+    assert "access-control-allow-origin" not in headers
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+    assert sneaky not in emails(api)

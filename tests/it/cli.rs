@@ -1,5 +1,7 @@
-//! The binary: start-up errors are one clear line and a non-zero exit;
-//! SIGTERM lets in-flight requests finish; `schema` prints the SDL.
+//! The binary: start-up errors name their cause (`error: …`, then
+//! `caused by: …`) and exit non-zero at once unless they may clear by
+//! themselves (then `serve` retries, logging the cause); SIGTERM lets
+//! in-flight requests finish; `schema` prints the SDL.
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,11 +15,131 @@ fn twofold(args: &[&str]) -> std::process::Output {
 }
 
 fn one_error_line(output: &std::process::Output) -> String {
+    let stderr = error_report(output);
+    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
+    stderr
+}
+
+/// The error `main` printed: `error: …`, then a `  caused by: …` line per cause.
+fn error_report(output: &std::process::Output) -> String {
     assert!(!output.status.success(), "expected a failure");
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    assert_eq!(stderr.lines().count(), 1, "one line, got: {stderr}");
-    assert!(stderr.starts_with("twofold: "), "{stderr}");
-    stderr
+    // Log lines (at the level the test asked for) come first; the report ends the output.
+    let start = stderr.rfind("\nerror: ").map_or(0, |i| i + 1);
+    let report = stderr[start..].to_owned();
+    assert!(report.starts_with("error: "), "{stderr}");
+    assert!(report.lines().skip(1).all(|l| l.starts_with("  caused by: ")), "{stderr}");
+    report
+}
+
+/// `twofold <args>` in `dir`, logging at `warn`: its output and how long it took.
+fn timed(args: &[&str], dir: &std::path::Path) -> (std::process::Output, Duration) {
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run twofold");
+    (output, started.elapsed())
+}
+
+/// A database that cannot come back without a person (a SQLite file that
+/// does not exist without `?mode=rwc`, code 14; a directory that does not
+/// exist; a PostgreSQL database that does not exist, `3D000`): `serve`
+/// exits within 2 s, naming the cause, instead of retrying for ever.
+#[test]
+fn a_database_that_cannot_clear_by_itself_ends_serve_at_once_with_its_cause() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing_dir = format!("sqlite://{}?mode=rwc", dir.path().join("no/such/dir/t.db").display());
+    let mut cases = vec![
+        ("sqlite://nonexist.db".to_owned(), "unable to open database file"),
+        (missing_dir, "unable to open database file"),
+    ];
+    if let Ok(pg) = std::env::var("TWOFOLD_TEST_PG_URL") {
+        cases.push((format!("{}/doesnotexist", pg.trim_end_matches('/')), "does not exist"));
+    }
+    for (url, cause) in cases {
+        let (output, took) = timed(&["serve", "--bind", "127.0.0.1:0", "--database-url", &url], dir.path());
+        let report = error_report(&output);
+        assert!(took < Duration::from_secs(2), "{url}: took {took:?}");
+        assert!(report.contains("cannot connect to"), "{report}");
+        assert!(report.contains(cause), "{url}: {report}");
+        assert!(!report.contains("retrying"), "{report}");
+    }
+    assert!(!dir.path().join("nonexist.db").exists(), "no file was created");
+}
+
+/// A refused connection may clear: `serve` keeps trying, each try's log
+/// line naming the real cause (never a pool time-out); the open-mode
+/// banner is printed once; `/readyz` (and every other path) tells anyone
+/// the database's kind, never its host, port or name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_database_is_retried_with_its_cause_and_readyz_names_only_its_kind() {
+    let url = "postgres://postgres:secret@127.0.0.1:1/hidden_name";
+    let mut server = Server::start_early(&["--database-url", url]).await;
+    server.wait_for_log("Connection refused", 2).await;
+    let client = http_client();
+    let ready = client.get(format!("{}/readyz", server.base)).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.expect("body");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["status"], "starting", "{body}");
+    assert_eq!(body["database"], "postgres", "{body}");
+    assert_eq!(body["lastError"], "connection refused", "{body}");
+    let other = client.get(format!("{}/graphql?query=%7Bviewer%7Brole%7D%7D", server.base)).send().await.expect("get");
+    assert_eq!(other.status(), 503);
+    let other = other.text().await.expect("body");
+    assert!(other.contains("postgres database"), "{other}");
+    for shown in [&text, &other] {
+        for secret in ["127.0.0.1:1", "hidden_name", "secret", "postgres://"] {
+            assert!(!shown.contains(secret), "{secret} shown to anyone: {shown}");
+        }
+    }
+    server.terminate();
+    let exit = server.exit_status(Duration::from_secs(10)).await;
+    let log = server.stderr();
+    assert!(!exit.success(), "cancelled before it started: {log}");
+    let tries: Vec<&str> = log.lines().filter(|l| l.contains("cannot start yet")).collect();
+    assert!(tries.len() >= 2, "{log}");
+    assert!(tries.iter().all(|l| l.contains("Connection refused") && !l.contains("pool timed out")), "{log}");
+    assert_eq!(log.matches("OPEN DEVELOPMENT MODE").count(), 1, "the banner once: {log}");
+}
+
+/// `migrate` against a port where nothing listens fails at once, saying so.
+#[test]
+fn migrate_against_a_refused_port_fails_at_once_saying_connection_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (output, took) = timed(&["migrate", "--database-url", "postgres://postgres@127.0.0.1:1/none"], dir.path());
+    let report = error_report(&output);
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(report.to_lowercase().contains("connection refused"), "{report}");
+}
+
+/// `migrate` says what it did; the open-mode banner is `serve`'s alone;
+/// a bad projection or mode names the valid ones.
+#[test]
+fn operator_commands_say_what_they_did_and_name_valid_values_and_never_print_the_banner() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let (first, _) = timed(&["migrate", "--database-url", &url], dir.path());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied"), "{first:?}");
+    let (again, _) = timed(&["migrate", "--database-url", &url], dir.path());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("the schema is current"), "{again:?}");
+    let demo = ["demo-data", "--customers", "1", "--products", "1", "--orders", "1", "--database-url", &url];
+    for args in [&["migrate", "--database-url", &url][..], &["rebuild", "--all", "--database-url", &url], &demo] {
+        let (out, _) = timed(args, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("OPEN DEVELOPMENT MODE"), "{args:?}");
+    }
+    let (nosuch, _) = timed(&["rebuild", "nosuch", "--database-url", &url], dir.path());
+    let report = error_report(&nosuch);
+    assert!(report.contains("unknown projection 'nosuch'") && report.contains("order_summary"), "{report}");
+    let (mode, _) = timed(&["serve", "--projection-mode", "order_summary=eager"], dir.path());
+    let stderr = String::from_utf8_lossy(&mode.stderr);
+    assert!(stderr.contains("'eager' is not one of async, inline, lazy"), "{stderr}");
 }
 
 #[test]
@@ -26,11 +148,11 @@ fn a_bad_database_url_is_one_clear_line() {
     assert!(line.contains("unsupported database URL"), "{line}");
 }
 
-/// `serve` waits for its database (no limit by default, see `faults.rs`);
-/// with `--startup-timeout-ms` it gives up after that, in one clear line.
+/// `serve` waits for a refused database (no limit by default, see above);
+/// with `--startup-timeout-ms` it gives up after that, naming the cause.
 #[test]
-fn an_unreachable_database_is_one_clear_line_once_the_startup_timeout_passes() {
-    let line = one_error_line(&twofold(&[
+fn an_unreachable_database_names_its_cause_once_the_startup_timeout_passes() {
+    let report = error_report(&twofold(&[
         "serve",
         "--bind",
         "127.0.0.1:0",
@@ -40,9 +162,10 @@ fn an_unreachable_database_is_one_clear_line_once_the_startup_timeout_passes() {
         "300",
     ]));
     assert!(
-        line.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"),
-        "the password is redacted: {line}"
+        report.contains("cannot connect to postgres://postgres:***@127.0.0.1:1/none"),
+        "the password is redacted: {report}"
     );
+    assert!(report.contains("Connection refused"), "{report}");
 }
 
 #[test]
@@ -51,8 +174,9 @@ fn a_port_in_use_is_one_clear_line() {
     let addr = taken.local_addr().expect("addr").to_string();
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let line = one_error_line(&twofold(&["serve", "--bind", &addr, "--database-url", &url]));
-    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+    let report = error_report(&twofold(&["serve", "--bind", &addr, "--database-url", &url]));
+    assert!(report.contains(&format!("cannot listen on {addr}")), "{report}");
+    assert!(report.contains("caused by: Address already in use"), "{report}");
 }
 
 #[test]

@@ -44,7 +44,7 @@ async fn a_preflight_from_an_allowed_origin_is_answered_and_others_are_not() {
     let refused = preflight("http://evil.example").await.expect("send");
     assert_eq!(refused.status(), 403);
     assert!(!refused.headers().contains_key("access-control-allow-origin"));
-    // A simple request from another origin gets no CORS headers (the browser then hides the answer).
+    // Any other request from another origin is refused too, with no CORS headers.
     let other = app
         .client
         .post(format!("{}/graphql", app.base))
@@ -53,6 +53,7 @@ async fn a_preflight_from_an_allowed_origin_is_answered_and_others_are_not() {
         .send()
         .await
         .expect("send");
+    assert_eq!(other.status(), 403);
     assert!(!other.headers().contains_key("access-control-allow-origin"));
     let mine = app
         .client
@@ -67,6 +68,75 @@ async fn a_preflight_from_an_allowed_origin_is_answered_and_others_are_not() {
         mine.headers()["access-control-expose-headers"].to_str().expect("text").to_ascii_lowercase(),
         "x-request-id"
     );
+    app.stop().await;
+}
+
+/// docs/frontend.md: "every other request from it" gets 403 — a POST from
+/// an origin not listed is refused before it runs (403, `FORBIDDEN`), and
+/// the customer it would have registered does not exist; the server's own
+/// pages (same origin) and clients with no `Origin` are served.
+#[tokio::test]
+async fn a_mutation_from_an_origin_not_listed_is_refused_before_it_runs() {
+    let app = with_cors().await;
+    let register = |email: &str| json!({ "query": format!("mutation {{ registerCustomer(input: {{ name: \"Eve\", email: \"{email}\" }}) {{ id }} }}") });
+    let refused = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("origin", "https://evil.example")
+        .json(&register("eve@evil.example"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 403);
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("https://evil.example")), "{body}");
+    let emails = app.data("{ customers(first: 100) { nodes { email } } }", json!({})).await;
+    assert!(!emails.to_string().contains("eve@evil.example"), "the mutation ran: {emails}");
+    // The server's own origin (GraphiQL, the board) and a client with no Origin are served.
+    let own = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("origin", app.base.as_str())
+        .json(&register("own@example.com"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(own.status(), 200);
+    let own: Value = own.json().await.expect("json");
+    assert!(own["data"]["registerCustomer"]["id"].is_string(), "{own}");
+    let fetch_site = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("origin", "https://proxy.example")
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({ "query": "{ viewer { role } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(fetch_site.status(), 200, "same-origin behind a proxy that rewrites Host");
+    app.stop().await;
+}
+
+/// With no origin configured (same origin only), a preflight from another
+/// origin gets 403 with the GraphQL error, as documented, not 405.
+#[tokio::test]
+async fn with_no_origin_configured_a_preflight_is_refused_with_403() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.base))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(preflight.status(), 403);
+    assert!(!preflight.headers().contains_key("access-control-allow-origin"));
+    let body: Value = preflight.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "FORBIDDEN", "{body}");
     app.stop().await;
 }
 
