@@ -213,7 +213,9 @@ impl Exporter {
     /// Forgets the connection (the stream must be verified again).
     async fn disconnect(&self) {
         if let Some(broker) = self.broker.lock().await.take() {
-            let _ = broker.client.drain().await;
+            if let Err(e) = broker.client.drain().await {
+                tracing::debug!(error = %e, "draining the dropped NATS connection failed; it is forgotten either way");
+            }
         }
     }
 

@@ -183,6 +183,7 @@ impl Documents {
     }
 
     pub fn set_schema_env(&self, env: &async_graphql::SchemaEnv) {
+        // Set once: a later call hands the same registry, so losing the race drops nothing.
         let _ = self.schema_env.set(env.clone());
     }
 
