@@ -434,7 +434,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-
 /// The query side's connection: a replica in rotation per statement, or the
 /// primary (see the module docs). Without replicas, just the primary.
 #[derive(Clone)]

@@ -10,13 +10,12 @@ use axum::http::HeaderMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::web;
 use super::correlation::REQUEST_ID;
 use super::limits::{connection_budget, WsLimits};
+use super::web;
 use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::graphql::api::Api;
-
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {

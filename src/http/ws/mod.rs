@@ -84,8 +84,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-pub use close::*;
 pub use super::limits::{connection_budget, WsLimits};
+pub use close::*;
 pub use protocol::{Credentials, Narrowing};
 
 use super::state::{request_id_of, AppState};

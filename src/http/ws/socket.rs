@@ -23,11 +23,11 @@ use super::close::{
     CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_INIT_TIMEOUT, CLOSE_INVALID_PAYLOAD,
     CLOSE_PROTOCOL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
 };
-use crate::http::limits::WsLimits;
 use super::protocol::{
     complete_message, data_message, error_message, keepalive, truncate, Action, Close, Connection, Credentials, Start,
 };
 use crate::graphql::api::{Api, Caller};
+use crate::http::limits::WsLimits;
 
 /// What an operation task hands to the socket task.
 enum Outgoing {
