@@ -64,7 +64,7 @@
 //! | [`settings`] | args into each layer's own settings (one type per idea, owned by its layer); used by app and cli only | args, catalog, auth, db, projection, export, query, graphql, http | — | entity, sea_orm, sqlx, axum, async_graphql |
 //! | [`app`] | wiring: connect, migrate, start projectors, serve | everything | any | — |
 //! | [`cli`] | operator commands (`migrate`, `rebuild`, `dead-letters`, …) | app, args, settings, catalog, domain, token, db, notice, command, projection, admin, auth, graphql | chrono, futures_util, indicatif, sea_orm, thiserror, tokio, tokio_util, tracing, uuid | http |
-//! | `main.rs` | the binary: flags, logs and traces, then the CLI | args, telemetry, cli | clap, mimalloc, tokio, tracing_subscriber | — |
+//! | `main.rs` | the binary: flags, logs and traces, then the CLI; prints a failure with its causes | args, telemetry, cli, failure | clap, mimalloc, tokio, tracing, tracing_subscriber | — |
 //!
 //! `graphql` may name `domain` for its value types only (order status,
 //! sales channel, limits), so each enum has one definition; it never
