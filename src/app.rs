@@ -244,7 +244,7 @@ fn documents(settings: &Settings, open_mode: bool) -> Result<crate::graphql::doc
         only_trusted: settings.only_trusted,
         introspection_allowed: open_mode,
     };
-    crate::graphql::documents::Documents::new(&document_settings).map_err(StartError::Config)
+    crate::graphql::documents::Documents::new(&document_settings).map_err(|e| StartError::Config(e.to_string()))
 }
 
 /// Every trusted document must pass validation (each of its operations).
@@ -363,7 +363,7 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         catalog_max_age: settings.catalog_max_age,
     };
     match &settings.export {
-        Some(export) => export.validate().map_err(StartError::Config)?,
+        Some(export) => export.validate().map_err(|e| StartError::Config(e.to_string()))?,
         None if settings.role == crate::catalog::Role::Exporter => {
             return Err(StartError::Config("--role exporter needs --nats-url (or TWOFOLD_NATS_URL)".into()))
         }

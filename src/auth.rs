@@ -102,7 +102,16 @@ pub const MIN_SECRET_BYTES: usize = 32;
 impl Authenticator {
     /// Open development mode, with no admin token.
     pub fn open() -> Self {
-        Self::from_settings(&AuthSettings::default()).unwrap_or_else(|_| unreachable!("no keys to load"))
+        let settings = AuthSettings::default();
+        // No secret and no key file: nothing can fail, so this builds directly.
+        Self(Arc::new(Inner {
+            secret: None,
+            public_keys: Vec::new(),
+            issuer: settings.issuer,
+            audience: settings.audience,
+            leeway: settings.leeway,
+            admin_token: None,
+        }))
     }
 
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
@@ -217,14 +226,22 @@ impl Authenticator {
     }
 }
 
+/// Why no token could be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("minting needs the HS256 secret: set --jwt-secret or TWOFOLD_JWT_SECRET")]
+    NoSecret,
+    #[error("the JWT secret must be at least {MIN_SECRET_BYTES} bytes")]
+    ShortSecret,
+    #[error("cannot sign the token: {0}")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+}
+
 /// Mints an HS256 token for `actor`, valid for `ttl` (`twofold token`).
-pub fn mint(settings: &AuthSettings, actor: &Actor, ttl: Duration) -> Result<String, String> {
-    let secret = settings
-        .jwt_secret
-        .as_deref()
-        .ok_or("minting needs the HS256 secret: set --jwt-secret or TWOFOLD_JWT_SECRET")?;
+pub fn mint(settings: &AuthSettings, actor: &Actor, ttl: Duration) -> Result<String, MintError> {
+    let secret = settings.jwt_secret.as_deref().ok_or(MintError::NoSecret)?;
     if secret.len() < MIN_SECRET_BYTES {
-        return Err(format!("the JWT secret must be at least {MIN_SECRET_BYTES} bytes"));
+        return Err(MintError::ShortSecret);
     }
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
@@ -237,7 +254,7 @@ pub fn mint(settings: &AuthSettings, actor: &Actor, ttl: Duration) -> Result<Str
         aud: settings.audience.clone(),
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| format!("cannot sign the token: {e}"))
+        .map_err(MintError::Sign)
 }
 
 /// `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
@@ -264,8 +281,8 @@ pub enum NarrowError {
     #[error("{0}")]
     Malformed(String),
     /// A role wider than the credentials give, or another customer.
-    #[error("{0}")]
-    Widens(String),
+    #[error(transparent)]
+    Widens(#[from] crate::domain::Widening),
 }
 
 /// `actor`, narrowed as the request asks (`Twofold-Role`, and
@@ -421,7 +438,7 @@ mod tests {
         assert_eq!(narrow(staff.clone(), Some("anonymous"), None).expect("narrows").role, Role::Anonymous);
         assert_eq!(narrow(staff.clone(), None, None).expect("unchanged"), staff);
         let widen = narrow(staff.clone(), Some("admin"), None).expect_err("widens");
-        assert!(matches!(&widen, NarrowError::Widens(m) if m.contains("never widened")), "{widen}");
+        assert!(matches!(&widen, NarrowError::Widens(m) if m.to_string().contains("never widened")), "{widen}");
         let malformed = |e: NarrowError, needle: &str| matches!(&e, NarrowError::Malformed(m) if m.contains(needle));
         assert!(malformed(narrow(staff.clone(), Some("customer"), None).expect_err("no id"), "Twofold-Customer-Id"));
         assert!(malformed(narrow(staff.clone(), Some("customer"), Some("nope")).expect_err("bad id"), "not a UUID"));

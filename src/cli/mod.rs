@@ -101,7 +101,7 @@ pub fn token(args: &crate::args::TokenArgs) -> Result<(), CliError> {
         (Role::Staff, None) => Actor::staff(args.sub.clone().unwrap_or_else(|| "staff".into())),
         (_, None) => Actor::admin(args.sub.clone().unwrap_or_else(|| "admin".into())),
     };
-    let token = crate::auth::mint(&identity, &actor, args.ttl).map_err(CliError::Failed)?;
+    let token = crate::auth::mint(&identity, &actor, args.ttl).map_err(|e| CliError::Failed(e.to_string()))?;
     println!("{token}");
     Ok(())
 }

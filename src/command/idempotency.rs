@@ -11,7 +11,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
 
 use entity::log::command_log;
 
-use super::{Ack, CommandError};
+use super::contract::{Ack, CommandError};
 use crate::db::is_unique_violation;
 use crate::domain::{Actor, DomainError};
 

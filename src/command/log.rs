@@ -6,7 +6,7 @@ use sea_orm::{
 
 use entity::log::event;
 
-use super::{CommandError, CommandMeta};
+use super::contract::{CommandError, CommandMeta};
 use crate::db::is_unique_violation;
 use crate::domain::event::RecordedEvent;
 use crate::domain::{DomainError, DomainEvent};

@@ -261,6 +261,7 @@ async fn insert_order_in_one_statement(
         let n = values.len();
         let separator = if i == 0 { "" } else { ", " };
         // Writing to a String cannot fail.
+        // Writing to a String cannot fail.
         let _ = write!(sql, "{separator}($1, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4);
         values.extend([
             line.line_no.into(),

@@ -1,7 +1,9 @@
 //! Read replicas: PostgreSQL hot standbys of the read database that serve
 //! queries, their health, and which of them are in rotation.
 //!
-//! Over 600 lines and still one thing: the replica set's state. Routing,
+//! Its vocabulary (positions, settings, states) is in `replica/state.rs`
+//! and one health measure in `replica/measure.rs`; the rest is one thing,
+//! the replica set's state. Routing,
 //! health, read-your-writes and rejoining all read and change the same
 //! rotation under one lock, and each rule below holds only with the others
 //! (a replica rejoins only when it holds what waits were promised; a wait
@@ -56,71 +58,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{classify, redact, ConnectError, Db, DbFailure, PoolOptions};
 
-/// A checkpoint: the token's `(tx_id, position)`.
-pub type Position = (i64, i64);
+mod measure;
+mod state;
 
-/// `application_name` of replica sessions.
-pub const REPLICA_APPLICATION: &str = "twofold-replica";
+use measure::{checkpoints, measure, Measure};
+pub use state::{Position, ReplicaReport, ReplicaSettings, ReplicaState, REPLICA_APPLICATION};
 
 /// How often the shared poll reads the replicas' checkpoints while someone waits.
 const WAIT_POLL: Duration = Duration::from_millis(10);
-
-/// How replicas are judged.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplicaSettings {
-    /// Further behind than this, a replica leaves rotation.
-    pub max_lag: Duration,
-    /// How often health and lag are measured.
-    pub check_interval: Duration,
-}
-
-/// Where a replica stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplicaState {
-    /// Not measured yet.
-    Starting,
-    /// Serves queries.
-    InRotation,
-    /// Healthy, catching up with the writes clients were told are visible:
-    /// waits count it already (so that set stops growing), reads not yet.
-    Joining,
-    /// Reachable but too far behind, or not yet holding every write a client
-    /// was told is visible.
-    Lagging,
-    /// Could not be reached (or failed a statement).
-    Unreachable,
-    /// No longer in recovery: promoted to a primary of its own.
-    Promoted,
-}
-
-impl ReplicaState {
-    /// Whether waits wait for it (it serves reads, or is about to).
-    fn awaited(self) -> bool {
-        matches!(self, Self::InRotation | Self::Joining)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::InRotation => "in_rotation",
-            Self::Joining => "joining",
-            Self::Lagging => "lagging",
-            Self::Unreachable => "unreachable",
-            Self::Promoted => "promoted",
-        }
-    }
-}
-
-/// A replica's state as `/readyz` shows it.
-#[derive(Debug, Clone)]
-pub struct ReplicaReport {
-    /// Its URL, password redacted.
-    pub name: String,
-    pub state: ReplicaState,
-    /// Seconds behind the primary (last measure; `None` before the first).
-    pub lag_seconds: Option<f64>,
-    pub last_error: Option<String>,
-}
 
 struct Status {
     state: ReplicaState,
@@ -487,42 +432,6 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiters.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-struct Measure {
-    in_recovery: bool,
-    /// Seconds since the commit it last replayed was made on the primary.
-    replay_age: Option<f64>,
-    checkpoints: HashMap<String, Position>,
-}
-
-async fn measure(conn: &DatabaseConnection) -> Result<Measure, DbErr> {
-    let row = conn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT pg_is_in_recovery() AS in_recovery, \
-             EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))::float8 AS replay_age",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("no answer to the recovery check".into()))?;
-    let in_recovery: bool = row.try_get("", "in_recovery")?;
-    let replay_age: Option<f64> = row.try_get("", "replay_age")?;
-    let checkpoints = if in_recovery { checkpoints(conn).await? } else { HashMap::new() };
-    Ok(Measure { in_recovery, replay_age: replay_age.map(|a| a.max(0.0)), checkpoints })
-}
-
-async fn checkpoints(conn: &DatabaseConnection) -> Result<HashMap<String, Position>, DbErr> {
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT name, last_tx_id, last_position FROM projection_checkpoint",
-        ))
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok((r.try_get::<String>("", "name")?, (r.try_get("", "last_tx_id")?, r.try_get("", "last_position")?)))
-        })
-        .collect()
 }
 
 /// The query side's connection: a replica in rotation per statement, or the

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::DomainError;
+use super::error::DomainError;
 
 /// Whom a request asks to act as when it narrows its role: a customer
 /// always with its id, every other role without one, so a bad pairing
@@ -72,6 +72,15 @@ pub struct Actor {
     pub customer_id: Option<Uuid>,
 }
 
+/// Why an actor cannot be narrowed to a target: it would widen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Widening {
+    #[error("a role can be narrowed, never widened: this request acts as {} and cannot act as {}", from.as_str(), to.as_str())]
+    Role { from: Role, to: Role },
+    #[error("a customer can act only as itself")]
+    OtherCustomer,
+}
+
 impl Actor {
     /// Open development mode (no keys configured): everyone is staff.
     pub fn open() -> Self {
@@ -106,19 +115,15 @@ impl Actor {
     /// stays the customer it is; nothing widens. `sub` is kept, so the
     /// events record who really acted. The target cannot pair a role with
     /// the wrong id (see [`Narrowing`]); only rank and self are checked here.
-    pub fn narrowed_to(&self, target: Narrowing) -> Result<Actor, String> {
+    pub fn narrowed_to(&self, target: Narrowing) -> Result<Actor, Widening> {
         let rank = |r: Role| Role::ALL.iter().position(|x| *x == r).unwrap_or(0);
         let role = target.role();
         if rank(role) > rank(self.role) {
-            return Err(format!(
-                "a role can be narrowed, never widened: this request acts as {} and cannot act as {}",
-                self.role.as_str(),
-                role.as_str()
-            ));
+            return Err(Widening::Role { from: self.role, to: role });
         }
         match target {
             Narrowing::Customer(id) if self.role == Role::Customer && self.customer_id != Some(id) => {
-                Err("a customer can act only as itself".into())
+                Err(Widening::OtherCustomer)
             }
             Narrowing::Customer(id) => Ok(Actor::customer(self.sub.clone(), id)),
             Narrowing::Anonymous | Narrowing::Staff | Narrowing::Admin => {

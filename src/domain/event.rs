@@ -174,6 +174,9 @@ pub struct DecodeError {
     /// A known event type at a schema version above the newest this build
     /// knows: written by a newer release (during a rolling upgrade), not broken.
     pub newer: bool,
+    /// The JSON error beneath, when the payload did not fit the event's shape.
+    #[source]
+    pub source: Option<serde_json::Error>,
 }
 
 impl DecodeError {
@@ -187,7 +190,19 @@ impl DecodeError {
         } else {
             reason
         };
-        Self { event_type: event_type.to_owned(), event_version, reason, newer }
+        Self { event_type: event_type.to_owned(), event_version, reason, newer, source: None }
+    }
+
+    /// A payload that is not the event's JSON: the reason is the JSON error, kept as the source.
+    fn json(event_type: &str, event_version: i32, e: serde_json::Error) -> Self {
+        Self { source: Some(e), ..Self::new(event_type, event_version, String::new()) }.with_reason()
+    }
+
+    fn with_reason(mut self) -> Self {
+        if let (false, Some(e)) = (self.newer, &self.source) {
+            self.reason = e.to_string();
+        }
+        self
     }
 }
 
@@ -286,22 +301,23 @@ impl DomainEvent {
     /// [`DomainEvent::decode`] and its upcasters.
     pub fn decode_json(event_type: &str, event_version: i32, payload: &str) -> Result<Self, DecodeError> {
         let err = |reason: String| DecodeError::new(event_type, event_version, reason);
-        fn de<'a, T: serde::Deserialize<'a>>(payload: &'a str) -> Result<T, String> {
-            serde_json::from_str(payload).map_err(|e| e.to_string())
+        let json = |e: serde_json::Error| DecodeError::json(event_type, event_version, e);
+        fn de<'a, T: serde::Deserialize<'a>>(payload: &'a str) -> Result<T, serde_json::Error> {
+            serde_json::from_str(payload)
         }
         let event = match (event_type, event_version) {
-            ("OrderPlaced", 2) => Self::OrderPlaced(de(payload).map_err(err)?),
+            ("OrderPlaced", 2) => Self::OrderPlaced(de(payload).map_err(json)?),
             ("OrderPlaced", _) => {
-                let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| err(e.to_string()))?;
+                let value: serde_json::Value = serde_json::from_str(payload).map_err(json)?;
                 return Self::decode(event_type, event_version, &value);
             }
             (_, 1) => match event_type {
-                "CustomerRegistered" => Self::CustomerRegistered(de(payload).map_err(err)?),
-                "CustomerRenamed" => Self::CustomerRenamed(de(payload).map_err(err)?),
-                "ProductAdded" => Self::ProductAdded(de(payload).map_err(err)?),
-                "ProductPriceChanged" => Self::ProductPriceChanged(de(payload).map_err(err)?),
-                "OrderCancelled" => Self::OrderCancelled(de(payload).map_err(err)?),
-                "OrderShipped" => Self::OrderShipped(de(payload).map_err(err)?),
+                "CustomerRegistered" => Self::CustomerRegistered(de(payload).map_err(json)?),
+                "CustomerRenamed" => Self::CustomerRenamed(de(payload).map_err(json)?),
+                "ProductAdded" => Self::ProductAdded(de(payload).map_err(json)?),
+                "ProductPriceChanged" => Self::ProductPriceChanged(de(payload).map_err(json)?),
+                "OrderCancelled" => Self::OrderCancelled(de(payload).map_err(json)?),
+                "OrderShipped" => Self::OrderShipped(de(payload).map_err(json)?),
                 other => return Err(err(format!("unknown event type {other}"))),
             },
             (_, v) => return Err(err(format!("unknown schema version {v}"))),
@@ -320,17 +336,18 @@ impl DomainEvent {
             (_, 1) => payload.clone(),
             (_, v) => return Err(err(format!("unknown schema version {v}"))),
         };
-        fn de<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, String> {
-            T::deserialize(payload).map_err(|e| e.to_string())
+        let json = |e: serde_json::Error| DecodeError::json(event_type, event_version, e);
+        fn de<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, serde_json::Error> {
+            T::deserialize(payload)
         }
         let event = match event_type {
-            "CustomerRegistered" => Self::CustomerRegistered(de(current).map_err(err)?),
-            "CustomerRenamed" => Self::CustomerRenamed(de(current).map_err(err)?),
-            "ProductAdded" => Self::ProductAdded(de(current).map_err(err)?),
-            "ProductPriceChanged" => Self::ProductPriceChanged(de(current).map_err(err)?),
-            "OrderPlaced" => Self::OrderPlaced(de(current).map_err(err)?),
-            "OrderCancelled" => Self::OrderCancelled(de(current).map_err(err)?),
-            "OrderShipped" => Self::OrderShipped(de(current).map_err(err)?),
+            "CustomerRegistered" => Self::CustomerRegistered(de(current).map_err(json)?),
+            "CustomerRenamed" => Self::CustomerRenamed(de(current).map_err(json)?),
+            "ProductAdded" => Self::ProductAdded(de(current).map_err(json)?),
+            "ProductPriceChanged" => Self::ProductPriceChanged(de(current).map_err(json)?),
+            "OrderPlaced" => Self::OrderPlaced(de(current).map_err(json)?),
+            "OrderCancelled" => Self::OrderCancelled(de(current).map_err(json)?),
+            "OrderShipped" => Self::OrderShipped(de(current).map_err(json)?),
             other => return Err(err(format!("unknown event type {other}"))),
         };
         Ok(event)
@@ -356,7 +373,7 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
     /// Who caused it (from the event's metadata; `None` on events written
     /// before actors were recorded).
-    pub actor: Option<super::Actor>,
+    pub actor: Option<super::actor::Actor>,
     /// Why it happened, from its metadata.
     pub meta: EventMeta,
     pub event: DomainEvent,

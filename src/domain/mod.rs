@@ -11,6 +11,6 @@ pub mod order;
 pub mod product;
 pub mod validate;
 
-pub use actor::{Actor, Narrowing, Role};
+pub use actor::{Actor, Narrowing, Role, Widening};
 pub use error::DomainError;
 pub use event::{DomainEvent, StreamType};

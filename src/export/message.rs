@@ -36,6 +36,22 @@ pub const SPEC_VERSION: &str = "1.0";
 /// The longest `twofold-actor` header value exported; a longer actor makes the event a poison event.
 pub const MAX_ACTOR_BYTES: usize = 1024;
 
+/// Why an event cannot be exported as it is (deterministic: a poison event).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("cannot encode the payload: {0}")]
+    Payload(#[source] serde_json::Error),
+    #[error("header {name} cannot hold {value:?}")]
+    Header {
+        name: &'static str,
+        value: String,
+        #[source]
+        source: async_nats::header::ParseHeaderValueError,
+    },
+    #[error("the actor is {0} bytes long; at most {MAX_ACTOR_BYTES} are exported")]
+    ActorTooLong(usize),
+}
+
 /// A message ready to publish.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -54,14 +70,14 @@ pub fn to_message(
     actor: Option<&serde_json::Value>,
     prefix: &str,
     source: &str,
-) -> Result<Outgoing, String> {
+) -> Result<Outgoing, MessageError> {
     let (stream_type, stream_id) = event.event.stream();
     let event_type = event.event.event_type();
-    let body = event.event.to_payload_bytes().map_err(|e| format!("cannot encode the payload: {e}"))?;
+    let body = event.event.to_payload_bytes().map_err(MessageError::Payload)?;
     let position = event.position.to_string();
     let mut headers = HeaderMap::new();
-    let mut put = |name: &'static str, value: String| -> Result<(), String> {
-        let value: HeaderValue = value.parse().map_err(|_| format!("header {name} cannot hold {value:?}"))?;
+    let mut put = |name: &'static str, value: String| -> Result<(), MessageError> {
+        let value: HeaderValue = value.parse().map_err(|source| MessageError::Header { name, value, source })?;
         headers.insert(name, value);
         Ok(())
     };
@@ -99,14 +115,14 @@ pub fn to_message(
 /// The actor as one header line: a string as it is when it is printable
 /// (no control characters), anything else as compact JSON (which escapes
 /// them). `None` for JSON null.
-fn actor_header(actor: &serde_json::Value) -> Option<Result<String, String>> {
+fn actor_header(actor: &serde_json::Value) -> Option<Result<String, MessageError>> {
     let text = match actor {
         serde_json::Value::Null => return None,
         serde_json::Value::String(s) if !s.chars().any(char::is_control) => s.clone(),
         other => other.to_string(),
     };
     if text.len() > MAX_ACTOR_BYTES {
-        return Some(Err(format!("the actor is {} bytes long; at most {MAX_ACTOR_BYTES} are exported", text.len())));
+        return Some(Err(MessageError::ActorTooLong(text.len())));
     }
     Some(Ok(text))
 }
@@ -172,6 +188,6 @@ mod tests {
         let m = to_message(&e, Some(&serde_json::json!({"sub": "u1"})), "p", "s").unwrap();
         assert_eq!(header(&m, "twofold-actor"), Some(r#"{"sub":"u1"}"#));
         let long = serde_json::json!("x".repeat(MAX_ACTOR_BYTES + 1));
-        assert!(to_message(&e, Some(&long), "p", "s").unwrap_err().contains("at most"));
+        assert!(to_message(&e, Some(&long), "p", "s").unwrap_err().to_string().contains("at most"));
     }
 }

@@ -88,15 +88,24 @@ impl ExportSettings {
     }
 
     /// Checks what can be checked before connecting (the URL's form).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadNatsUrl> {
         for address in self.nats_url.split(',') {
             address
                 .trim()
                 .parse::<async_nats::ServerAddr>()
-                .map_err(|e| format!("--nats-url: '{}' is not a NATS server address: {e}", redact(address.trim())))?;
+                .map_err(|source| BadNatsUrl { address: redact(address.trim()), source })?;
         }
         Ok(())
     }
+}
+
+/// A `--nats-url` entry that is no NATS server address (password redacted).
+#[derive(Debug, thiserror::Error)]
+#[error("--nats-url: '{address}' is not a NATS server address: {source}")]
+pub struct BadNatsUrl {
+    pub address: String,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// The URL without credentials, for messages.
@@ -213,7 +222,9 @@ impl Exporter {
     /// Forgets the connection (the stream must be verified again).
     async fn disconnect(&self) {
         if let Some(broker) = self.broker.lock().await.take() {
-            let _ = broker.client.drain().await;
+            if let Err(e) = broker.client.drain().await {
+                tracing::debug!(error = %e, "draining the dropped NATS connection failed; it is forgotten either way");
+            }
         }
     }
 
@@ -313,7 +324,7 @@ impl Exporter {
                 // The actor the reader took from the event's metadata.
                 let actor = e.actor.as_ref().and_then(|a| serde_json::to_value(a).ok());
                 message::to_message(e, actor.as_ref(), &self.settings.subject_prefix, &self.settings.source)
-                    .map_err(|reason| ApplyError::Poison { position: e.position, reason })
+                    .map_err(|reason| ApplyError::Poison { position: e.position, reason: reason.to_string() })
             })
             .collect()
     }

@@ -92,12 +92,12 @@ pub struct Documents {
 impl Documents {
     /// Reads the trusted documents' ids; an id that is not the SHA-256 of
     /// its text is refused (returned as the error).
-    pub fn new(settings: &DocumentSettings) -> Result<Self, String> {
+    pub fn new(settings: &DocumentSettings) -> Result<Self, TrustedDocumentError> {
         let mut trusted = HashMap::with_capacity(settings.trusted.len());
         for (id, text) in &settings.trusted {
-            let hash = parse_id(id).map_err(|e| format!("trusted document {id:?}: {e}"))?;
+            let hash = parse_id(id).map_err(|source| TrustedDocumentError::BadId { id: id.clone(), source })?;
             if sha256_hex(text) != hash {
-                return Err(format!("trusted document {id:?}: the id is not the SHA-256 of its text"));
+                return Err(TrustedDocumentError::NotItsHash { id: id.clone() });
             }
             trusted.insert(hash, Arc::from(text.as_str()));
         }
@@ -127,7 +127,7 @@ impl Documents {
             if !request.query.is_empty() {
                 return Err(DocumentError::Invalid("send either `query` or `documentId`, not both".into()));
             }
-            let hash = parse_id(id).map_err(DocumentError::Invalid)?;
+            let hash = parse_id(id).map_err(|e| DocumentError::Invalid(e.to_string()))?;
             request.query = self.lookup(&hash).ok_or_else(|| {
                 DocumentError::NotFound(format!("documentId {id} is not one of this server's documents"))
             })?;
@@ -183,6 +183,7 @@ impl Documents {
     }
 
     pub fn set_schema_env(&self, env: &async_graphql::SchemaEnv) {
+        // Set once: a later call hands the same registry, so losing the race drops nothing.
         let _ = self.schema_env.set(env.clone());
     }
 
@@ -219,13 +220,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A string that is no document id (at most its first 80 characters kept).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0:?} is not a document id (sha256:<64 hex digits>)")]
+pub struct NotADocumentId(String);
+
+/// A trusted document the server cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedDocumentError {
+    #[error("trusted document {id:?}: {source}")]
+    BadId {
+        id: String,
+        #[source]
+        source: NotADocumentId,
+    },
+    #[error("trusted document {id:?}: the id is not the SHA-256 of its text")]
+    NotItsHash { id: String },
+}
+
 /// `sha256:<hex>` or bare hex → the lowercase hex digest.
-fn parse_id(id: &str) -> Result<String, String> {
+fn parse_id(id: &str) -> Result<String, NotADocumentId> {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(hex.to_ascii_lowercase())
     } else {
-        Err(format!("{:?} is not a document id (sha256:<64 hex digits>)", id.chars().take(80).collect::<String>()))
+        Err(NotADocumentId(id.chars().take(80).collect()))
     }
 }
 
@@ -240,7 +259,7 @@ fn apq_hash(request: &async_graphql::Request) -> Result<Option<String>, Document
         .get("sha256Hash")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| DocumentError::Invalid("extensions.persistedQuery needs a sha256Hash".into()))?;
-    parse_id(hash).map(Some).map_err(DocumentError::Invalid)
+    parse_id(hash).map(Some).map_err(|e| DocumentError::Invalid(e.to_string()))
 }
 
 pub fn sha256_hex(text: &str) -> String {

@@ -2,6 +2,12 @@
 //! HTTP requests and WebSocket connections give it (see
 //! `crate::domain::event::EventMeta`).
 
+use axum::http::HeaderName;
+
+/// The header that carries (or is given) a request's id: set by the router,
+/// read by the handlers, exposed to browsers.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// The header that names the work a request's commands belong to.
 pub const CORRELATION_HEADER: &str = "twofold-correlation-id";
 

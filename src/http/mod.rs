@@ -26,6 +26,7 @@
 pub mod correlation;
 pub mod graphql_http;
 pub mod health;
+pub mod limits;
 pub mod pages;
 pub mod starting;
 mod state;

@@ -10,13 +10,12 @@ use axum::http::HeaderMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::correlation::REQUEST_ID;
+use super::limits::{connection_budget, WsLimits};
 use super::web;
-use super::ws::{connection_budget, WsLimits};
 use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::graphql::api::Api;
-
-const REQUEST_ID: &str = "x-request-id";
 
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -81,5 +80,5 @@ impl AppState {
 /// The request's `x-request-id` (set by [`SetRequestIdLayer`] when the
 /// client sent none), carried into events' metadata.
 pub(super) fn request_id_of(headers: &HeaderMap) -> String {
-    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }

@@ -86,7 +86,7 @@ pub struct WebSettings {
     pub catalog_max_age: Option<Duration>,
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::correlation::REQUEST_ID;
 
 /// The CORS layer for `settings`, or `None` for same-origin only.
 pub fn cors(settings: &WebSettings) -> Option<CorsLayer> {

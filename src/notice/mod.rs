@@ -117,6 +117,7 @@ impl Notices {
 
     /// Announces a rebuild's progress (the projection's checkpoint does not move).
     pub fn publish_progress(&self, projection: &str, percent: f64) {
+        // As above: no receiver just means nobody is listening.
         let _ = self.updates.send(ProjectionUpdated {
             projection: projection.to_owned(),
             token: self.known(projection),

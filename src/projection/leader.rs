@@ -158,7 +158,9 @@ impl Locks {
             if let Err(e) = released {
                 tracing::warn!(error = %e, projection = name, "could not release leadership; closing the lock connection");
                 if let Some(conn) = inner.conn.take() {
-                    let _ = conn.close().await;
+                    if let Err(e) = conn.close().await {
+                        tracing::debug!(error = %e, "closing the lock connection failed; dropping it releases the locks");
+                    }
                 }
                 inner.held.clear();
             }
@@ -170,7 +172,9 @@ impl Locks {
         let mut inner = self.inner.lock().await;
         inner.held.clear();
         if let Some(conn) = inner.conn.take() {
-            let _ = conn.close().await;
+            if let Err(e) = conn.close().await {
+                tracing::debug!(error = %e, "closing the lock connection failed; dropping it releases the locks");
+            }
         }
     }
 }

@@ -338,7 +338,10 @@ impl ShadowWorkers {
                         break;
                     }
                 }
-                let _ = db.conn.close().await;
+                // The worker's dedicated connection goes either way; a failed close only logs.
+                if let Err(e) = db.conn.close().await {
+                    tracing::debug!(error = %e, "closing a rebuild worker's connection failed");
+                }
                 outcome
             });
             workers.push(ShadowWorker { batches, task });

@@ -7,16 +7,21 @@
 //! inside attribute arguments (`#[arg(default_value_t = crate::x::Y)]`),
 //! `super::`/`self::`/`crate::` paths, and names bound by an earlier `use`
 //! in scope — aliases included (`use sea_orm as orm;` then `orm::DbErr`,
-//! `use crate as root;` then `root::projection::…`). The rules:
+//! `use crate as root;` then `root::projection::…`).
+//!
+//! The map itself is not copied here: [`LayerMap::of`] reads the table in
+//! the doc comment of `src/lib.rs` (the `lib.rs` of the crate checked, so
+//! a planted `lib.rs` plants a map). The rules:
 //!
 //! 1. **Arrows.** What a file names directly must be its own layer or one
-//!    [`allowed`] for it, and never an external path of
-//!    [`forbidden_external`].
+//!    its row may use; an outside crate must be in its row's outside crates
+//!    (`std`, `core`, `alloc` always are), and never a path of its "must
+//!    never use" cell. `src/main.rs` is checked against its own row.
 //! 2. **Re-exports are transparent to the "never" lists.** A name reached
 //!    through `pub use` is followed, hop by hop, to the item it re-exports.
-//!    If any hop is something the naming layer must never name (its
-//!    [`forbidden_external`] paths or its [`forbidden_internal`] layers —
-//!    the "must never use" column of `src/lib.rs`), that is a violation:
+//!    If any hop is something the naming layer must never name (an outside
+//!    path or a layer of its "must never use" cell in `src/lib.rs`), that
+//!    is a violation:
 //!    `graphql` naming `query::OrderSummaryRow` when that is
 //!    `entity::read::order_summary::Model` names `entity`. Internal hops
 //!    along allowed arrows are fine (`http` → `admin` → `db`): the arrows
@@ -40,7 +45,10 @@
 //!    edge when a file names an item or module defined in another file,
 //!    following re-exports to the file that defines it) have no cycle.
 //!    `mod x;` declarations are not edges; `super::X` from a child to its
-//!    parent's file and `child::Y` from the parent back are a cycle.
+//!    parent's file and `child::Y` from the parent back are a cycle. A name
+//!    reached through a `pub use` is an edge to the re-exporting file too.
+//! 5. **No `unreachable!()`** outside `#[cfg(test)]` code and `#[test]`
+//!    functions: a panic the `unwrap` lint does not see.
 //!
 //! Each rule has a planted violation in a self-test, so the checker is shown
 //! able to fail. Known limits: names brought in by an external glob
@@ -53,152 +61,163 @@ use std::path::{Path, PathBuf};
 use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 
-/// Which of the crate's top-level modules each one may import. Keep in
-/// step with the map in `src/lib.rs`.
-fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
-    BTreeMap::from([
-        ("domain", &[][..]),
-        ("token", &[][..]),
-        ("catalog", &[][..]),
-        ("backoff", &[][..]),
-        ("stable_hash", &[][..]),
-        ("failure", &[][..]),
-        ("search", &[][..]),
-        ("telemetry", &[][..]),
-        ("args", &["catalog", "telemetry"][..]),
-        ("metrics", &["catalog"][..]),
-        ("db", &["metrics", "failure"][..]),
-        ("inline", &["domain"][..]),
-        ("auth", &["domain"][..]),
-        ("notice", &["token", "db", "catalog", "backoff"][..]),
-        ("command", &["domain", "token", "db", "notice", "inline", "metrics", "failure", "telemetry"][..]),
-        (
-            "projection",
-            &[
-                "domain",
-                "token",
-                "db",
-                "notice",
-                "inline",
-                "catalog",
-                "metrics",
-                "backoff",
-                "stable_hash",
-                "failure",
-                "search",
-                "telemetry",
-            ][..],
-        ),
-        ("lazy", &["projection", "domain", "token", "db", "catalog"][..]),
-        ("query", &["domain", "token", "db", "notice", "catalog", "metrics", "failure", "search", "lazy"][..]),
-        ("export", &["projection", "domain", "token", "db", "catalog", "metrics", "telemetry"][..]),
-        ("admin", &["projection", "token", "db", "notice", "catalog", "metrics"][..]),
-        (
-            "graphql",
-            &["command", "query", "admin", "notice", "token", "domain", "catalog", "metrics", "failure", "telemetry"][..],
-        ),
-        ("http", &["graphql", "admin", "auth", "catalog", "metrics", "stable_hash", "telemetry"][..]),
-        // Holds each layer's own settings type, so it may name those layers.
-        ("settings", &["args", "catalog", "auth", "db", "projection", "export", "query", "graphql", "http"][..]),
-        (
-            "app",
-            &[
-                "failure",
-                "args",
-                "settings",
-                "catalog",
-                "backoff",
-                "stable_hash",
-                "domain",
-                "token",
-                "metrics",
-                "db",
-                "inline",
-                "lazy",
-                "telemetry",
-                "notice",
-                "command",
-                "projection",
-                "export",
-                "query",
-                "admin",
-                "auth",
-                "graphql",
-                "http",
-            ][..],
-        ),
-        (
-            "cli",
-            &[
-                "app",
-                "args",
-                "settings",
-                "catalog",
-                "domain",
-                "token",
-                "db",
-                "notice",
-                "command",
-                "projection",
-                "admin",
-                "auth",
-                "graphql",
-            ][..],
-        ),
-    ])
+/// One row of the layer map in `src/lib.rs`.
+#[derive(Debug, Default)]
+struct Row {
+    /// Top-level modules it may name (`None`: every one).
+    may: Option<BTreeSet<String>>,
+    /// Outside crates it may name besides `std`, `core` and `alloc` (`None`: any).
+    crates: Option<BTreeSet<String>>,
+    /// Layers of this crate it must never name, not even through a re-export.
+    never_internal: Vec<String>,
+    /// Outside paths it must never name (`entity::write`), not even through a re-export.
+    never_external: Vec<String>,
 }
 
-/// External paths a layer must never name.
-fn forbidden_external(layer: &str) -> &'static [&'static str] {
-    match layer {
-        "domain" | "token" | "catalog" | "backoff" | "stable_hash" | "failure" | "search" => {
-            &["sea_orm", "sqlx", "tokio", "axum", "async_graphql", "reqwest", "entity", "metrics"]
+/// The layer map, read from the table in the doc comment of `src/lib.rs`:
+/// the one copy. Columns: module, role, may use (modules of the crate),
+/// outside crates, must never use. A list cell is names separated by
+/// commas, `—` for none, or `everything` / `any`; anything else in it is an
+/// error here, so the table cannot drift into prose the check skips.
+struct LayerMap {
+    rows: BTreeMap<String, Row>,
+}
+
+impl LayerMap {
+    /// The map `krate`'s `lib.rs` states.
+    fn of(krate: &Crate) -> LayerMap {
+        let lib = krate.src.join("lib.rs");
+        let (_, ast) = krate.files.get(&lib).unwrap_or_else(|| panic!("no {}", lib.display()));
+        let doc: Vec<String> = ast
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .filter_map(|a| match &a.meta {
+                syn::Meta::NameValue(nv) => match &nv.value {
+                    syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        LayerMap::parse(&doc.join("\n"))
+    }
+
+    fn parse(doc: &str) -> LayerMap {
+        let mut rows = BTreeMap::new();
+        let mut header = false;
+        for line in doc.lines().map(str::trim) {
+            if !line.starts_with('|') {
+                continue;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            if !header {
+                assert_eq!(
+                    cells,
+                    ["module", "role", "may use", "outside crates", "must never use"],
+                    "the layer map's columns changed: update the check"
+                );
+                header = true;
+                continue;
+            }
+            if cells.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
+                continue;
+            }
+            assert_eq!(cells.len(), 5, "a layer map row without five cells: {line}");
+            let name = cells[0].trim_matches(|c| c == '[' || c == ']' || c == '`').to_owned();
+            let may = list(cells[2], &name, "may use");
+            let crates = list(cells[3], &name, "outside crates");
+            let never =
+                list(cells[4], &name, "must never use").unwrap_or_else(|| panic!("{name}: must never use everything?"));
+            rows.insert(
+                name,
+                Row { may, crates, never_internal: never.into_iter().collect(), never_external: Vec::new() },
+            );
         }
-        "command" => &["entity::read", "async_graphql", "axum"],
-        "query" => &["entity::write", "entity::log", "async_graphql", "axum"],
-        "projection" => &["entity::write", "async_graphql", "axum"],
-        "lazy" => &["entity::write", "entity::log", "async_graphql", "axum"],
-        "export" => &["entity", "async_graphql", "axum"],
-        "admin" => &["entity::write", "async_graphql", "axum"],
-        "graphql" => &["entity", "sea_orm", "sqlx", "axum"],
-        "http" => &["entity", "sea_orm", "sqlx"],
-        "args" | "settings" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql"],
-        "auth" => &["entity", "sea_orm", "sqlx", "axum", "async_graphql", "tokio"],
-        _ => &[],
-    }
-}
-
-/// Layers of this crate a layer must never name, not even through a
-/// re-export: the internal part of the "must never use" column of
-/// `src/lib.rs`.
-fn forbidden_internal(layer: &str) -> &'static [&'static str] {
-    match layer {
-        "command" => &["query", "projection"],
-        "projection" => &["command"],
-        "query" => &["command"],
-        "export" => &["command", "query"],
-        "cli" => &["http"],
-        _ => &[],
-    }
-}
-
-/// What in `target` `layer` must never name, if anything.
-fn never(layer: &str, target: &Target) -> Option<String> {
-    match target {
-        Target::Internal(path) => {
-            let to = path.first()?;
-            forbidden_internal(layer).contains(&to.as_str()).then(|| to.clone())
+        assert!(header && !rows.is_empty(), "no layer map table in src/lib.rs");
+        // A "never" name that is no row is an outside path.
+        let layers: BTreeSet<String> = rows.keys().cloned().collect();
+        for row in rows.values_mut() {
+            let (internal, external): (Vec<String>, Vec<String>) =
+                std::mem::take(&mut row.never_internal).into_iter().partition(|n| layers.contains(n));
+            row.never_internal = internal;
+            row.never_external = external;
         }
-        Target::External(path) => external_ban(layer, path),
+        LayerMap { rows }
+    }
+
+    /// Whether `layer` may name the top-level module `to`.
+    fn may(&self, layer: &str, to: &str) -> bool {
+        to == layer || self.rows.get(layer).is_some_and(|r| r.may.as_ref().is_none_or(|m| m.contains(to)))
+    }
+
+    /// Whether `layer` may name the outside crate `krate`. A first segment
+    /// that is no dependency in `Cargo.toml` is no crate (a primitive, a
+    /// type parameter, a tool attribute like `clippy::`), so it passes.
+    fn may_crate(&self, layer: &str, krate: &str) -> bool {
+        !dependencies().contains(krate)
+            || self.rows.get(layer).is_some_and(|r| r.crates.as_ref().is_none_or(|c| c.contains(krate)))
+    }
+
+    /// What in `target` `layer` must never name, if anything.
+    fn never(&self, layer: &str, target: &Target) -> Option<String> {
+        match target {
+            Target::Internal(path) => {
+                let to = path.first()?;
+                self.rows.get(layer)?.never_internal.contains(to).then(|| to.clone())
+            }
+            Target::External(path) => self.external_ban(layer, path),
+        }
+    }
+
+    fn external_ban(&self, layer: &str, path: &[String]) -> Option<String> {
+        let joined = path.join("::");
+        self.rows
+            .get(layer)?
+            .never_external
+            .iter()
+            .find(|banned| joined == **banned || joined.starts_with(&format!("{banned}::")))
+            .cloned()
     }
 }
 
-fn external_ban(layer: &str, path: &[String]) -> Option<String> {
-    let joined = path.join("::");
-    forbidden_external(layer)
-        .iter()
-        .find(|banned| joined == **banned || joined.starts_with(&format!("{banned}::")))
-        .map(|banned| banned.to_string())
+/// The package's `[dependencies]` (as code names them: `sea-orm` is `sea_orm`).
+fn dependencies() -> &'static BTreeSet<String> {
+    static DEPENDENCIES: std::sync::OnceLock<BTreeSet<String>> = std::sync::OnceLock::new();
+    DEPENDENCIES.get_or_init(|| {
+        let manifest =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).expect("Cargo.toml");
+        let mut within = false;
+        let mut out = BTreeSet::new();
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                within = line == "[dependencies]";
+            } else if within {
+                if let Some((name, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+                    out.insert(name.trim().replace('-', "_"));
+                }
+            }
+        }
+        assert!(out.contains("sea_orm"), "no [dependencies] read from Cargo.toml: {out:?}");
+        out
+    })
+}
+
+/// A list cell of the layer map: `None` for `everything` / `any`.
+fn list(cell: &str, layer: &str, column: &str) -> Option<BTreeSet<String>> {
+    match cell {
+        "everything" | "any" => return None,
+        "—" | "" => return Some(BTreeSet::new()),
+        _ => {}
+    }
+    let names: BTreeSet<String> = cell.split(',').map(|n| n.trim().trim_matches('`').to_owned()).collect();
+    for n in &names {
+        assert!(
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':'),
+            "the layer map's {column} cell of {layer} holds {n:?}: write names separated by commas, `—`, or `everything`"
+        );
+    }
+    Some(names)
 }
 
 /// A path a file names, resolved.
@@ -789,30 +808,39 @@ fn shown_file(krate: &Crate, file: &Path) -> String {
 
 /// Every violation of rules 1–3 in one file.
 fn violations_in(krate: &Crate, file: &Path) -> Vec<String> {
+    let map = LayerMap::of(krate);
+    if *file == krate.src.join("main.rs") {
+        return main_violations(krate, &map, file);
+    }
     let Some((Some(module), _)) = krate.files.get(file) else { return Vec::new() };
     let Some(layer) = module.first().cloned() else { return Vec::new() };
     let at = format!("src/{}", shown_file(krate, file));
-    let allowed = allowed();
     let mut out = Vec::new();
+    if !map.rows.contains_key(&layer) && layer != "lib" {
+        out.push(format!("{at}: {layer} has no row in the layer map of src/lib.rs"));
+    }
     for Found { chain, shown } in krate.names_in(file) {
         // Rule 1: what is written.
         match &chain[0] {
             Target::Internal(path) => {
                 let to = &path[0];
-                let ok = *to == layer || allowed.get(layer.as_str()).is_some_and(|a| a.contains(&to.as_str()));
-                if !ok {
+                if !map.may(&layer, to) {
                     out.push(format!("{at}: {layer} may not use {to} ({shown})"));
                 }
             }
             Target::External(path) => {
-                if let Some(banned) = external_ban(&layer, path) {
+                if let Some(banned) = map.external_ban(&layer, path) {
                     out.push(format!("{at}: {layer} may not use {banned} ({shown})"));
+                } else if let Some(name) = path.first().filter(|c| *c != "::" && !map.may_crate(&layer, c)) {
+                    out.push(format!(
+                        "{at}: {layer} may not use the crate {name}: not in its outside crates ({shown})"
+                    ));
                 }
             }
         }
         // Rule 2: what it re-exports.
         for hop in &chain[1..] {
-            if let Some(banned) = never(&layer, hop) {
+            if let Some(banned) = map.never(&layer, hop) {
                 out.push(format!(
                     "{at}: {layer} may not use {banned}, not even through a re-export ({shown} is {hop}, re-exported as {})",
                     chain[0]
@@ -842,7 +870,7 @@ fn violations_in(krate: &Crate, file: &Path) -> Vec<String> {
                 for hop in &found.chain {
                     match hop {
                         Target::External(path) => {
-                            if let Some(banned) = external_ban(&layer, path).filter(|b| held(b)) {
+                            if let Some(banned) = map.external_ban(&layer, path).filter(|b| held(b)) {
                                 out.push(format!(
                                     "{at}: {layer} may not hold {banned}: it names {shown}, and {via} hands out {hop} ({how}: {})",
                                     found.shown
@@ -854,6 +882,64 @@ fn violations_in(krate: &Crate, file: &Path) -> Vec<String> {
                         }
                         Target::Internal(_) => {}
                     }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `src/main.rs`, the binary: its own crate root, so it names the library
+/// as `twofold::…`. Its row in the map is `main.rs`: which of the library's
+/// modules it may name, and which outside crates.
+fn main_violations(krate: &Crate, map: &LayerMap, file: &Path) -> Vec<String> {
+    struct Paths(Vec<Vec<String>>);
+    impl Paths {
+        fn tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+            match tree {
+                syn::UseTree::Path(p) => {
+                    prefix.push(p.ident.to_string());
+                    self.tree(prefix, &p.tree);
+                    prefix.pop();
+                }
+                syn::UseTree::Name(n) => self.0.push([prefix.clone(), vec![n.ident.to_string()]].concat()),
+                syn::UseTree::Rename(r) => self.0.push([prefix.clone(), vec![r.ident.to_string()]].concat()),
+                syn::UseTree::Glob(_) => self.0.push(prefix.clone()),
+                syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.tree(prefix, t)),
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Paths {
+        fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+            self.tree(&mut Vec::new(), &item.tree);
+        }
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if path.segments.len() > 1 {
+                self.0.push(path.segments.iter().map(|s| s.ident.to_string()).collect());
+            }
+            syn::visit::visit_path(self, path);
+        }
+    }
+    let Some((_, ast)) = krate.files.get(file) else { return Vec::new() };
+    let mut paths = Paths(Vec::new());
+    paths.visit_file(ast);
+    let mut out = Vec::new();
+    for path in paths.0 {
+        let shown = path.join("::");
+        match path.first().map(String::as_str) {
+            Some("twofold") => {
+                if let Some(to) = path.get(1).filter(|to| !map.may("main.rs", to)) {
+                    out.push(format!("src/main.rs: main.rs may not use {to} ({shown})"));
+                }
+            }
+            // Its own items, and types' associated items (`Cli::parse`).
+            Some("self" | "super" | "crate") | None => {}
+            Some(first) if first.starts_with(|c: char| c.is_ascii_uppercase()) => {}
+            Some(first) => {
+                if !map.may_crate("main.rs", first) {
+                    out.push(format!("src/main.rs: main.rs may not use the crate {first} ({shown})"));
                 }
             }
         }
@@ -965,16 +1051,25 @@ fn module_graph(krate: &Crate) -> Graph {
     graph
 }
 
-/// File → file, when a file names an item (or module) another file defines.
+/// File → file, when a file names an item (or module) another file defines,
+/// or re-exports: a name reached through `pub use` depends on every file
+/// along the way (the file that re-exports it as well as the one that
+/// defines it), so a circle through a re-export is a circle.
 fn file_graph(krate: &Crate) -> Graph {
     let mut graph = Graph::new();
     for file in krate.files.keys() {
         let from = shown_file(krate, file);
         for Found { chain, shown } in krate.names_in(file) {
-            if let Some(to) = krate.file_of(&chain) {
-                if to != file {
-                    edge(&mut graph, from.clone(), shown_file(krate, to), shown);
+            let mut reached: Vec<&Path> = Vec::new();
+            for hop in 1..=chain.len() {
+                if let Some(to) = krate.file_of(&chain[..hop]) {
+                    if to != file && !reached.contains(&to) {
+                        reached.push(to);
+                    }
                 }
+            }
+            for to in reached {
+                edge(&mut graph, from.clone(), shown_file(krate, to), shown.clone());
             }
         }
     }
@@ -1050,17 +1145,30 @@ fn every_module_keeps_to_the_layer_map() {
 
 #[test]
 fn every_top_level_module_has_a_place_in_the_map() {
-    let lib = syn::parse_file(&std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs")).expect("parse lib.rs");
-    let allowed = allowed();
-    let missing: Vec<String> = top_level(&lib).into_iter().filter(|m| !allowed.contains_key(m.as_str())).collect();
-    assert!(missing.is_empty(), "modules without a rule: {missing:?}");
+    let krate = Crate::load(&src());
+    let map = LayerMap::of(&krate);
+    let lib = &krate.files[&src().join("lib.rs")].1;
+    let missing: Vec<String> = top_level(lib).into_iter().filter(|m| !map.rows.contains_key(m)).collect();
+    assert!(missing.is_empty(), "modules without a row in the layer map: {missing:?}");
+    let stale: Vec<&String> = map.rows.keys().filter(|r| *r != "main.rs" && !top_level(lib).contains(*r)).collect();
+    assert!(stale.is_empty(), "rows of the layer map naming no module: {stale:?}");
 }
 
 #[test]
 fn the_layer_map_itself_has_no_cycle() {
-    let edges: BTreeMap<&str, BTreeSet<&str>> =
-        allowed().into_iter().map(|(layer, may)| (layer, may.iter().copied().collect())).collect();
-    assert!(cycles(&edges).is_empty(), "the allow-list has a cycle: {:?}", cycles(&edges));
+    let krate = Crate::load(&src());
+    let map = LayerMap::of(&krate);
+    let layers: BTreeSet<&str> = map.rows.keys().map(String::as_str).collect();
+    let edges: BTreeMap<&str, BTreeSet<&str>> = map
+        .rows
+        .iter()
+        .filter(|(_, row)| row.may.is_some())
+        .map(|(layer, row)| {
+            let may = row.may.iter().flatten().map(String::as_str).filter(|m| layers.contains(m));
+            (layer.as_str(), may.collect())
+        })
+        .collect();
+    assert!(cycles(&edges).is_empty(), "the layer map has a cycle: {:?}", cycles(&edges));
 }
 
 #[test]
@@ -1232,7 +1340,7 @@ fn a_planted_cycle_is_caught_between_files_and_between_modules() {
         // Files: mod.rs names its child, the child names its parent.
         ("domain/mod.rs", "pub mod order; pub mod customer; pub use order::Order; pub struct Id;"),
         ("domain/order.rs", "use super::Id; pub struct Order(pub Id);"),
-        // Files, through a re-export: customer.rs → token/mod.rs → token/position.rs → customer.rs.
+        // Files, through a re-export: customer.rs → token/mod.rs (and → token/position.rs) → customer.rs.
         ("domain/customer.rs", "pub struct Customer(pub crate::token::Position);"),
         ("token/mod.rs", "mod position; pub use self::position::Position;"),
         ("token/position.rs", "use crate::domain::customer as c; pub struct Position; fn f(_: c::Customer) {}"),
@@ -1244,8 +1352,9 @@ fn a_planted_cycle_is_caught_between_files_and_between_modules() {
         "file cycle among domain/mod.rs, domain/order.rs:",
         "domain/order.rs -> domain/mod.rs: use super::Id",
         "domain/mod.rs -> domain/order.rs: use order::Order",
-        "file cycle among domain/customer.rs, token/position.rs:",
+        "file cycle among domain/customer.rs, token/mod.rs, token/position.rs:",
         "domain/customer.rs -> token/position.rs: crate::token::Position",
+        "domain/customer.rs -> token/mod.rs: crate::token::Position",
         "token/position.rs -> domain/customer.rs: use crate::domain::customer as c; c::Customer",
     ] {
         assert!(file_cycles.iter().any(|c| c.contains(expected)), "missed '{expected}' in {file_cycles:#?}");
@@ -1263,4 +1372,169 @@ fn a_planted_cycle_is_caught_between_files_and_between_modules() {
         ],
     );
     assert!(describe_cycles("file", &file_graph(&acyclic)).is_empty());
+}
+
+/// `unreachable!(` outside `#[cfg(test)]` code: each is a panic the
+/// `unwrap` lint does not see. Returns each as `file: fn name`.
+fn unreachable_outside_tests(file: &str, text: &str) -> Vec<String> {
+    struct Finder<'f> {
+        file: &'f str,
+        within: String,
+        found: Vec<String>,
+    }
+    fn is_test(attrs: &[syn::Attribute]) -> bool {
+        attrs.iter().any(|a| {
+            a.path().is_ident("test")
+                || (a.path().is_ident("cfg") && a.meta.require_list().is_ok_and(|l| l.tokens.to_string() == "test"))
+        })
+    }
+    impl Finder<'_> {
+        fn tokens(&mut self, tokens: TokenStream) {
+            let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+            for (i, t) in tokens.iter().enumerate() {
+                match t {
+                    TokenTree::Ident(id) if id == "unreachable" => {
+                        if let Some(TokenTree::Punct(p)) = tokens.get(i + 1) {
+                            if p.as_char() == '!' {
+                                self.found.push(format!("{}: {}", self.file, self.within));
+                            }
+                        }
+                    }
+                    TokenTree::Group(g) => self.tokens(g.stream()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+            if !is_test(&item.attrs) {
+                syn::visit::visit_item_mod(self, item);
+            }
+        }
+        fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+            if !is_test(&item.attrs) {
+                self.within = format!("fn {}", item.sig.ident);
+                syn::visit::visit_item_fn(self, item);
+            }
+        }
+        fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+            if !is_test(&item.attrs) {
+                self.within = format!("fn {}", item.sig.ident);
+                syn::visit::visit_impl_item_fn(self, item);
+            }
+        }
+        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+            if mac.path.segments.last().is_some_and(|s| s.ident == "unreachable") {
+                self.found.push(format!("{}: {}", self.file, self.within));
+            }
+            self.tokens(mac.tokens.clone());
+        }
+    }
+    let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
+    let mut finder = Finder { file, within: String::from("an item"), found: Vec::new() };
+    finder.visit_file(&ast);
+    finder.found
+}
+
+#[test]
+fn no_unreachable_outside_tests() {
+    let src = src();
+    let mut found = Vec::new();
+    for path in sources(&src) {
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let shown = path.strip_prefix(&src).unwrap_or(&path).display().to_string();
+        found.extend(unreachable_outside_tests(&shown, &text));
+    }
+    assert!(
+        found.is_empty(),
+        "unreachable!() outside #[cfg(test)] (make it impossible by type, or handle it):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_unreachable_is_caught_outside_tests_only() {
+    let planted = r#"
+        pub fn open() -> u8 { "1".parse().unwrap_or_else(|_| unreachable!("a digit")) }
+        pub fn nested() { println!("{}", match 1 { 1 => 1, _ => std::unreachable!() }); }
+        #[cfg(test)]
+        mod tests {
+            fn f() { unreachable!() }
+        }
+        #[test]
+        fn g() { unreachable!() }
+    "#;
+    let found = unreachable_outside_tests("planted.rs", planted);
+    assert_eq!(found, ["planted.rs: fn open", "planted.rs: fn nested"], "{found:#?}");
+}
+
+#[test]
+fn the_map_is_read_from_lib_rs_and_a_row_the_code_breaks_fails() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
+    // The real map: `metrics` may use `catalog`, and does.
+    let row = lib.lines().find(|l| l.starts_with("//! | [`metrics`]")).expect("a metrics row");
+    let narrowed = row.replacen("| catalog |", "| — |", 1);
+    assert_ne!(row, narrowed, "the metrics row changed shape: {row}");
+    let (krate, _) = planted(&[("lib.rs", lib.replacen(row, &narrowed, 1).as_str())]);
+    let found = all_violations(&krate);
+    assert!(found.iter().any(|v| v.contains("metrics may not use catalog")), "{found:#?}");
+    // A cell the parser cannot read is an error, not a row skipped.
+    let prose = lib.replacen(row, &row.replacen("| catalog |", "| catalog and friends |", 1), 1);
+    let unreadable = std::panic::catch_unwind(|| LayerMap::of(&planted(&[("lib.rs", prose.as_str())]).0));
+    assert!(unreadable.is_err(), "a prose cell was accepted");
+}
+
+#[test]
+fn a_planted_crate_outside_a_layers_list_is_caught() {
+    let found = planted_violations(&[(
+        "domain/planted.rs",
+        "use fastrand::u8 as roll; pub fn f() -> u8 { roll(..) + sea_orm::Value::Bool(None).as_ref_bool().map_or(0, |_| 1) }",
+    )]);
+    assert!(
+        found.iter().any(|v| v.contains("domain may not use the crate fastrand: not in its outside crates")),
+        "{found:#?}"
+    );
+    assert!(found.iter().any(|v| v.contains("domain may not use sea_orm")), "{found:#?}");
+    // What the row allows passes.
+    assert!(planted_violations(&[("domain/planted.rs", "pub fn f() -> uuid::Uuid { uuid::Uuid::nil() }")]).is_empty());
+}
+
+#[test]
+fn a_planted_main_rs_is_checked_against_its_row() {
+    let main = r#"
+        use twofold::args::Cli;
+        fn main() {
+            let _ = twofold::db::Db::connect;
+            let _ = fastrand::u8(..);
+            let _ = Cli::parse;
+        }
+    "#;
+    let found = planted_violations(&[("main.rs", main)]);
+    assert!(found.iter().any(|v| v.contains("main.rs may not use db (twofold::db::Db::connect)")), "{found:#?}");
+    assert!(found.iter().any(|v| v.contains("main.rs may not use the crate fastrand")), "{found:#?}");
+    assert!(!found.iter().any(|v| v.contains("args")), "{found:#?}");
+    // The real main.rs keeps to it.
+    let real = std::fs::read_to_string(src().join("main.rs")).expect("main.rs");
+    assert!(planted_violations(&[("main.rs", real.as_str())]).is_empty());
+}
+
+#[test]
+fn a_planted_circle_through_a_re_export_is_caught() {
+    // state.rs names ws/mod.rs's re-export of limits.rs; ws/mod.rs names state.rs.
+    let src = Path::new("/planted/src");
+    let files = [
+        ("lib.rs", "pub mod http;"),
+        ("http/mod.rs", "mod state; pub mod ws;"),
+        ("http/state.rs", "use super::ws::Limits; pub struct AppState(pub Limits); pub fn id() {}"),
+        (
+            "http/ws/mod.rs",
+            "mod limits; pub use limits::Limits; use super::state::{id, AppState}; fn f(_: AppState) { id() }",
+        ),
+        ("http/ws/limits.rs", "pub struct Limits;"),
+    ];
+    let krate = Crate::from_sources(src, files.iter().map(|(p, t)| (src.join(p), t.to_string())).collect());
+    let found = describe_cycles("file", &file_graph(&krate));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("file cycle among http/state.rs, http/ws/mod.rs:"), "{found:#?}");
 }

@@ -73,7 +73,6 @@
 //! `pong` says until when the connection now lives (`expiresAt`, Unix
 //! seconds). No other GraphQL server we know of offers this.
 mod close;
-mod limits;
 mod protocol;
 mod socket;
 
@@ -85,8 +84,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+pub use super::limits::{connection_budget, WsLimits};
 pub use close::*;
-pub use limits::{connection_budget, WsLimits};
 pub use protocol::{Credentials, Narrowing};
 
 use super::state::{request_id_of, AppState};

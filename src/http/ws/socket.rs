@@ -23,11 +23,11 @@ use super::close::{
     CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_INIT_TIMEOUT, CLOSE_INVALID_PAYLOAD,
     CLOSE_PROTOCOL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
 };
-use super::limits::WsLimits;
 use super::protocol::{
     complete_message, data_message, error_message, keepalive, truncate, Action, Close, Connection, Credentials, Start,
 };
 use crate::graphql::api::{Api, Caller};
+use crate::http::limits::WsLimits;
 
 /// What an operation task hands to the socket task.
 enum Outgoing {
@@ -132,6 +132,7 @@ async fn run_operation(
                 .iter()
                 .map(|e| serde_json::to_value(e).unwrap_or_else(|err| crate::graphql::error::internal_error(&err)))
                 .collect();
+            // A closed outbox means the connection is gone: nobody is left to tell.
             let _ = outbox.send(Outgoing::Text(error_message(protocol, &id, errors))).await;
             let _ = outbox.send(Outgoing::Ended { id, generation }).await;
             return;
@@ -145,6 +146,7 @@ async fn run_operation(
             return;
         }
     }
+    // A closed outbox means the connection is gone: nobody is left to tell.
     let _ = outbox.send(Outgoing::Text(complete_message(&id))).await;
     let _ = outbox.send(Outgoing::Ended { id, generation }).await;
 }
@@ -180,8 +182,10 @@ async fn send(sink: &mut Sink, text: String, timeout: Duration) -> Result<(), Cl
 async fn close(sink: &mut Sink, Close(code, reason): Close) {
     if code != 0 {
         let frame = CloseFrame { code, reason: truncate(&reason, 120).into() };
+        // Closing is best effort: a peer that is gone or slow cannot be told more.
         let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
     }
+    // Best effort as above: the socket is dropped right after either way.
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 

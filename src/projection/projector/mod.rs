@@ -152,7 +152,7 @@ impl Projector {
                     rebuild_reported_at: Set(None),
                 };
                 // Two instances may register at once; the loser just reads the row.
-                let _ = projection_checkpoint::Entity::insert(row)
+                projection_checkpoint::Entity::insert(row)
                     .on_conflict_do_nothing()
                     .exec_without_returning(conn)
                     .await?;
