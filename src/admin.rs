@@ -428,6 +428,7 @@ impl Admin {
                 until: None,
                 copy_name: None,
                 batch_size: rebuild::REPLAY_BATCH,
+                from_snapshot: None,
             };
             let notices = this.notices.clone();
             let mut last = Instant::now();

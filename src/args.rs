@@ -62,6 +62,9 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Print each projection's mode, status, checkpoint, lag and last error.
     Projections(DatabaseArgs),
+    /// Recovery snapshots of every view (`snapshot create FILE`; restore with `rebuild --from-snapshot FILE`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Fill the database with demo data through the real command path.
     DemoData(DemoDataArgs),
     /// List, retry or skip the events projections could not apply.
@@ -185,8 +188,23 @@ pub struct RebuildArgs {
     /// Events per replay transaction.
     #[arg(long, default_value_t = crate::catalog::REPLAY_BATCH)]
     pub batch_size: u64,
+    /// Start from the rows of this snapshot (`twofold snapshot create`) and replay only the events after it.
+    #[arg(long, value_name = "FILE", conflicts_with = "until")]
+    pub from_snapshot: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+/// `twofold snapshot ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SnapshotCommand {
+    /// Write every view with its checkpoint to FILE, all from one moment (SQLite: `VACUUM INTO`).
+    Create {
+        /// The snapshot file to write (never overwritten).
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

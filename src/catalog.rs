@@ -51,7 +51,23 @@ impl View {
     pub const fn can_be_lazy(self) -> bool {
         matches!(self, Self::OrderSummary | Self::OrderActivity)
     }
+
+    /// The projection version of the view: bump it whenever the view's fold
+    /// or its table's shape changes. A recovery snapshot records it for each
+    /// view and a rebuild refuses to start from rows another version wrote.
+    pub const fn projection_version(self) -> i64 {
+        match self {
+            Self::OrderSummary => 1,
+            Self::CustomerView => 1,
+            Self::ProductCatalog => 1,
+            Self::DailySales => 1,
+            Self::OrderActivity => 1,
+        }
+    }
 }
+
+/// The format of a recovery snapshot file (`twofold snapshot create`).
+pub const SNAPSHOT_FORMAT: i64 = 1;
 
 impl fmt::Display for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -49,6 +49,9 @@ pub async fn run(cli: crate::args::Cli) -> Result<(), CliError> {
         }
         Some(Command::Migrate(db)) => migrate(&db.database_url, db.read_database_url.as_deref()).await,
         Some(Command::Rebuild(args)) => rebuild(&args).await,
+        Some(Command::Snapshot(crate::args::SnapshotCommand::Create { file, database })) => {
+            snapshot_create(&file, &database.database_url, database.read_database_url.as_deref()).await
+        }
         Some(Command::Projections(db)) => projections(&db.database_url, db.read_database_url.as_deref()).await,
         Some(Command::DeadLetters(args)) => dead_letters(&args).await,
         Some(Command::DemoData(args)) => demo_data(&args).await,
@@ -175,11 +178,29 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), CliError> {
         Some(t) => Some(t.parse::<LogPosition>().map_err(|e| CliError::Failed(e.to_string()))?),
         None => None,
     };
-    let options =
-        RebuildOptions { projections, until, copy_name: args.copy_name.clone(), batch_size: args.batch_size.max(1) };
+    let options = RebuildOptions {
+        projections,
+        until,
+        copy_name: args.copy_name.clone(),
+        batch_size: args.batch_size.max(1),
+        from_snapshot: None,
+    };
     let mut reporter = Reporter::new("rebuild", "events");
-    let reports =
-        rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed)).await?;
+    let reports = match &args.from_snapshot {
+        Some(file) => crate::projection::recovery::rebuild_from(
+            &events_db,
+            &read_db,
+            file,
+            &options.projections,
+            options.batch_size,
+            |p| reporter.update(p.done, p.total, p.elapsed),
+        )
+        .await
+        .map_err(|e| CliError::Failed(format!("rebuild failed: {e}")))?,
+        None => {
+            rebuild::rebuild(&events_db, &read_db, &options, |p| reporter.update(p.done, p.total, p.elapsed)).await?
+        }
+    };
     reporter.finish();
     for r in &reports {
         println!(
@@ -193,6 +214,22 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<(), CliError> {
             println!("  as of {}: table {table}", r.checkpoint);
         }
     }
+    Ok(())
+}
+
+/// `twofold snapshot create FILE`: every view with its checkpoint, from one moment.
+pub async fn snapshot_create(
+    file: &std::path::Path,
+    database_url: &str,
+    read_database_url: Option<&str>,
+) -> Result<(), CliError> {
+    crate::app::migrate(database_url, read_database_url).await?;
+    let read_db = Db::connect(read_database_url.unwrap_or(database_url), 1).await?;
+    let started = Instant::now();
+    crate::projection::recovery::create(&read_db, file)
+        .await
+        .map_err(|e| CliError::Failed(format!("snapshot failed: {e}")))?;
+    println!("snapshot {} written in {:.3} s", file.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub mod product_catalog;
 pub mod projector;
 pub mod reader;
 pub mod rebuild;
+pub mod recovery;
 pub mod runner;
 pub mod runtime;
 pub mod search_backfill;

@@ -80,6 +80,17 @@ pub struct RebuildOptions {
     /// The copy's name, with `until`.
     pub copy_name: Option<String>,
     pub batch_size: u64,
+    /// Start from these rows (a recovery snapshot, already checked) instead
+    /// of empty tables: only the events after its checkpoint are replayed.
+    pub from_snapshot: Option<SnapshotStart>,
+}
+
+/// Where a rebuild from a snapshot starts: the (SQLite) snapshot file whose
+/// tables fill the shadows, and the checkpoint those rows stand at.
+#[derive(Debug, Clone)]
+pub struct SnapshotStart {
+    pub path: std::path::PathBuf,
+    pub checkpoint: LogPosition,
 }
 
 /// Progress, reported after every batch.
@@ -152,11 +163,20 @@ pub async fn rebuild(
     for p in &chosen {
         deferred_indexes.extend(create_shadow(&shadow, p.name()).await?);
     }
+    if let Some(start) = &options.from_snapshot {
+        for p in &chosen {
+            if let Err(e) = load_snapshot(&shadow, p.name(), &start.path).await {
+                let _ = drop_shadow(&shadow, p.name()).await;
+                return Err(e.into());
+            }
+        }
+    }
+    let first = options.from_snapshot.as_ref().map_or(LogPosition::START, |s| s.checkpoint);
     let total = match options.until {
         Some(until) => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?)
             .unwrap_or(0)
             .min(until.position.max(0) as u64),
-        None => u64::try_from(reader::count_after(&events_db.conn, LogPosition::START).await?).unwrap_or(0),
+        None => u64::try_from(reader::count_after(&events_db.conn, first).await?).unwrap_or(0),
     };
     let reporter = if options.until.is_none() {
         set_status(read_db, &chosen, Status::Rebuilding.as_str(), 0, total as i64).await?;
@@ -232,7 +252,7 @@ async fn replay(
     deferred_indexes: &[String],
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<Vec<RebuildReport>, RebuildError> {
-    let mut from = LogPosition::START;
+    let mut from = options.from_snapshot.as_ref().map_or(LogPosition::START, |s| s.checkpoint);
     let mut done: u64 = 0;
     let mut last_reported = Instant::now();
     // Read ahead: the next batch is fetched while this one is applied.
@@ -515,6 +535,21 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
         }
     }
     Ok(deferred)
+}
+
+/// Fills a (SQLite, TEMP) shadow with the rows of the snapshot file.
+async fn load_snapshot(shadow: &Db, table: &str, path: &std::path::Path) -> Result<(), DbErr> {
+    if shadow.backend() != DbBackend::Sqlite {
+        return Err(DbErr::Custom("a rebuild from a snapshot needs SQLite for now".to_owned()));
+    }
+    let file = path.to_string_lossy().replace('\'', "''");
+    shadow.conn.execute_unprepared(&format!("ATTACH DATABASE '{file}' AS twofold_snapshot")).await?;
+    let copied = shadow
+        .conn
+        .execute_unprepared(&format!("INSERT INTO temp.{table} SELECT * FROM twofold_snapshot.{table}"))
+        .await;
+    shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
+    copied.map(|_| ())
 }
 
 async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {

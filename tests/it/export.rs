@@ -824,6 +824,7 @@ async fn an_exporter_role_without_a_broker_is_refused() {
         until: None,
         copy_name: None,
         batch_size: 100,
+        from_snapshot: None,
     };
     let refused = twofold::projection::rebuild::rebuild(&db, &db, &options, |_| {}).await.expect_err("refused");
     assert!(refused.to_string().contains("cannot be rebuilt"), "{refused}");

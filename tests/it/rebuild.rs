@@ -21,6 +21,7 @@ fn options(names: &[&str]) -> RebuildOptions {
         until: None,
         copy_name: None,
         batch_size: 7,
+        from_snapshot: None,
     }
 }
 
