@@ -26,6 +26,9 @@
 //! 11. read replicas (PostgreSQL, with `--replica-url` or `TWOFOLD_TEST_REPLICA_URL`):
 //!     the page from the primary and from a hot standby, and `writeVisible`
 //!     through the standby beside its apply delay.
+//! 12. search and filters (`search.rs`): `orders(search:)`, every offered
+//!     filter + sort page, `totalCount`, beside an `ILIKE` join (PostgreSQL).
+//! 13. lazy views and reads at the token (`lazy.rs`).
 //!
 //! It prints a Markdown table at the end and writes every figure to
 //! `<out>/<backend>-<mode>.json` plus the lag chart `<out>/<backend>-<mode>-lag.svg`.
@@ -53,6 +56,8 @@ mod export;
 mod gql;
 #[path = "twofold_bench/lag.rs"]
 mod lag;
+#[path = "twofold_bench/lazy.rs"]
+mod lazy;
 #[path = "twofold_bench/load.rs"]
 mod load;
 #[path = "twofold_bench/mixed.rs"]
@@ -77,6 +82,8 @@ mod report;
 mod resume;
 #[path = "twofold_bench/scrape.rs"]
 mod scrape;
+#[path = "twofold_bench/search.rs"]
+mod search;
 #[path = "twofold_bench/server.rs"]
 mod server;
 #[path = "twofold_bench/sql.rs"]
@@ -232,6 +239,12 @@ async fn run_phases(
     server.stop().await;
     if options.runs("tracing") {
         traces::measure(&database.url, &options.out, &catalog, scale, report).await.context("the tracing phase")?;
+    }
+    if options.runs("search") {
+        search::measure(&database.url, &db, &options.out, &catalog, scale, report).await.context("the search phase")?;
+    }
+    if options.runs("lazy") {
+        lazy::measure(&database.url, &db, &options.out, &catalog, scale, report).await.context("the lazy phase")?;
     }
     if pg && options.runs("resume") {
         resume::measure(&database.url, &options.out, &catalog, scale, report).await.context("the link-return phase")?;

@@ -19,12 +19,12 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)
   --only      a comma-separated list of phases to run after the seeding (default: all), of
               commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
-              overload, tracing, resume, rebuild, export (lag's 80% row needs commands; export reads the
+              overload, tracing, search, lazy, resume, rebuild, export (lag's 80% row needs commands; export reads the
               log the seeding and the phases before it wrote)
   --keep-database  leave the PostgreSQL database in place at the end (its name is printed)";
 
 /// The phases `--only` can choose, in the order they run.
-pub const PHASES: [&str; 14] = [
+pub const PHASES: [&str; 16] = [
     "commands",
     "reads",
     "mixed",
@@ -36,6 +36,8 @@ pub const PHASES: [&str; 14] = [
     "replica",
     "overload",
     "tracing",
+    "search",
+    "lazy",
     "resume",
     "rebuild",
     "export",

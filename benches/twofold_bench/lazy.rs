@@ -1,0 +1,285 @@
+//! Lazy views and reads at the token (issue 36).
+//!
+//! Two servers in turn over the seeded data, both with kept answers (the
+//! response cache) off so that every read is computed:
+//!
+//! 1. every view eager (the default): the projectors' busy share at 200
+//!    `placeOrder`/s (from `/metrics`, as the lag phase reads it); a read at
+//!    the token right after `placeOrder` (`order(id:, consistentWith:)`,
+//!    which folds when the view is behind) against a list field that must
+//!    wait for its view (`orders(filter: {customerId}, consistentWith:)`),
+//!    the read alone timed, with how each was served (`extensions.served`);
+//!    and the stored `orderActivity` read;
+//! 2. `--projection-mode order_activity=lazy`: the same busy share, and the
+//!    lazy `orderActivity` read, which folds the order's events since its
+//!    snapshot (the seeded orders hold 1–3 events each).
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use twofold::db::Db;
+
+use crate::cli::Scale;
+use crate::gql::Gql;
+use crate::load::{closed_loop, count};
+use crate::pace::{place_orders, Schedule};
+use crate::progress;
+use crate::report::{latency, percent, times, Figure, Report};
+use crate::scrape::ProjectorCounters;
+use crate::server::Server;
+use crate::stats::{LoopResult, Summary};
+use crate::workload::Catalog;
+
+const READERS: usize = 8;
+/// Writers of the token loops: each places an order, then reads it.
+const WRITERS: usize = 4;
+const RATE: u64 = 200;
+const PROJECTIONS: [&str; 5] = ["order_summary", "customer_view", "product_catalog", "daily_sales", "order_activity"];
+
+const ORDER_AT: &str =
+    "query($id: ID!, $t: Token!) { order(id: $id, consistentWith: $t) { id status totalCents lines { title quantity } } }";
+const LIST_AT: &str = "query($c: ID!, $t: Token!) { orders(filter: {customerId: {eq: $c}}, first: 1, consistentWith: $t) { edges { node { id status totalCents lines { title quantity } } } } }";
+const ACTIVITY: &str = "query($id: ID!) { orderActivity(orderId: $id) { version eventType description } }";
+
+pub async fn measure(
+    database_url: &str,
+    db: &Db,
+    out: &Path,
+    catalog: &Catalog,
+    scale: &Scale,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let store = match db.backend() {
+        DbBackend::Postgres => "PostgreSQL",
+        _ => "SQLite",
+    };
+    let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
+    let size = format!("{store}, {orders} orders, kept answers off");
+    let ids = Arc::new(order_ids(db).await?);
+    let catalog = Arc::new(catalog.clone());
+    let stem = store.to_lowercase();
+
+    // 1. Eager.
+    let server = Server::start_with(
+        database_url,
+        &out.join(format!("{stem}-lazy-eager-server.log")),
+        &["--response-cache-entries", "0"],
+    )
+    .await
+    .context("start the eager server")?;
+    let gql = Gql::new(&server.base_url, 16)?;
+    let eager_busy = busy_share(&gql, &server.base_url, &catalog, scale, 0x36_0001).await?;
+    let (at_token, at_token_served) = token_reads(&gql, &server.base_url, &catalog, scale.read_time, false).await?;
+    let (list_wait, _) = token_reads(&gql, &server.base_url, &catalog, scale.read_time, true).await?;
+    progress!("order(id:) at the token: {} {:?}", Summary::of(&at_token).brief(), at_token_served);
+    progress!("orders(filter: customerId) at the token: {}", Summary::of(&list_wait).brief());
+    let stored = activity_loop(&gql, &ids, scale.read_time).await?;
+    progress!("orderActivity eager (stored): {}", stored.brief());
+    server.stop().await;
+
+    // 2. order_activity lazy.
+    let server = Server::start_with(
+        database_url,
+        &out.join(format!("{stem}-lazy-server.log")),
+        &["--response-cache-entries", "0", "--projection-mode", "order_activity=lazy"],
+    )
+    .await
+    .context("start the server with order_activity lazy")?;
+    let gql = Gql::new(&server.base_url, 16)?;
+    let lazy_busy = busy_share(&gql, &server.base_url, &catalog, scale, 0x36_0002).await?;
+    let lazy = activity_loop(&gql, &ids, scale.read_time).await?;
+    progress!("orderActivity lazy: {}", lazy.brief());
+    server.stop().await;
+
+    let (l, s) = (lazy.summary(), stored.summary());
+    report.add_wire(
+        Figure::new(format!("lazy `orderActivity` read, tail 1–3 events since snapshot ({size})"), latency(&l))
+            .num(l.p99_ms)
+            .baseline(format!("eager (stored row): {}", latency(&s)), Some(s.p99_ms))
+            .ratio((s.p99_ms > 0.0).then(|| l.p99_ms / s.p99_ms), times)
+            .target(
+                "p99 < 5 ms with ≤ 100 events of tail (PostgreSQL)",
+                (store == "PostgreSQL").then_some(l.p99_ms < 5.0),
+            ),
+    );
+    let ((lazy_s, lazy_share), (eager_s, eager_share)) = (lazy_busy, eager_busy);
+    report.add_wire(
+        Figure::new(
+            format!("projector busy per 1,000 orders at {RATE} placeOrder/s, `order_activity` lazy ({size})"),
+            format!("{lazy_s:.2} s ({} of the run)", percent(lazy_share)),
+        )
+        .num(lazy_s)
+        .baseline(format!("all eager: {eager_s:.2} s ({} of the run)", percent(eager_share)), Some(eager_s))
+        .ratio((eager_s > 0.0).then(|| lazy_s / eager_s), times),
+    );
+    let (t, w) = (Summary::of(&at_token), Summary::of(&list_wait));
+    let ratio = (t.p99_ms > 0.0).then(|| w.p99_ms / t.p99_ms);
+    report.add_wire(
+        Figure::new(
+            format!(
+                "`order(id:)` at the token right after placeOrder ({size}; served {})",
+                served_text(&at_token_served)
+            ),
+            latency(&t),
+        )
+        .num(t.p99_ms)
+        .baseline(format!("list `orders(customerId)` waiting at the token: {} ", latency(&w)), Some(w.p99_ms))
+        .ratio(ratio, |r| format!("{r:.1}× lower p99"))
+        .target("≥ 3× lower p99", Some(ratio.is_some_and(|r| r >= 3.0))),
+    );
+    Ok(())
+}
+
+fn served_text(served: &BTreeMap<String, u64>) -> String {
+    if served.is_empty() {
+        return "not said".to_owned();
+    }
+    served.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}
+
+async fn order_ids(db: &Db) -> anyhow::Result<Vec<Uuid>> {
+    let rows = db
+        .conn
+        .query_all_raw(Statement::from_string(db.backend(), "SELECT id FROM customer_order LIMIT 2000".to_owned()))
+        .await
+        .context("read order ids")?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.try_get::<Uuid>("", "id")).collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        bail!("no orders to read");
+    }
+    Ok(ids)
+}
+
+/// The projectors' busy time while `placeOrder` runs at [`RATE`]/s for
+/// the scale's `read_time` (and the views catch up): the seconds spent in
+/// batch transactions per 1,000 orders placed, the largest over the
+/// projections (the eager views share one batch transaction, so each
+/// reports the same time; a lazy view's projector does next to nothing),
+/// and that time's share of the run's wall time.
+async fn busy_share(
+    gql: &Gql,
+    base_url: &str,
+    catalog: &Arc<Catalog>,
+    scale: &Scale,
+    salt: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let before = counters(base_url).await?;
+    let started = Instant::now();
+    let schedule = Schedule::new(RATE, scale.read_time.max(Duration::from_secs(3)), started);
+    let writes = place_orders(gql, catalog, &schedule, 64, salt).await;
+    crate::load::wait_caught_up(gql, scale.catch_up_timeout).await.ok();
+    let wall = started.elapsed().as_secs_f64();
+    let after = counters(base_url).await?;
+    let busy: Vec<f64> = before.iter().zip(&after).map(|(b, a)| a.busy_seconds - b.busy_seconds).collect();
+    let each: Vec<String> = PROJECTIONS.iter().zip(&busy).map(|(name, s)| format!("{name} {s:.2} s")).collect();
+    progress!("projectors busy over {wall:.1} s ({}): {}", each.join(", "), writes.brief());
+    if writes.ok == 0 {
+        bail!("no placeOrder succeeded: {}", writes.first_error.unwrap_or_default());
+    }
+    let most = busy.iter().copied().fold(0.0, f64::max);
+    Ok((most / writes.ok as f64 * 1000.0, most / wall))
+}
+
+async fn counters(base_url: &str) -> anyhow::Result<Vec<ProjectorCounters>> {
+    let mut all = Vec::new();
+    for name in PROJECTIONS {
+        all.push(ProjectorCounters::read(base_url, name).await?);
+    }
+    Ok(all)
+}
+
+/// [`WRITERS`] workers for `duration`: each places an order, then reads it
+/// at the returned token (`list`: through the customer's orders list), and
+/// times the read alone. Returns the read times and how they were served.
+async fn token_reads(
+    gql: &Gql,
+    base_url: &str,
+    catalog: &Arc<Catalog>,
+    duration: Duration,
+    list: bool,
+) -> anyhow::Result<(Vec<Duration>, BTreeMap<String, u64>)> {
+    let http = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build()?;
+    let url = format!("{base_url}/graphql");
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..WRITERS as u64)
+        .map(|w| {
+            let (gql, catalog, http, url) = (gql.clone(), catalog.clone(), http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                let mut served: BTreeMap<String, u64> = BTreeMap::new();
+                let mut seq = 0u64;
+                while Instant::now() < deadline {
+                    seq += 1;
+                    let order = catalog.random_order(0x36_1000_0000 + w * 1_000_000 + seq + u64::from(list) * 500_000);
+                    let token = gql.place_order(&catalog, &order).await?;
+                    let body = if list {
+                        json!({ "query": LIST_AT, "variables": { "c": catalog.customers[order.customer].id, "t": token } })
+                    } else {
+                        json!({ "query": ORDER_AT, "variables": { "id": order.order_id, "t": token } })
+                    };
+                    let t0 = Instant::now();
+                    let answer: Value = http.post(&url).json(&body).send().await?.json().await?;
+                    times.push(t0.elapsed());
+                    if let Some(errors) = answer.get("errors") {
+                        anyhow::bail!("read at the token: {errors}");
+                    }
+                    for kind in served_kinds(&answer) {
+                        *served.entry(kind).or_default() += 1;
+                    }
+                }
+                anyhow::Ok((times, served))
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut served = BTreeMap::new();
+    for worker in workers {
+        let (t, s) = worker.await.context("token worker panicked")??;
+        times.extend(t);
+        for (k, v) in s {
+            *served.entry(k).or_default() += v;
+        }
+    }
+    Ok((times, served))
+}
+
+/// The `served` extension's values, whatever its shape (a map of field to
+/// kind, a list, or a string).
+fn served_kinds(answer: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(served) = answer.pointer("/extensions/served") {
+        walk(served, &mut out);
+    }
+    out
+}
+
+async fn activity_loop(gql: &Gql, ids: &Arc<Vec<Uuid>>, duration: Duration) -> anyhow::Result<LoopResult> {
+    let first = gql.execute(ACTIVITY, json!({ "id": ids[0] })).await.context("orderActivity")?;
+    if first["orderActivity"].as_array().is_none_or(Vec::is_empty) {
+        bail!("orderActivity of {} is empty", ids[0]);
+    }
+    let (gql, ids) = (gql.clone(), ids.clone());
+    let result = closed_loop("orderActivity", READERS, duration, u64::MAX, move |seq| {
+        let (gql, ids) = (gql.clone(), ids.clone());
+        async move { gql.execute(ACTIVITY, json!({ "id": ids[seq as usize % ids.len()] })).await.map(drop) }
+    })
+    .await;
+    if result.ok() == 0 {
+        bail!("orderActivity: no read succeeded ({})", result.first_error.unwrap_or_default());
+    }
+    Ok(result)
+}
