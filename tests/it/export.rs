@@ -400,7 +400,9 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
         js.create_stream(jetstream::stream::Config {
             name: stream.name.clone(),
             subjects: vec![format!("{}.>", stream.prefix)],
-            max_message_size: 900,
+            // Headers count: an ordinary order's message (its CloudEvents
+            // headers with correlation and causation ids) is about 1 KB.
+            max_message_size: 2_000,
             ..Default::default()
         })
         .await
@@ -410,9 +412,9 @@ async fn a_message_the_broker_refuses_follows_the_poison_policy() {
         let Some(mut writer) = TestApp::spawn_with(Backend::Postgres, |_| {}).await else { return };
         let seed = writer.seed().await;
         writer.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
-        // Nine lines: well over 900 bytes.
+        // Twenty lines: well over 2,000 bytes.
         let mut products = Vec::new();
-        for i in 0..9 {
+        for i in 0..20 {
             products.push(writer.add_product(&format!("BIG-{}-{i}", short()), &"a long title ".repeat(4), 100).await.0);
         }
         let lines: Vec<(&str, i32)> = products.iter().map(|p| (p.as_str(), 1)).collect();
