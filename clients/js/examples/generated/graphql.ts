@@ -18,8 +18,11 @@ export type OrderLineInput = {
 
 /** Where an order stands: placed, then cancelled or shipped. */
 export type OrderStatus =
+  /** Placed, not yet shipped or cancelled. */
   | 'PLACED'
+  /** Cancelled (with a reason). */
   | 'CANCELLED'
+  /** Shipped (with a carrier and tracking number). */
   | 'SHIPPED';
 
 export type PlaceOrderInput = {
@@ -38,8 +41,11 @@ export type PlaceOrderInput = {
 
 /** Where an order was placed. */
 export type SalesChannel =
+  /** The web shop. */
   | 'WEB'
+  /** The mobile app. */
   | 'MOBILE'
+  /** The API, by another system. */
   | 'API'
   /** Not recorded (orders placed before channels were tracked, or the client did not say). */
   | 'UNKNOWN';
