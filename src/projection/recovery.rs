@@ -42,6 +42,12 @@ pub enum SnapshotError {
     UnknownView(String),
     #[error("snapshot failed: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("could not write {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Connect(#[from] crate::db::ConnectError),
     #[error(transparent)]
@@ -88,8 +94,7 @@ pub async fn create(read_db: &Db, path: &Path) -> Result<(), SnapshotError> {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, path)
-        .map_err(|e| SnapshotError::Database(sea_orm::DbErr::Custom(format!("could not name the snapshot: {e}"))))?;
+    std::fs::rename(&partial, path).map_err(|source| SnapshotError::File { path: path.to_owned(), source })?;
     Ok(())
 }
 
