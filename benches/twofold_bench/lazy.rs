@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -27,7 +27,7 @@ use twofold::db::Db;
 
 use crate::cli::Scale;
 use crate::gql::Gql;
-use crate::load::{closed_loop, count};
+use crate::load::closed_loop;
 use crate::pace::{place_orders, Schedule};
 use crate::progress;
 use crate::report::{latency, percent, times, Figure, Report};
@@ -55,12 +55,7 @@ pub async fn measure(
     scale: &Scale,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let store = match db.backend() {
-        DbBackend::Postgres => "PostgreSQL",
-        _ => "SQLite",
-    };
-    let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
-    let size = format!("{store}, {orders} orders, kept answers off");
+    let (store, _, size) = crate::load::store_and_size(db).await?;
     let ids = Arc::new(order_ids(db).await?);
     let catalog = Arc::new(catalog.clone());
     let stem = store.to_lowercase();

@@ -266,3 +266,15 @@ pub async fn count(db: &twofold::db::Db, sql: &str) -> anyhow::Result<u64> {
     let n: i64 = row.try_get_by_index(0).with_context(|| format!("read the result of {sql}"))?;
     Ok(n.max(0) as u64)
 }
+
+/// The store's name, its orders, and what a row measured on it says of its size
+/// (`PostgreSQL, 100000 orders, kept answers off`), for the phases that
+/// run their own server with kept answers off.
+pub async fn store_and_size(db: &twofold::db::Db) -> anyhow::Result<(&'static str, u64, String)> {
+    let store = match db.backend() {
+        sea_orm::DbBackend::Postgres => "PostgreSQL",
+        _ => "SQLite",
+    };
+    let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
+    Ok((store, orders, format!("{store}, {orders} orders, kept answers off")))
+}

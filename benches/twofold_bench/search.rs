@@ -24,7 +24,7 @@ use twofold::db::Db;
 
 use crate::cli::Scale;
 use crate::gql::Gql;
-use crate::load::{closed_loop, count};
+use crate::load::closed_loop;
 use crate::progress;
 use crate::report::{latency, per_s, times, Figure, Report};
 use crate::server::Server;
@@ -75,12 +75,7 @@ pub async fn measure(
     scale: &Scale,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let store = match db.backend() {
-        DbBackend::Postgres => "PostgreSQL",
-        _ => "SQLite",
-    };
-    let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
-    let size = format!("{store}, {orders} orders, kept answers off");
+    let (store, orders, size) = crate::load::store_and_size(db).await?;
     let server = Server::start_with(
         database_url,
         &out.join(format!("{}-search-server.log", store.to_lowercase())),

