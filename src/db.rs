@@ -185,10 +185,11 @@ impl Db {
     /// `application_name`, after one direct connection (see [`probe`]), so
     /// that a failure names its cause at once.
     pub async fn open(url: &str, pool: PoolOptions, application_name: &str) -> Result<Self, ConnectError> {
-        let is_sqlite = url.starts_with("sqlite:");
-        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            return Err(ConnectError::UnsupportedUrl(redact(url)));
-        }
+        let is_sqlite = match reach::kind(url) {
+            "sqlite" => true,
+            "postgres" => false,
+            _ => return Err(ConnectError::UnsupportedUrl(redact(url))),
+        };
         let connect_timeout = Duration::from_secs(5).min(pool.acquire_timeout.max(Duration::from_millis(500)));
         probe(url, connect_timeout, application_name)
             .await

@@ -50,7 +50,7 @@ fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Respon
     };
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
     let correlation_id = super::correlation::correlation_of(text(super::correlation::CORRELATION_HEADER))
-        .map_err(|why| Box::new(refusal(headers, StatusCode::BAD_REQUEST, error::VALIDATION, &why)))?;
+        .map_err(|why| Box::new(refusal(headers, StatusCode::BAD_REQUEST, error::VALIDATION, &why.to_string())))?;
     match crate::auth::narrow(actor, text(crate::auth::ROLE_HEADER), text(crate::auth::CUSTOMER_ID_HEADER)) {
         // (The HTTP request's span carries its trace context.)
         Ok(actor) => Ok(Caller { request_id: request_id_of(headers), actor, correlation_id, trace: None }),

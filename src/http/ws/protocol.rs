@@ -177,7 +177,7 @@ impl Connection {
                 let correlation = text_in(&payload, crate::http::correlation::CORRELATION_HEADER);
                 let correlation_id = match correlation {
                     Some(given) => crate::http::correlation::correlation_of(Some(&given))
-                        .map_err(|why| Close(CLOSE_BAD_REQUEST, truncate(&why, 100)))?,
+                        .map_err(|why| Close(CLOSE_BAD_REQUEST, truncate(&why.to_string(), 100)))?,
                     None => self.credentials.upgrade_correlation.clone(),
                 };
                 let trace = trace_in(&payload).or_else(|| self.credentials.upgrade_trace.clone());
