@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::EntityTrait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +40,7 @@ pub const STATUS_CHANNEL: &str = "twofold_status";
 const MAX_STREAM_IDS: usize = 50;
 
 /// The wire form of a projection notice.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct ProjectionNotice {
     /// The publishing instance (its own notifications are ignored).
     pub i: String,
@@ -55,18 +55,26 @@ pub struct ProjectionNotice {
 }
 
 impl ProjectionNotice {
-    pub fn encode(instance: &str, update: &ProjectionUpdated) -> Result<String, serde_json::Error> {
+    /// The notice's JSON. Built as a [`serde_json::Value`] of strings,
+    /// arrays and a bool, whose printing cannot fail: a notice is never
+    /// refused for its encoding, so there is no error to carry.
+    /// [`ProjectionNotice`]'s `Deserialize` reads it back (tested below).
+    pub fn encode(instance: &str, update: &ProjectionUpdated) -> String {
+        use serde_json::Value;
         let complete = update.complete && update.stream_ids.len() <= MAX_STREAM_IDS;
-        let notice = ProjectionNotice {
-            i: instance.to_owned(),
-            p: update.projection.clone(),
-            t: update.token.to_string(),
-            s: update.stream_ids.iter().take(MAX_STREAM_IDS).copied().collect(),
-            o: update.owners.iter().take(MAX_STREAM_IDS).copied().collect(),
-            e: update.event_types.iter().take(20).cloned().collect(),
-            c: complete,
-        };
-        serde_json::to_string(&notice)
+        let uuid = |id: &Uuid| Value::String(id.to_string());
+        let mut notice = serde_json::Map::new();
+        notice.insert("i".into(), instance.into());
+        notice.insert("p".into(), update.projection.as_str().into());
+        notice.insert("t".into(), update.token.to_string().into());
+        notice.insert("s".into(), update.stream_ids.iter().take(MAX_STREAM_IDS).map(uuid).collect());
+        notice.insert(
+            "o".into(),
+            update.owners.iter().take(MAX_STREAM_IDS).map(|o| o.as_ref().map_or(Value::Null, uuid)).collect(),
+        );
+        notice.insert("e".into(), update.event_types.iter().take(20).map(|e| Value::String(e.clone())).collect());
+        notice.insert("c".into(), complete.into());
+        Value::Object(notice).to_string()
     }
 }
 
@@ -80,16 +88,15 @@ pub async fn announce_batch(
     let notify = sea_orm::Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
         "SELECT pg_notify($1, $2)",
-        vec![PROJECTION_CHANNEL.into(), encoded(instance, update)?.into()],
+        vec![PROJECTION_CHANNEL.into(), encoded(instance, update).into()],
     );
     txn.execute_raw(notify).await?;
     Ok(())
 }
 
-/// A notice's payload, or the reason it cannot be written.
-pub fn encoded(instance: &str, update: &ProjectionUpdated) -> Result<String, sea_orm::DbErr> {
+/// A notice's payload.
+pub fn encoded(instance: &str, update: &ProjectionUpdated) -> String {
     ProjectionNotice::encode(instance, update)
-        .map_err(|e| sea_orm::DbErr::Custom(format!("cannot encode a notice: {e}")))
 }
 
 /// Queues `NOTIFY twofold_status, '<projection>'`: a projection stopped,
@@ -295,5 +302,43 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(streams: usize) -> ProjectionUpdated {
+        let stream_ids: Vec<Uuid> = (0..streams).map(|_| Uuid::now_v7()).collect();
+        let owners = stream_ids.iter().enumerate().map(|(i, _)| (i % 2 == 0).then(Uuid::now_v7)).collect();
+        ProjectionUpdated {
+            projection: "order_summary".into(),
+            token: LogPosition::new(12, 34),
+            stream_ids,
+            owners,
+            event_types: vec!["OrderPlaced".into(), "Quote \"and\" \\ backslash".into()],
+            complete: true,
+            rebuild_percent: None,
+        }
+    }
+
+    #[test]
+    fn a_notice_reads_back_as_it_was_written() {
+        let sent = update(3);
+        let notice: ProjectionNotice = serde_json::from_str(&encoded("instance-1", &sent)).expect("decodes");
+        assert_eq!(notice.i, "instance-1");
+        assert_eq!((notice.p.as_str(), notice.t.parse::<LogPosition>().ok()), ("order_summary", Some(sent.token)));
+        assert_eq!((notice.s, notice.o, notice.e, notice.c), (sent.stream_ids, sent.owners, sent.event_types, true));
+    }
+
+    #[test]
+    fn a_large_batch_is_cut_short_and_says_so() {
+        let sent = update(MAX_STREAM_IDS + 1);
+        let payload = encoded("i", &sent);
+        assert!(payload.len() < 8000, "NOTIFY's limit: {} bytes", payload.len());
+        let notice: ProjectionNotice = serde_json::from_str(&payload).expect("decodes");
+        assert_eq!((notice.s.len(), notice.o.len(), notice.c), (MAX_STREAM_IDS, MAX_STREAM_IDS, false));
+        assert_eq!(notice.s[..], sent.stream_ids[..MAX_STREAM_IDS]);
     }
 }

@@ -95,11 +95,15 @@ impl ReadModel {
                     // Its own task: the read finishes (and gives its pooled
                     // connection back) even when every waiter has gone.
                     let me = self.clone();
-                    let task = tokio::spawn(async move { me.load_durable().await.map(Arc::new).map_err(Arc::new) });
+                    let task = tokio::spawn(async move { me.load_durable().await.map(Arc::new) });
                     let read = async move {
-                        task.await.unwrap_or_else(|e| {
-                            Err(Arc::new(sea_orm::DbErr::Custom(format!("the checkpoint read failed: {e}"))))
-                        })
+                        match task.await {
+                            Ok(read) => read.map_err(QueryError::from),
+                            // Only a panic ends the task early (it is never aborted).
+                            Err(lost) => Err(QueryError::Database(crate::failure::DbError::Internal(format!(
+                                "the checkpoint read's task ended before it answered: {lost}"
+                            )))),
+                        }
                     }
                     .boxed()
                     .shared();
@@ -114,7 +118,7 @@ impl ReadModel {
             *slot = None;
         }
         drop(slot);
-        result.map_err(|e| QueryError::from((*e).clone()))
+        result
     }
 
     /// Where `token` stands in `projections`, from the durable state.

@@ -80,7 +80,7 @@ impl Durable {
     }
 }
 
-pub(super) type DurableRead = Shared<BoxFuture<'static, Result<Arc<Durable>, Arc<sea_orm::DbErr>>>>;
+pub(super) type DurableRead = Shared<BoxFuture<'static, Result<Arc<Durable>, super::QueryError>>>;
 
 /// At most one durable read in flight; concurrent callers share it.
 #[derive(Clone, Default)]
