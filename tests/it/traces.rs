@@ -442,8 +442,25 @@ async fn correlation_and_causation_ids_travel_with_the_events(backend: Backend) 
         assert_eq!(r.status(), 400, "{bad:?}");
         let v: Value = r.json().await.expect("JSON");
         assert_eq!(v["errors"][0]["extensions"]["code"], "VALIDATION", "{v}");
+        // The same on a WebSocket upgrade: refused, not silently dropped.
+        assert_eq!(upgrade_with_correlation(&app, bad).await, 400, "upgrade with {bad:?}");
     }
+    assert_eq!(upgrade_with_correlation(&app, "checkout-1").await, 101, "a good id upgrades");
     app.stop().await;
+}
+
+/// The status of a WebSocket upgrade carrying `Twofold-Correlation-Id: id`.
+async fn upgrade_with_correlation(app: &TestApp, id: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/graphql/ws", app.base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
+    request.headers_mut().insert("twofold-correlation-id", id.parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -90,7 +90,7 @@ pub use protocol::{Credentials, Narrowing};
 
 use super::state::{request_id_of, AppState};
 use super::web;
-use crate::graphql::error::UNAVAILABLE;
+use crate::graphql::error::{UNAVAILABLE, VALIDATION};
 
 /// `/graphql/ws`: a WebSocket upgrade, or the extractor's refusal.
 pub(super) async fn graphql_ws(State(state): State<AppState>, request: Request) -> Response {
@@ -119,6 +119,17 @@ pub(super) async fn accept(
         return (StatusCode::BAD_REQUEST, "unsupported WebSocket subprotocol: use graphql-transport-ws or graphql-ws")
             .into_response();
     }
+    // A correlation id the connection cannot carry is refused as over HTTP
+    // (400 `VALIDATION`), never dropped: the caller meant to correlate.
+    // (A header that is not text is as bad as a malformed one.)
+    let correlation = parts.headers.get(super::correlation::CORRELATION_HEADER).map(|v| v.to_str().unwrap_or("?"));
+    let upgrade_correlation = match super::correlation::correlation_of(correlation) {
+        Ok(id) => id,
+        Err(why) => {
+            let body = json!({ "errors": [{ "message": why.to_string(), "extensions": { "code": VALIDATION } }] });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
     let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
         let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": UNAVAILABLE } }] });
         return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
@@ -137,11 +148,7 @@ pub(super) async fn accept(
                 .get(crate::auth::CUSTOMER_ID_HEADER)
                 .map(|v| v.to_str().unwrap_or("?").to_owned()),
         },
-        upgrade_correlation: parts
-            .headers
-            .get(super::correlation::CORRELATION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| super::correlation::correlation_of(Some(v)).ok().flatten()),
+        upgrade_correlation,
         upgrade_trace: parts
             .headers
             .get("traceparent")
