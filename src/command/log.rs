@@ -31,13 +31,13 @@ pub async fn append(
     }
     let now = chrono::Utc::now();
     let causation_id = meta.causation_id();
-    let event_meta = crate::domain::event::EventMeta {
-        correlation_id: Some(meta.correlation_id.clone().unwrap_or_else(|| causation_id.clone())),
-        causation_id: Some(causation_id),
+    let event_meta = crate::domain::event::EventMeta::caused_by(
+        causation_id,
+        meta.correlation_id.clone(),
         // The command's transaction span, when traced: what comes of the
         // event later (a projector batch, a NATS message) links back to it.
-        traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
-    };
+        crate::telemetry::traceparent(&tracing::Span::current()),
+    );
     let metadata = serde_json::json!({
         "commandType": command_type,
         "commandId": meta.command_id,

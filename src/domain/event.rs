@@ -399,6 +399,19 @@ pub struct EventMeta {
     pub traceparent: Option<String>,
 }
 
+impl EventMeta {
+    /// The ids of an event `causation` caused: it correlates to
+    /// `correlation` when given, else (a root command) to its own cause.
+    /// The one place that rule is written, for the writer and the reader.
+    pub fn caused_by(causation: String, correlation: Option<String>, traceparent: Option<String>) -> Self {
+        Self {
+            correlation_id: Some(correlation.unwrap_or_else(|| causation.clone())),
+            causation_id: Some(causation),
+            traceparent,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

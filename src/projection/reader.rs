@@ -196,11 +196,11 @@ impl StoredMetadata {
     /// The ids as [`EventMeta`] explains them (older events included).
     pub fn meta(&self) -> crate::domain::event::EventMeta {
         match &self.causation_id {
-            Some(causation) => crate::domain::event::EventMeta {
-                correlation_id: self.correlation_id.clone().or_else(|| Some(causation.clone())),
-                causation_id: Some(causation.clone()),
-                traceparent: self.traceparent.clone(),
-            },
+            Some(causation) => crate::domain::event::EventMeta::caused_by(
+                causation.clone(),
+                self.correlation_id.clone(),
+                self.traceparent.clone(),
+            ),
             // Before causation was recorded: `correlationId` was the request id.
             None => crate::domain::event::EventMeta {
                 correlation_id: self.command_id.clone(),
