@@ -126,7 +126,7 @@ pub fn of_io(error: &std::io::Error) -> Outlook {
 }
 
 /// PostgreSQL SQLSTATE codes (`postgres`) and SQLite (extended) result codes.
-fn of_code(code: &str, postgres: bool) -> Outlook {
+pub(super) fn of_code(code: &str, postgres: bool) -> Outlook {
     if postgres {
         return of_sqlstate(code);
     }
@@ -193,40 +193,6 @@ mod tests {
             ("517", false, Outlook::MayClear(Transient::Busy)),
         ] {
             assert_eq!(of_code(code, postgres), outlook, "code {code}");
-        }
-    }
-
-    /// The two readings of a code never disagree: what start-up waits out
-    /// ([`Outlook::MayClear`]) is a failure a request may retry
-    /// ([`super::super::classify_code`]: contention, a lock timeout, or
-    /// unavailable), and what a running service calls the deployment's
-    /// fault (`Deployment`) start-up hands to a person. (They answer
-    /// different questions, so start-up may be stricter: a full disk,
-    /// `53100`, is retried by a request but needs a person at start-up.)
-    #[test]
-    fn start_up_and_running_read_the_codes_alike() {
-        use super::super::{classify_code, DbFailure};
-        let postgres = [
-            "57P01", "57P02", "57P03", "53300", "53100", "08000", "08001", "08006", "40001", "40P01", "55P03", "3D000",
-            "28000", "28P01", "42501", "42P01", "0A000", "25006", "22003", "23505", "XX000",
-        ];
-        let sqlite = ["5", "6", "261", "517", "8", "14", "23", "3", "1032", "2067", "19", "10", "13"];
-        let codes = postgres.iter().map(|c| (*c, true)).chain(sqlite.iter().map(|c| (*c, false)));
-        for (code, is_postgres) in codes {
-            let running = classify_code(code, None);
-            match of_code(code, is_postgres) {
-                Outlook::MayClear(why) => assert!(
-                    matches!(running, DbFailure::Contention | DbFailure::LockTimeout | DbFailure::Unavailable),
-                    "{code}: start-up waits it out ({why:?}) but a request takes it for {running:?}"
-                ),
-                Outlook::NeedsOperator => assert!(
-                    running != DbFailure::Contention && running != DbFailure::LockTimeout,
-                    "{code}: a request retries it ({running:?}) but start-up gives up"
-                ),
-            }
-            if running == DbFailure::Deployment {
-                assert_eq!(of_code(code, is_postgres), Outlook::NeedsOperator, "{code}");
-            }
         }
     }
 

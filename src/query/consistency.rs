@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use entity::read::dead_letter::{self, Resolution};
 use entity::read::projection_checkpoint::{self, StoredMode, StoredStatus};
 
-use super::durable::Durable;
+use super::durable::{Durable, DurableReadFailed};
 pub use super::durable::{NotProjected, Visibility};
 use super::{QueryError, ReadModel};
 use crate::notice::progress::DurableFacts;
@@ -98,11 +98,8 @@ impl ReadModel {
                     let task = tokio::spawn(async move { me.load_durable().await.map(Arc::new) });
                     let read = async move {
                         match task.await {
-                            Ok(read) => read.map_err(QueryError::from),
-                            // Only a panic ends the task early (it is never aborted).
-                            Err(lost) => Err(QueryError::Database(crate::failure::DbError::Internal(format!(
-                                "the checkpoint read's task ended before it answered: {lost}"
-                            )))),
+                            Ok(read) => read.map_err(|e| DurableReadFailed::Database(Arc::new(e))),
+                            Err(lost) => Err(DurableReadFailed::Lost(lost.to_string())),
                         }
                     }
                     .boxed()
@@ -118,7 +115,12 @@ impl ReadModel {
             *slot = None;
         }
         drop(slot);
-        result
+        result.map_err(|failed| match failed {
+            DurableReadFailed::Database(e) => QueryError::from((*e).clone()),
+            lost @ DurableReadFailed::Lost(_) => {
+                QueryError::Database(crate::failure::DbError::Internal(lost.to_string()))
+            }
+        })
     }
 
     /// Where `token` stands in `projections`, from the durable state.

@@ -80,7 +80,17 @@ impl Durable {
     }
 }
 
-pub(super) type DurableRead = Shared<BoxFuture<'static, Result<Arc<Durable>, super::QueryError>>>;
+pub(super) type DurableRead = Shared<BoxFuture<'static, Result<Arc<Durable>, DurableReadFailed>>>;
+
+/// Why the shared checkpoint read gave no answer (cloned to every waiter).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DurableReadFailed {
+    #[error(transparent)]
+    Database(Arc<sea_orm::DbErr>),
+    /// Its task ended before it answered (only a panic does: it is never aborted).
+    #[error("the checkpoint read's task ended before it answered: {0}")]
+    Lost(String),
+}
 
 /// At most one durable read in flight; concurrent callers share it.
 #[derive(Clone, Default)]
