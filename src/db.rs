@@ -10,8 +10,11 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub mod classify;
 pub mod reach;
 pub mod replica;
+
+pub use classify::{classify, is_unique_violation, is_writer_slot_timeout, DbFailure, Recovery};
 
 /// `application_name` of projector sessions on PostgreSQL (see [`Db::for_projectors`]).
 pub const PROJECTOR_APPLICATION: &str = "twofold-projector";
@@ -370,17 +373,20 @@ impl Db {
     }
 }
 
-/// The URL without its password, for messages.
+/// A URL fit for messages, logs, `/readyz` and metric labels: the password
+/// becomes `***`. A user name alone stays for a database (`postgres://app@…`
+/// names a role) and goes for anything else, where that position holds a
+/// secret (`nats://<token>@…`). The one redaction of the service.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+    let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) else { return url.to_owned() };
+    if at < scheme_end {
+        return url.to_owned();
+    }
+    let (scheme, userinfo) = (&url[..scheme_end], &url[scheme_end + 3..at]);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &url[at..]),
+        None if matches!(scheme, "postgres" | "postgresql" | "sqlite") => url.to_owned(),
+        None => format!("{scheme}://***{}", &url[at..]),
     }
 }
 
@@ -442,215 +448,6 @@ impl MigrationLock {
 /// The advisory lock key of schema migrations ("twofold.migrate" as bytes).
 const MIGRATION_LOCK_KEY: i64 = 0x7477_6f66_6f6c_646d;
 
-/// What kind of failure a database error is, decided from SQLSTATE codes
-/// (PostgreSQL), extended result codes (SQLite), sqlx's and sea-orm's own
-/// error kinds, never from message text. Every class says what to do about
-/// it ([`DbFailure::recovery`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbFailure {
-    /// The database cannot be reached, or no pooled connection was free in
-    /// time, or the server ran out of a resource: the client may retry later
-    /// (`UNAVAILABLE`).
-    Unavailable,
-    /// A serialization failure or deadlock: retrying the same work may succeed.
-    Contention,
-    /// A lock wait ran past `lock_timeout` (PostgreSQL `55P03`): another
-    /// session holds a lock this statement needs.
-    LockTimeout,
-    /// A UNIQUE or PRIMARY KEY constraint; the constraint's name where the
-    /// database reports it (PostgreSQL does, SQLite does not).
-    Unique(Option<String>),
-    /// A FOREIGN KEY, CHECK or NOT NULL constraint, or a trigger that refused the row.
-    Constraint(Option<String>),
-    /// A value the column cannot hold (out of range, malformed, too large):
-    /// the same statement will fail the same way every time.
-    Data,
-    /// A row or value is not what the code expects: a decode or conversion
-    /// failed, or no row was there to update. The same data fails the same
-    /// way every time.
-    Decode,
-    /// The deployment is not what this build expects: a table, column or
-    /// function missing, a permission refused, a read-only server, a
-    /// configuration error. Not the data's fault: retried while an operator
-    /// mends it (the projection's status shows the error meanwhile).
-    Deployment,
-    /// None of the above (SQLite's generic `SQLITE_ERROR`, an internal
-    /// server error, an error of this crate's own). See
-    /// [`DbFailure::recovery`] for why it counts as the data's.
-    Unclassified,
-}
-
-/// What a consumer of the log does about a failed apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// The same work may succeed later: retry it, backing off.
-    Retry,
-    /// The same statement on the same data fails again: find the event that
-    /// causes it and dead-letter it under the projection's poison policy.
-    Isolate,
-}
-
-impl DbFailure {
-    /// Transient classes and the deployment's own failures are retried;
-    /// the data's (`Unique`, `Constraint`, `Data`, `Decode`) isolate the
-    /// event. So does `Unclassified`: a failure nobody could name stops the
-    /// projection at one dead-lettered event (the default `stop` policy),
-    /// with the error in the dead letter and the status, instead of
-    /// retrying a whole group forever without a word; `retryDeadLetter`
-    /// takes it up again once it is understood.
-    pub fn recovery(&self) -> Recovery {
-        match self {
-            Self::Unavailable | Self::Contention | Self::LockTimeout | Self::Deployment => Recovery::Retry,
-            Self::Unique(_) | Self::Constraint(_) | Self::Data | Self::Decode | Self::Unclassified => Recovery::Isolate,
-        }
-    }
-}
-
-/// The one mapping from sea-orm's error to what a client can do about it
-/// (see [`crate::failure::DbError`]).
-impl From<DbErr> for crate::failure::DbError {
-    fn from(e: DbErr) -> Self {
-        match classify(&e) {
-            DbFailure::Unavailable => Self::Unavailable(e.to_string()),
-            DbFailure::Contention => Self::Contention(e.to_string()),
-            _ => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-/// Classifies a database error.
-pub fn classify(err: &DbErr) -> DbFailure {
-    use sea_orm::RuntimeErr;
-    match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => DbFailure::Unavailable,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => classify_sqlx(e),
-        DbErr::TryIntoErr { .. }
-        | DbErr::ConvertFromU64(_)
-        | DbErr::UnpackInsertId
-        | DbErr::UpdateGetPrimaryKey
-        | DbErr::RecordNotFound(_)
-        | DbErr::AttrNotSet(_)
-        | DbErr::Type(_)
-        | DbErr::Json(_)
-        | DbErr::RecordNotInserted
-        | DbErr::RecordNotUpdated
-        | DbErr::KeyArityMismatch { .. }
-        | DbErr::PrimaryKeyNotSet { .. } => DbFailure::Decode,
-        DbErr::Migration(_) | DbErr::BackendNotSupported { .. } | DbErr::RbacError(_) | DbErr::AccessDenied { .. } => {
-            DbFailure::Deployment
-        }
-        _ => DbFailure::Unclassified,
-    }
-}
-
-/// sqlx's error kinds; a database's own error by its code.
-fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => DbFailure::Unavailable,
-        sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => DbFailure::Decode,
-        sqlx::Error::Encode(_) => DbFailure::Data,
-        sqlx::Error::Configuration(_)
-        | sqlx::Error::InvalidArgument(_)
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::InvalidSavePointStatement
-        | sqlx::Error::Migrate(_) => DbFailure::Deployment,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            let constraint = db.constraint().map(str::to_owned);
-            match db.kind() {
-                // SQLite names no constraint; its extended code tells a
-                // primary key (1555, SQLITE_CONSTRAINT_PRIMARYKEY) from
-                // another unique index (2067).
-                sqlx::error::ErrorKind::UniqueViolation => {
-                    DbFailure::Unique(constraint.or_else(|| (code == "1555").then(|| PRIMARY_KEY.to_owned())))
-                }
-                sqlx::error::ErrorKind::ForeignKeyViolation
-                | sqlx::error::ErrorKind::NotNullViolation
-                | sqlx::error::ErrorKind::CheckViolation
-                | sqlx::error::ErrorKind::ExclusionViolation => DbFailure::Constraint(constraint),
-                _ => classify_code(&code, constraint),
-            }
-        }
-        _ => DbFailure::Unclassified,
-    }
-}
-
-/// PostgreSQL SQLSTATE classes and SQLite (extended) result codes.
-fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
-    let postgres_class = |class: &str| code.len() == 5 && code.starts_with(class);
-    match code {
-        // PostgreSQL: serialization failure, deadlock, object in use,
-        // snapshot too old.
-        "40001" | "40P01" | "55006" | "72000" => DbFailure::Contention,
-        // PostgreSQL: lock_not_available (lock_timeout, NOWAIT).
-        "55P03" => DbFailure::LockTimeout,
-        // PostgreSQL: an integrity constraint failed at commit; a PL/pgSQL
-        // RAISE (a trigger refused the row).
-        "40002" | "P0001" => DbFailure::Constraint(constraint),
-        // PostgreSQL: read-only transaction (a standby was written to).
-        "25006" => DbFailure::Deployment,
-        // PostgreSQL: connection exceptions, operator intervention (shutdown,
-        // a cancelled statement), insufficient resources (disk full, too many
-        // connections), system errors, internal errors, commit unknown.
-        _ if ["08", "57", "53", "58", "XX"].iter().any(|c| postgres_class(c)) || code == "40003" => {
-            DbFailure::Unavailable
-        }
-        // PostgreSQL: data exceptions (numeric value out of range, invalid
-        // text…), program limits (a row too large for an index).
-        _ if postgres_class("22") || postgres_class("54") => DbFailure::Data,
-        // PostgreSQL: any other integrity constraint.
-        _ if postgres_class("23") => DbFailure::Constraint(constraint),
-        // PostgreSQL: syntax or access rule (undefined table or column,
-        // insufficient privilege), feature not supported, invalid
-        // authorization, catalog or schema name, configuration file.
-        _ if ["42", "0A", "28", "3D", "3F", "F0"].iter().any(|c| postgres_class(c)) => DbFailure::Deployment,
-        // SQLite: a trigger's RAISE(ABORT) (SQLITE_CONSTRAINT_TRIGGER), any constraint.
-        "1811" | "19" => DbFailure::Constraint(constraint),
-        // SQLite: SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE.
-        "18" | "20" | "25" => DbFailure::Data,
-        // SQLite: SQLITE_READONLY, SQLITE_AUTH, SQLITE_PERM and extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 3 | 8 | 23)) => DbFailure::Deployment,
-        // SQLite: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOMEM
-        // and their extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 7 | 10 | 13 | 14)) => DbFailure::Unavailable,
-        // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) => DbFailure::Contention,
-        _ => DbFailure::Unclassified,
-    }
-}
-
-/// True when `err` is a wait for the SQLite writer slot that ran past its
-/// deadline (see [`Db::begin_write_as`]).
-pub fn is_writer_slot_timeout(err: &DbErr) -> bool {
-    matches!(err, DbErr::Conn(sea_orm::RuntimeErr::Internal(m)) if m.contains("SQLite writer slot"))
-}
-
-/// True when `err` is a UNIQUE violation of the constraint named `name`
-/// (any, when `name` is empty). SQLite does not name constraints: there a
-/// primary-key violation matches every `*_pkey` name and another unique
-/// violation every other name.
-pub fn is_unique_violation(err: &DbErr, name: &str) -> bool {
-    match classify(err) {
-        DbFailure::Unique(Some(constraint)) if constraint == PRIMARY_KEY => name.is_empty() || name.ends_with("_pkey"),
-        DbFailure::Unique(Some(constraint)) => name.is_empty() || constraint == name,
-        // SQLite, another unique index than the primary key.
-        DbFailure::Unique(None) => !name.ends_with("_pkey"),
-        _ => false,
-    }
-}
-
-/// What [`classify`] calls a SQLite primary-key violation (PostgreSQL names
-/// the constraint, `<table>_pkey`).
-const PRIMARY_KEY: &str = "(primary key)";
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -658,82 +455,9 @@ mod tests {
         assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
-    }
-
-    /// The failures the projection runtime once retried forever (issue 22):
-    /// a decode error and an update that found no row are the data's, and
-    /// isolate the event; the deployment's own failures and outages retry.
-    #[test]
-    fn every_failure_class_says_what_to_do() {
-        use super::{classify, classify_code, DbFailure, Recovery};
-        use sea_orm::DbErr;
-        let cases = [
-            (DbErr::RecordNotUpdated, DbFailure::Decode, Recovery::Isolate),
-            (DbErr::Type("a text where a number was".into()), DbFailure::Decode, Recovery::Isolate),
-            (DbErr::Json("expected value".into()), DbFailure::Decode, Recovery::Isolate),
-            (DbErr::Migration("missing".into()), DbFailure::Deployment, Recovery::Retry),
-            (DbErr::Custom("a bug of ours".into()), DbFailure::Unclassified, Recovery::Isolate),
-            (DbErr::Conn(sea_orm::RuntimeErr::Internal("gone".into())), DbFailure::Unavailable, Recovery::Retry),
-        ];
-        for (error, class, recovery) in cases {
-            assert_eq!(classify(&error), class, "{error}");
-            assert_eq!(class.recovery(), recovery, "{error}");
-        }
-        let codes = [
-            ("40001", DbFailure::Contention),
-            ("55P03", DbFailure::LockTimeout),
-            ("22003", DbFailure::Data),
-            ("54000", DbFailure::Data),
-            ("23514", DbFailure::Constraint(None)),
-            ("P0001", DbFailure::Constraint(None)),
-            ("42P01", DbFailure::Deployment),
-            ("42501", DbFailure::Deployment),
-            ("25006", DbFailure::Deployment),
-            ("53100", DbFailure::Unavailable),
-            ("57014", DbFailure::Unavailable),
-            ("XX000", DbFailure::Unavailable),
-            ("517", DbFailure::Contention),
-            ("1032", DbFailure::Deployment),
-            ("13", DbFailure::Unavailable),
-            ("1", DbFailure::Unclassified),
-        ];
-        for (code, class) in codes {
-            assert_eq!(classify_code(code, None), class, "code {code}");
-        }
-    }
-
-    /// The two readings of a code never disagree: what start-up waits out
-    /// ([`Outlook::MayClear`]) is a failure a request may retry
-    /// ([`classify_code`]: contention, a lock timeout, or
-    /// unavailable), and what a running service calls the deployment's
-    /// fault (`Deployment`) start-up hands to a person. (They answer
-    /// different questions, so start-up may be stricter: a full disk,
-    /// `53100`, is retried by a request but needs a person at start-up.)
-    #[test]
-    fn start_up_and_running_read_the_codes_alike() {
-        use super::reach::{of_code, Outlook};
-        use super::{classify_code, DbFailure};
-        let postgres = [
-            "57P01", "57P02", "57P03", "53300", "53100", "08000", "08001", "08006", "40001", "40P01", "55P03", "3D000",
-            "28000", "28P01", "42501", "42P01", "0A000", "25006", "22003", "23505", "XX000",
-        ];
-        let sqlite = ["5", "6", "261", "517", "8", "14", "23", "3", "1032", "2067", "19", "10", "13"];
-        let codes = postgres.iter().map(|c| (*c, true)).chain(sqlite.iter().map(|c| (*c, false)));
-        for (code, is_postgres) in codes {
-            let running = classify_code(code, None);
-            match of_code(code, is_postgres) {
-                Outlook::MayClear(why) => assert!(
-                    matches!(running, DbFailure::Contention | DbFailure::LockTimeout | DbFailure::Unavailable),
-                    "{code}: start-up waits it out ({why:?}) but a request takes it for {running:?}"
-                ),
-                Outlook::NeedsOperator => assert!(
-                    running != DbFailure::Contention && running != DbFailure::LockTimeout,
-                    "{code}: a request retries it ({running:?}) but start-up gives up"
-                ),
-            }
-            if running == DbFailure::Deployment {
-                assert_eq!(of_code(code, is_postgres), Outlook::NeedsOperator, "{code}");
-            }
-        }
+        assert_eq!(super::redact("nats://s3cr3t-token@h:4222"), "nats://***@h:4222", "a NATS token");
+        assert_eq!(super::redact("nats://u:p@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(super::redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(super::redact("u:p@h"), "u:p@h", "no scheme: not a URL we know");
     }
 }

@@ -93,7 +93,7 @@ impl ExportSettings {
             address
                 .trim()
                 .parse::<async_nats::ServerAddr>()
-                .map_err(|source| BadNatsUrl { address: redact(address.trim()), source })?;
+                .map_err(|source| BadNatsUrl { address: crate::db::redact(address.trim()), source })?;
         }
         Ok(())
     }
@@ -106,14 +106,6 @@ pub struct BadNatsUrl {
     pub address: String,
     #[source]
     pub source: std::io::Error,
-}
-
-/// The URL without credentials, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***{}", &url[..scheme_end + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
 }
 
 /// The most times one batch reconciles with the stream before it gives up
@@ -187,7 +179,7 @@ impl Exporter {
             .map(|a| a.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<_, _>>()
             .map_err(|e| unavailable(format!("--nats-url is not a NATS server address: {e}")))?;
-        let url = redact(&self.settings.nats_url);
+        let url = crate::db::redact(&self.settings.nats_url);
         let client = match tokio::time::timeout(timeout + Duration::from_millis(500), options.connect(addresses)).await
         {
             Ok(Ok(client)) => client,
@@ -207,7 +199,10 @@ impl Exporter {
     }
 
     fn unreachable(&self) -> ApplyError {
-        unavailable(format!("the NATS server at {} is unreachable (reconnecting)", redact(&self.settings.nats_url)))
+        unavailable(format!(
+            "the NATS server at {} is unreachable (reconnecting)",
+            crate::db::redact(&self.settings.nats_url)
+        ))
     }
 
     /// Fails (counted as a publish error) unless the connection is up.
