@@ -198,7 +198,7 @@ pub struct RebuildArgs {
 /// `twofold snapshot ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SnapshotCommand {
-    /// Write every view with its checkpoint to FILE, all from one moment (SQLite: `VACUUM INTO`).
+    /// Write every view with its checkpoint to FILE, all from one moment (SQLite: `VACUUM INTO`; PostgreSQL: one REPEATABLE READ transaction copied into the same SQLite file format).
     Create {
         /// The snapshot file to write (never overwritten).
         file: std::path::PathBuf,

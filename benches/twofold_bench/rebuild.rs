@@ -4,6 +4,11 @@
 //! rows into an identical table: one `COPY … FROM STDIN` on PostgreSQL (the
 //! database's fastest way in), multi-row INSERTs of 1,000 on SQLite.
 //!
+//! Then the restore: `twofold snapshot create` of the views just rebuilt,
+//! a tenth of the log more appended by plain SQL, and `twofold rebuild --all
+//! --from-snapshot` (loads the rows, replays only that tail) beside the
+//! rebuild from zero. The log stays grown by that tail for later phases.
+//!
 //! In full mode the log is first grown to `scale.rebuild_events` by plain-SQL
 //! appends of complete order histories (see `sql::append_orders`): pushing a
 //! million events through HTTP would dominate the run.
@@ -50,12 +55,24 @@ pub struct BulkInsert {
     pub rows_per_second: f64,
 }
 
+/// A rebuild from a snapshot, beside the rebuild from zero.
+#[derive(Debug, Clone)]
+pub struct FromSnapshot {
+    pub store: &'static str,
+    /// Events in the log when the snapshot was taken (the views stood at its head).
+    pub snapshot_at: u64,
+    pub snapshot_seconds: f64,
+    /// Events appended after the snapshot: what the restore replays.
+    pub tail: u64,
+    pub restore: RebuildOutcome,
+}
+
 /// Grows the log to `scale.rebuild_events` by plain SQL (the rebuild's and
 /// the export's backlog); returns its size and how many events were appended.
 pub async fn grow_log(db: &Db, catalog: &Catalog, scale: &Scale) -> anyhow::Result<(u64, u64)> {
     let before = count(db, "SELECT COUNT(*) FROM event").await?;
     let appended = if before < scale.rebuild_events {
-        top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout).await?
+        top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout, 0x70B_0000_0000).await?
     } else {
         0
     };
@@ -96,8 +113,55 @@ pub async fn measure(url: &str, db: &Db, catalog: &Catalog, scale: &Scale, repor
             None
         }
     };
-    report.set_rebuild(events, appended, single, all, bulk);
+    let restore = match from_snapshot(url, db, catalog, scale, events).await {
+        Ok(restore) => {
+            log_outcome("rebuild --all --from-snapshot", &restore.restore);
+            Ok(restore)
+        }
+        Err(e) => {
+            progress!("rebuild from a snapshot failed: {e:#}");
+            Err(format!("{e:#}"))
+        }
+    };
+    report.set_rebuild(events, appended, single, all, bulk, restore);
     Ok(())
+}
+
+/// Snapshots the views (rebuilt at the head of a log of `events`), appends
+/// a tenth as many events, and restores from the snapshot.
+async fn from_snapshot(
+    url: &str,
+    db: &Db,
+    catalog: &Catalog,
+    scale: &Scale,
+    events: u64,
+) -> anyhow::Result<FromSnapshot> {
+    let (store, _, _) = crate::load::store_and_size(db).await?;
+    let dir = tempfile::Builder::new().prefix("twofold-bench-snapshot-").tempdir().context("create a temp dir")?;
+    let file = dir.path().join("views.snapshot");
+    let started = Instant::now();
+    let created = tokio::process::Command::new(TWOFOLD_BIN)
+        .args(["snapshot", "create"])
+        .arg(&file)
+        .args(["--database-url", url])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(scale.rebuild_timeout, created)
+        .await
+        .context("snapshot create timed out")?
+        .with_context(|| format!("cannot run {TWOFOLD_BIN}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!("snapshot create: {}: {}", output.status, stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or(""));
+    }
+    let snapshot_seconds = started.elapsed().as_secs_f64();
+    progress!("snapshot of the views at {events} events: {snapshot_seconds:.2} s");
+    let tail = top_up(db, catalog, (events / 10).max(100), scale.rebuild_timeout, 0x70C_0000_0000).await?;
+    let path = file.to_str().context("a temp path that is not UTF-8")?;
+    let restore = run_rebuild(url, &["--all", "--from-snapshot", path], scale.rebuild_timeout).await;
+    Ok(FromSnapshot { store, snapshot_at: events, snapshot_seconds, tail, restore })
 }
 
 fn log_outcome(what: &str, outcome: &RebuildOutcome) {
@@ -120,7 +184,7 @@ fn log_outcome(what: &str, outcome: &RebuildOutcome) {
 
 /// Appends complete order histories until `wanted` more events are in the
 /// log (or time runs out). Returns the number appended.
-async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration) -> anyhow::Result<u64> {
+async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration, seed: u64) -> anyhow::Result<u64> {
     progress!("growing the event log by {wanted} events (plain-SQL batches of {TOP_UP_BATCH} orders)");
     let started = Instant::now();
     let mut appended = 0;
@@ -135,7 +199,7 @@ async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration) -> a
                     2 => Fate::Cancelled,
                     _ => Fate::Placed,
                 };
-                (catalog.random_order(0x70B_0000_0000 + seq), fate)
+                (catalog.random_order(seed + seq), fate)
             })
             .collect();
         appended += sql::append_orders(db, catalog, &batch).await.context("append a batch of orders")?;

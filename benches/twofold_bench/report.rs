@@ -14,7 +14,7 @@ use crate::lag::{FanOut, LagRun};
 use crate::mixed::ReadBesideWrites;
 use crate::overload::ReadersOutcome;
 use crate::reads::PgbenchRun;
-use crate::rebuild::{BulkInsert, RebuildOutcome};
+use crate::rebuild::{BulkInsert, FromSnapshot, RebuildOutcome};
 use crate::stats::{percentile, sorted_ms, LoopResult, Summary};
 
 /// One row of the table (and of `figures` in the JSON).
@@ -83,6 +83,8 @@ struct RebuildSection {
     single: RebuildOutcome,
     all: RebuildOutcome,
     bulk: Option<BulkInsert>,
+    /// The restore from a snapshot, or why it could not run.
+    from_snapshot: Result<FromSnapshot, String>,
 }
 
 struct Seeding {
@@ -225,8 +227,9 @@ impl Report {
         single: RebuildOutcome,
         all: RebuildOutcome,
         bulk: Option<BulkInsert>,
+        from_snapshot: Result<FromSnapshot, String>,
     ) {
-        self.rebuild = Some(RebuildSection { events_in_log, appended_by_sql, single, all, bulk });
+        self.rebuild = Some(RebuildSection { events_in_log, appended_by_sql, single, all, bulk, from_snapshot });
     }
 
     /// Every row of the table, in order.
@@ -508,6 +511,49 @@ impl Report {
                     .target("≥ 50,000 events/s", None),
             ),
         }
+        let from_zero = match &rebuild.all {
+            RebuildOutcome::Done { lines, wall } => lines.first().map(|l| (l.events, wall.as_secs_f64())),
+            RebuildOutcome::NotAvailable(_) => None,
+        };
+        let from_zero_text = from_zero
+            .map_or("—".to_owned(), |(events, wall)| format!("rebuild from zero: {events} events, {wall:.1} s wall"));
+        match &rebuild.from_snapshot {
+            Ok(FromSnapshot {
+                store,
+                snapshot_at,
+                snapshot_seconds,
+                tail,
+                restore: RebuildOutcome::Done { lines, wall },
+            }) => {
+                let slowest = lines.iter().min_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+                if let Some(l) = slowest {
+                    let speedup = from_zero.and_then(|(_, zero)| ratio_of(zero, wall.as_secs_f64()));
+                    rows.push(
+                        Figure::new(
+                            "rebuild --all from a snapshot",
+                            format!(
+                                "{} events replayed in {:.1} s wall ({:.0} events/s, rows loaded included; \
+                                 snapshot at {snapshot_at} events written in {snapshot_seconds:.1} s, {tail} appended after; {store})",
+                                l.events,
+                                wall.as_secs_f64(),
+                                l.events_per_second
+                            ),
+                        )
+                        .num(wall.as_secs_f64())
+                        .baseline(from_zero_text, from_zero.map(|(_, wall)| wall))
+                        .ratio(speedup, |r| format!("{r:.1}× faster")),
+                    );
+                }
+            }
+            Ok(FromSnapshot { restore: RebuildOutcome::NotAvailable(reason), .. }) => rows.push(
+                Figure::new("rebuild --all from a snapshot", format!("not available ({})", first_words(reason)))
+                    .baseline(from_zero_text, from_zero.map(|(_, wall)| wall)),
+            ),
+            Err(reason) => rows.push(
+                Figure::new("rebuild --all from a snapshot", format!("not available ({})", first_words(reason)))
+                    .baseline(from_zero_text, from_zero.map(|(_, wall)| wall)),
+            ),
+        }
     }
 
     fn overload_figures(&self, rows: &mut Vec<Figure>) {
@@ -636,6 +682,16 @@ impl Report {
                     "order_summary": outcome_json(&r.single),
                     "all": outcome_json(&r.all),
                     "bulk_insert_baseline": r.bulk,
+                    "from_snapshot": match &r.from_snapshot {
+                        Ok(f) => json!({
+                            "store": f.store,
+                            "snapshot_at_events": f.snapshot_at,
+                            "snapshot_seconds": f.snapshot_seconds,
+                            "tail_events": f.tail,
+                            "restore": outcome_json(&f.restore),
+                        }),
+                        Err(reason) => json!({ "available": false, "reason": reason }),
+                    },
                 })),
             },
         })

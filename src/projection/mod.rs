@@ -59,6 +59,7 @@ pub mod inline_applier;
 pub mod leader;
 pub mod order_activity;
 pub mod order_summary;
+pub mod portable;
 pub mod product_catalog;
 pub mod projector;
 pub mod reader;

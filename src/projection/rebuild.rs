@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 
 use super::apply::{ApplyContext, Projection};
+use super::portable::{self, Table};
 use super::reader;
-use crate::catalog::Status;
+use crate::catalog::{Status, View};
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
 use crate::token::LogPosition;
@@ -85,7 +86,7 @@ pub struct RebuildOptions {
     pub from_snapshot: Option<SnapshotStart>,
 }
 
-/// Where a rebuild from a snapshot starts: the (SQLite) snapshot file whose
+/// Where a rebuild from a snapshot starts: the snapshot file (SQLite) whose
 /// tables fill the shadows, and the checkpoint those rows stand at.
 #[derive(Debug, Clone)]
 pub struct SnapshotStart {
@@ -165,9 +166,15 @@ pub async fn rebuild(
     }
     if let Some(start) = &options.from_snapshot {
         for p in &chosen {
-            if let Err(e) = load_snapshot(&shadow, p.name(), &start.path).await {
-                let _ = drop_shadow(&shadow, p.name()).await;
-                return Err(e.into());
+            let loaded = match View::parse(p.name()) {
+                Some(view) => load_snapshot(&shadow, view, &start.path).await,
+                None => Err(RebuildError::UnknownProjection(p.name().to_owned())),
+            };
+            if let Err(e) = loaded {
+                for p in &chosen {
+                    let _ = drop_shadow(&shadow, p.name()).await;
+                }
+                return Err(e);
             }
         }
     }
@@ -537,19 +544,48 @@ async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
     Ok(deferred)
 }
 
-/// Fills a (SQLite, TEMP) shadow with the rows of the snapshot file.
-async fn load_snapshot(shadow: &Db, table: &str, path: &std::path::Path) -> Result<(), DbErr> {
-    if shadow.backend() != DbBackend::Sqlite {
-        return Err(DbErr::Custom("a rebuild from a snapshot needs SQLite for now".to_owned()));
+/// Fills a shadow with the rows of the snapshot file (a SQLite database,
+/// whichever store wrote it: see [`super::portable`]). SQLite attaches the
+/// file and copies in one statement; PostgreSQL reads it in batches into
+/// the shadow schema, where the search trigger computes each row's document.
+async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<(), RebuildError> {
+    let table = view.name();
+    match shadow.backend() {
+        DbBackend::Postgres => {
+            let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
+            let loaded =
+                async {
+                    let txn = shadow.conn.begin().await?;
+                    txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", shadow_schema(table)))
+                        .await?;
+                    portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
+                        std::future::ready(())
+                    })
+                    .await?;
+                    txn.commit().await
+                }
+                .await;
+            if let Err(e) = file.conn.close().await {
+                tracing::debug!(error = %e, "closing the snapshot file failed");
+            }
+            loaded?;
+        }
+        _ => {
+            // By name: a file written from PostgreSQL orders its columns as the entity does.
+            let columns = portable::columns(Table::View(view)).join(", ");
+            let file = path.to_string_lossy().replace('\'', "''");
+            shadow.conn.execute_unprepared(&format!("ATTACH DATABASE '{file}' AS twofold_snapshot")).await?;
+            let copied = shadow
+                .conn
+                .execute_unprepared(&format!(
+                    "INSERT INTO temp.{table} ({columns}) SELECT {columns} FROM twofold_snapshot.{table}"
+                ))
+                .await;
+            shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
+            copied?;
+        }
     }
-    let file = path.to_string_lossy().replace('\'', "''");
-    shadow.conn.execute_unprepared(&format!("ATTACH DATABASE '{file}' AS twofold_snapshot")).await?;
-    let copied = shadow
-        .conn
-        .execute_unprepared(&format!("INSERT INTO temp.{table} SELECT * FROM twofold_snapshot.{table}"))
-        .await;
-    shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
-    copied.map(|_| ())
+    Ok(())
 }
 
 async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {

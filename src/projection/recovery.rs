@@ -13,11 +13,22 @@
 //! any rebuild. A snapshot whose projection version differs for a view it
 //! would restore is refused, naming the view and both versions.
 //!
-//! PostgreSQL is not done yet: both commands refuse it with a clear error.
+//! The file is the same on both stores: a SQLite database with each view's
+//! table, `projection_checkpoint` and `twofold_snapshot`. On PostgreSQL,
+//! `create` opens one `REPEATABLE READ, READ ONLY` transaction on the read
+//! database and copies every view and the checkpoint rows into a new SQLite
+//! file through the read entities ([`super::portable`]), in batches: every
+//! table is read as of the same moment however long the copy takes, and the
+//! projectors keep writing meanwhile. A restore on PostgreSQL reads the file
+//! in batches into the shadow tables, where the search trigger computes the
+//! `search` document; on SQLite it attaches the file. So a file written on
+//! one store restores on the other (PostgreSQL keeps microseconds only).
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{AccessMode, ConnectionTrait, DbBackend, IsolationLevel, Statement, TransactionTrait};
 
+use super::portable::{self, Table};
 use super::rebuild::{self, Progress, RebuildError, RebuildOptions, RebuildReport, SnapshotStart};
 use crate::catalog::{View, SNAPSHOT_FORMAT};
 use crate::db::Db;
@@ -36,8 +47,6 @@ pub enum SnapshotError {
          this release expects version {expected}: take a new snapshot or rebuild from zero"
     )]
     OtherVersion { path: PathBuf, release: String, view: String, found: i64, expected: i64 },
-    #[error("snapshots need SQLite for now (PostgreSQL is not supported yet)")]
-    Unsupported,
     #[error("unknown view '{0}'")]
     UnknownView(String),
     #[error("snapshot failed: {0}")]
@@ -60,9 +69,18 @@ fn quoted(path: &Path) -> String {
 
 /// Writes every view with its checkpoint to `path`, from one read transaction.
 pub async fn create(read_db: &Db, path: &Path) -> Result<(), SnapshotError> {
-    if read_db.backend() != DbBackend::Sqlite {
-        return Err(SnapshotError::Unsupported);
-    }
+    create_with(read_db, path, portable::BATCH, |_, _| std::future::ready(())).await
+}
+
+/// [`create`], copying `batch` rows at a time on PostgreSQL and running
+/// `between(table, rows so far)` after each batch (the progress of a long
+/// snapshot; tests change the database there, mid-snapshot). SQLite's
+/// snapshot is one statement: `between` is not called.
+pub async fn create_with<F, Fut>(read_db: &Db, path: &Path, batch: u64, mut between: F) -> Result<(), SnapshotError>
+where
+    F: FnMut(Table, u64) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
     if path.exists() {
         return Err(SnapshotError::Exists(path.to_owned()));
     }
@@ -71,23 +89,23 @@ pub async fn create(read_db: &Db, path: &Path) -> Result<(), SnapshotError> {
     let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
     let written = async {
-        read_db.conn.execute_unprepared(&format!("VACUUM INTO '{}'", quoted(&partial))).await?;
-        let file = Db::connect_dedicated(&format!("sqlite://{}?mode=rw", partial.to_string_lossy())).await?;
-        let mut sql = String::from(
-            "CREATE TABLE twofold_snapshot (view TEXT PRIMARY KEY, projection_version INTEGER NOT NULL, \
-             format INTEGER NOT NULL, release TEXT NOT NULL);",
-        );
-        for view in View::ALL {
-            sql.push_str(&format!(
-                "INSERT INTO twofold_snapshot VALUES ('{}', {}, {SNAPSHOT_FORMAT}, '{}');",
-                view.name(),
-                view.projection_version(),
-                env!("CARGO_PKG_VERSION")
-            ));
+        let postgres = read_db.backend() == DbBackend::Postgres;
+        if !postgres {
+            read_db.conn.execute_unprepared(&format!("VACUUM INTO '{}'", quoted(&partial))).await?;
         }
-        file.conn.execute_unprepared(&sql).await?;
+        let file = Db::connect_dedicated(&format!("sqlite://{}?mode=rwc", partial.to_string_lossy())).await?;
+        let filled = async {
+            let txn = file.conn.begin().await?;
+            if postgres {
+                copy_from_postgres(read_db, &txn, batch, &mut between).await?;
+            }
+            txn.execute_unprepared(&describe()).await?;
+            txn.commit().await?;
+            Ok::<(), SnapshotError>(())
+        }
+        .await;
         let _ = file.conn.close().await;
-        Ok::<(), SnapshotError>(())
+        filled
     }
     .await;
     if let Err(e) = written {
@@ -95,6 +113,48 @@ pub async fn create(read_db: &Db, path: &Path) -> Result<(), SnapshotError> {
         return Err(e);
     }
     std::fs::rename(&partial, path).map_err(|source| SnapshotError::File { path: path.to_owned(), source })?;
+    Ok(())
+}
+
+/// The `twofold_snapshot` table: format, release, each view's projection version.
+fn describe() -> String {
+    let mut sql = String::from(
+        "CREATE TABLE twofold_snapshot (view TEXT PRIMARY KEY, projection_version INTEGER NOT NULL, \
+         format INTEGER NOT NULL, release TEXT NOT NULL);",
+    );
+    for view in View::ALL {
+        sql.push_str(&format!(
+            "INSERT INTO twofold_snapshot VALUES ('{}', {}, {SNAPSHOT_FORMAT}, '{}');",
+            view.name(),
+            view.projection_version(),
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    sql
+}
+
+/// Copies every view and the checkpoints from PostgreSQL into the (SQLite)
+/// file, all from one `REPEATABLE READ, READ ONLY` transaction: every table
+/// is read as of the same moment, however long the copy takes, and the
+/// projectors go on writing meanwhile (nothing here takes a lock they wait on).
+async fn copy_from_postgres<F, Fut>(
+    read_db: &Db,
+    file: &sea_orm::DatabaseTransaction,
+    batch: u64,
+    between: &mut F,
+) -> Result<(), SnapshotError>
+where
+    F: FnMut(Table, u64) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    let source =
+        read_db.conn.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?;
+    for table in Table::all() {
+        portable::create_table(file, table).await?;
+        portable::copy(table, &source, file, batch, between).await?;
+    }
+    // Read only: nothing to keep, and a failed commit cannot undo a read.
+    source.commit().await?;
     Ok(())
 }
 
@@ -161,9 +221,6 @@ pub async fn rebuild_from(
     batch_size: u64,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<Vec<RebuildReport>, SnapshotError> {
-    if read_db.backend() != DbBackend::Sqlite {
-        return Err(SnapshotError::Unsupported);
-    }
     let views: Vec<View> = views
         .iter()
         .map(|n| View::parse(n).ok_or_else(|| SnapshotError::UnknownView(n.clone())))
