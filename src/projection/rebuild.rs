@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 
 use super::apply::{ApplyContext, Projection};
-use super::portable::{self, Table};
 use super::reader;
+use super::shadow::{create_shadow, drop_shadow, load_snapshot, shadow_schema, use_shadow};
 use crate::catalog::{Status, View};
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
@@ -70,6 +70,8 @@ pub enum RebuildError {
     Worker(String),
     #[error(transparent)]
     Connect(#[from] crate::db::ConnectError),
+    #[error(transparent)]
+    Load(#[from] super::shadow::LoadError),
 }
 
 /// What to rebuild.
@@ -119,10 +121,6 @@ impl RebuildReport {
     }
 }
 
-fn shadow_schema(projection: &str) -> String {
-    format!("twofold_rebuild_{projection}")
-}
-
 fn stmt(db: &Db, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     super::sql::statement(db.backend(), sql, values)
 }
@@ -167,12 +165,16 @@ pub async fn rebuild(
     if let Some(start) = &options.from_snapshot {
         for p in &chosen {
             let loaded = match View::parse(p.name()) {
-                Some(view) => load_snapshot(&shadow, view, &start.path).await,
+                Some(view) => load_snapshot(&shadow, view, &start.path).await.map_err(RebuildError::from),
                 None => Err(RebuildError::UnknownProjection(p.name().to_owned())),
             };
             if let Err(e) = loaded {
                 for p in &chosen {
-                    let _ = drop_shadow(&shadow, p.name()).await;
+                    // The load's error is the one to report; a shadow left
+                    // behind is replaced by the next rebuild's.
+                    if let Err(dropped) = drop_shadow(&shadow, p.name()).await {
+                        tracing::warn!(projection = p.name(), error = %dropped, "could not drop the rebuild's shadow tables");
+                    }
                 }
                 return Err(e);
             }
@@ -450,151 +452,6 @@ async fn apply_in(
             super::apply::ApplyError::Unavailable(message) => RebuildError::Unavailable(message),
         })?;
     }
-    Ok(())
-}
-
-/// Points unqualified table names at the shadows for this transaction.
-async fn use_shadow(txn: &sea_orm::DatabaseTransaction, chosen: &[Arc<dyn Projection>]) -> Result<(), DbErr> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        let schemas: Vec<String> = chosen.iter().map(|p| shadow_schema(p.name())).collect();
-        txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", schemas.join(", "))).await?;
-    }
-    Ok(())
-}
-
-/// Creates a shadow table. On PostgreSQL it is UNLOGGED while it fills (a
-/// crash simply loses the shadow, which a rebuild recreates anyway) and
-/// starts with its primary key only: the other indexes are returned, to be
-/// built once the replay is done (one sort beats a million index
-/// insertions), after the table is made durable (`SET LOGGED`).
-async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String>, DbErr> {
-    let mut deferred = Vec::new();
-    match shadow.backend() {
-        DbBackend::Postgres => {
-            let schema = shadow_schema(table);
-            shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
-            shadow.conn.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await?;
-            shadow
-                .conn
-                .execute_unprepared(&format!("CREATE UNLOGGED TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-                .await?;
-            let indexes = shadow
-                .conn
-                .query_all_raw(stmt(
-                    shadow,
-                    "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisprimary AS is_primary \
-                     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                     WHERE i.indrelid = to_regclass('public.' || $1)",
-                    vec![table.into()],
-                ))
-                .await?;
-            // Its triggers (the search document's), so the replay keeps
-            // them as the live table does; they move with it at the switch.
-            let triggers = shadow
-                .conn
-                .query_all_raw(stmt(
-                    shadow,
-                    "SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t \
-                     WHERE t.tgrelid = to_regclass('public.' || $1) AND NOT t.tgisinternal",
-                    vec![table.into()],
-                ))
-                .await?;
-            for trigger in triggers {
-                let def: String = trigger.try_get("", "def")?;
-                let def = def.replacen(&format!(" ON public.{table} "), &format!(" ON {schema}.{table} "), 1).replacen(
-                    &format!(" ON {table} "),
-                    &format!(" ON {schema}.{table} "),
-                    1,
-                );
-                shadow.conn.execute_unprepared(&def).await?;
-            }
-            for index in indexes {
-                let name: String = index.try_get("", "name")?;
-                let def: String = index.try_get("", "def")?;
-                let def = def.replacen(&format!(" ON public.{table} "), &format!(" ON {schema}.{table} "), 1);
-                if index.try_get::<bool>("", "is_primary")? {
-                    shadow.conn.execute_unprepared(&def).await?;
-                    shadow
-                        .conn
-                        .execute_unprepared(&format!(
-                            "ALTER TABLE {schema}.{table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
-                        ))
-                        .await?;
-                } else {
-                    deferred.push(def);
-                }
-            }
-        }
-        _ => {
-            let row = shadow
-                .conn
-                .query_one_raw(stmt(
-                    shadow,
-                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = $1",
-                    vec![table.into()],
-                ))
-                .await?
-                .ok_or_else(|| DbErr::RecordNotFound(format!("table {table} in sqlite_master")))?;
-            let ddl: String = row.try_get("", "sql")?;
-            let ddl = ddl.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
-            shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?;
-            shadow.conn.execute_unprepared(&ddl).await?;
-        }
-    }
-    Ok(deferred)
-}
-
-/// Fills a shadow with the rows of the snapshot file (a SQLite database,
-/// whichever store wrote it: see [`super::portable`]). SQLite attaches the
-/// file and copies in one statement; PostgreSQL reads it in batches into
-/// the shadow schema, where the search trigger computes each row's document.
-async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<(), RebuildError> {
-    let table = view.name();
-    match shadow.backend() {
-        DbBackend::Postgres => {
-            let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
-            let loaded =
-                async {
-                    let txn = shadow.conn.begin().await?;
-                    txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", shadow_schema(table)))
-                        .await?;
-                    portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
-                        std::future::ready(())
-                    })
-                    .await?;
-                    txn.commit().await
-                }
-                .await;
-            if let Err(e) = file.conn.close().await {
-                tracing::debug!(error = %e, "closing the snapshot file failed");
-            }
-            loaded?;
-        }
-        _ => {
-            // By name: a file written from PostgreSQL orders its columns as the entity does.
-            let columns = portable::columns(Table::View(view)).join(", ");
-            let file = path.to_string_lossy().replace('\'', "''");
-            shadow.conn.execute_unprepared(&format!("ATTACH DATABASE '{file}' AS twofold_snapshot")).await?;
-            let copied = shadow
-                .conn
-                .execute_unprepared(&format!(
-                    "INSERT INTO temp.{table} ({columns}) SELECT {columns} FROM twofold_snapshot.{table}"
-                ))
-                .await;
-            shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
-            copied?;
-        }
-    }
-    Ok(())
-}
-
-async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
-    match shadow.backend() {
-        DbBackend::Postgres => {
-            shadow.conn.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", shadow_schema(table))).await?
-        }
-        _ => shadow.conn.execute_unprepared(&format!("DROP TABLE IF EXISTS temp.{table}")).await?,
-    };
     Ok(())
 }
 
