@@ -191,6 +191,13 @@ async fn listen(
             }
         }
         connected_before = true;
+        // A release announced while nobody here listened (before this first
+        // connection was up, or while the link was away) was heard by no
+        // standby, which then waits for its periodic try (`--standby-retry-ms`):
+        // let every standby here try once now instead.
+        if channels.contains(&LEADERSHIP_CHANNEL) {
+            notices.leadership_released("");
+        }
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
