@@ -76,6 +76,16 @@ pub async fn measure(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let (store, orders, size) = crate::load::store_and_size(db).await?;
+    if db.backend() == DbBackend::Postgres {
+        // Fresh planner statistics, as autovacuum keeps them on a database
+        // in service (this machine runs with autovacuum off, and the seeding
+        // leaves none): without them PostgreSQL guesses how many rows a
+        // search or a status matches, and a prefix search that matches
+        // 40% of the orders was planned as a GIN scan of all of them
+        // (650 ms, docs/performance.md). SQLite is left as the service
+        // leaves it (it runs no ANALYZE).
+        db.conn.execute_unprepared("ANALYZE").await.context("ANALYZE before the search phase")?;
+    }
     let server = Server::start_with(
         database_url,
         &out.join(format!("{}-search-server.log", store.to_lowercase())),
