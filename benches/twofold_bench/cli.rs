@@ -21,7 +21,7 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
               overload, tracing, search, lazy, resume, rebuild, export (lag's 80% row needs commands; export reads the
               log the seeding and the phases before it wrote)
-  --keep-database  leave the PostgreSQL database in place at the end (its name is printed)";
+  --keep-database  leave the database in place at the end (the PostgreSQL name or the SQLite file is printed)";
 
 /// The phases `--only` can choose, in the order they run.
 pub const PHASES: [&str; 16] = [

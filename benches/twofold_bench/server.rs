@@ -56,11 +56,20 @@ impl BenchDatabase {
         }
     }
 
-    /// Leaves the PostgreSQL database in place (`--keep-database`), to run
-    /// a server or a profiler against what the phases wrote.
+    /// Leaves the database in place (`--keep-database`), to run a server or
+    /// a profiler against what the phases wrote: the PostgreSQL database, or
+    /// the SQLite file's directory (not removed).
     pub fn keep(mut self) {
         if let Some((_, name)) = &self.postgres {
             progress!("kept database {name} (drop it with: DROP DATABASE {name})");
+        }
+        if let Some(dir) = self._sqlite_dir.take() {
+            let dir = dir.keep();
+            progress!(
+                "kept SQLite file {} (remove it with: rm -r {})",
+                dir.join("twofold.db").display(),
+                dir.display()
+            );
         }
         self.dropped = true;
     }

@@ -27,6 +27,7 @@ mod m20261206_000013_derived_retrying;
 mod m20261206_000014_search_documents;
 mod m20261206_000015_search_and_filter_indexes;
 mod m20261206_000016_activity_correlation;
+mod m20261206_000017_customer_total_index;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_search_documents::Migration),
             Box::new(m20261206_000015_search_and_filter_indexes::Migration),
             Box::new(m20261206_000016_activity_correlation::Migration),
+            Box::new(m20261206_000017_customer_total_index::Migration),
         ]
     }
 }

@@ -217,8 +217,9 @@ enum Matching {
     Postgres,
     /// SQLite, few matches: every match read from FTS5 first.
     Few,
-    /// SQLite, many matches: the sort's index walked, each row checked
-    /// against FTS5, until the page (or the window) is full.
+    /// SQLite, many matches: the sort's index walked, each row looked up
+    /// in the matches (read from FTS5 once), until the page (or the
+    /// window) is full.
     Many,
 }
 
@@ -380,15 +381,30 @@ impl ListQuery {
         wheres.push(match matching {
             Matching::Postgres => {
                 let q = sql.bind(query.to_tsquery());
-                format!("t.search @@ to_tsquery('simple', {q})")
+                match query.to_tsquery_exact() {
+                    // The index asked for the exact words only; every row
+                    // they find checked against the whole query (a function
+                    // call, which no index answers). A prefix in the index
+                    // scan costs every row the prefix begins a word of.
+                    Some(exact) => {
+                        let e = sql.bind(exact);
+                        format!("t.search @@ to_tsquery('simple', {e}) AND ts_match_vq(t.search, to_tsquery('simple', {q}))")
+                    }
+                    None => format!("t.search @@ to_tsquery('simple', {q})"),
+                }
             }
             Matching::Few => {
                 let q = sql.bind(query.to_fts5());
                 format!("t.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {q})")
             }
             Matching::Many => {
+                // The matches read once (the list SQLite builds for `IN`),
+                // each row of the sort's index looked up in it: the `+`
+                // keeps the list from driving the loop. Not an `EXISTS`
+                // per row: each would run the query again, and a prefix
+                // (`m*`) merges its whole doclist every time.
                 let q = sql.bind(query.to_fts5());
-                format!("EXISTS (SELECT 1 FROM {fts} WHERE {fts} MATCH {q} AND rowid = t.rowid)")
+                format!("+t.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {q})")
             }
         });
     }
@@ -473,6 +489,7 @@ impl ListQuery {
         let Some(query) = &self.search else { return String::new() };
         let mut wheres = self.wheres(sql, None);
         self.matches(sql, &mut wheres, self.matching);
+        let mut prefix = String::new();
         let window = match sql.backend {
             DbBackend::Postgres => {
                 let inner = format!(
@@ -485,17 +502,23 @@ impl ListQuery {
             }
             _ => {
                 // The window's matches in the default order; the rank of
-                // each from FTS5 (bm25: lower is better).
+                // each from FTS5 (bm25: lower is better), read in one pass
+                // over the matches between the window's least and greatest
+                // rowid. Not one `bm25` subquery per row: each would run
+                // the query again and recount every phrase's documents for
+                // its IDF (a word in every order: the whole view, per row).
                 let inner = format!(
                     "SELECT {columns}, t.rowid AS rid FROM {} t{} ORDER BY t.{tie} {dir}, t.{key} {dir} LIMIT {SEARCH_WINDOW}",
                     v.table,
                     where_clause(&wheres)
                 );
                 let q = sql.bind(query.to_fts5());
-                format!(
-                    "SELECT w.*, -(SELECT bm25({fts}) FROM {fts} WHERE {fts} MATCH {q} AND rowid = w.rid) AS rank FROM ({inner}) w",
+                prefix = format!(
+                    "WITH w AS MATERIALIZED ({inner}), m AS MATERIALIZED (SELECT rowid AS rid, bm25({fts}) AS score \
+                     FROM {fts} WHERE {fts} MATCH {q} AND rowid BETWEEN (SELECT min(rid) FROM w) AND (SELECT max(rid) FROM w)) ",
                     fts = v.fts
-                )
+                );
+                "SELECT w.*, -m.score AS rank FROM w JOIN m ON m.rid = w.rid".to_owned()
             }
         };
         let mut outer = Vec::new();
@@ -507,7 +530,7 @@ impl ListQuery {
             outer.push(format!("(r.rank, r.{tie}, r.{key}) < ({r}, {t}, {id})"));
         }
         format!(
-            "SELECT * FROM ({window}) r{} ORDER BY r.rank DESC, r.{tie} {dir}, r.{key} {dir} LIMIT {}",
+            "{prefix}SELECT * FROM ({window}) r{} ORDER BY r.rank DESC, r.{tie} {dir}, r.{key} {dir} LIMIT {}",
             where_clause(&outer),
             self.first + 1
         )
