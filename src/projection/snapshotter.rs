@@ -66,7 +66,12 @@ pub async fn run(
     if by_view.is_empty() {
         return;
     }
-    let mut ticks = tokio::time::interval(settings.every);
+    // The first tick one period after start, not at once: a snapshot
+    // when the process starts would store whatever the log holds by
+    // whenever this task happens to run (a race a loaded machine showed
+    // in `lazy::lazy_views_fold_and_lists_wait_for_a_snapshot`); the
+    // event-count trigger covers a long tail sooner.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + settings.every, settings.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let due: Vec<View> = tokio::select! {
