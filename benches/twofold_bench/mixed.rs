@@ -95,12 +95,13 @@ pub async fn measure(
     progress!("read c_graphql_orders beside {WRITE_RATE} placeOrder/s ({HTTP_READERS} connections): {}", reads.brief());
     progress!("  the writes beside it: {}", writes.brief());
     progress!(
-        "  kept answers meanwhile: {:.0} computed ({:.1}% of answers, {:.0}/s), {:.0} sent from memory, {:.0} shared with a twin",
+        "  kept answers meanwhile: {:.0} computed ({:.1}% of answers, {:.0}/s), {:.0} sent from memory, {:.0} shared with a twin, {:.0} the previous answer while a twin computed (no token)",
         cache.miss,
         cache.computed_share() * 100.0,
         cache.miss / (WARM_UP + scale.read_time).as_secs_f64(),
         cache.hit,
-        cache.shared
+        cache.shared,
+        cache.stale
     );
     let caught_up = wait_caught_up(gql, scale.catch_up_timeout).await.context("catch up after the writes")?;
     progress!("  projections caught up {:.1} s after the phase", caught_up.as_secs_f64());

@@ -44,11 +44,13 @@ async fn metrics_text(base_url: &str) -> anyhow::Result<String> {
 
 /// The kept-answer counters (`twofold_response_cache_total`): answers sent
 /// from memory (`hit`), shared with a twin computing the same answer
-/// (`shared`), and computed (`miss`).
+/// (`shared`), the previous answer to a reader without a token while a twin
+/// computes the new one (`stale`), and computed (`miss`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct CacheCounters {
     pub hit: f64,
     pub shared: f64,
+    pub stale: f64,
     pub miss: f64,
 }
 
@@ -63,6 +65,8 @@ impl CacheCounters {
                 counters.hit = value;
             } else if labels.contains("outcome=\"shared\"") {
                 counters.shared = value;
+            } else if labels.contains("outcome=\"stale\"") {
+                counters.stale = value;
             } else if labels.contains("outcome=\"miss\"") {
                 counters.miss = value;
             }
@@ -72,12 +76,17 @@ impl CacheCounters {
 
     /// What happened between `self` (before) and `after`.
     pub fn since(&self, before: &Self) -> Self {
-        Self { hit: self.hit - before.hit, shared: self.shared - before.shared, miss: self.miss - before.miss }
+        Self {
+            hit: self.hit - before.hit,
+            shared: self.shared - before.shared,
+            stale: self.stale - before.stale,
+            miss: self.miss - before.miss,
+        }
     }
 
     /// The share of answers computed, not sent from memory.
     pub fn computed_share(&self) -> f64 {
-        let all = self.hit + self.shared + self.miss;
+        let all = self.hit + self.shared + self.stale + self.miss;
         if all > 0.0 {
             self.miss / all
         } else {
