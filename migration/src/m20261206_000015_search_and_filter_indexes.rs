@@ -69,23 +69,7 @@ impl MigrationTrait for Migration {
             }
         }
         for (name, table, what) in indexes {
-            if postgres {
-                let invalid = format!(
-                    "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                     WHERE c.relname = '{name}' AND NOT i.indisvalid"
-                );
-                if conn
-                    .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, invalid))
-                    .await?
-                    .is_some()
-                {
-                    conn.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await?;
-                }
-                conn.execute_unprepared(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} {what}"))
-                    .await?;
-            } else {
-                conn.execute_unprepared(&format!("CREATE INDEX IF NOT EXISTS {name} ON {table} {what}")).await?;
-            }
+            build_index(conn, postgres, &name, &format!("{table} {what}")).await?;
         }
         for name in DROPPED {
             let concurrently = if postgres { "CONCURRENTLY " } else { "" };
@@ -113,4 +97,29 @@ impl MigrationTrait for Migration {
         .await?;
         Ok(())
     }
+}
+
+/// Builds index `name` `ON {on}` on a live database: `CONCURRENTLY` on
+/// PostgreSQL (outside a transaction; an INVALID index a killed run left
+/// behind is dropped and built again), `IF NOT EXISTS` everywhere.
+/// Migration 17 builds its index the same way.
+pub(crate) async fn build_index(
+    conn: &impl sea_orm::ConnectionTrait,
+    postgres: bool,
+    name: &str,
+    on: &str,
+) -> Result<(), DbErr> {
+    if !postgres {
+        conn.execute_unprepared(&format!("CREATE INDEX IF NOT EXISTS {name} ON {on}")).await?;
+        return Ok(());
+    }
+    let invalid = format!(
+        "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE c.relname = '{name}' AND NOT i.indisvalid"
+    );
+    if conn.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, invalid)).await?.is_some() {
+        conn.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await?;
+    }
+    conn.execute_unprepared(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}")).await?;
+    Ok(())
 }

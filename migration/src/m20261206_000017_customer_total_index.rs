@@ -10,8 +10,8 @@
 //! page in order: the customer's rows, highest total first, and the first
 //! page stops after `first + 1` of them.
 //!
-//! Built as migration 15 builds its indexes: `CREATE INDEX CONCURRENTLY`
-//! on PostgreSQL (outside a transaction; an INVALID index a killed run left
+//! Built by migration 15's `build_index`: `CREATE INDEX CONCURRENTLY` on
+//! PostgreSQL (outside a transaction; an INVALID index a killed run left
 //! is dropped and built again), `IF NOT EXISTS` everywhere.
 use sea_orm_migration::prelude::*;
 
@@ -33,24 +33,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let conn = manager.get_connection();
-        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            let invalid = format!(
-                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                 WHERE c.relname = '{NAME}' AND NOT i.indisvalid"
-            );
-            if conn
-                .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, invalid))
-                .await?
-                .is_some()
-            {
-                conn.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {NAME}")).await?;
-            }
-            conn.execute_unprepared(&format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {NAME} ON {ON}")).await?;
-        } else {
-            conn.execute_unprepared(&format!("CREATE INDEX IF NOT EXISTS {NAME} ON {ON}")).await?;
-        }
-        Ok(())
+        let postgres = manager.get_database_backend() == sea_orm::DbBackend::Postgres;
+        crate::m20261206_000015_search_and_filter_indexes::build_index(manager.get_connection(), postgres, NAME, ON)
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
