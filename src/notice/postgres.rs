@@ -88,15 +88,10 @@ pub async fn announce_batch(
     let notify = sea_orm::Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
         "SELECT pg_notify($1, $2)",
-        vec![PROJECTION_CHANNEL.into(), encoded(instance, update).into()],
+        vec![PROJECTION_CHANNEL.into(), ProjectionNotice::encode(instance, update).into()],
     );
     txn.execute_raw(notify).await?;
     Ok(())
-}
-
-/// A notice's payload.
-pub fn encoded(instance: &str, update: &ProjectionUpdated) -> String {
-    ProjectionNotice::encode(instance, update)
 }
 
 /// Queues `NOTIFY twofold_status, '<projection>'`: a projection stopped,
@@ -333,7 +328,8 @@ mod tests {
     #[test]
     fn a_notice_reads_back_as_it_was_written() {
         let sent = update(3);
-        let notice: ProjectionNotice = serde_json::from_str(&encoded("instance-1", &sent)).expect("decodes");
+        let notice: ProjectionNotice =
+            serde_json::from_str(&ProjectionNotice::encode("instance-1", &sent)).expect("decodes");
         assert_eq!(notice.i, "instance-1");
         assert_eq!((notice.p.as_str(), notice.t.parse::<LogPosition>().ok()), ("order_summary", Some(sent.token)));
         assert_eq!((notice.s, notice.o, notice.e, notice.c), (sent.stream_ids, sent.owners, sent.event_types, true));
@@ -342,7 +338,7 @@ mod tests {
     #[test]
     fn a_large_batch_is_cut_short_and_says_so() {
         let sent = update(MAX_STREAM_IDS + 1);
-        let payload = encoded("i", &sent);
+        let payload = ProjectionNotice::encode("i", &sent);
         assert!(payload.len() < 8000, "NOTIFY's limit: {} bytes", payload.len());
         let notice: ProjectionNotice = serde_json::from_str(&payload).expect("decodes");
         assert_eq!((notice.s.len(), notice.o.len(), notice.c), (MAX_STREAM_IDS, MAX_STREAM_IDS, false));

@@ -120,7 +120,10 @@ async fn move_checkpoints(txn: &DatabaseTransaction, claims: &[Claim<'_>]) -> Re
     }
     let mut notices = Vec::with_capacity(claims.len());
     for c in claims {
-        notices.push(Value::from(crate::notice::postgres::encoded(c.projector.notices.instance_id(), &c.update)));
+        notices.push(Value::from(crate::notice::postgres::ProjectionNotice::encode(
+            c.projector.notices.instance_id(),
+            &c.update,
+        )));
     }
     let array = |ty: ArrayType, items: Vec<Value>| crate::projection::sql::array(ty, items);
     let values: Vec<Value> = vec![
