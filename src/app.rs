@@ -430,7 +430,9 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         crate::catalog::View::ALL.into_iter().filter(|v| runtime.mode_of(v.name()) == Mode::Lazy).collect();
     let threshold =
         crate::lazy::HotThreshold { events: runtime.snapshots.hot_events, elapsed: runtime.snapshots.hot_time };
-    let folder = crate::lazy::Folder::new(write_db.clone(), read_db.clone()).with_hot_keys(wishes, threshold);
+    let folder = crate::lazy::Folder::new(write_db.clone(), read_db.clone())
+        .with_hot_keys(wishes, threshold)
+        .with_settle_wait(settings.consistency.settle_wait);
     let reads = reads.with_folding(crate::query::served::Folding { folder, lazy });
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
     let documents = documents(settings, auth.is_open())?;

@@ -22,7 +22,8 @@
 //!
 //! A fold is bounded: past [`MAX_FOLD`] events or [`FOLD_WAIT`], or
 //! (PostgreSQL) while a transaction that could still append before the
-//! token is open, it gives up and the caller waits for the view instead.
+//! token stays open past [`SETTLE_WAIT`], it gives up and the caller waits
+//! for the view instead.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,14 @@ pub const MAX_FOLD: u64 = 5_000;
 /// on a view); past it the read waits for the view, which says what
 /// stands in the way.
 pub const FOLD_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a read at the token waits for the event writers below its
+/// token to end (commands in flight, a few milliseconds each) before it
+/// gives up folding and waits for the view, which would have to wait for
+/// them too, and then for a projector batch.
+/// Polled (another process's transactions are seen only by asking), with a
+/// pause doubling from 1 ms to 32 ms: about a dozen statements at most.
+pub const SETTLE_WAIT: Duration = Duration::from_millis(250);
 
 /// How far a read folds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,11 +128,20 @@ pub struct Folder {
     log: Db,
     views: Db,
     hot: Option<(mpsc::Sender<SnapshotWish>, HotThreshold)>,
+    settle_wait: Duration,
 }
 
 impl Folder {
     pub fn new(log: Db, views: Db) -> Self {
-        Self { log, views, hot: None }
+        Self { log, views, hot: None, settle_wait: SETTLE_WAIT }
+    }
+
+    /// How long a read at the token waits for the event writers below its
+    /// token to end before it gives up folding ([`SETTLE_WAIT`] unless set;
+    /// within [`FOLD_WAIT`] in any case).
+    pub fn with_settle_wait(mut self, wait: Duration) -> Self {
+        self.settle_wait = wait;
+        self
     }
 
     /// Reports keys whose fold passed `threshold` on `hot` (a full channel
@@ -140,8 +158,18 @@ impl Folder {
         if !reader::exists(&self.log.conn, token).await? {
             return Err(FoldError::UnknownToken);
         }
-        if !reader::settled(&self.log.conn, token).await? {
-            return Err(FoldError::NotSettled);
+        // A writer below the token is another transaction, seen only by
+        // asking the database: look again after a short pause, doubling,
+        // until the settle wait (the caller then waits for the view instead).
+        let deadline = Instant::now() + self.settle_wait;
+        let mut pause = Duration::from_millis(1);
+        while !reader::settled(&self.log.conn, token).await? {
+            metrics::counter!(crate::metrics::FOLD_SETTLE_WAITS).increment(1);
+            if Instant::now() + pause > deadline {
+                return Err(FoldError::NotSettled);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(32));
         }
         Ok(())
     }

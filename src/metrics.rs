@@ -37,6 +37,9 @@ pub const HEARTBEAT_FAILURES: &str = "twofold_projector_heartbeat_failures_total
 pub const SNAPSHOTS: &str = "twofold_lazy_snapshots_total";
 /// Keys of a lazy view stored after a long fold (label `projection`).
 pub const SNAPSHOT_KEYS: &str = "twofold_lazy_snapshot_keys_total";
+/// Looks of a read at the token at event writers below its token still
+/// open, before it folds (each a pause of 1–32 ms; see `crate::lazy`).
+pub const FOLD_SETTLE_WAITS: &str = "twofold_fold_settle_waits_total";
 /// Seconds a read replica is behind the read database's primary (label `replica`: its redacted URL).
 pub const REPLICA_LAG: &str = "twofold_replica_lag_seconds";
 /// 1 while a read replica serves queries, else 0 (label `replica`).
@@ -94,6 +97,10 @@ fn describe_and_zero() {
     metrics::describe_histogram!(BATCH_SIZE, "Events per committed projection batch.");
     metrics::describe_histogram!(BATCH_DURATION, metrics::Unit::Seconds, "Duration of a projection batch transaction.");
     metrics::describe_counter!(DEAD_LETTERS, "Poison events written to dead_letter.");
+    metrics::describe_counter!(
+        FOLD_SETTLE_WAITS,
+        "Looks of reads at the token at event writers below their token still open, before folding."
+    );
     metrics::describe_gauge!(
         PROJECTION_ATTEMPTS,
         "Consecutive failed attempts of this instance's runner of each projection (0 while healthy)."

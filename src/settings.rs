@@ -157,6 +157,7 @@ impl From<&ServeArgs> for Settings {
             consistency: ConsistencySettings {
                 default_wait: Duration::from_millis(args.consistency_wait_ms),
                 max_wait: Duration::from_millis(args.consistency_max_wait_ms.max(args.consistency_wait_ms)),
+                ..Default::default()
             },
             http: HttpLimits {
                 max_body_bytes: args.max_body_bytes,

@@ -54,11 +54,18 @@ pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub struct ConsistencySettings {
     pub default_wait: Duration,
     pub max_wait: Duration,
+    /// How long a read at the token waits for the event writers below its
+    /// token to end before it folds (see [`crate::lazy::Folder::with_settle_wait`]).
+    pub settle_wait: Duration,
 }
 
 impl Default for ConsistencySettings {
     fn default() -> Self {
-        Self { default_wait: Duration::from_secs(2), max_wait: Duration::from_secs(10) }
+        Self {
+            default_wait: Duration::from_secs(2),
+            max_wait: Duration::from_secs(10),
+            settle_wait: crate::lazy::SETTLE_WAIT,
+        }
     }
 }
 

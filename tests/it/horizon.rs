@@ -232,6 +232,110 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     app.stop().await;
 }
 
+/// The value of a counter in `/metrics` (0 when it has not appeared yet).
+async fn counter(app: &TestApp, series: &str) -> f64 {
+    let text =
+        app.client.get(format!("{}/metrics", app.base)).send().await.expect("scrape").text().await.expect("text");
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A read at the token that meets an event writer below its token still
+/// open waits for that writer to end and then folds. It used to give up at
+/// once and wait for the view, which waits for the same writer and then
+/// for a projector batch (the reads at the token that "waited" in the
+/// benchmark). The settle wait is long here so that the test does not race
+/// the held command's commit; the default is 250 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_at_the_token_waits_for_a_writer_below_it_and_then_folds() {
+    let Some(app) =
+        TestApp::spawn_with(Backend::Postgres, |s| s.consistency.settle_wait = Duration::from_secs(60)).await
+    else {
+        return;
+    };
+    let seed = app.seed().await;
+    app.settle().await;
+    let gate = Arc::new(Gate {
+        held: Mutex::new(None),
+        armed: AtomicBool::new(true),
+        arrived: watch::channel(None).0,
+        release: watch::channel(0).0,
+    });
+    app.services.commands.set_pauses(Some(gate.clone()));
+    let mut arrived = gate.arrived.subscribe();
+    let held = {
+        let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
+        tokio::spawn(async move {
+            let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id } }", "variables": { "c": customer, "p": tea } });
+            client
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    within(
+        Duration::from_secs(30),
+        "the held command to take the appender lock",
+        arrived.wait_for(|p| *p == Some(Pause::AppenderLockTaken)),
+    )
+    .await
+    .expect("arrives at the lock");
+    gate.release.send_replace(1);
+    within(
+        Duration::from_secs(30),
+        "the held command to save its state",
+        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
+    )
+    .await
+    .expect("arrives after its first write");
+    // A later write: its token lies above the held command's transaction.
+    let (order, token) = app.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
+    let series = "twofold_fold_settle_waits_total";
+    let looked_before = counter(&app, series).await;
+    let read = {
+        let (client, base, order, token) = (http_client(), app.base.clone(), order.clone(), token.clone());
+        tokio::spawn(async move {
+            let body = json!({ "query": "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id totalCents status } }", "variables": { "o": order, "t": token } });
+            client
+                .post(format!("{base}/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    // The read found the writer open and is waiting for it (a counter in
+    // another task's hands: looked at again until it moves, within a deadline).
+    within(Duration::from_secs(30), "the read to look at the open writer", async {
+        while counter(&app, series).await <= looked_before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(!read.is_finished(), "the read answers only once the writer below its token has ended");
+    gate.release.send_replace(2);
+    let answer = within(Duration::from_secs(30), "the read at the token", read).await.expect("read task");
+    assert!(answer.get("errors").is_none(), "{answer}");
+    assert_eq!(answer["data"]["order"]["id"], order.as_str());
+    assert_eq!(answer["data"]["order"]["totalCents"], 2 * 1200);
+    assert_eq!(answer["extensions"]["served"]["order"], "folded", "{answer}");
+    let held = held.await.expect("held command");
+    assert!(held.get("errors").is_none(), "{held}");
+    app.services.commands.set_pauses(None);
+    app.stop().await;
+}
+
 /// A role that may not see other roles' transaction ids (no pg_read_all_stats).
 struct LimitedRole {
     admin: DatabaseConnection,
