@@ -83,6 +83,14 @@ def test_typing_finds_an_order_by_customer_name_product_title_and_id_prefix(new_
     assert shown_ids(page) == [o["id"] for o in server_orders(server, target[:16])["nodes"]]
     assert order(page, target).locator("[data-testid=order-id]").get_attribute("title") == target
 
+    # The short id the board shows ("#5e2f7a0c9d41"), typed as shown, finds its order and only it.
+    shown = order(page, target).locator("[data-testid=order-id]").inner_text()
+    assert shown.startswith("#") and target.endswith(shown[1:]), shown
+    search(page, shown)
+    assert shown_ids(page) == [target]
+    search(page, shown[:7])  # half of it, as typed so far: the prefix still finds it
+    assert target in shown_ids(page)
+
     # Clearing the box shows the whole board again, without a count.
     search(page, "")
     assert page.get_attribute(STATUS, "data-state") == "idle"

@@ -814,9 +814,13 @@ function money(cents) {
   return typeof cents === 'number' ? `$${(cents / 100).toFixed(2)}` : '';
 }
 
-/** The end of the id: UUIDv7s share their leading (time) digits. */
+/**
+ * The id's last group (12 hex digits): UUIDv7s share their leading (time)
+ * digits, and the last group is random and one whole word of the order's
+ * search document, so the short id shown can be typed into the search box.
+ */
 function shortId(id) {
-  return id.replace(/-/g, '').slice(-8);
+  return id.slice(id.lastIndexOf('-') + 1);
 }
 
 function el(tag, props = {}, ...children) {
