@@ -199,7 +199,7 @@ async fn run_phases(
     }
     load::seed_orders(&gql, &db, &server, &catalog, scale, report).await?;
     if options.runs("reads") {
-        reads::measure(&db, &database.url, &server.base_url, scale, report).await?;
+        reads::measure(&db, &database.url, &server.base_url, scale, &options.out, report).await?;
     }
     if options.runs("mixed") {
         mixed::measure(&gql, &server.base_url, &catalog, scale, report)
@@ -210,7 +210,7 @@ async fn run_phases(
         wire::measure_http(&server, scale, report).await.context("the compression and conditional GET phase")?;
     }
     if pg && options.runs("peer") {
-        peer::measure(&database.url, &server, scale, &options.out, report)
+        peer::measure(&database.url, &db, &catalog, &server, scale, &options.out, report)
             .await
             .context("the PostGraphile peer phase")?;
     }

@@ -229,16 +229,22 @@ async fn tail_reads(
         let more =
             tail.checked_sub(before).with_context(|| format!("the tail already holds {before} events, past {tail}"))?;
         let salt = 0x36_7000_0000 + placed.len() as u64;
-        let (g, c) = (gql.clone(), catalog.clone());
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (g, c, i) = (gql.clone(), catalog.clone(), ids.clone());
         let writes = closed_loop("placeOrder (tail)", 8, scale.catch_up_timeout, more, move |seq| {
-            let (g, c) = (g.clone(), c.clone());
-            async move { g.place_order(&c, &c.random_order(salt + seq)).await.map(drop) }
+            let (g, c, i) = (g.clone(), c.clone(), i.clone());
+            async move {
+                let order = c.random_order(salt + seq);
+                g.place_order(&c, &order).await?;
+                i.lock().unwrap_or_else(|p| p.into_inner()).push(order.order_id);
+                Ok(())
+            }
         })
         .await;
         if writes.errors > 0 {
             bail!("placeOrder for the tail: {}", writes.first_error.unwrap_or_default());
         }
-        placed.extend((0..more).map(|seq| catalog.random_order(salt + seq).order_id));
+        placed.append(&mut ids.lock().unwrap_or_else(|p| p.into_inner()));
         let now = tail_of(db).await?;
         if now != tail {
             bail!("the tail holds {now} events, not {tail}: did something snapshot order_activity?");

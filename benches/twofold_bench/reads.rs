@@ -6,8 +6,12 @@
 //!   status index first, then join customer, lines and products),
 //! - (b′) the naive join (join and aggregate every PLACED order, then sort
 //!   and limit), for reference,
-//! - (c) the GraphQL `orders` query over HTTP with 16 keep-alive connections
-//!   (and right after it, the same beside 200 `placeOrder`/s: [`crate::mixed`]).
+//! - (c) the GraphQL `orders` query over HTTP with 16 keep-alive connections,
+//!   kept answers on (the default; and right after it, the same beside 200
+//!   `placeOrder`/s: [`crate::mixed`]),
+//! - (c′) the same page from a second server over the same database with
+//!   kept answers off (`--response-cache-entries 0`, `--role api`): every
+//!   page computed, what a reader meets whenever the views have just moved.
 //!
 //! (a) and (b) through SeaORM are bound by the bench's own client (both near
 //! the same rate), so on PostgreSQL the payoff is also measured at the
@@ -114,6 +118,7 @@ pub async fn measure(
     database_url: &str,
     base_url: &str,
     scale: &Scale,
+    out: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let orders = count(db, "SELECT COUNT(*) FROM customer_order").await?;
@@ -149,6 +154,21 @@ pub async fn measure(
     let result = graphql_orders("graphql orders", &gql, scale.read_time).await;
     progress!("read c_graphql_orders ({HTTP_READERS} connections): {}", result.brief());
     report.set_read("c_graphql_orders", result, orders);
+
+    let stem = if db.backend() == DbBackend::Postgres { "postgres" } else { "sqlite" };
+    let computing = crate::server::Server::start_with(
+        database_url,
+        &out.join(format!("{stem}-reads-computed-server.log")),
+        &["--response-cache-entries", "0", "--role", "api"],
+    )
+    .await
+    .context("start the server with kept answers off")?;
+    let gql = Gql::new(&computing.base_url, HTTP_READERS)?;
+    let orders = gql.orders_page().await.context("GraphQL orders page, kept answers off")?;
+    let result = graphql_orders("graphql orders (computed)", &gql, scale.read_time).await;
+    computing.stop().await;
+    progress!("read c_graphql_orders_computed ({HTTP_READERS} connections, kept answers off): {}", result.brief());
+    report.set_read("c_graphql_orders_computed", result, orders);
     Ok(())
 }
 
