@@ -15,6 +15,14 @@
 //! leaves the joins and the JSON to PostgreSQL, so its own process shows
 //! only part of the cost.
 //!
+//! Then both again beside writes: the same 200 orders per second written
+//! with plain SQL straight into the write tables and the log
+//! ([`crate::sql::insert_order`], what `placeOrder` writes), one side at a
+//! time, so each reader meets the same write load (Twofold's projector folds
+//! the orders in both rounds; PostGraphile reads the tables they land in).
+//! The page moves under these reads, so a response counts when it is a
+//! page of orders, not when it equals the first.
+//!
 //! Without `node`/`npm`, or when `npm ci` fails, the row says "not measured"
 //! and the run goes on.
 use std::collections::HashMap;
@@ -28,13 +36,17 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use twofold::db::Db;
+
 use crate::cli::Scale;
 use crate::gql::ORDERS_PAGE;
 use crate::load::closed_loop;
+use crate::pace::{paced, Schedule};
 use crate::progress;
 use crate::report::{latency, per_s, Figure, Report};
 use crate::server::{process_cpu_seconds, Server};
 use crate::stats::LoopResult;
+use crate::workload::Catalog;
 
 /// The same page, asked of PostGraphile's generated schema.
 pub const PEER_PAGE: &str = "query { allCustomerOrders(filter: { status: { equalTo: \"PLACED\" } }, \
@@ -44,6 +56,10 @@ pub const PEER_PAGE: &str = "query { allCustomerOrders(filter: { status: { equal
 const TITLE: &str = "GraphQL page: Twofold vs PostGraphile 4.14 (CRUD over the write tables)";
 const CPU_TITLE: &str = "GraphQL page: CPU per request, Twofold vs PostGraphile 4.14 (server + PostgreSQL)";
 const TARGET: &str = "≥ 4× its requests/s";
+const BESIDE_TITLE: &str = "GraphQL page beside 200 SQL order inserts/s: Twofold vs PostGraphile 4.14";
+const BESIDE_TARGET: &str = "≥ 10× its requests/s beside the same writes";
+/// Orders written per second beside the reads of the beside-writes rounds.
+const WRITE_RATE: u64 = 200;
 const TARGET_RATIO: f64 = 4.0;
 /// Keep-alive connections of the load generator, for both servers.
 const CONNECTIONS: usize = 16;
@@ -153,6 +169,8 @@ impl Pooled {
 /// is a row instead of an error.
 pub async fn measure(
     database_url: &str,
+    db: &Db,
+    catalog: &Catalog,
     twofold: &Server,
     scale: &Scale,
     out_dir: &Path,
@@ -176,9 +194,98 @@ pub async fn measure(
         .with_context(|| format!("start PostGraphile (log: {})", log_path.display()))?;
     progress!("PostGraphile {version} pid {} ready at {}", peer.pid, peer.base_url);
 
-    let outcome = run(database_url, twofold, &peer, &version, scale, report).await;
+    let mut outcome = run(database_url, twofold, &peer, &version, scale, report).await;
+    if outcome.is_ok() {
+        outcome = beside_writes(db, catalog, twofold, &peer, &version, scale, report).await;
+    }
     peer.stop().await;
     outcome
+}
+
+/// Each server's page beside [`WRITE_RATE`] plain-SQL order inserts per
+/// second, one server at a time (see the module docs).
+async fn beside_writes(
+    db: &Db,
+    catalog: &Catalog,
+    twofold: &Server,
+    peer: &PeerServer,
+    version: &str,
+    scale: &Scale,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let http = http_client()?;
+    let catalog = Arc::new(catalog.clone());
+    let mut measured = Vec::new();
+    for (n, (side, base)) in [(Side::Twofold, &twofold.base_url), (Side::Peer, &peer.base_url)].into_iter().enumerate()
+    {
+        let url = format!("{base}/graphql");
+        let schedule = Schedule::new(WRITE_RATE, scale.read_time, Instant::now());
+        let writer = {
+            let (db, catalog, schedule) = (db.clone(), catalog.clone(), schedule.clone());
+            tokio::spawn(async move {
+                let salt = 0x38_2000_0000 + n as u64 * 1_000_000;
+                // `paced` starts each insert at its send time (no lead).
+                let paced = paced(&schedule, Duration::ZERO, 64, |i, _| {
+                    let (db, catalog) = (db.clone(), catalog.clone());
+                    async move { crate::sql::insert_order(&db, &catalog, &catalog.random_order(salt + i)).await }
+                })
+                .await;
+                let failed = paced.outcomes.iter().filter(|o| o.is_err()).count() as u64;
+                let ok = paced.outcomes.len() as u64 - failed;
+                (ok, failed, paced.skipped, schedule.start.elapsed())
+            })
+        };
+        let reads = load_moving(&http, &url, side, scale.read_time).await;
+        let (ok, failed, skipped, took) = writer.await.context("the SQL writer panicked")?;
+        let achieved = ok as f64 / took.as_secs_f64().max(1e-9);
+        progress!(
+            "{} beside {WRITE_RATE} SQL order inserts/s: {}; writes {ok} ok ({achieved:.0}/s), {failed} failed, {skipped} skipped",
+            side.name(),
+            reads.brief()
+        );
+        if ok == 0 || failed > 0 {
+            bail!("the SQL writer beside {} failed ({ok} ok, {failed} failed)", side.name());
+        }
+        measured.push((reads, achieved));
+    }
+    let [(t, t_writes), (p, p_writes)] = <[_; 2]>::try_from(measured).map_err(|_| anyhow!("two sides measured"))?;
+    let (tr, pr) = (t.per_second(), p.per_second());
+    let ratio = (tr > 0.0 && pr > 0.0).then(|| tr / pr);
+    let clean = t.errors == 0 && p.errors == 0;
+    report.add_wire(
+        Figure::new(BESIDE_TITLE, format!("Twofold {}, {} (writes {t_writes:.0}/s)", per_s(tr), latency(&t.summary())))
+            .num(tr)
+            .baseline(
+                format!(
+                    "PostGraphile {version} {}, {} (writes {p_writes:.0}/s); {CONNECTIONS} connections, {} s each, kept answers on",
+                    per_s(pr),
+                    latency(&p.summary()),
+                    scale.read_time.as_secs_f64()
+                ),
+                Some(pr),
+            )
+            .ratio(ratio, |r| format!("{r:.2}×"))
+            .target(BESIDE_TARGET, ratio.map(|r| r >= 10.0 && clean)),
+    );
+    Ok(())
+}
+
+/// The closed loop on one server while the page moves: a response counts
+/// when it parses as a page of orders (no GraphQL error, at least one order).
+async fn load_moving(http: &reqwest::Client, url: &str, side: Side, duration: Duration) -> LoopResult {
+    let (http, url) = (http.clone(), url.to_owned());
+    let label = format!("page from {} beside writes", side.name());
+    closed_loop(&label, CONNECTIONS, duration, u64::MAX, move |_| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let (page, _) = fetch_page(&http, &url, side).await?;
+            if page.is_empty() {
+                bail!("{} answered an empty page", side.name());
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 async fn run(
