@@ -43,7 +43,7 @@
 //! The modules live in `benches/twofold_bench/` and are included with
 //! `#[path]`, so Cargo does not mistake them for bench targets of their own.
 //! This target has `harness = false`, so `cargo test` runs no unit test of
-//! it: the pure modules (`stats.rs`, `rebuilt.rs`) are included by the
+//! it: the pure modules (`cli.rs`, `stats.rs`, `rebuilt.rs`) are included by the
 //! integration tests too (`tests/it/main.rs`), where theirs run.
 
 #[path = "twofold_bench/cli.rs"]

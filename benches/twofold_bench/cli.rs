@@ -21,7 +21,9 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
               overload, tracing, search, lazy, resume, rebuild, export (lag's 80% row needs commands; export reads the
               log the seeding and the phases before it wrote)
-  --keep-database  leave the database in place at the end (the PostgreSQL name or the SQLite file is printed)";
+  --keep-database  leave the database in place at the end (the PostgreSQL name or the SQLite file is printed)
+  --rebuild-events N  grow the log to N events for the rebuild phase (topped up by SQL; default: the
+              mode's, 1,000,000 in full mode, none in quick mode)";
 
 /// The phases `--only` can choose, in the order they run.
 pub const PHASES: [&str; 16] = [
@@ -71,6 +73,8 @@ pub struct Options {
     /// `--only`: the phases to run (`None`: all of them).
     pub only: Option<Vec<String>>,
     pub keep_database: bool,
+    /// `--rebuild-events`: the rebuild phase's log size, instead of the mode's.
+    pub rebuild_events: Option<u64>,
     pub help: bool,
 }
 
@@ -85,6 +89,7 @@ impl Options {
             replica_url: std::env::var("TWOFOLD_TEST_REPLICA_URL").ok().filter(|u| !u.trim().is_empty()),
             only: None,
             keep_database: false,
+            rebuild_events: None,
             help: false,
         };
         let mut args = args.into_iter();
@@ -121,6 +126,12 @@ impl Options {
                     options.only = Some(phases);
                 }
                 "--keep-database" => options.keep_database = true,
+                "--rebuild-events" => {
+                    let text = value("--rebuild-events")?;
+                    let n = text.replace(['_', ','], "").parse::<u64>();
+                    options.rebuild_events =
+                        Some(n.with_context(|| format!("--rebuild-events: '{text}' is not a number of events"))?);
+                }
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}
@@ -156,11 +167,12 @@ impl Options {
     }
 
     pub fn scale(&self) -> Scale {
-        if self.quick {
-            Scale::quick()
-        } else {
-            Scale::full()
+        let mut scale = if self.quick { Scale::quick() } else { Scale::full() };
+        if let Some(events) = self.rebuild_events {
+            scale.rebuild_events = events;
+            scale.rebuild_timeout = scale.rebuild_timeout.max(Duration::from_secs(30 * 60));
         }
+        scale
     }
 }
 
@@ -246,5 +258,26 @@ impl Scale {
             self.subscribers,
             self.rebuild_events
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        Options::from_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn rebuild_events_overrides_the_modes_log_size() {
+        let quick = parse(&["--quick"]).expect("parse");
+        assert_eq!(quick.scale().rebuild_events, 0);
+        let grown = parse(&["--quick", "--rebuild-events", "1_000_000"]).expect("parse");
+        assert_eq!(grown.scale().rebuild_events, 1_000_000);
+        assert!(grown.scale().rebuild_timeout >= Duration::from_secs(30 * 60));
+        assert_eq!(parse(&["--rebuild-events=2,000"]).expect("parse").scale().rebuild_events, 2_000);
+        let bad = parse(&["--rebuild-events", "lots"]).err().expect("refused");
+        assert!(format!("{bad:#}").contains("'lots' is not a number"), "{bad:#}");
     }
 }

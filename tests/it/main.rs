@@ -46,7 +46,11 @@ mod ws_client;
 mod ws_timers;
 
 // The benchmark's pure modules: its target has `harness = false`, so their
-// unit tests run here (`bench_stats::tests`, `bench_rebuilt::tests`).
+// unit tests run here (`bench_stats::tests`, `bench_rebuilt::tests`,
+// `bench_cli::tests`).
+#[allow(dead_code)]
+#[path = "../../benches/twofold_bench/cli.rs"]
+mod bench_cli;
 #[allow(dead_code)]
 #[path = "../../benches/twofold_bench/rebuilt.rs"]
 mod bench_rebuilt;
