@@ -155,7 +155,8 @@ impl Folder {
     /// to it is the view's answer there.
     async fn ready(&self, upto: Upto) -> Result<(), FoldError> {
         let Upto::Token(token) = upto else { return Ok(()) };
-        if !reader::exists(&self.log.conn, token).await? {
+        let (exists, mut settled) = reader::exists_and_settled(&self.log.conn, token).await?;
+        if !exists {
             return Err(FoldError::UnknownToken);
         }
         // A writer below the token is another transaction, seen only by
@@ -163,13 +164,14 @@ impl Folder {
         // until the settle wait (the caller then waits for the view instead).
         let deadline = Instant::now() + self.settle_wait;
         let mut pause = Duration::from_millis(1);
-        while !reader::settled(&self.log.conn, token).await? {
+        while !settled {
             metrics::counter!(crate::metrics::FOLD_SETTLE_WAITS).increment(1);
             if Instant::now() + pause > deadline {
                 return Err(FoldError::NotSettled);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(32));
+            settled = reader::settled(&self.log.conn, token).await?;
         }
         Ok(())
     }

@@ -378,6 +378,22 @@ pub async fn settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<bo
     Ok(token.tx_id < horizon)
 }
 
+/// [`exists`] and [`settled`] in one statement (one round trip for a read
+/// at the token's first look): `(exists, settled)`.
+pub async fn exists_and_settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<(bool, bool), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok((exists(db, token).await?, true));
+    }
+    let sql = format!(
+        "{} SELECT h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found FROM horizon",
+        horizon_sql()
+    );
+    let stmt = statement(DbBackend::Postgres, &sql, vec![token.position.into(), token.tx_id.into()]);
+    let Some(row) = db.query_one_raw(stmt).await? else { return Ok((false, false)) };
+    let (horizon, found): (i64, bool) = (row.try_get("", "h")?, row.try_get("", "found")?);
+    Ok((found, token.tx_id < horizon))
+}
+
 /// How many committed events lie after `after`.
 pub async fn count_after(db: &impl ConnectionTrait, after: LogPosition) -> Result<i64, DbErr> {
     count_where(db, ">", after).await
