@@ -5,7 +5,8 @@
 //! `READ_DATABASE_URL`).
 //!
 //! It imports only `catalog` (the closed sets of names flag values are
-//! checked against): what the flags mean to a layer is not decided here but
+//! checked against) and `defaults` (the defaults a layer's settings share,
+//! each written there once): what the flags mean to a layer is not decided here but
 //! in [`crate::settings`], which turns [`ServeArgs`] into each layer's own
 //! settings. So adding a flag never drags a layer into the parser.
 use std::net::SocketAddr;
@@ -270,53 +271,53 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub export: ExportArgs,
     /// Events per projection batch.
-    #[arg(long, env = "TWOFOLD_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "TWOFOLD_BATCH_SIZE", default_value_t = crate::defaults::BATCH_SIZE)]
     pub batch_size: u64,
     /// Safety-net poll of the event log, in milliseconds.
-    #[arg(long, env = "TWOFOLD_POLL_INTERVAL_MS", default_value_t = 500)]
+    #[arg(long, env = "TWOFOLD_POLL_INTERVAL_MS", default_value_t = crate::defaults::POLL_INTERVAL_MS)]
     pub poll_interval_ms: u64,
     /// How often a standby tries to take over a projection when no
     /// release notice arrives (a leader that died without one), in milliseconds.
-    #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = 1000)]
+    #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = crate::defaults::STANDBY_RETRY_MS)]
     pub standby_retry_ms: u64,
     /// Lazy views: snapshot once the log has grown this many events past one.
-    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_EVENTS", default_value_t = 1_000,
+    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_EVENTS", default_value_t = crate::defaults::LAZY_SNAPSHOT_EVENTS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub lazy_snapshot_events: u64,
     /// Lazy views: snapshot at least this often when anything came, in milliseconds.
-    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_MS", default_value_t = 10_000,
+    #[arg(long, env = "TWOFOLD_LAZY_SNAPSHOT_MS", default_value_t = crate::defaults::LAZY_SNAPSHOT_MS,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub lazy_snapshot_ms: u64,
     /// Lazy views: store a key at once when a read of it folded more events than this…
-    #[arg(long, env = "TWOFOLD_LAZY_HOT_EVENTS", default_value_t = 20)]
+    #[arg(long, env = "TWOFOLD_LAZY_HOT_EVENTS", default_value_t = crate::defaults::LAZY_HOT_EVENTS)]
     pub lazy_hot_events: usize,
     /// …or took longer than this, in milliseconds.
-    #[arg(long, env = "TWOFOLD_LAZY_HOT_MS", default_value_t = 5)]
+    #[arg(long, env = "TWOFOLD_LAZY_HOT_MS", default_value_t = crate::defaults::LAZY_HOT_MS)]
     pub lazy_hot_ms: u64,
     /// A projection behind the log with no progress for this long is
     /// `stalled` (and `/readyz` answers 503), in milliseconds.
-    #[arg(long, env = "TWOFOLD_STALL_AFTER_MS", default_value_t = 2000)]
+    #[arg(long, env = "TWOFOLD_STALL_AFTER_MS", default_value_t = crate::defaults::STALL_AFTER_MS)]
     pub stall_after_ms: u64,
     /// How long `consistentWith` waits by default, in milliseconds.
-    #[arg(long, env = "TWOFOLD_CONSISTENCY_WAIT_MS", default_value_t = 2000)]
+    #[arg(long, env = "TWOFOLD_CONSISTENCY_WAIT_MS", default_value_t = crate::defaults::CONSISTENCY_WAIT_MS)]
     pub consistency_wait_ms: u64,
     /// The longest wait a client may ask for (`writeVisible.timeoutMs`), in milliseconds.
-    #[arg(long, env = "TWOFOLD_CONSISTENCY_MAX_WAIT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "TWOFOLD_CONSISTENCY_MAX_WAIT_MS", default_value_t = crate::defaults::CONSISTENCY_MAX_WAIT_MS)]
     pub consistency_max_wait_ms: u64,
     /// Largest request body, in bytes.
-    #[arg(long, env = "TWOFOLD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "TWOFOLD_MAX_BODY_BYTES", default_value_t = crate::defaults::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Longest a request may run, in milliseconds.
-    #[arg(long, env = "TWOFOLD_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(long, env = "TWOFOLD_REQUEST_TIMEOUT_MS", default_value_t = crate::defaults::REQUEST_TIMEOUT_MS)]
     pub request_timeout_ms: u64,
     /// Most WebSocket connections served at once (more get HTTP 503).
-    #[arg(long, env = "TWOFOLD_WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "TWOFOLD_WS_MAX_CONNECTIONS", default_value_t = crate::defaults::WS_MAX_CONNECTIONS)]
     pub ws_max_connections: usize,
     /// Most subscriptions on one WebSocket connection.
-    #[arg(long, env = "TWOFOLD_WS_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    #[arg(long, env = "TWOFOLD_WS_MAX_SUBSCRIPTIONS", default_value_t = crate::defaults::WS_MAX_SUBSCRIPTIONS)]
     pub ws_max_subscriptions: usize,
     /// How long a WebSocket client may take to accept one message before it is disconnected, in milliseconds.
-    #[arg(long, env = "TWOFOLD_WS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "TWOFOLD_WS_SEND_TIMEOUT_MS", default_value_t = crate::defaults::WS_SEND_TIMEOUT_MS)]
     pub ws_send_timeout_ms: u64,
     /// A static token that acts as the admin role (`Authorization: Bearer <token>`), alongside JWTs.
     #[arg(long, env = "TWOFOLD_ADMIN_TOKEN", hide_env_values = true)]
@@ -324,13 +325,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub identity: IdentityArgs,
     /// Deepest query accepted (introspection is measured by its own rule, 24 levels).
-    #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = 12)]
+    #[arg(long, env = "TWOFOLD_MAX_DEPTH", default_value_t = crate::defaults::MAX_DEPTH)]
     pub max_depth: u64,
     /// Most fields a document may select once its fragments are expanded.
-    #[arg(long, env = "TWOFOLD_MAX_FIELDS", default_value_t = 2_000)]
+    #[arg(long, env = "TWOFOLD_MAX_FIELDS", default_value_t = crate::defaults::MAX_FIELDS)]
     pub max_fields: u64,
     /// Most aliases a document may use once its fragments are expanded.
-    #[arg(long, env = "TWOFOLD_MAX_ALIASES", default_value_t = 100)]
+    #[arg(long, env = "TWOFOLD_MAX_ALIASES", default_value_t = crate::defaults::MAX_ALIASES)]
     pub max_aliases: u64,
     /// How long a command waits for a database connection before failing with UNAVAILABLE, in milliseconds.
     #[arg(long, env = "TWOFOLD_POOL_TIMEOUT_MS", default_value_t = 2_000)]
@@ -355,10 +356,10 @@ pub struct ServeArgs {
     /// Query answers kept in memory while the read views they came from stand
     /// still (0 turns the response cache off; it is always off with an inline
     /// projection or with replicas).
-    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_ENTRIES", default_value_t = 512)]
+    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_ENTRIES", default_value_t = crate::defaults::RESPONSE_CACHE_ENTRIES)]
     pub response_cache_entries: usize,
     /// The longest a kept answer is served, in milliseconds, however still its views stand.
-    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_MAX_AGE_MS", default_value_t = 1_000)]
+    #[arg(long, env = "TWOFOLD_RESPONSE_CACHE_MAX_AGE_MS", default_value_t = crate::defaults::RESPONSE_CACHE_MAX_AGE_MS)]
     pub response_cache_max_age_ms: u64,
     /// Serve /metrics on this address as well (e.g. an internal interface).
     #[arg(long, env = "TWOFOLD_METRICS_BIND")]
@@ -369,7 +370,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TWOFOLD_STARTUP_TIMEOUT_MS")]
     pub startup_timeout_ms: Option<u64>,
     /// Most complex query accepted (each field costs 1, lists multiply).
-    #[arg(long, env = "TWOFOLD_MAX_COMPLEXITY", default_value_t = 5000)]
+    #[arg(long, env = "TWOFOLD_MAX_COMPLEXITY", default_value_t = crate::defaults::MAX_COMPLEXITY)]
     pub max_complexity: usize,
     /// Log format.
     #[arg(long, env = "TWOFOLD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

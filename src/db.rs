@@ -11,6 +11,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub mod classify;
+mod codes;
 pub mod reach;
 pub mod replica;
 

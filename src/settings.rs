@@ -250,6 +250,23 @@ mod tests {
         assert_eq!((id.leeway, id.admin_token), (Duration::from_secs(30), None));
     }
 
+    /// `serve` with no flags runs each layer as that layer's `Default` does
+    /// (the flags and the layers read one `crate::defaults`): change either
+    /// side alone, a layer's `Default` or a flag's `default_value_t`, and
+    /// this fails. Run without `TWOFOLD_*` flag variables set.
+    #[test]
+    fn the_flags_default_to_each_layers_default() {
+        let s = Settings::from(&ServeArgs::parse_from(["twofold"]));
+        // (`RuntimeSettings` has no `PartialEq`; its `Debug` shows every
+        // field, and its maps are empty here.)
+        assert_eq!(format!("{:?}", s.runtime), format!("{:?}", RuntimeSettings::default()));
+        assert_eq!(s.consistency, ConsistencySettings::default());
+        assert_eq!(s.http, HttpLimits::default());
+        assert_eq!(s.schema, SchemaLimits::default());
+        assert_eq!(s.response_cache, ResponseCacheSettings::default());
+        assert_eq!(s.stall_after, crate::notice::Progress::default().stall_after());
+    }
+
     /// Values that would stall or spin the service are raised to the least
     /// workable one; blank secrets and URLs count as absent.
     #[test]

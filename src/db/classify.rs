@@ -124,6 +124,7 @@ fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
         | sqlx::Error::InvalidSavePointStatement
         | sqlx::Error::Migrate(_) => DbFailure::Deployment,
         sqlx::Error::Database(db) => {
+            let postgres = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some();
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             let constraint = db.constraint().map(str::to_owned);
             match db.kind() {
@@ -137,54 +138,25 @@ fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
                 | sqlx::error::ErrorKind::NotNullViolation
                 | sqlx::error::ErrorKind::CheckViolation
                 | sqlx::error::ErrorKind::ExclusionViolation => DbFailure::Constraint(constraint),
-                _ => classify_code(&code, constraint),
+                _ => classify_code(&code, postgres, constraint),
             }
         }
         _ => DbFailure::Unclassified,
     }
 }
 
-/// PostgreSQL SQLSTATE classes and SQLite (extended) result codes.
-fn classify_code(code: &str, constraint: Option<String>) -> DbFailure {
-    let postgres_class = |class: &str| code.len() == 5 && code.starts_with(class);
-    match code {
-        // PostgreSQL: serialization failure, deadlock, object in use,
-        // snapshot too old.
-        "40001" | "40P01" | "55006" | "72000" => DbFailure::Contention,
-        // PostgreSQL: lock_not_available (lock_timeout, NOWAIT).
-        "55P03" => DbFailure::LockTimeout,
-        // PostgreSQL: an integrity constraint failed at commit; a PL/pgSQL
-        // RAISE (a trigger refused the row).
-        "40002" | "P0001" => DbFailure::Constraint(constraint),
-        // PostgreSQL: read-only transaction (a standby was written to).
-        "25006" => DbFailure::Deployment,
-        // PostgreSQL: connection exceptions, operator intervention (shutdown,
-        // a cancelled statement), insufficient resources (disk full, too many
-        // connections), system errors, internal errors, commit unknown.
-        _ if ["08", "57", "53", "58", "XX"].iter().any(|c| postgres_class(c)) || code == "40003" => {
-            DbFailure::Unavailable
-        }
-        // PostgreSQL: data exceptions (numeric value out of range, invalid
-        // text…), program limits (a row too large for an index).
-        _ if postgres_class("22") || postgres_class("54") => DbFailure::Data,
-        // PostgreSQL: any other integrity constraint.
-        _ if postgres_class("23") => DbFailure::Constraint(constraint),
-        // PostgreSQL: syntax or access rule (undefined table or column,
-        // insufficient privilege), feature not supported, invalid
-        // authorization, catalog or schema name, configuration file.
-        _ if ["42", "0A", "28", "3D", "3F", "F0"].iter().any(|c| postgres_class(c)) => DbFailure::Deployment,
-        // SQLite: a trigger's RAISE(ABORT) (SQLITE_CONSTRAINT_TRIGGER), any constraint.
-        "1811" | "19" => DbFailure::Constraint(constraint),
-        // SQLite: SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE.
-        "18" | "20" | "25" => DbFailure::Data,
-        // SQLite: SQLITE_READONLY, SQLITE_AUTH, SQLITE_PERM and extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 3 | 8 | 23)) => DbFailure::Deployment,
-        // SQLite: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOMEM
-        // and their extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 7 | 10 | 13 | 14)) => DbFailure::Unavailable,
-        // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
-        c if c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) => DbFailure::Contention,
-        _ => DbFailure::Unclassified,
+/// PostgreSQL SQLSTATE codes (`postgres`) and SQLite (extended) result
+/// codes, by the one table of codes ([`super::codes`]).
+fn classify_code(code: &str, postgres: bool, constraint: Option<String>) -> DbFailure {
+    use super::codes::Running;
+    match super::codes::read(code, postgres).0 {
+        Running::Unavailable => DbFailure::Unavailable,
+        Running::Contention => DbFailure::Contention,
+        Running::LockTimeout => DbFailure::LockTimeout,
+        Running::Constraint => DbFailure::Constraint(constraint),
+        Running::Data => DbFailure::Data,
+        Running::Deployment => DbFailure::Deployment,
+        Running::Unclassified => DbFailure::Unclassified,
     }
 }
 
@@ -233,7 +205,7 @@ mod tests {
             assert_eq!(classify(&error), class, "{error}");
             assert_eq!(class.recovery(), recovery, "{error}");
         }
-        let codes = [
+        let postgres = [
             ("40001", DbFailure::Contention),
             ("55P03", DbFailure::LockTimeout),
             ("22003", DbFailure::Data),
@@ -246,48 +218,16 @@ mod tests {
             ("53100", DbFailure::Unavailable),
             ("57014", DbFailure::Unavailable),
             ("XX000", DbFailure::Unavailable),
+        ];
+        let sqlite = [
             ("517", DbFailure::Contention),
             ("1032", DbFailure::Deployment),
             ("13", DbFailure::Unavailable),
             ("1", DbFailure::Unclassified),
         ];
-        for (code, class) in codes {
-            assert_eq!(classify_code(code, None), class, "code {code}");
-        }
-    }
-
-    /// The two readings of a code never disagree: what start-up waits out
-    /// ([`Outlook::MayClear`]) is a failure a request may retry
-    /// ([`classify_code`]: contention, a lock timeout, or
-    /// unavailable), and what a running service calls the deployment's
-    /// fault (`Deployment`) start-up hands to a person. (They answer
-    /// different questions, so start-up may be stricter: a full disk,
-    /// `53100`, is retried by a request but needs a person at start-up.)
-    #[test]
-    fn start_up_and_running_read_the_codes_alike() {
-        use super::super::reach::{of_code, Outlook};
-        use super::{classify_code, DbFailure};
-        let postgres = [
-            "57P01", "57P02", "57P03", "53300", "53100", "08000", "08001", "08006", "40001", "40P01", "55P03", "3D000",
-            "28000", "28P01", "42501", "42P01", "0A000", "25006", "22003", "23505", "XX000",
-        ];
-        let sqlite = ["5", "6", "261", "517", "8", "14", "23", "3", "1032", "2067", "19", "10", "13"];
-        let codes = postgres.iter().map(|c| (*c, true)).chain(sqlite.iter().map(|c| (*c, false)));
-        for (code, is_postgres) in codes {
-            let running = classify_code(code, None);
-            match of_code(code, is_postgres) {
-                Outlook::MayClear(why) => assert!(
-                    matches!(running, DbFailure::Contention | DbFailure::LockTimeout | DbFailure::Unavailable),
-                    "{code}: start-up waits it out ({why:?}) but a request takes it for {running:?}"
-                ),
-                Outlook::NeedsOperator => assert!(
-                    running != DbFailure::Contention && running != DbFailure::LockTimeout,
-                    "{code}: a request retries it ({running:?}) but start-up gives up"
-                ),
-            }
-            if running == DbFailure::Deployment {
-                assert_eq!(of_code(code, is_postgres), Outlook::NeedsOperator, "{code}");
-            }
+        let codes = postgres.iter().map(|(c, f)| (*c, true, f)).chain(sqlite.iter().map(|(c, f)| (*c, false, f)));
+        for (code, is_postgres, class) in codes {
+            assert_eq!(&classify_code(code, is_postgres, None), class, "code {code}");
         }
     }
 }

@@ -9,6 +9,8 @@ use std::io::ErrorKind;
 
 use sea_orm::{DbErr, RuntimeErr};
 
+pub use super::codes::Transient;
+
 /// What becomes of a failure to reach or open a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outlook {
@@ -17,25 +19,6 @@ pub enum Outlook {
     /// It cannot clear without a person: a missing database, file or
     /// directory, bad credentials, a URL or file this build cannot use.
     NeedsOperator,
-}
-
-/// The failures that may clear by themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transient {
-    /// Nothing listens at the address (yet).
-    Refused,
-    /// No answer in time (a connect, or a pooled connection).
-    TimedOut,
-    /// The server is starting up or shutting down (PostgreSQL `57P03`, `57P01`, `57P02`).
-    StartingUp,
-    /// The server has no connection slot free (PostgreSQL `53300`).
-    TooManyConnections,
-    /// Another session holds a lock the step needs (SQLite busy or locked,
-    /// PostgreSQL lock time-out, serialization failure or deadlock).
-    Busy,
-    /// Any other network failure (a reset connection, a host name that does
-    /// not resolve yet, PostgreSQL connection exceptions `08xxx`).
-    Network,
 }
 
 impl Transient {
@@ -125,36 +108,14 @@ pub fn of_io(error: &std::io::Error) -> Outlook {
     }
 }
 
-/// PostgreSQL SQLSTATE codes (`postgres`) and SQLite (extended) result codes.
+/// PostgreSQL SQLSTATE codes (`postgres`) and SQLite (extended) result
+/// codes, by the one table of codes ([`super::codes`]): notably a missing
+/// database (`3D000`), bad credentials (`28000`, `28P01`) or a file that
+/// cannot be opened (SQLite's `14`) need a person.
 pub(super) fn of_code(code: &str, postgres: bool) -> Outlook {
-    if postgres {
-        return of_sqlstate(code);
-    }
-    match code.parse::<i32>() {
-        // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
-        Ok(n) if matches!(n & 0xff, 5 | 6) => Outlook::MayClear(Transient::Busy),
-        // SQLite: anything else, notably SQLITE_CANTOPEN (14: a missing file
-        // or directory), SQLITE_READONLY (8), SQLITE_PERM, SQLITE_AUTH,
-        // SQLITE_NOTADB, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_IOERR.
-        _ => Outlook::NeedsOperator,
-    }
-}
-
-/// PostgreSQL SQLSTATE codes.
-fn of_sqlstate(code: &str) -> Outlook {
-    match code {
-        // PostgreSQL: cannot_connect_now, admin_shutdown, crash_shutdown.
-        "57P03" | "57P01" | "57P02" => Outlook::MayClear(Transient::StartingUp),
-        // PostgreSQL: too_many_connections.
-        "53300" => Outlook::MayClear(Transient::TooManyConnections),
-        // PostgreSQL: serialization failure, deadlock, lock_not_available.
-        "40001" | "40P01" | "55P03" => Outlook::MayClear(Transient::Busy),
-        // PostgreSQL: connection exceptions.
-        _ if code.starts_with("08") => Outlook::MayClear(Transient::Network),
-        // Everything else, notably invalid_catalog_name `3D000` (no such
-        // database), invalid_password `28P01`,
-        // invalid_authorization_specification `28000`, insufficient_privilege.
-        _ => Outlook::NeedsOperator,
+    match super::codes::read(code, postgres).1 {
+        Some(transient) => Outlook::MayClear(transient),
+        None => Outlook::NeedsOperator,
     }
 }
 

@@ -297,61 +297,78 @@ impl DomainEvent {
 
     /// Decodes a stored payload from its JSON text, straight into the typed
     /// event for current versions (no intermediate JSON tree: this is the
-    /// hot path of projections and rebuilds); older versions go through
-    /// [`DomainEvent::decode`] and its upcasters.
+    /// hot path of projections and rebuilds); older versions are parsed
+    /// into a tree for their upcaster, as in [`DomainEvent::decode`].
     pub fn decode_json(event_type: &str, event_version: i32, payload: &str) -> Result<Self, DecodeError> {
-        let err = |reason: String| DecodeError::new(event_type, event_version, reason);
         let json = |e: serde_json::Error| DecodeError::json(event_type, event_version, e);
-        fn de<'a, T: serde::Deserialize<'a>>(payload: &'a str) -> Result<T, serde_json::Error> {
-            serde_json::from_str(payload)
-        }
-        let event = match (event_type, event_version) {
-            ("OrderPlaced", 2) => Self::OrderPlaced(de(payload).map_err(json)?),
-            ("OrderPlaced", _) => {
-                let value: serde_json::Value = serde_json::from_str(payload).map_err(json)?;
-                return Self::decode(event_type, event_version, &value);
+        match Self::reading(event_type, event_version)? {
+            Reading::Current => {
+                let mut text = serde_json::Deserializer::from_str(payload);
+                let event = Self::of_type(event_type, &mut text).map_err(json)?;
+                // Only whitespace may follow the value, as `serde_json::from_str` asks.
+                text.end().map_err(json)?;
+                Ok(event)
             }
-            (_, 1) => match event_type {
-                "CustomerRegistered" => Self::CustomerRegistered(de(payload).map_err(json)?),
-                "CustomerRenamed" => Self::CustomerRenamed(de(payload).map_err(json)?),
-                "ProductAdded" => Self::ProductAdded(de(payload).map_err(json)?),
-                "ProductPriceChanged" => Self::ProductPriceChanged(de(payload).map_err(json)?),
-                "OrderCancelled" => Self::OrderCancelled(de(payload).map_err(json)?),
-                "OrderShipped" => Self::OrderShipped(de(payload).map_err(json)?),
-                other => return Err(err(format!("unknown event type {other}"))),
-            },
-            (_, v) => return Err(err(format!("unknown schema version {v}"))),
-        };
-        Ok(event)
+            Reading::Upcast(upcast) => {
+                let tree: serde_json::Value = serde_json::from_str(payload).map_err(json)?;
+                Self::of_type(event_type, upcast(&tree)).map_err(json)
+            }
+        }
     }
 
     /// Decodes a stored payload. Older schema versions are upcast to the
     /// current shape here, so every read path (projections, rebuild, audit)
     /// sees only current events.
     pub fn decode(event_type: &str, event_version: i32, payload: &serde_json::Value) -> Result<Self, DecodeError> {
-        let err = |reason: String| DecodeError::new(event_type, event_version, reason);
-        let current = match (event_type, event_version) {
-            ("OrderPlaced", 1) => upcast_order_placed_v1(payload),
-            ("OrderPlaced", 2) => payload.clone(),
-            (_, 1) => payload.clone(),
-            (_, v) => return Err(err(format!("unknown schema version {v}"))),
-        };
         let json = |e: serde_json::Error| DecodeError::json(event_type, event_version, e);
-        fn de<T: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<T, serde_json::Error> {
-            T::deserialize(payload)
+        match Self::reading(event_type, event_version)? {
+            Reading::Current => Self::of_type(event_type, payload).map_err(json),
+            Reading::Upcast(upcast) => Self::of_type(event_type, upcast(payload)).map_err(json),
         }
-        let event = match event_type {
-            "CustomerRegistered" => Self::CustomerRegistered(de(current).map_err(json)?),
-            "CustomerRenamed" => Self::CustomerRenamed(de(current).map_err(json)?),
-            "ProductAdded" => Self::ProductAdded(de(current).map_err(json)?),
-            "ProductPriceChanged" => Self::ProductPriceChanged(de(current).map_err(json)?),
-            "OrderPlaced" => Self::OrderPlaced(de(current).map_err(json)?),
-            "OrderCancelled" => Self::OrderCancelled(de(current).map_err(json)?),
-            "OrderShipped" => Self::OrderShipped(de(current).map_err(json)?),
-            other => return Err(err(format!("unknown event type {other}"))),
-        };
-        Ok(event)
     }
+
+    /// How a stored event of this type and version is read: as it is (the
+    /// newest version), through its upcaster (an older one), or not at all.
+    fn reading(event_type: &str, event_version: i32) -> Result<Reading, DecodeError> {
+        let err = |reason: String| DecodeError::new(event_type, event_version, reason);
+        match (Self::newest_version(event_type), event_type, event_version) {
+            (None, ..) => Err(err(format!("unknown event type {event_type}"))),
+            (Some(newest), ..) if newest == event_version => Ok(Reading::Current),
+            (Some(_), "OrderPlaced", 1) => Ok(Reading::Upcast(upcast_order_placed_v1)),
+            (Some(_), _, v) => Err(err(format!("unknown schema version {v}"))),
+        }
+    }
+
+    /// The event types by their stored name, listed once for both decoders:
+    /// the current shape of a [known](Self::newest_version) `event_type`,
+    /// read from any serde deserializer of JSON (the text on the fast path,
+    /// a tree otherwise).
+    fn of_type<'de, D: serde::Deserializer<'de, Error = serde_json::Error>>(
+        event_type: &str,
+        payload: D,
+    ) -> Result<Self, serde_json::Error> {
+        use serde::de::Error;
+        use serde::Deserialize;
+        match event_type {
+            "CustomerRegistered" => Deserialize::deserialize(payload).map(Self::CustomerRegistered),
+            "CustomerRenamed" => Deserialize::deserialize(payload).map(Self::CustomerRenamed),
+            "ProductAdded" => Deserialize::deserialize(payload).map(Self::ProductAdded),
+            "ProductPriceChanged" => Deserialize::deserialize(payload).map(Self::ProductPriceChanged),
+            "OrderPlaced" => Deserialize::deserialize(payload).map(Self::OrderPlaced),
+            "OrderCancelled" => Deserialize::deserialize(payload).map(Self::OrderCancelled),
+            "OrderShipped" => Deserialize::deserialize(payload).map(Self::OrderShipped),
+            // (`reading` refused it first: `newest_version` knows the same names.)
+            other => Err(serde_json::Error::custom(format!("unknown event type {other}"))),
+        }
+    }
+}
+
+/// How a stored event is read (see [`DomainEvent::reading`]).
+enum Reading {
+    /// Straight into the current shape.
+    Current,
+    /// Its tree made current first.
+    Upcast(fn(&serde_json::Value) -> serde_json::Value),
 }
 
 /// `OrderPlaced` v1 → v2: the channel was not recorded, so it is `UNKNOWN`.
@@ -425,6 +442,46 @@ mod tests {
                 name: "Ada".into(),
                 email: "ada@example.com".into(),
             }),
+            DomainEvent::CustomerRenamed(CustomerRenamed {
+                customer_id: id,
+                previous_name: "Ada".into(),
+                name: "Ada L.".into(),
+            }),
+            DomainEvent::ProductAdded(ProductAdded {
+                product_id: id,
+                sku: "TEA".into(),
+                title: "Tea".into(),
+                price_cents: 450,
+            }),
+            DomainEvent::ProductPriceChanged(ProductPriceChanged {
+                product_id: id,
+                previous_price_cents: 450,
+                price_cents: 500,
+            }),
+            DomainEvent::OrderPlaced(OrderPlaced {
+                order_id: id,
+                customer_id: id,
+                customer_name: "Ada".into(),
+                customer_email: "ada@example.com".into(),
+                customer_version: 1,
+                lines: vec![PlacedLine {
+                    line_no: 1,
+                    product_id: id,
+                    sku: "TEA".into(),
+                    title: "Tea".into(),
+                    quantity: 2,
+                    unit_price_cents: 450,
+                }],
+                total_cents: 900,
+                channel: SalesChannel::Web,
+            }),
+            DomainEvent::OrderCancelled(OrderCancelled {
+                order_id: id,
+                customer_id: id,
+                reason: None,
+                total_cents: 900,
+                lines: vec![CancelledLine { product_id: id, quantity: 2, line_total_cents: 900 }],
+            }),
             DomainEvent::OrderShipped(OrderShipped {
                 order_id: id,
                 customer_id: id,
@@ -433,6 +490,7 @@ mod tests {
             }),
         ];
         for event in events {
+            assert_eq!(DomainEvent::newest_version(event.event_type()), Some(event.schema_version()));
             let decoded =
                 DomainEvent::decode(event.event_type(), event.schema_version(), &event.to_payload().unwrap()).unwrap();
             assert_eq!(decoded, event);
@@ -454,7 +512,15 @@ mod tests {
         assert!(DomainEvent::decode("Nope", 1, &serde_json::json!({})).is_err());
         assert!(DomainEvent::decode("CustomerRegistered", 9, &serde_json::json!({})).is_err());
         assert!(DomainEvent::decode("CustomerRegistered", 1, &serde_json::json!({"name": 1})).is_err());
-        assert!(DomainEvent::decode("OrderPlaced", 3, &serde_json::json!({})).is_err());
+        assert!(DomainEvent::decode("OrderPlaced", 3, &serde_json::json!({})).unwrap_err().newer);
+        // The text path refuses the same, and text after the payload.
+        assert!(DomainEvent::decode_json("Nope", 1, "{}").is_err());
+        assert!(DomainEvent::decode_json("OrderPlaced", 3, "{}").unwrap_err().newer);
+        assert!(DomainEvent::decode_json("CustomerRegistered", 1, r#"{"name": 1}"#).unwrap_err().source.is_some());
+        let id = Uuid::nil();
+        let text = format!(r#"{{"customerId": "{id}", "name": "Ada", "email": "ada@example.com"}}"#);
+        assert!(DomainEvent::decode_json("CustomerRegistered", 1, &text).is_ok());
+        assert!(DomainEvent::decode_json("CustomerRegistered", 1, &format!("{text} x")).is_err());
     }
 
     #[test]

@@ -87,9 +87,12 @@ pub struct ResponseCacheSettings {
 }
 
 impl Default for ResponseCacheSettings {
-    /// 512 responses (a 50-order page is about 12 KB), one second.
+    /// `--response-cache-entries` and `--response-cache-max-age-ms`'s defaults.
     fn default() -> Self {
-        Self { entries: 512, max_age: Duration::from_secs(1) }
+        Self {
+            entries: crate::defaults::RESPONSE_CACHE_ENTRIES,
+            max_age: Duration::from_millis(crate::defaults::RESPONSE_CACHE_MAX_AGE_MS),
+        }
     }
 }
 

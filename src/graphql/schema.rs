@@ -11,7 +11,7 @@ pub type TwofoldSchema =
     Schema<super::query::QueryRoot, super::mutation::MutationRoot, super::subscription::SubscriptionRoot>;
 
 /// Limits on every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaLimits {
     /// The document's expanded shape, including depth (see [`super::shape`]).
     pub shape: super::shape::ShapeLimits,
@@ -20,7 +20,7 @@ pub struct SchemaLimits {
 
 impl Default for SchemaLimits {
     fn default() -> Self {
-        Self { shape: super::shape::ShapeLimits::default(), max_complexity: 5000 }
+        Self { shape: super::shape::ShapeLimits::default(), max_complexity: crate::defaults::MAX_COMPLEXITY }
     }
 }
 

@@ -51,10 +51,10 @@ pub struct ShapeLimits {
 impl Default for ShapeLimits {
     fn default() -> Self {
         Self {
-            max_fields: 2_000,
+            max_fields: crate::defaults::MAX_FIELDS,
             max_spreads: 1_000,
-            max_aliases: 100,
-            max_depth: 12,
+            max_aliases: crate::defaults::MAX_ALIASES,
+            max_depth: crate::defaults::MAX_DEPTH,
             max_introspection_depth: 24,
             max_directives: 8,
         }

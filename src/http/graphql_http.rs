@@ -64,16 +64,19 @@ fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, Box<Respon
     }
 }
 
-/// A request refused before GraphQL runs, as a GraphQL error.
+/// A request refused before GraphQL runs, as a GraphQL error, in the media
+/// type the client asked for.
 fn refusal(headers: &HeaderMap, status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response()
+    super::refusal::response(status, media_type(headers), code, message)
+}
+
+/// `application/graphql-response+json` when the client accepts it, else `application/json`.
+fn media_type(headers: &HeaderMap) -> &'static str {
+    if wants_graphql_response(headers) {
+        GRAPHQL_RESPONSE
+    } else {
+        super::refusal::JSON
+    }
 }
 
 /// 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3)
@@ -130,16 +133,10 @@ fn get_request(query_string: &str) -> Result<(async_graphql::Request, Option<Str
 /// A document that could not be had (unknown id or hash, not trusted, a
 /// hash that does not match its text): a request error with its code.
 fn document_error(headers: &HeaderMap, error: &crate::graphql::documents::DocumentError) -> Response {
-    let body = json!({ "errors": [{ "message": error.message(), "extensions": { "code": error.code() } }] });
     // 400 under the GraphQL-over-HTTP media type; 200 under plain JSON,
     // where Apollo's clients read `PersistedQueryNotFound` and retry.
-    let (status, content_type) = if wants_graphql_response(headers) {
-        (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE)
-    } else {
-        (StatusCode::OK, "application/json")
-    };
-    let mut response =
-        (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body.to_string()).into_response();
+    let status = if wants_graphql_response(headers) { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut response = refusal(headers, status, error.code(), error.message());
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -155,10 +152,7 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 
 /// A response made of request-level errors (no execution happened).
 fn request_error(status: StatusCode, headers: &HeaderMap, message: impl Into<String>) -> Response {
-    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": VALIDATION } }] });
-    let (status, content_type) =
-        if wants_graphql_response(headers) { (status, GRAPHQL_RESPONSE) } else { (status, "application/json") };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body.to_string()).into_response()
+    refusal(headers, status, VALIDATION, &message.into())
 }
 
 pub(super) async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
@@ -410,8 +404,8 @@ async fn execute_as(
     let execution = tracing::Instrument::instrument(state.api.execute(prepared), span);
     let mut response = match tokio::time::timeout(state.limits.request_timeout, execution).await {
         Ok(Executed::Kept(kept)) => {
-            let content_type = if wants_graphql_response(headers) { GRAPHQL_RESPONSE } else { "application/json" };
-            return ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], kept.body()).into_response();
+            return ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type(headers)))], kept.body())
+                .into_response();
         }
         Ok(Executed::Computed(response)) => response,
         Err(_) => {
@@ -436,7 +430,7 @@ async fn execute_as(
     } else {
         StatusCode::OK
     };
-    let content_type = if graphql_response { GRAPHQL_RESPONSE } else { "application/json" };
+    let content_type = media_type(headers);
     // A request error (nothing executed) has no `data` entry at all
     // (GraphQL spec, "Response Format"; GraphQL over HTTP).
     let encoded = if !progress.validated() && !response.errors.is_empty() {

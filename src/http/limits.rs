@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// WebSocket limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WsLimits {
     pub max_connections: usize,
     pub max_subscriptions_per_connection: usize,
@@ -21,10 +21,10 @@ pub struct WsLimits {
 impl Default for WsLimits {
     fn default() -> Self {
         Self {
-            max_connections: 10_000,
-            max_subscriptions_per_connection: 100,
+            max_connections: crate::defaults::WS_MAX_CONNECTIONS,
+            max_subscriptions_per_connection: crate::defaults::WS_MAX_SUBSCRIPTIONS,
             max_message_bytes: 64 * 1024,
-            send_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_millis(crate::defaults::WS_SEND_TIMEOUT_MS),
             init_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
             outbox: 64,

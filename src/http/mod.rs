@@ -15,6 +15,8 @@
 //! - [`web`]: CORS, compression, conditional GETs, the headers every
 //!   response carries.
 //! - [`starting`]: what the server answers while it starts.
+//! - `refusal`: the one GraphQL error body every refusal above answers
+//!   with (`{"errors":[{"message","extensions":{"code"}}]}`).
 //!
 //! Limits: request body size (413), request timeout, and, in the schema,
 //! document shape (fields, fragments, aliases, depth) and complexity.
@@ -28,6 +30,7 @@ pub mod graphql_http;
 pub mod health;
 pub mod limits;
 pub mod pages;
+mod refusal;
 pub mod starting;
 mod state;
 pub mod web;

@@ -97,16 +97,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 /// A GraphQL client pointed at `/` by mistake: say where the API is,
 /// rather than an empty 405.
 async fn not_here() -> Response {
-    let body = serde_json::json!({ "errors": [{
-        "message": "this is the GraphiQL page; send GraphQL requests to POST /graphql (queries may also use GET /graphql?query=…)",
-        "extensions": { "code": "VALIDATION" }
-    }] });
-    let mut response = (
+    let mut response = super::refusal::json(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body.to_string(),
-    )
-        .into_response();
+        crate::graphql::error::VALIDATION,
+        "this is the GraphiQL page; send GraphQL requests to POST /graphql (queries may also use GET /graphql?query=…)",
+    );
     response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -73,7 +73,7 @@ fn not_yet(starting: &Starting) -> Response {
         "the service is starting: waiting for its {} database; retry shortly",
         waiting["database"].as_str().unwrap_or("")
     );
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": "UNAVAILABLE" } }] });
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("1"))], Json(body))
-        .into_response()
+    let mut reply = super::refusal::json(StatusCode::SERVICE_UNAVAILABLE, crate::graphql::error::UNAVAILABLE, &message);
+    reply.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    reply
 }

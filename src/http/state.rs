@@ -17,7 +17,7 @@ use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::graphql::api::Api;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -26,7 +26,11 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, request_timeout: Duration::from_secs(15), ws: WsLimits::default() }
+        Self {
+            max_body_bytes: crate::defaults::MAX_BODY_BYTES,
+            request_timeout: Duration::from_millis(crate::defaults::REQUEST_TIMEOUT_MS),
+            ws: WsLimits::default(),
+        }
     }
 }
 

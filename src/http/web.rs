@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -165,8 +165,7 @@ pub async fn origin_guard(
     let upgrade = request.headers().contains_key(header::UPGRADE);
     let what = if upgrade { "may not open a WebSocket here" } else { "may not call the API" };
     let message = format!("the origin {origin} {what} (see --cors-origin)");
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": crate::graphql::error::FORBIDDEN } }] });
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+    super::refusal::json(StatusCode::FORBIDDEN, crate::graphql::error::FORBIDDEN, &message)
 }
 
 /// Gzip and brotli for responses of 1 KiB or more, by `Accept-Encoding`.

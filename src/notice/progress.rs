@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::WaitKind;
 
 /// The default of `--stall-after-ms`.
-pub const DEFAULT_STALL_AFTER: Duration = Duration::from_millis(2_000);
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_millis(crate::defaults::STALL_AFTER_MS);
 
 /// A database session that holds a lock a projection waits for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

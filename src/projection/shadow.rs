@@ -30,8 +30,17 @@ pub(super) async fn use_shadow(
     txn: &sea_orm::DatabaseTransaction,
     chosen: &[Arc<dyn Projection>],
 ) -> Result<(), DbErr> {
+    search_shadows(txn, chosen.iter().map(|p| p.name())).await
+}
+
+/// The one `SET LOCAL search_path`: these views' shadow schemas first, then
+/// `public` (PostgreSQL; SQLite's temporary tables come first by themselves).
+async fn search_shadows<'a>(
+    txn: &sea_orm::DatabaseTransaction,
+    views: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DbErr> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        let schemas: Vec<String> = chosen.iter().map(|p| shadow_schema(p.name())).collect();
+        let schemas: Vec<String> = views.into_iter().map(shadow_schema).collect();
         txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", schemas.join(", "))).await?;
     }
     Ok(())
@@ -131,8 +140,7 @@ pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Pat
             let loaded =
                 async {
                     let txn = shadow.conn.begin().await?;
-                    txn.execute_unprepared(&format!("SET LOCAL search_path TO {}, public", shadow_schema(table)))
-                        .await?;
+                    search_shadows(&txn, [table]).await?;
                     portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
                         std::future::ready(())
                     })

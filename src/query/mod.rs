@@ -50,7 +50,7 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
 /// How long `consistentWith` waits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsistencySettings {
     pub default_wait: Duration,
     pub max_wait: Duration,
@@ -62,8 +62,8 @@ pub struct ConsistencySettings {
 impl Default for ConsistencySettings {
     fn default() -> Self {
         Self {
-            default_wait: Duration::from_secs(2),
-            max_wait: Duration::from_secs(10),
+            default_wait: Duration::from_millis(crate::defaults::CONSISTENCY_WAIT_MS),
+            max_wait: Duration::from_millis(crate::defaults::CONSISTENCY_MAX_WAIT_MS),
             settle_wait: crate::lazy::SETTLE_WAIT,
         }
     }

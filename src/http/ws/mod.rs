@@ -81,15 +81,13 @@ use async_graphql_axum::GraphQLProtocol;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
 
 pub use super::limits::{connection_budget, WsLimits};
 pub use close::*;
 pub use protocol::{Credentials, Narrowing};
 
 use super::state::{request_id_of, AppState};
-use super::web;
+use super::{refusal, web};
 use crate::graphql::error::{UNAVAILABLE, VALIDATION};
 
 /// `/graphql/ws`: a WebSocket upgrade, or the extractor's refusal.
@@ -125,15 +123,13 @@ pub(super) async fn accept(
     let correlation = parts.headers.get(super::correlation::CORRELATION_HEADER).map(|v| v.to_str().unwrap_or("?"));
     let upgrade_correlation = match super::correlation::correlation_of(correlation) {
         Ok(id) => id,
-        Err(why) => {
-            let body = json!({ "errors": [{ "message": why.to_string(), "extensions": { "code": VALIDATION } }] });
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
+        Err(why) => return refusal::json(StatusCode::BAD_REQUEST, VALIDATION, &why.to_string()),
     };
     let Ok(permit) = state.ws_connections.clone().try_acquire_owned() else {
-        let body = json!({ "errors": [{ "message": "too many WebSocket connections; retry later", "extensions": { "code": UNAVAILABLE } }] });
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, HeaderValue::from_static("5"))], Json(body))
-            .into_response();
+        let mut busy =
+            refusal::json(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "too many WebSocket connections; retry later");
+        busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return busy;
     };
     // The token may come with the upgrade request or in `connection_init`:
     // the connection authenticates when it is initialised (see `protocol.rs`).

@@ -226,7 +226,8 @@ impl Connection {
                     Close(CLOSE_BAD_REQUEST, format!("Invalid message received: {}", truncate(&e.to_string(), 80)))
                 })?;
                 if let Err(e) = self.documents.resolve(&mut request, document_id.as_deref()) {
-                    let error = error_message(self.protocol, &id, vec![coded_error(e.message(), e.code())]);
+                    let error =
+                        error_message(self.protocol, &id, vec![crate::http::refusal::error(e.code(), e.message())]);
                     return Ok(vec![Action::Send(error)]);
                 }
                 if self.operations.contains_key(&id) {
@@ -237,7 +238,11 @@ impl Connection {
                 }
                 if self.operations.len() >= self.max_operations {
                     let message = format!("at most {} subscriptions per connection", self.max_operations);
-                    let error = error_message(self.protocol, &id, vec![coded_error(&message, "VALIDATION")]);
+                    let error = error_message(
+                        self.protocol,
+                        &id,
+                        vec![crate::http::refusal::error(crate::graphql::error::VALIDATION, &message)],
+                    );
                     return Ok(vec![Action::Send(error)]);
                 }
                 self.generation += 1;
@@ -343,10 +348,6 @@ pub(super) fn keepalive(protocol: WebSocketProtocols) -> String {
         WebSocketProtocols::SubscriptionsTransportWS => json!({ "type": "ka" }),
     }
     .to_string()
-}
-
-fn coded_error(message: &str, code: &str) -> Value {
-    json!({ "message": message, "extensions": { "code": code } })
 }
 
 /// The `error` message: an array of GraphQL errors (the legacy protocol carries one object).
