@@ -68,6 +68,7 @@ pub mod recovery;
 pub mod runner;
 pub mod runtime;
 pub mod search_backfill;
+pub mod segment;
 pub mod shadow;
 pub mod snapshotter;
 pub mod sql;
