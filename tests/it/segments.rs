@@ -386,6 +386,39 @@ async fn killed_segment_holders_lose_and_double_nothing() {
     wait_settled(&api, &mut signals).await;
     let events = whole_log(&db, &mut signals).await;
     assert_views_fold(&db, &events, "after killing segment holders under load").await;
+    // The API instance, which runs no segment, learns of every segment's
+    // progress from the holder: a read at a fresh token answers.
+    let client = http_client();
+    let post = |query: &'static str, variables: Value| {
+        let (client, base) = (client.clone(), api.base.clone());
+        async move {
+            let r: Value = client
+                .post(format!("{base}/graphql"))
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            assert!(r.get("errors").is_none(), "{r}");
+            r["data"].clone()
+        }
+    };
+    let customer = events.iter().find_map(|e| e.event.owner()).expect("a customer").to_string();
+    let product = events.iter().find(|e| e.event.owner().is_none()).expect("a product's event").stream_id.to_string();
+    let placed = post(
+        "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id token } }",
+        json!({ "c": customer, "p": product }),
+    )
+    .await;
+    let (order, token) = (s(&placed["placeOrder"]["id"]), s(&placed["placeOrder"]["token"]));
+    let seen = post(
+        "query($id: ID!, $t: Token) { order(id: $id, consistentWith: $t) { id } }",
+        json!({ "id": order, "t": token }),
+    )
+    .await;
+    assert_eq!(seen["order"]["id"], order.as_str());
     drop((api, d));
 }
 
