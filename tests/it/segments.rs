@@ -450,12 +450,22 @@ async fn segments_spread_over_instances_as_they_join_and_leave() {
         holders == *live
             && live.iter().all(|p| o.iter().filter(|(_, q)| q == p).count() <= 12usize.div_ceil(live.len()))
     };
+    let joined = std::time::Instant::now();
     wait_owners(&db, &mut signals, "the segments to spread over three instances", |o| spread(o, &live)).await;
+    // Counted once a second and handed over at once (a lease interval and
+    // a poll), with room for a loaded machine.
+    let took = joined.elapsed();
+    eprintln!("segments spread over three instances {took:?} after the last one served");
+    assert!(took < Duration::from_secs(10), "the spread took {took:?}");
     // One leaves cleanly, one is killed: the rest take theirs.
     c.terminate();
     drop(d);
     let live: BTreeSet<u32> = [b_pid].into();
+    let left = std::time::Instant::now();
     wait_owners(&db, &mut signals, "the last instance to take every segment back", |o| spread(o, &live)).await;
+    let took = left.elapsed();
+    eprintln!("the last instance took every segment back {took:?} after the others left");
+    assert!(took < Duration::from_secs(10), "taking them back took {took:?}");
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
     assert!(placed.load(Ordering::Relaxed) > 0);
