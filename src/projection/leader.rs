@@ -49,6 +49,16 @@ pub fn spread(units: usize, mine: usize, others: &[usize]) -> Spread {
     Spread { may_take: mine < share, should_give: mine > share || others.iter().any(|n| n + 2 <= mine) }
 }
 
+/// Books a segment this node gave up as taken by the least-served node
+/// (which takes first: it is furthest below its share), until the next
+/// count says where it went, so the node does not give up more than the
+/// spread needs on an old count.
+fn handed_over(others: &mut [usize]) {
+    if let Some(least) = others.iter_mut().min() {
+        *least += 1;
+    }
+}
+
 /// A stable 64-bit key for a projection name: every instance and release
 /// must agree on it, since it is the advisory lock they contend for.
 pub fn lock_key(name: &str) -> i64 {
@@ -172,6 +182,7 @@ impl Locks {
         if inner.conn.is_some() && inner.held.contains(&key) {
             if segment && spread.should_give {
                 // More than its share: give this one up, for a node with fewer.
+                handed_over(&mut inner.others);
                 lease.generation = Some(inner.generation);
                 drop(inner);
                 tracing::info!(projection = name, "handing a segment over to spread them across the live nodes");
@@ -314,5 +325,19 @@ mod tests {
         assert_eq!(spread(4, 2, &[2, 0]), Spread { may_take: false, should_give: true });
         assert_eq!(spread(4, 2, &[1, 1]), Spread { may_take: false, should_give: false });
         assert_eq!(spread(4, 1, &[2, 1]), Spread { may_take: true, should_give: false });
+    }
+
+    #[test]
+    fn a_node_gives_up_what_the_spread_needs_before_it_counts_again() {
+        // One node held all twelve; one or two join (counted holding none).
+        for (joined, settles_at) in [(1, 6), (2, 4)] {
+            let (mut mine, mut others) = (12, vec![0; joined]);
+            while super::spread(12, mine, &others).should_give {
+                super::handed_over(&mut others);
+                mine -= 1;
+            }
+            assert_eq!(mine, settles_at, "{joined} joined: {others:?}");
+            assert!(others.iter().all(|n| *n == settles_at), "{others:?}");
+        }
     }
 }
