@@ -241,6 +241,8 @@ impl Admin {
             .order_by_asc(projection_checkpoint::Column::Name)
             .all(&self.views_db.conn)
             .await?;
+        // A split view's segments read as the view (see `crate::notice::segments`).
+        let rows = crate::notice::segments::fold(rows);
         let mut out = Vec::with_capacity(rows.len());
         let progress = self.notices.progress();
         let now = chrono::Utc::now();
@@ -289,10 +291,14 @@ impl Admin {
     pub async fn checkpoints(&self, views: &[View]) -> Result<Option<Vec<LogPosition>>, DbErr> {
         use sea_orm::{ColumnTrait, QueryFilter};
         let names: Vec<&str> = views.iter().map(|v| v.name()).collect();
-        let rows = projection_checkpoint::Entity::find()
-            .filter(projection_checkpoint::Column::Name.is_in(names.iter().copied()))
-            .all(&self.read_db.conn)
-            .await?;
+        // The views' rows and their segments' (`view#k/N`), read as the views.
+        let mut filter =
+            sea_orm::Condition::any().add(projection_checkpoint::Column::Name.is_in(names.iter().copied()));
+        for name in &names {
+            filter = filter.add(projection_checkpoint::Column::Name.starts_with(format!("{name}#")));
+        }
+        let rows = projection_checkpoint::Entity::find().filter(filter).all(&self.read_db.conn).await?;
+        let rows = crate::notice::segments::fold(rows);
         if rows.iter().any(|r| matches!(r.mode, StoredMode::Inline | StoredMode::Lazy)) {
             return Ok(None);
         }

@@ -349,6 +349,49 @@ async fn connect_replicas(settings: &Settings, read_db: &Db) -> Result<Option<Ar
     Ok(Some(ReplicaSet::connect(read_db, &settings.replica_urls, settings.reads_pool, settings.replicas).await?))
 }
 
+/// Refuses segments (`--projection-segments`) where they cannot work, and
+/// a number of segments other than the one the database was projected
+/// with (changing it is a rebuild; see docs/operators.md, "Segments").
+async fn check_segments(settings: &Settings, views_db: &Db) -> Result<(), StartError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let runtime = &settings.runtime;
+    for view in crate::catalog::View::ALL {
+        let (name, count) = (view.name(), runtime.segments_of(view.name()));
+        if count > 1 && !views_db.is_postgres() {
+            return Err(StartError::Config(format!(
+                "--projection-segments {name}={count} needs PostgreSQL: on SQLite one write lock takes every \
+                 transaction in turn, so segments would only wait for each other; leave {name} at one segment"
+            )));
+        }
+        let mode = runtime.mode_of(name);
+        if count > 1 && mode != Mode::Async {
+            return Err(StartError::Config(format!(
+                "--projection-segments {name}={count}: {name} is {mode}, and only async views are split into \
+                 segments (an inline view is applied by each command in its own transaction, a lazy one by the \
+                 reads that fold it: neither has a runner to split); make it async or leave it at one segment",
+                mode = mode.as_str()
+            )));
+        }
+        if !settings.role.runs_projections() {
+            continue;
+        }
+        let rows = entity::read::projection_checkpoint::Entity::find()
+            .filter(entity::read::projection_checkpoint::Column::Name.starts_with(format!("{name}#")))
+            .all(&views_db.conn)
+            .await?;
+        let other = rows.iter().filter_map(|r| crate::catalog::parse_segment(&r.name)).find(|(_, _, n)| *n != count);
+        if let Some((_, _, found)) = other {
+            return Err(StartError::Config(format!(
+                "{name} was projected in {found} segments (its checkpoint rows {name}#k/{found}), and this instance \
+                 asks for {count}: changing the number of segments is a rebuild, never a reshuffle in place. Stop \
+                 every projector instance, run `twofold rebuild {name}` (blue/green; it removes the segment rows), \
+                 then start them all with --projection-segments {name}={count}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Connections in each projector pool.
 const PROJECTOR_CONNECTIONS: u32 = 3;
 
@@ -388,21 +431,36 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     // A projector waits at most 2 s for a connection: while the database is
     // refused, sqlx retries within that wait at most 400 ms apart, so a
     // returning link is found within that.
-    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS, std::time::Duration::from_secs(2));
+    // A split view's segments apply side by side, one grouped loop per
+    // segment index (see `spawn_projectors`): one more connection for each
+    // loop past the first.
+    let most = crate::catalog::View::ALL.iter().map(|v| runtime.segments_of(v.name())).max().unwrap_or(1);
+    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS + most - 1, std::time::Duration::from_secs(2));
     let projector_db = Db::open(read_url, projector_pool, PROJECTOR_APPLICATION).await?;
     let log_db = if separate_read.is_some() {
         Db::open(&settings.database_url, projector_pool, PROJECTOR_APPLICATION).await?
     } else {
         projector_db.clone()
     };
+    check_segments(settings, &projector_db).await?;
     let notices = Notices::default().with_stall_after(settings.stall_after);
     let (appended, _) = watch::channel(LogPosition::START);
     let appended = Arc::new(appended);
     for projection in crate::projection::all() {
-        let projector = Projector::new(projection, log_db.clone(), projector_db.clone(), notices.clone(), runtime);
+        let segments = runtime.segments_of(projection.name());
+        let projector =
+            Projector::new(projection.clone(), log_db.clone(), projector_db.clone(), notices.clone(), runtime);
         projector.register().await?;
         if projector.mode == Mode::Inline {
             projector.catch_up().await?;
+        }
+        if segments > 1 {
+            for segment in crate::projection::segment::Segment::all(segments) {
+                Projector::new(projection.clone(), log_db.clone(), projector_db.clone(), notices.clone(), runtime)
+                    .in_segment(segment)
+                    .register()
+                    .await?;
+            }
         }
     }
     // The exporter's checkpoint row, so `projections` lists it from the start.
@@ -469,11 +527,24 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
 
 /// The node's advisory locks (PostgreSQL): one connection for the
 /// leadership of every projection and of the exporter.
-fn leadership(services: &Services) -> Option<Arc<crate::projection::leader::Locks>> {
+///
+/// The segments of split views spread over the nodes that run them (see
+/// [`crate::projection::leader::spread`]).
+fn leadership(services: &Services, settings: &Settings) -> Option<Arc<crate::projection::leader::Locks>> {
+    let runtime = &settings.runtime;
+    let segments: Vec<String> = crate::projection::all()
+        .iter()
+        .filter(|_| settings.role.runs_projections())
+        .filter(|p| runtime.mode_of(p.name()) == Mode::Async)
+        .flat_map(|p| {
+            let count = runtime.segments_of(p.name());
+            (0..count).filter(move |_| count > 1).map(move |k| crate::catalog::segment_name(p.name(), k, count))
+        })
+        .collect();
     services
         .projector_db
         .is_postgres()
-        .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url)))
+        .then(|| Arc::new(crate::projection::leader::Locks::new(&services.projector_db.url).spreading(&segments)))
 }
 
 /// Starts the supervised exporter task (see
@@ -527,9 +598,24 @@ pub fn spawn_projectors(
         }
     };
     let mut tasks = Vec::new();
-    if !grouped.is_empty() {
+    // One grouped loop per segment index, so a node's segments apply in
+    // transactions of their own, side by side: the first holds the views
+    // that are not split and every split view's segment 0, the k-th the
+    // k-th segments. Nothing split: one loop, as always.
+    let most = grouped.iter().map(|p| runtime.segments_of(p.name())).max().unwrap_or(1);
+    for index in 0..most {
+        let members: Vec<(Arc<dyn crate::projection::Projection>, crate::projection::segment::Segment)> = grouped
+            .iter()
+            .filter_map(|p| {
+                let count = runtime.segments_of(p.name());
+                (index < count).then(|| (p.clone(), crate::projection::segment::Segment { index, count }))
+            })
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
         let build = build.clone();
-        let make = move || grouped.iter().cloned().map(&build).collect::<Vec<_>>();
+        let make = move || members.iter().map(|(p, segment)| build(p.clone()).in_segment(*segment)).collect::<Vec<_>>();
         tasks.push(tokio::spawn(crate::projection::supervisor::supervise_group(
             make,
             services.appended.subscribe(),
@@ -559,7 +645,7 @@ pub async fn serve(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let locks = leadership(&services);
+    let locks = leadership(&services, settings);
     let mut background = if settings.role.runs_projections() {
         spawn_projectors(&services, settings, &shutdown, locks.clone())
     } else {

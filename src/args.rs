@@ -268,6 +268,9 @@ pub struct ServeArgs {
     /// Poison-event policies, e.g. `order_activity=skip` or `event_export=skip` (default: all stop).
     #[arg(long, env = "TWOFOLD_POISON_POLICIES", value_delimiter = ',', value_parser = parse_policy)]
     pub poison_policy: Vec<(String, PoisonPolicy)>,
+    /// Segments per view, e.g. `order_summary=4` (PostgreSQL, async views; default 1; see docs/operators.md).
+    #[arg(long, env = "TWOFOLD_PROJECTION_SEGMENTS", value_delimiter = ',', value_parser = crate::catalog::parse_segments)]
+    pub projection_segments: Vec<(String, u32)>,
     #[command(flatten)]
     pub export: ExportArgs,
     /// Events per projection batch.

@@ -66,6 +66,77 @@ impl View {
     }
 }
 
+impl View {
+    /// Whether the view may be split into segments (`--projection-segments`).
+    ///
+    /// Events go to segments by their customer (an order's or a customer's
+    /// own events) or, without one, by their stream (a product's): see
+    /// `crate::projection::segment`. Each row of these views folds the
+    /// events of one customer only — an order's row its own events and its
+    /// customer's renames, a customer's row its own events and its orders'
+    /// — so all of a row's events are applied by one segment, in log order.
+    ///
+    /// `product_catalog` and `daily_sales` fold many customers into one row
+    /// (a product's sales from every order of it, a day's from every order
+    /// of the day). Their counters skip an event at or below the row's
+    /// marker, the `(tx_id, position)` of the last event the row applied
+    /// (`crate::projection::fold`): a segment ahead of another would move
+    /// the marker past events the one behind has yet to add, and those
+    /// would be skipped, lost. They stay at one segment.
+    pub const fn can_be_segmented(self) -> bool {
+        matches!(self, Self::OrderSummary | Self::CustomerView | Self::OrderActivity)
+    }
+}
+
+/// The most segments a view may be split into (`--projection-segments`).
+pub const MAX_SEGMENTS: u32 = 64;
+
+/// The checkpoint row (and leadership lock) of segment `index` of `count`
+/// of `view`: the view's own name when it is not split (so one segment is
+/// exactly what an unsplit view always was), else `view#index/count`.
+pub fn segment_name(view: &str, index: u32, count: u32) -> String {
+    if count <= 1 {
+        view.to_owned()
+    } else {
+        format!("{view}#{index}/{count}")
+    }
+}
+
+/// A segment's checkpoint name split into its view, index and count
+/// (`None` for a plain name, which is the whole view).
+pub fn parse_segment(name: &str) -> Option<(&str, u32, u32)> {
+    let (view, rest) = name.split_once('#')?;
+    let (index, count) = rest.split_once('/')?;
+    let (index, count) = (index.parse().ok()?, count.parse().ok()?);
+    (index < count && count > 1).then_some((view, index, count))
+}
+
+/// The view a checkpoint name belongs to (itself, for a plain name).
+pub fn view_of(name: &str) -> &str {
+    parse_segment(name).map_or(name, |(view, _, _)| view)
+}
+
+/// `VIEW=N` of `--projection-segments`: a view that can be split (see
+/// [`View::can_be_segmented`]) into 1 to [`MAX_SEGMENTS`] segments.
+pub fn parse_segments(s: &str) -> Result<(String, u32), String> {
+    let (name, count) =
+        s.split_once('=').ok_or_else(|| format!("expected VIEW=N, got '{s}' (views: {})", View::names().join(", ")))?;
+    let (name, count) = (name.trim(), count.trim());
+    let view =
+        View::parse(name).ok_or_else(|| format!("unknown view '{name}'; known: {}", View::names().join(", ")))?;
+    let count: u32 =
+        count.parse().ok().filter(|n| (1..=MAX_SEGMENTS).contains(n)).ok_or_else(|| {
+            format!("the segments of {name} must be a number from 1 to {MAX_SEGMENTS}, got '{count}'")
+        })?;
+    if count > 1 && !view.can_be_segmented() {
+        return Err(format!(
+            "{name} cannot be split into segments: each of its rows adds up the orders of many customers, and a              row skips any event at or below the last one it applied, so a segment ahead of another would make              the other's events be skipped; it stays at one segment (views that can be split: {})",
+            View::ALL.iter().filter(|v| v.can_be_segmented()).map(|v| v.name()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok((name.to_owned(), count))
+}
+
 /// The format of a recovery snapshot file (`twofold snapshot create`).
 pub const SNAPSHOT_FORMAT: i64 = 1;
 
@@ -301,5 +372,29 @@ mod tests {
         assert_eq!(View::parse("nope"), None);
         assert_eq!(View::parse(EXPORTER), None, "the exporter is not a view");
         assert!(consumer_names().contains(&EXPORTER));
+    }
+
+    #[test]
+    fn segment_names_round_trip_and_one_segment_is_the_view() {
+        assert_eq!(segment_name("order_summary", 0, 1), "order_summary");
+        assert_eq!(segment_name("order_summary", 2, 4), "order_summary#2/4");
+        assert_eq!(parse_segment("order_summary#2/4"), Some(("order_summary", 2, 4)));
+        assert_eq!(parse_segment("order_summary"), None);
+        assert_eq!(parse_segment("order_summary#4/4"), None);
+        assert_eq!(view_of("customer_view#0/2"), "customer_view");
+        assert_eq!(view_of("daily_sales"), "daily_sales");
+    }
+
+    #[test]
+    fn segments_are_bounded_and_refused_for_aggregates() {
+        assert_eq!(parse_segments("order_summary=4"), Ok(("order_summary".into(), 4)));
+        assert_eq!(parse_segments("daily_sales=1"), Ok(("daily_sales".into(), 1)));
+        for bad in ["order_summary=0", "order_summary=65", "order_summary=x", "nope=2", "order_summary"] {
+            assert!(parse_segments(bad).is_err(), "{bad}");
+        }
+        for aggregate in ["daily_sales=2", "product_catalog=4"] {
+            let e = parse_segments(aggregate).unwrap_err();
+            assert!(e.contains("cannot be split") && e.contains("skipped"), "{e}");
+        }
     }
 }

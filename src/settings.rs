@@ -133,6 +133,7 @@ impl From<&ServeArgs> for Settings {
                 standby_retry: Duration::from_millis(args.standby_retry_ms.max(10)),
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),
+                segments: args.projection_segments.iter().cloned().collect(),
                 snapshots: crate::projection::snapshotter::SnapshotSettings {
                     every_events: args.lazy_snapshot_events,
                     every: Duration::from_millis(args.lazy_snapshot_ms),

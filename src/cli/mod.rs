@@ -310,6 +310,9 @@ pub async fn dead_letters(args: &crate::args::DeadLettersArgs) -> Result<(), Cli
 pub async fn demo_data(args: &DemoDataArgs) -> Result<(), CliError> {
     let mut settings = crate::settings::Settings::for_database(&args.database.database_url);
     settings.read_database_url = args.database.read_database_url.clone();
+    // Commands only: it runs no projector, so a database whose views are
+    // split into segments is no reason to refuse (see `app::start`).
+    settings.role = crate::catalog::Role::Api;
     let services = crate::app::start(&settings).await?;
     let commands = services.commands.clone();
     let run = format!("{:x}", chrono::Utc::now().timestamp());

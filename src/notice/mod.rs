@@ -11,6 +11,7 @@ use crate::token::LogPosition;
 
 pub mod postgres;
 pub mod progress;
+pub mod segments;
 
 pub use progress::Progress;
 
@@ -109,8 +110,15 @@ impl Notices {
     /// watch, but subscribers still need this batch's stream ids. Delivery
     /// is at least once: a batch announced by the poll and then by NOTIFY
     /// reaches a subscriber twice, never zero times.
-    pub fn publish(&self, update: ProjectionUpdated) {
+    pub fn publish(&self, mut update: ProjectionUpdated) {
         self.advance(&update.projection, update.token);
+        // A segment's batch is announced as its view's, at where the view
+        // now stands (its segments' lowest): listeners know views only.
+        if let Some((view, _, _)) = crate::catalog::parse_segment(&update.projection) {
+            let view = view.to_owned();
+            update.token = self.known(&view);
+            update.projection = view;
+        }
         // No receiver is not an error: nobody is listening right now.
         let _ = self.updates.send(update);
     }
@@ -131,15 +139,32 @@ impl Notices {
 
     /// Records that `projection` is known to be at `token` (never moves
     /// back); returns whether that is news.
+    ///
+    /// A segment's advance (`view#k/N`) moves its view to the lowest of
+    /// its segments known here (the start while one is not known): a view
+    /// is at a token when all of its segments are (see [`segments`]).
     pub fn advance(&self, projection: &str, token: LogPosition) -> bool {
         let sender = self.checkpoint_sender(projection);
-        sender.send_if_modified(|current| {
+        let news = sender.send_if_modified(|current| {
             let newer = token > *current;
             if newer {
                 *current = token;
             }
             newer
-        })
+        });
+        match crate::catalog::parse_segment(projection) {
+            Some((view, _, count)) if news => {
+                let lowest = {
+                    let map = self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    segments::lowest(count, |k| {
+                        map.get(&crate::catalog::segment_name(view, k, count)).map(|s| *s.borrow())
+                    })
+                };
+                self.advance(view, lowest);
+                news
+            }
+            _ => news,
+        }
     }
 
     /// The latest checkpoint known for `projection`.
@@ -214,6 +239,23 @@ mod tests {
         let got = rx.try_recv().expect("the batch is announced");
         assert!(got.complete && got.may_touch(&stream));
         assert_eq!(notices.known("order_summary"), token);
+    }
+
+    #[test]
+    fn a_split_view_is_where_its_slowest_segment_is() {
+        let notices = Notices::new(16);
+        let mut rx = notices.subscribe();
+        notices.advance("order_summary#0/2", LogPosition::new(1, 10));
+        assert_eq!(notices.known("order_summary"), LogPosition::START, "segment 1 not heard of yet");
+        notices.publish(ProjectionUpdated {
+            projection: "order_summary#1/2".into(),
+            ..update(LogPosition::new(1, 7), Uuid::nil())
+        });
+        assert_eq!(notices.known("order_summary"), LogPosition::new(1, 7));
+        let got = rx.try_recv().expect("announced");
+        assert_eq!((got.projection.as_str(), got.token), ("order_summary", LogPosition::new(1, 7)));
+        notices.advance("order_summary#1/2", LogPosition::new(1, 12));
+        assert_eq!(notices.known("order_summary"), LogPosition::new(1, 10));
     }
 
     #[test]

@@ -289,6 +289,7 @@ async fn poll_checkpoints(read_db: Db, notices: Notices, interval: Duration, shu
         let Ok(rows) = projection_checkpoint::Entity::find().all(&read_db.conn).await else {
             continue;
         };
+        // A split view's segments advance their view (see `Notices::advance`).
         for row in rows {
             let token = LogPosition::new(row.last_tx_id, row.last_position);
             // Only advances nobody announced become (stream-less) notices.

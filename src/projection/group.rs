@@ -141,9 +141,12 @@ pub(super) async fn run(
             // it was away): read on at once. (All members a grouped step
             // applied stand at the same position, so one full part speaks
             // for all of them.)
+            // (A segment's count is of its own events only: after a batch
+            // it reads again at once, which costs one read when it caught up.)
             let full_batch = outcomes.iter().any(|(i, outcome)| {
+                let p = &runners[*i].projector;
                 matches!(outcome, Ok(StepOutcome::Applied { events, .. })
-                    if runners[*i].projector.fills_a_batch(*events))
+                    if p.fills_a_batch(*events) || p.segment.is_split())
             });
             for (i, outcome) in outcomes {
                 let applied = matches!(outcome, Ok(StepOutcome::Applied { .. }));
@@ -275,6 +278,13 @@ async fn apply_group<'a>(
             events.iter().filter(|e| LogPosition::new(e.tx_id, e.position) > at).cloned().collect();
         if part.is_empty() {
             outcomes.push((i, Ok(StepOutcome::Idle)));
+            continue;
+        }
+        // A segment applies its own events and moves past the others (none
+        // of its own: it only moves).
+        let part = if p.segment.is_split() { p.own(&part) } else { part };
+        if part.is_empty() {
+            claims.push((i, Claim::new(p, at, to, &part)));
             continue;
         }
         let savepoint = txn.begin().await?;

@@ -26,6 +26,39 @@ use tokio::sync::Mutex;
 const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 pub use crate::notice::postgres::LEADERSHIP_CHANNEL;
 
+/// The key every node running split views holds shared while its lock
+/// connection lives: how many such nodes are alive, for the spread.
+const PRESENCE: &str = "twofold.segments.presence";
+
+/// How the segments of split views spread over the live nodes: nobody
+/// holds more than its share, `ceil(units / nodes)`, and a node that holds
+/// two more than the least-served node gives one up (so three nodes and
+/// four segments end at 2, 1, 1 rather than 2, 2, 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// This node may take one more.
+    pub may_take: bool,
+    /// This node should give one up.
+    pub should_give: bool,
+}
+
+/// The spread for this node, from the segment counts of every live node
+/// (`mine` is this node's; `others` the rest, zero for those holding none).
+pub fn spread(units: usize, mine: usize, others: &[usize]) -> Spread {
+    let share = units.div_ceil(others.len() + 1);
+    Spread { may_take: mine < share, should_give: mine > share || others.iter().any(|n| n + 2 <= mine) }
+}
+
+/// Books a segment this node gave up as taken by the least-served node
+/// (which takes first: it is furthest below its share), until the next
+/// count says where it went, so the node does not give up more than the
+/// spread needs on an old count.
+fn handed_over(others: &mut [usize]) {
+    if let Some(least) = others.iter_mut().min() {
+        *least += 1;
+    }
+}
+
 /// A stable 64-bit key for a projection name: every instance and release
 /// must agree on it, since it is the advisory lock they contend for.
 pub fn lock_key(name: &str) -> i64 {
@@ -55,6 +88,10 @@ pub struct Lease {
 
 struct Inner {
     conn: Option<PgConnection>,
+    /// The segments held here (a subset of `held`), and how the live
+    /// nodes share them, as last counted.
+    segments: HashSet<i64>,
+    others: Vec<usize>,
     /// Bumped whenever the lock connection is (re)opened: leases of older
     /// generations are void.
     generation: u64,
@@ -66,14 +103,52 @@ struct Inner {
 pub struct Locks {
     url: String,
     inner: Mutex<Inner>,
+    /// The lock keys of every segment of the split views this node runs
+    /// (empty: nothing split, nothing spread).
+    units: Vec<i64>,
 }
 
 impl Locks {
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
-            inner: Mutex::new(Inner { conn: None, generation: 0, held: HashSet::new(), checked_at: Instant::now() }),
+            inner: Mutex::new(Inner {
+                conn: None,
+                generation: 0,
+                held: HashSet::new(),
+                checked_at: Instant::now(),
+                segments: HashSet::new(),
+                others: Vec::new(),
+            }),
+            units: Vec::new(),
         }
+    }
+
+    /// Spreads the segments named `segments` (every segment of the split
+    /// views this node runs) over the live nodes that run them.
+    pub fn spreading(mut self, segments: &[String]) -> Self {
+        self.units = segments.iter().map(|name| lock_key(name)).collect();
+        self
+    }
+
+    /// Counts the live nodes and what each holds of the segments (on the lock connection).
+    /// (What the other live nodes hold, as counted.)
+    async fn count(&self, conn: &mut PgConnection) -> Result<Vec<usize>, sqlx::Error> {
+        let rows: Vec<(bool, i64)> = sqlx::query_as(
+            "WITH here AS (SELECT oid FROM pg_database WHERE datname = current_database()), \
+             presence AS (SELECT l.pid FROM pg_locks l, here WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.database = here.oid AND l.objsubid = 1 \
+               AND l.classid::bigint = (($1::bigint >> 32) & 4294967295) AND l.objid::bigint = ($1::bigint & 4294967295)), \
+             held AS (SELECT l.pid, count(*) AS n FROM pg_locks l CROSS JOIN here \
+               JOIN unnest($2::bigint[]) AS k ON l.classid::bigint = ((k >> 32) & 4294967295) AND l.objid::bigint = (k & 4294967295) \
+               WHERE l.locktype = 'advisory' AND l.granted AND l.database = here.oid AND l.objsubid = 1 GROUP BY l.pid) \
+             SELECT p.pid = pg_backend_pid() AS me, COALESCE(h.n, 0) AS n FROM presence p LEFT JOIN held h ON h.pid = p.pid",
+        )
+        .bind(lock_key(PRESENCE))
+        .bind(&self.units)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.iter().filter(|(me, _)| !*me).map(|(_, n)| *n as usize).collect())
     }
 
     /// Keeps or tries to take the lock for `name`.
@@ -81,7 +156,15 @@ impl Locks {
         let key = lock_key(name);
         let mut inner = self.inner.lock().await;
         if inner.conn.is_some() && inner.checked_at.elapsed() >= LIVENESS_CHECK {
+            // With segments to spread, the check counts the live nodes too.
             let alive = match inner.conn.as_mut() {
+                Some(conn) if !self.units.is_empty() => match self.count(conn).await {
+                    Ok(others) => {
+                        inner.others = others;
+                        true
+                    }
+                    Err(_) => false,
+                },
                 Some(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
                 None => false,
             };
@@ -91,15 +174,31 @@ impl Locks {
                 tracing::warn!("lost the leadership connection; every projection here must be taken over again");
                 inner.conn = None;
                 inner.held.clear();
+                inner.segments.clear();
             }
         }
+        let segment = self.units.contains(&key);
+        let spread = spread(self.units.len(), inner.segments.len(), &inner.others);
         if inner.conn.is_some() && inner.held.contains(&key) {
+            if segment && spread.should_give {
+                // More than its share: give this one up, for a node with fewer.
+                handed_over(&mut inner.others);
+                lease.generation = Some(inner.generation);
+                drop(inner);
+                tracing::info!(projection = name, "handing a segment over to spread them across the live nodes");
+                self.release(name, lease).await;
+                return Held::No;
+            }
             // Held by this node's connection: kept, or adopted by a runner
             // that was restarted (session advisory locks stack, so it must
             // not take it a second time).
             let kept = lease.generation == Some(inner.generation);
             lease.generation = Some(inner.generation);
             return if kept { Held::Kept } else { Held::Acquired };
+        }
+        if segment && inner.conn.is_some() && !spread.may_take {
+            lease.generation = None;
+            return Held::No;
         }
         lease.generation = None;
         if inner.conn.is_none() {
@@ -110,7 +209,25 @@ impl Locks {
                 Err(e) => Err(e),
             };
             match connected {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    // A node that runs segments says it is alive (see [`spread`]).
+                    if !self.units.is_empty() {
+                        let present = sqlx::query("SELECT pg_advisory_lock_shared($1)")
+                            .bind(lock_key(PRESENCE))
+                            .execute(&mut conn)
+                            .await;
+                        if let Err(e) = present {
+                            tracing::debug!(error = %e, "leadership connection unavailable");
+                            return Held::Unreachable;
+                        }
+                        inner.others = match self.count(&mut conn).await {
+                            Ok(others) => others,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "leadership connection unavailable");
+                                return Held::Unreachable;
+                            }
+                        };
+                    }
                     inner.conn = Some(conn);
                     inner.generation += 1;
                     inner.checked_at = Instant::now();
@@ -128,6 +245,9 @@ impl Locks {
         match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await {
             Ok(true) => {
                 inner.held.insert(key);
+                if segment {
+                    inner.segments.insert(key);
+                }
                 lease.generation = Some(generation);
                 Held::Acquired
             }
@@ -136,6 +256,7 @@ impl Locks {
                 tracing::warn!(error = %e, "leadership connection failed");
                 inner.conn = None;
                 inner.held.clear();
+                inner.segments.clear();
                 Held::Unreachable
             }
         }
@@ -148,6 +269,7 @@ impl Locks {
         if lease.generation.take() != Some(inner.generation) || !inner.held.remove(&key) {
             return;
         }
+        inner.segments.remove(&key);
         if let Some(conn) = inner.conn.as_mut() {
             let released = sqlx::query("SELECT pg_advisory_unlock($1), pg_notify($2, $3)")
                 .bind(key)
@@ -163,6 +285,7 @@ impl Locks {
                     }
                 }
                 inner.held.clear();
+                inner.segments.clear();
             }
         }
     }
@@ -171,6 +294,7 @@ impl Locks {
     pub async fn close(&self) {
         let mut inner = self.inner.lock().await;
         inner.held.clear();
+        inner.segments.clear();
         if let Some(conn) = inner.conn.take() {
             if let Err(e) = conn.close().await {
                 tracing::debug!(error = %e, "closing the lock connection failed; dropping it releases the locks");
@@ -185,5 +309,35 @@ mod tests {
     fn lock_keys_are_stable_and_distinct() {
         assert_eq!(super::lock_key("order_summary"), super::lock_key("order_summary"));
         assert_ne!(super::lock_key("order_summary"), super::lock_key("customer_view"));
+    }
+
+    #[test]
+    fn segments_spread_to_every_live_node() {
+        use super::{spread, Spread};
+        // Alone: take them all.
+        assert_eq!(spread(4, 3, &[]), Spread { may_take: true, should_give: false });
+        assert_eq!(spread(4, 4, &[]), Spread { may_take: false, should_give: false });
+        // A second node joins: give up to the share, and it takes.
+        assert_eq!(spread(4, 4, &[0]), Spread { may_take: false, should_give: true });
+        assert_eq!(spread(4, 2, &[2]), Spread { may_take: false, should_give: false });
+        assert_eq!(spread(4, 0, &[4]), Spread { may_take: true, should_give: false });
+        // Three nodes, four segments: 2, 1, 1 rather than 2, 2, 0.
+        assert_eq!(spread(4, 2, &[2, 0]), Spread { may_take: false, should_give: true });
+        assert_eq!(spread(4, 2, &[1, 1]), Spread { may_take: false, should_give: false });
+        assert_eq!(spread(4, 1, &[2, 1]), Spread { may_take: true, should_give: false });
+    }
+
+    #[test]
+    fn a_node_gives_up_what_the_spread_needs_before_it_counts_again() {
+        // One node held all twelve; one or two join (counted holding none).
+        for (joined, settles_at) in [(1, 6), (2, 4)] {
+            let (mut mine, mut others) = (12, vec![0; joined]);
+            while super::spread(12, mine, &others).should_give {
+                super::handed_over(&mut others);
+                mine -= 1;
+            }
+            assert_eq!(mine, settles_at, "{joined} joined: {others:?}");
+            assert!(others.iter().all(|n| *n == settles_at), "{others:?}");
+        }
     }
 }

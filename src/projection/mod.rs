@@ -37,7 +37,9 @@
 //!
 //! Leadership (PostgreSQL): one runner per projection across instances,
 //! held by a session advisory lock ([`leader`]) and fenced on every
-//! checkpoint write. A standby waits for a release notice, or tries again
+//! checkpoint write. A view split into segments ([`segment`],
+//! `--projection-segments`) has one runner, checkpoint, lock and fence per
+//! segment, spread over the live instances. A standby waits for a release notice, or tries again
 //! every `standby_retry` (a leader killed without one).
 //!
 //! Idempotency: every read row remembers what it last applied — the stream
@@ -68,6 +70,7 @@ pub mod recovery;
 pub mod runner;
 pub mod runtime;
 pub mod search_backfill;
+pub mod segment;
 pub mod shadow;
 pub mod snapshotter;
 pub mod sql;

@@ -491,10 +491,13 @@ async fn switch(
     let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
     if shadow.backend() == DbBackend::Postgres {
         let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        // With the rows of their segments, if split (`view#k/N`).
+        let segments: Vec<String> = names.iter().map(|n| format!(" OR {}", segment_rows(n))).collect();
         txn.execute_unprepared(&format!(
             // In name order, as every transaction that locks several checkpoint rows (see `heartbeat::beat`).
-            "SELECT name FROM public.projection_checkpoint WHERE name IN ({}) ORDER BY name FOR UPDATE",
-            list.join(", ")
+            "SELECT name FROM public.projection_checkpoint WHERE name IN ({}){} ORDER BY name FOR UPDATE",
+            list.join(", "),
+            segments.join("")
         ))
         .await?;
     }
@@ -531,6 +534,10 @@ async fn switch(
             vec![from.tx_id.into(), from.position.into(), Status::Running.as_str().into(), applied.into(), chrono::Utc::now().into(), (*name).into()],
         ))
         .await?;
+        // A split view's segments go: the next runners (or the live ones,
+        // fenced out now) make them again where the view now stands, in
+        // the layout they run with (see `super::segment`).
+        txn.execute_unprepared(&format!("DELETE FROM projection_checkpoint WHERE {}", segment_rows(name))).await?;
         if shadow.backend() == DbBackend::Postgres {
             let update = crate::notice::ProjectionUpdated {
                 projection: (*name).to_owned(),
@@ -546,6 +553,12 @@ async fn switch(
     }
     txn.commit().await?;
     Ok((from, extra))
+}
+
+/// The condition on `projection_checkpoint` that finds the segment rows of
+/// view `name` (a name from the catalog: no quoting needed).
+fn segment_rows(name: &str) -> String {
+    format!("substr(name, 1, {}) = '{name}#'", name.len() + 1)
 }
 
 /// A transaction that takes SQLite's write lock up front (waiting for it)

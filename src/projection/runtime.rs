@@ -25,6 +25,8 @@ pub struct RuntimeSettings {
     pub standby_retry: Duration,
     pub modes: HashMap<String, Mode>,
     pub policies: HashMap<String, PoisonPolicy>,
+    /// Segments per view (`--projection-segments`; 1 when not named).
+    pub segments: HashMap<String, u32>,
     /// When lazy views are snapshotted.
     pub snapshots: SnapshotSettings,
 }
@@ -37,6 +39,7 @@ impl Default for RuntimeSettings {
             standby_retry: Duration::from_secs(1),
             modes: HashMap::new(),
             policies: HashMap::new(),
+            segments: HashMap::new(),
             snapshots: Default::default(),
         }
     }
@@ -48,6 +51,14 @@ impl RuntimeSettings {
     }
     pub fn policy_of(&self, name: &str) -> PoisonPolicy {
         self.policies.get(name).copied().unwrap_or_default()
+    }
+    /// How many segments `name` is split into (1: not split).
+    pub fn segments_of(&self, name: &str) -> u32 {
+        self.segments.get(name).copied().unwrap_or(1).max(1)
+    }
+    /// Whether any view is split into more than one segment.
+    pub fn segmented(&self) -> bool {
+        self.segments.values().any(|n| *n > 1)
     }
 }
 

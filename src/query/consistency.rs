@@ -47,7 +47,8 @@ impl ReadModel {
     }
 
     async fn load_durable(&self) -> Result<Durable, sea_orm::DbErr> {
-        let rows = projection_checkpoint::Entity::find().all(self.primary()).await?;
+        // A split view's segments read as the view (see `crate::notice::segments`).
+        let rows = crate::notice::segments::fold(projection_checkpoint::Entity::find().all(self.primary()).await?);
         let dead = dead_letter::Entity::find()
             .select_only()
             .columns([
@@ -81,7 +82,10 @@ impl ReadModel {
             let current = matches!(row.mode, StoredMode::Inline | StoredMode::Lazy);
             durable.checkpoints.insert(row.name, (at, current, stopped));
         }
-        durable.dead = dead.into_iter().map(|(p, tx, pos)| (p, LogPosition::new(tx, pos))).collect();
+        durable.dead = dead
+            .into_iter()
+            .map(|(p, tx, pos)| (crate::catalog::view_of(&p).to_owned(), LogPosition::new(tx, pos)))
+            .collect();
         Ok(durable)
     }
 

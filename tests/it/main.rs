@@ -37,6 +37,7 @@ mod request_consistency;
 mod response_cache;
 mod schema_file;
 mod search;
+mod segments;
 mod snapshots;
 mod stalls;
 mod subscriptions;

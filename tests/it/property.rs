@@ -235,16 +235,30 @@ fn actual(views: &BTreeMap<&'static str, Vec<Value>>) -> Expected {
     x
 }
 
+/// Asserts that the views in `db` equal the fold of `events` (the whole log).
+pub(crate) async fn assert_views_fold(
+    db: &sea_orm::DatabaseConnection,
+    events: &[twofold::domain::event::RecordedEvent],
+    what: &str,
+) {
+    let views = dump(db).await;
+    assert_eq!(actual(&views), fold(events), "views differ from the fold of the log {what}");
+}
+
 async fn check(backend: Backend, ops: Vec<Op>) {
-    let Some(app) = TestApp::spawn_with(backend, |_| {}).await else {
+    check_with(backend, ops, |_| {}).await;
+}
+
+/// [`check`] on an app with adjusted settings (e.g. split views).
+pub(crate) async fn check_with(backend: Backend, ops: Vec<Op>, adjust: impl FnOnce(&mut twofold::settings::Settings)) {
+    let Some(app) = TestApp::spawn_with(backend, adjust).await else {
         return;
     };
     run_ops(&app, &ops).await;
     app.settle().await;
     let events = all_events(&app).await;
     let expected = fold(&events);
-    let views = dump(&app.db).await;
-    assert_eq!(actual(&views), expected, "views differ from the fold of the log after {ops:?}");
+    assert_views_fold(&app.db, &events, &format!("after {ops:?}")).await;
     // And the write model agrees on statuses and totals.
     for (order, (_, status, total, _)) in &expected.orders {
         let id = uuid::Uuid::parse_str(order).expect("uuid");

@@ -35,9 +35,30 @@ pub(super) async fn checkpoints(conn: &DatabaseConnection) -> Result<HashMap<Str
             "SELECT name, last_tx_id, last_position FROM projection_checkpoint",
         ))
         .await?;
-    rows.into_iter()
+    let rows: HashMap<String, Position> = rows
+        .into_iter()
         .map(|r| {
             Ok((r.try_get::<String>("", "name")?, (r.try_get("", "last_tx_id")?, r.try_get("", "last_position")?)))
         })
-        .collect()
+        .collect::<Result<_, DbErr>>()?;
+    Ok(fold_segments(rows))
+}
+
+/// A split view (`view#k/N` rows, see `crate::notice::segments`) stands at
+/// its segments' lowest, the start while one is missing.
+fn fold_segments(mut rows: HashMap<String, Position>) -> HashMap<String, Position> {
+    let mut views: HashMap<String, (u32, Vec<Position>)> = HashMap::new();
+    for (name, at) in &rows {
+        let Some((view, part)) = name.split_once('#') else { continue };
+        let Some(count) = part.split_once('/').and_then(|(_, n)| n.parse::<u32>().ok()) else { continue };
+        let entry = views.entry(view.to_owned()).or_insert((count, Vec::new()));
+        entry.0 = entry.0.max(count);
+        entry.1.push(*at);
+    }
+    for (view, (count, parts)) in views {
+        let lowest = parts.iter().min().copied().unwrap_or((0, 0));
+        let at = if parts.len() >= count as usize { lowest } else { (0, 0) };
+        rows.insert(view, at);
+    }
+    rows
 }

@@ -174,6 +174,14 @@ impl Projector {
         read: usize,
     ) -> Result<Result<StepOutcome, ApplyError>, DbErr> {
         let started = std::time::Instant::now();
+        // A segment applies its own events and moves past the others.
+        let own;
+        let (events, read) = if self.segment.is_split() {
+            own = self.own(events);
+            (&own[..], own.len())
+        } else {
+            (events, read)
+        };
         let claim = Claim { projector: self, from, to, read, update: self.update(to, events) };
         let txn = self.begin(&[self.name()]).await?;
         // First statement: claim the batch by moving the checkpoint (a
@@ -182,7 +190,7 @@ impl Projector {
         if move_checkpoints(&txn, std::slice::from_ref(&claim)).await? != 1 {
             return Ok(Ok(StepOutcome::Fenced));
         }
-        if apply {
+        if apply && !(self.segment.is_split() && events.is_empty()) {
             if let Err(e) = self.projection.apply(&txn, events, ApplyContext { position_guard: true }).await {
                 return Ok(Err(e));
             }

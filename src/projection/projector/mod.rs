@@ -30,7 +30,9 @@ use entity::read::projection_checkpoint::{self, StoredMode, StoredStatus};
 use super::apply::Projection;
 use super::reader::{ReadEvent, Upcaster};
 use super::runtime::{Mode, PoisonPolicy, RuntimeSettings, StepError};
+use super::segment::Segment;
 use crate::db::{Db, WriteTxn};
+use crate::domain::event::RecordedEvent;
 use crate::notice::progress::{Progress, Wait};
 use crate::notice::Notices;
 use crate::token::LogPosition;
@@ -64,6 +66,11 @@ pub(crate) fn stored_mode(mode: Mode) -> StoredMode {
 /// Runs one projection.
 pub struct Projector {
     pub projection: Arc<dyn Projection>,
+    /// The part of the view this runner applies (the whole view unless split).
+    pub segment: Segment,
+    /// Its checkpoint row and leadership lock: the view's name, or its
+    /// segment's ([`crate::catalog::segment_name`]).
+    name: &'static str,
     pub mode: Mode,
     pub policy: PoisonPolicy,
     events_db: Db,
@@ -96,6 +103,8 @@ impl Projector {
         Self {
             mode: settings.mode_of(name),
             policy: settings.policy_of(name),
+            segment: Segment::WHOLE,
+            name,
             projection,
             events_db,
             read_db,
@@ -115,14 +124,40 @@ impl Projector {
         self
     }
 
+    /// This runner's part of a split view (see [`super::segment`]).
+    pub fn in_segment(mut self, segment: Segment) -> Self {
+        self.segment = segment;
+        self.name = intern(crate::catalog::segment_name(self.projection.name(), segment.index, segment.count));
+        self
+    }
+
+    /// The name of its checkpoint row and lock: the view's, or its segment's.
     pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The view it applies (its table).
+    pub fn view(&self) -> &'static str {
         self.projection.name()
+    }
+
+    /// The events of `events` this runner applies (all, unless split).
+    pub(super) fn own(&self, events: &[RecordedEvent]) -> Vec<RecordedEvent> {
+        events.iter().filter(|e| self.segment.holds(e)).cloned().collect()
     }
 
     /// Creates the checkpoint row if missing and records the configured mode.
     pub async fn register(&self) -> Result<projection_checkpoint::Model, DbErr> {
         let conn = &self.read_db.conn;
         let existing = projection_checkpoint::Entity::find_by_id(self.name()).one(conn).await?;
+        // A segment starts where its view's own row stands (see `super::segment`).
+        let base = match (&existing, self.segment.is_split()) {
+            (None, true) => {
+                let row = Box::pin(self.unsplit().register()).await?;
+                LogPosition::new(row.last_tx_id, row.last_position)
+            }
+            _ => LogPosition::START,
+        };
         let row = match existing {
             Some(row) if row.mode == stored_mode(self.mode) => row,
             Some(row) => {
@@ -136,8 +171,8 @@ impl Projector {
                     name: Set(self.name().to_owned()),
                     mode: Set(stored_mode(self.mode)),
                     status: Set(StoredStatus::Running),
-                    last_tx_id: Set(0),
-                    last_position: Set(0),
+                    last_tx_id: Set(base.tx_id),
+                    last_position: Set(base.position),
                     events_applied: Set(0),
                     last_error: Set(None),
                     owner: Set(None),
@@ -164,6 +199,26 @@ impl Projector {
         };
         self.notices.advance(self.name(), LogPosition::new(row.last_tx_id, row.last_position));
         Ok(row)
+    }
+
+    /// A projector for the same view, unsplit (to register the view's own row).
+    fn unsplit(&self) -> Projector {
+        Projector {
+            projection: self.projection.clone(),
+            mode: self.mode,
+            policy: self.policy,
+            segment: Segment::WHOLE,
+            name: self.view(),
+            events_db: self.events_db.clone(),
+            read_db: self.read_db.clone(),
+            notices: self.notices.clone(),
+            batch_size: self.batch_size,
+            standby_retry: self.standby_retry,
+            cached: std::sync::Mutex::new(None),
+            upcaster: None,
+            fence_token: std::sync::Mutex::new(None),
+            read_ahead: std::sync::Mutex::new(None),
+        }
     }
 
     /// The checkpoint row, registered first if missing.
@@ -230,6 +285,10 @@ impl Projector {
     /// noticing applies nothing once another has taken over.
     pub(super) async fn take_over(&self) -> Result<(), DbErr> {
         use sea_orm::ConnectionTrait;
+        // A segment's row may be gone (a rebuild removes them).
+        if self.segment.is_split() {
+            self.checkpoint().await?;
+        }
         let sql = "UPDATE projection_checkpoint SET fence = fence + 1, owner = $1, updated_at = $2 WHERE name = $3 RETURNING fence";
         let values = vec![self.notices.instance_id().into(), chrono::Utc::now().into(), self.name().into()];
         let row = self.read_db.conn.query_one_raw(super::sql::statement(self.read_db.backend(), sql, values)).await?;
@@ -273,7 +332,20 @@ impl Projector {
 
     /// What a failed step waits on (a lock names the sessions holding it).
     pub(super) async fn cause_of(&self, error: &StepError) -> Wait {
-        let tables = [self.name(), "projection_checkpoint", "event"];
+        let tables = [self.view(), "projection_checkpoint", "event"];
         super::stall::cause_of(error, &self.read_db, &tables).await
     }
+}
+
+/// A segment's name for the life of the process (a handful per view, made
+/// once each: a restarted runner finds its name again).
+fn intern(name: String) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.push(leaked);
+    leaked
 }
