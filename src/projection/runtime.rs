@@ -33,10 +33,11 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
+        use crate::defaults::{BATCH_SIZE, POLL_INTERVAL_MS, STANDBY_RETRY_MS};
         Self {
-            batch_size: 500,
-            poll_interval: Duration::from_millis(500),
-            standby_retry: Duration::from_secs(1),
+            batch_size: BATCH_SIZE,
+            poll_interval: Duration::from_millis(POLL_INTERVAL_MS),
+            standby_retry: Duration::from_millis(STANDBY_RETRY_MS),
             modes: HashMap::new(),
             policies: HashMap::new(),
             segments: HashMap::new(),
@@ -77,7 +78,13 @@ pub struct SnapshotSettings {
 
 impl Default for SnapshotSettings {
     fn default() -> Self {
-        Self { every_events: 1_000, every: Duration::from_secs(10), hot_events: 20, hot_time: Duration::from_millis(5) }
+        use crate::defaults::{LAZY_HOT_EVENTS, LAZY_HOT_MS, LAZY_SNAPSHOT_EVENTS, LAZY_SNAPSHOT_MS};
+        Self {
+            every_events: LAZY_SNAPSHOT_EVENTS,
+            every: Duration::from_millis(LAZY_SNAPSHOT_MS),
+            hot_events: LAZY_HOT_EVENTS,
+            hot_time: Duration::from_millis(LAZY_HOT_MS),
+        }
     }
 }
 

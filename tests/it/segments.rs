@@ -453,10 +453,10 @@ async fn segments_spread_over_instances_as_they_join_and_leave() {
     let joined = std::time::Instant::now();
     wait_owners(&db, &mut signals, "the segments to spread over three instances", |o| spread(o, &live)).await;
     // Counted once a second and handed over at once (a lease interval and
-    // a poll), with room for a loaded machine.
+    // a poll). Printed, not bounded: the signal's deadline is the bound (no
+    // wall-clock assertion in a test, issue 34).
     let took = joined.elapsed();
     eprintln!("segments spread over three instances {took:?} after the last one served");
-    assert!(took < Duration::from_secs(10), "the spread took {took:?}");
     // One leaves cleanly, one is killed: the rest take theirs.
     c.terminate();
     drop(d);
@@ -465,7 +465,6 @@ async fn segments_spread_over_instances_as_they_join_and_leave() {
     wait_owners(&db, &mut signals, "the last instance to take every segment back", |o| spread(o, &live)).await;
     let took = left.elapsed();
     eprintln!("the last instance took every segment back {took:?} after the others left");
-    assert!(took < Duration::from_secs(10), "taking them back took {took:?}");
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("writer");
     assert!(placed.load(Ordering::Relaxed) > 0);
