@@ -84,6 +84,8 @@ mod resume;
 mod scrape;
 #[path = "twofold_bench/search.rs"]
 mod search;
+#[path = "twofold_bench/segments.rs"]
+mod segments;
 #[path = "twofold_bench/server.rs"]
 mod server;
 #[path = "twofold_bench/sql.rs"]
@@ -248,6 +250,9 @@ async fn run_phases(
     }
     if pg && options.runs("resume") {
         resume::measure(&database.url, &options.out, &catalog, scale, report).await.context("the link-return phase")?;
+    }
+    if pg && options.runs("segments") {
+        segments::measure(&database.url, &options.out, &catalog, scale, report).await.context("the segments phase")?;
     }
 
     if options.runs("rebuild") {

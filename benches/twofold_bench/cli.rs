@@ -19,14 +19,14 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               (default $TWOFOLD_TEST_REPLICA_URL; `none` or unset skips them)
   --only      a comma-separated list of phases to run after the seeding (default: all), of
               commands, reads, mixed, wire, peer, lag, write-visible, cross-instance, replica,
-              overload, tracing, search, lazy, resume, rebuild, export (lag's 80% row needs commands; export reads the
-              log the seeding and the phases before it wrote)
+              overload, tracing, search, lazy, resume, segments, rebuild, export (lag's and segments' 80% rows
+              need commands; export reads the log the seeding and the phases before it wrote)
   --keep-database  leave the database in place at the end (the PostgreSQL name or the SQLite file is printed)
   --rebuild-events N  grow the log to N events for the rebuild phase (topped up by SQL; default: the
               mode's, 1,000,000 in full mode, none in quick mode)";
 
 /// The phases `--only` can choose, in the order they run.
-pub const PHASES: [&str; 16] = [
+pub const PHASES: [&str; 17] = [
     "commands",
     "reads",
     "mixed",
@@ -41,6 +41,7 @@ pub const PHASES: [&str; 16] = [
     "search",
     "lazy",
     "resume",
+    "segments",
     "rebuild",
     "export",
 ];

@@ -186,6 +186,20 @@ pub async fn measure(
     Ok(())
 }
 
+/// One `writeVisible` run at `rate` for `duration` against the server at
+/// `base_url`, on WebSockets of its own (the segments phase runs one per
+/// server it starts).
+pub async fn write_visible_run(
+    gql: &Gql,
+    base_url: &str,
+    catalog: &Arc<Catalog>,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<LagRun> {
+    let muxes = Arc::new(connect_many(base_url, CONNECTIONS).await.context("open the lag-measurement WebSockets")?);
+    Ok(open_loop(gql, &muxes, catalog, Probe::WriteVisible, rate, duration).await)
+}
+
 /// Runs `run` between two readings of the projector's counters; fails if
 /// commands went through and the server reports no batch of `order_summary`
 /// meanwhile (the metrics this figure rests on are gone or renamed).

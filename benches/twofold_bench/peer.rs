@@ -776,7 +776,7 @@ fn longest_common_subsequence(a: &[Uuid], b: &[Uuid]) -> usize {
 }
 
 /// One connection to the bench database, to find its backends.
-async fn small_connection(database_url: &str) -> anyhow::Result<DatabaseConnection> {
+pub async fn small_connection(database_url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options.max_connections(1).min_connections(1).sqlx_logging(false);
     Database::connect(options).await.context("connect to the bench database for its backends' CPU")
@@ -784,7 +784,7 @@ async fn small_connection(database_url: &str) -> anyhow::Result<DatabaseConnecti
 
 /// CPU seconds so far of every client backend of the bench database but
 /// this one, by pid; `None` if PostgreSQL's processes cannot be read here.
-async fn backend_cpu(db: &DatabaseConnection) -> Option<HashMap<u32, f64>> {
+pub async fn backend_cpu(db: &DatabaseConnection) -> Option<HashMap<u32, f64>> {
     let sql = "SELECT pid FROM pg_stat_activity \
                WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_owned())).await.ok()?;
@@ -800,6 +800,6 @@ async fn backend_cpu(db: &DatabaseConnection) -> Option<HashMap<u32, f64>> {
 }
 
 /// CPU spent between two snapshots; a backend that started meanwhile counts whole.
-fn backend_delta(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+pub fn backend_delta(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
     after.iter().map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0)).filter(|d| *d > 0.0).sum()
 }
