@@ -159,11 +159,13 @@ impl CommandPauses for Gate {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
-    let Some(app) = TestApp::spawn_postgres().await else { return };
-    let seed = app.seed().await;
-    app.settle().await;
+/// A `placeOrder` held by a [`Gate`] at its first pause point (the appender
+/// lock taken, no xid yet), sent on a connection of its own: the gate, where
+/// the command is, and its answer to come.
+async fn hold_a_command(
+    app: &TestApp,
+    seed: &Seed,
+) -> (Arc<Gate>, watch::Receiver<Option<Pause>>, tokio::task::JoinHandle<Value>) {
     let gate = Arc::new(Gate {
         held: Mutex::new(None),
         armed: AtomicBool::new(true),
@@ -172,7 +174,6 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     });
     app.services.commands.set_pauses(Some(gate.clone()));
     let mut arrived = gate.arrived.subscribe();
-    // The held command, on its own connection.
     let held = {
         let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
         tokio::spawn(async move {
@@ -188,7 +189,6 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
                 .expect("json")
         })
     };
-    // 1. It holds the appender lock but has no xid yet: that holds nobody back.
     within(
         Duration::from_secs(30),
         "the held command to take the appender lock",
@@ -196,6 +196,16 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     )
     .await
     .expect("arrives at the lock");
+    (gate, arrived, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
+    let Some(app) = TestApp::spawn_postgres().await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    // 1. It holds the appender lock but has no xid yet: that holds nobody back.
+    let (gate, mut arrived, held) = hold_a_command(&app, &seed).await;
     let (_, token) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
     let (visible, _) = write_visible(&app, &token, 5000).await;
     assert!(visible, "a lock holder without an xid does not hold the horizon back");
@@ -258,36 +268,7 @@ async fn a_read_at_the_token_waits_for_a_writer_below_it_and_then_folds() {
     };
     let seed = app.seed().await;
     app.settle().await;
-    let gate = Arc::new(Gate {
-        held: Mutex::new(None),
-        armed: AtomicBool::new(true),
-        arrived: watch::channel(None).0,
-        release: watch::channel(0).0,
-    });
-    app.services.commands.set_pauses(Some(gate.clone()));
-    let mut arrived = gate.arrived.subscribe();
-    let held = {
-        let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
-        tokio::spawn(async move {
-            let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id } }", "variables": { "c": customer, "p": tea } });
-            client
-                .post(format!("{base}/graphql"))
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
-    within(
-        Duration::from_secs(30),
-        "the held command to take the appender lock",
-        arrived.wait_for(|p| *p == Some(Pause::AppenderLockTaken)),
-    )
-    .await
-    .expect("arrives at the lock");
+    let (gate, mut arrived, held) = hold_a_command(&app, &seed).await;
     gate.release.send_replace(1);
     within(
         Duration::from_secs(30),
