@@ -159,15 +159,26 @@ pub async fn rebuild(
     }
     let shadow = Db::connect_dedicated(&read_db.url).await?;
     let mut deferred_indexes = Vec::new();
+    let phase = Instant::now();
     for p in &chosen {
         deferred_indexes.extend(create_shadow(&shadow, p.name()).await?);
     }
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "rebuild phase: shadow tables created");
     if let Some(start) = &options.from_snapshot {
         for p in &chosen {
+            let phase = Instant::now();
             let loaded = match View::parse(p.name()) {
                 Some(view) => load_snapshot(&shadow, view, &start.path).await.map_err(RebuildError::from),
                 None => Err(RebuildError::UnknownProjection(p.name().to_owned())),
             };
+            if let Ok(rows) = &loaded {
+                tracing::debug!(
+                    projection = p.name(),
+                    rows,
+                    seconds = phase.elapsed().as_secs_f64(),
+                    "rebuild phase: snapshot rows loaded"
+                );
+            }
             if let Err(e) = loaded {
                 for p in &chosen {
                     // The load's error is the one to report; a shadow left
@@ -270,6 +281,7 @@ async fn replay(
         tokio::spawn(async move { read_batch(&events_db, from, until, size).await })
     };
     let mut next = fetch(from);
+    let phase = Instant::now();
     let mut workers = match shadow.backend() {
         DbBackend::Postgres if chosen.len() > 1 => Some(ShadowWorkers::start(&shadow.url, chosen).await?),
         _ => None,
@@ -293,6 +305,7 @@ async fn replay(
     if let Some(workers) = workers {
         workers.finish().await?;
     }
+    tracing::debug!(events = done, seconds = phase.elapsed().as_secs_f64(), "rebuild phase: events replayed");
     let mut copy_tables = Vec::new();
     let checkpoint = match (options.until, &options.copy_name) {
         (Some(_), name) => {
@@ -305,17 +318,31 @@ async fn replay(
         (None, _) => {
             // Durable, then the secondary indexes in one sort each, before the switch.
             if shadow.backend() == DbBackend::Postgres {
+                let phase = Instant::now();
                 for p in chosen {
                     shadow
                         .conn
                         .execute_unprepared(&format!("ALTER TABLE {}.{} SET LOGGED", shadow_schema(p.name()), p.name()))
                         .await?;
                 }
+                tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "rebuild phase: shadow tables made durable");
             }
+            let phase = Instant::now();
             for index in deferred_indexes {
                 shadow.conn.execute_unprepared(index).await?;
             }
+            tracing::debug!(
+                indexes = deferred_indexes.len(),
+                seconds = phase.elapsed().as_secs_f64(),
+                "rebuild phase: secondary indexes built"
+            );
+            let phase = Instant::now();
             let (switched_at, extra) = switch(events_db, shadow, chosen, from, options.batch_size).await?;
+            tracing::debug!(
+                caught_up = extra,
+                seconds = phase.elapsed().as_secs_f64(),
+                "rebuild phase: switched to the rebuilt tables"
+            );
             done += extra;
             switched_at
         }

@@ -132,26 +132,28 @@ pub(super) async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String
 /// whichever store wrote it: see [`super::portable`]). SQLite attaches the
 /// file and copies in one statement; PostgreSQL reads it in batches into
 /// the shadow schema, where the search trigger computes each row's document.
-pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<(), LoadError> {
+pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<u64, LoadError> {
     let table = view.name();
-    match shadow.backend() {
+    let rows = match shadow.backend() {
         DbBackend::Postgres => {
             let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
             let loaded =
                 async {
                     let txn = shadow.conn.begin().await?;
                     search_shadows(&txn, [table]).await?;
-                    portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
-                        std::future::ready(())
-                    })
-                    .await?;
-                    txn.commit().await
+                    let rows =
+                        portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
+                            std::future::ready(())
+                        })
+                        .await?;
+                    txn.commit().await?;
+                    Ok::<u64, DbErr>(rows)
                 }
                 .await;
             if let Err(e) = file.conn.close().await {
                 tracing::debug!(error = %e, "closing the snapshot file failed");
             }
-            loaded?;
+            loaded?
         }
         _ => {
             // By name: a file written from PostgreSQL orders its columns as the entity does.
@@ -165,10 +167,10 @@ pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Pat
                 ))
                 .await;
             shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
-            copied?;
+            copied?.rows_affected()
         }
-    }
-    Ok(())
+    };
+    Ok(rows)
 }
 
 pub(super) async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {
