@@ -4,7 +4,7 @@
 //! one, and dropped when it ends.
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 
 use super::apply::Projection;
 use super::portable::{self, Table};
@@ -130,26 +130,28 @@ pub(super) async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String
 
 /// Fills a shadow with the rows of the snapshot file (a SQLite database,
 /// whichever store wrote it: see [`super::portable`]). SQLite attaches the
-/// file and copies in one statement; PostgreSQL reads it in batches into
-/// the shadow schema, where the search trigger computes each row's document.
+/// file and copies in one statement; PostgreSQL reads it in pages and
+/// streams them into the shadow with one `COPY … FROM STDIN` (no statement
+/// to bind and plan per batch, as `INSERT`s have), where the search trigger
+/// computes each row's document. Returns the rows loaded.
 pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<u64, LoadError> {
     let table = view.name();
     let rows = match shadow.backend() {
         DbBackend::Postgres => {
             let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
-            let loaded =
-                async {
-                    let txn = shadow.conn.begin().await?;
-                    search_shadows(&txn, [table]).await?;
-                    let rows =
-                        portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
-                            std::future::ready(())
-                        })
-                        .await?;
-                    txn.commit().await?;
-                    Ok::<u64, DbErr>(rows)
-                }
-                .await;
+            let loaded = async {
+                // The dedicated connection's one connection, idle between transactions.
+                let mut conn = shadow
+                    .conn
+                    .get_postgres_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))?;
+                let target = format!("{}.{table}", shadow_schema(table));
+                portable::copy_into_postgres(Table::View(view), &file.conn, &mut conn, &target, portable::LOAD_BATCH)
+                    .await
+            }
+            .await;
             if let Err(e) = file.conn.close().await {
                 tracing::debug!(error = %e, "closing the snapshot file failed");
             }
