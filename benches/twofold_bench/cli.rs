@@ -263,21 +263,20 @@ impl Scale {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> anyhow::Result<Options> {
-        Options::from_args(args.iter().map(|a| (*a).to_owned()))
-    }
-
     #[test]
     fn rebuild_events_overrides_the_modes_log_size() {
+        // Everything inside the test: the bench target compiles this module
+        // under `cfg(test)` without its tests (`harness = false`), and a
+        // helper or an import beside them would be dead code there.
+        use super::*;
+        let parse = |args: &[&str]| Options::from_args(args.iter().map(|a| (*a).to_owned()));
         let quick = parse(&["--quick"]).expect("parse");
         assert_eq!(quick.scale().rebuild_events, 0);
         let grown = parse(&["--quick", "--rebuild-events", "1_000_000"]).expect("parse");
         assert_eq!(grown.scale().rebuild_events, 1_000_000);
         assert!(grown.scale().rebuild_timeout >= Duration::from_secs(30 * 60));
         assert_eq!(parse(&["--rebuild-events=2,000"]).expect("parse").scale().rebuild_events, 2_000);
-        let bad = parse(&["--rebuild-events", "lots"]).err().expect("refused");
+        let bad = parse(&["--rebuild-events", "lots"]).expect_err("refused");
         assert!(format!("{bad:#}").contains("'lots' is not a number"), "{bad:#}");
     }
 }
