@@ -130,10 +130,10 @@ pub(super) async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String
 
 /// Fills a shadow with the rows of the snapshot file (a SQLite database,
 /// whichever store wrote it: see [`super::portable`]). SQLite attaches the
-/// file and copies in one statement; PostgreSQL reads it in pages and
-/// streams them into the shadow with one `COPY … FROM STDIN` (no statement
-/// to bind and plan per batch, as `INSERT`s have), where the search trigger
-/// computes each row's document. Returns the rows loaded.
+/// file and copies in one statement; PostgreSQL streams it into the shadow
+/// with one `COPY … FROM STDIN`, each line written by SQLite itself (see
+/// [`super::portable::copy_line`]), where the search trigger computes each
+/// row's document. Returns the rows loaded.
 pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<u64, LoadError> {
     let table = view.name();
     let rows = match shadow.backend() {
@@ -148,8 +148,14 @@ pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Pat
                     .await
                     .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))?;
                 let target = format!("{}.{table}", shadow_schema(table));
-                portable::copy_into_postgres(Table::View(view), &file.conn, &mut conn, &target, portable::LOAD_BATCH)
-                    .await
+                portable::copy_into_postgres(
+                    Table::View(view),
+                    file.conn.get_sqlite_connection_pool(),
+                    &mut conn,
+                    &target,
+                    portable::LOAD_BATCH,
+                )
+                .await
             }
             .await;
             if let Err(e) = file.conn.close().await {
