@@ -266,6 +266,9 @@ impl Scale {
 mod tests {
     #[test]
     fn rebuild_events_overrides_the_modes_log_size() {
+        // Everything inside the test: the bench target compiles this module
+        // under `cfg(test)` without its tests (`harness = false`), and a
+        // helper or an import beside them would be dead code there.
         use super::{Duration, Options};
         let parse = |args: &[&str]| Options::from_args(args.iter().map(|a| (*a).to_owned()));
         let quick = parse(&["--quick"]).expect("parse");

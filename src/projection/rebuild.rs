@@ -159,25 +159,21 @@ pub async fn rebuild(
     }
     let shadow = Db::connect_dedicated(&read_db.url).await?;
     let mut deferred_indexes = Vec::new();
+    let phase = Instant::now();
     for p in &chosen {
-        deferred_indexes.extend(create_shadow(&shadow, p.name()).await?);
+        deferred_indexes.push((p.name(), create_shadow(&shadow, p.name()).await?));
     }
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "rebuild phase: shadow tables created");
     if let Some(start) = &options.from_snapshot {
-        for p in &chosen {
-            let loaded = match View::parse(p.name()) {
-                Some(view) => load_snapshot(&shadow, view, &start.path).await.map_err(RebuildError::from),
-                None => Err(RebuildError::UnknownProjection(p.name().to_owned())),
-            };
-            if let Err(e) = loaded {
-                for p in &chosen {
-                    // The load's error is the one to report; a shadow left
-                    // behind is replaced by the next rebuild's.
-                    if let Err(dropped) = drop_shadow(&shadow, p.name()).await {
-                        tracing::warn!(projection = p.name(), error = %dropped, "could not drop the rebuild's shadow tables");
-                    }
+        if let Err(e) = load_shadows(&shadow, &chosen, &start.path).await {
+            for p in &chosen {
+                // The load's error is the one to report; a shadow left
+                // behind is replaced by the next rebuild's.
+                if let Err(dropped) = drop_shadow(&shadow, p.name()).await {
+                    tracing::warn!(projection = p.name(), error = %dropped, "could not drop the rebuild's shadow tables");
                 }
-                return Err(e);
             }
+            return Err(e);
         }
     }
     let first = options.from_snapshot.as_ref().map_or(LogPosition::START, |s| s.checkpoint);
@@ -219,6 +215,103 @@ pub async fn rebuild(
     result
 }
 
+/// Fills the shadows of `chosen` from the snapshot file. On PostgreSQL
+/// every view loads at once, each on a connection of its own (a restore's
+/// cost is these rows, and one view's load is bound by its one server
+/// process: the search documents of `order_summary`, the width of
+/// `order_activity`); SQLite's shadows are the rebuild connection's
+/// temporary tables, filled one after the other.
+async fn load_shadows(shadow: &Db, chosen: &[Arc<dyn Projection>], path: &std::path::Path) -> Result<(), RebuildError> {
+    let load = |p: &Arc<dyn Projection>| {
+        let name = p.name();
+        async move {
+            let view = View::parse(name).ok_or_else(|| RebuildError::UnknownProjection(name.to_owned()))?;
+            let phase = Instant::now();
+            let rows = match shadow.backend() {
+                DbBackend::Postgres => {
+                    let own = Db::connect_dedicated(&shadow.url).await?;
+                    let loaded = load_snapshot(&own, view, path).await;
+                    if let Err(e) = own.conn.close().await {
+                        tracing::debug!(error = %e, "closing a load's connection failed");
+                    }
+                    loaded?
+                }
+                _ => load_snapshot(shadow, view, path).await?,
+            };
+            tracing::debug!(
+                projection = name,
+                rows,
+                seconds = phase.elapsed().as_secs_f64(),
+                "rebuild phase: snapshot rows loaded"
+            );
+            Ok::<(), RebuildError>(())
+        }
+    };
+    match shadow.backend() {
+        DbBackend::Postgres => {
+            futures_util::future::try_join_all(chosen.iter().map(load)).await?;
+        }
+        _ => {
+            for p in chosen {
+                load(p).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes each PostgreSQL shadow durable (`SET LOGGED`, every table at
+/// once), then builds the secondary indexes on [`INDEX_BUILDS`] connections
+/// at once: an index build is one sort in one server process, and builds on
+/// one table share its lock (`SHARE`). SQLite's shadows
+/// have none to build: the switch copies them into the indexed live tables.
+async fn finish_shadows(shadow: &Db, deferred: &[(&'static str, Vec<String>)]) -> Result<(), RebuildError> {
+    if shadow.backend() != DbBackend::Postgres {
+        for index in deferred.iter().flat_map(|(_, indexes)| indexes) {
+            shadow.conn.execute_unprepared(index).await?;
+        }
+        return Ok(());
+    }
+    let phase = Instant::now();
+    futures_util::future::try_join_all(deferred.iter().map(|(table, _)| {
+        on_own_connection(shadow, vec![format!("ALTER TABLE {}.{table} SET LOGGED", shadow_schema(table))])
+    }))
+    .await?;
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "rebuild phase: shadows made durable");
+    let phase = Instant::now();
+    let mut lanes: Vec<Vec<String>> = vec![Vec::new(); INDEX_BUILDS];
+    for (i, index) in deferred.iter().flat_map(|(_, indexes)| indexes).enumerate() {
+        lanes[i % INDEX_BUILDS].push(index.clone());
+    }
+    let built: usize = lanes.iter().map(Vec::len).sum();
+    futures_util::future::try_join_all(
+        lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| on_own_connection(shadow, lane)),
+    )
+    .await?;
+    tracing::debug!(indexes = built, seconds = phase.elapsed().as_secs_f64(), "rebuild phase: secondary indexes built");
+    Ok(())
+}
+
+/// Secondary index builds run at once at the end of a PostgreSQL rebuild.
+const INDEX_BUILDS: usize = 4;
+
+/// Runs statements in order on a dedicated connection to the shadow's database.
+async fn on_own_connection(shadow: &Db, statements: Vec<String>) -> Result<(), RebuildError> {
+    let own = Db::connect_dedicated(&shadow.url).await?;
+    let mut done = Ok(());
+    for sql in &statements {
+        done = own.conn.execute_unprepared(sql).await.map(drop);
+        if done.is_err() {
+            break;
+        }
+    }
+    if let Err(e) = own.conn.close().await {
+        tracing::debug!(error = %e, "closing a rebuild connection failed");
+    }
+    done?;
+    Ok(())
+}
+
 /// Says the rebuild of `chosen` is alive every [`REPORT_EVERY`] until
 /// aborted, so readers believe its `rebuilding` only while it runs.
 fn report_alive(read_db: &Db, chosen: &[Arc<dyn Projection>]) -> tokio::task::JoinHandle<()> {
@@ -258,7 +351,7 @@ async fn replay(
     options: &RebuildOptions,
     total: u64,
     started: Instant,
-    deferred_indexes: &[String],
+    deferred_indexes: &[(&'static str, Vec<String>)],
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<Vec<RebuildReport>, RebuildError> {
     let mut from = options.from_snapshot.as_ref().map_or(LogPosition::START, |s| s.checkpoint);
@@ -270,6 +363,7 @@ async fn replay(
         tokio::spawn(async move { read_batch(&events_db, from, until, size).await })
     };
     let mut next = fetch(from);
+    let phase = Instant::now();
     let mut workers = match shadow.backend() {
         DbBackend::Postgres if chosen.len() > 1 => Some(ShadowWorkers::start(&shadow.url, chosen).await?),
         _ => None,
@@ -293,6 +387,7 @@ async fn replay(
     if let Some(workers) = workers {
         workers.finish().await?;
     }
+    tracing::debug!(events = done, seconds = phase.elapsed().as_secs_f64(), "rebuild phase: events replayed");
     let mut copy_tables = Vec::new();
     let checkpoint = match (options.until, &options.copy_name) {
         (Some(_), name) => {
@@ -304,18 +399,14 @@ async fn replay(
         }
         (None, _) => {
             // Durable, then the secondary indexes in one sort each, before the switch.
-            if shadow.backend() == DbBackend::Postgres {
-                for p in chosen {
-                    shadow
-                        .conn
-                        .execute_unprepared(&format!("ALTER TABLE {}.{} SET LOGGED", shadow_schema(p.name()), p.name()))
-                        .await?;
-                }
-            }
-            for index in deferred_indexes {
-                shadow.conn.execute_unprepared(index).await?;
-            }
+            finish_shadows(shadow, deferred_indexes).await?;
+            let phase = Instant::now();
             let (switched_at, extra) = switch(events_db, shadow, chosen, from, options.batch_size).await?;
+            tracing::debug!(
+                caught_up = extra,
+                seconds = phase.elapsed().as_secs_f64(),
+                "rebuild phase: switched to the rebuilt tables"
+            );
             done += extra;
             switched_at
         }

@@ -19,10 +19,11 @@
 //! database and copies every view and the checkpoint rows into a new SQLite
 //! file through the read entities ([`super::portable`]), in batches: every
 //! table is read as of the same moment however long the copy takes, and the
-//! projectors keep writing meanwhile. A restore on PostgreSQL reads the file
-//! in batches into the shadow tables, where the search trigger computes the
-//! `search` document; on SQLite it attaches the file. So a file written on
-//! one store restores on the other (PostgreSQL keeps microseconds only).
+//! projectors keep writing meanwhile. A restore on PostgreSQL streams the
+//! file into the shadow tables with `COPY … FROM STDIN`, where the search
+//! trigger computes the `search` document; on SQLite it attaches the file.
+//! So a file written on one store restores on the other (PostgreSQL keeps
+//! microseconds only).
 use std::future::Future;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! one, and dropped when it ends.
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 
 use super::apply::Projection;
 use super::portable::{self, Table};
@@ -130,28 +130,38 @@ pub(super) async fn create_shadow(shadow: &Db, table: &str) -> Result<Vec<String
 
 /// Fills a shadow with the rows of the snapshot file (a SQLite database,
 /// whichever store wrote it: see [`super::portable`]). SQLite attaches the
-/// file and copies in one statement; PostgreSQL reads it in batches into
-/// the shadow schema, where the search trigger computes each row's document.
-pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<(), LoadError> {
+/// file and copies in one statement; PostgreSQL streams it into the shadow
+/// with one `COPY … FROM STDIN`, each line written by SQLite itself (see
+/// [`super::portable::copy_line`]), where the search trigger computes each
+/// row's document. Returns the rows loaded.
+pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Path) -> Result<u64, LoadError> {
     let table = view.name();
-    match shadow.backend() {
+    let rows = match shadow.backend() {
         DbBackend::Postgres => {
             let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
-            let loaded =
-                async {
-                    let txn = shadow.conn.begin().await?;
-                    search_shadows(&txn, [table]).await?;
-                    portable::copy(Table::View(view), &file.conn, &txn, portable::BATCH, &mut |_, _| {
-                        std::future::ready(())
-                    })
-                    .await?;
-                    txn.commit().await
-                }
-                .await;
+            let loaded = async {
+                // The dedicated connection's one connection, idle between transactions.
+                let mut conn = shadow
+                    .conn
+                    .get_postgres_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))?;
+                let target = format!("{}.{table}", shadow_schema(table));
+                portable::copy_into_postgres(
+                    Table::View(view),
+                    file.conn.get_sqlite_connection_pool(),
+                    &mut conn,
+                    &target,
+                    portable::LOAD_BATCH,
+                )
+                .await
+            }
+            .await;
             if let Err(e) = file.conn.close().await {
                 tracing::debug!(error = %e, "closing the snapshot file failed");
             }
-            loaded?;
+            loaded?
         }
         _ => {
             // By name: a file written from PostgreSQL orders its columns as the entity does.
@@ -165,10 +175,10 @@ pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Pat
                 ))
                 .await;
             shadow.conn.execute_unprepared("DETACH DATABASE twofold_snapshot").await?;
-            copied?;
+            copied?.rows_affected()
         }
-    }
-    Ok(())
+    };
+    Ok(rows)
 }
 
 pub(super) async fn drop_shadow(shadow: &Db, table: &str) -> Result<(), DbErr> {

@@ -72,9 +72,47 @@ async fn search_documents(app: &TestApp) -> Vec<String> {
     out
 }
 
+/// What the views' tables are besides their rows: each one's indexes,
+/// constraints and triggers with their definitions, and (PostgreSQL)
+/// whether it is logged. A rebuild must leave this as the migrations made it.
+async fn table_definitions(app: &TestApp) -> Vec<String> {
+    let views = all_views().iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ");
+    let sql = match app.backend {
+        Backend::Postgres => format!(
+            "SELECT tablename || ' index ' || indexname || ': ' || indexdef AS d FROM pg_indexes \
+             WHERE schemaname = 'public' AND tablename IN ({views}) \
+             UNION ALL SELECT c.relname || ' trigger ' || t.tgname || ': ' || pg_get_triggerdef(t.oid) \
+             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace AND c.relname IN ({views}) \
+             UNION ALL SELECT c.relname || ' constraint ' || k.conname || ': ' || pg_get_constraintdef(k.oid) \
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relname IN ({views}) \
+             UNION ALL SELECT c.relname || ' persistence ' || c.relpersistence::text FROM pg_class c \
+             WHERE c.relnamespace = 'public'::regnamespace AND c.relname IN ({views}) ORDER BY 1"
+        ),
+        Backend::Sqlite => format!(
+            "SELECT tbl_name || ' ' || type || ' ' || name || ': ' || coalesce(sql, '') AS d FROM sqlite_master \
+             WHERE tbl_name IN ({views}) ORDER BY 1"
+        ),
+    };
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(app.db.get_database_backend(), sql))
+        .await
+        .expect("table definitions");
+    rows.iter().map(|r| r.try_get::<String>("", "d").expect("definition")).collect()
+}
+
 on_both_backends!(a_rebuild_from_a_mid_stream_snapshot_equals_one_from_zero, |app| async {
     let seed = history(&app).await;
     app.settle().await;
+    let migrated = table_definitions(&app).await;
+    assert!(
+        migrated
+            .iter()
+            .any(|d| d.starts_with("order_summary index") && !d.contains("_pkey") && !d.contains("autoindex")),
+        "secondary indexes are compared too: {migrated:#?}"
+    );
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("views.snapshot");
     recovery::create(&app.services.read_db, &file).await.expect("snapshot");
@@ -94,12 +132,14 @@ on_both_backends!(a_rebuild_from_a_mid_stream_snapshot_equals_one_from_zero, |ap
     let from_snapshot = dump(&app.db).await;
     assert!(from_snapshot["order_summary"].len() > 6, "the rows came back");
     let documents = search_documents(&app).await;
+    assert_eq!(table_definitions(&app).await, migrated, "a restore leaves each view's indexes as they were");
     let options =
         RebuildOptions { projections: all_views(), until: None, copy_name: None, batch_size: 7, from_snapshot: None };
     rebuild(&app.services.write_db, &app.services.read_db, &options, |_| {}).await.expect("rebuild from zero");
     app.settle().await;
     assert_eq!(dump(&app.db).await, from_snapshot, "every view, every row, every column");
     assert_eq!(search_documents(&app).await, documents, "the search documents too");
+    assert_eq!(table_definitions(&app).await, migrated, "and so does a rebuild from zero");
 });
 
 on_both_backends!(a_snapshot_of_another_projection_version_is_refused, |app| async {
