@@ -1,6 +1,7 @@
 //! Wiring: connect, migrate, start the projectors, build the schema, serve.
-//! Over 600 lines and one job: the order in which a process's parts start
-//! and stop, which reads best as one sequence.
+//! One job: the order in which a process's parts start and stop, which
+//! reads best as one sequence; the checks start-up makes before anything
+//! serves are in [`preflight`].
 //! `start` + `serve(listener, …, shutdown)` let tests run the real server on
 //! `127.0.0.1:0`.
 //!
@@ -11,7 +12,6 @@
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
-use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Admin;
 use crate::catalog::Mode;
 use crate::command::CommandService;
-use crate::db::reach::{Outlook, Transient};
+use crate::db::reach::Outlook;
 use crate::db::replica::ReplicaSet;
-use crate::db::{ConnectError, Db, PoolOptions, PROJECTOR_APPLICATION};
+use crate::db::{Db, PoolOptions, PROJECTOR_APPLICATION};
 use crate::export::Exporter;
 use crate::graphql::api::Api;
 use crate::graphql::TwofoldSchema;
@@ -34,57 +34,11 @@ use crate::query::ReadModel;
 use crate::settings::Settings;
 use crate::token::LogPosition;
 
-/// Why the service could not start: each variant keeps its cause as its
-/// `source()` (printed by `main` as `caused by:` lines), and
-/// [`StartError::outlook`] says whether it may clear by itself.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error("cannot apply migrations to {url}")]
-    Migrate {
-        url: String,
-        #[source]
-        source: sea_orm::DbErr,
-    },
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("start-up failed")]
-    Database(#[from] sea_orm::DbErr),
-    #[error("an inline projection could not catch up")]
-    CatchUp(#[from] crate::projection::runtime::StepError),
-    #[error("server error")]
-    Serve(#[source] std::io::Error),
-    #[error("start-up cancelled: shutdown was requested before the database could be reached")]
-    Cancelled,
-}
-
-impl StartError {
-    /// Whether the failure may clear by itself (a refused connection, a
-    /// time-out, a server starting up or out of connection slots: `serve`
-    /// waits for it) or needs a person (a missing database, file or
-    /// directory, bad credentials, a bad URL or configuration: every
-    /// command exits at once). Decided on the typed cause (see
-    /// [`crate::db::reach`]), never on its message.
-    pub fn outlook(&self) -> Outlook {
-        use crate::projection::runtime::{Pause, StepError};
-        match self {
-            Self::Connect(e) => e.outlook(),
-            Self::Migrate { source, .. } | Self::Database(source) => crate::db::reach::of_db(source),
-            Self::CatchUp(StepError::Database(e)) => crate::db::reach::of_db(e),
-            Self::CatchUp(e) if e.pause() == Pause::Outage => Outlook::MayClear(Transient::TimedOut),
-            Self::CatchUp(_) | Self::Bind { .. } | Self::Config(_) | Self::Serve(_) | Self::Cancelled => {
-                Outlook::NeedsOperator
-            }
-        }
-    }
-}
+mod error;
+mod preflight;
+pub use error::StartError;
+use preflight::{check_segments, connect_replicas, documents, migrate_db, validate_trusted};
+pub use preflight::{migrate, Migrated};
 
 /// The warning of open development mode, printed once by `serve` (the only
 /// command that serves requests), before it reaches its database.
@@ -223,173 +177,6 @@ fn exporter(settings: &Settings, log_db: &Db, views_db: &Db, notices: &Notices) 
     let exporter = Exporter::new(export.clone(), views_db.clone());
     let runtime = export.runtime(&settings.runtime);
     Some(Projector::new(Arc::new(exporter), log_db.clone(), views_db.clone(), notices.clone(), &runtime))
-}
-
-/// The document store: the trusted-documents manifest read and checked
-/// (each id the SHA-256 of its text).
-fn documents(settings: &Settings, open_mode: bool) -> Result<crate::graphql::documents::Documents, StartError> {
-    let trusted = match &settings.trusted_documents {
-        None => Default::default(),
-        Some(path) => {
-            let shown = path.display();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Config(format!("cannot read the trusted documents {shown}: {e}")))?;
-            serde_json::from_str(&text).map_err(|e| {
-                StartError::Config(format!("the trusted documents {shown} are not a JSON map from id to document: {e}"))
-            })?
-        }
-    };
-    let document_settings = crate::graphql::documents::DocumentSettings {
-        trusted,
-        only_trusted: settings.only_trusted,
-        introspection_allowed: open_mode,
-    };
-    crate::graphql::documents::Documents::new(&document_settings).map_err(|e| StartError::Config(e.to_string()))
-}
-
-/// Every trusted document must pass validation (each of its operations).
-async fn validate_trusted(api: &Api) -> Result<(), StartError> {
-    let trusted: Vec<(String, String)> =
-        api.documents.trusted().map(|(id, text)| (id.clone(), text.to_string())).collect();
-    for (id, text) in trusted {
-        let document = async_graphql::parser::parse_query(&text)
-            .map_err(|e| StartError::Config(format!("trusted document sha256:{id} does not parse: {e}")))?;
-        let names: Vec<Option<String>> = match &document.operations {
-            async_graphql::parser::types::DocumentOperations::Single(_) => vec![None],
-            async_graphql::parser::types::DocumentOperations::Multiple(ops) => {
-                ops.keys().map(|n| Some(n.to_string())).collect()
-            }
-        };
-        for name in names {
-            if let Err(errors) = api.validate(&text, name.as_deref()).await {
-                let first = errors.first().map(|e| e.message.clone()).unwrap_or_default();
-                return Err(StartError::Config(format!("trusted document sha256:{id} is not valid: {first}")));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What `migrate` did to one database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Migrated {
-    /// The database, its URL redacted.
-    pub url: String,
-    /// The migrations applied now, in order (none: the schema was current).
-    pub applied: Vec<String>,
-    /// How many migrations the schema has in all.
-    pub known: usize,
-}
-
-impl std::fmt::Display for Migrated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.applied.is_empty() {
-            write!(f, "{}: the schema is current ({} migrations, none pending)", self.url, self.known)
-        } else {
-            write!(
-                f,
-                "{}: applied {} of {} migrations: {}",
-                self.url,
-                self.applied.len(),
-                self.known,
-                self.applied.join(", ")
-            )
-        }
-    }
-}
-
-/// Applies migrations to the write database and, when separate, the read
-/// database; says what it applied to each.
-pub async fn migrate(database_url: &str, read_database_url: Option<&str>) -> Result<Vec<Migrated>, StartError> {
-    let write = Db::connect(database_url, 2).await?;
-    let mut done = vec![migrate_db(&write).await?];
-    if let Some(read_url) = read_database_url.filter(|u| *u != database_url) {
-        done.push(migrate_db(&Db::connect(read_url, 2).await?).await?);
-    }
-    Ok(done)
-}
-
-/// Applies pending migrations. On PostgreSQL under an advisory lock: when
-/// several instances start together on a fresh database, one applies the
-/// migrations and the others wait, then find them applied (without it, two
-/// concurrent `CREATE TABLE`s collide in PostgreSQL's catalog).
-async fn migrate_db(db: &Db) -> Result<Migrated, StartError> {
-    let url = crate::db::redact(&db.url);
-    let fail = |source: sea_orm::DbErr| StartError::Migrate { url: url.clone(), source };
-    let lock =
-        if db.is_postgres() { Some(crate::db::MigrationLock::acquire(&db.url).await.map_err(fail)?) } else { None };
-    let applied = async {
-        let pending: Vec<String> =
-            Migrator::get_pending_migrations(&db.conn).await?.iter().map(|m| m.name().to_owned()).collect();
-        Migrator::up(&db.conn, None).await?;
-        Ok(pending)
-    }
-    .await
-    .map_err(fail);
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
-    let applied = applied?;
-    if !applied.is_empty() {
-        tracing::info!(database = %url, migrations = %applied.join(", "), "applied {} migrations", applied.len());
-    }
-    Ok(Migrated { url, applied, known: Migrator::migrations().len() })
-}
-
-/// The read replicas (`--replica-url`), when given: hot standbys of the
-/// read database. Nothing is ever written to them (no migrations, no
-/// checkpoint rows): they are only read.
-async fn connect_replicas(settings: &Settings, read_db: &Db) -> Result<Option<Arc<ReplicaSet>>, StartError> {
-    if settings.replica_urls.is_empty() {
-        return Ok(None);
-    }
-    if !read_db.is_postgres() {
-        return Err(StartError::Config("--replica-url needs a PostgreSQL read database".into()));
-    }
-    Ok(Some(ReplicaSet::connect(read_db, &settings.replica_urls, settings.reads_pool, settings.replicas).await?))
-}
-
-/// Refuses segments (`--projection-segments`) where they cannot work, and
-/// a number of segments other than the one the database was projected
-/// with (changing it is a rebuild; see docs/operators.md, "Segments").
-async fn check_segments(settings: &Settings, views_db: &Db) -> Result<(), StartError> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let runtime = &settings.runtime;
-    for view in crate::catalog::View::ALL {
-        let (name, count) = (view.name(), runtime.segments_of(view.name()));
-        if count > 1 && !views_db.is_postgres() {
-            return Err(StartError::Config(format!(
-                "--projection-segments {name}={count} needs PostgreSQL: on SQLite one write lock takes every \
-                 transaction in turn, so segments would only wait for each other; leave {name} at one segment"
-            )));
-        }
-        let mode = runtime.mode_of(name);
-        if count > 1 && mode != Mode::Async {
-            return Err(StartError::Config(format!(
-                "--projection-segments {name}={count}: {name} is {mode}, and only async views are split into \
-                 segments (an inline view is applied by each command in its own transaction, a lazy one by the \
-                 reads that fold it: neither has a runner to split); make it async or leave it at one segment",
-                mode = mode.as_str()
-            )));
-        }
-        if !settings.role.runs_projections() {
-            continue;
-        }
-        let rows = entity::read::projection_checkpoint::Entity::find()
-            .filter(entity::read::projection_checkpoint::Column::Name.starts_with(format!("{name}#")))
-            .all(&views_db.conn)
-            .await?;
-        let other = rows.iter().filter_map(|r| crate::catalog::parse_segment(&r.name)).find(|(_, _, n)| *n != count);
-        if let Some((_, _, found)) = other {
-            return Err(StartError::Config(format!(
-                "{name} was projected in {found} segments (its checkpoint rows {name}#k/{found}), and this instance \
-                 asks for {count}: changing the number of segments is a rebuild, never a reshuffle in place. Stop \
-                 every projector instance, run `twofold rebuild {name}` (blue/green; it removes the segment rows), \
-                 then start them all with --projection-segments {name}={count}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Connections in each projector pool.
