@@ -1377,10 +1377,26 @@ fn a_planted_cycle_is_caught_between_files_and_between_modules() {
 /// `unreachable!(` outside `#[cfg(test)]` code: each is a panic the
 /// `unwrap` lint does not see. Returns each as `file: fn name`.
 fn unreachable_outside_tests(file: &str, text: &str) -> Vec<String> {
+    outside_tests(file, text, &["unreachable"], true)
+}
+
+/// `DbErr::Custom` outside test code: a database error that carries a
+/// message of ours hides its real cause (issue 34: errors are typed enums
+/// that keep their source).
+fn db_err_custom_outside_tests(file: &str, text: &str) -> Vec<String> {
+    outside_tests(file, text, &["DbErr", "Custom"], false)
+}
+
+/// Where `needle` (a path, `a::b`, or with `bang` a macro, `a!`) is used
+/// outside `#[cfg(test)]` modules and `#[test]` functions, in code or in a
+/// macro's tokens: `file: fn <where>` for each use.
+fn outside_tests(file: &str, text: &str, needle: &'static [&'static str], bang: bool) -> Vec<String> {
     struct Finder<'f> {
         file: &'f str,
         within: String,
         found: Vec<String>,
+        needle: &'static [&'static str],
+        bang: bool,
     }
     fn is_test(attrs: &[syn::Attribute]) -> bool {
         attrs.iter().any(|a| {
@@ -1393,11 +1409,9 @@ fn unreachable_outside_tests(file: &str, text: &str) -> Vec<String> {
             let tokens: Vec<TokenTree> = tokens.into_iter().collect();
             for (i, t) in tokens.iter().enumerate() {
                 match t {
-                    TokenTree::Ident(id) if id == "unreachable" => {
-                        if let Some(TokenTree::Punct(p)) = tokens.get(i + 1) {
-                            if p.as_char() == '!' {
-                                self.found.push(format!("{}: {}", self.file, self.within));
-                            }
+                    TokenTree::Ident(id) if self.needle.last().is_some_and(|last| id == last) => {
+                        if self.matches_at(&tokens, i) {
+                            self.found.push(format!("{}: {}", self.file, self.within));
                         }
                     }
                     TokenTree::Group(g) => self.tokens(g.stream()),
@@ -1406,7 +1420,32 @@ fn unreachable_outside_tests(file: &str, text: &str) -> Vec<String> {
             }
         }
     }
+    impl Finder<'_> {
+        /// Whether the needle's last ident at `i` is preceded by the rest of
+        /// it (`a :: b`) and, for a macro, followed by `!`.
+        fn matches_at(&self, tokens: &[TokenTree], i: usize) -> bool {
+            let bang_ok = !self.bang || matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '!');
+            let mut at = i;
+            for before in self.needle.iter().rev().skip(1) {
+                let colons = at >= 3
+                    && matches!(&tokens[at - 1], TokenTree::Punct(p) if p.as_char() == ':')
+                    && matches!(&tokens[at - 2], TokenTree::Punct(p) if p.as_char() == ':');
+                if !colons || !matches!(&tokens[at - 3], TokenTree::Ident(id) if id == before) {
+                    return false;
+                }
+                at -= 3;
+            }
+            bang_ok
+        }
+    }
     impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            let names: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+            if !self.bang && names.ends_with(&self.needle.iter().map(|n| n.to_string()).collect::<Vec<_>>()) {
+                self.found.push(format!("{}: {}", self.file, self.within));
+            }
+            syn::visit::visit_path(self, path);
+        }
         fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
             if !is_test(&item.attrs) {
                 syn::visit::visit_item_mod(self, item);
@@ -1425,14 +1464,14 @@ fn unreachable_outside_tests(file: &str, text: &str) -> Vec<String> {
             }
         }
         fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-            if mac.path.segments.last().is_some_and(|s| s.ident == "unreachable") {
+            if self.bang && mac.path.segments.last().is_some_and(|s| self.needle.last().is_some_and(|n| s.ident == n)) {
                 self.found.push(format!("{}: {}", self.file, self.within));
             }
             self.tokens(mac.tokens.clone());
         }
     }
     let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
-    let mut finder = Finder { file, within: String::from("an item"), found: Vec::new() };
+    let mut finder = Finder { file, within: String::from("an item"), found: Vec::new(), needle, bang };
     finder.visit_file(&ast);
     finder.found
 }
@@ -1537,4 +1576,50 @@ fn a_planted_circle_through_a_re_export_is_caught() {
     let found = describe_cycles("file", &file_graph(&krate));
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(found[0].starts_with("file cycle among http/state.rs, http/ws/mod.rs:"), "{found:#?}");
+}
+
+#[test]
+fn no_db_err_custom_outside_tests() {
+    let src = src();
+    let mut found = Vec::new();
+    for path in sources(&src) {
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let shown = path.strip_prefix(&src).unwrap_or(&path).display().to_string();
+        found.extend(db_err_custom_outside_tests(&shown, &text));
+    }
+    assert!(
+        found.is_empty(),
+        "DbErr::Custom outside #[cfg(test)] (give the failure a typed error that keeps its source):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_db_err_custom_is_caught_outside_tests_only() {
+    let planted = r#"
+        pub fn carried() -> sea_orm::DbErr { sea_orm::DbErr::Custom("ours".into()) }
+        pub fn in_a_macro() { let _e = format!("{:?}", DbErr::Custom(String::new())); }
+        pub fn other() -> DbErr { DbErr::RecordNotFound("x".into()) }
+        #[cfg(test)]
+        mod tests {
+            fn f() -> DbErr { DbErr::Custom("fine in a test".into()) }
+        }
+    "#;
+    let found = db_err_custom_outside_tests("planted.rs", planted);
+    assert_eq!(found, ["planted.rs: fn carried", "planted.rs: fn in_a_macro"], "{found:#?}");
+}
+
+/// No file in `src/` is over 700 lines (issue 34): a longer one does more
+/// than one job, and the layer map's rows stop saying what it holds.
+#[test]
+fn no_source_file_is_over_700_lines() {
+    let src = src();
+    let long: Vec<String> = sources(&src)
+        .into_iter()
+        .filter_map(|path| {
+            let lines = std::fs::read_to_string(&path).expect("read source").lines().count();
+            (lines > 700).then(|| format!("{} ({lines} lines)", path.strip_prefix(&src).unwrap_or(&path).display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these by job: {long:?}");
 }
