@@ -1409,10 +1409,10 @@ fn outside_tests(file: &str, text: &str, needle: &'static [&'static str], bang: 
             let tokens: Vec<TokenTree> = tokens.into_iter().collect();
             for (i, t) in tokens.iter().enumerate() {
                 match t {
-                    TokenTree::Ident(id) if self.needle.last().is_some_and(|last| id == last) => {
-                        if self.matches_at(&tokens, i) {
-                            self.found.push(format!("{}: {}", self.file, self.within));
-                        }
+                    TokenTree::Ident(id)
+                        if self.needle.last().is_some_and(|last| id == last) && self.matches_at(&tokens, i) =>
+                    {
+                        self.found.push(format!("{}: {}", self.file, self.within));
                     }
                     TokenTree::Group(g) => self.tokens(g.stream()),
                     _ => {}
