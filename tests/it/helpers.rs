@@ -413,6 +413,21 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("HTTP client")
 }
 
+/// POSTs a GraphQL request with `client` to the server at `base` (a child
+/// process or another instance; no authorization) and returns the JSON
+/// response.
+pub async fn gql_at(client: &reqwest::Client, base: &str, query: &str, variables: Value) -> Value {
+    let body = json!({ "query": query, "variables": variables });
+    client.post(format!("{base}/graphql")).json(&body).send().await.expect("send").json().await.expect("json")
+}
+
+/// [`gql_at`] expecting no errors; returns `data`.
+pub async fn data_at(client: &reqwest::Client, base: &str, query: &str, variables: Value) -> Value {
+    let response = gql_at(client, base, query, variables).await;
+    assert!(response.get("errors").is_none(), "{response}");
+    response["data"].clone()
+}
+
 /// Waits for `future`, at most `limit`; past it, panics saying what it
 /// waited for. Every wait in these tests has a deadline: a hang is a
 /// failure with a message, never a stuck run.

@@ -175,19 +175,9 @@ async fn hold_a_command(
     app.services.commands.set_pauses(Some(gate.clone()));
     let mut arrived = gate.arrived.subscribe();
     let held = {
-        let (client, base, customer, tea) = (http_client(), app.base.clone(), seed.customer.clone(), seed.tea.clone());
-        tokio::spawn(async move {
-            let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id token } }", "variables": { "c": customer, "p": tea } });
-            client
-                .post(format!("{base}/graphql"))
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
+        let (base, variables) = (app.base.clone(), json!({ "c": seed.customer, "p": seed.tea }));
+        let mutation = "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 3}]}) { id token } }";
+        tokio::spawn(async move { gql_at(&http_client(), &base, mutation, variables).await })
     };
     within(
         Duration::from_secs(30),
@@ -244,13 +234,7 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
 
 /// The value of a counter in `/metrics` (0 when it has not appeared yet).
 async fn counter(app: &TestApp, series: &str) -> f64 {
-    let text =
-        app.client.get(format!("{}/metrics", app.base)).send().await.expect("scrape").text().await.expect("text");
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    crate::metrics::value(&crate::metrics::scrape(app).await, series).unwrap_or(0.0)
 }
 
 /// A read at the token that meets an event writer below its token still
@@ -282,19 +266,9 @@ async fn a_read_at_the_token_waits_for_a_writer_below_it_and_then_folds() {
     let series = "twofold_fold_settle_waits_total";
     let looked_before = counter(&app, series).await;
     let read = {
-        let (client, base, order, token) = (http_client(), app.base.clone(), order.clone(), token.clone());
-        tokio::spawn(async move {
-            let body = json!({ "query": "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id totalCents status } }", "variables": { "o": order, "t": token } });
-            client
-                .post(format!("{base}/graphql"))
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
+        let (base, variables) = (app.base.clone(), json!({ "o": order, "t": token }));
+        let query = "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id totalCents status } }";
+        tokio::spawn(async move { gql_at(&http_client(), &base, query, variables).await })
     };
     // The read found the writer open and is waiting for it (a counter in
     // another task's hands: looked at again until it moves, within a deadline).

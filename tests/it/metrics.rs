@@ -4,14 +4,14 @@ use twofold::catalog::Role;
 use crate::helpers::*;
 use crate::projections::drain;
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let r = app.client.get(format!("{}/metrics", app.base)).send().await.expect("scrape");
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().expect("type").starts_with("text/plain"));
     r.text().await.expect("text")
 }
 
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 

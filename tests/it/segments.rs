@@ -220,22 +220,40 @@ fn load(
         while !stop.load(Ordering::Relaxed) {
             let customer = &customers[n % customers.len()];
             n += 1;
-            let r: Value = client
-                .post(format!("{base}/graphql"))
-                .json(&json!({
-                    "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
-                    "variables": { "c": customer, "p": product },
-                }))
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
-            assert!(r.get("errors").is_none(), "{r}");
+            data_at(
+                &client,
+                &base,
+                "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+                json!({ "c": customer, "p": product }),
+            )
+            .await;
             placed.fetch_add(1, Ordering::Relaxed);
         }
     })
+}
+
+/// The writer of [`load`]: its task, its stop flag and its count.
+type Load = (tokio::task::JoinHandle<()>, Arc<AtomicBool>, Arc<AtomicUsize>);
+
+/// Stops the writer (which must have placed orders), waits until every
+/// view has applied the whole log and checks each equals the log's fold;
+/// returns the log.
+async fn stop_load_and_check(
+    url: &str,
+    db: &sea_orm::DatabaseConnection,
+    api: &Server,
+    (writer, stop, placed): Load,
+    what: &str,
+) -> Vec<twofold::domain::event::RecordedEvent> {
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    assert!(placed.load(Ordering::Relaxed) > 0);
+    // A fresh minute for the last waits.
+    let mut signals = PgSignals::listen(url).await;
+    wait_settled(api, &mut signals).await;
+    let events = whole_log(db, &mut signals).await;
+    assert_views_fold(db, &events, what).await;
+    events
 }
 
 /// The process ids owning each segment row (`owner` is `pid-suffix`).
@@ -271,15 +289,7 @@ async fn wait_owners(
 async fn wait_settled(api: &Server, signals: &mut PgSignals) {
     let client = http_client();
     loop {
-        let r: Value = client
-            .post(format!("{}/graphql", api.base))
-            .json(&json!({ "query": "{ projections { name lag } }" }))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let r = gql_at(&client, &api.base, "{ projections { name lag } }", json!({})).await;
         let lagging: Vec<&Value> =
             r["data"]["projections"].as_array().expect("list").iter().filter(|p| p["lag"] != "0").collect();
         if lagging.is_empty() {
@@ -292,33 +302,19 @@ async fn wait_settled(api: &Server, signals: &mut PgSignals) {
 /// Customers and a product, through `base`.
 async fn seed_through(base: &str) -> (Vec<String>, String) {
     let client = http_client();
-    let gql = |query: String| {
-        let client = client.clone();
-        let base = base.to_owned();
-        async move {
-            let r: Value = client
-                .post(format!("{base}/graphql"))
-                .json(&json!({ "query": query }))
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
-            assert!(r.get("errors").is_none(), "{r}");
-            r["data"].clone()
-        }
-    };
     let mut customers = Vec::new();
     for n in 0..16 {
-        let d = gql(format!(
-            "mutation {{ registerCustomer(input: {{name: \"C{n}\", email: \"c{n}-{}@example.com\"}}) {{ id }} }}",
-            short()
-        ))
+        let d = data_at(
+            &client,
+            base,
+            "mutation($n: String!, $e: String!) { registerCustomer(input: {name: $n, email: $e}) { id } }",
+            json!({ "n": format!("C{n}"), "e": format!("c{n}-{}@example.com", short()) }),
+        )
         .await;
         customers.push(s(&d["registerCustomer"]["id"]));
     }
-    let d = gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }".into()).await;
+    let product = "mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }";
+    let d = data_at(&client, base, product, json!({})).await;
     (customers, s(&d["addProduct"]["id"]))
 }
 
@@ -378,33 +374,18 @@ async fn killed_segment_holders_lose_and_double_nothing() {
     .await;
     drop(c);
     wait_owners(&db, &mut signals, "the survivor to hold every segment", |o| o.iter().all(|(_, p)| *p == d_pid)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.expect("writer");
-    assert!(placed.load(Ordering::Relaxed) > 0);
-    // A fresh minute for the last waits.
-    let mut signals = PgSignals::listen(&database.url).await;
-    wait_settled(&api, &mut signals).await;
-    let events = whole_log(&db, &mut signals).await;
-    assert_views_fold(&db, &events, "after killing segment holders under load").await;
+    let events = stop_load_and_check(
+        &database.url,
+        &db,
+        &api,
+        (writer, stop, placed),
+        "after killing segment holders under load",
+    )
+    .await;
     // The API instance, which runs no segment, learns of every segment's
     // progress from the holder: a read at a fresh token answers.
     let client = http_client();
-    let post = |query: &'static str, variables: Value| {
-        let (client, base) = (client.clone(), api.base.clone());
-        async move {
-            let r: Value = client
-                .post(format!("{base}/graphql"))
-                .json(&json!({ "query": query, "variables": variables }))
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
-            assert!(r.get("errors").is_none(), "{r}");
-            r["data"].clone()
-        }
-    };
+    let post = |query: &'static str, variables: Value| data_at(&client, &api.base, query, variables);
     let customer = events.iter().find_map(|e| e.event.owner()).expect("a customer").to_string();
     let product = events.iter().find(|e| e.event.owner().is_none()).expect("a product's event").stream_id.to_string();
     let placed = post(
@@ -465,14 +446,8 @@ async fn segments_spread_over_instances_as_they_join_and_leave() {
     wait_owners(&db, &mut signals, "the last instance to take every segment back", |o| spread(o, &live)).await;
     let took = left.elapsed();
     eprintln!("the last instance took every segment back {took:?} after the others left");
-    stop.store(true, Ordering::Relaxed);
-    writer.await.expect("writer");
-    assert!(placed.load(Ordering::Relaxed) > 0);
-    // A fresh minute for the last waits.
-    let mut signals = PgSignals::listen(&database.url).await;
-    wait_settled(&api, &mut signals).await;
-    let events = whole_log(&db, &mut signals).await;
-    assert_views_fold(&db, &events, "after instances joined and left under load").await;
+    stop_load_and_check(&database.url, &db, &api, (writer, stop, placed), "after instances joined and left under load")
+        .await;
     drop((api, b, c));
 }
 
