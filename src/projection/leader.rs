@@ -88,9 +88,8 @@ pub struct Lease {
 
 struct Inner {
     conn: Option<PgConnection>,
-    /// The segments held here (a subset of `held`), and how the live
-    /// nodes share them, as last counted.
-    segments: HashSet<i64>,
+    /// What the other live nodes hold of the segments, as last counted
+    /// (this node's share is derived from `held`).
     others: Vec<usize>,
     /// Bumped whenever the lock connection is (re)opened: leases of older
     /// generations are void.
@@ -117,7 +116,6 @@ impl Locks {
                 generation: 0,
                 held: HashSet::new(),
                 checked_at: Instant::now(),
-                segments: HashSet::new(),
                 others: Vec::new(),
             }),
             units: Vec::new(),
@@ -174,11 +172,11 @@ impl Locks {
                 tracing::warn!("lost the leadership connection; every projection here must be taken over again");
                 inner.conn = None;
                 inner.held.clear();
-                inner.segments.clear();
             }
         }
         let segment = self.units.contains(&key);
-        let spread = spread(self.units.len(), inner.segments.len(), &inner.others);
+        let mine = inner.held.iter().filter(|k| self.units.contains(k)).count();
+        let spread = spread(self.units.len(), mine, &inner.others);
         if inner.conn.is_some() && inner.held.contains(&key) {
             if segment && spread.should_give {
                 // More than its share: give this one up, for a node with fewer.
@@ -212,21 +210,20 @@ impl Locks {
                 Ok(mut conn) => {
                     // A node that runs segments says it is alive (see [`spread`]).
                     if !self.units.is_empty() {
-                        let present = sqlx::query("SELECT pg_advisory_lock_shared($1)")
-                            .bind(lock_key(PRESENCE))
-                            .execute(&mut conn)
-                            .await;
-                        if let Err(e) = present {
-                            tracing::debug!(error = %e, "leadership connection unavailable");
-                            return Held::Unreachable;
-                        }
-                        inner.others = match self.count(&mut conn).await {
-                            Ok(others) => others,
+                        let counted = async {
+                            sqlx::query("SELECT pg_advisory_lock_shared($1)")
+                                .bind(lock_key(PRESENCE))
+                                .execute(&mut conn)
+                                .await?;
+                            self.count(&mut conn).await
+                        };
+                        match counted.await {
+                            Ok(others) => inner.others = others,
                             Err(e) => {
                                 tracing::debug!(error = %e, "leadership connection unavailable");
                                 return Held::Unreachable;
                             }
-                        };
+                        }
                     }
                     inner.conn = Some(conn);
                     inner.generation += 1;
@@ -245,9 +242,6 @@ impl Locks {
         match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await {
             Ok(true) => {
                 inner.held.insert(key);
-                if segment {
-                    inner.segments.insert(key);
-                }
                 lease.generation = Some(generation);
                 Held::Acquired
             }
@@ -256,7 +250,6 @@ impl Locks {
                 tracing::warn!(error = %e, "leadership connection failed");
                 inner.conn = None;
                 inner.held.clear();
-                inner.segments.clear();
                 Held::Unreachable
             }
         }
@@ -269,7 +262,6 @@ impl Locks {
         if lease.generation.take() != Some(inner.generation) || !inner.held.remove(&key) {
             return;
         }
-        inner.segments.remove(&key);
         if let Some(conn) = inner.conn.as_mut() {
             let released = sqlx::query("SELECT pg_advisory_unlock($1), pg_notify($2, $3)")
                 .bind(key)
@@ -285,7 +277,6 @@ impl Locks {
                     }
                 }
                 inner.held.clear();
-                inner.segments.clear();
             }
         }
     }
@@ -294,7 +285,6 @@ impl Locks {
     pub async fn close(&self) {
         let mut inner = self.inner.lock().await;
         inner.held.clear();
-        inner.segments.clear();
         if let Some(conn) = inner.conn.take() {
             if let Err(e) = conn.close().await {
                 tracing::debug!(error = %e, "closing the lock connection failed; dropping it releases the locks");
