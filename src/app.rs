@@ -221,8 +221,8 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
     // A split view's segments apply side by side, one grouped loop per
     // segment index (see `spawn_projectors`): one more connection for each
     // loop past the first.
-    let most = crate::catalog::View::ALL.iter().map(|v| runtime.segments_of(v.name())).max().unwrap_or(1);
-    let projector_pool = PoolOptions::new(PROJECTOR_CONNECTIONS + most - 1, std::time::Duration::from_secs(2));
+    let projector_pool =
+        PoolOptions::new(PROJECTOR_CONNECTIONS + runtime.most_segments() - 1, std::time::Duration::from_secs(2));
     let projector_db = Db::open(read_url, projector_pool, PROJECTOR_APPLICATION).await?;
     let log_db = if separate_read.is_some() {
         Db::open(&settings.database_url, projector_pool, PROJECTOR_APPLICATION).await?
@@ -389,8 +389,8 @@ pub fn spawn_projectors(
     // transactions of their own, side by side: the first holds the views
     // that are not split and every split view's segment 0, the k-th the
     // k-th segments. Nothing split: one loop, as always.
-    let most = grouped.iter().map(|p| runtime.segments_of(p.name())).max().unwrap_or(1);
-    for index in 0..most {
+    // (Views that are not async are never split: start-up refuses it.)
+    for index in 0..runtime.most_segments() {
         let members: Vec<(Arc<dyn crate::projection::Projection>, crate::projection::segment::Segment)> = grouped
             .iter()
             .filter_map(|p| {

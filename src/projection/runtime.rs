@@ -59,7 +59,12 @@ impl RuntimeSettings {
     }
     /// Whether any view is split into more than one segment.
     pub fn segmented(&self) -> bool {
-        self.segments.values().any(|n| *n > 1)
+        self.most_segments() > 1
+    }
+    /// The largest segment count of any view (1: nothing split): how many
+    /// grouped loops, and projector connections past the base, a node runs.
+    pub fn most_segments(&self) -> u32 {
+        self.segments.values().copied().max().unwrap_or(1).max(1)
     }
 }
 
