@@ -101,10 +101,7 @@ pub async fn measure(
 
 /// `order_summary`'s runner names at `n` segments (one: the view's own).
 fn segment_names(n: u32) -> Vec<String> {
-    if n == 1 {
-        return vec!["order_summary".to_owned()];
-    }
-    (0..n).map(|k| format!("order_summary#{k}/{n}")).collect()
+    (0..n).map(|k| twofold::catalog::segment_name("order_summary", k, n)).collect()
 }
 
 async fn read_all(base_url: &str, names: &[String]) -> anyhow::Result<Vec<ProjectorCounters>> {
