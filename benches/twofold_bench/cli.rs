@@ -23,7 +23,9 @@ pub const USAGE: &str = "usage: cargo bench --bench twofold_bench -- [--quick] [
               need commands; export reads the log the seeding and the phases before it wrote)
   --keep-database  leave the database in place at the end (the PostgreSQL name or the SQLite file is printed)
   --rebuild-events N  grow the log to N events for the rebuild phase (topped up by SQL; default: the
-              mode's, 1,000,000 in full mode, none in quick mode)";
+              mode's, 1,000,000 in full mode, none in quick mode)
+  --search-orders N  grow the orders to N before the search phase (plain-SQL histories, then
+              `twofold rebuild --all` brings the views up to them; default: the seeded orders)";
 
 /// The phases `--only` can choose, in the order they run.
 pub const PHASES: [&str; 17] = [
@@ -76,6 +78,8 @@ pub struct Options {
     pub keep_database: bool,
     /// `--rebuild-events`: the rebuild phase's log size, instead of the mode's.
     pub rebuild_events: Option<u64>,
+    /// `--search-orders`: the orders the search phase reads, instead of the seeded ones.
+    pub search_orders: Option<u64>,
     pub help: bool,
 }
 
@@ -91,6 +95,7 @@ impl Options {
             only: None,
             keep_database: false,
             rebuild_events: None,
+            search_orders: None,
             help: false,
         };
         let mut args = args.into_iter();
@@ -127,12 +132,8 @@ impl Options {
                     options.only = Some(phases);
                 }
                 "--keep-database" => options.keep_database = true,
-                "--rebuild-events" => {
-                    let text = value("--rebuild-events")?;
-                    let n = text.replace(['_', ','], "").parse::<u64>();
-                    options.rebuild_events =
-                        Some(n.with_context(|| format!("--rebuild-events: '{text}' is not a number of events"))?);
-                }
+                "--rebuild-events" => options.rebuild_events = Some(count_of("--rebuild-events", &value("--rebuild-events")?)?),
+                "--search-orders" => options.search_orders = Some(count_of("--search-orders", &value("--search-orders")?)?),
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}
@@ -173,8 +174,17 @@ impl Options {
             scale.rebuild_events = events;
             scale.rebuild_timeout = scale.rebuild_timeout.max(Duration::from_secs(30 * 60));
         }
+        if let Some(orders) = self.search_orders {
+            scale.search_orders = Some(orders);
+            scale.rebuild_timeout = scale.rebuild_timeout.max(Duration::from_secs(30 * 60));
+        }
         scale
     }
+}
+
+/// A count given to `flag`, with `_` or `,` between its digits allowed (`1_000_000`).
+fn count_of(flag: &str, text: &str) -> anyhow::Result<u64> {
+    text.replace(['_', ','], "").parse::<u64>().with_context(|| format!("{flag}: '{text}' is not a number"))
 }
 
 /// How much work each phase does. Every loop is bounded by both a count and
@@ -197,6 +207,9 @@ pub struct Scale {
     pub subscribers: usize,
     /// Events wanted in the log for the rebuild (topped up by SQL if short).
     pub rebuild_events: u64,
+    /// Orders the search phase reads (topped up by SQL and rebuilt into the
+    /// views if more than were seeded); `None`: the seeded ones.
+    pub search_orders: Option<u64>,
     /// Upper bound on one `twofold rebuild` run.
     pub rebuild_timeout: Duration,
     /// Upper bound on waiting for the projections to catch up.
@@ -221,6 +234,7 @@ impl Scale {
             lag_time_1000: Duration::from_secs(3),
             subscribers: 1_000,
             rebuild_events: 0,
+            search_orders: None,
             rebuild_timeout: Duration::from_secs(60),
             catch_up_timeout: Duration::from_secs(30),
             overload_time: Duration::from_secs(4),
@@ -241,6 +255,7 @@ impl Scale {
             lag_time_1000: Duration::from_secs(15),
             subscribers: 1_000,
             rebuild_events: 1_000_000,
+            search_orders: None,
             rebuild_timeout: Duration::from_secs(30 * 60),
             catch_up_timeout: Duration::from_secs(10 * 60),
             overload_time: Duration::from_secs(20),
@@ -279,5 +294,9 @@ mod tests {
         assert_eq!(parse(&["--rebuild-events=2,000"]).expect("parse").scale().rebuild_events, 2_000);
         let bad = parse(&["--rebuild-events", "lots"]).expect_err("refused");
         assert!(format!("{bad:#}").contains("'lots' is not a number"), "{bad:#}");
+        assert_eq!(parse(&["--search-orders", "1,000,000"]).expect("parse").search_orders, Some(1_000_000));
+        assert_eq!(parse(&["--quick"]).expect("parse").search_orders, None);
+        let bad = parse(&["--search-orders=many"]).expect_err("refused");
+        assert!(format!("{bad:#}").contains("--search-orders: 'many' is not a number"), "{bad:#}");
     }
 }

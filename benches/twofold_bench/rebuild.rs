@@ -72,7 +72,7 @@ pub struct FromSnapshot {
 pub async fn grow_log(db: &Db, catalog: &Catalog, scale: &Scale) -> anyhow::Result<(u64, u64)> {
     let before = count(db, "SELECT COUNT(*) FROM event").await?;
     let appended = if before < scale.rebuild_events {
-        top_up(db, catalog, scale.rebuild_events - before, scale.rebuild_timeout, 0x70B_0000_0000).await?
+        top_up(db, catalog, Goal::Events(scale.rebuild_events - before), scale.rebuild_timeout, 0x70B_0000_0000).await?
     } else {
         0
     };
@@ -158,7 +158,7 @@ async fn from_snapshot(
     }
     let snapshot_seconds = started.elapsed().as_secs_f64();
     progress!("snapshot of the views at {events} events: {snapshot_seconds:.2} s");
-    let tail = top_up(db, catalog, (events / 10).max(100), scale.rebuild_timeout, 0x70C_0000_0000).await?;
+    let tail = top_up(db, catalog, Goal::Events((events / 10).max(100)), scale.rebuild_timeout, 0x70C_0000_0000).await?;
     let path = file.to_str().context("a temp path that is not UTF-8")?;
     let restore = run_rebuild(url, &["--all", "--from-snapshot", path], scale.rebuild_timeout).await;
     Ok(FromSnapshot { store, snapshot_at: events, snapshot_seconds, tail, restore })
@@ -184,13 +184,43 @@ fn log_outcome(what: &str, outcome: &RebuildOutcome) {
 
 /// Appends complete order histories until `wanted` more events are in the
 /// log (or time runs out). Returns the number appended.
-async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration, seed: u64) -> anyhow::Result<u64> {
-    progress!("growing the event log by {wanted} events (plain-SQL batches of {TOP_UP_BATCH} orders)");
+/// Grows the orders to `wanted` by plain SQL, then brings every view up to
+/// them with `twofold rebuild --all` (the server must be stopped): the
+/// search phase's large data sets, which HTTP seeding would take an hour to
+/// place.
+pub async fn grow_orders(url: &str, db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration) -> anyhow::Result<()> {
+    let before = count(db, "SELECT COUNT(*) FROM customer_order").await?;
+    if before >= wanted {
+        return Ok(());
+    }
+    top_up(db, catalog, Goal::Orders(wanted - before), timeout, 0x70D_0000_0000).await?;
+    match run_rebuild(url, &["--all"], timeout).await {
+        RebuildOutcome::Done { wall, .. } => {
+            progress!("views rebuilt over {wanted} orders in {:.1} s", wall.as_secs_f64());
+            Ok(())
+        }
+        RebuildOutcome::NotAvailable(why) => bail!("rebuild --all over the grown orders: {why}"),
+    }
+}
+
+/// How far a top-up goes.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    Events(u64),
+    Orders(u64),
+}
+
+async fn top_up(db: &Db, catalog: &Catalog, goal: Goal, timeout: Duration, seed: u64) -> anyhow::Result<u64> {
+    progress!("growing the event log by {goal:?} (plain-SQL batches of {TOP_UP_BATCH} orders)");
     let started = Instant::now();
     let mut appended = 0;
     let mut next_report = 100_000;
     let mut seq = 0u64;
-    while appended < wanted && started.elapsed() < timeout {
+    let short = |appended: u64, orders: u64| match goal {
+        Goal::Events(wanted) => appended < wanted,
+        Goal::Orders(wanted) => orders < wanted,
+    };
+    while short(appended, seq) && started.elapsed() < timeout {
         let batch: Vec<_> = (0..TOP_UP_BATCH)
             .map(|_| {
                 seq += 1;
@@ -204,7 +234,7 @@ async fn top_up(db: &Db, catalog: &Catalog, wanted: u64, timeout: Duration, seed
             .collect();
         appended += sql::append_orders(db, catalog, &batch).await.context("append a batch of orders")?;
         if appended >= next_report {
-            progress!("  appended {appended}/{wanted} events");
+            progress!("  appended {appended} events ({seq} orders)");
             next_report += 100_000;
         }
     }

@@ -75,6 +75,9 @@ pub async fn measure(
     scale: &Scale,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    if let Some(orders) = scale.search_orders {
+        crate::rebuild::grow_orders(database_url, db, catalog, orders, scale.rebuild_timeout).await?;
+    }
     let (store, orders, size) = crate::load::store_and_size(db).await?;
     if db.backend() == DbBackend::Postgres {
         // The views as autovacuum keeps them on a database in service (this
