@@ -45,16 +45,6 @@ fn api_settings(url: &str) -> twofold::settings::Settings {
     settings
 }
 
-async fn gql(client: &reqwest::Client, base: &str, query: &str, variables: Value) -> Value {
-    let response = client
-        .post(format!("{base}/graphql"))
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("send");
-    response.json().await.expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_started_while_the_database_is_down_comes_up_by_itself_on_postgres() {
     let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
@@ -83,7 +73,7 @@ async fn a_server_started_while_the_database_is_down_comes_up_by_itself_on_postg
     assert!(!body.to_string().contains(&proxy.port.to_string()), "no address for anyone: {body}");
     assert!(body["attempts"].as_u64().is_some_and(|n| n >= 1), "{body}");
     assert!(body["lastError"].is_string(), "{body}");
-    let early = gql(&client, &server.base, "{ products { edges { cursor } } }", json!({})).await;
+    let early = gql_at(&client, &server.base, "{ products { edges { cursor } } }", json!({})).await;
     assert_eq!(early["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{early}");
 
     // The database comes back: the server starts by itself and serves.
@@ -91,7 +81,7 @@ async fn a_server_started_while_the_database_is_down_comes_up_by_itself_on_postg
     server.wait_for_log("twofold serving GraphQL at", 1).await;
     let ready = client.get(format!("{}/readyz", server.base)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap_or_default());
-    let registered = gql(
+    let registered = gql_at(
         &client,
         &server.base,
         "mutation { registerCustomer(input: { name: \"Late\", email: \"late@example.com\" }) { id token } }",
@@ -186,7 +176,7 @@ async fn trials(
                 problems.lock().expect("problems").push(format!("not visible within 10 s: {step} {order}: {answer}"));
             } else {
                 let read =
-                    gql(&client, &b_base, "query($id: ID!) { order(id: $id) { status } }", json!({ "id": order }))
+                    gql_at(&client, &b_base, "query($id: ID!) { order(id: $id) { status } }", json!({ "id": order }))
                         .await;
                 if read["data"]["order"]["status"] != expected {
                     problems.lock().expect("problems").push(format!("stale read after {step} {order}: {read}"));

@@ -315,18 +315,7 @@ async fn a_kill_during_a_snapshot_leaves_reads_exact_on_sqlite() {
     let client = reqwest::Client::new();
     let gql = |base: String, query: &'static str, variables: Value| {
         let client = client.clone();
-        async move {
-            let body: Value = client
-                .post(format!("{base}/graphql"))
-                .json(&json!({ "query": query, "variables": variables }))
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
-            body
-        }
+        async move { crate::helpers::gql_at(&client, &base, query, variables).await }
     };
     let mut server = crate::process::Server::start(&args).await;
     let customer = s(&gql(

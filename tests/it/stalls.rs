@@ -38,15 +38,7 @@ const STATUS: &str = "{ projections { name status lag lastError secondsSinceProg
 
 /// The `projections` list of `base`.
 async fn projections(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    let body: Value = client
-        .post(format!("{base}/graphql"))
-        .json(&json!({ "query": STATUS }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let body = crate::helpers::gql_at(client, base, STATUS, json!({})).await;
     body["data"]["projections"].as_array().unwrap_or_else(|| panic!("projections: {body}")).clone()
 }
 
