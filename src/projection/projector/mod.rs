@@ -147,17 +147,25 @@ impl Projector {
     }
 
     /// Creates the checkpoint row if missing and records the configured mode.
+    /// A segment's first row starts where its view's own row stands (see
+    /// `super::segment`), so the view's row is registered first.
     pub async fn register(&self) -> Result<projection_checkpoint::Model, DbErr> {
-        let conn = &self.read_db.conn;
-        let existing = projection_checkpoint::Entity::find_by_id(self.name()).one(conn).await?;
-        // A segment starts where its view's own row stands (see `super::segment`).
-        let base = match (&existing, self.segment.is_split()) {
-            (None, true) => {
-                let row = Box::pin(self.unsplit().register()).await?;
-                LogPosition::new(row.last_tx_id, row.last_position)
-            }
-            _ => LogPosition::START,
+        let base = if self.segment.is_split()
+            && projection_checkpoint::Entity::find_by_id(self.name()).one(&self.read_db.conn).await?.is_none()
+        {
+            let row = self.register_row(self.view(), LogPosition::START).await?;
+            LogPosition::new(row.last_tx_id, row.last_position)
+        } else {
+            LogPosition::START
         };
+        self.register_row(self.name(), base).await
+    }
+
+    /// The checkpoint row `name` (this runner's, or its view's), created at
+    /// `base` if missing, with this runner's mode recorded.
+    async fn register_row(&self, name: &'static str, base: LogPosition) -> Result<projection_checkpoint::Model, DbErr> {
+        let conn = &self.read_db.conn;
+        let existing = projection_checkpoint::Entity::find_by_id(name).one(conn).await?;
         let row = match existing {
             Some(row) if row.mode == stored_mode(self.mode) => row,
             Some(row) => {
@@ -168,7 +176,7 @@ impl Projector {
             }
             None => {
                 let row = projection_checkpoint::ActiveModel {
-                    name: Set(self.name().to_owned()),
+                    name: Set(name.to_owned()),
                     mode: Set(stored_mode(self.mode)),
                     status: Set(StoredStatus::Running),
                     last_tx_id: Set(base.tx_id),
@@ -191,34 +199,14 @@ impl Projector {
                     .on_conflict_do_nothing()
                     .exec_without_returning(conn)
                     .await?;
-                projection_checkpoint::Entity::find_by_id(self.name())
+                projection_checkpoint::Entity::find_by_id(name)
                     .one(conn)
                     .await?
-                    .ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {}", self.name())))?
+                    .ok_or_else(|| DbErr::RecordNotFound(format!("checkpoint of {name}")))?
             }
         };
-        self.notices.advance(self.name(), LogPosition::new(row.last_tx_id, row.last_position));
+        self.notices.advance(name, LogPosition::new(row.last_tx_id, row.last_position));
         Ok(row)
-    }
-
-    /// A projector for the same view, unsplit (to register the view's own row).
-    fn unsplit(&self) -> Projector {
-        Projector {
-            projection: self.projection.clone(),
-            mode: self.mode,
-            policy: self.policy,
-            segment: Segment::WHOLE,
-            name: self.view(),
-            events_db: self.events_db.clone(),
-            read_db: self.read_db.clone(),
-            notices: self.notices.clone(),
-            batch_size: self.batch_size,
-            standby_retry: self.standby_retry,
-            cached: std::sync::Mutex::new(None),
-            upcaster: None,
-            fence_token: std::sync::Mutex::new(None),
-            read_ahead: std::sync::Mutex::new(None),
-        }
     }
 
     /// The checkpoint row, registered first if missing.
