@@ -221,6 +221,13 @@ enum Matching {
     /// in the matches (read from FTS5 once), until the page (or the
     /// window) is full.
     Many,
+    /// SQLite, ranked by relevance with nothing but the search: the window
+    /// is FTS5's newest matches by rowid (the order the view received its
+    /// rows, which is the log's), read with their `bm25` in one pass over
+    /// the index, so no match outside the window is looked up in the view
+    /// and no probe counts them first. At 1M orders a one-letter prefix
+    /// went from 1.3 s to 35 ms this way (docs/performance.md).
+    Recent,
 }
 
 /// Above this many matches, SQLite walks the sort's index instead of
@@ -352,6 +359,30 @@ impl ListQuery {
         Statement::from_sql_and_values(backend, text, sql.values)
     }
 
+    /// Every page statement this list may run on `backend`: one per way
+    /// its search may be matched (SQLite decides by the matches it finds,
+    /// in `page_rows`). The plan test explains each.
+    pub fn possible_page_statements(&self, backend: DbBackend, select: &str) -> Vec<Statement> {
+        let ways = match (&self.search, backend) {
+            (Some(_), DbBackend::Sqlite) if self.ranks_search_alone() => vec![Matching::Recent],
+            (Some(_), DbBackend::Sqlite) => vec![Matching::Few, Matching::Many],
+            _ => vec![self.matching],
+        };
+        ways.into_iter()
+            .map(|way| {
+                let mut list = self.clone();
+                list.matching = way;
+                list.page_statement(backend, select)
+            })
+            .collect()
+    }
+
+    /// Ranked by relevance, with nothing but the search to narrow it
+    /// (SQLite then reads the window from FTS5 alone: [`Matching::Recent`]).
+    fn ranks_search_alone(&self) -> bool {
+        self.search.is_some() && self.order == Order::Relevance && self.conditions().next().is_none()
+    }
+
     /// `SELECT count(*)` of every row the list holds (all its pages).
     pub fn count_statement(&self, backend: DbBackend) -> Statement {
         let mut sql = Sql::new(backend);
@@ -393,7 +424,9 @@ impl ListQuery {
                     None => format!("t.search @@ to_tsquery('simple', {q})"),
                 }
             }
-            Matching::Few => {
+            // (`Recent` reads its window straight from FTS5, in
+            // `relevance_sql`; as a condition it is `Few`'s.)
+            Matching::Few | Matching::Recent => {
                 let q = sql.bind(query.to_fts5());
                 format!("t.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {q})")
             }
@@ -488,7 +521,9 @@ impl ListQuery {
         let columns = qualified(select);
         let Some(query) = &self.search else { return String::new() };
         let mut wheres = self.wheres(sql, None);
-        self.matches(sql, &mut wheres, self.matching);
+        if self.matching != Matching::Recent {
+            self.matches(sql, &mut wheres, self.matching);
+        }
         let mut prefix = String::new();
         let window = match sql.backend {
             DbBackend::Postgres => {
@@ -499,6 +534,18 @@ impl ListQuery {
                 );
                 let q = sql.bind(query.to_tsquery());
                 format!("SELECT w.*, ts_rank_cd(w.search, to_tsquery('simple', {q}))::float8 AS rank FROM ({inner}) w")
+            }
+            DbBackend::Sqlite if self.matching == Matching::Recent => {
+                // Nothing narrows the list but the search (`page_rows`
+                // chose this only then): the window and each match's rank
+                // from FTS5 alone, then the view's rows of the window.
+                let q = sql.bind(query.to_fts5());
+                prefix = format!(
+                    "WITH m AS MATERIALIZED (SELECT rowid AS rid, bm25({fts}) AS score FROM {fts} WHERE {fts} MATCH {q} \
+                     ORDER BY rowid DESC LIMIT {SEARCH_WINDOW}) ",
+                    fts = v.fts
+                );
+                format!("SELECT {columns}, -m.score AS rank FROM m JOIN {} t ON t.rowid = m.rid", v.table)
             }
             _ => {
                 // The window's matches in the default order; the rank of
@@ -630,6 +677,7 @@ impl super::ReadModel {
         let backend = self.read_backend();
         list.matching = match (&list.search, backend) {
             (_, DbBackend::Postgres) => Matching::Postgres,
+            (Some(_), _) if list.ranks_search_alone() => Matching::Recent,
             (Some(query), _) => {
                 let probe = self.conn().query_one_raw(list.probe_statement(query)).await?;
                 let matches = probe.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0);

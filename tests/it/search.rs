@@ -418,7 +418,8 @@ mod plans {
     }
 
     /// Thousands of rows in each view, written straight into the views (as
-    /// the projections would leave them), and fresh statistics: the
+    /// the projections would leave them: a later row placed later, as the
+    /// log's order has it), and fresh statistics: the
     /// planner then chooses as it would on a real database, so a plan that
     /// keeps a scan of a whole view has no index to serve it.
     async fn fill(app: &TestApp) {
@@ -427,7 +428,7 @@ mod plans {
         let statements: Vec<String> = if app.backend == Backend::Postgres {
             vec![
                 format!("INSERT INTO order_summary (order_id, customer_id, customer_name, customer_email, customer_version, lines, line_count, total_cents, status, placed_at, placed_position, version, last_tx_id, last_position, channel, search_name, search_text) \
-                 SELECT gen_random_uuid(), gen_random_uuid(), 'Name ' || i, 'n' || i || '@example.com', 1, '[]', 1, i * 10, (ARRAY['placed','shipped','cancelled'])[1 + i % 3], now() - i * interval '1 minute', 1000000 + i, 1, 0, 1000000 + i, 'WEB', 'name ' || i, 'n' || i || ' example com w' || (i % 50) \
+                 SELECT gen_random_uuid(), gen_random_uuid(), 'Name ' || i, 'n' || i || '@example.com', 1, '[]', 1, i * 10, (ARRAY['placed','shipped','cancelled'])[1 + i % 3], now() - ({rows} - i) * interval '1 minute', 1000000 + i, 1, 0, 1000000 + i, 'WEB', 'name ' || i, 'n' || i || ' example com w' || (i % 50) \
                  FROM generate_series(1, {rows}) i"),
                 format!("INSERT INTO customer_view (customer_id, name, email, registered_at, registered_position, orders_placed, orders_open, orders_cancelled, orders_shipped, lifetime_value_cents, version, last_tx_id, last_position, search_name, search_text) \
                  SELECT gen_random_uuid(), 'Name ' || i, 'n' || i || '@example.com', now(), 1000000 + i, i % 20, 0, 0, 0, i * 100, 1, 0, 1000000 + i, 'name ' || i, 'n' || i || ' example com' \
@@ -447,7 +448,7 @@ mod plans {
             // cursor, which binds one, compares with them as text.)
             vec![
                 format!("{seq} INSERT INTO order_summary (order_id, customer_id, customer_name, customer_email, customer_version, lines, line_count, total_cents, status, placed_at, placed_position, version, last_tx_id, last_position, channel, search_name, search_text) \
-                 SELECT randomblob(16), randomblob(16), 'Name ' || i, 'n' || i || '@example.com', 1, '[]', 1, i * 10, CASE i % 3 WHEN 0 THEN 'placed' WHEN 1 THEN 'shipped' ELSE 'cancelled' END, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-' || i || ' minutes'), 1000000 + i, 1, 0, 1000000 + i, 'WEB', 'name ' || i, 'n' || i || ' example com w' || (i % 50) FROM seq"),
+                 SELECT randomblob(16), randomblob(16), 'Name ' || i, 'n' || i || '@example.com', 1, '[]', 1, i * 10, CASE i % 3 WHEN 0 THEN 'placed' WHEN 1 THEN 'shipped' ELSE 'cancelled' END, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-' || ({rows} - i) || ' minutes'), 1000000 + i, 1, 0, 1000000 + i, 'WEB', 'name ' || i, 'n' || i || ' example com w' || (i % 50) FROM seq"),
                 format!("{seq} INSERT INTO customer_view (customer_id, name, email, registered_at, registered_position, orders_placed, orders_open, orders_cancelled, orders_shipped, lifetime_value_cents, version, last_tx_id, last_position, search_name, search_text) \
                  SELECT randomblob(16), 'Name ' || i, 'n' || i || '@example.com', datetime('now'), 1000000 + i, i % 20, 0, 0, 0, i * 100, 1, 0, 1000000 + i, 'name ' || i, 'n' || i || ' example com' FROM seq"),
                 format!("{seq} INSERT INTO product_catalog (product_id, sku, title, price_cents, units_sold, revenue_cents, added_at, added_position, version, last_tx_id, last_position, search_name, search_text) \
@@ -469,27 +470,27 @@ mod plans {
         }
         columns.dedup();
         let select = columns.join(", ");
-        let statement = list.page_statement(backend, &select);
-        let explain = match backend {
-            sea_orm::DbBackend::Postgres => format!("EXPLAIN {}", statement.sql),
-            _ => format!("EXPLAIN QUERY PLAN {}", statement.sql),
-        };
-        let rows = app
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                explain,
-                statement.values.map(|v| v.0).unwrap_or_default(),
-            ))
-            .await
-            .expect("explain");
-        rows.iter()
-            .map(|r| match backend {
+        let mut plans = Vec::new();
+        for statement in list.possible_page_statements(backend, &select) {
+            let explain = match backend {
+                sea_orm::DbBackend::Postgres => format!("EXPLAIN {}", statement.sql),
+                _ => format!("EXPLAIN QUERY PLAN {}", statement.sql),
+            };
+            let rows = app
+                .db
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    explain,
+                    statement.values.map(|v| v.0).unwrap_or_default(),
+                ))
+                .await
+                .expect("explain");
+            plans.extend(rows.iter().map(|r| match backend {
                 sea_orm::DbBackend::Postgres => r.try_get::<String>("", "QUERY PLAN").expect("plan"),
                 _ => r.try_get::<String>("", "detail").expect("detail"),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+            }));
+        }
+        plans.join("\n")
     }
 
     /// Whether `plan` reads `table` from end to end.
@@ -582,6 +583,25 @@ mod plans {
         assert_eq!(nodes.len(), 50, "{ranked}");
         let ranks: Vec<f64> = nodes.iter().map(|n| n["searchRank"].as_f64().expect("a rank")).collect();
         assert!(ranks.windows(2).all(|w| w[0] >= w[1]), "best first: {ranks:?}");
+        // Ranked among the newest SEARCH_WINDOW matches only (SQLite reads
+        // that window from FTS5 by rowid, the order the view received its
+        // rows; PostgreSQL by placedAt): never an older one.
+        let window_sql = format!(
+            "SELECT placed_at FROM order_summary WHERE search_text LIKE '%example com%' \
+             ORDER BY placed_at DESC, order_id DESC LIMIT 1 OFFSET {}",
+            twofold::query::list::SEARCH_WINDOW - 1
+        );
+        let oldest_in_window = app
+            .db
+            .query_one_raw(Statement::from_string(backend, window_sql))
+            .await
+            .expect("the window's oldest")
+            .expect("a row")
+            .try_get::<chrono::DateTime<chrono::Utc>>("", "placed_at")
+            .expect("placed_at")
+            .timestamp();
+        let ranked_placed = placed(&ranked);
+        assert!(ranked_placed.iter().all(|p| *p >= oldest_in_window), "{ranked_placed:?} vs {oldest_in_window}");
     });
 }
 
