@@ -132,8 +132,12 @@ impl Options {
                     options.only = Some(phases);
                 }
                 "--keep-database" => options.keep_database = true,
-                "--rebuild-events" => options.rebuild_events = Some(count_of("--rebuild-events", &value("--rebuild-events")?)?),
-                "--search-orders" => options.search_orders = Some(count_of("--search-orders", &value("--search-orders")?)?),
+                "--rebuild-events" => {
+                    options.rebuild_events = Some(count_of("--rebuild-events", &value("--rebuild-events")?)?)
+                }
+                "--search-orders" => {
+                    options.search_orders = Some(count_of("--search-orders", &value("--search-orders")?)?)
+                }
                 "--help" | "-h" => options.help = true,
                 // Added by `cargo bench` to harness=false targets.
                 "--bench" => {}

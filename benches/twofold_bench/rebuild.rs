@@ -158,7 +158,8 @@ async fn from_snapshot(
     }
     let snapshot_seconds = started.elapsed().as_secs_f64();
     progress!("snapshot of the views at {events} events: {snapshot_seconds:.2} s");
-    let tail = top_up(db, catalog, Goal::Events((events / 10).max(100)), scale.rebuild_timeout, 0x70C_0000_0000).await?;
+    let tail =
+        top_up(db, catalog, Goal::Events((events / 10).max(100)), scale.rebuild_timeout, 0x70C_0000_0000).await?;
     let path = file.to_str().context("a temp path that is not UTF-8")?;
     let restore = run_rebuild(url, &["--all", "--from-snapshot", path], scale.rebuild_timeout).await;
     Ok(FromSnapshot { store, snapshot_at: events, snapshot_seconds, tail, restore })
