@@ -107,6 +107,9 @@ profile() {
   perf script -i "$work/$name.data" 2>/dev/null | inferno-collapse-perf >"$work/$name.folded"
   inferno-flamegraph --title "$store: $name ($label)" --width 1600 <"$work/$name.folded" >"$out/$store-$name-$label.svg"
   echo "   wrote $out/$store-$name-$label.svg"
+  # The folded stacks too, when asked (FLAME_FOLDED=1): for self-time tables
+  # (the leaf frame of each line) that an SVG does not give.
+  if [ "${FLAME_FOLDED:-}" = 1 ]; then cp "$work/$name.folded" "$out/$store-$name-$label.folded"; fi
 }
 
 if [ "${FLAME_ONLY:-}" = page ]; then
