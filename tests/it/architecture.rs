@@ -1121,6 +1121,19 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
+/// Every source file under `src/`: its path as shown in a failure
+/// (relative to `src/`) and its text.
+fn source_texts() -> Vec<(String, String)> {
+    let src = src();
+    sources(&src)
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read source");
+            (path.strip_prefix(&src).unwrap_or(&path).display().to_string(), text)
+        })
+        .collect()
+}
+
 /// The real crate with planted files added (paths relative to `src/`).
 fn planted(files: &[(&str, &str)]) -> (Crate, Vec<PathBuf>) {
     let src = src();
@@ -1478,13 +1491,8 @@ fn outside_tests(file: &str, text: &str, needle: &'static [&'static str], bang: 
 
 #[test]
 fn no_unreachable_outside_tests() {
-    let src = src();
-    let mut found = Vec::new();
-    for path in sources(&src) {
-        let text = std::fs::read_to_string(&path).expect("read source");
-        let shown = path.strip_prefix(&src).unwrap_or(&path).display().to_string();
-        found.extend(unreachable_outside_tests(&shown, &text));
-    }
+    let found: Vec<String> =
+        source_texts().iter().flat_map(|(shown, text)| unreachable_outside_tests(shown, text)).collect();
     assert!(
         found.is_empty(),
         "unreachable!() outside #[cfg(test)] (make it impossible by type, or handle it):\n{}",
@@ -1580,13 +1588,8 @@ fn a_planted_circle_through_a_re_export_is_caught() {
 
 #[test]
 fn no_db_err_custom_outside_tests() {
-    let src = src();
-    let mut found = Vec::new();
-    for path in sources(&src) {
-        let text = std::fs::read_to_string(&path).expect("read source");
-        let shown = path.strip_prefix(&src).unwrap_or(&path).display().to_string();
-        found.extend(db_err_custom_outside_tests(&shown, &text));
-    }
+    let found: Vec<String> =
+        source_texts().iter().flat_map(|(shown, text)| db_err_custom_outside_tests(shown, text)).collect();
     assert!(
         found.is_empty(),
         "DbErr::Custom outside #[cfg(test)] (give the failure a typed error that keeps its source):\n{}",
@@ -1613,12 +1616,11 @@ fn a_planted_db_err_custom_is_caught_outside_tests_only() {
 /// than one job, and the layer map's rows stop saying what it holds.
 #[test]
 fn no_source_file_is_over_700_lines() {
-    let src = src();
-    let long: Vec<String> = sources(&src)
+    let long: Vec<String> = source_texts()
         .into_iter()
-        .filter_map(|path| {
-            let lines = std::fs::read_to_string(&path).expect("read source").lines().count();
-            (lines > 700).then(|| format!("{} ({lines} lines)", path.strip_prefix(&src).unwrap_or(&path).display()))
+        .filter_map(|(shown, text)| {
+            let lines = text.lines().count();
+            (lines > 700).then(|| format!("{shown} ({lines} lines)"))
         })
         .collect();
     assert!(long.is_empty(), "split these by job: {long:?}");
