@@ -374,6 +374,18 @@ impl Db {
     }
 }
 
+/// An error of a sqlx connection this crate drives itself (outside
+/// SeaORM: the migration lock, a restore's `COPY`), as SeaORM reports it
+/// when getting or opening a connection, so [`classify`] reads it the same.
+pub fn connection_error(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+/// The same for a statement on such a connection.
+pub fn statement_error(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e)))
+}
+
 /// A URL fit for messages, logs, `/readyz` and metric labels: the password
 /// becomes `***`. A user name alone stays for a database (`postgres://app@…`
 /// names a role) and goes for anything else, where that position holds a
@@ -415,17 +427,18 @@ impl MigrationLock {
     /// on each other until the timeout.
     pub async fn acquire(url: &str) -> Result<Self, DbErr> {
         use sqlx::Connection;
-        let to_db = |e: sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)));
-        let options =
-            url.parse::<sqlx::postgres::PgConnectOptions>().map_err(to_db)?.application_name("twofold-migrate");
-        let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(to_db)?;
+        let options = url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .map_err(connection_error)?
+            .application_name("twofold-migrate");
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(connection_error)?;
         let deadline = tokio::time::Instant::now() + Self::WAIT;
         loop {
             let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(MIGRATION_LOCK_KEY)
                 .fetch_one(&mut conn)
                 .await
-                .map_err(to_db)?;
+                .map_err(connection_error)?;
             if held {
                 return Ok(Self { conn });
             }

@@ -178,29 +178,29 @@ pub async fn copy_into_postgres(
     use futures_util::TryStreamExt;
     let select = format!("SELECT {} FROM \"{}\"", copy_line(table), table.name());
     let statement = format!("COPY {target} ({}) FROM STDIN", columns(table).join(", "));
-    let mut copy = to.copy_in_raw(&statement).await.map_err(sqlx_err)?;
+    let mut copy = to.copy_in_raw(&statement).await.map_err(crate::db::statement_error)?;
     let sent = async {
         // Built from the entity's column names and types only.
         let mut lines = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select)).fetch(file);
         let mut chunk = String::new();
         let mut in_chunk = 0u64;
-        while let Some(line) = lines.try_next().await.map_err(sqlx_err)? {
+        while let Some(line) = lines.try_next().await.map_err(crate::db::statement_error)? {
             chunk.push_str(&line);
             chunk.push('\n');
             in_chunk += 1;
             if in_chunk >= batch.max(1) {
-                copy.send(std::mem::take(&mut chunk).into_bytes()).await.map_err(sqlx_err)?;
+                copy.send(std::mem::take(&mut chunk).into_bytes()).await.map_err(crate::db::statement_error)?;
                 in_chunk = 0;
             }
         }
         if !chunk.is_empty() {
-            copy.send(chunk.into_bytes()).await.map_err(sqlx_err)?;
+            copy.send(chunk.into_bytes()).await.map_err(crate::db::statement_error)?;
         }
         Ok::<(), DbErr>(())
     }
     .await;
     match sent {
-        Ok(()) => copy.finish().await.map_err(sqlx_err),
+        Ok(()) => copy.finish().await.map_err(crate::db::statement_error),
         Err(e) => {
             if let Err(aborted) = copy.abort(e.to_string()).await {
                 tracing::debug!(error = %aborted, "aborting the COPY failed");
@@ -208,10 +208,6 @@ pub async fn copy_into_postgres(
             Err(e)
         }
     }
-}
-
-fn sqlx_err(e: sqlx::Error) -> DbErr {
-    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
 }
 
 /// The SQLite expression that writes a row of `table`, as the snapshot file

@@ -141,12 +141,8 @@ pub(super) async fn load_snapshot(shadow: &Db, view: View, path: &std::path::Pat
             let file = Db::connect_dedicated(&format!("sqlite://{}?mode=ro", path.to_string_lossy())).await?;
             let loaded = async {
                 // The dedicated connection's one connection, idle between transactions.
-                let mut conn = shadow
-                    .conn
-                    .get_postgres_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e))))?;
+                let mut conn =
+                    shadow.conn.get_postgres_connection_pool().acquire().await.map_err(crate::db::connection_error)?;
                 let target = format!("{}.{table}", shadow_schema(table));
                 portable::copy_into_postgres(
                     Table::View(view),
