@@ -229,12 +229,7 @@ async fn load_shadows(shadow: &Db, chosen: &[Arc<dyn Projection>], path: &std::p
             let phase = Instant::now();
             let rows = match shadow.backend() {
                 DbBackend::Postgres => {
-                    let own = Db::connect_dedicated(&shadow.url).await?;
-                    let loaded = load_snapshot(&own, view, path).await;
-                    if let Err(e) = own.conn.close().await {
-                        tracing::debug!(error = %e, "closing a load's connection failed");
-                    }
-                    loaded?
+                    on_own_connection(shadow, async |own| Ok(load_snapshot(own, view, path).await?)).await?
                 }
                 _ => load_snapshot(shadow, view, path).await?,
             };
@@ -274,7 +269,7 @@ async fn finish_shadows(shadow: &Db, deferred: &[(&'static str, Vec<String>)]) -
     }
     let phase = Instant::now();
     futures_util::future::try_join_all(deferred.iter().map(|(table, _)| {
-        on_own_connection(shadow, vec![format!("ALTER TABLE {}.{table} SET LOGGED", shadow_schema(table))])
+        run_on_own_connection(shadow, vec![format!("ALTER TABLE {}.{table} SET LOGGED", shadow_schema(table))])
     }))
     .await?;
     tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "rebuild phase: shadows made durable");
@@ -285,7 +280,7 @@ async fn finish_shadows(shadow: &Db, deferred: &[(&'static str, Vec<String>)]) -
     }
     let built: usize = lanes.iter().map(Vec::len).sum();
     futures_util::future::try_join_all(
-        lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| on_own_connection(shadow, lane)),
+        lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| run_on_own_connection(shadow, lane)),
     )
     .await?;
     tracing::debug!(indexes = built, seconds = phase.elapsed().as_secs_f64(), "rebuild phase: secondary indexes built");
@@ -296,20 +291,29 @@ async fn finish_shadows(shadow: &Db, deferred: &[(&'static str, Vec<String>)]) -
 const INDEX_BUILDS: usize = 4;
 
 /// Runs statements in order on a dedicated connection to the shadow's database.
-async fn on_own_connection(shadow: &Db, statements: Vec<String>) -> Result<(), RebuildError> {
-    let own = Db::connect_dedicated(&shadow.url).await?;
-    let mut done = Ok(());
-    for sql in &statements {
-        done = own.conn.execute_unprepared(sql).await.map(drop);
-        if done.is_err() {
-            break;
+async fn run_on_own_connection(shadow: &Db, statements: Vec<String>) -> Result<(), RebuildError> {
+    on_own_connection(shadow, async |own| {
+        for sql in &statements {
+            own.conn.execute_unprepared(sql).await?;
         }
-    }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `work` on a dedicated connection to the shadow's database, closed
+/// after it whatever `work` returned (work in parallel: one server process
+/// each).
+async fn on_own_connection<T>(
+    shadow: &Db,
+    work: impl AsyncFnOnce(&Db) -> Result<T, RebuildError>,
+) -> Result<T, RebuildError> {
+    let own = Db::connect_dedicated(&shadow.url).await?;
+    let done = work(&own).await;
     if let Err(e) = own.conn.close().await {
         tracing::debug!(error = %e, "closing a rebuild connection failed");
     }
-    done?;
-    Ok(())
+    done
 }
 
 /// Says the rebuild of `chosen` is alive every [`REPORT_EVERY`] until
