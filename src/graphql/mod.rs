@@ -11,6 +11,7 @@
 pub mod access;
 pub mod api;
 pub mod conform;
+pub mod direct;
 pub mod documents;
 pub mod enums;
 pub mod error;

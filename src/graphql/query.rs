@@ -5,6 +5,7 @@ use async_graphql::{Context, Object, ID};
 use chrono::NaiveDate;
 
 use super::access::{self, Viewer};
+use super::direct::{ListedOrder, ListedPage};
 use super::error::{from_query, validation};
 use super::lists::{
     self, order_columns, order_list, page_cost, CountOf, CustomerFilter, CustomerOrderBy, OrderFilter, OrderOrderBy,
@@ -169,7 +170,7 @@ impl QueryRoot {
         )]
         after: Option<String>,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Option<Page<OrderSummary>>> {
+    ) -> async_graphql::Result<Option<ListedPage>> {
         let scope = access::scope(ctx)?;
         let list = order_list(search, filter, order_by, status, customer_id, first, after)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;
@@ -177,8 +178,8 @@ impl QueryRoot {
         let had_after = list.after.is_some();
         let page = reads.orders(list.clone(), scope, columns).await.map_err(from_query)?;
         prefetch(ctx, &page.rows).await?;
-        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(OrderSummary));
-        Ok(Some(lists::page(rows, had_after, page.has_next, CountOf::Orders(list, scope))))
+        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(|row| ListedOrder(OrderSummary(row))));
+        Ok(Some(ListedPage(lists::page(rows, had_after, page.has_next, CountOf::Orders(list, scope)))))
     }
 
     /// One customer's dashboard (a customer: only its own).

@@ -228,7 +228,7 @@ impl Customer {
         >,
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the page before, exactly as returned.")] after: Option<String>,
-    ) -> async_graphql::Result<super::lists::Page<OrderSummary>> {
+    ) -> async_graphql::Result<super::direct::ListedPage> {
         if filter.as_ref().is_some_and(|f| f.customer_id.is_some()) {
             return Err(super::error::validation(
                 "Customer.orders lists this customer's orders: drop filter.customerId",
@@ -246,8 +246,16 @@ impl Customer {
         let page = loader.load_one(key.clone()).await.map_err(|e| from_query(unwrap_arc(e)))?;
         let empty = crate::query::orders::OrderPage { rows: Vec::new(), cursors: Vec::new(), has_next: false };
         let page = page.map(|p| (*p).clone()).unwrap_or(empty);
-        let rows = page.cursors.into_iter().zip(page.rows.into_iter().map(OrderSummary));
-        Ok(super::lists::page(rows, list.after.is_some(), page.has_next, super::lists::CountOf::CustomerOrders(key)))
+        let rows = page
+            .cursors
+            .into_iter()
+            .zip(page.rows.into_iter().map(|row| super::direct::ListedOrder(OrderSummary(row))));
+        Ok(super::direct::ListedPage(super::lists::page(
+            rows,
+            list.after.is_some(),
+            page.has_next,
+            super::lists::CountOf::CustomerOrders(key),
+        )))
     }
 }
 

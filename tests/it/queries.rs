@@ -230,3 +230,87 @@ on_both_backends!(a_page_reads_only_the_columns_its_fields_show_and_each_answers
         }
     }
 });
+
+// The orders of a list page, and the page itself, are resolved directly
+// into the response when their selection is plain fields
+// (`graphql::direct`), the derived way otherwise. The same selection asked
+// both ways, by aliases, through fragments (which always go the derived
+// way) and beside a field the direct way does not know, gives the same
+// answer for every field it serves, for placed, cancelled and shipped
+// orders, on `orders` and on a customer's list.
+on_both_backends!(a_listed_order_resolves_as_the_derived_type, |app| async {
+    let seed = app.seed().await;
+    let (a, _) = app.place_order(&seed.customer, &[(&seed.tea, 2), (&seed.cake, 1)]).await;
+    let (b, _) = app.place_order(&seed.customer, &[(&seed.cake, 3)]).await;
+    app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    app.cancel_order(&a, Some("changed my mind")).await;
+    app.ship_order(&b).await;
+    app.settle().await;
+    let plain = "__typename id customerId customerName customerEmail lineCount totalCents status placedAt
+        lines { __typename productId sku title quantity unitPriceCents lineTotalCents }";
+    let aliased = "__typename i: id customerId n: customerName customerEmail lineCount t: totalCents status placedAt
+        l: lines { __typename productId s: sku title quantity unitPriceCents lineTotalCents }";
+    let page = |node: &str| {
+        format!(
+            "__typename edges {{ __typename cursor node {{ {node} }} }} nodes {{ {node} }}
+             pageInfo {{ __typename hasNextPage hasPreviousPage startCursor endCursor }}"
+        )
+    };
+    for list in ["orders", "customer"] {
+        let ask = |selection: String| {
+            let app = &app;
+            let customer = seed.customer.clone();
+            async move {
+                let query = if list == "customer" {
+                    format!("query($c: ID!) {{ customer(id: $c) {{ orders(first: 10) {{ {selection} }} }} }}")
+                } else {
+                    format!(
+                        "query($c: ID!) {{ orders(filter: {{customerId: {{eq: $c}}}}, first: 10) {{ {selection} }} }}"
+                    )
+                };
+                let answer = app.data(&query, json!({ "c": customer })).await;
+                if list == "customer" {
+                    answer["customer"]["orders"].clone()
+                } else {
+                    answer["orders"].clone()
+                }
+            }
+        };
+        let direct = ask(page(plain)).await;
+        let nodes: Vec<&Value> = direct["edges"].as_array().expect("edges").iter().map(|e| &e["node"]).collect();
+        assert_eq!(nodes.len(), 3, "{list}: {direct}");
+        let statuses: Vec<&str> = nodes.iter().map(|n| n["status"].as_str().expect("status")).collect();
+        assert_eq!(statuses, ["PLACED", "SHIPPED", "CANCELLED"], "{list}");
+        assert_eq!(nodes[2]["lines"].as_array().expect("lines").len(), 2);
+        assert_eq!(direct["__typename"], "OrderSummaryConnection");
+        assert_eq!(direct["edges"][0]["__typename"], "OrderSummaryEdge");
+        assert_eq!(direct["pageInfo"]["endCursor"], direct["edges"][2]["cursor"]);
+        let derived_nodes = ask(page(&format!("... on OrderSummary {{ {plain} }}"))).await;
+        assert_eq!(direct, derived_nodes, "{list}: orders resolved directly and derived differ");
+        let derived =
+            ask(format!("... on OrderSummaryConnection {{ {} }}", page(&format!("... on OrderSummary {{ {plain} }}"))))
+                .await;
+        assert_eq!(direct, derived, "{list}: pages resolved directly and derived differ");
+        // Beside fields the direct way leaves to the derived one.
+        let mut beside = ask(format!("{} totalCount", page(&format!("{plain} version")))).await;
+        assert_eq!(beside["totalCount"], 3, "{list}");
+        beside.as_object_mut().expect("page").remove("totalCount");
+        for (list_field, inner) in [("edges", "/node"), ("nodes", "")] {
+            for item in beside[list_field].as_array_mut().expect("list") {
+                let node = item.pointer_mut(inner).expect("node").as_object_mut().expect("object");
+                let version = node.remove("version").expect("version");
+                assert!(version.as_i64().is_some_and(|v| v >= 1), "{version}");
+            }
+        }
+        assert_eq!(direct, beside, "{list}: a field it does not know changes nothing else");
+        let by_alias = ask(page(aliased)).await;
+        let by_alias_derived = ask(format!(
+            "... on OrderSummaryConnection {{ {} }}",
+            page(&format!("... on OrderSummary {{ {aliased} }}"))
+        ))
+        .await;
+        assert_eq!(by_alias, by_alias_derived, "{list}: aliases");
+        assert_eq!(by_alias["nodes"][0]["n"], nodes[0]["customerName"]);
+        assert_eq!(by_alias["nodes"][0]["l"][0]["s"], nodes[0]["lines"][0]["sku"]);
+    }
+});
