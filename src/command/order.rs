@@ -6,8 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::pipeline::{Changes, Changing, Decision, Handler};
-use super::store::Stored;
-use super::store::{self, Lock};
+use super::store;
 use super::{Ack, CommandError, CommandMeta, CommandService};
 use crate::domain::customer::Customer;
 pub use crate::domain::event::SalesChannel;
@@ -55,9 +54,8 @@ impl Handler for PlaceOrder {
     /// Share-locks what the order depends on: a concurrent rename or price
     /// change is ordered entirely before or after this order.
     async fn load(&self, txn: &DatabaseTransaction, by: &Actor) -> Result<Self::Loaded, CommandError> {
-        let customer = Customer::load(txn, by.order_customer(self.customer_id)?, Lock::ForShare).await?;
-        let products = store::load_products(txn, &self.lines.product_ids()).await?;
-        Ok((customer, products))
+        let customer = by.order_customer(self.customer_id)?;
+        store::load_customer_and_products(txn, customer, &self.lines.product_ids()).await
     }
 
     /// A duplicate order id is refused by the primary key when the row is inserted.

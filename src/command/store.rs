@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -79,6 +79,66 @@ pub async fn load_products(txn: &DatabaseTransaction, ids: &[Uuid]) -> Result<Ha
         .all(txn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, product_from_row(r))).collect())
+}
+
+/// `placeOrder`'s reads: its customer and its products, share-locked (the
+/// customer first, then the products in id order, as [`load_customer`] and
+/// [`load_products`] take them one after the other). On PostgreSQL one
+/// statement reads both, each in a CTE with its own locking clause: one
+/// round trip instead of two on the hottest command (plain SQL makes
+/// neither read, so this is the round trip the command adds).
+pub async fn load_customer_and_products(
+    txn: &DatabaseTransaction,
+    customer_id: Uuid,
+    product_ids: &[Uuid],
+) -> Result<(Customer, HashMap<Uuid, Product>), CommandError> {
+    if txn.get_database_backend() != DbBackend::Postgres || product_ids.is_empty() {
+        let customer = load_customer(txn, customer_id, Lock::ForShare).await?;
+        return Ok((customer, load_products(txn, product_ids).await?));
+    }
+    #[derive(sea_orm::FromQueryResult)]
+    struct Loaded {
+        is_customer: bool,
+        id: Uuid,
+        /// A customer's name, a product's sku.
+        first: String,
+        /// A customer's email, a product's title.
+        second: String,
+        price_cents: i64,
+        version: i64,
+    }
+    let mut ids = product_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "WITH c AS (SELECT id, name, email, version FROM customer WHERE id = $1 FOR SHARE), \
+         p AS (SELECT id, sku, title, price_cents, version FROM product WHERE id IN ({}) ORDER BY id FOR SHARE) \
+         SELECT true AS is_customer, id, name AS first, email AS second, 0::bigint AS price_cents, version FROM c \
+         UNION ALL SELECT false, id, sku, title, price_cents, version FROM p",
+        placeholders.join(", ")
+    );
+    let values = std::iter::once(customer_id.into()).chain(ids.iter().map(|id| (*id).into()));
+    let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+    let mut customer = None;
+    let mut products = HashMap::with_capacity(ids.len());
+    for row in Loaded::find_by_statement(statement).all(txn).await? {
+        if row.is_customer {
+            customer = Some(Customer { id: row.id, name: row.first, email: row.second, version: row.version });
+        } else {
+            let product = Product {
+                id: row.id,
+                sku: row.first,
+                title: row.second,
+                price_cents: row.price_cents,
+                version: row.version,
+            };
+            products.insert(row.id, product);
+        }
+    }
+    let customer = customer
+        .ok_or_else(|| CommandError::from(DomainError::not_found(format!("customer {customer_id} does not exist"))))?;
+    Ok((customer, products))
 }
 
 async fn load_product(txn: &DatabaseTransaction, id: Uuid, lock: Lock) -> Result<Product, CommandError> {
@@ -260,7 +320,6 @@ async fn insert_order_in_one_statement(
     for (i, line) in o.lines.iter().enumerate() {
         let n = values.len();
         let separator = if i == 0 { "" } else { ", " };
-        // Writing to a String cannot fail.
         // Writing to a String cannot fail.
         let _ = write!(sql, "{separator}($1, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4);
         values.extend([
