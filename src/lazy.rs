@@ -152,7 +152,11 @@ impl Folder {
     }
 
     /// Whether the events at or before `upto` are all committed, so a fold
-    /// to it is the view's answer there.
+    /// to it is the view's answer there. Only the log's reads depend on it:
+    /// they come after it. A view's stored row may be read beside it, at
+    /// any moment, since a fold only adds to a stored row the events it
+    /// has not applied (by version), and a row is never older than the
+    /// view's checkpoint the caller passed.
     async fn ready(&self, upto: Upto) -> Result<(), FoldError> {
         let Upto::Token(token) = upto else { return Ok(()) };
         let (exists, mut settled) = reader::exists_and_settled(&self.log.conn, token).await?;
@@ -213,9 +217,13 @@ impl Folder {
 
     async fn fold_order(&self, id: Uuid, upto: Upto) -> Result<Folded<Option<order_summary::Model>>, FoldError> {
         let started = Instant::now();
-        self.ready(upto).await?;
+        // The stored row is read beside the settle check (see [`Folder::ready`]
+        // for why that is sound): one round trip fewer on the way.
+        let (ready, stored) =
+            tokio::join!(self.ready(upto), order_summary::Entity::find_by_id(id).one(&self.views.conn));
+        ready?;
         let mut rows: HashMap<Uuid, order_summary::Model> = HashMap::new();
-        if let Some(stored) = order_summary::Entity::find_by_id(id).one(&self.views.conn).await? {
+        if let Some(stored) = stored? {
             rows.insert(id, stored);
         }
         let after = rows.get(&id).map_or(0, |row| row.version);
@@ -250,12 +258,13 @@ impl Folder {
 
     async fn fold_activity(&self, order_id: Uuid, upto: Upto) -> Result<Folded<Vec<order_activity::Model>>, FoldError> {
         let started = Instant::now();
-        self.ready(upto).await?;
-        let mut rows = order_activity::Entity::find()
+        let stored = order_activity::Entity::find()
             .filter(order_activity::Column::OrderId.eq(order_id))
             .order_by_asc(order_activity::Column::StreamVersion)
-            .all(&self.views.conn)
-            .await?;
+            .all(&self.views.conn);
+        let (ready, stored) = tokio::join!(self.ready(upto), stored);
+        ready?;
+        let mut rows = stored?;
         if let Upto::Token(token) = upto {
             rows.retain(|row| LogPosition::new(row.tx_id, row.position) <= token);
         }
@@ -288,8 +297,10 @@ impl Folder {
         checkpoint: LogPosition,
     ) -> Result<Folded<Option<customer_view::Model>>, FoldError> {
         let started = Instant::now();
-        self.ready(Upto::Token(token)).await?;
-        let mut row = customer_view::Entity::find_by_id(id).one(&self.views.conn).await?;
+        let (ready, stored) =
+            tokio::join!(self.ready(Upto::Token(token)), customer_view::Entity::find_by_id(id).one(&self.views.conn));
+        ready?;
+        let mut row = stored?;
         let range = decoded(reader::read_range(&self.log.conn, checkpoint, Some(token), MAX_FOLD + 1).await?)?;
         let mut events = 0;
         for e in range.iter().filter(|e| e.stream_id == id || e.event.owner() == Some(id)) {
