@@ -73,9 +73,18 @@ pub async fn measure(
     .context("start the eager server")?;
     let gql = Gql::new(&server.base_url, 16)?;
     let eager_busy = busy_share(&gql, &server.base_url, &catalog, scale, 0x36_0001).await?;
+    // How often a read at the token found a writer below its token still
+    // open and looked again (each look a pause of 1, 2, 4 … ms).
+    let settle_waits = || crate::scrape::counter(&server.base_url, "twofold_fold_settle_waits_total");
+    let waits_before = settle_waits().await?;
     let (at_token, at_token_served) = token_reads(&gql, &server.base_url, &catalog, scale.read_time, false).await?;
+    let settle_per_read = (settle_waits().await? - waits_before) / at_token.len().max(1) as f64;
     let (list_wait, _) = token_reads(&gql, &server.base_url, &catalog, scale.read_time, true).await?;
-    progress!("order(id:) at the token: {} {:?}", Summary::of(&at_token).brief(), at_token_served);
+    progress!(
+        "order(id:) at the token: {} {:?}; {settle_per_read:.2} settle waits per read",
+        Summary::of(&at_token).brief(),
+        at_token_served
+    );
     progress!("orders(filter: customerId) at the token: {}", Summary::of(&list_wait).brief());
     let stored = activity_loop(&gql, &ids, scale.read_time).await?;
     progress!("orderActivity eager (stored): {}", stored.brief());
@@ -143,7 +152,7 @@ pub async fn measure(
     report.add_wire(
         Figure::new(
             format!(
-                "`order(id:)` at the token right after placeOrder ({size}; served {})",
+                "`order(id:)` at the token right after placeOrder ({size}; served {}; {settle_per_read:.2} settle waits per read)",
                 served_text(&at_token_served)
             ),
             latency(&t),

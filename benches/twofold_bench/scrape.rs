@@ -42,6 +42,17 @@ async fn metrics_text(base_url: &str) -> anyhow::Result<String> {
         .await?)
 }
 
+/// One counter without labels (0 when the server has not counted yet).
+pub async fn counter(base_url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = metrics_text(base_url).await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(metric, _)| *metric == name)
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
 /// The kept-answer counters (`twofold_response_cache_total`): answers sent
 /// from memory (`hit`), shared with a twin computing the same answer
 /// (`shared`), the previous answer to a reader without a token while a twin
