@@ -13,13 +13,19 @@
 //! the response value. Anything else — a field this module does not know, a
 //! field with arguments or directives, a fragment, a response key given
 //! twice, a value that would be an error — goes the derived way, through
-//! [`OrderSummary`]'s own resolver, for the whole order. So a field added to
+//! `OrderSummary`'s own resolver, for the whole order. So a field added to
 //! `OrderSummary` is served correctly before anyone teaches it here, and
 //! every error keeps its path and code. [`ListedPage`] does the same one
 //! level up, for `edges`, `nodes` and `pageInfo`. The test
 //! `queries::a_listed_order_resolves_as_the_derived_type` holds the two
 //! ways equal; measured, the direct way serves about 20% more pages a
 //! second (docs/performance.md, "Resolving the page directly").
+//!
+//! The derived type is a parameter (`O`, bound by the row it wraps), not a
+//! path: `types.rs` names this module's page in `Customer.orders`, so this
+//! module names nothing of `types.rs`, and the two files stay free of an
+//! import circle (tests/it/architecture.rs). The schema uses them with
+//! `O = types::OrderSummary`.
 use std::borrow::Cow;
 
 use async_graphql::connection::{CursorType, EmptyFields, OpaqueCursor};
@@ -28,28 +34,30 @@ use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value};
 
+use super::enums::OrderStatus;
 use super::lists::Page;
-use super::types::{OrderStatus, OrderSummary};
 use crate::query::list::Cursor;
+use crate::query::OrderSummaryRow;
 
 /// An edge of a page of orders.
-type Edge = async_graphql::connection::Edge<OpaqueCursor<Cursor>, ListedOrder, EmptyFields>;
+type Edge<O> = async_graphql::connection::Edge<OpaqueCursor<Cursor>, ListedOrder<O>, EmptyFields>;
 
 /// An order in a list's page: the schema's `OrderSummary`, resolved
-/// directly when its selection allows (see the module's docs).
-pub struct ListedOrder(pub OrderSummary);
+/// directly when its selection allows (see the module's docs). `O` is the
+/// derived `OrderSummary`, which the whole order falls back to.
+pub struct ListedOrder<O>(pub O);
 
-impl OutputType for ListedOrder {
+impl<O: OutputType + AsRef<OrderSummaryRow>> OutputType for ListedOrder<O> {
     fn type_name() -> Cow<'static, str> {
-        OrderSummary::type_name()
+        O::type_name()
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
-        OrderSummary::create_type_info(registry)
+        O::create_type_info(registry)
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        match order_value(&self.0, &ctx.item.node) {
+        match order_value(self.0.as_ref(), &ctx.item.node) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
         }
@@ -79,8 +87,7 @@ fn plain_fields(set: &SelectionSet) -> Option<Vec<(&Name, &Field)>> {
 }
 
 /// An order's selected fields as a value, or `None` to go the derived way.
-fn order_value(order: &OrderSummary, set: &SelectionSet) -> Option<Value> {
-    let row = &order.0;
+fn order_value(row: &OrderSummaryRow, set: &SelectionSet) -> Option<Value> {
     let fields = plain_fields(set)?;
     let mut object = IndexMap::with_capacity(fields.len());
     for (key, field) in fields {
@@ -105,7 +112,7 @@ fn order_value(order: &OrderSummary, set: &SelectionSet) -> Option<Value> {
     Some(Value::Object(object))
 }
 
-/// A line as the view stores it ([`OrderLine`](super::types::OrderLine)'s JSON), its text borrowed
+/// A line as the view stores it (`OrderLine`'s JSON), its text borrowed
 /// from the stored column where it has no escapes: one copy per string
 /// shown, not two.
 #[derive(serde::Deserialize)]
@@ -152,15 +159,15 @@ fn lines_value(stored: &str, set: &SelectionSet) -> Option<Value> {
 /// `edges { cursor node }`, `nodes` and `pageInfo` with plain fields and
 /// every order resolves directly too; the derived way otherwise (for
 /// example when `totalCount` is asked, which reads the database).
-pub struct ListedPage(pub Page<ListedOrder>);
+pub struct ListedPage<O: OutputType + AsRef<OrderSummaryRow>>(pub Page<ListedOrder<O>>);
 
-impl OutputType for ListedPage {
+impl<O: OutputType + AsRef<OrderSummaryRow>> OutputType for ListedPage<O> {
     fn type_name() -> Cow<'static, str> {
-        Page::<ListedOrder>::type_name()
+        Page::<ListedOrder<O>>::type_name()
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
-        Page::<ListedOrder>::create_type_info(registry)
+        Page::<ListedOrder<O>>::create_type_info(registry)
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
@@ -172,22 +179,25 @@ impl OutputType for ListedPage {
 }
 
 /// A page's selected fields as a value, or `None` to go the derived way.
-fn page_value(page: &Page<ListedOrder>, set: &SelectionSet) -> Option<Value> {
+fn page_value<O: OutputType + AsRef<OrderSummaryRow>>(
+    page: &Page<ListedOrder<O>>,
+    set: &SelectionSet,
+) -> Option<Value> {
     let fields = plain_fields(set)?;
     let mut object = IndexMap::with_capacity(fields.len());
     for (key, field) in fields {
         let selection = &field.selection_set.node;
         let value = match field.name.node.as_str() {
-            "__typename" => Value::String(Page::<ListedOrder>::type_name().into_owned()),
+            "__typename" => Value::String(Page::<ListedOrder<O>>::type_name().into_owned()),
             "edges" => {
                 let edge_fields = plain_fields(selection)?;
                 let edges = page.edges.iter().map(|edge| {
                     let mut object = IndexMap::with_capacity(edge_fields.len());
                     for (key, field) in &edge_fields {
                         let value = match field.name.node.as_str() {
-                            "__typename" => Value::String(<Edge as OutputType>::type_name().into_owned()),
+                            "__typename" => Value::String(<Edge<O> as OutputType>::type_name().into_owned()),
                             "cursor" => Value::String(edge.cursor.encode_cursor()),
-                            "node" => order_value(&edge.node.0, &field.selection_set.node)?,
+                            "node" => order_value(edge.node.0.as_ref(), &field.selection_set.node)?,
                             _ => return None,
                         };
                         object.insert((*key).clone(), value);
@@ -197,14 +207,14 @@ fn page_value(page: &Page<ListedOrder>, set: &SelectionSet) -> Option<Value> {
                 Value::List(edges.collect::<Option<Vec<Value>>>()?)
             }
             "nodes" => {
-                let nodes = page.edges.iter().map(|edge| order_value(&edge.node.0, selection));
+                let nodes = page.edges.iter().map(|edge| order_value(edge.node.0.as_ref(), selection));
                 Value::List(nodes.collect::<Option<Vec<Value>>>()?)
             }
             "pageInfo" => {
                 let mut info = IndexMap::new();
                 for (key, field) in plain_fields(selection)? {
                     let cursor =
-                        |edge: Option<&Edge>| edge.map_or(Value::Null, |e| Value::String(e.cursor.encode_cursor()));
+                        |edge: Option<&Edge<O>>| edge.map_or(Value::Null, |e| Value::String(e.cursor.encode_cursor()));
                     let value = match field.name.node.as_str() {
                         "__typename" => Value::String("PageInfo".to_owned()),
                         "hasPreviousPage" => Value::Boolean(page.has_previous_page),
@@ -229,11 +239,10 @@ mod tests {
     use async_graphql::parser::types::DocumentOperations;
 
     use super::*;
-    use crate::query::OrderSummaryRow;
 
-    fn row() -> OrderSummary {
+    fn row() -> OrderSummaryRow {
         let product = uuid::Uuid::new_v4();
-        OrderSummary(OrderSummaryRow {
+        OrderSummaryRow {
             order_id: uuid::Uuid::new_v4(),
             customer_id: uuid::Uuid::new_v4(),
             customer_name: "Ada \"the first\"".to_owned(),
@@ -257,11 +266,11 @@ mod tests {
             last_position: 1,
             channel: "WEB".to_owned(),
             search_rank: None,
-        })
+        }
     }
 
     /// `order_value` over the selection of `{ … }`.
-    fn direct(order: &OrderSummary, selection: &str) -> Option<Value> {
+    fn direct(order: &OrderSummaryRow, selection: &str) -> Option<Value> {
         let document = async_graphql::parser::parse_query(selection).expect("parses");
         let DocumentOperations::Single(operation) = document.operations else { panic!("one operation") };
         order_value(order, &operation.node.selection_set.node)
@@ -273,7 +282,7 @@ mod tests {
         let value =
             direct(&order, "{ id n: customerName status totalCents lines { title quantity } }").expect("direct");
         let json = value.into_json().expect("json");
-        assert_eq!(json["id"], order.0.order_id.to_string());
+        assert_eq!(json["id"], order.order_id.to_string());
         assert_eq!(json["n"], "Ada \"the first\"");
         assert_eq!(json["status"], "PLACED");
         assert_eq!(json["totalCents"], 900);
@@ -294,11 +303,11 @@ mod tests {
             assert!(direct(&order, selection).is_none(), "{selection}");
         }
         let mut broken = row();
-        broken.0.status = "LOST".to_owned();
+        broken.status = "LOST".to_owned();
         assert!(direct(&broken, "{ status }").is_none(), "a stored value out of the enum is an error");
-        broken.0.total_cents = i64::from(i32::MAX) + 1;
+        broken.total_cents = i64::from(i32::MAX) + 1;
         assert!(direct(&broken, "{ totalCents }").is_none(), "a total past Int is an error");
-        broken.0.lines = "not json".to_owned();
+        broken.lines = "not json".to_owned();
         assert!(direct(&broken, "{ lines { title } }").is_none(), "unreadable lines are an error");
     }
 }

@@ -170,7 +170,7 @@ impl QueryRoot {
         )]
         after: Option<String>,
         consistent_with: Option<Token>,
-    ) -> async_graphql::Result<Option<ListedPage>> {
+    ) -> async_graphql::Result<Option<ListedPage<OrderSummary>>> {
         let scope = access::scope(ctx)?;
         let list = order_list(search, filter, order_by, status, customer_id, first, after)?;
         let reads = consistent(ctx, ORDER_VIEWS, consistent_with).await?;

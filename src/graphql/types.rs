@@ -32,6 +32,12 @@ pub struct Actor {
 /// An order, as the `order_summary` view shows it.
 pub struct OrderSummary(pub OrderSummaryRow);
 
+impl AsRef<OrderSummaryRow> for OrderSummary {
+    fn as_ref(&self) -> &OrderSummaryRow {
+        &self.0
+    }
+}
+
 /// One line of an order, with the product's sku and title as at order time.
 #[derive(SimpleObject, serde::Deserialize)]
 #[graphql(complex)]
@@ -228,7 +234,7 @@ impl Customer {
         >,
         #[graphql(desc = "Page size, at most 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the page before, exactly as returned.")] after: Option<String>,
-    ) -> async_graphql::Result<super::direct::ListedPage> {
+    ) -> async_graphql::Result<super::direct::ListedPage<OrderSummary>> {
         if filter.as_ref().is_some_and(|f| f.customer_id.is_some()) {
             return Err(super::error::validation(
                 "Customer.orders lists this customer's orders: drop filter.customerId",
