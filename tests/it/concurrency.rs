@@ -69,7 +69,6 @@ on_both_backends!(concurrent_renames_keep_every_version_once, |app| async {
 /// price change does), the order waits for it, then lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn place_order_waits_for_a_locked_customer_or_product_on_postgres() {
-    use sqlx::Connection;
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |_| {}).await else { return };
     let seed = app.seed().await;
     let url = &app.database.url;
@@ -78,33 +77,14 @@ async fn place_order_waits_for_a_locked_customer_or_product_on_postgres() {
         ("product", "SELECT 1 FROM product WHERE id = $1::uuid FOR UPDATE", &seed.cake),
     ];
     for (table, hold, id) in held {
-        let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
-        let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.expect("pid");
-        sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
-        sqlx::query(hold).bind(id).execute(&mut holder).await.expect("hold the row");
+        let holder = HeldRow::hold(url, hold, id).await;
         let lines = [(seed.tea.as_str(), 1), (seed.cake.as_str(), 2)];
         let order = app.place_order_raw(&seed.customer, &lines, json!(null), json!(null));
         let release = async {
-            // PostgreSQL announces no lock wait: look at its sessions.
-            let mut probe = sqlx::PgConnection::connect(url).await.expect("connect");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                let waiting: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
-                     AND wait_event_type = 'Lock' AND query ILIKE '%FOR SHARE%'",
-                )
-                .bind(holder_pid)
-                .fetch_one(&mut probe)
-                .await
-                .expect("sessions");
-                if waiting > 0 {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "placeOrder did not wait for the locked {table} row");
-                // No signal for a lock wait (see above): look again shortly.
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+            holder
+                .wait_for_a_waiter(url, "%FOR SHARE%", &format!("placeOrder waited for the locked {table} row"))
+                .await;
+            holder.release().await;
         };
         let (answer, ()) = tokio::join!(order, release);
         assert!(answer.get("errors").is_none(), "the order lands once the {table} is free: {answer}");

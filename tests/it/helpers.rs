@@ -458,3 +458,53 @@ pub fn code(response: &Value) -> String {
         .unwrap_or_else(|| panic!("expected an error code in {response}"))
         .to_owned()
 }
+
+/// A PostgreSQL session holding one row `FOR UPDATE` in an open
+/// transaction (`hold` selects it, `$1` bound to `id`), as a concurrent
+/// command or runner would; `release` rolls it back.
+pub struct HeldRow {
+    pub connection: sqlx::PgConnection,
+    pub pid: i32,
+}
+
+impl HeldRow {
+    pub async fn hold(url: &str, hold: &'static str, id: &str) -> HeldRow {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut connection).await.expect("pid");
+        sqlx::query("BEGIN").execute(&mut connection).await.expect("begin");
+        sqlx::query(hold).bind(id).execute(&mut connection).await.expect("hold the row");
+        HeldRow { connection, pid }
+    }
+
+    /// Returns once another session of the database waits on a lock with a
+    /// statement matching `like` (an `ILIKE` pattern); panics naming `what`
+    /// after 10 s.
+    pub async fn wait_for_a_waiter(&self, url: &str, like: &str, what: &str) {
+        use sqlx::Connection;
+        // PostgreSQL announces no lock wait: look at its sessions.
+        let mut probe = sqlx::PgConnection::connect(url).await.expect("connect");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
+                 AND wait_event_type = 'Lock' AND query ILIKE $2",
+            )
+            .bind(self.pid)
+            .bind(like)
+            .fetch_one(&mut probe)
+            .await
+            .expect("sessions");
+            if waiting > 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what} within 10 s");
+            // No signal for a lock wait (see above): look again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.connection).await.expect("release");
+    }
+}

@@ -385,34 +385,10 @@ async fn the_heartbeat_locks_checkpoint_rows_in_name_order_on_postgres() {
     names.sort();
     assert_eq!(names.len(), 5, "the five views are led here: {names:?}");
     for (i, held) in names.iter().enumerate() {
-        let mut holder = sqlx::PgConnection::connect(url).await.expect("connect");
-        let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut holder).await.expect("pid");
-        sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
-        sqlx::query("SELECT 1 FROM projection_checkpoint WHERE name = $1 FOR UPDATE")
-            .bind(held)
-            .execute(&mut holder)
-            .await
-            .expect("hold the row");
-        // A beat comes within a quarter of the stall bound and waits on the
-        // row. PostgreSQL announces no lock wait: look at its sessions.
+        let holder = HeldRow::hold(url, "SELECT 1 FROM projection_checkpoint WHERE name = $1 FOR UPDATE", held).await;
+        // A beat comes within a quarter of the stall bound and waits on the row.
+        holder.wait_for_a_waiter(url, "%projection_checkpoint%", &format!("a heartbeat waited on {held}")).await;
         let mut probe = sqlx::PgConnection::connect(url).await.expect("connect");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
-                 AND wait_event_type = 'Lock' AND query ILIKE '%projection_checkpoint%'",
-            )
-            .bind(holder_pid)
-            .fetch_one(&mut probe)
-            .await
-            .expect("sessions");
-            if waiting > 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no heartbeat waited on {held} within 10 s");
-            // No signal for a lock wait (see above): look again shortly.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         sqlx::query("BEGIN").execute(&mut probe).await.expect("begin");
         let free: Vec<String> =
             sqlx::query_scalar("SELECT name FROM projection_checkpoint ORDER BY name FOR UPDATE SKIP LOCKED")
@@ -426,7 +402,7 @@ async fn the_heartbeat_locks_checkpoint_rows_in_name_order_on_postgres() {
             );
         }
         sqlx::query("ROLLBACK").execute(&mut probe).await.expect("rollback");
-        sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+        holder.release().await;
     }
     app.stop().await;
 }
