@@ -337,6 +337,83 @@ pub async fn read_stream(
     Ok(rows.into_iter().map(|row| decode_row(row, None)).collect())
 }
 
+/// What [`read_stream_at`] saw in one snapshot: whether the token's event
+/// is in the log, whether every writer below the token had ended, and the
+/// stream's events up to the token.
+pub struct StreamAt {
+    pub exists: bool,
+    pub settled: bool,
+    pub events: Vec<ReadEvent>,
+}
+
+/// A row of [`read_stream_at`]'s statement: the horizon and the token's
+/// presence, beside one event of the stream (none when it has none).
+#[derive(Debug, FromQueryResult)]
+struct StreamAtRow {
+    h: i64,
+    found: bool,
+    position: Option<i64>,
+    tx_id: Option<i64>,
+    stream_id: Option<uuid::Uuid>,
+    stream_version: Option<i64>,
+    event_type: Option<String>,
+    event_version: Option<i32>,
+    payload: Option<String>,
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    metadata: Option<String>,
+}
+
+/// [`exists_and_settled`] and [`read_stream`] up to `token`, in one
+/// statement on PostgreSQL, so one snapshot: the horizon is computed from
+/// the statement's own snapshot (`pg_current_snapshot()`, see
+/// [`horizon_sql`]), so when it says the writers below the token have
+/// ended, their events are visible to the same statement's read (as the
+/// projector's batch read relies on). When it says they have not, the
+/// events are not the answer there: the caller waits and reads again. On
+/// SQLite (writers serialized, always settled) it is the two reads.
+pub async fn read_stream_at(
+    db: &impl ConnectionTrait,
+    stream_id: uuid::Uuid,
+    after_version: i64,
+    token: LogPosition,
+    limit: u64,
+) -> Result<StreamAt, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let exists = exists(db, token).await?;
+        let events = read_stream(db, stream_id, after_version, Some(token), limit).await?;
+        return Ok(StreamAt { exists, settled: true, events });
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "{} SELECT horizon.h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found, e.* \
+         FROM horizon LEFT JOIN LATERAL (SELECT {COLUMNS} FROM event WHERE stream_id = $3 AND stream_version > $4 \
+         AND (tx_id, position) <= ($2, $1) ORDER BY stream_version LIMIT $5) e ON true ORDER BY e.stream_version",
+        horizon_sql()
+    );
+    let values = vec![token.position.into(), token.tx_id.into(), stream_id.into(), after_version.into(), limit.into()];
+    let rows = StreamAtRow::find_by_statement(statement(DbBackend::Postgres, &sql, values)).all(db).await?;
+    let Some(first) = rows.first() else { return Ok(StreamAt { exists: false, settled: false, events: Vec::new() }) };
+    let (exists, settled) = (first.found, token.tx_id < first.h);
+    let events = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(LogRow {
+                position: row.position?,
+                tx_id: row.tx_id?,
+                stream_id: row.stream_id?,
+                stream_version: row.stream_version?,
+                event_type: row.event_type?,
+                event_version: row.event_version?,
+                payload: row.payload?,
+                recorded_at: row.recorded_at?,
+                metadata: row.metadata,
+            })
+        })
+        .map(|row| decode_row(row, None))
+        .collect();
+    Ok(StreamAt { exists, settled, events })
+}
+
 /// Why the event at `token` happened (its metadata), if one is there.
 pub async fn meta_at(
     db: &impl ConnectionTrait,
