@@ -151,15 +151,20 @@ impl Folder {
         self
     }
 
-    /// Whether the events at or before `upto` are all committed, so a fold
+    /// Whether the events at or before `token` are all committed, so a fold
     /// to it is the view's answer there. Only the log's reads depend on it:
     /// they come after it. A view's stored row may be read beside it, at
     /// any moment, since a fold only adds to a stored row the events it
     /// has not applied (by version), and a row is never older than the
     /// view's checkpoint the caller passed.
-    async fn ready(&self, upto: Upto) -> Result<(), FoldError> {
-        let Upto::Token(token) = upto else { return Ok(()) };
+    async fn ready(&self, token: LogPosition) -> Result<(), FoldError> {
         let (exists, settled) = reader::exists_and_settled(&self.log.conn, token).await?;
+        self.after_first_look(token, exists, settled).await
+    }
+
+    /// What a first look at `token` found, made good: a token not in the
+    /// log is an error, and writers below it still open are waited for.
+    async fn after_first_look(&self, token: LogPosition, exists: bool, settled: bool) -> Result<(), FoldError> {
         if !exists {
             return Err(FoldError::UnknownToken);
         }
@@ -201,13 +206,11 @@ impl Folder {
     async fn order_stream(&self, id: Uuid, upto: Upto) -> Result<Vec<RecordedEvent>, FoldError> {
         let Upto::Token(token) = upto else { return self.stream(id, 0, upto).await };
         let read = reader::read_stream_at(&self.log.conn, id, 0, token, MAX_FOLD + 1).await?;
-        if !read.exists {
-            return Err(FoldError::UnknownToken);
-        }
-        if read.settled {
+        if read.exists && read.settled {
             return decoded(read.events);
         }
-        self.settle(token).await?;
+        // Not the answer yet: an error, or a wait and a second read.
+        self.after_first_look(token, read.exists, read.settled).await?;
         self.stream(id, 0, upto).await
     }
 
@@ -330,7 +333,7 @@ impl Folder {
     ) -> Result<Folded<Option<customer_view::Model>>, FoldError> {
         let started = Instant::now();
         let (ready, stored) =
-            tokio::join!(self.ready(Upto::Token(token)), customer_view::Entity::find_by_id(id).one(&self.views.conn));
+            tokio::join!(self.ready(token), customer_view::Entity::find_by_id(id).one(&self.views.conn));
         ready?;
         let mut row = stored?;
         let range = decoded(reader::read_range(&self.log.conn, checkpoint, Some(token), MAX_FOLD + 1).await?)?;

@@ -19,7 +19,7 @@
 //! level up, for `edges`, `nodes` and `pageInfo`. The test
 //! `queries::a_listed_order_resolves_as_the_derived_type` holds the two
 //! ways equal; measured, the direct way serves about 20% more pages a
-//! second (docs/performance.md, "Resolving the page directly").
+//! second (docs/performance.md, "The page resolved directly").
 //!
 //! The derived type is a parameter (`O`, bound by the row it wraps), not a
 //! path: `types.rs` names this module's page in `Customer.orders`, so this
