@@ -36,7 +36,7 @@ use entity::read::{customer_view, order_activity, order_summary};
 use crate::catalog::View;
 use crate::db::Db;
 use crate::domain::event::RecordedEvent;
-use crate::projection::reader::{self, ReadEvent};
+use crate::projection::reader::{self, Beside, ReadEvent};
 use crate::token::LogPosition;
 
 /// The most events one read folds; past it the read waits for the view.
@@ -158,39 +158,41 @@ impl Folder {
     /// has not applied (by version), and a row is never older than the
     /// view's checkpoint the caller passed.
     async fn ready(&self, token: LogPosition) -> Result<(), FoldError> {
-        let (exists, settled) = reader::exists_and_settled(&self.log.conn, token).await?;
-        self.after_first_look(token, exists, settled).await
+        self.when_settled(|| async {
+            let (exists, settled) = reader::exists_and_settled(&self.log.conn, token).await?;
+            Ok(Look { exists, settled, value: () })
+        })
+        .await
     }
 
-    /// What a first look at `token` found, made good: a token not in the
-    /// log is an error, and writers below it still open are waited for.
-    async fn after_first_look(&self, token: LogPosition, exists: bool, settled: bool) -> Result<(), FoldError> {
-        if !exists {
-            return Err(FoldError::UnknownToken);
-        }
-        if !settled {
-            self.settle(token).await?;
-        }
-        Ok(())
-    }
-
-    /// Waits for the writers below `token`, seen still open, to end.
-    async fn settle(&self, token: LogPosition) -> Result<(), FoldError> {
-        // A writer below the token is another transaction, seen only by
-        // asking the database: look again after a short pause, doubling,
-        // until the settle wait (the caller then waits for the view instead).
+    /// Looks at the log at a token until every writer below it has ended:
+    /// `look` reads what the fold needs with the token's presence and the
+    /// settle check beside it. A token not in the log is an error. While a
+    /// writer below the token is still open (another transaction, seen
+    /// only by asking the database) it looks again after a short pause,
+    /// doubling, until the settle wait (the caller then waits for the view
+    /// instead). Each look is the whole read, so a read that met a writer
+    /// is one more round trip per pause, not a check and then the read.
+    async fn when_settled<T, Fut>(&self, mut look: impl FnMut() -> Fut) -> Result<T, FoldError>
+    where
+        Fut: std::future::Future<Output = Result<Look<T>, FoldError>>,
+    {
         let deadline = Instant::now() + self.settle_wait;
         let mut pause = Duration::from_millis(1);
         loop {
+            let Look { exists, settled, value } = look().await?;
+            if !exists {
+                return Err(FoldError::UnknownToken);
+            }
+            if settled {
+                return Ok(value);
+            }
             metrics::counter!(crate::metrics::FOLD_SETTLE_WAITS).increment(1);
             if Instant::now() + pause > deadline {
                 return Err(FoldError::NotSettled);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(32));
-            if reader::settled(&self.log.conn, token).await? {
-                return Ok(());
-            }
         }
     }
 
@@ -200,18 +202,20 @@ impl Folder {
     /// stored row's read; the caller keeps the events the row has not
     /// applied. At a token, the settle check rides in the same statement
     /// ([`reader::read_stream_at`]: one snapshot, so the events it returns
-    /// are all of them once it says the writers below have ended), so a
-    /// read at the token is the stored row beside this, then the
-    /// customer's renames: two round trips in turn, where it was three.
-    async fn order_stream(&self, id: Uuid, upto: Upto) -> Result<Vec<RecordedEvent>, FoldError> {
-        let Upto::Token(token) = upto else { return self.stream(id, 0, upto).await };
-        let read = reader::read_stream_at(&self.log.conn, id, 0, token, MAX_FOLD + 1).await?;
-        if read.exists && read.settled {
-            return decoded(read.events);
-        }
-        // Not the answer yet: an error, or a wait and a second read.
-        self.after_first_look(token, read.exists, read.settled).await?;
-        self.stream(id, 0, upto).await
+    /// are all of them once it says the writers below have ended), and so
+    /// do the placing customer's events since the order read it when
+    /// `beside` asks (`Some` of them when they came): a read at the token
+    /// is then one round trip, this beside the stored row, where it was
+    /// three in turn.
+    async fn order_stream(&self, id: Uuid, upto: Upto, beside: Beside) -> Result<OrderStream, FoldError> {
+        let Upto::Token(token) = upto else { return Ok((self.stream(id, 0, upto).await?, None)) };
+        let read = self
+            .when_settled(|| async {
+                let read = reader::read_stream_at(&self.log.conn, id, beside, token, MAX_FOLD + 1).await?;
+                Ok(Look { exists: read.exists, settled: read.settled, value: read })
+            })
+            .await?;
+        Ok((decoded(read.events)?, read.beside.map(decoded).transpose()?))
     }
 
     async fn stream(&self, id: Uuid, after_version: i64, upto: Upto) -> Result<Vec<RecordedEvent>, FoldError> {
@@ -253,21 +257,28 @@ impl Folder {
         let started = Instant::now();
         // The stored row is read beside the order's events (see
         // [`Folder::order_stream`] for why that is sound).
-        let (order_events, stored) =
-            tokio::join!(self.order_stream(id, upto), order_summary::Entity::find_by_id(id).one(&self.views.conn));
+        let (order_events, stored) = tokio::join!(
+            self.order_stream(id, upto, Beside::PlacingCustomer),
+            order_summary::Entity::find_by_id(id).one(&self.views.conn)
+        );
         let mut rows: HashMap<Uuid, order_summary::Model> = HashMap::new();
         if let Some(stored) = stored? {
             rows.insert(id, stored);
         }
         let after = rows.get(&id).map_or(0, |row| row.version);
-        let mut order_events = order_events?;
+        let (mut order_events, placing_customer) = order_events?;
         order_events.retain(|e| e.stream_version > after);
         for e in &order_events {
             crate::projection::order_summary::fold(&mut rows, e).map_err(poison)?;
         }
         let mut events = order_events.len();
         if let Some((customer, since)) = rows.get(&id).map(|row| (row.customer_id, row.customer_version)) {
-            let customer_events = self.stream(customer, since, upto).await?;
+            let mut customer_events = match placing_customer {
+                Some(read) if read.iter().all(|e| e.stream_id == customer) => read,
+                _ => self.stream(customer, since, upto).await?,
+            };
+            // (The read beside may hold renames the stored row has applied.)
+            customer_events.retain(|e| e.stream_version > since);
             events += customer_events.len();
             for e in &customer_events {
                 crate::projection::order_summary::fold_rename(&mut rows, e);
@@ -297,13 +308,13 @@ impl Folder {
             .order_by_asc(order_activity::Column::StreamVersion)
             .all(&self.views.conn);
         // Beside the stored rows, as for a summary ([`Folder::order_stream`]).
-        let (events, stored) = tokio::join!(self.order_stream(order_id, upto), stored);
+        let (events, stored) = tokio::join!(self.order_stream(order_id, upto, Beside::Nothing), stored);
         let mut rows = stored?;
         if let Upto::Token(token) = upto {
             rows.retain(|row| LogPosition::new(row.tx_id, row.position) <= token);
         }
         let after = rows.iter().map(|row| row.stream_version).max().unwrap_or(0);
-        let mut events = events?;
+        let (mut events, _) = events?;
         events.retain(|e| e.stream_version > after);
         rows.extend(events.iter().filter_map(crate::projection::order_activity::row_of));
         let elapsed = started.elapsed();
@@ -345,6 +356,19 @@ impl Folder {
         Ok(Folded { value: row, events, elapsed: started.elapsed() })
     }
 }
+
+/// One look at the log at a token ([`Folder::when_settled`]): whether the
+/// token's event is there, whether every writer below it had ended, and
+/// what was read beside, in the same snapshot.
+struct Look<T> {
+    exists: bool,
+    settled: bool,
+    value: T,
+}
+
+/// An order's events, and its placing customer's when they were read beside
+/// them ([`Folder::order_stream`]).
+type OrderStream = (Vec<RecordedEvent>, Option<Vec<RecordedEvent>>);
 
 /// The events of a read, or the first that cannot be decoded; past
 /// [`MAX_FOLD`], [`FoldError::TooFar`].

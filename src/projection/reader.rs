@@ -337,6 +337,19 @@ pub async fn read_stream(
     Ok(rows.into_iter().map(|row| decode_row(row, None)).collect())
 }
 
+/// What [`read_stream_at`] reads beside the stream's own events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beside {
+    /// Nothing.
+    Nothing,
+    /// The stream is an order's: also its customer's events after the
+    /// customer version the order was placed at (the renames an order's
+    /// summary folds), found through the order's `OrderPlaced` event
+    /// (its `customerId` and `customerVersion`) in the same statement,
+    /// so a read at the token needs no second round trip for them.
+    PlacingCustomer,
+}
+
 /// What [`read_stream_at`] saw in one snapshot: whether the token's event
 /// is in the log, whether every writer below the token had ended, and the
 /// stream's events up to the token.
@@ -344,10 +357,15 @@ pub struct StreamAt {
     pub exists: bool,
     pub settled: bool,
     pub events: Vec<ReadEvent>,
+    /// What [`Beside`] asked for, up to the token, in stream order; `None`
+    /// when it asked for nothing or could not be read in the same
+    /// statement (SQLite; an order whose `OrderPlaced` is not at or before
+    /// the token), so the caller reads it apart.
+    pub beside: Option<Vec<ReadEvent>>,
 }
 
 /// A row of [`read_stream_at`]'s statement: the horizon and the token's
-/// presence, beside one event of the stream (none when it has none).
+/// presence, beside one event (none when there is none).
 #[derive(Debug, FromQueryResult)]
 struct StreamAtRow {
     h: i64,
@@ -363,55 +381,81 @@ struct StreamAtRow {
     metadata: Option<String>,
 }
 
-/// [`exists_and_settled`] and [`read_stream`] up to `token`, in one
-/// statement on PostgreSQL, so one snapshot: the horizon is computed from
-/// the statement's own snapshot (`pg_current_snapshot()`, see
-/// [`horizon_sql`]), so when it says the writers below the token have
-/// ended, their events are visible to the same statement's read (as the
-/// projector's batch read relies on). When it says they have not, the
-/// events are not the answer there: the caller waits and reads again. On
-/// SQLite (writers serialized, always settled) it is the two reads.
+impl StreamAtRow {
+    /// The event this row carries, if it carries one.
+    fn event(self) -> Option<LogRow> {
+        Some(LogRow {
+            position: self.position?,
+            tx_id: self.tx_id?,
+            stream_id: self.stream_id?,
+            stream_version: self.stream_version?,
+            event_type: self.event_type?,
+            event_version: self.event_version?,
+            payload: self.payload?,
+            recorded_at: self.recorded_at?,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// [`exists_and_settled`] and [`read_stream`] of a whole stream up to
+/// `token` (and what `beside` names), in one statement on PostgreSQL, so
+/// one snapshot: the horizon is computed from the statement's own snapshot
+/// (`pg_current_snapshot()`, see [`horizon_sql`]), so when it says the
+/// writers below the token have ended, their events are visible to the
+/// same statement's read (as the projector's batch read relies on). When
+/// it says they have not, the events are not the answer there: the caller
+/// waits and reads again. On SQLite (writers serialized, always settled)
+/// it is the two reads, and `beside` is left to the caller.
 pub async fn read_stream_at(
     db: &impl ConnectionTrait,
     stream_id: uuid::Uuid,
-    after_version: i64,
+    beside: Beside,
     token: LogPosition,
     limit: u64,
 ) -> Result<StreamAt, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         let exists = exists(db, token).await?;
-        let events = read_stream(db, stream_id, after_version, Some(token), limit).await?;
-        return Ok(StreamAt { exists, settled: true, events });
+        let events = read_stream(db, stream_id, 0, Some(token), limit).await?;
+        return Ok(StreamAt { exists, settled: true, events, beside: None });
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let own = format!(
+        "SELECT {COLUMNS} FROM event WHERE stream_id = $3 AND (tx_id, position) <= ($2, $1) \
+         ORDER BY stream_version LIMIT $4"
+    );
+    let events = match beside {
+        Beside::Nothing => own,
+        // The placing customer's events after the version the order read
+        // it at: `p` is the order's first event, at most one row.
+        Beside::PlacingCustomer => format!(
+            "({own}) UNION ALL (SELECT {COLUMNS} FROM event c JOIN (SELECT (payload->>'customerId')::uuid AS customer, \
+             (payload->>'customerVersion')::bigint AS read_at FROM event WHERE stream_id = $3 AND stream_version = 1 \
+             AND event_type = 'OrderPlaced' AND (tx_id, position) <= ($2, $1)) p \
+             ON c.stream_id = p.customer AND c.stream_version > p.read_at \
+             WHERE (c.tx_id, c.position) <= ($2, $1) ORDER BY c.stream_version LIMIT $4)"
+        ),
+    };
     let sql = format!(
         "{} SELECT horizon.h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found, e.* \
-         FROM horizon LEFT JOIN LATERAL (SELECT {COLUMNS} FROM event WHERE stream_id = $3 AND stream_version > $4 \
-         AND (tx_id, position) <= ($2, $1) ORDER BY stream_version LIMIT $5) e ON true ORDER BY e.stream_version",
+         FROM horizon LEFT JOIN LATERAL ({events}) e ON true ORDER BY e.stream_id, e.stream_version",
         horizon_sql()
     );
-    let values = vec![token.position.into(), token.tx_id.into(), stream_id.into(), after_version.into(), limit.into()];
+    let values = vec![token.position.into(), token.tx_id.into(), stream_id.into(), limit.into()];
     let rows = StreamAtRow::find_by_statement(statement(DbBackend::Postgres, &sql, values)).all(db).await?;
-    let Some(first) = rows.first() else { return Ok(StreamAt { exists: false, settled: false, events: Vec::new() }) };
+    let Some(first) = rows.first() else {
+        return Ok(StreamAt { exists: false, settled: false, events: Vec::new(), beside: None });
+    };
     let (exists, settled) = (first.found, token.tx_id < first.h);
-    let events = rows
-        .into_iter()
-        .filter_map(|row| {
-            Some(LogRow {
-                position: row.position?,
-                tx_id: row.tx_id?,
-                stream_id: row.stream_id?,
-                stream_version: row.stream_version?,
-                event_type: row.event_type?,
-                event_version: row.event_version?,
-                payload: row.payload?,
-                recorded_at: row.recorded_at?,
-                metadata: row.metadata,
-            })
-        })
-        .map(|row| decode_row(row, None))
-        .collect();
-    Ok(StreamAt { exists, settled, events })
+    let (own, other): (Vec<LogRow>, Vec<LogRow>) =
+        rows.into_iter().filter_map(StreamAtRow::event).partition(|row| row.stream_id == stream_id);
+    // The customer part is the answer only if the order's first event was
+    // there to name the customer (else it is empty for want of it).
+    let placed = own.first().is_some_and(|row| row.stream_version == 1 && row.event_type == "OrderPlaced");
+    let beside = (beside == Beside::PlacingCustomer && placed)
+        .then(|| other.into_iter().map(|row| decode_row(row, None)).collect());
+    let events = own.into_iter().map(|row| decode_row(row, None)).collect();
+    Ok(StreamAt { exists, settled, events, beside })
 }
 
 /// Why the event at `token` happened (its metadata), if one is there.
@@ -441,22 +485,12 @@ pub async fn exists(db: &impl ConnectionTrait, token: LogPosition) -> Result<boo
     Ok(db.query_one_raw(stmt).await?.is_some())
 }
 
-/// Whether every transaction that could append an event at or before
-/// `token` has ended (PostgreSQL: the horizon has passed its transaction
-/// id; SQLite: always, writers are serialized). Until then a transaction
-/// with a smaller id may still commit an event that sorts before `token`.
-pub async fn settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<bool, DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(true);
-    }
-    let sql = format!("{} SELECT h FROM horizon", horizon_sql());
-    let row = db.query_one_raw(statement(DbBackend::Postgres, &sql, vec![])).await?;
-    let horizon: i64 = row.map(|r| r.try_get("", "h")).transpose()?.unwrap_or(0);
-    Ok(token.tx_id < horizon)
-}
-
-/// [`exists`] and [`settled`] in one statement (one round trip for a read
-/// at the token's first look): `(exists, settled)`.
+/// Whether the token's event is in the log ([`exists`]) and whether every
+/// transaction that could append an event at or before it has ended
+/// (PostgreSQL: the horizon has passed its transaction id; SQLite: always,
+/// writers are serialized; until then a transaction with a smaller id may
+/// still commit an event that sorts before `token`), in one statement:
+/// `(exists, settled)`.
 pub async fn exists_and_settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<(bool, bool), DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok((exists(db, token).await?, true));

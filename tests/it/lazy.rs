@@ -264,6 +264,32 @@ async fn a_view_behind_the_token_folds_single_keys(backend: Backend) {
     for field in ["order", "customer", "orderActivity"] {
         assert_eq!(answer["extensions"]["served"][field], "folded", "{field}: {answer}");
     }
+    // The customer renamed after the order: the order's fold reads the
+    // rename too (on PostgreSQL in the same statement as the order's events).
+    let renamed = app
+        .data(
+            "mutation($id: ID!) { renameCustomer(input: {customerId: $id, name: \"Ada Lovelace-Byron\"}) { token } }",
+            json!({ "id": seed.customer }),
+        )
+        .await;
+    let rename_token = renamed["renameCustomer"]["token"].clone();
+    let answer = app
+        .gql(
+            "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { customerName totalCents } }",
+            json!({ "o": order, "t": rename_token }),
+        )
+        .await;
+    assert!(answer.get("errors").is_none(), "{answer}");
+    assert_eq!(answer["data"]["order"]["customerName"], "Ada Lovelace-Byron", "{answer}");
+    assert_eq!(answer["extensions"]["served"]["order"], "folded", "{answer}");
+    // At the order's own token the name is still the one it was placed with.
+    let before = app
+        .gql(
+            "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { customerName } }",
+            json!({ "o": order, "t": token }),
+        )
+        .await;
+    assert_ne!(before["data"]["order"]["customerName"], "Ada Lovelace-Byron", "{before}");
     // A list cannot fold: it waits, and the lock holds it back.
     let list = app.gql("query($t: Token) { orders(consistentWith: $t) { nodes { id } } }", json!({ "t": token })).await;
     assert_eq!(code(&list), "NOT_VISIBLE_YET", "{list}");
@@ -294,6 +320,62 @@ async fn a_view_behind_the_token_folds_single_keys_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_view_behind_the_token_folds_single_keys_on_postgres() {
     a_view_behind_the_token_folds_single_keys(Backend::Postgres).await;
+}
+
+/// On PostgreSQL the read at a token of an order's stream brings its
+/// placing customer's events since the order read it, in the same
+/// statement: the renames after the order, not the one before it, and
+/// nothing past the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_read_at_the_token_brings_its_customers_later_renames_on_postgres() {
+    use twofold::projection::reader::{read_stream_at, Beside};
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |_| {}).await else { return };
+    let seed = app.seed().await;
+    let rename = |name: &'static str| {
+        let app = &app;
+        let customer = seed.customer.clone();
+        async move {
+            let data = app
+                .data(
+                    "mutation($id: ID!, $n: String!) { renameCustomer(input: {customerId: $id, name: $n}) { token } }",
+                    json!({ "id": customer, "n": name }),
+                )
+                .await;
+            data["renameCustomer"]["token"].as_str().expect("token").parse::<LogPosition>().expect("token")
+        }
+    };
+    let before = rename("Before").await;
+    let (order, placed) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
+    let order = uuid::Uuid::parse_str(&order).expect("uuid");
+    let placed: LogPosition = placed.parse().expect("token");
+    let first = rename("After one").await;
+    let second = rename("After two").await;
+    let log = &app.services.write_db.conn;
+    let names = |read: &twofold::projection::reader::StreamAt| -> Option<Vec<String>> {
+        read.beside.as_ref().map(|events| {
+            events
+                .iter()
+                .map(|e| match &e.as_ref().expect("decodes").event {
+                    twofold::domain::DomainEvent::CustomerRenamed(r) => r.name.clone(),
+                    other => panic!("not a rename: {other:?}"),
+                })
+                .collect()
+        })
+    };
+    let at_first = read_stream_at(log, order, Beside::PlacingCustomer, first, 100).await.expect("read");
+    assert!(at_first.exists && at_first.settled);
+    assert_eq!(at_first.events.len(), 1, "the order's OrderPlaced");
+    assert_eq!(names(&at_first), Some(vec!["After one".to_owned()]), "the rename after the order, to the token");
+    let at_second = read_stream_at(log, order, Beside::PlacingCustomer, second, 100).await.expect("read");
+    assert_eq!(names(&at_second), Some(vec!["After one".to_owned(), "After two".to_owned()]));
+    let at_placed = read_stream_at(log, order, Beside::PlacingCustomer, placed, 100).await.expect("read");
+    assert_eq!(names(&at_placed), Some(Vec::new()), "nothing after the order at its own token");
+    let without = read_stream_at(log, order, Beside::Nothing, second, 100).await.expect("read");
+    assert!(without.beside.is_none());
+    // Before the order was placed there is no order to name its customer.
+    let early = read_stream_at(log, order, Beside::PlacingCustomer, before, 100).await.expect("read");
+    assert!(early.events.is_empty() && early.beside.is_none(), "no OrderPlaced, so no customer read beside it");
+    app.stop().await;
 }
 
 /// A `kill -9` while the snapshotter writes leaves the previous snapshot
