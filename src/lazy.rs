@@ -151,20 +151,6 @@ impl Folder {
         self
     }
 
-    /// Whether the events at or before `token` are all committed, so a fold
-    /// to it is the view's answer there. Only the log's reads depend on it:
-    /// they come after it. A view's stored row may be read beside it, at
-    /// any moment, since a fold only adds to a stored row the events it
-    /// has not applied (by version), and a row is never older than the
-    /// view's checkpoint the caller passed.
-    async fn ready(&self, token: LogPosition) -> Result<(), FoldError> {
-        self.when_settled(|| async {
-            let (exists, settled) = reader::exists_and_settled(&self.log.conn, token).await?;
-            Ok(Look { exists, settled, value: () })
-        })
-        .await
-    }
-
     /// Looks at the log at a token until every writer below it has ended:
     /// `look` reads what the fold needs with the token's presence and the
     /// settle check beside it. A token not in the log is an error. While a
@@ -173,6 +159,11 @@ impl Folder {
     /// doubling, until the settle wait (the caller then waits for the view
     /// instead). Each look is the whole read, so a read that met a writer
     /// is one more round trip per pause, not a check and then the read.
+    ///
+    /// Only the log's reads depend on the check: a view's stored row may be
+    /// read beside it, at any moment, since a fold only adds to a stored row
+    /// the events it has not applied (by version), and a row is never older
+    /// than the view's checkpoint the caller passed.
     async fn when_settled<T, Fut>(&self, mut look: impl FnMut() -> Fut) -> Result<T, FoldError>
     where
         Fut: std::future::Future<Output = Result<Look<T>, FoldError>>,
@@ -343,11 +334,16 @@ impl Folder {
         checkpoint: LogPosition,
     ) -> Result<Folded<Option<customer_view::Model>>, FoldError> {
         let started = Instant::now();
-        let (ready, stored) =
-            tokio::join!(self.ready(token), customer_view::Entity::find_by_id(id).one(&self.views.conn));
-        ready?;
+        // The stored row beside the log's range since the view's checkpoint,
+        // read with the settle check in one statement ([`reader::read_range_at`]):
+        // one round trip, where it was the check and then the range.
+        let range = self.when_settled(|| async {
+            let read = reader::read_range_at(&self.log.conn, checkpoint, token, MAX_FOLD + 1).await?;
+            Ok(Look { exists: read.exists, settled: read.settled, value: read.events })
+        });
+        let (range, stored) = tokio::join!(range, customer_view::Entity::find_by_id(id).one(&self.views.conn));
         let mut row = stored?;
-        let range = decoded(reader::read_range(&self.log.conn, checkpoint, Some(token), MAX_FOLD + 1).await?)?;
+        let range = decoded(range?)?;
         let mut events = 0;
         for e in range.iter().filter(|e| e.stream_id == id || e.event.owner() == Some(id)) {
             crate::projection::customer_view::fold(&mut row, id, e).map_err(poison)?;

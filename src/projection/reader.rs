@@ -398,7 +398,10 @@ impl StreamAtRow {
     }
 }
 
-/// [`exists_and_settled`] and [`read_stream`] of a whole stream up to
+/// Whether the token is in the log ([`exists`]), whether every writer that
+/// could append an event at or before it has ended (PostgreSQL: the horizon
+/// has passed its transaction id; SQLite: always, writers are serialized),
+/// and [`read_stream`] of a whole stream up to
 /// `token` (and what `beside` names), in one statement on PostgreSQL, so
 /// one snapshot: the horizon is computed from the statement's own snapshot
 /// (`pg_current_snapshot()`, see [`horizon_sql`]), so when it says the
@@ -436,19 +439,12 @@ pub async fn read_stream_at(
              WHERE (c.tx_id, c.position) <= ($2, $1) ORDER BY c.stream_version LIMIT $4)"
         ),
     };
-    let sql = format!(
-        "{} SELECT horizon.h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found, e.* \
-         FROM horizon LEFT JOIN LATERAL ({events}) e ON true ORDER BY e.stream_id, e.stream_version",
-        horizon_sql()
-    );
-    let values = vec![token.position.into(), token.tx_id.into(), stream_id.into(), limit.into()];
-    let rows = StreamAtRow::find_by_statement(statement(DbBackend::Postgres, &sql, values)).all(db).await?;
-    let Some(first) = rows.first() else {
+    let values = vec![stream_id.into(), limit.into()];
+    let Some((exists, settled, rows)) = look_at(db, token, &events, "e.stream_id, e.stream_version", values).await?
+    else {
         return Ok(StreamAt { exists: false, settled: false, events: Vec::new(), beside: None });
     };
-    let (exists, settled) = (first.found, token.tx_id < first.h);
-    let (own, other): (Vec<LogRow>, Vec<LogRow>) =
-        rows.into_iter().filter_map(StreamAtRow::event).partition(|row| row.stream_id == stream_id);
+    let (own, other): (Vec<LogRow>, Vec<LogRow>) = rows.into_iter().partition(|row| row.stream_id == stream_id);
     // The customer part is the answer only if the order's first event was
     // there to name the customer (else it is empty for want of it).
     let placed = own.first().is_some_and(|row| row.stream_version == 1 && row.event_type == "OrderPlaced");
@@ -456,6 +452,58 @@ pub async fn read_stream_at(
         .then(|| other.into_iter().map(|row| decode_row(row, None)).collect());
     let events = own.into_iter().map(|row| decode_row(row, None)).collect();
     Ok(StreamAt { exists, settled, events, beside })
+}
+
+/// [`exists`], the settle check and [`read_range`] from `after` up to `token`, in
+/// one statement on PostgreSQL (one snapshot, as [`read_stream_at`]): once
+/// the writers below the token have ended, the range holds every event up
+/// to it. On SQLite it is the two reads. `beside` is always `None`.
+pub async fn read_range_at(
+    db: &impl ConnectionTrait,
+    after: LogPosition,
+    token: LogPosition,
+    limit: u64,
+) -> Result<StreamAt, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let exists = exists(db, token).await?;
+        let events = read_range(db, after, Some(token), limit).await?;
+        return Ok(StreamAt { exists, settled: true, events, beside: None });
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let events = format!(
+        "SELECT {COLUMNS} FROM event WHERE (tx_id, position) > ($3, $4) AND (tx_id, position) <= ($2, $1) \
+         ORDER BY tx_id, position LIMIT $5"
+    );
+    let values = vec![after.tx_id.into(), after.position.into(), limit.into()];
+    let Some((exists, settled, rows)) = look_at(db, token, &events, "e.tx_id, e.position", values).await? else {
+        return Ok(StreamAt { exists: false, settled: false, events: Vec::new(), beside: None });
+    };
+    let events = rows.into_iter().map(|row| decode_row(row, None)).collect();
+    Ok(StreamAt { exists, settled, events, beside: None })
+}
+
+/// One statement at `token` (PostgreSQL): the horizon, whether the token's
+/// event is in the log, and the events `events` selects (its parameters
+/// from `$3`, after the token's position `$1` and transaction `$2`), in
+/// `order`: `(exists, settled, events)`, `None` for no row at all.
+async fn look_at(
+    db: &impl ConnectionTrait,
+    token: LogPosition,
+    events: &str,
+    order: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Option<(bool, bool, Vec<LogRow>)>, DbErr> {
+    let sql = format!(
+        "{} SELECT horizon.h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found, e.* \
+         FROM horizon LEFT JOIN LATERAL ({events}) e ON true ORDER BY {order}",
+        horizon_sql()
+    );
+    let mut all = vec![token.position.into(), token.tx_id.into()];
+    all.extend(values);
+    let rows = StreamAtRow::find_by_statement(statement(DbBackend::Postgres, &sql, all)).all(db).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let (exists, settled) = (first.found, token.tx_id < first.h);
+    Ok(Some((exists, settled, rows.into_iter().filter_map(StreamAtRow::event).collect())))
 }
 
 /// Why the event at `token` happened (its metadata), if one is there.
@@ -483,26 +531,6 @@ pub async fn exists(db: &impl ConnectionTrait, token: LogPosition) -> Result<boo
         vec![token.position.into(), token.tx_id.into()],
     );
     Ok(db.query_one_raw(stmt).await?.is_some())
-}
-
-/// Whether the token's event is in the log ([`exists`]) and whether every
-/// transaction that could append an event at or before it has ended
-/// (PostgreSQL: the horizon has passed its transaction id; SQLite: always,
-/// writers are serialized; until then a transaction with a smaller id may
-/// still commit an event that sorts before `token`), in one statement:
-/// `(exists, settled)`.
-pub async fn exists_and_settled(db: &impl ConnectionTrait, token: LogPosition) -> Result<(bool, bool), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok((exists(db, token).await?, true));
-    }
-    let sql = format!(
-        "{} SELECT h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found FROM horizon",
-        horizon_sql()
-    );
-    let stmt = statement(DbBackend::Postgres, &sql, vec![token.position.into(), token.tx_id.into()]);
-    let Some(row) = db.query_one_raw(stmt).await? else { return Ok((false, false)) };
-    let (horizon, found): (i64, bool) = (row.try_get("", "h")?, row.try_get("", "found")?);
-    Ok((found, token.tx_id < horizon))
 }
 
 /// How many committed events lie after `after`.
