@@ -273,22 +273,20 @@ async fn a_view_behind_the_token_folds_single_keys(backend: Backend) {
         )
         .await;
     let rename_token = renamed["renameCustomer"]["token"].clone();
-    let answer = app
-        .gql(
-            "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { customerName totalCents } }",
-            json!({ "o": order, "t": rename_token }),
-        )
-        .await;
+    // The order's fields at a token.
+    let order_at = |fields: &'static str, token: Value| {
+        let (app, order) = (&app, &order);
+        async move {
+            let query = format!("query($o: ID!, $t: Token) {{ order(id: $o, consistentWith: $t) {{ {fields} }} }}");
+            app.gql(&query, json!({ "o": order, "t": token })).await
+        }
+    };
+    let answer = order_at("customerName totalCents", rename_token).await;
     assert!(answer.get("errors").is_none(), "{answer}");
     assert_eq!(answer["data"]["order"]["customerName"], "Ada Lovelace-Byron", "{answer}");
     assert_eq!(answer["extensions"]["served"]["order"], "folded", "{answer}");
     // At the order's own token the name is still the one it was placed with.
-    let before = app
-        .gql(
-            "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { customerName } }",
-            json!({ "o": order, "t": token }),
-        )
-        .await;
+    let before = order_at("customerName", json!(token)).await;
     assert_ne!(before["data"]["order"]["customerName"], "Ada Lovelace-Byron", "{before}");
     // A list cannot fold: it waits, and the lock holds it back.
     let list = app.gql("query($t: Token) { orders(consistentWith: $t) { nodes { id } } }", json!({ "t": token })).await;
@@ -302,12 +300,7 @@ async fn a_view_behind_the_token_folds_single_keys(backend: Backend) {
     }
     let list = app.gql("query($t: Token) { orders(consistentWith: $t) { nodes { id } } }", json!({ "t": token })).await;
     assert!(list.get("errors").is_none(), "{list}");
-    let again = app
-        .gql(
-            "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { totalCents } }",
-            json!({ "o": order, "t": token }),
-        )
-        .await;
+    let again = order_at("totalCents", json!(token)).await;
     assert_eq!(again["extensions"]["served"]["order"], "stored", "{again}");
     app.stop().await;
 }
