@@ -19,9 +19,13 @@ RECORD_VISIBILITY = """
 }
 """
 
+# The order the click added: one this page placed (its visibility is pending
+# or visible; an order the list brought has an empty one) and did not know
+# before. Not "any order it did not know": a new page's list may arrive after
+# `known` was taken.
 NEW_ORDER = """
 (known) => {
-  for (const li of document.querySelectorAll('[data-testid=order][data-visibility]')) {
+  for (const li of document.querySelectorAll('[data-testid=order]:is([data-visibility=pending], [data-visibility=visible])')) {
     if (!known.includes(li.dataset.orderId)) return li.dataset.orderId;
   }
   return null;

@@ -5,6 +5,7 @@ import re
 import time
 
 from board_page import (
+    NEW_ORDER,
     ORDER,
     RECORD_VISIBILITY,
     connects,
@@ -73,6 +74,21 @@ def test_ship_shows_shipped_with_the_demo_carrier(new_context, server):
     summary = server.data(ORDER_QUERY, {"id": order_id})["order"]
     assert summary["status"] == "SHIPPED" and summary["carrier"] == "Demo Post"
     assert summary["trackingNumber"] in order(page, order_id).locator("[data-testid=order-meta]").inner_text()
+
+
+def test_an_order_this_page_did_not_place_is_never_taken_for_the_new_one(new_context, server):
+    """place_order looks for the order the click added (NEW_ORDER): an order the
+    board's list brought must never pass for it. It did once, when a new page's
+    list arrived after place_order noted the orders it knew: a cancelled order of
+    an earlier test was taken for the one just placed, which then never turned
+    visible (every listed order carries a data-visibility attribute, empty)."""
+    context, _ = new_context(DESKTOP)
+    page = open_board(context)
+    placed = place_order(page, customer=1, product=0)
+    wait_visible(page, placed)
+    other = open_board(context)
+    other.wait_for_selector(f'{ORDER}[data-order-id="{placed}"]')
+    assert other.evaluate(NEW_ORDER, []) is None, "an order only listed passed for one this page placed"
 
 
 def test_graphql_errors_are_shown_with_their_code(new_context, server):
