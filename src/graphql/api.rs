@@ -48,7 +48,9 @@ pub struct Api {
     /// The twin for documents that passed before (see [`super::documents`]).
     cached: TwofoldSchema,
     pub documents: Arc<Documents>,
-    pub(crate) reads: Option<ReadModel>,
+    /// Shared by every request's DataLoaders (one `Arc` each, not a clone
+    /// of the read model's pools and settings per loader per request).
+    pub(crate) reads: Option<Arc<ReadModel>>,
     /// Whole query responses, while the views they were read from hold
     /// (see [`super::response_cache`]); `None` where it is off.
     responses: Option<Arc<ResponseCache>>,
@@ -181,7 +183,7 @@ impl Api {
         reads: Option<ReadModel>,
         responses: Option<Arc<ResponseCache>>,
     ) -> Self {
-        Self { schema, cached, documents, reads, responses }
+        Self { schema, cached, documents, reads: reads.map(Arc::new), responses }
     }
 
     /// Runs a prepared one-shot request.

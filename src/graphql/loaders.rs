@@ -11,8 +11,8 @@ use crate::query::list::ListQuery;
 use crate::query::orders::{OrderColumns, OrderPage};
 use crate::query::{CustomerRow, ProductRow, QueryError, ReadModel};
 
-pub struct CustomerLoader(pub ReadModel);
-pub struct ProductLoader(pub ReadModel);
+pub struct CustomerLoader(pub Arc<ReadModel>);
+pub struct ProductLoader(pub Arc<ReadModel>);
 
 impl Loader<Uuid> for CustomerLoader {
     type Value = CustomerRow;
@@ -94,7 +94,7 @@ fn by_list(keys: &[CustomerOrdersKey]) -> Vec<(Arc<CustomerOrdersList>, Vec<Uuid
 }
 
 /// `Customer.orders`: every customer's page in one statement per list.
-pub struct CustomerOrdersLoader(pub ReadModel);
+pub struct CustomerOrdersLoader(pub Arc<ReadModel>);
 
 impl Loader<CustomerOrdersKey> for CustomerOrdersLoader {
     type Value = Arc<OrderPage>;
@@ -118,7 +118,7 @@ impl Loader<CustomerOrdersKey> for CustomerOrdersLoader {
 }
 
 /// `Customer.orders { totalCount }`: every customer's count in one statement per list.
-pub struct CustomerOrderCountLoader(pub ReadModel);
+pub struct CustomerOrderCountLoader(pub Arc<ReadModel>);
 
 impl Loader<CustomerOrdersKey> for CustomerOrderCountLoader {
     type Value = i64;

@@ -31,8 +31,14 @@ const ORDER_VIEWS: &[&str] = &[View::OrderSummary.name(), View::CustomerView.nam
 
 /// The read model once `projections` show the field's `consistentWith`
 /// and the request's `extensions.consistentWith`, whichever is later.
-async fn consistent(ctx: &Context<'_>, projections: &[&str], token: Option<Token>) -> async_graphql::Result<ReadModel> {
-    let reads = ctx.data::<ReadModel>()?.clone();
+/// (Borrowed from the schema's data: a clone per field would copy its
+/// pools' handles and URLs on every request.)
+async fn consistent<'a>(
+    ctx: &Context<'a>,
+    projections: &[&str],
+    token: Option<Token>,
+) -> async_graphql::Result<&'a ReadModel> {
+    let reads = ctx.data::<ReadModel>()?;
     let token = token_of(ctx, token);
     reads.ensure_visible(projections, token).await.map_err(from_query)?;
     Ok(reads)
@@ -97,7 +103,7 @@ impl QueryRoot {
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         let id = uuid("id", &id)?;
         // No argument of its own; the request's `extensions.consistentWith` applies.
-        let reads = &consistent(ctx, ORDER_VIEWS, None).await?;
+        let reads = consistent(ctx, ORDER_VIEWS, None).await?;
         if let Some(product) = reads.products_by_ids(&[id]).await.map_err(from_query)?.pop() {
             return Ok(Some(Node::Product(Product(product))));
         }
@@ -133,7 +139,7 @@ impl QueryRoot {
         } else {
             &[]
         };
-        let reads = ctx.data::<ReadModel>()?.clone();
+        let reads = ctx.data::<ReadModel>()?;
         let token = token_of(ctx, consistent_with);
         let waited = token.is_some_and(|t| others.iter().any(|v| reads.notices.known(v) < t));
         reads.ensure_visible(others, token).await.map_err(from_query)?;
