@@ -418,9 +418,7 @@ pub async fn read_stream_at(
     limit: u64,
 ) -> Result<StreamAt, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        let exists = exists(db, token).await?;
-        let events = read_stream(db, stream_id, 0, Some(token), limit).await?;
-        return Ok(StreamAt { exists, settled: true, events, beside: None });
+        return serialized(db, token, read_stream(db, stream_id, 0, Some(token), limit)).await;
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let own = format!(
@@ -440,10 +438,7 @@ pub async fn read_stream_at(
         ),
     };
     let values = vec![stream_id.into(), limit.into()];
-    let Some((exists, settled, rows)) = look_at(db, token, &events, "e.stream_id, e.stream_version", values).await?
-    else {
-        return Ok(StreamAt { exists: false, settled: false, events: Vec::new(), beside: None });
-    };
+    let (exists, settled, rows) = look_at(db, token, &events, "e.stream_id, e.stream_version", values).await?;
     let (own, other): (Vec<LogRow>, Vec<LogRow>) = rows.into_iter().partition(|row| row.stream_id == stream_id);
     // The customer part is the answer only if the order's first event was
     // there to name the customer (else it is empty for want of it).
@@ -465,9 +460,7 @@ pub async fn read_range_at(
     limit: u64,
 ) -> Result<StreamAt, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        let exists = exists(db, token).await?;
-        let events = read_range(db, after, Some(token), limit).await?;
-        return Ok(StreamAt { exists, settled: true, events, beside: None });
+        return serialized(db, token, read_range(db, after, Some(token), limit)).await;
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let events = format!(
@@ -475,24 +468,34 @@ pub async fn read_range_at(
          ORDER BY tx_id, position LIMIT $5"
     );
     let values = vec![after.tx_id.into(), after.position.into(), limit.into()];
-    let Some((exists, settled, rows)) = look_at(db, token, &events, "e.tx_id, e.position", values).await? else {
-        return Ok(StreamAt { exists: false, settled: false, events: Vec::new(), beside: None });
-    };
+    let (exists, settled, rows) = look_at(db, token, &events, "e.tx_id, e.position", values).await?;
     let events = rows.into_iter().map(|row| decode_row(row, None)).collect();
     Ok(StreamAt { exists, settled, events, beside: None })
+}
+
+/// A read at `token` on a store whose writers are serialized (SQLite), so
+/// always settled: the token's presence, then `read`; nothing beside.
+async fn serialized(
+    db: &impl ConnectionTrait,
+    token: LogPosition,
+    read: impl std::future::Future<Output = Result<Vec<ReadEvent>, DbErr>>,
+) -> Result<StreamAt, DbErr> {
+    let exists = exists(db, token).await?;
+    Ok(StreamAt { exists, settled: true, events: read.await?, beside: None })
 }
 
 /// One statement at `token` (PostgreSQL): the horizon, whether the token's
 /// event is in the log, and the events `events` selects (its parameters
 /// from `$3`, after the token's position `$1` and transaction `$2`), in
-/// `order`: `(exists, settled, events)`, `None` for no row at all.
+/// `order`: `(exists, settled, events)`; no row at all (the horizon always
+/// gives one) reads as neither.
 async fn look_at(
     db: &impl ConnectionTrait,
     token: LogPosition,
     events: &str,
     order: &str,
     values: Vec<sea_orm::Value>,
-) -> Result<Option<(bool, bool, Vec<LogRow>)>, DbErr> {
+) -> Result<(bool, bool, Vec<LogRow>), DbErr> {
     let sql = format!(
         "{} SELECT horizon.h, EXISTS (SELECT 1 FROM event WHERE position = $1 AND tx_id = $2) AS found, e.* \
          FROM horizon LEFT JOIN LATERAL ({events}) e ON true ORDER BY {order}",
@@ -501,9 +504,9 @@ async fn look_at(
     let mut all = vec![token.position.into(), token.tx_id.into()];
     all.extend(values);
     let rows = StreamAtRow::find_by_statement(statement(DbBackend::Postgres, &sql, all)).all(db).await?;
-    let Some(first) = rows.first() else { return Ok(None) };
+    let Some(first) = rows.first() else { return Ok((false, false, Vec::new())) };
     let (exists, settled) = (first.found, token.tx_id < first.h);
-    Ok(Some((exists, settled, rows.into_iter().filter_map(StreamAtRow::event).collect())))
+    Ok((exists, settled, rows.into_iter().filter_map(StreamAtRow::event).collect()))
 }
 
 /// Why the event at `token` happened (its metadata), if one is there.
