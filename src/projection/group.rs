@@ -97,11 +97,28 @@ pub(super) async fn run(
     let Some(mut released) = projectors.first().map(Projector::watch_released) else { return };
     let mut runners: Vec<Runner> = projectors.into_iter().map(|p| Runner::new(p, poll_interval)).collect();
     let mut due = vec![Due::Now; runners.len()];
+    // The release count this loop last acted on. A release notice is acted
+    // on here, at the top of the loop, whatever woke the loop: one that
+    // landed while the loop was stepping (not waiting in its `select!`) and
+    // the loop then went round at once would otherwise be marked seen
+    // without its standbys trying, and they would wait for their periodic
+    // try (`--standby-retry-ms`, ten minutes in the hand-over test).
+    let mut releases_acted_on = *released.borrow_and_update();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        released.borrow_and_update();
+        // Marked seen *before* the runners prepare: a release that lands
+        // after a failed try then still changes the count for the next round.
+        let releases = *released.borrow_and_update();
+        if releases != releases_acted_on {
+            releases_acted_on = releases;
+            for d in &mut due {
+                if matches!(d, Due::Waiting { on_release: true, .. }) {
+                    *d = Due::Now;
+                }
+            }
+        }
         let now = Instant::now();
         let head = *appended.borrow();
         let mut ready = Vec::new();
@@ -181,13 +198,8 @@ pub(super) async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = appended.changed() => {}
-            _ = released.changed(), if standby => {
-                for d in &mut due {
-                    if matches!(d, Due::Waiting { on_release: true, .. }) {
-                        *d = Due::Now;
-                    }
-                }
-            }
+            // Only wakes the loop; its top acts on the release.
+            _ = released.changed(), if standby => {}
             _ = tokio::time::sleep_until(wake_at) => {}
         }
     }

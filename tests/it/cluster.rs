@@ -221,30 +221,51 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
 
     // Load through B while A leads.
     let stop = tokio_util::sync::CancellationToken::new();
-    let (placed, mut placed_count) = tokio::sync::watch::channel(0_u64);
+    // How many orders the load placed, or how it failed.
+    let (placed, mut placed_count) = tokio::sync::watch::channel(Ok::<u64, String>(0));
     let load = {
         let (client, base, stop, placed, customer, product) =
             (b.client.clone(), b.base.clone(), stop.clone(), placed.clone(), customer.clone(), product.clone());
+        // The load's first failure is its outcome, not a panic in its task:
+        // a panic there reached the test only as a `JoinError` (or as a
+        // minute's wait for orders that never came), and its message, the
+        // answer B gave, was lost among the backtraces.
         tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }", "variables": { "c": customer, "p": product } });
-                let r: Value = client
-                    .post(format!("{base}/graphql"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("send")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(r.get("errors").is_none(), "{r}");
-                placed.send_modify(|n| *n += 1);
+            let outcome = async {
+                while !stop.is_cancelled() {
+                    let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }", "variables": { "c": customer, "p": product } });
+                    let sent = client.post(format!("{base}/graphql")).json(&body).send().await;
+                    let r: Value = match sent {
+                        Ok(response) => response.json().await.map_err(|e| format!("B's answer is not JSON: {e}"))?,
+                        Err(e) => return Err(format!("B refused the request: {e}")),
+                    };
+                    if r.get("errors").is_some() {
+                        return Err(format!("placeOrder through B failed: {r}"));
+                    }
+                    placed.send_modify(|n| {
+                        if let Ok(n) = n {
+                            *n += 1
+                        }
+                    });
+                }
+                Ok::<(), String>(())
+            };
+            if let Err(e) = outcome.await {
+                drop(placed.send_replace(Err(e)));
             }
         })
     };
-    within(Duration::from_secs(60), "30 orders placed through B", placed_count.wait_for(|n| *n >= 30))
-        .await
-        .expect("the load runs");
+    let started = within(
+        Duration::from_secs(60),
+        "30 orders placed through B",
+        placed_count.wait_for(|n| n.as_ref().map_or(true, |n| *n >= 30)),
+    )
+    .await
+    .expect("the load's sender lives")
+    .clone();
+    if let Err(e) = started {
+        panic!("{e}\nB's log:\n{}", b.server.stderr());
+    }
     a.terminate();
     assert_eq!(on_a.expect_close().await, Some(1001), "WebSocket clients are told the server is going away");
     assert!(a.server.exit_status(Duration::from_secs(10)).await.success(), "A exits cleanly: {}", a.server.stderr());
@@ -281,7 +302,10 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
         hand_over.as_secs_f64() * 1000.0
     );
     stop.cancel();
-    within(Duration::from_secs(60), "the load to stop", load).await.expect("load");
+    within(Duration::from_secs(60), "the load to stop", load).await.expect("the load task");
+    if let Err(e) = &*placed_count.borrow() {
+        panic!("{e}\nB's log:\n{}", b.server.stderr());
+    }
 
     // Nothing lost, nothing applied twice.
     let test = TestAppLite { db };
@@ -293,6 +317,110 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
     assert_eq!(test.scalar("SELECT count(*) FROM order_summary").await, orders);
     assert_eq!(test.scalar("SELECT orders_placed FROM customer_view").await, orders);
     assert_eq!(test.scalar("SELECT count(*) FROM order_activity").await, orders);
+}
+
+/// A release announced while a standby steps a view it has just taken
+/// (busy, not waiting for notices) still makes it try the views it waits
+/// for. The hand-over test above lost four of five views to this on a
+/// loaded machine: A released `order_summary` first; B took it and was
+/// stepping it when A's other four releases came; B's loop marked them
+/// seen when it came round, without trying, and waited ten minutes.
+///
+/// Here the test plays the leader: it holds the five advisory locks, lets
+/// `order_summary` go first, holds B's step of it behind a table lock,
+/// releases the other four while B waits there, and only then lets the
+/// step finish, with the log moved on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_lands_while_the_standby_steps_another_view_is_acted_on() {
+    use sqlx::Connection;
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
+    const VIEWS: [&str; 5] = ["customer_view", "daily_sales", "order_activity", "order_summary", "product_catalog"];
+    let mut leader = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    for view in VIEWS {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(twofold::projection::leader::lock_key(view))
+            .execute(&mut leader)
+            .await
+            .expect("lock");
+    }
+    let release = |view: &'static str| {
+        sqlx::query("SELECT pg_advisory_unlock($1), pg_notify($2, $3)")
+            .bind(twofold::projection::leader::lock_key(view))
+            .bind(twofold::projection::leader::LEADERSHIP_CHANNEL)
+            .bind(view)
+    };
+    let b = Instance::start_with(&database.url, &["--standby-retry-ms", "600000"]).await;
+    let db = sea_orm::Database::connect(&database.url).await.expect("connect");
+    let names: Vec<String> = {
+        use sea_orm::{EntityTrait, QueryOrder};
+        entity::read::projection_checkpoint::Entity::find()
+            .order_by_asc(entity::read::projection_checkpoint::Column::Name)
+            .all(&db)
+            .await
+            .expect("checkpoints")
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
+    assert_eq!(names, VIEWS, "the test holds every view's lock");
+    // Events for B's first step of order_summary.
+    let customer = s(&b
+        .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
+        .await["registerCustomer"]["id"]);
+    let product = s(&b
+        .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
+        .await["addProduct"]["id"]);
+    b.gql(
+        "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+        json!({ "c": customer, "p": product }),
+    )
+    .await;
+
+    // B takes order_summary and is held in its step.
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("LOCK TABLE order_summary IN SHARE MODE").execute(&mut holder).await.expect("lock the view");
+    let mut signals = PgSignals::listen(&database.url).await;
+    release("order_summary").execute(&mut leader).await.expect("release");
+    let test = TestAppLite { db: db.clone() };
+    while test.scalar("SELECT count(*) FROM pg_locks WHERE relation = 'order_summary'::regclass AND NOT granted").await
+        == 0
+    {
+        signals.next("B to step order_summary and wait for the table lock").await;
+    }
+    assert_eq!(owners(&db).await.iter().filter(|p| **p == b.pid()).count(), 1, "B took order_summary alone");
+
+    // The other four released while B is in that step, announced, and seen
+    // announced (on this test's own LISTEN connection, as on B's).
+    let mut told = sqlx::postgres::PgListener::connect(&database.url).await.expect("listen");
+    told.listen(twofold::projection::leader::LEADERSHIP_CHANNEL).await.expect("listen");
+    for view in VIEWS.into_iter().filter(|v| *v != "order_summary") {
+        release(view).execute(&mut leader).await.expect("release");
+    }
+    for _ in 0..4 {
+        within(Duration::from_secs(30), "the releases to be announced", told.recv()).await.expect("notice");
+    }
+    // And the log moved on meanwhile, as under load: B's step ends behind
+    // the head, so its loop goes round at once instead of waiting.
+    b.gql(
+        "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+        json!({ "c": customer, "p": product }),
+    )
+    .await;
+    sqlx::query("COMMIT").execute(&mut holder).await.expect("commit");
+
+    // B leads all five within the minute, not at its ten-minute retry.
+    loop {
+        let rows = owners(&db).await;
+        if rows.iter().all(|p| *p == b.pid()) {
+            break;
+        }
+        signals
+            .next(&format!("B (pid {}) to take every view: owners {rows:?}; B's log:\n{}", b.pid(), b.server.stderr()))
+            .await;
+    }
+    test.until_applied(&database.url, test.scalar("SELECT count(*) FROM event").await).await;
+    assert_eq!(test.scalar("SELECT count(*) FROM order_summary").await, 2);
 }
 
 /// A release announced before an instance listened (it was starting, or its
