@@ -141,6 +141,20 @@ async fn probe(url: &str, timeout: Duration, application_name: &str) -> Result<(
     }
 }
 
+/// A pooled connection that was in use within this long is handed out again
+/// without a ping; one idle for longer is pinged first (and replaced if the
+/// database or the link dropped it meanwhile).
+///
+/// sqlx pings on *every* acquire by default (`test_before_acquire`), and on
+/// every release too (that one it always does). On PostgreSQL each ping is a
+/// round trip; on SQLite, a hand-off to the connection's worker thread and
+/// back. The computed page is one statement: three round trips per request,
+/// where one carries the work. A connection released within the window was
+/// pinged on that release, so the check on acquire adds nothing but the
+/// round trip. The window is HikariCP's (`aliveBypassWindowMs`, 500 ms by
+/// default), the JVM's reference pool, for the same reason.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
+
 /// How a pool is sized and how long a caller waits for one of its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolOptions {
@@ -204,6 +218,7 @@ impl Db {
             .min_connections(1)
             .connect_timeout(connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
+            .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
             .sqlx_logging(false);
         if is_sqlite {
             options.map_sqlx_sqlite_opts(|o| {

@@ -119,6 +119,7 @@ impl ReplicaSet {
                 .connect_lazy(true)
                 .connect_timeout(Duration::from_secs(2).min(pool.acquire_timeout.max(Duration::from_millis(200))))
                 .acquire_timeout(pool.acquire_timeout)
+                .test_before_acquire_if_idle_for(super::PING_IF_IDLE_FOR)
                 .sqlx_logging(false);
             options.map_sqlx_postgres_opts(|o| {
                 o.options([("default_transaction_read_only", "on")]).application_name(REPLICA_APPLICATION)

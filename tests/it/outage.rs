@@ -277,3 +277,92 @@ async fn an_instance_keeps_within_its_connection_budget() {
     assert_eq!(locks, 1, "one connection holds every advisory lock of the instance");
     app.stop().await;
 }
+
+/// A pooled connection in steady use goes back to work without a ping
+/// (sqlx pinged every connection on every acquire, a round trip per
+/// statement on top of the statement's own); one left idle past
+/// [`twofold::db::PING_IF_IDLE_FOR`] is pinged first, so a connection the
+/// database dropped meanwhile is replaced and the statement still runs.
+///
+/// The pool reaches PostgreSQL through a proxy that counts the pings: a
+/// lone `Sync` message, which is all a ping sends (a statement's `Sync`
+/// travels with its `Parse`/`Bind`/`Execute`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_replaced() {
+    use sea_orm::ConnectionTrait;
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
+    let target = database.url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = {
+        let (pings, target) = (pings.clone(), target.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok(server) = TcpStream::connect(&target).await else { return };
+                let pings = pings.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            if buf[..n] == [b'S', 0, 0, 0, 4] {
+                                pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                    let _ = tokio::join!(upstream, downstream);
+                });
+            }
+        })
+    };
+    let url = database.url.replacen(&target, &format!("127.0.0.1:{port}"), 1);
+    let db = twofold::db::Db::open(&url, twofold::db::PoolOptions::new(1, Duration::from_secs(10)), "twofold")
+        .await
+        .expect("open");
+    let select = || sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SELECT pg_backend_pid()::bigint");
+    let before = pings.load(std::sync::atomic::Ordering::Relaxed);
+    // One connection: each statement waits for the last one's release (and
+    // its ping) to finish.
+    const STATEMENTS: usize = 20;
+    for _ in 0..STATEMENTS {
+        db.conn.query_one_raw(select()).await.expect("select").expect("a row");
+    }
+    let steady = pings.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        steady <= STATEMENTS,
+        "{steady} pings for {STATEMENTS} statements on a connection in steady use: only its releases may ping"
+    );
+
+    // The database drops the connection while it sits idle.
+    let backend: i64 =
+        db.conn.query_one_raw(select()).await.expect("select").expect("a row").try_get_by_index(0).expect("pid");
+    let admin = sea_orm::Database::connect(&database.url).await.expect("connect");
+    admin
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_terminate_backend($1::int)",
+            [backend.into()],
+        ))
+        .await
+        .expect("terminate");
+    // Idle past the window: what is under test is the idle time itself.
+    tokio::time::sleep(twofold::db::PING_IF_IDLE_FOR + Duration::from_millis(100)).await;
+    let replaced: i64 = db
+        .conn
+        .query_one_raw(select())
+        .await
+        .expect("the pool replaced the dropped connection")
+        .expect("a row")
+        .try_get_by_index(0)
+        .expect("pid");
+    assert_ne!(replaced, backend, "a new session answers");
+    proxy.abort();
+}
