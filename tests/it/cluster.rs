@@ -47,6 +47,27 @@ impl Instance {
     fn pid(&self) -> u32 {
         self.server.pid()
     }
+
+    /// A customer (Ada) and a product (Tea) made through this instance:
+    /// their ids.
+    async fn seed(&self) -> (String, String) {
+        let customer = s(&self
+            .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
+            .await["registerCustomer"]["id"]);
+        let product = s(&self
+            .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
+            .await["addProduct"]["id"]);
+        (customer, product)
+    }
+
+    /// One order of one `product` for `customer`, through this instance.
+    async fn place(&self, customer: &str, product: &str) {
+        self.gql(
+            "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
+            json!({ "c": customer, "p": product }),
+        )
+        .await;
+    }
 }
 
 /// The process id in each projection's `owner` (`pid-suffix`).
@@ -71,12 +92,7 @@ async fn a_command_on_one_instance_is_announced_on_the_other_and_a_dead_runner_i
     let db = sea_orm::Database::connect(&database.url).await.expect("connect");
 
     // Seed through A.
-    let customer = s(&a
-        .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
-        .await["registerCustomer"]["id"]);
-    let product = s(&a
-        .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
-        .await["addProduct"]["id"]);
+    let (customer, product) = a.seed().await;
 
     // Subscribe on B, command on A.
     let order = uuid::Uuid::new_v4().to_string();
@@ -210,12 +226,7 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
     // B's periodic take-over try is ten minutes away: only A's release
     // notice can hand leadership over within this test.
     let b = Instance::start_with(&database.url, &["--standby-retry-ms", "600000"]).await;
-    let customer = s(&b
-        .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
-        .await["registerCustomer"]["id"]);
-    let product = s(&b
-        .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
-        .await["addProduct"]["id"]);
+    let (customer, product) = b.seed().await;
     let mut on_a = WsClient::connect(&a.base, "/graphql/ws", Protocol::TransportWs).await;
     on_a.init().await;
 
@@ -364,17 +375,8 @@ async fn a_release_that_lands_while_the_standby_steps_another_view_is_acted_on()
     };
     assert_eq!(names, VIEWS, "the test holds every view's lock");
     // Events for B's first step of order_summary.
-    let customer = s(&b
-        .gql("mutation { registerCustomer(input: {name: \"Ada\", email: \"ada@example.com\"}) { id } }", json!({}))
-        .await["registerCustomer"]["id"]);
-    let product = s(&b
-        .gql("mutation { addProduct(input: {sku: \"TEA\", title: \"Tea\", priceCents: 450}) { id } }", json!({}))
-        .await["addProduct"]["id"]);
-    b.gql(
-        "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
-        json!({ "c": customer, "p": product }),
-    )
-    .await;
+    let (customer, product) = b.seed().await;
+    b.place(&customer, &product).await;
 
     // B takes order_summary and is held in its step.
     let mut holder = sqlx::PgConnection::connect(&database.url).await.expect("connect");
@@ -402,11 +404,7 @@ async fn a_release_that_lands_while_the_standby_steps_another_view_is_acted_on()
     }
     // And the log moved on meanwhile, as under load: B's step ends behind
     // the head, so its loop goes round at once instead of waiting.
-    b.gql(
-        "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
-        json!({ "c": customer, "p": product }),
-    )
-    .await;
+    b.place(&customer, &product).await;
     sqlx::query("COMMIT").execute(&mut holder).await.expect("commit");
 
     // B leads all five within the minute, not at its ten-minute retry.
