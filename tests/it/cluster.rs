@@ -62,11 +62,24 @@ impl Instance {
 
     /// One order of one `product` for `customer`, through this instance.
     async fn place(&self, customer: &str, product: &str) {
-        self.gql(
-            "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }",
-            json!({ "c": customer, "p": product }),
-        )
-        .await;
+        if let Err(e) = place(&self.client, &self.base, customer, product).await {
+            panic!("{e}");
+        }
+    }
+}
+
+/// One order of one `product` for `customer` through the instance at
+/// `base`; a failure says what the instance answered.
+async fn place(client: &reqwest::Client, base: &str, customer: &str, product: &str) -> Result<(), String> {
+    let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }", "variables": { "c": customer, "p": product } });
+    let sent = client.post(format!("{base}/graphql")).json(&body).send().await;
+    let answer: Value = match sent {
+        Ok(response) => response.json().await.map_err(|e| format!("the answer is not JSON: {e}"))?,
+        Err(e) => return Err(format!("the request was refused: {e}")),
+    };
+    match answer.get("errors") {
+        Some(_) => Err(format!("placeOrder failed: {answer}")),
+        None => Ok(()),
     }
 }
 
@@ -244,15 +257,7 @@ async fn a_sigterm_hands_leadership_over_at_once_and_tells_websocket_clients_to_
         tokio::spawn(async move {
             let outcome = async {
                 while !stop.is_cancelled() {
-                    let body = json!({ "query": "mutation($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, lines: [{productId: $p, quantity: 1}]}) { id } }", "variables": { "c": customer, "p": product } });
-                    let sent = client.post(format!("{base}/graphql")).json(&body).send().await;
-                    let r: Value = match sent {
-                        Ok(response) => response.json().await.map_err(|e| format!("B's answer is not JSON: {e}"))?,
-                        Err(e) => return Err(format!("B refused the request: {e}")),
-                    };
-                    if r.get("errors").is_some() {
-                        return Err(format!("placeOrder through B failed: {r}"));
-                    }
+                    place(&client, &base, &customer, &product).await.map_err(|e| format!("through B: {e}"))?;
                     placed.send_modify(|n| {
                         if let Ok(n) = n {
                             *n += 1

@@ -291,12 +291,12 @@ async fn an_instance_keeps_within_its_connection_budget() {
 async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_replaced() {
     use sea_orm::ConnectionTrait;
     let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
-    let target = database.url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("host:port").to_owned();
+    let target = pg_target();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let proxy = {
-        let (pings, target) = (pings.clone(), target.clone());
+        let pings = pings.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { return };
@@ -323,10 +323,13 @@ async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_r
             }
         })
     };
-    let url = database.url.replacen(&target, &format!("127.0.0.1:{port}"), 1);
-    let db = twofold::db::Db::open(&url, twofold::db::PoolOptions::new(1, Duration::from_secs(10)), "twofold")
-        .await
-        .expect("open");
+    let db = twofold::db::Db::open(
+        &via(&database.url, port),
+        twofold::db::PoolOptions::new(1, Duration::from_secs(10)),
+        "twofold",
+    )
+    .await
+    .expect("open");
     let select = || sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SELECT pg_backend_pid()::bigint");
     // One connection: each statement waits for the last one's release (and
     // its ping, which runs in a task of its own) to finish. So when the
