@@ -1,5 +1,6 @@
 //! PostgreSQL going away under load, through a TCP proxy the test controls,
 //! and the connections an instance may hold.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,17 @@ use crate::ws_client::{Protocol, WsClient};
 /// A TCP proxy in front of PostgreSQL (or NATS, see `export.rs`) that the
 /// test can cut and restore. Cut: every proxied connection is dropped and
 /// new ones are refused (the port is closed), as when the host goes away.
+/// It also counts PostgreSQL pings ([`Proxy::pings`]).
 pub struct Proxy {
     pub port: u16,
     target: String,
     state: Arc<Mutex<ProxyState>>,
+    pings: Arc<AtomicUsize>,
 }
+
+/// A PostgreSQL `Sync` message on its own: all a pool's ping sends (a
+/// statement's `Sync` travels with its `Parse`/`Bind`/`Execute`).
+const LONE_SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
 #[derive(Default)]
 struct ProxyState {
@@ -31,21 +38,46 @@ impl Proxy {
     pub async fn start(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let proxy = Self { port, target: target.to_owned(), state: Arc::default() };
+        let proxy = Self { port, target: target.to_owned(), state: Arc::default(), pings: Arc::default() };
         proxy.serve(listener);
         proxy
     }
 
+    /// How many lone `Sync`s (pings) clients have sent through the proxy.
+    pub fn pings(&self) -> usize {
+        self.pings.load(Ordering::Relaxed)
+    }
+
     fn serve(&self, listener: TcpListener) {
-        let (state, target) = (self.state.clone(), self.target.clone());
+        let (state, target, pings) = (self.state.clone(), self.target.clone(), self.pings.clone());
         let acceptor = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { return };
-                let target = target.clone();
+                let (target, pings) = (target.clone(), pings.clone());
                 let pipe = tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let Ok(server) = TcpStream::connect(&target).await else { return };
-                    let (mut client, mut server) = (client, server);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    // Each way copied until its end, then half-closed, as
+                    // `copy_bidirectional` does; the way up also counts pings.
+                    let upstream = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            if buf[..n] == LONE_SYNC {
+                                pings.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = server_write.shutdown().await;
+                    };
+                    let downstream = async {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let _ = client_write.shutdown().await;
+                    };
+                    tokio::join!(upstream, downstream);
                 });
                 let mut state = state.lock().expect("state");
                 state.pipes.retain(|p| !p.is_finished());
@@ -284,47 +316,15 @@ async fn an_instance_keeps_within_its_connection_budget() {
 /// [`twofold::db::PING_IF_IDLE_FOR`] is pinged first, so a connection the
 /// database dropped meanwhile is replaced and the statement still runs.
 ///
-/// The pool reaches PostgreSQL through a proxy that counts the pings: a
-/// lone `Sync` message, which is all a ping sends (a statement's `Sync`
-/// travels with its `Parse`/`Bind`/`Execute`).
+/// The pool reaches PostgreSQL through the test's [`Proxy`], which counts
+/// the pings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_replaced() {
     use sea_orm::ConnectionTrait;
     let Some(database) = TestDatabase::create(Backend::Postgres).await else { return };
-    let target = pg_target();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let proxy = {
-        let pings = pings.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else { return };
-                let Ok(server) = TcpStream::connect(&target).await else { return };
-                let pings = pings.clone();
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let upstream = async {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n) = client_read.read(&mut buf).await {
-                            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                            if buf[..n] == [b'S', 0, 0, 0, 4] {
-                                pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                        }
-                    };
-                    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
-                    let _ = tokio::join!(upstream, downstream);
-                });
-            }
-        })
-    };
+    let proxy = Proxy::start(&pg_target()).await;
     let db = twofold::db::Db::open(
-        &via(&database.url, port),
+        &via(&database.url, proxy.port),
         twofold::db::PoolOptions::new(1, Duration::from_secs(10)),
         "twofold",
     )
@@ -336,12 +336,12 @@ async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_r
     // count starts, at most one release ping is still on its way: the
     // previous statement's (`open` pings too).
     db.conn.query_one_raw(select()).await.expect("select").expect("a row");
-    let before = pings.load(std::sync::atomic::Ordering::Relaxed);
+    let before = proxy.pings();
     const STATEMENTS: usize = 20;
     for _ in 0..STATEMENTS {
         db.conn.query_one_raw(select()).await.expect("select").expect("a row");
     }
-    let steady = pings.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let steady = proxy.pings() - before;
     assert!(
         steady <= STATEMENTS + 1,
         "{steady} pings for {STATEMENTS} statements on a connection in steady use: only releases may ping \
@@ -371,5 +371,5 @@ async fn a_connection_in_steady_use_is_not_pinged_and_an_idle_one_that_died_is_r
         .try_get_by_index(0)
         .expect("pid");
     assert_ne!(replaced, backend, "a new session answers");
-    proxy.abort();
+    proxy.cut();
 }
