@@ -99,12 +99,11 @@ impl Gql {
     }
 
     /// The page the read payoff is about; returns how many orders it held.
-    /// The page's orders count. The loops' hot call: it checks the answer
-    /// (HTTP 200, no GraphQL error, `data.orders.edges` a list) without
-    /// building it, so the load generator's own CPU on these two cores
-    /// stays small beside the server's. [`Self::execute`] built every answer
-    /// as a `serde_json::Value` tree and cloned its `data`: about as much
-    /// client CPU per page as an allocation-heavy parse of 10 KB costs.
+    /// The loops' hot call: it checks the answer (HTTP 200, no GraphQL
+    /// error, `data.orders.edges` a list) without building it, so the load
+    /// generator's own CPU on these two cores stays small beside the
+    /// server's. [`Self::execute`] would build every answer as a
+    /// `serde_json::Value` tree and clone its `data`.
     pub async fn orders_page(&self) -> anyhow::Result<usize> {
         #[derive(serde::Deserialize)]
         struct Answer {
