@@ -277,7 +277,8 @@ pub async fn start(settings: &Settings) -> Result<Services, StartError> {
         crate::lazy::HotThreshold { events: runtime.snapshots.hot_events, elapsed: runtime.snapshots.hot_time };
     let folder = crate::lazy::Folder::new(write_db.clone(), read_db.clone())
         .with_hot_keys(wishes, threshold)
-        .with_settle_wait(settings.consistency.settle_wait);
+        .with_settle_wait(settings.consistency.settle_wait)
+        .with_commits(appended.subscribe());
     let reads = reads.with_folding(crate::query::served::Folding { folder, lazy });
     let admin = Admin::new(write_db.clone(), read_db.clone(), log_db.clone(), projector_db.clone(), notices.clone());
     let documents = documents(settings, auth.is_open())?;

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use entity::read::{customer_view, order_activity, order_summary};
@@ -52,8 +52,14 @@ pub const FOLD_WAIT: Duration = Duration::from_secs(1);
 /// gives up folding and waits for the view, which would have to wait for
 /// them too, and then for a projector batch.
 /// Polled (another process's transactions are seen only by asking), with a
-/// pause doubling from 1 ms to 32 ms: about a dozen statements at most.
+/// pause doubling from 1 ms to 32 ms, cut short by a commit heard of
+/// ([`Folder::with_commits`]) at most [`SETTLE_WAKES`] times.
 pub const SETTLE_WAIT: Duration = Duration::from_millis(250);
+
+/// How many times commits may wake one read at the token before it looks
+/// only when its pause runs out: under a high write rate they come every
+/// millisecond, most of them above its token, and each wake is a look.
+pub const SETTLE_WAKES: u32 = 16;
 
 /// How far a read folds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +128,71 @@ pub struct HotThreshold {
     pub elapsed: Duration,
 }
 
+/// The pauses between a settle wait's looks: from `first`, doubling up to `most`.
+#[derive(Debug, Clone, Copy)]
+struct Pauses {
+    first: Duration,
+    most: Duration,
+}
+
+/// [`Folder::when_settled`]'s loop: looks until `look` finds every writer
+/// below the token ended, pausing between looks (doubling), until
+/// `deadline`. A commit heard of on `commits` ends a pause early, at most
+/// [`SETTLE_WAKES`] times; after that, or once `commits` closes, only the
+/// pauses end.
+async fn look_until_settled<T, Fut>(
+    deadline: Instant,
+    pauses: Pauses,
+    mut commits: Option<watch::Receiver<LogPosition>>,
+    mut look: impl FnMut() -> Fut,
+) -> Result<T, FoldError>
+where
+    Fut: std::future::Future<Output = Result<Look<T>, FoldError>>,
+{
+    let mut pause = pauses.first;
+    let mut wakes = 0;
+    loop {
+        // Seen before the look: a commit during it ends the pause after it.
+        if let Some(commits) = commits.as_mut() {
+            commits.borrow_and_update();
+        }
+        let Look { exists, settled, value } = look().await?;
+        if !exists {
+            return Err(FoldError::UnknownToken);
+        }
+        if settled {
+            return Ok(value);
+        }
+        metrics::counter!(crate::metrics::FOLD_SETTLE_WAITS).increment(1);
+        if Instant::now() + pause > deadline {
+            return Err(FoldError::NotSettled);
+        }
+        let woken = match commits.as_mut() {
+            Some(heard) => match tokio::time::timeout(pause, heard.changed()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(_closed)) => {
+                    commits = None;
+                    tokio::time::sleep(pause).await;
+                    false
+                }
+                Err(_elapsed) => false,
+            },
+            None => {
+                tokio::time::sleep(pause).await;
+                false
+            }
+        };
+        if woken {
+            wakes += 1;
+            if wakes == SETTLE_WAKES {
+                commits = None;
+            }
+        } else {
+            pause = (pause * 2).min(pauses.most);
+        }
+    }
+}
+
 /// Reads that fold: the log, the views, and where to report hot keys.
 #[derive(Clone)]
 pub struct Folder {
@@ -129,11 +200,25 @@ pub struct Folder {
     views: Db,
     hot: Option<(mpsc::Sender<SnapshotWish>, HotThreshold)>,
     settle_wait: Duration,
+    /// Every commit heard of (see [`Folder::with_commits`]).
+    commits: Option<watch::Receiver<LogPosition>>,
 }
 
 impl Folder {
     pub fn new(log: Db, views: Db) -> Self {
-        Self { log, views, hot: None, settle_wait: SETTLE_WAIT }
+        Self { log, views, hot: None, settle_wait: SETTLE_WAIT, commits: None }
+    }
+
+    /// Wakes a read waiting for the writers below its token on every commit
+    /// heard of (`notice::commit_heard`: this process's commands, and
+    /// on PostgreSQL the other instances' by NOTIFY), not only when its
+    /// doubling pause runs out: the writer it waits for is a command a few
+    /// milliseconds from its commit, and the pause overshot it by as much.
+    /// A writer that rolls back, or one whose notice was lost, is still
+    /// found by the pause.
+    pub fn with_commits(mut self, commits: watch::Receiver<LogPosition>) -> Self {
+        self.commits = Some(commits);
+        self
     }
 
     /// How long a read at the token waits for the event writers below its
@@ -157,34 +242,20 @@ impl Folder {
     /// writer below the token is still open (another transaction, seen
     /// only by asking the database) it looks again after a short pause,
     /// doubling, until the settle wait (the caller then waits for the view
-    /// instead). Each look is the whole read, so a read that met a writer
-    /// is one more round trip per pause, not a check and then the read.
+    /// instead). A commit heard of cuts the pause short. Each look is the
+    /// whole read, so a read that met a writer is one more round trip per
+    /// look, not a check and then the read.
     ///
     /// Only the log's reads depend on the check: a view's stored row may be
     /// read beside it, at any moment, since a fold only adds to a stored row
     /// the events it has not applied (by version), and a row is never older
     /// than the view's checkpoint the caller passed.
-    async fn when_settled<T, Fut>(&self, mut look: impl FnMut() -> Fut) -> Result<T, FoldError>
+    async fn when_settled<T, Fut>(&self, look: impl FnMut() -> Fut) -> Result<T, FoldError>
     where
         Fut: std::future::Future<Output = Result<Look<T>, FoldError>>,
     {
-        let deadline = Instant::now() + self.settle_wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let Look { exists, settled, value } = look().await?;
-            if !exists {
-                return Err(FoldError::UnknownToken);
-            }
-            if settled {
-                return Ok(value);
-            }
-            metrics::counter!(crate::metrics::FOLD_SETTLE_WAITS).increment(1);
-            if Instant::now() + pause > deadline {
-                return Err(FoldError::NotSettled);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(32));
-        }
+        let pauses = Pauses { first: Duration::from_millis(1), most: Duration::from_millis(32) };
+        look_until_settled(Instant::now() + self.settle_wait, pauses, self.commits.clone(), look).await
     }
 
     /// Every event of an order's stream up to `upto`, from its first: an
@@ -380,5 +451,102 @@ fn poison(e: crate::projection::ApplyError) -> FoldError {
         crate::projection::ApplyError::Database(e) => FoldError::Database(e),
         crate::projection::ApplyError::Poison { position, reason } => FoldError::Poison { position, reason },
         crate::projection::ApplyError::Unavailable(reason) => FoldError::Poison { position: 0, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A look that is unsettled until `settled` is set, counting looks.
+    fn looking(
+        settled: Arc<AtomicBool>,
+        looks: Arc<AtomicU32>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Look<()>, FoldError>> {
+        move || {
+            looks.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Look { exists: true, settled: settled.load(Ordering::SeqCst), value: () }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_heard_ends_the_pause_so_the_writer_below_is_seen_gone_at_once() {
+        let (appended, commits) = watch::channel(LogPosition::START);
+        let (settled, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        // A pause of an hour: only the commit can end it within the test.
+        let pauses = Pauses { first: Duration::from_secs(3600), most: Duration::from_secs(3600) };
+        let wait = tokio::spawn(look_until_settled(
+            Instant::now() + Duration::from_secs(7200),
+            pauses,
+            Some(commits),
+            looking(settled.clone(), looks.clone()),
+        ));
+        while looks.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The writer below commits (its token is not the newest: still a wake).
+        settled.store(true, Ordering::SeqCst);
+        appended.send_modify(|_| {}); // what `notice::commit_heard` sends
+        let settled_at = tokio::time::timeout(Duration::from_secs(30), wait).await;
+        assert!(matches!(settled_at, Ok(Ok(Ok(())))), "the commit ended the pause: {settled_at:?}");
+        assert_eq!(looks.load(Ordering::SeqCst), 2, "one look before the commit, one after");
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_commits_above_the_token_wakes_a_wait_a_bounded_number_of_times() {
+        let (appended, commits) = watch::channel(LogPosition::START);
+        let (never, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut at = 1;
+                while !stop.load(Ordering::SeqCst) {
+                    appended.send_replace(LogPosition::new(at, at));
+                    at += 1;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let pauses = Pauses { first: Duration::from_millis(20), most: Duration::from_millis(20) };
+        let gave_up = look_until_settled(
+            Instant::now() + Duration::from_millis(200),
+            pauses,
+            Some(commits),
+            looking(never, looks.clone()),
+        )
+        .await;
+        stop.store(true, Ordering::SeqCst);
+        writers.await.expect("writers");
+        assert!(matches!(gave_up, Err(FoldError::NotSettled)), "{gave_up:?}");
+        // The wakes, then one look per 20 ms pause of the 200 ms; without the
+        // bound, one look per commit (thousands).
+        let looked = looks.load(Ordering::SeqCst);
+        assert!(looked > SETTLE_WAKES, "the commits woke the wait: {looked} looks");
+        assert!(looked <= SETTLE_WAKES + 1 + 10, "{looked} looks");
+    }
+
+    #[tokio::test]
+    async fn a_closed_commit_signal_falls_back_to_the_pauses() {
+        let (appended, commits) = watch::channel(LogPosition::START);
+        drop(appended);
+        let (never, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let pauses = Pauses { first: Duration::from_millis(20), most: Duration::from_millis(20) };
+        let gave_up = look_until_settled(
+            Instant::now() + Duration::from_millis(100),
+            pauses,
+            Some(commits),
+            looking(never, looks.clone()),
+        )
+        .await;
+        assert!(matches!(gave_up, Err(FoldError::NotSettled)), "{gave_up:?}");
+        assert!(
+            looks.load(Ordering::SeqCst) <= 6,
+            "no busy loop on a closed signal: {} looks",
+            looks.load(Ordering::SeqCst)
+        );
     }
 }

@@ -65,8 +65,8 @@ pub struct CommandService {
 }
 
 impl CommandService {
-    /// `appended` is bumped to the latest token after every commit, to wake
-    /// the projectors of this process.
+    /// `appended` hears of every commit ([`crate::notice::commit_heard`]),
+    /// to wake the projectors of this process.
     pub fn new(db: Db, inline: Option<Arc<dyn InlineProjections>>, appended: Arc<watch::Sender<LogPosition>>) -> Self {
         Self { db, inline, appended, pauses: Arc::default() }
     }
@@ -130,13 +130,7 @@ impl CommandService {
     ) -> Result<Ack, CommandError> {
         match attempt {
             Ok(ack) => {
-                self.appended.send_if_modified(|head| {
-                    let newer = ack.token > *head;
-                    if newer {
-                        *head = ack.token;
-                    }
-                    newer
-                });
+                crate::notice::commit_heard(&self.appended, ack.token);
                 Ok(ack)
             }
             Err(CommandError::AlreadyExecuted) => match idempotency::replay(&self.db.conn, key).await? {

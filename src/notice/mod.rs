@@ -15,6 +15,17 @@ pub mod segments;
 
 pub use progress::Progress;
 
+/// Tells the runners that a command committed at `token`: the head they
+/// know of moves up to it, and every one of them wakes, whether or not it
+/// moved. A writer whose transaction began below a newer token and commits
+/// after it brings no newer token, yet its commit is the one a runner held
+/// back by it waits for. Waking only on a newer head left that runner on
+/// its back-off timer (up to the poll interval) while the write below, and
+/// every write above it, was already readable.
+pub fn commit_heard(appended: &watch::Sender<LogPosition>, token: LogPosition) {
+    appended.send_modify(|head| *head = (*head).max(token));
+}
+
 /// One committed projection batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectionUpdated {
@@ -213,6 +224,19 @@ impl Notices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_commit_wakes_the_runners_and_the_head_only_moves_up() {
+        let (appended, _) = watch::channel(LogPosition::START);
+        let mut runner = appended.subscribe();
+        commit_heard(&appended, LogPosition::new(101, 7));
+        assert!(runner.has_changed().expect("open"));
+        assert_eq!(*runner.borrow_and_update(), LogPosition::new(101, 7));
+        // A writer that began below it commits last: no newer head, still a wake.
+        commit_heard(&appended, LogPosition::new(100, 8));
+        assert!(runner.has_changed().expect("open"), "the commit below the head must wake the runners");
+        assert_eq!(*runner.borrow_and_update(), LogPosition::new(101, 7), "the head never moves back");
+    }
 
     fn update(token: LogPosition, stream: Uuid) -> ProjectionUpdated {
         ProjectionUpdated {

@@ -241,14 +241,10 @@ async fn log_head(pool: &sqlx::PgPool) -> Result<Option<LogPosition>, sqlx::Erro
 fn handle(channel: &str, payload: &str, notices: &Notices, appended: &watch::Sender<LogPosition>) {
     match channel {
         LOG_CHANNEL => {
+            // Another instance's commit: wakes the runners here even when
+            // its token is not the newest (see `commit_heard`).
             if let Ok(token) = payload.parse::<LogPosition>() {
-                appended.send_if_modified(|head| {
-                    let newer = token > *head;
-                    if newer {
-                        *head = token;
-                    }
-                    newer
-                });
+                super::commit_heard(appended, token);
             }
         }
         LEADERSHIP_CHANNEL => notices.leadership_released(payload),
@@ -334,6 +330,20 @@ mod tests {
         assert_eq!(notice.i, "instance-1");
         assert_eq!((notice.p.as_str(), notice.t.parse::<LogPosition>().ok()), ("order_summary", Some(sent.token)));
         assert_eq!((notice.s, notice.o, notice.e, notice.c), (sent.stream_ids, sent.owners, sent.event_types, true));
+    }
+
+    #[test]
+    fn another_instances_commit_below_the_head_wakes_the_runners_here() {
+        let notices = Notices::new(16);
+        let (appended, _) = watch::channel(LogPosition::START);
+        let mut runner = appended.subscribe();
+        handle(LOG_CHANNEL, "101.7", &notices, &appended);
+        assert_eq!(*runner.borrow_and_update(), LogPosition::new(101, 7));
+        handle(LOG_CHANNEL, "100.8", &notices, &appended);
+        assert!(runner.has_changed().expect("open"), "a commit announced below the head must wake the runners");
+        assert_eq!(*runner.borrow_and_update(), LogPosition::new(101, 7));
+        handle(LOG_CHANNEL, "not a token", &notices, &appended);
+        assert!(!runner.has_changed().expect("open"), "a payload that is not a token wakes nobody");
     }
 
     #[test]

@@ -232,6 +232,54 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     app.stop().await;
 }
 
+/// A writer below a later write's token commits last, so nothing newer
+/// comes after it: its own commit must wake the projectors it held back.
+/// They used to be woken only by a token newer than any heard of, and
+/// otherwise slept their back-off, doubling up to the poll interval: the
+/// client of the later write waited up to half a second (the default poll
+/// interval) for a write that was readable at once. The poll interval is an
+/// hour here, so a timer cannot stand in for the wake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_commit_of_a_writer_below_a_newer_token_wakes_the_projectors_it_held_back() {
+    let Some(app) =
+        TestApp::spawn_with(Backend::Postgres, |s| s.runtime.poll_interval = Duration::from_secs(3600)).await
+    else {
+        return;
+    };
+    let seed = app.seed().await;
+    app.settle().await;
+    let (gate, mut arrived, held) = hold_a_command(&app, &seed).await;
+    gate.release.send_replace(1);
+    within(
+        Duration::from_secs(30),
+        "the held command to save its state",
+        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
+    )
+    .await
+    .expect("arrives after its first write");
+    // A later write commits first: its token is the newest anyone hears of.
+    let (later, later_token) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
+    // The projectors find the held writer open below it and back off,
+    // doubling from 2 ms: after 13 tries the next pause is 4 to 8 s long.
+    let series = "twofold_projector_held_back_total{projection=\"order_summary\"}";
+    within(Duration::from_secs(60), "the projector to back off for seconds", async {
+        while counter(&app, series).await < 13.0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The held writer commits: the last commit, and not the newest token.
+    gate.release.send_replace(2);
+    let answer = within(Duration::from_secs(30), "the held command", held).await.expect("held command");
+    assert!(answer.get("errors").is_none(), "{answer}");
+    let (visible, took) = write_visible(&app, &later_token, 2000).await;
+    assert!(visible, "the later write was still not visible {took:?} after the writer below it committed");
+    let d = app.data("query($id: ID!) { order(id: $id) { id } }", json!({ "id": later })).await;
+    assert_eq!(s(&d["order"]["id"]), later, "the stored view holds the later write");
+    app.services.commands.set_pauses(None);
+    app.stop().await;
+}
+
 /// The value of a counter in `/metrics` (0 when it has not appeared yet).
 async fn counter(app: &TestApp, series: &str) -> f64 {
     crate::metrics::value(&crate::metrics::scrape(app).await, series).unwrap_or(0.0)
