@@ -77,12 +77,6 @@ impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
     }
-
-    /// Rolls back now (a dropped transaction rolls back too, but only when
-    /// its connection is next used), then gives up the writer slot.
-    pub async fn rollback(self) -> Result<(), DbErr> {
-        self.txn.rollback().await
-    }
 }
 
 impl std::ops::Deref for WriteTxn {

@@ -17,17 +17,15 @@
 //!   status, fence token) before anything is applied;
 //! - **isolation from locks** (PostgreSQL): projector sessions wait at most
 //!   `lock_timeout` for a lock (`crate::db::Db::PROJECTOR_LOCK_TIMEOUT`). A
-//!   projection whose statement runs past it is set aside: the group's
-//!   transaction rolls back and applies again without it, the others commit
-//!   and move on, and it steps alone, in its own transaction, with
-//!   back-off, until a step succeeds. Its status names the sessions holding
-//!   the lock (`super::stall`);
-//! - **poison policies**: a projection whose part fails is left out the
-//!   same way and then stepped by itself, after the commit, on the
-//!   single-projection path that finds the poison event and applies its
-//!   policy (stop or skip). The others are not held back. (No savepoint per
-//!   projection: two round trips each per batch, for a failure that almost
-//!   never comes; see `apply_group`.);
+//!   projection whose statement runs past it is rolled back to its
+//!   savepoint and set aside: the others commit and move on, and it steps
+//!   alone, in its own transaction, with back-off, until a step succeeds.
+//!   Its status names the sessions holding the lock (`super::stall`);
+//! - **poison policies**: each projection applies inside a savepoint; one
+//!   that fails is rolled back to it alone and then stepped by itself,
+//!   after the commit, on the single-projection path that finds the poison
+//!   event and applies its policy (stop or skip). The others are not held
+//!   back;
 //! - **exactly once**: a checkpoint moves in the same transaction as its
 //!   projection's rows.
 //!
@@ -42,6 +40,7 @@ use std::time::Duration;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
+use sea_orm::TransactionTrait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -264,74 +263,23 @@ async fn try_group(members: &[(usize, &Projector)]) -> Result<Vec<(usize, Result
 }
 
 /// The grouped step's transaction (see [`try_group`]), in its batch's span.
-///
-/// Members apply straight into the one transaction, with no savepoint each:
-/// a savepoint and its release are two round trips per member per batch,
-/// ten of the thirty or so a small batch of five views cost, for a failure
-/// that almost never comes. When a member's part does fail, the whole
-/// transaction rolls back and the group applies again without that member,
-/// which gets the outcome the savepoint gave it before: set aside after a
-/// lock wait, or stepped alone (`Solo`) after anything else. A failure of
-/// the connection or the server still fails the whole group, as before.
 async fn apply_group<'a>(
     members: &'a [(usize, &'a Projector)],
     first: &'a Projector,
     from: &BTreeMap<usize, LogPosition>,
-    outcomes: Vec<(usize, Result<StepOutcome, StepError>)>,
+    mut outcomes: Vec<(usize, Result<StepOutcome, StepError>)>,
     events: Vec<RecordedEvent>,
     lowest: LogPosition,
 ) -> Result<Vec<(usize, Result<StepOutcome, StepError>)>, StepError> {
-    // Members whose part failed in an earlier try, with their outcome.
-    let mut left_out: Vec<(usize, Result<StepOutcome, StepError>)> = Vec::new();
-    loop {
-        match try_apply_group(members, first, from, &left_out, &events, lowest).await? {
-            Tried::Committed(mut committed) => {
-                let mut all = outcomes;
-                all.append(&mut left_out);
-                all.append(&mut committed);
-                return Ok(all);
-            }
-            Tried::LeftOut(i, outcome) => {
-                tracing::debug!(
-                    member = i,
-                    "a projection's part of the group failed; applying the group again without it"
-                );
-                left_out.push((i, outcome));
-            }
-        }
-    }
-}
-
-/// How one try of the grouped transaction ended.
-enum Tried {
-    /// Committed: the outcome of every member that took part.
-    Committed(Vec<(usize, Result<StepOutcome, StepError>)>),
-    /// Rolled back: member `.0`'s part failed, with outcome `.1`; try again without it.
-    LeftOut(usize, Result<StepOutcome, StepError>),
-}
-
-/// One try of [`apply_group`]: every member not `left_out`, in one transaction.
-async fn try_apply_group<'a>(
-    members: &'a [(usize, &'a Projector)],
-    first: &'a Projector,
-    from: &BTreeMap<usize, LogPosition>,
-    left_out: &[(usize, Result<StepOutcome, StepError>)],
-    events: &[RecordedEvent],
-    lowest: LogPosition,
-) -> Result<Tried, StepError> {
     let to = events.last().map(|e| LogPosition::new(e.tx_id, e.position)).unwrap_or(lowest);
     let started = std::time::Instant::now();
     let names: Vec<&str> = members.iter().map(|(_, p)| p.name()).collect();
     let txn = first.begin(&names).await?;
     // Lock every checkpoint row and check it (fencing) before applying anything.
-    let standing: Vec<(usize, &Projector, LogPosition)> = members
-        .iter()
-        .filter(|(i, _)| !left_out.iter().any(|(out, _)| out == i))
-        .filter_map(|(i, p)| from.get(i).map(|at| (*i, *p, *at)))
-        .collect();
+    let standing: Vec<(usize, &Projector, LogPosition)> =
+        members.iter().filter_map(|(i, p)| from.get(i).map(|at| (*i, *p, *at))).collect();
     let checked: Vec<(&Projector, LogPosition)> = standing.iter().map(|(_, p, at)| (*p, *at)).collect();
     let unmoved = Projector::unmoved(&txn, &checked).await?;
-    let mut outcomes: Vec<(usize, Result<StepOutcome, StepError>)> = Vec::new();
     let mut claims: Vec<(usize, Claim<'_>)> = Vec::new();
     for ((i, p, at), unmoved) in standing.into_iter().zip(unmoved) {
         if !unmoved {
@@ -351,30 +299,33 @@ async fn try_apply_group<'a>(
             claims.push((i, Claim::new(p, at, to, &part)));
             continue;
         }
-        let applying = p.projection.apply(&txn, &part, ApplyContext { position_guard: true });
+        let savepoint = txn.begin().await?;
+        let applying = p.projection.apply(&savepoint, &part, ApplyContext { position_guard: true });
         // A panic in one projection's apply is that projection's problem:
-        // the group goes on without it, and it goes alone (and is
-        // dead-lettered there).
+        // rolled back to its savepoint, it goes alone (and is dead-lettered there).
         let result = match AssertUnwindSafe(applying).catch_unwind().await {
             Ok(result) => result,
             Err(_) => Err(ApplyError::Poison { position: to.position, reason: "panicked".into() }),
         };
         match result {
-            Ok(()) => claims.push((i, Claim::new(p, at, to, &part))),
-            // The connection, the server or the deployment: the whole
-            // group retries.
+            Ok(()) => {
+                savepoint.commit().await?;
+                claims.push((i, Claim::new(p, at, to, &part)));
+            }
+            Err(ApplyError::Database(e)) if crate::db::classify(&e) == crate::db::DbFailure::LockTimeout => {
+                // Another session holds a lock this projection needs: set
+                // it aside (rolled back to its savepoint); the others go on.
+                savepoint.rollback().await?;
+                outcomes.push((i, Err(e.into())));
+            }
             Err(ApplyError::Database(e)) if crate::db::classify(&e).recovery() == crate::db::Recovery::Retry => {
+                // The connection, the server or the deployment: the whole
+                // group retries.
                 return Err(e.into());
             }
-            // Another session holds a lock this projection needs: set it
-            // aside; the others go on.
-            Err(ApplyError::Database(e)) if crate::db::classify(&e) == crate::db::DbFailure::LockTimeout => {
-                txn.rollback().await?;
-                return Ok(Tried::LeftOut(i, Err(e.into())));
-            }
             Err(_) => {
-                txn.rollback().await?;
-                return Ok(Tried::LeftOut(i, Ok(StepOutcome::Solo)));
+                savepoint.rollback().await?;
+                outcomes.push((i, Ok(StepOutcome::Solo)));
             }
         }
     }
@@ -385,9 +336,9 @@ async fn try_apply_group<'a>(
     txn.commit().await?;
     let elapsed = started.elapsed().as_secs_f64();
     for (i, claim) in order.into_iter().zip(claims) {
-        outcomes.push((i, Ok(claim.committed(elapsed, events))));
+        outcomes.push((i, Ok(claim.committed(elapsed, &events))));
     }
-    Ok(Tried::Committed(outcomes))
+    Ok(outcomes)
 }
 
 /// A step alone, for a member the group could not apply. A panic here is
