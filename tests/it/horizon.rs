@@ -189,6 +189,26 @@ async fn hold_a_command(
     (gate, arrived, held)
 }
 
+/// Seeds `app`, settles it, and holds a command ([`hold_a_command`]) at
+/// its second pause point: its state is written (it has its xid) and
+/// nothing is appended yet.
+async fn seeded_with_a_writer_held_after_its_first_write(
+    app: &TestApp,
+) -> (Seed, Arc<Gate>, tokio::task::JoinHandle<Value>) {
+    let seed = app.seed().await;
+    app.settle().await;
+    let (gate, mut arrived, held) = hold_a_command(app, &seed).await;
+    gate.release.send_replace(1);
+    within(
+        Duration::from_secs(30),
+        "the held command to save its state",
+        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
+    )
+    .await
+    .expect("arrives after its first write");
+    (seed, gate, held)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     let Some(app) = TestApp::spawn_postgres().await else { return };
@@ -246,28 +266,13 @@ async fn the_commit_of_a_writer_below_a_newer_token_wakes_the_projectors_it_held
     else {
         return;
     };
-    let seed = app.seed().await;
-    app.settle().await;
-    let (gate, mut arrived, held) = hold_a_command(&app, &seed).await;
-    gate.release.send_replace(1);
-    within(
-        Duration::from_secs(30),
-        "the held command to save its state",
-        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
-    )
-    .await
-    .expect("arrives after its first write");
+    let (seed, gate, held) = seeded_with_a_writer_held_after_its_first_write(&app).await;
     // A later write commits first: its token is the newest anyone hears of.
     let (later, later_token) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
     // The projectors find the held writer open below it and back off,
     // doubling from 2 ms: after 13 tries the next pause is 4 to 8 s long.
     let series = "twofold_projector_held_back_total{projection=\"order_summary\"}";
-    within(Duration::from_secs(60), "the projector to back off for seconds", async {
-        while counter(&app, series).await < 13.0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    until_counter(&app, series, 13.0, "the projector to back off for seconds").await;
     // The held writer commits: the last commit, and not the newest token.
     gate.release.send_replace(2);
     let answer = within(Duration::from_secs(30), "the held command", held).await.expect("held command");
@@ -285,6 +290,17 @@ async fn counter(app: &TestApp, series: &str) -> f64 {
     crate::metrics::value(&crate::metrics::scrape(app).await, series).unwrap_or(0.0)
 }
 
+/// Until a counter in `/metrics` reaches `at_least` (it moves in another
+/// task's hands: looked at again until it does, within a deadline).
+async fn until_counter(app: &TestApp, series: &str, at_least: f64, what: &str) {
+    within(Duration::from_secs(60), what, async {
+        while counter(app, series).await < at_least {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 /// A read at the token that meets an event writer below its token still
 /// open waits for that writer to end and then folds. It used to give up at
 /// once and wait for the view, which waits for the same writer and then
@@ -298,17 +314,7 @@ async fn a_read_at_the_token_waits_for_a_writer_below_it_and_then_folds() {
     else {
         return;
     };
-    let seed = app.seed().await;
-    app.settle().await;
-    let (gate, mut arrived, held) = hold_a_command(&app, &seed).await;
-    gate.release.send_replace(1);
-    within(
-        Duration::from_secs(30),
-        "the held command to save its state",
-        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
-    )
-    .await
-    .expect("arrives after its first write");
+    let (seed, gate, held) = seeded_with_a_writer_held_after_its_first_write(&app).await;
     // A later write: its token lies above the held command's transaction.
     let (order, token) = app.place_order(&seed.customer, &[(&seed.cake, 2)]).await;
     let series = "twofold_fold_settle_waits_total";
@@ -318,14 +324,8 @@ async fn a_read_at_the_token_waits_for_a_writer_below_it_and_then_folds() {
         let query = "query($o: ID!, $t: Token) { order(id: $o, consistentWith: $t) { id totalCents status } }";
         tokio::spawn(async move { gql_at(&http_client(), &base, query, variables).await })
     };
-    // The read found the writer open and is waiting for it (a counter in
-    // another task's hands: looked at again until it moves, within a deadline).
-    within(Duration::from_secs(30), "the read to look at the open writer", async {
-        while counter(&app, series).await <= looked_before {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // The read found the writer open and is waiting for it.
+    until_counter(&app, series, looked_before + 1.0, "the read to look at the open writer").await;
     assert!(!read.is_finished(), "the read answers only once the writer below its token has ended");
     gate.release.send_replace(2);
     let answer = within(Duration::from_secs(30), "the read at the token", read).await.expect("read task");
