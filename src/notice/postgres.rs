@@ -169,18 +169,12 @@ async fn listen(
         };
         // Anything appended while the connection was away was announced to
         // nobody here: wake the runners at the log's head now, so they read
-        // from their checkpoints instead of waiting for the next poll.
+        // from their checkpoints instead of waiting for the next poll. As a
+        // commit heard of: a head no newer than the one known still wakes
+        // them, since what was missed may be a commit below it.
         if connected_before && channels.contains(&LOG_CHANNEL) {
             match log_head(&pool).await {
-                Ok(Some(head)) => {
-                    appended.send_if_modified(|known| {
-                        let newer = head > *known;
-                        if newer {
-                            *known = head;
-                        }
-                        newer
-                    });
-                }
+                Ok(Some(head)) => super::commit_heard(&appended, head),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "could not read the log's head after reconnecting"),
             }
