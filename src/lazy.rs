@@ -472,6 +472,17 @@ mod tests {
         }
     }
 
+    /// A wait that never settles, with 20 ms pauses, given up after
+    /// `deadline` (it must end `NotSettled`): how many looks it took.
+    async fn looks_until_given_up(deadline: Duration, commits: watch::Receiver<LogPosition>) -> u32 {
+        let (never, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let pauses = Pauses { first: Duration::from_millis(20), most: Duration::from_millis(20) };
+        let gave_up =
+            look_until_settled(Instant::now() + deadline, pauses, Some(commits), looking(never, looks.clone())).await;
+        assert!(matches!(gave_up, Err(FoldError::NotSettled)), "{gave_up:?}");
+        looks.load(Ordering::SeqCst)
+    }
+
     #[tokio::test]
     async fn a_commit_heard_ends_the_pause_so_the_writer_below_is_seen_gone_at_once() {
         let (appended, commits) = watch::channel(LogPosition::START);
@@ -498,7 +509,6 @@ mod tests {
     #[tokio::test]
     async fn a_stream_of_commits_above_the_token_wakes_a_wait_a_bounded_number_of_times() {
         let (appended, commits) = watch::channel(LogPosition::START);
-        let (never, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let writers = {
             let stop = stop.clone();
@@ -511,20 +521,11 @@ mod tests {
                 }
             })
         };
-        let pauses = Pauses { first: Duration::from_millis(20), most: Duration::from_millis(20) };
-        let gave_up = look_until_settled(
-            Instant::now() + Duration::from_millis(200),
-            pauses,
-            Some(commits),
-            looking(never, looks.clone()),
-        )
-        .await;
+        let looked = looks_until_given_up(Duration::from_millis(200), commits).await;
         stop.store(true, Ordering::SeqCst);
         writers.await.expect("writers");
-        assert!(matches!(gave_up, Err(FoldError::NotSettled)), "{gave_up:?}");
         // The wakes, then one look per 20 ms pause of the 200 ms; without the
         // bound, one look per commit (thousands).
-        let looked = looks.load(Ordering::SeqCst);
         assert!(looked > SETTLE_WAKES, "the commits woke the wait: {looked} looks");
         assert!(looked <= SETTLE_WAKES + 1 + 10, "{looked} looks");
     }
@@ -533,20 +534,7 @@ mod tests {
     async fn a_closed_commit_signal_falls_back_to_the_pauses() {
         let (appended, commits) = watch::channel(LogPosition::START);
         drop(appended);
-        let (never, looks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
-        let pauses = Pauses { first: Duration::from_millis(20), most: Duration::from_millis(20) };
-        let gave_up = look_until_settled(
-            Instant::now() + Duration::from_millis(100),
-            pauses,
-            Some(commits),
-            looking(never, looks.clone()),
-        )
-        .await;
-        assert!(matches!(gave_up, Err(FoldError::NotSettled)), "{gave_up:?}");
-        assert!(
-            looks.load(Ordering::SeqCst) <= 6,
-            "no busy loop on a closed signal: {} looks",
-            looks.load(Ordering::SeqCst)
-        );
+        let looked = looks_until_given_up(Duration::from_millis(100), commits).await;
+        assert!(looked <= 6, "no busy loop on a closed signal: {looked} looks");
     }
 }
