@@ -12,11 +12,9 @@
 //! a wait still has its cause written (on PostgreSQL; a SQLite file whose
 //! write lock another process holds takes no heartbeat either, and only
 //! this process can name that cause).
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use entity::read::projection_checkpoint;
 
 use crate::catalog::WaitKind;
 use crate::db::Db;
@@ -59,37 +57,53 @@ pub fn spawn(views_db: Db, notices: Notices, shutdown: CancellationToken) -> Joi
     })
 }
 
-/// One heartbeat: one transaction, one small UPDATE per projection led here,
-/// in name order.
+/// One heartbeat: one transaction, one small UPDATE per projection led here.
 ///
-/// The order is what keeps it from deadlocking with a projector group,
-/// which locks its members' checkpoint rows in name order for a batch
-/// (`Projector::unmoved`): in any other order the beat could hold one row
-/// the group waits for while it waits for another the group holds, until
-/// `lock_timeout` ended the group's batch (every view set aside for half a
-/// second, seen as a 450–540 ms tail of `writeVisible` at 200 commands/s).
-/// Every transaction that locks several checkpoint rows locks them in name
-/// order.
+/// On PostgreSQL a row another transaction holds is skipped, never waited
+/// on (`FOR UPDATE SKIP LOCKED`). A projector group holds its members'
+/// checkpoint rows for a whole batch (`Projector::unmoved`); a beat that
+/// waited for them held every row it had written meanwhile, so it held
+/// those projectors back, and a batch longer than `lock_timeout` (seen at
+/// 1,000 commands/s) cancelled the beat: no view got its heartbeat that
+/// round. A beat that never waits cannot deadlock either, in whatever order
+/// it writes. A row it skips is written by the batch that holds it: every
+/// checkpoint move sets `heartbeat_at` (`projector::commit`), since a
+/// commit is the runner's proof of life; the rest of the row (what it waits
+/// on, its failures) is made good by the next beat. (SQLite has no row
+/// locks: its one write lock orders the beat with the batches.)
 async fn beat(views_db: &Db, notices: &Notices) -> Result<(), sea_orm::DbErr> {
-    let mut led = notices.progress().led();
-    led.sort_by(|a, b| a.0.cmp(&b.0));
+    let led = notices.progress().led();
     // A SQLite file locked by another process takes no write: don't queue behind it.
     if led.is_empty() || led.iter().any(|(_, r)| r.wait.as_ref().is_some_and(|w| w.kind == WaitKind::SqliteWriteLock)) {
         return Ok(());
     }
     let now = chrono::Utc::now();
     let txn = views_db.begin_write_as("the projector heartbeat", &mut |_| {}).await?;
+    let row = match txn.get_database_backend() {
+        DbBackend::Postgres => "(SELECT name FROM projection_checkpoint WHERE name = $6 FOR UPDATE SKIP LOCKED)",
+        _ => "$6",
+    };
+    let sql = format!(
+        "UPDATE projection_checkpoint SET heartbeat_at = $1, progressed_at = $2, waiting_on = $3, attempts = $4, \
+         owner = $5 WHERE name = {row}"
+    );
+    let mut skipped = Vec::new();
     for (name, runner) in led {
         let waiting_on = runner.wait.as_ref().and_then(|w| serde_json::to_string(w).ok());
-        projection_checkpoint::Entity::update_many()
-            .col_expr(projection_checkpoint::Column::HeartbeatAt, Some(now).into())
-            .col_expr(projection_checkpoint::Column::ProgressedAt, Some(runner.healthy_at).into())
-            .col_expr(projection_checkpoint::Column::WaitingOn, waiting_on.into())
-            .col_expr(projection_checkpoint::Column::Attempts, runner.attempts.into())
-            .col_expr(projection_checkpoint::Column::Owner, Some(notices.instance_id().to_owned()).into())
-            .filter(projection_checkpoint::Column::Name.eq(name))
-            .exec(&*txn)
-            .await?;
+        let values = vec![
+            now.into(),
+            Some(runner.healthy_at).into(),
+            waiting_on.into(),
+            runner.attempts.into(),
+            Some(notices.instance_id().to_owned()).into(),
+            name.clone().into(),
+        ];
+        if crate::projection::sql::execute(&txn, &sql, values).await?.rows_affected() == 0 {
+            skipped.push(name);
+        }
+    }
+    if !skipped.is_empty() {
+        tracing::debug!(?skipped, "heartbeat skipped checkpoint rows a batch holds (its commit writes them)");
     }
     txn.commit().await
 }

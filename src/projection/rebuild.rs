@@ -589,7 +589,7 @@ async fn switch(
         // With the rows of their segments, if split (`view#k/N`).
         let segments: Vec<String> = names.iter().map(|n| format!(" OR {}", segment_rows(n))).collect();
         txn.execute_unprepared(&format!(
-            // In name order, as every transaction that locks several checkpoint rows (see `heartbeat::beat`).
+            // In name order, as every transaction that locks several checkpoint rows and may wait (design.md).
             "SELECT name FROM public.projection_checkpoint WHERE name IN ({}){} ORDER BY name FOR UPDATE",
             list.join(", "),
             segments.join("")

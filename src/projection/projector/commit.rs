@@ -75,13 +75,15 @@ pub(in crate::projection) async fn claim_all(txn: &DatabaseTransaction, claims: 
 /// moves its checkpoint if it is still at `u.from_*`, not stopped, and
 /// (with a fence token) still fenced by this runner. A batch applied past
 /// an event an older release stood down at ends the `outdated` status.
+/// The move is the runner's heartbeat too (`heartbeat_at`): a beat skips a
+/// row a batch holds (`super::super::heartbeat`).
 fn move_sql(rows: &str) -> String {
     use sea_orm::ActiveEnum;
     let (outdated, running, stopped) =
         (StoredStatus::Outdated.to_value(), StoredStatus::Running.to_value(), StoredStatus::Stopped.to_value());
     format!(
         "UPDATE projection_checkpoint AS c SET last_tx_id = u.to_tx, last_position = u.to_pos, \
-           events_applied = c.events_applied + u.n, updated_at = $1, \
+           events_applied = c.events_applied + u.n, updated_at = $1, heartbeat_at = $1, \
            status = CASE WHEN c.status = '{outdated}' THEN '{running}' ELSE c.status END, \
            last_error = CASE WHEN c.status = '{outdated}' THEN NULL ELSE c.last_error END \
          FROM {rows} AS u \
