@@ -279,6 +279,13 @@ pub struct ServeArgs {
     /// Safety-net poll of the event log, in milliseconds.
     #[arg(long, env = "TWOFOLD_POLL_INTERVAL_MS", default_value_t = crate::defaults::POLL_INTERVAL_MS)]
     pub poll_interval_ms: u64,
+    /// Under load, a projector begins a batch at least this long after it
+    /// began the one before, so that the commits landing meanwhile share
+    /// one transaction and one notice (in milliseconds; 0: at once). An idle
+    /// projector never waits: its last batch is long past.
+    #[arg(long, env = "TWOFOLD_PROJECTION_GATHER_MS", default_value_t = crate::defaults::PROJECTION_GATHER_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub projection_gather_ms: u64,
     /// How often a standby tries to take over a projection when no
     /// release notice arrives (a leader that died without one), in milliseconds.
     #[arg(long, env = "TWOFOLD_STANDBY_RETRY_MS", default_value_t = crate::defaults::STANDBY_RETRY_MS)]

@@ -17,6 +17,9 @@
 pub const BATCH_SIZE: u64 = 500;
 /// The safety-net poll of the event log (`--poll-interval-ms`).
 pub const POLL_INTERVAL_MS: u64 = 500;
+/// Under load, a batch begins at least this long after the one before
+/// it (`--projection-gather-ms`; 0: at once).
+pub const PROJECTION_GATHER_MS: u64 = 0;
 /// How often a standby tries to take over (`--standby-retry-ms`).
 pub const STANDBY_RETRY_MS: u64 = 1_000;
 /// Lazy views: snapshot once the log grew this many events (`--lazy-snapshot-events`).

@@ -130,6 +130,7 @@ impl From<&ServeArgs> for Settings {
             runtime: RuntimeSettings {
                 batch_size: args.batch_size.max(1),
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+                gather: Duration::from_millis(args.projection_gather_ms),
                 standby_retry: Duration::from_millis(args.standby_retry_ms.max(10)),
                 modes: args.projection_mode.iter().cloned().collect(),
                 policies: args.poison_policy.iter().cloned().collect(),

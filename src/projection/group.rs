@@ -104,6 +104,14 @@ pub(super) async fn run(
     // without its standbys trying, and they would wait for their periodic
     // try (`--standby-retry-ms`, ten minutes in the hand-over test).
     let mut releases_acted_on = *released.borrow_and_update();
+    // Gathering (`--projection-gather-ms`): under load, a wake that comes
+    // sooner than `gather` after the last batch began waits for the rest of
+    // it, so the commits landing meanwhile share the next batch (one
+    // transaction, one notice, one kept answer dropped instead of several).
+    // An idle loop never waits: its last batch is long past.
+    let gather = runners.iter().map(|r| r.projector.gather).max().unwrap_or_default();
+    let mut last_batch: Option<Instant> = None;
+    let mut backlog = false;
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -137,6 +145,7 @@ pub(super) async fn run(
             }
         }
         if !ready.is_empty() {
+            last_batch = Some(Instant::now());
             // Runners set aside by a lock step alone until they succeed.
             let (together, alone): (Vec<usize>, Vec<usize>) = ready.iter().partition(|&&i| grouped && !runners[i].solo);
             let mut outcomes = if together.len() > 1 {
@@ -165,6 +174,7 @@ pub(super) async fn run(
                 matches!(outcome, Ok(StepOutcome::Applied { events, .. })
                     if p.fills_a_batch(*events) || p.segment.is_split())
             });
+            backlog = full_batch;
             for (i, outcome) in outcomes {
                 let applied = matches!(outcome, Ok(StepOutcome::Applied { .. }));
                 due[i] = match runners[i].settle(outcome, head, poll_interval, locks.as_ref()).await {
@@ -183,7 +193,13 @@ pub(super) async fn run(
             }
         }
         if due.contains(&Due::Now) {
-            tokio::task::yield_now().await;
+            // Commits that landed during the batch gather too; a backlog
+            // (a full batch) is read on at once.
+            if backlog {
+                tokio::task::yield_now().await;
+            } else if !gathered(last_batch, gather, &shutdown).await {
+                break;
+            }
             continue;
         }
         let wake_at = due
@@ -197,7 +213,7 @@ pub(super) async fn run(
         let standby = due.iter().any(|d| matches!(d, Due::Waiting { on_release: true, .. }));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = appended.changed() => {}
+            _ = appended.changed() => if !gathered(last_batch, gather, &shutdown).await { break },
             // Only wakes the loop; its top acts on the release.
             _ = released.changed(), if standby => {}
             _ = tokio::time::sleep_until(wake_at) => {}
@@ -205,6 +221,21 @@ pub(super) async fn run(
     }
     for runner in &mut runners {
         runner.release(locks.as_ref()).await;
+    }
+}
+
+/// Waits out the rest of `gather` after the batch that began at
+/// `last_batch` (when it is past, only yields); false when `shutdown` came first.
+async fn gathered(last_batch: Option<Instant>, gather: Duration, shutdown: &CancellationToken) -> bool {
+    match last_batch.map(|at| at + gather).filter(|at| *at > Instant::now()) {
+        Some(at) => tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep_until(at) => true,
+        },
+        None => {
+            tokio::task::yield_now().await;
+            true
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct RuntimeSettings {
     pub batch_size: u64,
     /// Safety-net poll when no wake-up arrives.
     pub poll_interval: Duration,
+    /// Under load, the least time from one batch's start to the next's.
+    pub gather: Duration,
     /// How often a standby tries to take over when no release notice
     /// wakes it (the leader died without one).
     pub standby_retry: Duration,
@@ -33,10 +35,11 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        use crate::defaults::{BATCH_SIZE, POLL_INTERVAL_MS, STANDBY_RETRY_MS};
+        use crate::defaults::{BATCH_SIZE, POLL_INTERVAL_MS, PROJECTION_GATHER_MS, STANDBY_RETRY_MS};
         Self {
             batch_size: BATCH_SIZE,
             poll_interval: Duration::from_millis(POLL_INTERVAL_MS),
+            gather: Duration::from_millis(PROJECTION_GATHER_MS),
             standby_retry: Duration::from_millis(STANDBY_RETRY_MS),
             modes: HashMap::new(),
             policies: HashMap::new(),

@@ -905,3 +905,60 @@ on_both_backends_api_only!(a_batch_read_ahead_is_used_from_its_checkpoint_only_a
     let expected: Vec<i64> = log.iter().chain(&later).copied().collect();
     assert_eq!(everything, expected, "every event once, in log order");
 });
+
+/// With `--projection-gather-ms`, the commits that land within that time of
+/// a batch's start wait for it to pass and then share one batch (one
+/// transaction, one notice) instead of waking a batch each. Three orders
+/// placed right after a batch began reach `order_summary` in exactly one
+/// `projectionUpdated` notice, once the window has passed; without
+/// gathering each commit woke a batch at once. (Seen through this app's own notices: the metrics are
+/// process-wide, shared with the tests running beside it.)
+async fn commits_within_the_gather_time_share_one_batch(backend: Backend) {
+    use crate::ws_client::{Protocol, WsClient};
+    let gather = Duration::from_secs(3);
+    let Some(app) = TestApp::spawn_with(backend, |s| s.runtime.gather = gather).await else { return };
+    let seed = app.seed().await;
+    app.settle().await;
+    let mut ws = WsClient::connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    ws.init().await;
+    ws.subscribe(
+        "u",
+        "subscription { projectionUpdated(projections: [\"order_summary\"], includeCurrent: true) { streamIds } }",
+        json!({}),
+    )
+    .await;
+    ws.next_data("u").await; // the current checkpoint: the subscription is live
+    let ids = |update: &Value| -> Vec<String> {
+        update["data"]["projectionUpdated"]["streamIds"].as_array().expect("ids").iter().map(s).collect()
+    };
+    // A batch of its own begins the window.
+    let (first, _) = app.place_order(&seed.customer, &[(&seed.tea, 1)]).await;
+    while !ids(&ws.next_data("u").await).contains(&first) {}
+    let began = std::time::Instant::now(); // just after that batch began
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        placed.push(app.place_order(&seed.customer, &[(&seed.cake, 1)]).await.0);
+    }
+    let took = began.elapsed();
+    let mut notices = Vec::new();
+    while !placed.iter().all(|id| notices.iter().any(|n: &Vec<String>| n.contains(id))) {
+        notices.push(ids(&ws.next_data("u").await));
+    }
+    let seen = began.elapsed();
+    assert!(took < gather / 2, "the three orders took {took:?}: the test needs them well inside the window");
+    assert_eq!(notices.len(), 1, "one batch for the three orders {placed:?}: {notices:?}");
+    // It waited for the window to pass (without gathering it comes within
+    // milliseconds, and on PostgreSQL may hold all three as well).
+    assert!(seen > gather / 2, "the batch came {seen:?} after the one before it, within the gather time {gather:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_within_the_gather_time_share_one_batch_on_sqlite() {
+    commits_within_the_gather_time_share_one_batch(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_within_the_gather_time_share_one_batch_on_postgres() {
+    commits_within_the_gather_time_share_one_batch(Backend::Postgres).await;
+}

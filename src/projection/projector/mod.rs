@@ -78,6 +78,8 @@ pub struct Projector {
     notices: Notices,
     batch_size: u64,
     standby_retry: Duration,
+    /// Under load, the least time from one batch's start to the next's.
+    pub(in crate::projection) gather: Duration,
     /// The checkpoint this runner last committed (saves a read per batch;
     /// the fence in every batch catches a checkpoint moved by anyone else).
     cached: std::sync::Mutex<Option<LogPosition>>,
@@ -111,6 +113,7 @@ impl Projector {
             notices,
             batch_size: settings.batch_size.max(1),
             standby_retry: settings.standby_retry,
+            gather: settings.gather,
             cached: std::sync::Mutex::new(None),
             upcaster: None,
             fence_token: std::sync::Mutex::new(None),
