@@ -252,6 +252,12 @@ function ordersVariables(c) {
   return { search: c.search, filter: Object.keys(filter).length ? filter : null, withCount: isActive(c) };
 }
 
+/** An answer (or a failure) to an earlier read, overtaken by a newer one
+ * already shown: dropped, and counted (`data-dropped`, for the tests). */
+function overtaken() {
+  ui.orders.dataset.dropped = String(Number(ui.orders.dataset.dropped ?? 0) + 1);
+}
+
 /** Re-reads the newest orders under the form's search and filters; an
  * answer older than one already shown is dropped, so a slow answer to an
  * earlier keystroke never overwrites a newer one. */
@@ -263,8 +269,7 @@ async function fetchOrders(consistentWith = null) {
     const data = await gql(ORDERS_QUERY, { consistentWith, ...ordersVariables(asked) });
     if (mine !== session) return;
     if (seq < ordersApplied) {
-      // An answer to an earlier keystroke, overtaken by a newer one: dropped.
-      ui.orders.dataset.dropped = String(Number(ui.orders.dataset.dropped ?? 0) + 1);
+      overtaken();
       return;
     }
     ordersApplied = seq;
@@ -279,7 +284,11 @@ async function fetchOrders(consistentWith = null) {
     }
     render();
   } catch (e) {
-    if (mine !== session || seq < ordersApplied) return;
+    if (mine !== session) return;
+    if (seq < ordersApplied) {
+      overtaken();
+      return;
+    }
     const refused = e instanceof BoardError && e.errors.find((x) => x.code === 'VALIDATION');
     if (refused && isActive(asked)) {
       // The user's own input was refused: say why next to the search box.
