@@ -205,9 +205,14 @@ async fn one_trace_from_the_request_to_its_visibility(backend: Backend, client_t
     if client_traceparent {
         assert_eq!(hex(&trace), CLIENT_TRACE, "the request's own trace continues");
     }
+    // The transaction, and up from the command its operation and HTTP spans:
+    // the HTTP span ends after the response is sent, so it may be exported
+    // in a later batch than the others (the test once looked too soon).
     let spans = receiver
-        .until("the command's transaction", |spans| {
-            named(spans, "PlaceOrder transaction").iter().any(|s| s.trace_id == trace).then(|| spans.to_vec())
+        .until("the command's transaction, operation and HTTP spans", |spans| {
+            let exported = |name: &str| named(spans, name).iter().any(|s| s.trace_id == trace);
+            (exported("PlaceOrder transaction") && exported("mutation PlaceIt") && exported("POST /graphql"))
+                .then(|| spans.to_vec())
         })
         .await;
     let transaction = named(&spans, "PlaceOrder transaction").into_iter().find(|s| s.trace_id == trace).expect("found");
