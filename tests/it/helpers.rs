@@ -486,22 +486,27 @@ impl HeldRow {
         let mut probe = sqlx::PgConnection::connect(url).await.expect("connect");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
-                 AND wait_event_type = 'Lock' AND query ILIKE $2",
-            )
-            .bind(self.pid)
-            .bind(like)
-            .fetch_one(&mut probe)
-            .await
-            .expect("sessions");
-            if waiting > 0 {
+            if self.waiters(&mut probe, like).await > 0 {
                 return;
             }
             assert!(std::time::Instant::now() < deadline, "{what} within 10 s");
             // No signal for a lock wait (see above): look again shortly.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// How many other sessions of the database wait on a lock now, with a
+    /// statement matching `like` (an `ILIKE` pattern), asked through `probe`.
+    pub async fn waiters<'e>(&self, probe: impl sqlx::PgExecutor<'e>, like: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
+             AND wait_event_type = 'Lock' AND query ILIKE $2",
+        )
+        .bind(self.pid)
+        .bind(like)
+        .fetch_one(probe)
+        .await
+        .expect("sessions")
     }
 
     pub async fn release(mut self) {

@@ -190,14 +190,21 @@ async fn hold_a_command(
 }
 
 /// Seeds `app`, settles it, and holds a command ([`hold_a_command`]) at
-/// its second pause point: its state is written (it has its xid) and
-/// nothing is appended yet.
+/// its second pause point ([`let_it_write_its_state`]).
 async fn seeded_with_a_writer_held_after_its_first_write(
     app: &TestApp,
 ) -> (Seed, Arc<Gate>, tokio::task::JoinHandle<Value>) {
     let seed = app.seed().await;
     app.settle().await;
     let (gate, mut arrived, held) = hold_a_command(app, &seed).await;
+    let_it_write_its_state(&gate, &mut arrived).await;
+    (seed, gate, held)
+}
+
+/// Lets a command held at the lock ([`hold_a_command`]) go on to its second
+/// pause point and waits until it is there: its state is written (it has
+/// its xid) and nothing is appended yet.
+async fn let_it_write_its_state(gate: &Gate, arrived: &mut watch::Receiver<Option<Pause>>) {
     gate.release.send_replace(1);
     within(
         Duration::from_secs(30),
@@ -206,7 +213,6 @@ async fn seeded_with_a_writer_held_after_its_first_write(
     )
     .await
     .expect("arrives after its first write");
-    (seed, gate, held)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -220,14 +226,7 @@ async fn a_command_held_between_its_steps_is_waited_for_and_never_skipped() {
     let (visible, _) = write_visible(&app, &token, 5000).await;
     assert!(visible, "a lock holder without an xid does not hold the horizon back");
     // 2. It has its xid (its state is written) and has not appended: later writes wait for it.
-    gate.release.send_replace(1);
-    within(
-        Duration::from_secs(30),
-        "the held command to save its state",
-        arrived.wait_for(|p| *p == Some(Pause::StateSaved)),
-    )
-    .await
-    .expect("arrives after its first write");
+    let_it_write_its_state(&gate, &mut arrived).await;
     let (later, later_token) = app.place_order(&seed.customer, &[(&seed.cake, 1)]).await;
     let (visible, _) = write_visible(&app, &later_token, 300).await;
     assert!(!visible, "a later write must not become visible past an open appender");

@@ -911,8 +911,9 @@ on_both_backends_api_only!(a_batch_read_ahead_is_used_from_its_checkpoint_only_a
 /// transaction, one notice) instead of waking a batch each. Three orders
 /// placed right after a batch began reach `order_summary` in exactly one
 /// `projectionUpdated` notice, once the window has passed; without
-/// gathering each commit woke a batch at once. (Seen through this app's own notices: the metrics are
-/// process-wide, shared with the tests running beside it.)
+/// gathering each commit woke a batch at once. (Seen through this app's own
+/// notices: the metrics are process-wide, shared with the tests running
+/// beside it.)
 async fn commits_within_the_gather_time_share_one_batch(backend: Backend) {
     use crate::ws_client::{Protocol, WsClient};
     let gather = Duration::from_secs(3);

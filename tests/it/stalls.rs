@@ -411,14 +411,7 @@ async fn a_heartbeat_skips_a_held_checkpoint_row_and_writes_the_others_on_postgr
         if beaten == 4 { Ok(()) } else { Err(format!("{beaten} of 4 beaten after {after}: {}", beats().await)) }
     })
     .await;
-    let waiting: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 \
-         AND wait_event_type = 'Lock' AND query ILIKE '%projection_checkpoint%'",
-    )
-    .bind(holder.pid)
-    .fetch_one(&probe)
-    .await
-    .expect("sessions");
+    let waiting = holder.waiters(&probe, "%projection_checkpoint%").await;
     assert_eq!(waiting, 0, "a session waits on the held checkpoint row: {}", beats().await);
     let failed = crate::metrics::value(&crate::metrics::scrape(&app).await, failures).unwrap_or(0.0);
     assert_eq!(failed, failed_before, "no beat failed while the row was held");
